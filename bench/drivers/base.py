@@ -1,0 +1,317 @@
+"""The driver seam: the protocols every target implements, the message envelope, and the registry.
+
+A driver is the only place that knows a broker's or database's client library. The engine talks
+to drivers through the small protocols below (modelled on OpenMessaging Benchmark's narrow
+async API), and drivers are found through the ``bench.drivers`` entry-point group, the
+built-in ones included, so a third party adds a driver with a ``pip install``.
+
+Two shapes of driver exist:
+
+* **stream drivers** (memory, kafka, rabbitmq, nats) move ``Message`` objects from producers
+  to consumers;
+* **store drivers** (memory, postgres) append events to aggregates with an expected version.
+
+Every driver declares a pydantic config model (``extra="forbid"``) so that a typo in a scenario
+file is an error naming the field.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict
+
+from bench.errors import DriverNotFound
+from bench.units import Duration
+
+ENTRY_POINT_GROUP = "bench.drivers"
+
+
+# --------------------------------------------------------------------------- message envelope
+
+
+@dataclass(slots=True)
+class Message:
+    """One event on the wire, plus the harness's timing and audit fields.
+
+    ``value`` is the encoded domain event (JSON, padded to the requested payload size).
+    The audit identifies every message by (producer_id, seq); ``key_seq`` is the sequence of
+    the message within its (producer, key) and is what per-key ordering is checked against.
+    ``intended_ns`` is the scheduled send time on the clock named by the run (monotonic on one
+    host), and is what response and end-to-end latency are measured from.
+    """
+
+    key: str
+    value: bytes
+    event_type: str
+    event_id: str
+    correlation_id: str
+    producer_id: int
+    seq: int
+    key_seq: int
+    intended_ns: int
+
+
+# Header names are short because they travel with every message; they are the same on every
+# broker so that captures from different targets read alike.
+H_PRODUCER = "eb-p"
+H_SEQ = "eb-s"
+H_KEY_SEQ = "eb-k"
+H_INTENDED = "eb-t"
+H_EVENT_TYPE = "event-type"
+H_EVENT_ID = "event-id"
+H_CORRELATION = "correlation-id"
+
+
+def message_headers(msg: Message) -> dict[str, str]:
+    """The headers that carry a message's envelope fields (strings; drivers encode as needed)."""
+    return {
+        H_PRODUCER: str(msg.producer_id),
+        H_SEQ: str(msg.seq),
+        H_KEY_SEQ: str(msg.key_seq),
+        H_INTENDED: str(msg.intended_ns),
+        H_EVENT_TYPE: msg.event_type,
+        H_EVENT_ID: msg.event_id,
+        H_CORRELATION: msg.correlation_id,
+    }
+
+
+def message_from_headers(
+    key: str, value: bytes, headers: Mapping[str, str | bytes]
+) -> Message | None:
+    """Rebuild a Message from received headers; None when the message is not one of ours."""
+
+    def text(name: str) -> str:
+        raw = headers[name]
+        return raw.decode() if isinstance(raw, bytes | bytearray) else str(raw)
+
+    try:
+        return Message(
+            key=key,
+            value=value,
+            event_type=text(H_EVENT_TYPE),
+            event_id=text(H_EVENT_ID),
+            correlation_id=text(H_CORRELATION),
+            producer_id=int(text(H_PRODUCER)),
+            seq=int(text(H_SEQ)),
+            key_seq=int(text(H_KEY_SEQ)),
+            intended_ns=int(text(H_INTENDED)),
+        )
+    except (KeyError, ValueError):
+        return None
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+class DriverConfig(BaseModel):
+    """Base for every driver's options. Subclasses add their own fields.
+
+    ``driver`` selects the driver; everything else in a ``[targets.NAME]`` table is validated by
+    the driver's own model, so an unknown key is an error that names it.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    driver: str
+    connect_timeout: Duration = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Topology:
+    """What a run point needs to exist on the target before load starts.
+
+    ``name`` is unique per run point (topic, queue or stream name); ``partitions`` is the
+    number of partitions (Kafka), queues (RabbitMQ) or the memory broker's partitions.
+    """
+
+    name: str
+    partitions: int
+    producers: int
+    consumers: int
+    consumer_group: str
+
+
+@dataclass(slots=True)
+class DriverContext:
+    """What the engine gives a driver: a way to count errors on the run's timeline.
+
+    Drivers call ``count_error("reconnect")`` (or "timeout", "broker_error", …) instead of
+    raising for problems the run survives; the counts appear in the interval timeseries and in
+    the summary's ``errors``.
+    """
+
+    count_error: Callable[[str], None] = field(default=lambda kind: None)
+    # Where a driver may keep files (local broker state, certificates). None: nowhere.
+    state_dir: str | None = None
+
+
+# --------------------------------------------------------------------------- stream drivers
+
+
+OnMessage = Callable[[Message], None]
+
+
+@runtime_checkable
+class Producer(Protocol):
+    async def send(self, msg: Message) -> None:
+        """Send one message; return when the target acknowledged it, raise on failure."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+@runtime_checkable
+class Consumer(Protocol):
+    async def start(self) -> None:
+        """Begin delivering messages to the callback given at creation; return once subscribed."""
+        ...
+
+    async def stop(self) -> None: ...
+
+
+class StreamDriver(Protocol):
+    """A target that moves messages: the memory broker, Kafka, RabbitMQ, NATS JetStream."""
+
+    name: ClassVar[str]
+    kind: ClassVar[Literal["stream", "store", "both"]]
+    config_model: ClassVar[type[DriverConfig]]
+
+    def __init__(self, config: Any, context: DriverContext) -> None: ...
+
+    async def connect(self) -> None:
+        """Reach the target within ``connect_timeout``; raise DriverError with one clear line."""
+        ...
+
+    async def prepare(self, topology: Topology) -> None:
+        """Create or purge what the run point needs (idempotent). Called once per point."""
+        ...
+
+    async def producer(self, topology: Topology, producer_id: int) -> Producer: ...
+
+    async def consumer(
+        self, topology: Topology, consumer_id: int, on_message: OnMessage
+    ) -> Consumer: ...
+
+    async def cleanup(self, topology: Topology) -> None:
+        """Remove what prepare created, when the scenario asks for it."""
+        ...
+
+    async def describe(self) -> dict[str, Any]:
+        """What answered: product, version, cluster id, effective settings. No secrets."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+# --------------------------------------------------------------------------- store drivers
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """One event as an event store keeps it."""
+
+    event_id: str
+    aggregate_id: str
+    aggregate_type: str
+    event_type: str
+    version: int
+    payload: bytes
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    """The outcome of one append attempt: committed, or a conflict with the version found."""
+
+    committed: bool
+    # The aggregate's version after the append (committed) or as found (conflict), when known.
+    version: int | None = None
+
+
+class StoreDriver(Protocol):
+    """A target that stores events per aggregate with optimistic concurrency."""
+
+    name: ClassVar[str]
+    kind: ClassVar[Literal["stream", "store", "both"]]
+    config_model: ClassVar[type[DriverConfig]]
+
+    async def connect(self) -> None: ...
+
+    async def prepare_store(self) -> None: ...
+
+    async def append(
+        self, aggregate_id: str, events: list[StoredEvent], expected_version: int
+    ) -> AppendResult: ...
+
+    async def load(self, aggregate_id: str) -> list[StoredEvent]: ...
+
+    async def verify(self) -> list[str]:
+        """The store's invariants; each violation as one sentence. Empty: all hold."""
+        ...
+
+    async def describe(self) -> dict[str, Any]: ...
+
+    async def close(self) -> None: ...
+
+
+# --------------------------------------------------------------------------- registry
+
+
+@dataclass(frozen=True, slots=True)
+class DriverInfo:
+    name: str
+    target: str  # "module:Class" as registered
+    cls: type | None
+    problem: str | None  # why it cannot be loaded (client library missing, …)
+
+
+def _registered() -> dict[str, str]:
+    return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def available_drivers() -> list[DriverInfo]:
+    """Every registered driver, loaded where possible, with the reason where not."""
+    infos = []
+    for name, target in sorted(_registered().items()):
+        try:
+            cls = _load(target)
+            infos.append(DriverInfo(name, target, cls, None))
+        except ImportError as exc:
+            infos.append(DriverInfo(name, target, None, _missing_hint(name, exc)))
+    return infos
+
+
+def load_driver(name: str) -> type:
+    """The driver class registered as ``name``; DriverNotFound with a hint otherwise."""
+    registered = _registered()
+    if not registered:
+        raise DriverNotFound(
+            "no drivers are registered (the bench.drivers entry points are missing)",
+            hint="install the project: pip install -e '.[all]'",
+        )
+    if name not in registered:
+        known = ", ".join(sorted(registered))
+        raise DriverNotFound(f"unknown driver {name!r}", hint=f"known drivers: {known}")
+    try:
+        return _load(registered[name])
+    except ImportError as exc:
+        raise DriverNotFound(_missing_hint(name, exc)) from exc
+
+
+def _load(target: str) -> type:
+    module_name, _, attr = target.partition(":")
+    module = importlib.import_module(module_name)
+    cls = getattr(module, attr)
+    if not isinstance(cls, type):
+        raise ImportError(f"{target} is not a class")
+    return cls
+
+
+def _missing_hint(name: str, exc: ImportError) -> str:
+    missing = getattr(exc, "name", None) or str(exc)
+    return f"driver {name!r} needs {missing}: pip install 'eventbench[{name}]'"
