@@ -23,14 +23,14 @@ def parse_duration_s(value: object) -> float:
     if isinstance(value, int | float):
         if value == 0:
             return 0.0
-        raise ValueError(
-            f"duration {value!r} has no unit: write it as '{value}s' or '{value}ms'"
-        )
+        raise ValueError(f"duration {value!r} has no unit: write it as '{value}s' or '{value}ms'")
     if not isinstance(value, str):
         raise ValueError("expected a duration such as '10s', '500ms' or '2m'")
     match = _DURATION_RE.match(value)
     if not match:
-        raise ValueError(f"{value!r} is not a duration: use a number and a unit (ns, us, ms, s, m, h)")
+        raise ValueError(
+            f"{value!r} is not a duration: use a number and a unit (ns, us, ms, s, m, h)"
+        )
     return float(match.group(1)) * _UNIT_S[match.group(2)]
 
 

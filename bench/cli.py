@@ -1,0 +1,335 @@
+"""The ``bench`` command (typer). Thin: it parses, calls the modules, and prints.
+
+Errors that users can cause are ``BenchError``s, rendered as one line plus a hint with the
+error's exit code (2 for bad input); tracebacks only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from bench import __version__
+from bench.errors import BenchError, ScenarioError
+
+app = typer.Typer(
+    name="bench",
+    help=(
+        "eventbench: honest benchmarks for event-driven systems.\n\n"
+        "Push event workloads through Kafka, RabbitMQ, NATS JetStream, a PostgreSQL event "
+        "store or the embedded memory target; record latency (HdrHistogram, from the intended "
+        "send time), throughput and an exact delivery audit.\n\n"
+        "Start with:  bench run scenarios/quickstart.toml"
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(highlight=False)
+if not console.is_terminal:
+    # Logs and CI: wide enough for the summary table instead of rich's 80-column default.
+    console = Console(highlight=False, width=200)
+err_console = Console(stderr=True, highlight=False)
+_debug = False
+
+DEFAULT_SCENARIO = Path("scenarios/quickstart.toml")
+
+
+@app.callback()
+def _main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+) -> None:
+    global _debug
+    _debug = debug
+    if version:
+        console.print(f"eventbench {__version__}")
+        raise typer.Exit(0)
+
+
+def _default_scenario() -> Path:
+    for candidate in (DEFAULT_SCENARIO, Path(__file__).resolve().parent.parent / DEFAULT_SCENARIO):
+        if candidate.exists():
+            return candidate
+    raise ScenarioError(
+        str(DEFAULT_SCENARIO), None, "not found", hint="run from the eventbench checkout, or name a file"
+    )
+
+
+# --------------------------------------------------------------------------- run
+
+
+class _Interrupts:
+    """First Ctrl-C/SIGTERM: stop the load, finish the files. Second: leave at once."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.on_second: list[Any] = []
+
+    def install(self) -> None:
+        signal.signal(signal.SIGINT, self._handle)
+        signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.signum is not None:
+            for callback in self.on_second:
+                callback()
+            os._exit(128 + signum)
+        self.signum = signum
+        err_console.print(
+            "[yellow]interrupted: stopping the load and writing results "
+            "(press Ctrl-C again to leave at once)[/]"
+        )
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
+
+
+@app.command()
+def run(
+    scenarios: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Scenario files (TOML). Default: scenarios/quickstart.toml."),
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", "-s", help="Override a field: --set workload.rate=5000 (repeatable)."),
+    ] = None,
+    results_dir: Annotated[
+        Path, typer.Option("--results-dir", "-o", help="Where run directories are written.")
+    ] = Path("results"),
+    target: Annotated[
+        list[str] | None, typer.Option("--target", "-t", help="Run only these targets.")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live progress line.")] = False,
+) -> None:
+    """Run scenarios and write results/<run-id>/ (manifest, summaries, .hlog, timeseries).
+
+    Latency is measured from each event's intended send time (open loop), so a stalled target
+    shows up in the numbers instead of slowing the load down. Exit code: 0 when every point
+    ran, 1 when one failed, 2 for bad input, 130/143 when interrupted.
+    """
+    from bench.engine.runner import IntervalView, PointRunner
+    from bench.report.terminal import summary_table
+    from bench.scenario import expand, load_scenario
+    from bench.store import MANIFEST, atomic_write_json, create_run_dir, environment
+
+    paths = scenarios or [_default_scenario()]
+    loaded = [(path, load_scenario(path, set_ or [])) for path in paths]
+    plans = []
+    for path, scenario in loaded:
+        points = expand(scenario, str(path))
+        if target:
+            unknown = set(target) - set(scenario.targets)
+            if unknown:
+                raise ScenarioError(str(path), "--target", f"no target named {sorted(unknown)[0]!r}")
+            points = [p for p in points if p.target in target]
+        plans.append((path, scenario, points))
+
+    interrupts = _Interrupts()
+    interrupts.install()
+    any_failed = False
+    env = environment()
+    for path, scenario, points in plans:
+        run_id, run_dir = create_run_dir(results_dir, scenario.scenario.name)
+        manifest: dict[str, Any] = {
+            "schema_version": 1,
+            "run_id": run_id,
+            "scenario_file": str(path),
+            "scenario": scenario.model_dump(mode="json"),
+            "overrides": set_ or [],
+            "environment": env,
+            "started_at": time.time(),
+            "ended_at": None,
+            "status": "running",
+            "points": [
+                {"index": p.index, "target": p.target, "label": p.label, "dir": p.slug, "status": "pending"}
+                for p in points
+            ],
+        }
+
+        def write_manifest(status: str | None = None, manifest: dict[str, Any] = manifest,
+                           run_dir: Path = run_dir) -> None:
+            if status:
+                manifest["status"] = status
+                manifest["ended_at"] = time.time()
+            atomic_write_json(run_dir / MANIFEST, manifest)
+
+        write_manifest()
+        interrupts.on_second = [lambda: write_manifest("interrupted")]
+        console.print(
+            f"[bold]{scenario.scenario.name}[/]: {len(points)} point(s) -> {run_dir}"
+        )
+        summaries = []
+        for point in points:
+            if interrupts.requested:
+                break
+            console.print(f"[bold cyan]▶ {point.label}[/]  ({_describe_load(point)})")
+
+            def show(view: IntervalView) -> None:
+                if quiet:
+                    return
+                console.print(
+                    f"  {view.t_s:6.1f}s {view.phase:<7} sent {view.sent_per_s:9.0f}/s  "
+                    f"acked {view.acked_per_s:9.0f}/s  recv {view.received_per_s:9.0f}/s  "
+                    f"p99 resp {_fmt(view.response_p99_us):>8}  e2e {_fmt(view.e2e_p99_us):>8}  "
+                    f"errors {view.errors}  cpu {view.cpu_pct:3.0f}%",
+                    highlight=False,
+                )
+
+            runner = PointRunner(
+                point,
+                run_id,
+                run_dir / point.slug,
+                stop_requested=lambda: interrupts.requested,
+                on_interval=show,
+            )
+            summary = runner.run()
+            summaries.append(summary)
+            manifest["points"][point.index]["status"] = summary["status"]
+            write_manifest()
+            if summary["status"] == "failed":
+                any_failed = True
+                for problem in summary["problems"]:
+                    err_console.print(f"[red]error:[/] {point.label}: {problem}")
+            elif summary["problems"]:
+                for problem in summary["problems"]:
+                    err_console.print(f"[yellow]warning:[/] {point.label}: {problem}")
+        status = "interrupted" if interrupts.requested else ("failed" if any_failed else "ok")
+        write_manifest(status)
+        if summaries:
+            console.print(summary_table(summaries, title=f"{scenario.scenario.name} ({run_id})"))
+        console.print(f"results: {run_dir}")
+        if interrupts.requested:
+            break
+    if interrupts.requested:
+        raise typer.Exit(128 + (interrupts.signum or signal.SIGINT))
+    raise typer.Exit(1 if any_failed else 0)
+
+
+def _fmt(value_us: float | None) -> str:
+    from bench.units import format_latency_us
+
+    return format_latency_us(value_us)
+
+
+def _describe_load(point: Any) -> str:
+    w = point.workload
+    meta = point.scenario.scenario
+    load = f"max, concurrency {w.concurrency}" if w.closed_loop else f"{w.rate:g}/s {w.schedule}"
+    return (
+        f"{load}, {w.producers}p/{w.consumers}c on {w.workers} worker(s), "
+        f"warmup {meta.warmup:g}s, measure {meta.duration:g}s"
+    )
+
+
+# --------------------------------------------------------------------------- validate / show
+
+
+@app.command()
+def validate(
+    scenarios: Annotated[list[Path], typer.Argument(help="Scenario files to check.")],
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", "-s", help="Override a field, as for run.")
+    ] = None,
+) -> None:
+    """Check scenario files (every field, every driver option, every matrix point) without
+    running them."""
+    from bench.scenario import expand, load_scenario
+
+    for path in scenarios:
+        scenario = load_scenario(path, set_ or [])
+        points = expand(scenario, str(path))
+        console.print(
+            f"[green]ok[/] {path}: {len(scenario.targets)} target(s), {len(points)} point(s)"
+        )
+        for point in points:
+            console.print(f"  {point.index:3d}  {point.label}")
+
+
+@app.command()
+def show(
+    run_dir: Annotated[Path, typer.Argument(help="A results/<run-id> directory.")],
+) -> None:
+    """Print the summary table of a finished (or interrupted) run again."""
+    from bench.report.terminal import summary_table
+    from bench.store import load_run
+
+    results = load_run(run_dir)
+    manifest = results.manifest
+    console.print(
+        summary_table(
+            results.summaries,
+            title=f"{manifest.get('scenario', {}).get('scenario', {}).get('name', '?')} "
+            f"({manifest.get('run_id')}, {manifest.get('status')})",
+        )
+    )
+
+
+@app.command()
+def drivers() -> None:
+    """List the registered drivers, their kind and options (third-party ones included)."""
+    from rich.table import Table
+
+    from bench.drivers.base import available_drivers
+
+    table = Table(header_style="bold")
+    table.add_column("driver")
+    table.add_column("kind")
+    table.add_column("status")
+    table.add_column("options")
+    for info in available_drivers():
+        if info.cls is None:
+            table.add_row(info.name, "?", f"[red]{info.problem}[/]", "")
+            continue
+        fields = [
+            name
+            for name in info.cls.config_model.model_fields
+            if name not in ("driver",)
+        ]
+        table.add_row(info.name, info.cls.kind, "[green]ok[/]", ", ".join(fields))
+    console.print(table)
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except BenchError as exc:
+        if _debug:
+            raise
+        err_console.print(f"[red]error:[/] {exc.message}", soft_wrap=True)
+        if exc.hint:
+            err_console.print(f"  hint: {exc.hint}", soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        sys.exit(130)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:  # click's usage errors and anything unexpected
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if _debug:
+            raise
+        err_console.print(f"[red]internal error:[/] {type(exc).__name__}: {exc}", soft_wrap=True)
+        err_console.print("  hint: rerun with --debug for the traceback, and report it")
+        sys.exit(70)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,633 @@
+"""The NATS JetStream stream driver (nats-py): stream layout, publishing, consumers.
+
+This module owns everything eventbench knows about NATS: the ``NatsConfig`` options, how a run
+point's topology maps to one JetStream stream with per-partition subjects and consumers,
+synchronous versus pipelined publishing, and what ``describe()`` reports about the server.
+
+Layout
+    ``prepare(topology)`` creates a stream (named after ``topology.name``, with characters
+    JetStream forbids in names replaced) that captures ``<name>.>``. A message is published
+    to ``<name>.<p>`` with ``p = crc32(key) % topology.partitions``, so one aggregate always
+    uses one subject (a stable hash: Python's ``hash()`` is salted per process). ``prepare``
+    purges the stream when its configuration matches and deletes and re-adds it otherwise,
+    then (re)creates one consumer per partition, ``<group>-p<p>``, filtered to that subject.
+    Creating consumers up front means nothing published before a consumer subscribes is
+    missed, which matters for ``retention = "interest"`` (a message with no interested
+    consumer is discarded at once).
+
+Publishing
+    Every message carries ``Nats-Msg-Id = event_id``, so JetStream drops a re-sent copy within
+    ``dedup_window``, plus the envelope headers. ``publish = "sync"`` sends one message at a
+    time per producer and waits for its PubAck (a lock serialises concurrent ``send()`` calls).
+    ``publish = "pipelined"`` uses nats-py's ``publish_async``: each producer has its own
+    JetStream context whose pending-ack semaphore is ``publish_window`` wide, so up to that many
+    publishes are on the wire at once while each ``send()`` still resolves on its own PubAck.
+    ``inflight_peak`` records the most acks a producer was waiting for.
+
+Consuming and ordering
+    JetStream keeps order per subject, so per-key order holds when each partition's consumer
+    is read by one client: consumer ``i`` of ``C`` reads partition ``i % P`` when ``C >= P`` and
+    otherwise every partition ``p`` with ``p % C == i``. With ``C > P`` several clients share a
+    partition's consumer and per-key order is not guaranteed. ``consumer_type = "ordered"``
+    uses ephemeral ordered consumers that each read a whole partition, so it needs ``C <= P``.
+    Redeliveries (ack timeout) can reorder and duplicate; the audit counts them.
+
+Errors
+    ``connect()`` gives up after ``connect_timeout`` with a one-line ``DriverError`` naming the
+    servers and the last error. During a run nats-py reconnects; disconnects, reconnects and
+    asynchronous errors are counted through ``context.count_error``. Publishes that fail raise
+    from ``send()`` (``TimeoutError`` for a missing PubAck, ``DriverError`` for a refusal).
+    Credentials never appear in ``describe()``, logs or errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import os
+import re
+import ssl
+import zlib
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any, ClassVar, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+import nats
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext, api
+from pydantic import Field, SecretStr, model_validator
+
+from bench.drivers.base import (
+    DriverConfig,
+    DriverContext,
+    Message,
+    OnMessage,
+    Topology,
+    message_from_headers,
+    message_headers,
+)
+from bench.errors import DriverError
+from bench.units import Duration
+
+DEFAULT_SERVERS = "nats://127.0.0.1:4222"
+
+# NATS has no message key; the aggregate key travels as a header (the subject only names the
+# partition).
+H_KEY = "eb-key"
+H_MSG_ID = "Nats-Msg-Id"
+
+
+def _default_servers() -> list[str]:
+    raw = os.environ.get("BENCH_NATS_URL", DEFAULT_SERVERS)
+    return [s.strip() for s in raw.split(",") if s.strip()]
+
+
+class NatsConfig(DriverConfig):
+    """Options of a ``driver = "nats"`` target."""
+
+    driver: Literal["nats"] = "nats"
+    servers: list[str] = Field(default_factory=_default_servers, min_length=1)
+    user: str | None = None
+    password: SecretStr | None = None
+    token: SecretStr | None = None
+    creds_file: str | None = None
+    tls_cafile: str | None = None
+    tls_certfile: str | None = None
+    tls_keyfile: str | None = None
+    storage: Literal["file", "memory"] = "file"
+    replicas: int = Field(default=1, ge=1, le=5)
+    retention: Literal["limits", "workqueue", "interest"] = "limits"
+    max_msgs: int = Field(default=-1, ge=-1)
+    max_bytes: int = Field(default=-1, ge=-1)
+    publish: Literal["sync", "pipelined"] = "pipelined"
+    publish_window: int = Field(default=256, ge=1)
+    publish_timeout: Duration = 10.0
+    dedup_window: Duration = 120.0
+    consumer_type: Literal["pull", "push", "ordered"] = "pull"
+    fetch_batch: int = Field(default=256, ge=1)
+    fetch_timeout: Duration = 1.0
+    max_ack_pending: int = Field(default=4096, ge=1)
+    ack_wait: Duration = 30.0
+    ack_policy: Literal["explicit", "none", "all"] = "explicit"
+    durable: bool = True
+    inactive_threshold: Duration = 300.0
+    max_reconnect_attempts: int = Field(default=60, ge=-1)
+    reconnect_wait: Duration = 1.0
+
+    @model_validator(mode="after")
+    def _check(self) -> NatsConfig:
+        if self.password is not None and self.user is None:
+            raise ValueError("password needs user")
+        if self.consumer_type == "ordered" and self.ack_policy != "none":
+            raise ValueError("ordered consumers do not acknowledge: set ack_policy = 'none'")
+        if self.retention == "workqueue" and self.ack_policy == "none":
+            raise ValueError(
+                "workqueue retention removes a message on ack: ack_policy 'none' "
+                "would never remove anything"
+            )
+        return self
+
+
+def partition_of(key: str, partitions: int) -> int:
+    """The partition (0-based) whose subject carries ``key``; stable across processes."""
+    return zlib.crc32(key.encode()) % partitions
+
+
+def assigned_partitions(consumer_id: int, consumers: int, partitions: int) -> list[int]:
+    """The partitions consumer ``consumer_id`` of ``consumers`` reads; each gets >= 1 reader."""
+    if consumers >= partitions:
+        return [consumer_id % partitions]
+    return [p for p in range(partitions) if p % consumers == consumer_id % consumers]
+
+
+_NAME_FORBIDDEN = re.compile(r"[^A-Za-z0-9_-]")
+
+
+def stream_name(topology: Topology) -> str:
+    """JetStream stream names may not contain '.', '*', '>', spaces or path separators."""
+    return _NAME_FORBIDDEN.sub("_", topology.name)
+
+
+def subject_prefix(topology: Topology) -> str:
+    # One subject token keeps "<prefix>.>" capturing exactly the partition subjects.
+    return stream_name(topology)
+
+
+def public_server(url: str) -> str:
+    """A server URL without user information."""
+    parts = urlsplit(url if "://" in url else f"nats://{url}")
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def _package_version(name: str) -> str | None:
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+
+
+_ACK_POLICIES = {
+    "explicit": api.AckPolicy.EXPLICIT,
+    "none": api.AckPolicy.NONE,
+    "all": api.AckPolicy.ALL,
+}
+
+
+class NatsProducer:
+    """One producer. Pipelined: its own JetStream context, so the window is per producer."""
+
+    def __init__(self, driver: NatsDriver, topology: Topology) -> None:
+        self._driver = driver
+        self._config = driver.config
+        self._prefix = subject_prefix(topology)
+        self._stream = stream_name(topology)
+        self._partitions = max(1, topology.partitions)
+        self._js: JetStreamContext = driver.client.jetstream(
+            timeout=self._config.publish_timeout,
+            publish_async_max_pending=self._config.publish_window,
+        )
+        self._lock = asyncio.Lock()
+        self.inflight_peak = 0
+
+    def _headers(self, msg: Message) -> dict[str, str]:
+        headers = message_headers(msg)
+        headers[H_KEY] = msg.key
+        headers[H_MSG_ID] = msg.event_id
+        return headers
+
+    async def send(self, msg: Message) -> None:
+        subject = f"{self._prefix}.{partition_of(msg.key, self._partitions)}"
+        headers = self._headers(msg)
+        timeout_s = self._config.publish_timeout
+        try:
+            if self._config.publish == "sync":
+                async with self._lock:
+                    self._observe(1)
+                    await self._js.publish(subject, msg.value, timeout=timeout_s, headers=headers)
+                return
+            # publish_async waits (up to timeout_s) for a free slot in the window, writes the
+            # message and returns a future for its PubAck.
+            future = await self._js.publish_async(
+                subject, msg.value, wait_stall=timeout_s, headers=headers
+            )
+            self._observe(self._js.publish_async_pending())
+            # The future has no deadline of its own; cancelling it on timeout frees the slot.
+            await asyncio.wait_for(future, timeout_s)
+        except (TimeoutError, nats.errors.TimeoutError, nats.js.errors.TooManyStalledMsgsError):
+            raise TimeoutError(f"nats: no PubAck for {subject} within {timeout_s:g}s") from None
+        except nats.js.errors.NoStreamResponseError:
+            raise DriverError(
+                f"nats: no stream captures {subject}; prepare() must run before producers start"
+            ) from None
+        except (nats.js.errors.APIError, nats.errors.Error) as exc:
+            raise DriverError(f"nats: publish to {subject} failed: {exc}") from None
+
+    def _observe(self, inflight: int) -> None:
+        if inflight > self.inflight_peak:
+            self.inflight_peak = inflight
+            self._driver.note_inflight(inflight)
+
+    async def close(self) -> None:
+        if self._config.publish == "pipelined":
+            # Let acks already on their way land rather than cancel them mid-flight.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._js.publish_async_completed(), self._config.publish_timeout
+                )
+
+
+class NatsConsumer:
+    """One consumer client: reads its assigned partitions' JetStream consumers."""
+
+    def __init__(
+        self,
+        driver: NatsDriver,
+        topology: Topology,
+        partitions: list[int],
+        on_message: OnMessage,
+    ) -> None:
+        self._driver = driver
+        self._config = driver.config
+        self._topology = topology
+        self._stream = stream_name(topology)
+        self._prefix = subject_prefix(topology)
+        self._partitions = partitions
+        self._on_message = on_message
+        self._js = driver.client.jetstream(timeout=driver.config.publish_timeout)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._subs: list[Any] = []
+        self._stopping = False
+        self.received = 0
+        self.foreign = 0
+
+    @property
+    def partitions(self) -> list[int]:
+        return list(self._partitions)
+
+    def _handle(self, msg: Msg) -> None:
+        headers = msg.headers or {}
+        decoded = message_from_headers(headers.get(H_KEY, ""), msg.data, headers)
+        if decoded is None:
+            self.foreign += 1
+            return
+        self.received += 1
+        self._on_message(decoded)
+
+    async def start(self) -> None:
+        try:
+            for partition in self._partitions:
+                name = self._driver.consumer_name(self._topology, partition)
+                subject = f"{self._prefix}.{partition}"
+                if self._config.consumer_type == "pull":
+                    psub = await self._js.pull_subscribe_bind(consumer=name, stream=self._stream)
+                    self._subs.append(psub)
+                    self._tasks.append(
+                        asyncio.create_task(self._pull_loop(psub), name=f"nats-pull-{name}")
+                    )
+                elif self._config.consumer_type == "push":
+                    info = await self._js.consumer_info(self._stream, name)
+                    sub = await self._js.subscribe_bind(
+                        stream=self._stream,
+                        config=info.config,
+                        consumer=name,
+                        cb=self._push_callback,
+                        manual_ack=True,
+                    )
+                    self._subs.append(sub)
+                else:
+                    sub = await self._js.subscribe(
+                        subject,
+                        stream=self._stream,
+                        cb=self._push_callback,
+                        ordered_consumer=True,
+                    )
+                    self._subs.append(sub)
+        except nats.js.errors.NotFoundError:
+            await self.stop()
+            raise DriverError(
+                f"nats: stream or consumer for {self._topology.name!r} missing; "
+                "prepare() must run before consumers start"
+            ) from None
+
+    async def _pull_loop(self, psub: JetStreamContext.PullSubscription) -> None:
+        batch, timeout_s = self._config.fetch_batch, self._config.fetch_timeout
+        ack_policy = self._config.ack_policy
+        while not self._stopping:
+            try:
+                msgs = await psub.fetch(batch, timeout=timeout_s)
+            except (TimeoutError, nats.errors.TimeoutError):
+                continue  # nothing to read within the fetch window
+            except (nats.errors.ConnectionClosedError, nats.errors.ConnectionDrainingError):
+                return
+            except nats.errors.Error:
+                self._driver.context.count_error("fetch_error")
+                await asyncio.sleep(timeout_s)
+                continue
+            for msg in msgs:
+                self._handle(msg)
+                if ack_policy == "explicit":
+                    await msg.ack()
+            if ack_policy == "all" and msgs:
+                # AckAll: acknowledging the last message acknowledges the whole batch.
+                await msgs[-1].ack()
+
+    async def _push_callback(self, msg: Msg) -> None:
+        # nats-py runs one subscription's callbacks one after another, so order is kept.
+        self._handle(msg)
+        if self._config.consumer_type != "ordered" and self._config.ack_policy != "none":
+            # Push delivery has no batch boundary, so AckAll acks every message too.
+            await msg.ack()
+
+    async def stop(self) -> None:
+        self._stopping = True
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        subs, self._subs = self._subs, []
+        for sub in subs:
+            with contextlib.suppress(nats.errors.Error, nats.js.errors.Error):
+                await sub.unsubscribe()
+
+
+class NatsDriver:
+    """NATS JetStream through nats-py: one connection per driver."""
+
+    name: ClassVar[str] = "nats"
+    kind: ClassVar[Literal["stream", "store", "both"]] = "stream"
+    config_model: ClassVar[type[DriverConfig]] = NatsConfig
+
+    def __init__(self, config: NatsConfig, context: DriverContext) -> None:
+        self.config = config
+        self.context = context
+        self._nc: NatsClient | None = None
+        self._connected_once = False
+        self._last_error: BaseException | None = None
+        self._streams: dict[str, dict[str, Any]] = {}
+        self.inflight_peak = 0
+
+    # ------------------------------------------------------------------ connection
+
+    @property
+    def client(self) -> NatsClient:
+        if self._nc is None or not self._nc.is_connected:
+            raise DriverError("nats: not connected (call connect() first)")
+        return self._nc
+
+    @property
+    def where(self) -> str:
+        return ", ".join(public_server(s) for s in self.config.servers)
+
+    def _tls(self) -> ssl.SSLContext | None:
+        cfg = self.config
+        if not (cfg.tls_cafile or cfg.tls_certfile):
+            return None
+        context = ssl.create_default_context(cafile=cfg.tls_cafile)
+        if cfg.tls_certfile:
+            context.load_cert_chain(cfg.tls_certfile, cfg.tls_keyfile)
+        return context
+
+    async def _on_error(self, exc: Exception) -> None:
+        self._last_error = exc
+        if self._connected_once:
+            kind = (
+                "slow_consumer" if isinstance(exc, nats.errors.SlowConsumerError) else "nats_error"
+            )
+            self.context.count_error(kind)
+
+    async def _on_disconnected(self) -> None:
+        if self._connected_once:
+            self.context.count_error("disconnect")
+
+    async def _on_reconnected(self) -> None:
+        self.context.count_error("reconnect")
+
+    async def connect(self) -> None:
+        cfg = self.config
+        timeout_s = cfg.connect_timeout
+        try:
+            tls = self._tls()
+        except (OSError, ssl.SSLError) as exc:
+            raise DriverError(f"nats: cannot load TLS files: {exc}") from None
+        options: dict[str, Any] = {
+            "servers": cfg.servers,
+            "name": "eventbench",
+            "connect_timeout": timeout_s,
+            "allow_reconnect": True,
+            "max_reconnect_attempts": cfg.max_reconnect_attempts,
+            "reconnect_time_wait": cfg.reconnect_wait,
+            "error_cb": self._on_error,
+            "disconnected_cb": self._on_disconnected,
+            "reconnected_cb": self._on_reconnected,
+        }
+        if cfg.user is not None:
+            options["user"] = cfg.user
+        if cfg.password is not None:
+            options["password"] = cfg.password.get_secret_value()
+        if cfg.token is not None:
+            options["token"] = cfg.token.get_secret_value()
+        if cfg.creds_file is not None:
+            options["user_credentials"] = cfg.creds_file
+        if tls is not None:
+            options["tls"] = tls
+        nc = NatsClient()
+        # nats-py retries a refused server in a loop of its own (up to max_reconnect_attempts
+        # with reconnect_wait between tries), so the overall deadline is enforced here.
+        try:
+            await asyncio.wait_for(nc.connect(**options), timeout_s)
+        except BaseException as exc:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(nc.close(), 1.0)
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            raise DriverError(
+                f"cannot reach NATS at {self.where} within {timeout_s:g}s: {self._reason(exc)}",
+                hint="check servers, that nats-server runs (with -js), and credentials",
+            ) from None
+        self._nc = nc
+        self._connected_once = True
+
+    def _reason(self, exc: BaseException) -> str:
+        cause: BaseException = exc
+        if isinstance(exc, TimeoutError | nats.errors.NoServersError) and self._last_error:
+            cause = self._last_error
+        if isinstance(cause, nats.errors.AuthorizationError):
+            return "authorization refused"
+        text = str(cause).strip() or type(cause).__name__
+        # Credentials are never part of these texts, but passwords in server URLs could be.
+        for secret in (self.config.password, self.config.token):
+            if secret is not None:
+                text = text.replace(secret.get_secret_value(), "***")
+        return text.splitlines()[0]
+
+    def note_inflight(self, inflight: int) -> None:
+        if inflight > self.inflight_peak:
+            self.inflight_peak = inflight
+
+    # ------------------------------------------------------------------ topology
+
+    def consumer_name(self, topology: Topology, partition: int) -> str:
+        return _NAME_FORBIDDEN.sub("_", f"{topology.consumer_group}-p{partition}")
+
+    def _stream_config(self, topology: Topology) -> api.StreamConfig:
+        cfg = self.config
+        return api.StreamConfig(
+            name=stream_name(topology),
+            subjects=[f"{subject_prefix(topology)}.>"],
+            retention=api.RetentionPolicy(cfg.retention),
+            storage=api.StorageType(cfg.storage),
+            num_replicas=cfg.replicas,
+            max_msgs=cfg.max_msgs,
+            max_bytes=cfg.max_bytes,
+            duplicate_window=cfg.dedup_window,
+        )
+
+    @staticmethod
+    def _same_stream(have: api.StreamConfig, want: api.StreamConfig) -> bool:
+        fields = ("subjects", "retention", "storage", "num_replicas", "max_msgs", "max_bytes")
+        if any(getattr(have, f) != getattr(want, f) for f in fields):
+            return False
+        return abs((have.duplicate_window or 0) - want.duplicate_window) < 1e-6
+
+    def _consumer_config(self, topology: Topology, partition: int) -> api.ConsumerConfig:
+        cfg = self.config
+        name = self.consumer_name(topology, partition)
+        config = api.ConsumerConfig(
+            name=name,
+            durable_name=name if cfg.durable else None,
+            filter_subject=f"{subject_prefix(topology)}.{partition}",
+            deliver_policy=api.DeliverPolicy.ALL,
+            ack_policy=_ACK_POLICIES[cfg.ack_policy],
+            ack_wait=cfg.ack_wait,
+            max_ack_pending=cfg.max_ack_pending,
+            # A non-durable consumer is removed by the server once idle this long.
+            inactive_threshold=None if cfg.durable else cfg.inactive_threshold,
+        )
+        if cfg.consumer_type == "push":
+            # A deliver group lets several clients share one push consumer.
+            config.deliver_subject = f"_eb.deliver.{stream_name(topology)}.{partition}"
+            config.deliver_group = name
+        return config
+
+    async def prepare(self, topology: Topology) -> None:
+        partitions = max(1, topology.partitions)
+        if self.config.consumer_type == "ordered" and topology.consumers > partitions:
+            raise DriverError(
+                f"nats: {topology.consumers} ordered consumers on {partitions} partitions would "
+                "each read every message of a shared partition",
+                hint=f"use partitions >= {topology.consumers} or consumer_type = 'pull'",
+            )
+        js = self.client.jetstream(timeout=self.config.connect_timeout)
+        name = stream_name(topology)
+        want = self._stream_config(topology)
+        try:
+            try:
+                info = await js.stream_info(name)
+            except nats.js.errors.NotFoundError:
+                info = None
+            if info is not None and self._same_stream(info.config, want):
+                for consumer in await js.consumers_info(name):
+                    await js.delete_consumer(name, consumer.name)
+                await js.purge_stream(name)
+            else:
+                if info is not None:
+                    await js.delete_stream(name)
+                await js.add_stream(config=want)
+            if self.config.consumer_type != "ordered":
+                for partition in range(partitions):
+                    await js.add_consumer(name, config=self._consumer_config(topology, partition))
+            created = await js.stream_info(name)
+        except (nats.js.errors.Error, nats.errors.Error) as exc:
+            raise DriverError(f"nats: cannot prepare stream {name!r}: {exc}") from None
+        self._streams[name] = _public_stream_config(created.config)
+
+    async def producer(self, topology: Topology, producer_id: int) -> NatsProducer:
+        return NatsProducer(self, topology)
+
+    async def consumer(
+        self, topology: Topology, consumer_id: int, on_message: OnMessage
+    ) -> NatsConsumer:
+        partitions = max(1, topology.partitions)
+        consumers = max(1, topology.consumers)
+        mine = assigned_partitions(consumer_id, consumers, partitions)
+        return NatsConsumer(self, topology, mine, on_message)
+
+    async def cleanup(self, topology: Topology) -> None:
+        name = stream_name(topology)
+        js = self.client.jetstream(timeout=self.config.connect_timeout)
+        try:
+            await js.delete_stream(name)
+        except nats.js.errors.NotFoundError:
+            pass
+        except (nats.js.errors.Error, nats.errors.Error) as exc:
+            raise DriverError(f"nats: cannot delete stream {name!r}: {exc}") from None
+        self._streams.pop(name, None)
+
+    # ------------------------------------------------------------------ reporting
+
+    async def describe(self) -> dict[str, Any]:
+        nc = self.client
+        # nats-py keeps the server's INFO only in a private attribute; it is the one place
+        # with the server name, cluster and JetStream flag.
+        info: dict[str, Any] = dict(getattr(nc, "_server_info", {}) or {})
+        jetstream = bool(info.get("jetstream"))
+        account: dict[str, Any] | None = None
+        if jetstream:
+            with contextlib.suppress(nats.js.errors.Error, nats.errors.Error):
+                acct = await nc.jetstream(timeout=self.config.connect_timeout).account_info()
+                account = {
+                    "streams": acct.streams,
+                    "consumers": acct.consumers,
+                    "domain": acct.domain,
+                }
+        settings = self.config.model_dump(mode="json", exclude={"password", "token", "servers"})
+        settings["servers"] = [public_server(s) for s in self.config.servers]
+        settings["password_set"] = self.config.password is not None
+        settings["token_set"] = self.config.token is not None
+        return {
+            "product": "NATS Server",
+            "version": info.get("version"),
+            "server_name": info.get("server_name"),
+            "cluster": info.get("cluster"),
+            "go": info.get("go"),
+            "jetstream": jetstream,
+            "jetstream_account": account,
+            "connected_url": public_server(_url_text(nc)),
+            "client": {"nats-py": _package_version("nats-py")},
+            "settings": settings,
+            "streams": dict(self._streams),
+            "publish_inflight_peak": self.inflight_peak,
+        }
+
+    async def close(self) -> None:
+        nc, self._nc = self._nc, None
+        if nc is not None and not nc.is_closed:
+            self._connected_once = False  # the disconnect that follows is ours
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(nc.close(), self.config.connect_timeout)
+
+
+def _url_text(nc: NatsClient) -> str:
+    url = nc.connected_url
+    return url.geturl() if url is not None else ""
+
+
+def _public_stream_config(config: api.StreamConfig) -> dict[str, Any]:
+    """The stream configuration as the server reports it, as plain JSON-ready values."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if value is None:
+            continue
+        if hasattr(value, "value"):  # enums
+            value = value.value
+        out[f.name] = value
+    return out

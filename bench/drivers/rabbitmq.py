@@ -1,0 +1,554 @@
+"""The RabbitMQ stream driver (aio-pika): exchange and queue layout, publishing, consuming.
+
+This module owns everything eventbench knows about RabbitMQ: the ``RabbitMQConfig`` options,
+how a run point's topology maps to one exchange and N queues, publisher confirms, consumer QoS
+and acknowledgements, and what ``describe()`` reports about the server.
+
+Layout
+    ``prepare(topology)`` declares one exchange named ``topology.name`` and N queues
+    ``<name>.0`` … ``<name>.<N-1>``, each bound with the routing key equal to its own name.
+    N is ``queues`` from the config when set, else ``topology.partitions``. A message goes to
+    queue ``crc32(key) % N``, so every event of one aggregate lands in the same queue (a stable
+    hash: Python's ``hash()`` is salted per process and workers are separate processes).
+
+Publishing
+    Each producer has its own channel. With ``confirms`` on, the channel is in confirm mode and
+    ``send()`` resolves when the broker acks that message (a nack, an unroutable message or a
+    channel error raises ``DriverError``; no confirm within ``publish_timeout`` raises
+    ``TimeoutError``). aio-pika awaits each confirm inside ``exchange.publish()``, so overlap
+    comes from several coroutines publishing on the same channel at once; ``confirm_window``
+    is a semaphore around those publishes, i.e. the most unconfirmed messages a producer has
+    in flight. With ``confirms`` off, ``send()`` resolves once the frame is written to the
+    socket: nothing was acknowledged, and reports must say so.
+
+Consuming and ordering
+    Consumer ``i`` of ``C`` reads queue ``i % N`` when ``C >= N`` and otherwise every queue
+    ``q`` with ``q % C == i``, so every queue has at least one consumer.
+    RabbitMQ delivers a queue's messages in order, but with several consumers on one queue
+    (``C > N``) they compete: neighbouring messages of one key go to different consumers and
+    are processed concurrently, so **per-key order is not guaranteed**. To keep per-key order,
+    use one consumer per queue (``queues >= consumers``) or set ``single_active_consumer``,
+    which makes the broker deliver each queue to one consumer at a time (the others stand by).
+    Redeliveries after a consumer failure can still reorder and duplicate; the audit counts it.
+    Stream queues (``queue_type = "stream"``) are not competing queues at all: every consumer
+    reads every message, so they need ``queues >= consumers``.
+
+Errors
+    ``connect()`` gives up after ``connect_timeout`` with a one-line ``DriverError``. During a
+    run the connection is robust: a lost connection is re-established and channels and
+    consumers are restored, each event counted through ``context.count_error`` ("reconnect",
+    "channel_closed", "connection_lost"). Publishes that fail meanwhile raise from ``send()``;
+    they are not replayed. Credentials never appear in ``describe()``, logs or errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import ssl
+import zlib
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any, ClassVar, Literal
+
+import aio_pika
+import aio_pika.abc
+import aio_pika.exceptions
+import aiormq.exceptions
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from yarl import URL
+
+from bench.drivers.base import (
+    DriverConfig,
+    DriverContext,
+    Message,
+    OnMessage,
+    Topology,
+    message_from_headers,
+    message_headers,
+)
+from bench.errors import DriverError
+from bench.units import Duration
+
+DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672/"
+
+# AMQP has no message key; the aggregate key travels as a header so consumers can rebuild the
+# Message (the routing key only names the queue).
+H_KEY = "eb-key"
+
+
+def _default_url() -> SecretStr:
+    return SecretStr(os.environ.get("BENCH_RABBITMQ_URL", DEFAULT_URL))
+
+
+class RabbitMQTLS(BaseModel):
+    """TLS settings passed to the client's SSL context (``amqps://`` is implied)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    cafile: str | None = None
+    certfile: str | None = None
+    keyfile: str | None = None
+    verify: bool = True
+
+
+class RabbitMQConfig(DriverConfig):
+    """Options of a ``driver = "rabbitmq"`` target."""
+
+    driver: Literal["rabbitmq"] = "rabbitmq"
+    url: SecretStr = Field(default_factory=_default_url)
+    exchange_type: Literal["direct", "topic", "fanout"] = "direct"
+    queue_type: Literal["classic", "quorum", "stream"] = "classic"
+    durable: bool = True
+    persistent: bool = True
+    confirms: bool = True
+    confirm_window: int = Field(default=64, ge=1)
+    publish_timeout: Duration = 30.0
+    prefetch: int = Field(default=256, ge=0)
+    ack: Literal["manual", "auto"] = "manual"
+    queues: int | None = Field(default=None, ge=1)
+    single_active_consumer: bool = False
+    reconnect_interval: Duration = 1.0
+    tls: RabbitMQTLS | None = None
+
+    @model_validator(mode="after")
+    def _check_queue_type(self) -> RabbitMQConfig:
+        if self.queue_type in ("quorum", "stream") and not self.durable:
+            raise ValueError(
+                f"queue_type {self.queue_type!r} queues are always durable: remove durable = false"
+            )
+        if self.queue_type == "stream":
+            if self.ack != "manual":
+                raise ValueError("stream queues need ack = 'manual'")
+            if self.prefetch < 1:
+                raise ValueError("stream queues need prefetch >= 1")
+            if self.single_active_consumer:
+                raise ValueError(
+                    "single_active_consumer is not available on stream queues over AMQP 0.9.1"
+                )
+        return self
+
+
+def queue_index(key: str, queues: int) -> int:
+    """The queue (0-based) that carries ``key``; stable across processes and runs."""
+    return zlib.crc32(key.encode()) % queues
+
+
+def assigned_queues(consumer_id: int, consumers: int, queues: int) -> list[int]:
+    """The queues consumer ``consumer_id`` of ``consumers`` reads; every queue gets >= 1."""
+    if consumers >= queues:
+        return [consumer_id % queues]
+    return [q for q in range(queues) if q % consumers == consumer_id % consumers]
+
+
+def public_url(url: URL) -> str:
+    """The URL without user information (guest's password is its user name, so both go)."""
+    return str(url.with_user(None))
+
+
+def _package_version(name: str) -> str | None:
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+
+
+class _Scrubber:
+    """Removes the password from error text that client libraries build from the URL."""
+
+    def __init__(self, url: URL) -> None:
+        self._secrets = [s for s in (url.password, url.raw_password) if s]
+
+    def __call__(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
+
+class RabbitMQProducer:
+    """One producer: a channel (in confirm mode when configured) bound to the run's exchange."""
+
+    def __init__(
+        self,
+        driver: RabbitMQDriver,
+        channel: aio_pika.abc.AbstractRobustChannel,
+        exchange: aio_pika.abc.AbstractExchange,
+        topology_name: str,
+        queues: int,
+    ) -> None:
+        self._driver = driver
+        self._config = driver.config
+        self._channel = channel
+        self._exchange = exchange
+        self._name = topology_name
+        self._queues = queues
+        self._window = asyncio.Semaphore(driver.config.confirm_window)
+        self._delivery_mode = (
+            aio_pika.DeliveryMode.PERSISTENT
+            if driver.config.persistent
+            else aio_pika.DeliveryMode.NOT_PERSISTENT
+        )
+        self.inflight = 0
+        self.inflight_peak = 0
+
+    async def send(self, msg: Message) -> None:
+        headers: dict[str, Any] = dict(message_headers(msg))
+        headers[H_KEY] = msg.key
+        amqp_message = aio_pika.Message(
+            body=msg.value,
+            headers=headers,
+            message_id=msg.event_id,
+            correlation_id=msg.correlation_id,
+            type=msg.event_type,
+            delivery_mode=self._delivery_mode,
+        )
+        routing_key = f"{self._name}.{queue_index(msg.key, self._queues)}"
+        async with self._window:
+            self.inflight += 1
+            if self.inflight > self.inflight_peak:
+                self.inflight_peak = self.inflight
+                self._driver.note_inflight(self.inflight)
+            try:
+                await self._exchange.publish(
+                    amqp_message,
+                    routing_key,
+                    mandatory=True,
+                    timeout=self._config.publish_timeout,
+                )
+            except TimeoutError:
+                raise TimeoutError(
+                    f"rabbitmq: no publisher confirm for {routing_key} within "
+                    f"{self._config.publish_timeout:g}s"
+                ) from None
+            except aio_pika.exceptions.DeliveryError as exc:
+                raise DriverError(
+                    f"rabbitmq: broker refused the message for {routing_key} ({type(exc).__name__})"
+                ) from None
+            except (aiormq.exceptions.AMQPError, ConnectionError) as exc:
+                raise DriverError(
+                    f"rabbitmq: publish to {routing_key} failed: {self._driver.scrub(repr(exc))}"
+                ) from None
+            finally:
+                self.inflight -= 1
+
+    async def close(self) -> None:
+        await self._driver.close_channel(self._channel)
+
+
+class RabbitMQConsumer:
+    """One consumer: a channel with QoS, subscribed to its assigned queues."""
+
+    def __init__(
+        self,
+        driver: RabbitMQDriver,
+        queue_names: list[str],
+        on_message: OnMessage,
+    ) -> None:
+        self._driver = driver
+        self._config = driver.config
+        self._queue_names = queue_names
+        self._on_message = on_message
+        self._channel: aio_pika.abc.AbstractRobustChannel | None = None
+        self._subscriptions: list[tuple[aio_pika.abc.AbstractQueue, str]] = []
+        self.received = 0
+        self.foreign = 0
+
+    @property
+    def queue_names(self) -> list[str]:
+        return list(self._queue_names)
+
+    async def start(self) -> None:
+        channel = await self._driver.open_channel(publisher_confirms=False)
+        self._channel = channel
+        if self._config.prefetch:
+            await channel.set_qos(prefetch_count=self._config.prefetch)
+        no_ack = self._config.ack == "auto"
+        # Stream queues are logs: a consumer chooses where to start; "first" means nothing
+        # published after prepare() is missed, whenever the consumer subscribes.
+        arguments: aio_pika.abc.Arguments = (
+            {"x-stream-offset": "first"} if self._config.queue_type == "stream" else None
+        )
+        try:
+            for name in self._queue_names:
+                queue = await channel.get_queue(name, ensure=True)
+                tag = await queue.consume(self._deliver, no_ack=no_ack, arguments=arguments)
+                self._subscriptions.append((queue, tag))
+        except aio_pika.exceptions.ChannelNotFoundEntity as exc:
+            raise DriverError(
+                f"rabbitmq: queue missing ({exc.reason if hasattr(exc, 'reason') else exc}); "
+                "prepare() must run before consumers start"
+            ) from None
+
+    async def _deliver(self, incoming: aio_pika.abc.AbstractIncomingMessage) -> None:
+        # aiormq runs each delivery in its own task, created in delivery order; on_message runs
+        # before the first await here, so the callback sees a queue's messages in order.
+        headers = incoming.headers or {}
+        raw_key = headers.get(H_KEY, b"")
+        key = raw_key.decode() if isinstance(raw_key, bytes | bytearray) else str(raw_key)
+        msg = message_from_headers(key, incoming.body, headers)  # type: ignore[arg-type]
+        if msg is None:
+            self.foreign += 1
+        else:
+            self.received += 1
+            self._on_message(msg)
+        if self._config.ack == "manual":
+            await incoming.ack()
+
+    async def stop(self) -> None:
+        channel = self._channel
+        if channel is None:
+            return
+        for queue, tag in self._subscriptions:
+            with contextlib.suppress(aiormq.exceptions.AMQPError, ConnectionError):
+                await queue.cancel(tag, timeout=self._driver.config.publish_timeout)
+        self._subscriptions.clear()
+        self._channel = None
+        await self._driver.close_channel(channel)
+
+
+class RabbitMQDriver:
+    """RabbitMQ through aio-pika: one robust connection per driver, a channel per client."""
+
+    name: ClassVar[str] = "rabbitmq"
+    kind: ClassVar[Literal["stream", "store", "both"]] = "stream"
+    config_model: ClassVar[type[DriverConfig]] = RabbitMQConfig
+
+    def __init__(self, config: RabbitMQConfig, context: DriverContext) -> None:
+        self.config = config
+        self.context = context
+        url = URL(config.url.get_secret_value())
+        if config.tls is not None and url.scheme == "amqp":
+            url = url.with_scheme("amqps")
+            if url.explicit_port is None:
+                url = url.with_port(5671)
+        self._url = url
+        self.scrub = _Scrubber(url)
+        self._connection: aio_pika.abc.AbstractRobustConnection | None = None
+        self._server_properties: dict[str, Any] = {}
+        self._closing = False
+        self._queue_counts: dict[str, int] = {}
+        self.inflight_peak = 0
+
+    # ------------------------------------------------------------------ connection
+
+    @property
+    def where(self) -> str:
+        return f"{self._url.host}:{self._url.port}"
+
+    def _ssl_context(self) -> ssl.SSLContext | None:
+        tls = self.config.tls
+        if tls is None:
+            return None
+        context = ssl.create_default_context(cafile=tls.cafile)
+        if tls.certfile:
+            context.load_cert_chain(tls.certfile, tls.keyfile)
+        if not tls.verify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
+
+    async def connect(self) -> None:
+        timeout_s = self.config.connect_timeout
+        try:
+            ssl_context = self._ssl_context()
+        except (OSError, ssl.SSLError) as exc:
+            raise DriverError(f"rabbitmq: cannot load TLS files: {exc}") from None
+        connection = aio_pika.RobustConnection(
+            self._url,
+            ssl_context=ssl_context,
+            client_properties={"connection_name": "eventbench"},
+            reconnect_interval=self.config.reconnect_interval,
+            # Fail the first attempt instead of retrying forever; retries are for runs.
+            fail_fast=True,
+        )
+        try:
+            await asyncio.wait_for(connection.connect(timeout=timeout_s), timeout_s)
+        except BaseException as exc:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(connection.close(), 1.0)
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            raise DriverError(
+                f"cannot reach RabbitMQ at {self.where} within {timeout_s:g}s: {self._reason(exc)}",
+                hint="check the url, that the broker runs, and credentials",
+            ) from None
+        self._connection = connection
+        underlay = connection.transport.connection if connection.transport else None
+        self._server_properties = dict(underlay.server_properties) if underlay else {}
+        connection.reconnect_callbacks.add(self._on_reconnect)
+        connection.close_callbacks.add(self._on_connection_close)
+
+    def _reason(self, exc: BaseException) -> str:
+        if isinstance(exc, TimeoutError):
+            return "timed out"
+        if isinstance(exc, aiormq.exceptions.ProbableAuthenticationError):
+            return "authentication refused"
+        text = str(exc) or type(exc).__name__
+        return self.scrub(text.splitlines()[0] if text else type(exc).__name__)
+
+    def _on_reconnect(self, *_: Any) -> None:
+        self.context.count_error("reconnect")
+
+    def _on_connection_close(self, _sender: Any, exc: BaseException | None = None) -> None:
+        if not self._closing and exc is not None:
+            self.context.count_error("connection_lost")
+
+    def _require(self) -> aio_pika.abc.AbstractRobustConnection:
+        if self._connection is None:
+            raise DriverError("rabbitmq: not connected (call connect() first)")
+        return self._connection
+
+    async def open_channel(self, *, publisher_confirms: bool) -> aio_pika.abc.AbstractRobustChannel:
+        connection = self._require()
+        # With confirms, an unroutable (returned) message fails its send(); without them there
+        # is nothing to fail, so returns are counted instead of vanishing.
+        channel = await connection.channel(
+            publisher_confirms=publisher_confirms, on_return_raises=publisher_confirms
+        )
+        assert isinstance(channel, aio_pika.abc.AbstractRobustChannel)
+        if not publisher_confirms:
+            channel.return_callbacks.add(lambda *_: self.context.count_error("unroutable"))
+
+        def closed(_sender: Any, exc: BaseException | None = None) -> None:
+            # A channel we did not close ourselves was closed by the broker (or the
+            # connection dropped); the robust channel reopens it.
+            if exc is not None and not self._closing and not channel.is_closed:
+                self.context.count_error("channel_closed")
+
+        def reopened(*_: Any) -> None:
+            self.context.count_error("channel_reopened")
+
+        channel.close_callbacks.add(closed)
+        channel.reopen_callbacks.add(reopened)
+        return channel
+
+    async def close_channel(self, channel: aio_pika.abc.AbstractChannel) -> None:
+        if not channel.is_closed:
+            with contextlib.suppress(aiormq.exceptions.AMQPError, ConnectionError, RuntimeError):
+                await asyncio.wait_for(channel.close(), self.config.publish_timeout)
+
+    def note_inflight(self, inflight: int) -> None:
+        if inflight > self.inflight_peak:
+            self.inflight_peak = inflight
+
+    # ------------------------------------------------------------------ topology
+
+    def queue_count(self, topology: Topology) -> int:
+        return self.config.queues or max(1, topology.partitions)
+
+    def queue_names(self, topology: Topology) -> list[str]:
+        return [f"{topology.name}.{i}" for i in range(self.queue_count(topology))]
+
+    def _queue_arguments(self) -> dict[str, Any]:
+        arguments: dict[str, Any] = {"x-queue-type": self.config.queue_type}
+        if self.config.single_active_consumer:
+            arguments["x-single-active-consumer"] = True
+        return arguments
+
+    async def prepare(self, topology: Topology) -> None:
+        count = self.queue_count(topology)
+        if self.config.exchange_type == "fanout" and count > 1:
+            raise DriverError(
+                f"rabbitmq: a fanout exchange copies every message to all {count} queues",
+                hint="use exchange_type = 'direct' or 'topic', or queues = 1",
+            )
+        if self.config.queue_type == "stream" and topology.consumers > count:
+            raise DriverError(
+                f"rabbitmq: {topology.consumers} consumers on {count} stream queues would each "
+                "read every message of a shared queue",
+                hint=f"set queues >= {topology.consumers} for stream queues",
+            )
+        channel = await self.open_channel(publisher_confirms=False)
+        try:
+            # Delete and redeclare rather than purge: RabbitMQ answers a declaration whose type
+            # or arguments differ with a channel error, stream queues cannot be purged, and a
+            # fresh queue also drops consumers and bindings left by an earlier point.
+            for name in self.queue_names(topology):
+                await channel.queue_delete(name)
+            await channel.exchange_delete(topology.name)
+            exchange = await channel.declare_exchange(
+                topology.name,
+                aio_pika.ExchangeType(self.config.exchange_type),
+                durable=self.config.durable,
+            )
+            for name in self.queue_names(topology):
+                queue = await channel.declare_queue(
+                    name, durable=self.config.durable, arguments=self._queue_arguments()
+                )
+                await queue.bind(exchange, routing_key=name)
+        except aiormq.exceptions.AMQPError as exc:
+            raise DriverError(
+                f"rabbitmq: cannot prepare {topology.name!r}: {self.scrub(str(exc))}"
+            ) from None
+        finally:
+            await self.close_channel(channel)
+        self._queue_counts[topology.name] = count
+
+    async def producer(self, topology: Topology, producer_id: int) -> RabbitMQProducer:
+        channel = await self.open_channel(publisher_confirms=self.config.confirms)
+        try:
+            exchange = await channel.get_exchange(topology.name, ensure=True)
+        except aiormq.exceptions.AMQPError as exc:
+            await self.close_channel(channel)
+            raise DriverError(
+                f"rabbitmq: exchange {topology.name!r} missing ({type(exc).__name__}); "
+                "prepare() must run before producers start"
+            ) from None
+        return RabbitMQProducer(self, channel, exchange, topology.name, self.queue_count(topology))
+
+    async def consumer(
+        self, topology: Topology, consumer_id: int, on_message: OnMessage
+    ) -> RabbitMQConsumer:
+        names = self.queue_names(topology)
+        consumers = max(1, topology.consumers)
+        mine = [names[q] for q in assigned_queues(consumer_id, consumers, len(names))]
+        return RabbitMQConsumer(self, mine, on_message)
+
+    async def cleanup(self, topology: Topology) -> None:
+        channel = await self.open_channel(publisher_confirms=False)
+        try:
+            for name in self.queue_names(topology):
+                await channel.queue_delete(name)
+            await channel.exchange_delete(topology.name)
+        except aiormq.exceptions.AMQPError as exc:
+            raise DriverError(
+                f"rabbitmq: cannot clean up {topology.name!r}: {self.scrub(str(exc))}"
+            ) from None
+        finally:
+            await self.close_channel(channel)
+        self._queue_counts.pop(topology.name, None)
+
+    # ------------------------------------------------------------------ reporting
+
+    async def describe(self) -> dict[str, Any]:
+        self._require()
+        props = self._server_properties
+
+        def text(name: str) -> str | None:
+            value = props.get(name)
+            if value is None:
+                return None
+            return value.decode() if isinstance(value, bytes | bytearray) else str(value)
+
+        settings = self.config.model_dump(mode="json", exclude={"url"})
+        return {
+            "product": text("product") or "RabbitMQ",
+            "version": text("version"),
+            "cluster_name": text("cluster_name"),
+            "erlang": text("platform"),
+            "server": public_url(self._url),
+            "client": {
+                "aio-pika": _package_version("aio-pika"),
+                "aiormq": _package_version("aiormq"),
+            },
+            "settings": settings,
+            "queues_per_topology": dict(self._queue_counts),
+            "publish_inflight_peak": self.inflight_peak,
+        }
+
+    async def close(self) -> None:
+        self._closing = True
+        connection, self._connection = self._connection, None
+        if connection is not None and not connection.is_closed:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(connection.close(), self.config.connect_timeout)

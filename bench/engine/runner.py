@@ -1,0 +1,620 @@
+"""The coordinator of one run point: prepare, start workers, merge, drain, audit, summarise.
+
+The coordinator runs in the ``bench`` process and never sits on the hot path. It spawns the
+worker processes (``engine/workers.py``), gives them one absolute start time, and then only
+reads what they send: interval histograms (merged, never their percentiles, into the ``.hlog``
+files and ``timeseries.csv``), drain progress, and at the end their audit ledgers. It decides
+when the drain is over, merges the audit, and writes ``summary.json``.
+
+Phases: warm-up (discarded, by intended time) → measure → drain (until every acknowledged
+message arrived, deliveries stayed quiet for ``drain_quiet``, or ``drain_timeout`` passed) →
+audit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import csv
+import multiprocessing as mp
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+from typing import Any
+
+from hdrh.histogram import HdrHistogram
+
+from bench.drivers.base import DriverContext, Topology, load_driver
+from bench.engine.workers import KINDS, WorkerSpec, worker_main
+from bench.errors import BenchError, DriverError
+from bench.metrics import audit as audit_mod
+from bench.metrics.hlog import HlogWriter
+from bench.metrics.recorder import (
+    encode,
+    merge_into,
+    new_histogram,
+    stats_us,
+    value_at_percentiles,
+)
+from bench.scenario import RunPoint, slo_thresholds
+from bench.store import SCHEMA_VERSION, SUMMARY, atomic_write_json
+from bench.workload import key_namer
+
+READY_TIMEOUT_S = 60.0
+FINAL_TIMEOUT_S = 30.0
+# Harness health thresholds for the client_bound verdict.
+CPU_SATURATED_PCT = 90.0
+LOOP_LAG_P99_LIMIT_NS = 10_000_000
+SCHEDULE_MISS_FRACTION = 0.95
+
+
+@dataclass
+class IntervalView:
+    """One merged interval, as the live progress line shows it."""
+
+    index: int
+    t_s: float
+    phase: str
+    sent_per_s: float
+    acked_per_s: float
+    received_per_s: float
+    response_p99_us: float | None
+    e2e_p99_us: float | None
+    errors: int
+    in_flight: int
+    cpu_pct: float
+
+
+@dataclass
+class _WorkerState:
+    index: int
+    process: Any
+    conn: Connection
+    ready: bool = False
+    produced: bool = False
+    final: dict[str, Any] | None = None
+    acked: int = 0
+    received_unique: int = 0
+    delivered: int = 0
+    intervals: dict[int, dict[str, Any]] = field(default_factory=dict)
+    next_interval: int = 1
+
+
+class PointRunner:
+    def __init__(
+        self,
+        point: RunPoint,
+        run_id: str,
+        point_dir: Path,
+        stop_requested: Callable[[], bool],
+        on_interval: Callable[[IntervalView], None] | None = None,
+    ) -> None:
+        self.point = point
+        self.run_id = run_id
+        self.dir = point_dir
+        self.stop_requested = stop_requested
+        self.on_interval = on_interval or (lambda view: None)
+        self.meta = point.scenario.scenario
+        self.workload = point.workload
+        self.measured = {kind: new_histogram() for kind in KINDS}
+        self.loop_lag = new_histogram()
+        self.cpu_samples: list[float] = []
+        self.errors_timeline: dict[str, int] = {}
+        self.status = "ok"
+        self.problems: list[str] = []
+        self.describe: dict[str, Any] | None = None
+        self.t0_ns = 0
+        self.epoch_at_t0 = 0.0
+
+    # ------------------------------------------------------------------ topology and workers
+    def _topology(self) -> Topology:
+        name = re.sub(r"[^A-Za-z0-9_-]+", "-", f"eb-{self.run_id}-{self.point.index}")[:200]
+        return Topology(
+            name=name,
+            partitions=self.workload.partitions,
+            producers=self.workload.producers,
+            consumers=self.workload.consumers,
+            consumer_group=f"{name}-g",
+        )
+
+    def _specs(self, topology: Topology, in_process: bool) -> list[WorkerSpec]:
+        w = self.workload
+        workers = w.workers
+        producer_ids = [list(range(i, w.producers, workers)) for i in range(workers)]
+        consumer_ids = [list(range(i, w.consumers, workers)) for i in range(workers)]
+        if w.closed_loop:
+            rate_per_producer = None
+            slots = max(1, w.concurrency // w.producers)
+        else:
+            assert isinstance(w.rate, float)
+            rate_per_producer = w.rate / w.producers
+            slots = w.max_in_flight
+        specs = []
+        for i in range(workers):
+            local = topology
+            if in_process:
+                # Each worker has its own broker: its topology counts only its own clients.
+                local = Topology(
+                    name=topology.name,
+                    partitions=topology.partitions,
+                    producers=len(producer_ids[i]),
+                    consumers=len(consumer_ids[i]),
+                    consumer_group=topology.consumer_group,
+                )
+            specs.append(
+                WorkerSpec(
+                    index=i,
+                    driver=self.point.driver,
+                    driver_config=self.point.driver_config,
+                    workload=w,
+                    topology=local,
+                    producer_ids=tuple(producer_ids[i]),
+                    consumer_ids=tuple(consumer_ids[i]),
+                    seed=self.meta.seed,
+                    rate_per_producer=rate_per_producer,
+                    slots_per_producer=slots,
+                    warmup_ns=int(self.meta.warmup * 1e9),
+                    duration_ns=int(self.meta.duration * 1e9),
+                    interval_ns=int(self.meta.interval * 1e9),
+                    prepare_here=in_process,
+                    describe=(i == 0),
+                )
+            )
+        return specs
+
+    async def _remote(self, action: str, topology: Topology) -> dict[str, Any] | None:
+        """Prepare (or clean up) a shared target from the coordinator, once per point."""
+        cls = load_driver(self.point.driver)
+        driver = cls(self.point.driver_config, DriverContext())
+        timeout = self.point.driver_config.connect_timeout
+        try:
+            await asyncio.wait_for(driver.connect(), timeout + 5)
+            if action == "prepare":
+                await asyncio.wait_for(driver.prepare(topology), timeout + 60)
+                return await asyncio.wait_for(driver.describe(), timeout + 5)
+            await asyncio.wait_for(driver.cleanup(topology), timeout + 60)
+            return None
+        except TimeoutError:
+            raise DriverError(f"{self.point.target}: {action} timed out") from None
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(driver.close(), 10)
+
+    # ------------------------------------------------------------------ run
+    def run(self) -> dict[str, Any]:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        topology = self._topology()
+        cls = load_driver(self.point.driver)
+        in_process = bool(getattr(cls, "in_process", False))
+        started_at = time.time()
+        states: list[_WorkerState] = []
+        try:
+            if not in_process:
+                self.describe = asyncio.run(self._remote("prepare", topology))
+            states = self._spawn(self._specs(topology, in_process))
+            self._run_workers(states)
+        except BenchError as exc:
+            self.status = "failed"
+            self.problems.append(exc.message)
+        finally:
+            self._close_files()
+            self._reap(states)
+            if not in_process and self.meta.cleanup and self.status != "failed":
+                with contextlib.suppress(Exception):
+                    asyncio.run(self._remote("cleanup", topology))
+        summary = self._summary(states, topology, started_at)
+        atomic_write_json(self.dir / SUMMARY, summary)
+        return summary
+
+    def _spawn(self, specs: list[WorkerSpec]) -> list[_WorkerState]:
+        ctx = mp.get_context("spawn")
+        states = []
+        for spec in specs:
+            parent, child = ctx.Pipe(duplex=True)
+            process = ctx.Process(
+                target=worker_main, args=(spec, child), name=f"bench-worker-{spec.index}"
+            )
+            process.daemon = True
+            process.start()
+            child.close()
+            states.append(_WorkerState(spec.index, process, parent))
+        return states
+
+    def _broadcast(self, states: list[_WorkerState], *message: Any) -> None:
+        for state in states:
+            with contextlib.suppress(OSError, BrokenPipeError):
+                state.conn.send(message)
+
+    def _receive(self, states: list[_WorkerState], timeout: float) -> None:
+        """Handle whatever the workers sent within ``timeout`` seconds."""
+        conns = {state.conn: state for state in states if not state.conn.closed}
+        for conn in wait(list(conns), timeout=timeout):
+            state = conns[conn]  # type: ignore[index]
+            try:
+                message = conn.recv()  # type: ignore[union-attr]
+            except (EOFError, OSError):
+                state.conn.close()
+                if state.final is None:
+                    code = state.process.exitcode
+                    raise BenchError(
+                        f"worker {state.index} died"
+                        + (f" (exit code {code})" if code is not None else "")
+                    )
+                continue
+            self._handle(state, message)
+
+    def _handle(self, state: _WorkerState, message: tuple[Any, ...]) -> None:
+        kind = message[0]
+        if kind == "ready":
+            state.ready = True
+            if message[2] is not None:
+                self.describe = {**(self.describe or {}), **message[2]}
+        elif kind == "interval":
+            state.intervals[state.next_interval] = message[2]
+            state.next_interval += 1
+        elif kind == "produced":
+            state.produced = True
+        elif kind == "progress":
+            state.acked, state.received_unique, state.delivered = message[2:5]
+        elif kind == "final":
+            state.final = message[2]
+        elif kind == "error":
+            raise DriverError(message[2])
+
+    def _run_workers(self, states: list[_WorkerState]) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT_S + self.point.driver_config.connect_timeout
+        while not all(s.ready for s in states):
+            if self.stop_requested():
+                self.status = "interrupted"
+                return
+            if time.monotonic() > deadline:
+                raise DriverError(f"{self.point.target}: workers were not ready in time")
+            self._receive(states, 0.1)
+        # One absolute start time on the monotonic clock, which every process shares.
+        self.t0_ns = time.monotonic_ns() + 200_000_000
+        self.epoch_at_t0 = time.time() + 0.2
+        self._open_files()
+        self._broadcast(states, "start", self.t0_ns)
+        load_s = self.meta.warmup + self.meta.duration
+        hard_deadline = time.monotonic() + 0.2 + load_s + self.meta.drain_timeout + 60
+        produced_at: float | None = None
+        last_delivered, last_change = -1, time.monotonic()
+        stop_sent = False
+        while True:
+            self._receive(states, 0.05)
+            self._emit_ready_intervals(states)
+            if self.stop_requested() and not stop_sent:
+                self.status = "interrupted"
+                self._broadcast(states, "stop")
+                stop_sent = True
+            if all(s.produced for s in states):
+                now = time.monotonic()
+                if produced_at is None:
+                    produced_at = now
+                delivered = sum(s.delivered for s in states)
+                if delivered != last_delivered:
+                    last_delivered, last_change = delivered, now
+                acked = sum(s.acked for s in states)
+                unique = sum(s.received_unique for s in states)
+                if (
+                    stop_sent
+                    or self.workload.consumers == 0
+                    or unique >= acked
+                    or now - last_change >= self.meta.drain_quiet
+                    or now - produced_at >= self.meta.drain_timeout
+                ):
+                    if unique < acked and not stop_sent and self.workload.consumers:
+                        reason = (
+                            "drain timeout"
+                            if now - produced_at >= self.meta.drain_timeout
+                            else "no deliveries for drain_quiet"
+                        )
+                        self.problems.append(
+                            f"drain ended by {reason} with {acked - unique} acknowledged "
+                            "messages not received"
+                        )
+                    break
+            if time.monotonic() > hard_deadline:
+                raise BenchError(f"{self.point.target}: workers did not finish in time")
+        self._broadcast(states, "finish")
+        deadline = time.monotonic() + FINAL_TIMEOUT_S
+        while not all(s.final is not None for s in states):
+            if time.monotonic() > deadline:
+                raise BenchError(f"{self.point.target}: workers did not report their results")
+            self._receive(states, 0.1)
+        self._emit_ready_intervals(states, flush_all=True)
+
+    def _reap(self, states: list[_WorkerState]) -> None:
+        for state in states:
+            state.process.join(timeout=10)
+            if state.process.is_alive():
+                state.process.terminate()
+                state.process.join(timeout=5)
+            with contextlib.suppress(Exception):
+                state.conn.close()
+
+    # ------------------------------------------------------------------ intervals
+    def _open_files(self) -> None:
+        self.hlogs = {
+            kind: HlogWriter(self.dir / f"{kind}.hlog", self.epoch_at_t0, kind)
+            for kind in (*KINDS, "loop_lag")
+        }
+        self.timeseries_file = (self.dir / "timeseries.csv").open("w", newline="")
+        self.timeseries = csv.writer(self.timeseries_file)
+        self.timeseries.writerow(
+            [
+                "interval",
+                "t_s",
+                "phase",
+                "sent_per_s",
+                "acked_per_s",
+                "received_per_s",
+                "errors",
+                "in_flight",
+                "response_p50_us",
+                "response_p99_us",
+                "service_p99_us",
+                "schedule_lag_p99_us",
+                "e2e_p50_us",
+                "e2e_p99_us",
+                "e2e_max_us",
+                "loop_lag_max_us",
+                "cpu_pct",
+            ]
+        )
+        self._emitted = 0
+        self._last_end_s = 0.0
+
+    def _close_files(self) -> None:
+        for writer in getattr(self, "hlogs", {}).values():
+            writer.close()
+        if getattr(self, "timeseries_file", None) is not None:
+            self.timeseries_file.close()
+
+    def _emit_ready_intervals(self, states: list[_WorkerState], flush_all: bool = False) -> None:
+        while True:
+            k = self._emitted + 1
+            have = [s.intervals.get(k) for s in states]
+            if not any(have):
+                return
+            if not all(have) and not flush_all:
+                return
+            for s in states:
+                s.intervals.pop(k, None)
+            self._emit(k, [p for p in have if p is not None])
+            self._emitted = k
+
+    def _emit(self, k: int, payloads: list[dict[str, Any]]) -> None:
+        interval_s = self.meta.interval
+        end_s = max((p["end_ns"] - self.t0_ns) / 1e9 for p in payloads)
+        start_s = self._last_end_s
+        length_s = max(end_s - start_s, 1e-6)
+        self._last_end_s = end_s
+        merged: dict[str, HdrHistogram] = {}
+        for kind in (*KINDS, "loop_lag"):
+            hist = new_histogram()
+            for p in payloads:
+                merge_into(hist, p["hist"][kind] if kind != "loop_lag" else p["loop_lag"])
+            merged[kind] = hist
+            self.hlogs[kind].write(start_s, length_s, encode(hist), hist.get_max_value())
+        for p in payloads:
+            for kind in KINDS:
+                merge_into(self.measured[kind], p["measured"][kind])
+            merge_into(self.loop_lag, p["loop_lag_measured"])
+        warmup_s = self.meta.warmup
+        phase = (
+            "warmup"
+            if end_s <= warmup_s + 1e-3
+            else "measure"
+            if start_s < warmup_s + self.meta.duration - 1e-3
+            else "drain"
+        )
+        cpu = max(p["cpu_pct"] for p in payloads)
+        if phase == "measure":
+            self.cpu_samples.append(cpu)
+        errors = 0
+        for p in payloads:
+            for name, count in p["errors"].items():
+                self.errors_timeline[name] = self.errors_timeline.get(name, 0) + count
+                errors += count
+
+        def pct(kind: str, p: float) -> float | None:
+            hist = merged[kind]
+            return value_at_percentiles(hist, (p,))[0] / 1e3 if hist.total_count else None
+
+        sent = sum(p["sent"] for p in payloads) / length_s
+        acked = sum(p["acked"] for p in payloads) / length_s
+        received = sum(p["delivered"] for p in payloads) / length_s
+        in_flight = sum(p["in_flight"] for p in payloads)
+        self.timeseries.writerow(
+            [
+                k,
+                round(end_s, 3),
+                phase,
+                round(sent, 1),
+                round(acked, 1),
+                round(received, 1),
+                errors,
+                in_flight,
+                _r(pct("response", 50)),
+                _r(pct("response", 99)),
+                _r(pct("service", 99)),
+                _r(pct("schedule_lag", 99)),
+                _r(pct("e2e", 50)),
+                _r(pct("e2e", 99)),
+                _r(merged["e2e"].get_max_value() / 1e3 if merged["e2e"].total_count else None),
+                _r(merged["loop_lag"].get_max_value() / 1e3),
+                round(cpu, 1),
+            ]
+        )
+        self.timeseries_file.flush()
+        self.on_interval(
+            IntervalView(
+                index=k,
+                t_s=end_s,
+                phase=phase,
+                sent_per_s=sent,
+                acked_per_s=acked,
+                received_per_s=received,
+                response_p99_us=pct("response", 99),
+                e2e_p99_us=pct("e2e", 99),
+                errors=errors,
+                in_flight=in_flight,
+                cpu_pct=cpu,
+            )
+        )
+
+    # ------------------------------------------------------------------ summary
+    def _summary(
+        self, states: list[_WorkerState], topology: Topology, started_at: float
+    ) -> dict[str, Any]:
+        point = self.point
+        w = self.workload
+        finals = [s.final for s in states if s.final is not None]
+        duration = self.meta.duration
+        totals = {
+            key: sum(f[key] for f in finals)
+            for key in (
+                "sent",
+                "acked",
+                "failed",
+                "delivered",
+                "sent_in_window",
+                "acked_in_window",
+                "received_in_window",
+                "in_flight_peak",
+                "oversize",
+            )
+        }
+        errors: dict[str, int] = {}
+        for f in finals:
+            for name, count in f["errors"].items():
+                errors[name] = errors.get(name, 0) + count
+        audit = audit_mod.merge(
+            [p for f in finals for p in f["producers"]],
+            [f["consumers"] for f in finals],
+            key_namer(w),
+        )
+        if finals and len(finals) < len(states):
+            self.problems.append(f"only {len(finals)} of {len(states)} workers reported results")
+        latency = {kind: stats_us(self.measured[kind]).as_dict() for kind in KINDS}
+        negatives = {k: sum(f["negatives"][k] for f in finals) for k in KINDS}
+        clamped = {k: sum(f["clamped"][k] for f in finals) for k in KINDS}
+        for kind in KINDS:
+            latency[kind]["negative"] = negatives[kind]
+            latency[kind]["clamped"] = clamped[kind]
+        loop_lag = stats_us(self.loop_lag)
+        cpu_pct = max(self.cpu_samples) if self.cpu_samples else None
+        client_bound, reasons = self._client_bound(latency, totals, cpu_pct, loop_lag.p99)
+        slo = {}
+        for key, threshold_us in slo_thresholds(point.scenario).items():
+            kind, _, stat = key.partition(".")
+            value = latency.get(kind, {}).get(stat)
+            slo[key] = {
+                "threshold_us": threshold_us,
+                "value_us": value,
+                "pass": value is not None and value <= threshold_us,
+            }
+        if self.status == "ok" and self.problems:
+            self.status = "failed" if not finals else "ok"
+        rate = "max" if w.closed_loop else w.rate
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "run_id": self.run_id,
+            "point": point.index,
+            "dir": self.dir.name,
+            "target": point.target,
+            "driver": point.driver,
+            "label": point.label,
+            "params": point.params,
+            "mode": (
+                f"closed-loop (max), concurrency {w.concurrency}"
+                if w.closed_loop
+                else f"open-loop {w.schedule} {w.rate:g}/s"
+            ),
+            "closed_loop": w.closed_loop,
+            "workload": {
+                "rate_per_s": rate,
+                "schedule": w.schedule,
+                "payload_bytes": w.payload_bytes
+                if isinstance(w.payload_bytes, int)
+                else w.payload_bytes.model_dump(),
+                "aggregates": w.aggregates,
+                "keys": w.keys,
+                "producers": w.producers,
+                "consumers": w.consumers,
+                "workers": w.workers,
+                "max_in_flight": w.max_in_flight,
+                "concurrency": w.concurrency,
+                "partitions": w.partitions,
+                "duration_s": duration,
+                "warmup_s": self.meta.warmup,
+            },
+            "topology": {"name": topology.name, "partitions": topology.partitions},
+            "throughput": {
+                "sent_per_s": totals["sent_in_window"] / duration,
+                "acked_per_s": totals["acked_in_window"] / duration,
+                "received_per_s": totals["received_in_window"] / duration,
+            },
+            "latency_us": latency,
+            "audit": audit.as_dict(),
+            "errors": {"total": sum(errors.values()), "by_kind": errors},
+            "client_bound": client_bound,
+            "client_bound_reasons": reasons,
+            "harness": {
+                "cpu_pct_max_worker": cpu_pct,
+                "loop_lag_us": loop_lag.as_dict(),
+                "in_flight_peak": totals["in_flight_peak"],
+                "oversize_events": totals["oversize"],
+                "workers": len(states),
+            },
+            "slo": slo,
+            "target_info": self.describe,
+            "started_at": started_at,
+            "ended_at": time.time(),
+            "status": self.status,
+            "problems": self.problems,
+        }
+
+    def _client_bound(
+        self,
+        latency: dict[str, dict[str, Any]],
+        totals: dict[str, int],
+        cpu_pct: float | None,
+        loop_lag_p99_us: float | None,
+    ) -> tuple[bool, list[str]]:
+        """Was the harness, rather than the target, the limit?
+
+        The harness is saturated when a worker used a whole core or its event loop woke late;
+        that only matters when it also failed to keep the schedule (or, closed loop, always:
+        a saturated harness caps the throughput it reports).
+        """
+        saturated = []
+        if cpu_pct is not None and cpu_pct >= CPU_SATURATED_PCT:
+            saturated.append(f"a worker used {cpu_pct:.0f}% of a core")
+        if loop_lag_p99_us is not None and loop_lag_p99_us * 1e3 >= LOOP_LAG_P99_LIMIT_NS:
+            saturated.append(f"event-loop lag p99 {loop_lag_p99_us / 1e3:.1f} ms")
+        if not saturated:
+            return False, []
+        w = self.workload
+        if w.closed_loop:
+            return True, [*saturated, "closed-loop throughput is capped by the harness"]
+        assert isinstance(w.rate, float)
+        expected = w.rate * self.meta.duration
+        missed = []
+        if totals["sent_in_window"] < SCHEDULE_MISS_FRACTION * expected:
+            missed.append(f"sent {totals['sent_in_window']} of {expected:.0f} scheduled events")
+        lag_p99 = latency["schedule_lag"]["p99"]
+        if lag_p99 is not None and lag_p99 >= 10_000:
+            missed.append(f"schedule lag p99 {lag_p99 / 1e3:.1f} ms")
+        if not missed:
+            return False, []
+        return True, saturated + missed
+
+
+def _r(value: float | None) -> float | str:
+    return "" if value is None else round(value, 1)
+

@@ -1,0 +1,430 @@
+"""A worker process: one event loop that drives producers and consumers of one run point.
+
+The coordinator (``engine/runner.py``) starts ``workers`` of these with the ``spawn`` method,
+so each has a clean interpreter and its own event loop (uvloop when installed). A worker:
+
+1. connects its driver, creates its consumers and producers, and says ``ready``;
+2. on ``start`` (an absolute monotonic time shared by every process on the host) runs the
+   open-loop schedule: each producer has ``max_in_flight`` sender slots that take the next
+   intended time, sleep until it with the precise timer, build the event, send it and record
+   response (intended → ack), service (send → ack) and schedule lag (send − intended);
+3. consumers record end-to-end latency (intended → consumed) and feed the delivery audit;
+4. every interval it ships encoded interval histograms (never percentiles) and counters;
+5. on ``finish`` it stops its consumers and ships its audit ledgers and totals.
+
+The hot path only appends integers to arrays (see ``metrics/recorder.py``). Samples are
+attributed to the measurement window by their *intended* time, so the warm-up is discarded
+even for messages acknowledged after it ended.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+import traceback
+from collections import Counter
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from typing import Any
+
+from bench.drivers.base import DriverConfig, DriverContext, Message, Topology, load_driver
+from bench.engine.schedule import make_schedule
+from bench.errors import BenchError
+from bench.metrics.audit import ACK_FAILED, ACK_OK, ConsumerLedger, ProducerLedger
+from bench.metrics.recorder import LatencyRecorder
+from bench.scenario import Workload
+from bench.timing import PreciseTimer
+from bench.workload import EventFactory
+
+KINDS = ("response", "service", "schedule_lag", "e2e")
+LOOP_PROBE_NS = 10_000_000  # how often the loop-lag probe wakes
+YIELD_EVERY = 32  # sends between forced yields, so a never-blocking target cannot starve consumers
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    index: int
+    driver: str
+    driver_config: DriverConfig
+    workload: Workload
+    topology: Topology
+    producer_ids: tuple[int, ...]
+    consumer_ids: tuple[int, ...]
+    seed: int
+    rate_per_producer: float | None  # None: closed loop ("max")
+    slots_per_producer: int
+    warmup_ns: int
+    duration_ns: int
+    interval_ns: int
+    prepare_here: bool  # in-process targets are prepared inside each worker
+    describe: bool  # only one worker reports what answered
+
+
+@dataclass
+class _Totals:
+    sent: int = 0
+    acked: int = 0
+    failed: int = 0
+    delivered: int = 0
+    received_unique: int = 0
+    # Throughput counts events that *happened* inside the measurement window.
+    sent_in_window: int = 0
+    acked_in_window: int = 0
+    received_in_window: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+
+
+def worker_main(spec: WorkerSpec, conn: Connection) -> None:
+    """Process entry point (spawned)."""
+    # The coordinator owns Ctrl-C: it tells workers to stop, so their files stay consistent.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    try:
+        asyncio.run(Worker(spec, conn).run())
+    except Exception as exc:  # last resort: the coordinator must hear about it, never hang
+        with contextlib.suppress(Exception):
+            conn.send(("error", spec.index, f"worker crashed: {exc!r}", traceback.format_exc()))
+    finally:
+        conn.close()
+
+
+class Worker:
+    def __init__(self, spec: WorkerSpec, conn: Connection) -> None:
+        self.spec = spec
+        self.conn = conn
+        self.totals = _Totals()
+        self.recorders = {kind: LatencyRecorder(kind) for kind in KINDS}
+        self.loop_lag = LatencyRecorder("loop_lag")
+        self.consumer_ledger = ConsumerLedger()
+        self.factories: list[EventFactory] = []
+        self.in_flight = 0
+        self.in_flight_peak = 0
+        self.stopping = False
+        self.start_ns = 0
+        self.window_start_ns = 0
+        self.window_end_ns = 0
+        self._control: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
+        self._interval_errors: Counter[str] = Counter()
+        self._last_counts = (0, 0, 0)
+
+    # -- plumbing
+    def count_error(self, kind: str) -> None:
+        self.totals.errors[kind] += 1
+        self._interval_errors[kind] += 1
+
+    def _send(self, *message: Any) -> None:
+        self.conn.send(message)
+
+    def _on_control(self) -> None:
+        try:
+            message = self.conn.recv()
+        except (EOFError, OSError):
+            message = ("finish",)  # the coordinator is gone: wind down
+            asyncio.get_running_loop().remove_reader(self.conn.fileno())
+        if message[0] == "stop":
+            self.stopping = True
+        self._control.put_nowait(message)
+
+    async def _wait_control(self, *kinds: str) -> tuple[Any, ...]:
+        while True:
+            message = await self._control.get()
+            if message[0] in kinds:
+                return message
+
+    # -- main
+    async def run(self) -> None:
+        spec = self.spec
+        loop = asyncio.get_running_loop()
+        loop.add_reader(self.conn.fileno(), self._on_control)
+        self.timer = PreciseTimer(loop)
+        driver_cls = load_driver(spec.driver)
+        driver = driver_cls(spec.driver_config, DriverContext(count_error=self.count_error))
+        consumers: list[Any] = []
+        producers: list[Any] = []
+        try:
+            try:
+                await asyncio.wait_for(driver.connect(), spec.driver_config.connect_timeout + 5)
+                if spec.prepare_here:
+                    await driver.prepare(spec.topology)
+                for consumer_id in spec.consumer_ids:
+                    consumer = await driver.consumer(spec.topology, consumer_id, self.on_message)
+                    await asyncio.wait_for(consumer.start(), spec.driver_config.connect_timeout + 30)
+                    consumers.append(consumer)
+                for producer_id in spec.producer_ids:
+                    producers.append(await driver.producer(spec.topology, producer_id))
+                described = await driver.describe() if spec.describe else None
+            except BenchError as exc:
+                self._send("error", spec.index, exc.message, None)
+                return
+            except TimeoutError:
+                self._send("error", spec.index, f"{spec.driver}: setup timed out", None)
+                return
+            self._send("ready", spec.index, described)
+            message = await self._wait_control("start", "finish")
+            if message[0] == "start":
+                await self._run_load(message[1], producers)
+                await self._wait_control("finish")
+            await self._finish(driver, consumers, producers)
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(driver.close(), 10)
+            self.timer.close()
+
+    async def _run_load(self, start_ns: int, producers: list[Any]) -> None:
+        spec = self.spec
+        self.start_ns = start_ns
+        self.window_start_ns = start_ns + spec.warmup_ns
+        self.window_end_ns = self.window_start_ns + spec.duration_ns
+        loop = asyncio.get_running_loop()
+        background = [
+            loop.create_task(self._ticker()),
+            loop.create_task(self._probe_loop_lag()),
+        ]
+        slots = []
+        for position, producer in enumerate(producers):
+            producer_id = spec.producer_ids[position]
+            ledger = ProducerLedger(producer_id)
+            factory = EventFactory(spec.workload, producer_id, spec.seed, ledger)
+            self.factories.append(factory)
+            schedule = None
+            if spec.rate_per_producer is not None:
+                schedule = make_schedule(
+                    spec.workload.schedule,
+                    spec.rate_per_producer,
+                    start_ns,
+                    self.window_end_ns,
+                    seed=spec.seed * 1_000_003 + producer_id,
+                )
+            for _ in range(spec.slots_per_producer):
+                slots.append(loop.create_task(self._slot(producer, factory, schedule)))
+        await self.timer.sleep_until(start_ns)
+        try:
+            await self._await_slots(slots)
+            self._send("produced", spec.index)
+            while not self.stopping:
+                # During the drain the coordinator decides when everything has arrived.
+                self._send(
+                    "progress",
+                    spec.index,
+                    self.totals.acked,
+                    self.totals.received_unique,
+                    self.totals.delivered,
+                )
+                try:
+                    await asyncio.wait_for(self._wait_control("finish"), 0.1)
+                    self._control.put_nowait(("finish",))
+                    break
+                except TimeoutError:
+                    pass
+        finally:
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+            self._ship_interval(final=True)
+
+    async def _await_slots(self, slots: list[asyncio.Task[None]]) -> None:
+        pending = set(slots)
+        while pending:
+            done, pending = await asyncio.wait(pending, timeout=0.1)
+            for task in done:
+                if not task.cancelled() and task.exception() is not None:
+                    exc = task.exception()
+                    self.count_error(f"harness:{type(exc).__name__}")
+            if self.stopping and pending:
+                # Interrupted: give in-flight sends a moment, then abandon them.
+                _, pending = await asyncio.wait(pending, timeout=1.0)
+                for task in pending:
+                    task.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+                return
+
+    async def _slot(self, producer: Any, factory: EventFactory, schedule: Any) -> None:
+        """One sender slot: at most one message in flight. Its loop is the hot path."""
+        send = producer.send
+        make = factory.next
+        acks = factory.ledger.acks
+        monotonic_ns = time.monotonic_ns
+        sleep_until = self.timer.sleep_until
+        rec = self.recorders
+        resp_i, resp_m = rec["response"].interval_buf.append, rec["response"].measured_buf.append
+        svc_i, svc_m = rec["service"].interval_buf.append, rec["service"].measured_buf.append
+        lag_i, lag_m = rec["schedule_lag"].interval_buf.append, rec["schedule_lag"].measured_buf.append
+        window_start, window_end = self.window_start_ns, self.window_end_ns
+        totals = self.totals
+        closed_loop = schedule is None
+        next_time = None if closed_loop else schedule.next
+        since_yield = 0
+        while not self.stopping:
+            if closed_loop:
+                intended = monotonic_ns()
+                if intended < self.start_ns:
+                    await sleep_until(self.start_ns)
+                    continue
+                if intended >= window_end:
+                    return
+                msg: Message = make(intended)
+            else:
+                intended = next_time()
+                if intended is None:
+                    return
+                # Build the event before sleeping, so schedule lag measures only how late the
+                # send started, not the harness's own event construction.
+                msg = make(intended)
+                if intended > monotonic_ns():
+                    await sleep_until(intended)
+                    since_yield = 0
+                    if self.stopping:
+                        acks[msg.seq] = ACK_FAILED
+                        return
+            start = monotonic_ns()
+            self.in_flight += 1
+            if self.in_flight > self.in_flight_peak:
+                self.in_flight_peak = self.in_flight
+            totals.sent += 1
+            if window_start <= start < window_end:
+                totals.sent_in_window += 1
+            try:
+                await send(msg)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.in_flight -= 1
+                acks[msg.seq] = ACK_FAILED
+                totals.failed += 1
+                self.count_error(_error_kind(exc))
+                continue
+            end = monotonic_ns()
+            self.in_flight -= 1
+            acks[msg.seq] = ACK_OK
+            totals.acked += 1
+            resp_i(end - intended)
+            svc_i(end - start)
+            lag_i(start - intended)
+            if window_start <= intended < window_end:
+                resp_m(end - intended)
+                svc_m(end - start)
+                lag_m(start - intended)
+            if window_start <= end < window_end:
+                totals.acked_in_window += 1
+            since_yield += 1
+            if since_yield >= YIELD_EVERY:
+                since_yield = 0
+                await asyncio.sleep(0)
+
+    def on_message(self, msg: Message) -> None:
+        """Consumer callback (the other hot path): e2e latency and the audit."""
+        now = time.monotonic_ns()
+        latency = now - msg.intended_ns
+        e2e = self.recorders["e2e"]
+        e2e.interval_buf.append(latency)
+        if self.window_start_ns <= msg.intended_ns < self.window_end_ns:
+            e2e.measured_buf.append(latency)
+        totals = self.totals
+        totals.delivered += 1
+        if self.window_start_ns <= now < self.window_end_ns:
+            totals.received_in_window += 1
+        if self.consumer_ledger.record(msg.producer_id, msg.seq, msg.key, msg.key_seq):
+            totals.received_unique += 1
+
+    # -- self-monitoring and intervals
+    async def _probe_loop_lag(self) -> None:
+        """How late the loop wakes a precise timer: the harness's own responsiveness."""
+        rec = self.loop_lag
+        while True:
+            due = time.monotonic_ns() + LOOP_PROBE_NS
+            await self.timer.sleep_until(due)
+            lag = time.monotonic_ns() - due
+            rec.interval_buf.append(lag)
+            if self.window_start_ns <= due < self.window_end_ns:
+                rec.measured_buf.append(lag)
+
+    async def _ticker(self) -> None:
+        interval = self.spec.interval_ns
+        k = 1
+        self._cpu_mark = (time.process_time(), time.monotonic())
+        while True:
+            await self.timer.sleep_until(self.start_ns + k * interval)
+            self._ship_interval(final=False)
+            k += 1
+
+    def _ship_interval(self, final: bool) -> None:
+        now_ns = time.monotonic_ns()
+        cpu, wall = time.process_time(), time.monotonic()
+        cpu_mark = getattr(self, "_cpu_mark", (cpu, wall))
+        self._cpu_mark = (cpu, wall)
+        elapsed = max(wall - cpu_mark[1], 1e-9)
+        totals = self.totals
+        counts = (totals.sent, totals.acked, totals.delivered)
+        last = self._last_counts
+        self._last_counts = counts
+        payload = {
+            "end_ns": now_ns,
+            "final": final,
+            "hist": {kind: rec.take_interval() for kind, rec in self.recorders.items()},
+            "measured": {kind: rec.take_measured_delta() for kind, rec in self.recorders.items()},
+            "loop_lag": self.loop_lag.take_interval(),
+            "loop_lag_measured": self.loop_lag.take_measured_delta(),
+            "sent": counts[0] - last[0],
+            "acked": counts[1] - last[1],
+            "delivered": counts[2] - last[2],
+            "errors": dict(self._interval_errors),
+            "in_flight": self.in_flight,
+            "cpu_pct": 100.0 * (cpu - cpu_mark[0]) / elapsed,
+        }
+        self._interval_errors.clear()
+        self._send("interval", self.spec.index, payload)
+
+    async def _finish(self, driver: Any, consumers: list[Any], producers: list[Any]) -> None:
+        for consumer in consumers:
+            try:
+                await asyncio.wait_for(consumer.stop(), 10)
+            except Exception as exc:
+                self.count_error(f"consumer_stop:{type(exc).__name__}")
+        for producer in producers:
+            try:
+                await asyncio.wait_for(producer.close(), 10)
+            except Exception as exc:
+                self.count_error(f"producer_close:{type(exc).__name__}")
+        described = None
+        if self.spec.describe:
+            with contextlib.suppress(Exception):
+                described = await asyncio.wait_for(driver.describe(), 10)
+        totals = self.totals
+        self._send(
+            "final",
+            self.spec.index,
+            {
+                "producers": [f.ledger.export() for f in self.factories],
+                "consumers": self.consumer_ledger.export(),
+                "sent": totals.sent,
+                "acked": totals.acked,
+                "failed": totals.failed,
+                "delivered": totals.delivered,
+                "sent_in_window": totals.sent_in_window,
+                "acked_in_window": totals.acked_in_window,
+                "received_in_window": totals.received_in_window,
+                "errors": dict(totals.errors),
+                "negatives": {k: r.negatives for k, r in self.recorders.items()},
+                "clamped": {k: r.clamped for k, r in self.recorders.items()},
+                "in_flight_peak": self.in_flight_peak,
+                "oversize": sum(f.oversize for f in self.factories),
+                "describe": described,
+                "pid": os.getpid(),
+            },
+        )
+
+
+def _error_kind(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "timeout"
+    if isinstance(exc, BenchError):
+        return exc.message.split(":", 1)[0][:40]
+    return type(exc).__name__

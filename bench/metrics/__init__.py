@@ -1,0 +1,1 @@
+"""Measurement: latency histograms, interval logs and the delivery audit."""

@@ -1,0 +1,177 @@
+"""The delivery audit: exact counts of lost, duplicated and reordered messages.
+
+Every message carries (producer id, seq, key, key_seq). Producers keep a ledger of what they
+sent and what was acknowledged; consumers keep a ledger of what they received. After the drain
+the coordinator merges every worker's ledgers and counts, exactly:
+
+* ``sent``        messages handed to the driver;
+* ``acked``       of those, acknowledged by the target;
+* ``received``    distinct messages delivered at least once;
+* ``lost``        acknowledged but never received (the definition that matters to users);
+* ``unacked_lost`` not acknowledged and never received (a failed send: counted apart);
+* ``duplicated``  deliveries beyond the first;
+* ``reordered``   first deliveries whose key_seq is below one already seen for that
+  (producer, key) at the same consumer: per-key order broken.
+
+Ledgers are byte arrays indexed by the producer's seq, so the hot path is a few list
+operations and the merge is numpy.
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+ACK_PENDING = 0
+ACK_OK = 1
+ACK_FAILED = 2
+
+
+class ProducerLedger:
+    """What one producer sent: the key index of every seq, and its acknowledgement state."""
+
+    __slots__ = ("acks", "keys", "producer_id")
+
+    def __init__(self, producer_id: int) -> None:
+        self.producer_id = producer_id
+        self.keys: array[int] = array("I")  # key index per seq
+        self.acks = bytearray()  # ACK_* per seq
+
+    def export(self) -> tuple[int, bytes, bytes]:
+        return self.producer_id, self.keys.tobytes(), bytes(self.acks)
+
+
+class ConsumerLedger:
+    """What the consumers of one worker received, per producer."""
+
+    __slots__ = ("last_key_seq", "received", "reordered", "reordered_by_key")
+
+    def __init__(self) -> None:
+        self.received: dict[int, bytearray] = {}
+        self.last_key_seq: dict[tuple[int, str], int] = {}
+        self.reordered = 0
+        self.reordered_by_key: dict[tuple[int, str], int] = {}
+
+    def record(self, producer_id: int, seq: int, key: str, key_seq: int) -> bool:
+        """Register one delivery; True if it is the first delivery of that message here."""
+        counts = self.received.get(producer_id)
+        if counts is None:
+            counts = self.received[producer_id] = bytearray(1024)
+        if seq >= len(counts):
+            counts.extend(bytes(max(seq + 1 - len(counts), len(counts))))
+        seen = counts[seq]
+        if seen:
+            if seen < 255:
+                counts[seq] = seen + 1
+            return False
+        counts[seq] = 1
+        pk = (producer_id, key)
+        last = self.last_key_seq.get(pk, 0)
+        if key_seq < last:
+            self.reordered += 1
+            self.reordered_by_key[pk] = self.reordered_by_key.get(pk, 0) + 1
+        else:
+            self.last_key_seq[pk] = key_seq
+        return True
+
+    def export(self) -> tuple[dict[int, bytes], int, dict[str, int]]:
+        by_key = {f"{p}/{k}": n for (p, k), n in self.reordered_by_key.items()}
+        return {p: bytes(c) for p, c in self.received.items()}, self.reordered, by_key
+
+
+@dataclass
+class AuditResult:
+    sent: int = 0
+    acked: int = 0
+    failed: int = 0
+    received: int = 0
+    delivered: int = 0
+    lost: int = 0
+    unacked_lost: int = 0
+    duplicated: int = 0
+    reordered: int = 0
+    unknown_received: int = 0  # deliveries of seqs no producer of this run sent
+    keys_with_loss: int = 0
+    keys_with_duplicates: int = 0
+    keys_reordered: int = 0
+    worst_keys: list[dict[str, object]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, object]:
+        return dict(self.__dict__)
+
+    @property
+    def clean(self) -> bool:
+        return not (self.lost or self.duplicated or self.reordered or self.unknown_received)
+
+
+def merge(
+    producers: list[tuple[int, bytes, bytes]],
+    consumers: list[tuple[dict[int, bytes], int, dict[str, int]]],
+    key_name: Callable[[int], str] | None = None,
+) -> AuditResult:
+    """Combine every worker's ledgers into the run point's exact audit."""
+    result = AuditResult()
+    received_by_producer: dict[int, np.ndarray] = {}
+    for received, reordered, _ in consumers:
+        result.reordered += reordered
+        for producer_id, blob in received.items():
+            counts = np.frombuffer(blob, dtype=np.uint8).astype(np.int64)
+            current = received_by_producer.get(producer_id)
+            if current is None:
+                received_by_producer[producer_id] = counts
+            else:
+                size = max(current.size, counts.size)
+                merged = np.zeros(size, dtype=np.int64)
+                merged[: current.size] += current
+                merged[: counts.size] += counts
+                received_by_producer[producer_id] = merged
+
+    worst: list[dict[str, object]] = []
+    known = set()
+    for producer_id, keys_blob, acks_blob in producers:
+        known.add(producer_id)
+        acks = np.frombuffer(acks_blob, dtype=np.uint8)
+        keys = np.frombuffer(keys_blob, dtype=np.uint32)
+        n = acks.size
+        counts = received_by_producer.get(producer_id, np.zeros(0, dtype=np.int64))
+        got = np.zeros(n, dtype=np.int64)
+        got[: min(n, counts.size)] = counts[:n]
+        if counts.size > n:
+            result.unknown_received += int(counts[n:].sum())
+        acked = acks == ACK_OK
+        received = got > 0
+        lost = acked & ~received
+        dup = np.maximum(got - 1, 0)
+        result.sent += n
+        result.acked += int(acked.sum())
+        result.failed += int((acks == ACK_FAILED).sum())
+        result.received += int(received.sum())
+        result.delivered += int(got.sum())
+        result.lost += int(lost.sum())
+        result.unacked_lost += int((~acked & ~received).sum())
+        result.duplicated += int(dup.sum())
+        if lost.any():
+            lost_keys = np.bincount(keys[lost])
+            result.keys_with_loss += int((lost_keys > 0).sum())
+            for k in np.argsort(lost_keys)[::-1][:3]:
+                if lost_keys[k]:
+                    worst.append(_key_row(producer_id, int(k), key_name, lost=int(lost_keys[k])))
+        if dup.any():
+            dup_keys = np.bincount(keys, weights=dup)
+            result.keys_with_duplicates += int((dup_keys > 0).sum())
+    for producer_id, counts in received_by_producer.items():
+        if producer_id not in known:
+            result.unknown_received += int(counts.sum())
+    result.keys_reordered = sum(len(by_key) for _, _, by_key in consumers)
+    result.worst_keys = worst[:5]
+    return result
+
+
+def _key_row(
+    producer_id: int, key_index: int, key_name: Callable[[int], str] | None, **counts: int
+) -> dict[str, object]:
+    name = key_name(key_index) if key_name else str(key_index)
+    return {"producer": producer_id, "key": name, **counts}

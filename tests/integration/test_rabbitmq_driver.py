@@ -1,0 +1,281 @@
+"""The RabbitMQ driver against a real broker: delivery, ordering, confirm window, errors.
+
+Each test uses its own exchange and queues (a unique topology name) and removes them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import time
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import aio_pika
+import aiormq.exceptions
+import pytest
+from yarl import URL
+
+from bench.drivers.base import DriverContext, Message, Topology
+from bench.drivers.rabbitmq import RabbitMQConfig, RabbitMQConsumer, RabbitMQDriver
+from bench.errors import DriverError
+
+T = TypeVar("T")
+
+PRODUCERS = 2
+KEYS_PER_PRODUCER = 16
+MESSAGES_PER_PRODUCER = 1000  # 2000 in all
+TEST_DEADLINE_S = 60.0
+DRAIN_DEADLINE_S = 30.0
+
+
+def run(coro_fn: Callable[[], Awaitable[T]]) -> T:
+    async def bounded() -> T:
+        return await asyncio.wait_for(coro_fn(), TEST_DEADLINE_S)
+
+    return asyncio.run(bounded())
+
+
+def topology(*, queues: int, consumers: int) -> Topology:
+    return Topology(
+        name=f"eb-test-rmq-{uuid.uuid4().hex[:10]}",
+        partitions=queues,
+        producers=PRODUCERS,
+        consumers=consumers,
+        consumer_group="eb-test",
+    )
+
+
+def keyed_messages(producer_id: int) -> list[Message]:
+    """seq runs over the producer, key_seq within each of its keys."""
+    key_seq: Counter[str] = Counter()
+    out = []
+    for seq in range(MESSAGES_PER_PRODUCER):
+        key = f"agg-{producer_id}-{seq % KEYS_PER_PRODUCER}"
+        out.append(
+            Message(
+                key=key,
+                value=b"x" * 1024,
+                event_type="OrderPlaced",
+                event_id=str(uuid.uuid4()),
+                correlation_id=f"corr-{producer_id}",
+                producer_id=producer_id,
+                seq=seq,
+                key_seq=key_seq[key],
+                intended_ns=time.monotonic_ns(),
+            )
+        )
+        key_seq[key] += 1
+    return out
+
+
+@dataclass
+class Received:
+    by_id: Counter[tuple[int, int]] = field(default_factory=Counter)
+    key_seqs: dict[tuple[int, str], list[int]] = field(default_factory=lambda: defaultdict(list))
+    per_consumer: Counter[int] = field(default_factory=Counter)
+
+    def callback(self, consumer_id: int) -> Callable[[Message], None]:
+        def on_message(msg: Message) -> None:
+            self.by_id[(msg.producer_id, msg.seq)] += 1
+            self.key_seqs[(msg.producer_id, msg.key)].append(msg.key_seq)
+            self.per_consumer[consumer_id] += 1
+
+        return on_message
+
+    def reordered(self) -> int:
+        return sum(
+            1 for seqs in self.key_seqs.values() for a, b in itertools.pairwise(seqs) if b < a
+        )
+
+
+async def produce_and_consume(
+    driver: RabbitMQDriver, topo: Topology, consumers: int
+) -> tuple[Received, list[RabbitMQConsumer], int]:
+    """2 producers x 16 concurrent senders (one per key, so per-key send order is fixed)."""
+    received = Received()
+    clients = [await driver.consumer(topo, i, received.callback(i)) for i in range(consumers)]
+    for client in clients:
+        await client.start()
+    peak = 0
+    try:
+        producers = [await driver.producer(topo, p) for p in range(PRODUCERS)]
+
+        async def sender(producer: Any, msgs: list[Message]) -> None:
+            for msg in msgs:
+                await producer.send(msg)
+
+        senders = []
+        for p, producer in enumerate(producers):
+            by_key: dict[str, list[Message]] = defaultdict(list)
+            for msg in keyed_messages(p):
+                by_key[msg.key].append(msg)
+            senders += [sender(producer, msgs) for msgs in by_key.values()]
+        await asyncio.gather(*senders)
+        peak = max(producer.inflight_peak for producer in producers)
+        for producer in producers:
+            await producer.close()
+
+        expected = PRODUCERS * MESSAGES_PER_PRODUCER
+        deadline = time.monotonic() + DRAIN_DEADLINE_S
+        while sum(received.by_id.values()) < expected and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        # A little longer, so that a duplicate arriving late is seen too.
+        await asyncio.sleep(0.3)
+    finally:
+        for client in clients:
+            await client.stop()
+    return received, clients, peak
+
+
+def assert_exactly_once(received: Received) -> None:
+    expected = {(p, s) for p in range(PRODUCERS) for s in range(MESSAGES_PER_PRODUCER)}
+    missing = expected - set(received.by_id)
+    duplicated = {k: n for k, n in received.by_id.items() if n > 1}
+    assert not missing, f"{len(missing)} messages lost, e.g. {sorted(missing)[:5]}"
+    assert not duplicated, f"{len(duplicated)} messages duplicated"
+    assert set(received.by_id) == expected
+
+
+async def with_driver(
+    config: RabbitMQConfig, topo: Topology, body: Callable[[RabbitMQDriver], Awaitable[T]]
+) -> tuple[T, list[str]]:
+    errors: list[str] = []
+    driver = RabbitMQDriver(config, DriverContext(count_error=errors.append))
+    await driver.connect()
+    try:
+        await driver.prepare(topo)
+        return await body(driver), errors
+    finally:
+        await driver.cleanup(topo)
+        await driver.close()
+
+
+def test_one_consumer_per_queue_gets_every_message_once_in_key_order(rabbitmq_url: str) -> None:
+    window = 8
+    config = RabbitMQConfig(url=rabbitmq_url, confirms=True, confirm_window=window)
+    topo = topology(queues=2, consumers=2)
+
+    async def body(driver: RabbitMQDriver) -> tuple[Received, list[RabbitMQConsumer], int]:
+        return await produce_and_consume(driver, topo, consumers=2)
+
+    (received, clients, peak), errors = run(lambda: with_driver(config, topo, body))
+
+    assert_exactly_once(received)
+    assert received.reordered() == 0
+    # Each consumer owns one queue, so both did work.
+    assert [len(c.queue_names) for c in clients] == [1, 1]
+    assert all(received.per_consumer[i] > 0 for i in range(2))
+    # 16 senders share each confirm-mode channel: publishes overlap, within the window.
+    assert 1 < peak <= window
+    assert errors == []
+
+
+def test_competing_consumers_on_one_queue_share_the_work_without_loss(rabbitmq_url: str) -> None:
+    config = RabbitMQConfig(url=rabbitmq_url, confirm_window=32, prefetch=16)
+    topo = topology(queues=1, consumers=2)
+
+    async def body(driver: RabbitMQDriver) -> tuple[Received, list[RabbitMQConsumer], int]:
+        return await produce_and_consume(driver, topo, consumers=2)
+
+    (received, _clients, peak), _ = run(lambda: with_driver(config, topo, body))
+
+    assert_exactly_once(received)
+    assert all(received.per_consumer[i] > 0 for i in range(2))
+    assert 1 < peak <= 32
+    # Per-key order is not a RabbitMQ guarantee with competing consumers: report, not assert.
+    print(
+        f"competing consumers: {received.per_consumer[0]}/{received.per_consumer[1]} messages, "
+        f"{received.reordered()} per-key inversions"
+    )
+
+
+def test_single_active_consumer_keeps_key_order_with_spare_consumers(rabbitmq_url: str) -> None:
+    config = RabbitMQConfig(url=rabbitmq_url, single_active_consumer=True, queue_type="quorum")
+    topo = topology(queues=1, consumers=2)
+
+    async def body(driver: RabbitMQDriver) -> tuple[Received, list[RabbitMQConsumer], int]:
+        return await produce_and_consume(driver, topo, consumers=2)
+
+    (received, _clients, _peak), _ = run(lambda: with_driver(config, topo, body))
+
+    assert_exactly_once(received)
+    assert received.reordered() == 0
+    # The broker delivers the queue to one consumer only; the other stands by.
+    assert sorted(received.per_consumer.values()) == [PRODUCERS * MESSAGES_PER_PRODUCER]
+
+
+def test_prepare_replaces_a_queue_of_another_type(rabbitmq_url: str) -> None:
+    topo = topology(queues=2, consumers=1)
+
+    async def scenario() -> None:
+        classic = RabbitMQDriver(RabbitMQConfig(url=rabbitmq_url), DriverContext())
+        quorum = RabbitMQDriver(
+            RabbitMQConfig(url=rabbitmq_url, queue_type="quorum"), DriverContext()
+        )
+        await classic.connect()
+        await quorum.connect()
+        try:
+            await classic.prepare(topo)
+            await quorum.prepare(topo)
+            await quorum.prepare(topo)  # idempotent
+            # Redeclaring with the quorum type only succeeds if the queue now is one.
+            connection = await aio_pika.connect(rabbitmq_url, timeout=5)
+            try:
+                channel = await connection.channel()
+                for name in quorum.queue_names(topo):
+                    queue = await channel.declare_queue(
+                        name, durable=True, arguments={"x-queue-type": "quorum"}
+                    )
+                    assert queue.declaration_result.message_count == 0
+                with pytest.raises(aiormq.exceptions.ChannelPreconditionFailed):
+                    await channel.declare_queue(
+                        quorum.queue_names(topo)[0],
+                        durable=True,
+                        arguments={"x-queue-type": "classic"},
+                    )
+            finally:
+                await connection.close()
+        finally:
+            await quorum.cleanup(topo)
+            await classic.close()
+            await quorum.close()
+
+    run(scenario)
+
+
+def test_unreachable_broker_fails_fast_with_one_line_and_no_password() -> None:
+    config = RabbitMQConfig(url="amqp://bench:s3cr3t-pw@127.0.0.1:1/", connect_timeout="2s")
+    driver = RabbitMQDriver(config, DriverContext())
+    started = time.monotonic()
+    with pytest.raises(DriverError) as caught:
+        run(driver.connect)
+    elapsed = time.monotonic() - started
+    assert elapsed < 2.0 + 1.5
+    message = str(caught.value)
+    assert "127.0.0.1:1" in message
+    assert "\n" not in message
+    assert "s3cr3t-pw" not in message
+
+
+def test_describe_names_the_server_and_hides_credentials(rabbitmq_url: str) -> None:
+    async def scenario() -> dict[str, Any]:
+        driver = RabbitMQDriver(RabbitMQConfig(url=rabbitmq_url), DriverContext())
+        await driver.connect()
+        try:
+            return await driver.describe()
+        finally:
+            await driver.close()
+
+    described = run(scenario)
+    print(json.dumps(described, indent=2))
+    assert described["product"] == "RabbitMQ"
+    assert described["version"]
+    assert described["settings"]["confirms"] is True
+    password = URL(rabbitmq_url).password
+    assert password
+    assert password not in json.dumps(described)
