@@ -31,6 +31,8 @@ Environment variables (read at call time):
 Services are only started on loopback; a URL naming another host is checked and reused,
 never started. Credentials in these URLs are returned by :func:`connection_url` for clients
 but never appear in a :class:`ServiceStatus`, a log line or a file under the state directory.
+The functions are synchronous (health checks run their own short event loop); async code
+calls them through ``asyncio.to_thread``.
 """
 
 from __future__ import annotations
@@ -200,9 +202,8 @@ def up(name: str, state_dir: Path | None = None, timeout_s: float = 60.0) -> Ser
             )
         if _port_taken(address):
             raise InfraError(
-                f"{address.host}:{address.port} is taken by a program that does not speak "
-                f"the {name} protocol",
-                hint=f"stop that program, or choose another port for {name}",
+                f"{address.host}:{address.port} is in use, but does not answer as {name}",
+                hint=f"if {name} is still starting, retry; else free the port or choose another",
             )
         started = time.monotonic()
         result = _STARTERS[name](address, directory, deadline)

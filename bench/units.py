@@ -27,6 +27,9 @@ def parse_duration_s(value: object) -> float:
     if not isinstance(value, str):
         raise ValueError("expected a duration such as '10s', '500ms' or '2m'")
     match = _DURATION_RE.match(value)
+    if not match and re.fullmatch(r"\s*\d+(\.\d+)?\s*", value):
+        number = value.strip()
+        raise ValueError(f"duration {value!r} has no unit: write it as '{number}s' or '{number}ms'")
     if not match:
         raise ValueError(
             f"{value!r} is not a duration: use a number and a unit (ns, us, ms, s, m, h)"

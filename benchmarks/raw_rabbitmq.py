@@ -49,6 +49,7 @@ def parse_args() -> argparse.Namespace:
 
 async def run(args: argparse.Namespace) -> None:
     connection = await aio_pika.connect(args.url, timeout=10)
+    consumer_channel: aio_pika.abc.AbstractChannel | None = None
     queue_names = [f"{args.name}.{i}" for i in range(args.queues)]
     try:
         admin = await connection.channel()
@@ -127,6 +128,9 @@ async def run(args: argparse.Namespace) -> None:
                 f"= {args.messages / (end - started):,.0f} msgs/s (prefetch {args.prefetch})"
             )
     finally:
+        # Stop consuming first, so deleting the queues does not cancel live consumers.
+        if consumer_channel is not None:
+            await consumer_channel.close()
         with contextlib.suppress(Exception):
             cleanup = await connection.channel()
             for name in queue_names:

@@ -474,6 +474,10 @@ class PointRunner:
         point = self.point
         w = self.workload
         finals = [s.final for s in states if s.final is not None]
+        for final in finals:
+            if final.get("describe"):
+                # What the target says at the end (the memory target's injected faults, …).
+                self.describe = {**(self.describe or {}), **final["describe"]}
         duration = self.meta.duration
         totals = {
             key: sum(f[key] for f in finals)

@@ -33,7 +33,7 @@ from typing import Any
 from bench.drivers.base import DriverConfig, DriverContext, Message, Topology, load_driver
 from bench.engine.schedule import make_schedule
 from bench.errors import BenchError
-from bench.metrics.audit import ACK_FAILED, ACK_OK, ConsumerLedger, ProducerLedger
+from bench.metrics.audit import ACK_FAILED, ACK_NOT_SENT, ACK_OK, ConsumerLedger, ProducerLedger
 from bench.metrics.recorder import LatencyRecorder
 from bench.scenario import Workload
 from bench.timing import PreciseTimer
@@ -282,7 +282,7 @@ class Worker:
                     await sleep_until(intended)
                     since_yield = 0
                     if self.stopping:
-                        acks[msg.seq] = ACK_FAILED
+                        acks[msg.seq] = ACK_NOT_SENT
                         return
             start = monotonic_ns()
             self.in_flight += 1

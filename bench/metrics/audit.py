@@ -28,6 +28,7 @@ import numpy as np
 ACK_PENDING = 0
 ACK_OK = 1
 ACK_FAILED = 2
+ACK_NOT_SENT = 3  # built, then abandoned before sending (the run was interrupted)
 
 
 class ProducerLedger:
@@ -136,6 +137,7 @@ def merge(
         acks = np.frombuffer(acks_blob, dtype=np.uint8)
         keys = np.frombuffer(keys_blob, dtype=np.uint32)
         n = acks.size
+        not_sent = acks == ACK_NOT_SENT
         counts = received_by_producer.get(producer_id, np.zeros(0, dtype=np.int64))
         got = np.zeros(n, dtype=np.int64)
         got[: min(n, counts.size)] = counts[:n]
@@ -145,13 +147,13 @@ def merge(
         received = got > 0
         lost = acked & ~received
         dup = np.maximum(got - 1, 0)
-        result.sent += n
+        result.sent += n - int(not_sent.sum())
         result.acked += int(acked.sum())
         result.failed += int((acks == ACK_FAILED).sum())
         result.received += int(received.sum())
         result.delivered += int(got.sum())
         result.lost += int(lost.sum())
-        result.unacked_lost += int((~acked & ~received).sum())
+        result.unacked_lost += int((~acked & ~received & ~not_sent).sum())
         result.duplicated += int(dup.sum())
         if lost.any():
             lost_keys = np.bincount(keys[lost])

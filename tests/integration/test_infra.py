@@ -120,7 +120,7 @@ def test_kafka_port_held_by_another_protocol_is_a_one_line_error(
         squatter.bind(("127.0.0.1", 0))
         squatter.listen()
         monkeypatch.setenv("BENCH_KAFKA_PORT", str(squatter.getsockname()[1]))
-        with pytest.raises(InfraError, match="does not speak the kafka protocol"):
+        with pytest.raises(InfraError, match="is in use, but does not answer as kafka"):
             infra.up("kafka", tmp_path, timeout_s=10)
     assert not (tmp_path / "kafka" / "service.json").exists()
 

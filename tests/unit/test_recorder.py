@@ -1,0 +1,82 @@
+import numpy as np
+import pytest
+
+from bench.metrics.recorder import (
+    HIGHEST_NS,
+    LatencyRecorder,
+    decode,
+    encode,
+    merge_into,
+    new_histogram,
+    record_values,
+    stats_us,
+    value_at_percentiles,
+)
+
+
+def test_vectorised_recording_matches_hdrhistogram_exactly():
+    rng = np.random.default_rng(7)
+    values = np.concatenate(
+        [rng.integers(0, 5_000, 3000), rng.integers(0, 10**10, 3000), rng.lognormal(14, 2, 3000).astype(np.int64)]
+    )
+    reference = new_histogram()
+    for v in values:
+        reference.record_value(int(v))
+    ours = new_histogram()
+    record_values(ours, values.astype(np.int64))
+    assert np.array_equal(np.ctypeslib.as_array(reference.counts), np.ctypeslib.as_array(ours.counts))
+    assert (ours.total_count, ours.min_value, ours.max_value) == (
+        reference.total_count,
+        reference.min_value,
+        reference.max_value,
+    )
+    percentiles = (0.0, 50.0, 90.0, 99.0, 99.9, 100.0)
+    assert value_at_percentiles(ours, percentiles) == [
+        reference.get_value_at_percentile(p) if p > 0 else reference.get_highest_equivalent_value(reference.get_value_at_percentile(0))
+        for p in percentiles
+    ]
+
+
+def test_negative_values_are_counted_not_recorded_and_huge_ones_clamped():
+    hist = new_histogram()
+    negatives, clamped = record_values(hist, np.array([-5, -1, 10, HIGHEST_NS * 10], dtype=np.int64))
+    assert (negatives, clamped) == (2, 1)
+    assert hist.total_count == 2
+    assert hist.get_max_value() >= HIGHEST_NS * 0.999
+
+
+def test_recorder_counts_negatives_of_the_measured_window():
+    rec = LatencyRecorder("e2e")
+    for v in (-3, 5, 7):
+        rec.interval_buf.append(v)
+        rec.measured_buf.append(v)
+    rec.flush()
+    assert rec.negatives == 1
+    assert rec.measured.total_count == 2
+    assert len(rec.interval_buf) == 0
+
+
+def test_histograms_merge_by_counts_not_by_percentiles():
+    a, b = new_histogram(), new_histogram()
+    record_values(a, np.full(990, 1_000, dtype=np.int64))
+    record_values(b, np.full(10, 1_000_000, dtype=np.int64))
+    merged = new_histogram()
+    merge_into(merged, encode(a))
+    merge_into(merged, encode(b))
+    assert merged.total_count == 1000
+    # Averaging the two p99s would say ~500 µs; the merged distribution's p99 is 1 µs.
+    assert value_at_percentiles(merged, (99.0,))[0] == pytest.approx(1_000, rel=0.001)
+    assert value_at_percentiles(merged, (99.9,))[0] == pytest.approx(1_000_000, rel=0.001)
+
+
+def test_encoded_histograms_round_trip():
+    hist = new_histogram()
+    record_values(hist, np.arange(1, 100_000, 7, dtype=np.int64))
+    back = decode(encode(hist))
+    assert back.total_count == hist.total_count
+    assert stats_us(back).p99 == stats_us(hist).p99
+
+
+def test_stats_of_an_empty_histogram_are_none():
+    stats = stats_us(new_histogram())
+    assert stats.count == 0 and stats.p99 is None
