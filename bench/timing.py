@@ -13,6 +13,7 @@ one host).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import heapq
 import itertools
@@ -20,7 +21,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 _CLOCK_MONOTONIC = 1
 _TFD_NONBLOCK = os.O_NONBLOCK
@@ -38,11 +39,45 @@ class _Itimerspec(ctypes.Structure):
 
 
 class PreciseTimer:
-    """Runs callbacks at absolute monotonic-ns times on the event loop, to ~tens of µs."""
+    """Runs callbacks at absolute monotonic-ns times on the event loop, to ~tens of µs.
+
+    One timer is shared by everything on a loop (``acquire``/``release``), so that the engine's
+    send wake-ups and a simulated target's acknowledgements come from one ordered heap.
+    Callbacks scheduled with ``exact=True`` are also woken ``EXACT_SPIN_NS`` early and the rest
+    is busy-waited: exact to about a microsecond, at the price of that much CPU per wake-up.
+    The memory target uses that for the delays it promises; the engine's pacing does not (it
+    records its own lateness as schedule lag instead), but any send due inside a spin window is
+    served exactly too, because the heap is shared.
+    """
+
+    EXACT_SPIN_NS = 100_000
+    _shared: ClassVar[dict[asyncio.AbstractEventLoop, tuple[PreciseTimer, int]]] = {}
+
+    @classmethod
+    def acquire(cls, loop: asyncio.AbstractEventLoop | None = None) -> PreciseTimer:
+        loop = loop or asyncio.get_running_loop()
+        timer, users = cls._shared.get(loop, (None, 0))
+        if timer is None:
+            timer = cls(loop)
+        cls._shared[loop] = (timer, users + 1)
+        return timer
+
+    def release(self) -> None:
+        timer, users = self._shared.get(self._loop, (None, 0))
+        if timer is not self:
+            self.close()
+            return
+        if users <= 1:
+            del self._shared[self._loop]
+            self.close()
+        else:
+            self._shared[self._loop] = (self, users - 1)
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self._heap: list[tuple[int, int, Callable[..., None], tuple[Any, ...]]] = []
+        self._heap: list[tuple[int, int, bool, Callable[..., None], tuple[Any, ...]]] = []
+        # Due times of pending exact callbacks (a subset of the heap's, popped in step).
+        self._exact: list[int] = []
         self._counter = itertools.count()
         self._armed_ns: int | None = None
         self._fd = -1
@@ -60,49 +95,68 @@ class PreciseTimer:
         except (OSError, AttributeError):
             self._fd = -1
 
-    def call_at_ns(self, when_ns: int, callback: Callable[..., None], *args: Any) -> None:
-        heapq.heappush(self._heap, (when_ns, next(self._counter), callback, args))
-        if self._armed_ns is None or when_ns < self._armed_ns:
-            self._arm(when_ns)
+    def call_at_ns(
+        self, when_ns: int, callback: Callable[..., None], *args: Any, exact: bool = False
+    ) -> None:
+        heapq.heappush(self._heap, (when_ns, next(self._counter), exact, callback, args))
+        wake = when_ns
+        if exact:
+            heapq.heappush(self._exact, when_ns)
+            wake -= self.EXACT_SPIN_NS
+        if self._armed_ns is None or wake < self._armed_ns:
+            self._arm(wake)
 
-    def _arm(self, when_ns: int) -> None:
-        self._armed_ns = when_ns
+    def sleep_until(self, when_ns: int, exact: bool = False) -> asyncio.Future[None]:
+        """A future that completes at ``when_ns`` (await it to sleep precisely)."""
+        fut: asyncio.Future[None] = self._loop.create_future()
+        self.call_at_ns(when_ns, _resolve, fut, exact=exact)
+        return fut
+
+    def _arm(self, wake_ns: int) -> None:
+        self._armed_ns = wake_ns
         if self._fd >= 0:
             spec = _Itimerspec()
-            # A zero it_value disarms a timerfd: never arm at or before the epoch of the clock.
-            when_ns = max(when_ns, 1)
-            spec.it_value.tv_sec, spec.it_value.tv_nsec = divmod(when_ns, 1_000_000_000)
+            # A zero it_value disarms a timerfd: never arm at or before the clock's epoch.
+            spec.it_value.tv_sec, spec.it_value.tv_nsec = divmod(max(wake_ns, 1), 1_000_000_000)
             self._settime(self._fd, _TFD_TIMER_ABSTIME, ctypes.byref(spec), None)
         else:
             if self._handle is not None:
                 self._handle.cancel()
-            delay_s = (when_ns - time.monotonic_ns()) / 1e9
+            delay_s = (wake_ns - time.monotonic_ns()) / 1e9
             self._handle = self._loop.call_at(self._loop.time() + delay_s, self._on_fire)
 
     def _on_fire(self) -> None:
         if self._fd >= 0:
-            try:
+            with contextlib.suppress(BlockingIOError):
                 os.read(self._fd, 8)
-            except BlockingIOError:
-                pass
         self._armed_ns = None
-        heap = self._heap
+        heap, exact = self._heap, self._exact
         now = time.monotonic_ns()
-        while heap and heap[0][0] <= now:
-            _, _, callback, args = heapq.heappop(heap)
+        served = False
+        while heap:
+            when, _, is_exact, callback, args = heap[0]
+            if when > now:
+                # Busy-wait only for an exact callback at the head, and only before anything
+                # was served: what we just woke must not wait behind a spin for the next one
+                # (the timer re-arms in the past, so the loop comes straight back here).
+                if served or not is_exact or when - now > self.EXACT_SPIN_NS:
+                    break
+                while now < when:
+                    now = time.monotonic_ns()
+            heapq.heappop(heap)
+            if is_exact:
+                heapq.heappop(exact)
+            served = True
             callback(*args)
         if heap:
-            self._arm(heap[0][0])
+            wake = heap[0][0]
+            if exact:
+                wake = min(wake, exact[0] - self.EXACT_SPIN_NS)
+            self._arm(wake)
 
     @staticmethod
     def mechanism() -> str:
         return "timerfd" if sys.platform.startswith("linux") else "loop.call_at"
-
-    def sleep_until(self, when_ns: int) -> asyncio.Future[None]:
-        """A future that completes at ``when_ns`` (await it to sleep precisely)."""
-        fut: asyncio.Future[None] = self._loop.create_future()
-        self.call_at_ns(when_ns, _resolve, fut)
-        return fut
 
     def close(self) -> None:
         if self._fd >= 0:
@@ -112,6 +166,7 @@ class PreciseTimer:
         if self._handle is not None:
             self._handle.cancel()
         self._heap.clear()
+        self._exact.clear()
 
 
 def _resolve(fut: asyncio.Future[None]) -> None:

@@ -24,9 +24,7 @@ from aiokafka.errors import TopicAlreadyExistsError, UnknownTopicOrPartitionErro
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument(
-        "--bootstrap", default=os.environ.get("BENCH_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
-    )
+    p.add_argument("--bootstrap", default=os.environ.get("BENCH_KAFKA_BOOTSTRAP", "127.0.0.1:9092"))
     p.add_argument("--topic", default=f"raw-bench-{os.getpid()}")
     p.add_argument("--partitions", type=int, default=8)
     p.add_argument("--messages", type=int, default=100_000)
@@ -67,11 +65,14 @@ async def recreate_topic(admin: AIOKafkaAdminClient, topic: str, partitions: int
 async def consume(
     consumer: AIOKafkaConsumer, expected: int, max_records: int, done: asyncio.Future[float]
 ) -> None:
-    seen = 0
-    while seen < expected:
+    while consumed[0] < expected:
         batches = await consumer.getmany(timeout_ms=200, max_records=max_records)
-        seen += sum(len(records) for records in batches.values())
+        consumed[0] += sum(len(records) for records in batches.values())
     done.set_result(time.perf_counter())
+
+
+# How many records the consumer has seen, kept outside the task so a timeout can report it.
+consumed = [0]
 
 
 async def run(args: argparse.Namespace) -> None:
@@ -101,12 +102,12 @@ async def run(args: argparse.Namespace) -> None:
         fetch_min_bytes=args.fetch_min_bytes,
         max_poll_records=args.max_poll_records,
     )
+    consumer_task: asyncio.Task[None] | None = None
     try:
         for producer in producers:
             await producer.start()
         loop = asyncio.get_running_loop()
         consumed_at: asyncio.Future[float] = loop.create_future()
-        consumer_task: asyncio.Task[None] | None = None
         if not args.no_consumer:
             await consumer.start()
             # Wait for the assignment so the consumer's join is not part of the measurement.
@@ -145,13 +146,23 @@ async def run(args: argparse.Namespace) -> None:
             f"compression {args.compression})"
         )
         if consumer_task is not None:
-            end = await asyncio.wait_for(consumed_at, args.timeout)
+            try:
+                end = await asyncio.wait_for(consumed_at, args.timeout)
+            except TimeoutError:
+                raise SystemExit(
+                    f"end-to-end: only {consumed[0]} of {args.messages} consumed "
+                    f"within {args.timeout}s"
+                ) from None
             print(
                 f"end-to-end: all {args.messages} consumed after {end - started:.2f}s "
                 f"= {args.messages / (end - started):,.0f} msgs/s "
                 f"(fetch_max_wait {args.fetch_max_wait_ms}ms)"
             )
     finally:
+        if consumer_task is not None:
+            consumer_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await consumer_task
         for producer in producers:
             await producer.stop()
         await consumer.stop()

@@ -59,6 +59,9 @@ class MemoryConfig(DriverConfig):
     # Messages a partition holds for a consumer group before publishes wait for room.
     max_backlog: int = Field(default=1_000_000, ge=1)
     delivery_batch: int = Field(default=256, ge=1)
+    # The simulated broker's delays are exact (the timer busy-waits their last 100 µs). Off, they
+    # are as late as the machine wakes a sleeping process (tens of µs in a VM).
+    exact_delays: bool = True
     seed: int = 0
 
     @model_validator(mode="after")
@@ -138,7 +141,9 @@ class MemoryProducer:
             return
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         due = driver.completion_ns(topic, partition, time.monotonic_ns())
-        driver.timer().call_at_ns(due, driver.complete, topic, partition, msg, fut)
+        driver.timer().call_at_ns(
+            due, driver.complete, topic, partition, msg, fut, exact=driver.config.exact_delays
+        )
         await fut
 
     async def close(self) -> None:
@@ -271,13 +276,13 @@ class MemoryDriver:
 
     async def close(self) -> None:
         if self._timer is not None:
-            self._timer.close()
+            self._timer.release()
             self._timer = None
 
     # -- broker internals (called by producers and the timer)
     def timer(self) -> PreciseTimer:
         if self._timer is None:
-            self._timer = PreciseTimer(asyncio.get_running_loop())
+            self._timer = PreciseTimer.acquire()
         return self._timer
 
     def completion_ns(self, topic: _Topic, partition: int, now_ns: int) -> int:
@@ -333,10 +338,8 @@ class MemoryDriver:
         self, aggregate_id: str, events: list[StoredEvent], expected_version: int
     ) -> AppendResult:
         if self.delayed:
-            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             due = int(time.monotonic_ns() + self._service_ns + self._rng.random() * self._jitter_ns)
-            self.timer().call_at_ns(due, fut.set_result, None)
-            await fut
+            await self.timer().sleep_until(due, exact=self.config.exact_delays)
         stream = self._streams.setdefault(aggregate_id, [])
         if len(stream) != expected_version:
             self.conflicts += 1

@@ -224,7 +224,11 @@ class RabbitMQProducer:
                 raise DriverError(
                     f"rabbitmq: broker refused the message for {routing_key} ({type(exc).__name__})"
                 ) from None
-            except (aiormq.exceptions.AMQPError, ConnectionError) as exc:
+            except (
+                aiormq.exceptions.AMQPError,
+                aiormq.exceptions.ChannelInvalidStateError,
+                ConnectionError,
+            ) as exc:
                 raise DriverError(
                     f"rabbitmq: publish to {routing_key} failed: {self._driver.scrub(repr(exc))}"
                 ) from None
@@ -326,6 +330,8 @@ class RabbitMQDriver:
         self._connection: aio_pika.abc.AbstractRobustConnection | None = None
         self._server_properties: dict[str, Any] = {}
         self._closing = False
+        # Channels being closed on purpose, whose close callbacks are not failures.
+        self._closing_ids: set[int] = set()
         self._queue_counts: dict[str, int] = {}
         self.inflight_peak = 0
 
@@ -411,8 +417,8 @@ class RabbitMQDriver:
 
         def closed(_sender: Any, exc: BaseException | None = None) -> None:
             # A channel we did not close ourselves was closed by the broker (or the
-            # connection dropped); the robust channel reopens it.
-            if exc is not None and not self._closing and not channel.is_closed:
+            # connection dropped); the robust channel tries to reopen it.
+            if exc is not None and not self._closing and id(channel) not in self._closing_ids:
                 self.context.count_error("channel_closed")
 
         def reopened(*_: Any) -> None:
@@ -423,9 +429,15 @@ class RabbitMQDriver:
         return channel
 
     async def close_channel(self, channel: aio_pika.abc.AbstractChannel) -> None:
-        if not channel.is_closed:
-            with contextlib.suppress(aiormq.exceptions.AMQPError, ConnectionError, RuntimeError):
-                await asyncio.wait_for(channel.close(), self.config.publish_timeout)
+        self._closing_ids.add(id(channel))
+        try:
+            if not channel.is_closed:
+                with contextlib.suppress(
+                    aiormq.exceptions.AMQPError, ConnectionError, RuntimeError, TimeoutError
+                ):
+                    await asyncio.wait_for(channel.close(), self.config.publish_timeout)
+        finally:
+            self._closing_ids.discard(id(channel))
 
     def note_inflight(self, inflight: int) -> None:
         if inflight > self.inflight_peak:

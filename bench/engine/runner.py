@@ -159,6 +159,7 @@ class PointRunner:
                     warmup_ns=int(self.meta.warmup * 1e9),
                     duration_ns=int(self.meta.duration * 1e9),
                     interval_ns=int(self.meta.interval * 1e9),
+                    exact_pacing=w.pacing_is_exact(),
                     prepare_here=in_process,
                     describe=(i == 0),
                 )
@@ -404,14 +405,16 @@ class PointRunner:
             for kind in KINDS:
                 merge_into(self.measured[kind], p["measured"][kind])
             merge_into(self.loop_lag, p["loop_lag_measured"])
+        # Phases from the nominal interval boundaries: a worker flushes a little after them.
+        nominal_end = k * interval_s
+        nominal_start = nominal_end - interval_s
         warmup_s = self.meta.warmup
-        phase = (
-            "warmup"
-            if end_s <= warmup_s + 1e-3
-            else "measure"
-            if start_s < warmup_s + self.meta.duration - 1e-3
-            else "drain"
-        )
+        if nominal_end <= warmup_s + 1e-9:
+            phase = "warmup"
+        elif nominal_start < warmup_s + self.meta.duration - 1e-9:
+            phase = "measure"
+        else:
+            phase = "drain"
         cpu = max(p["cpu_pct"] for p in payloads)
         if phase == "measure":
             self.cpu_samples.append(cpu)
@@ -554,6 +557,7 @@ class PointRunner:
                 "max_in_flight": w.max_in_flight,
                 "concurrency": w.concurrency,
                 "partitions": w.partitions,
+                "exact_pacing": w.pacing_is_exact(),
                 "duration_s": duration,
                 "warmup_s": self.meta.warmup,
             },

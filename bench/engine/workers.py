@@ -59,6 +59,7 @@ class WorkerSpec:
     warmup_ns: int
     duration_ns: int
     interval_ns: int
+    exact_pacing: bool
     prepare_here: bool  # in-process targets are prepared inside each worker
     describe: bool  # only one worker reports what answered
 
@@ -144,7 +145,10 @@ class Worker:
         spec = self.spec
         loop = asyncio.get_running_loop()
         loop.add_reader(self.conn.fileno(), self._on_control)
-        self.timer = PreciseTimer(loop)
+        # uvloop makes a watched fd non-blocking; a large message (the final audit ledgers run to
+        # megabytes) would then be written in part. The loop only polls it, so blocking is safe.
+        os.set_blocking(self.conn.fileno(), True)
+        self.timer = PreciseTimer.acquire(loop)
         driver_cls = load_driver(spec.driver)
         driver = driver_cls(spec.driver_config, DriverContext(count_error=self.count_error))
         consumers: list[Any] = []
@@ -176,7 +180,7 @@ class Worker:
         finally:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(driver.close(), 10)
-            self.timer.close()
+            self.timer.release()
 
     async def _run_load(self, start_ns: int, producers: list[Any]) -> None:
         spec = self.spec
@@ -261,6 +265,7 @@ class Worker:
         totals = self.totals
         closed_loop = schedule is None
         next_time = None if closed_loop else schedule.next
+        exact = self.spec.exact_pacing
         since_yield = 0
         while not self.stopping:
             if closed_loop:
@@ -279,7 +284,7 @@ class Worker:
                 # send started, not the harness's own event construction.
                 msg = make(intended)
                 if intended > monotonic_ns():
-                    await sleep_until(intended)
+                    await sleep_until(intended, exact)
                     since_yield = 0
                     if self.stopping:
                         acks[msg.seq] = ACK_NOT_SENT
