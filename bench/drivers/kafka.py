@@ -106,6 +106,9 @@ class KafkaConfig(DriverConfig):
     max_poll_records: int = Field(500, gt=0)
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
     commit: Literal["auto", "explicit"] = "auto"
+    # Tansu holds a JoinGroup for half the session timeout, so this also sets how long a
+    # consumer's start() takes there (5 s at aiokafka's 10 s). Kafka's minimum is 6 s.
+    session_timeout_ms: int = Field(10_000, ge=1000)
     replication_factor: int = Field(1, ge=1)
     recreate_topic: bool = True
     # Bound on topic creation/deletion and on a consumer's group join.
@@ -677,9 +680,10 @@ class KafkaDriver:
             "max_poll_records": cfg.max_poll_records,
             # Transactional events are only delivered once committed (aborted ones never).
             "isolation_level": "read_committed" if cfg.transactional else "read_uncommitted",
+            "session_timeout_ms": cfg.session_timeout_ms,
             # A new member waits for the others to notice the rebalance on their heartbeat;
             # aiokafka's 3 s makes every consumer start slow.
-            "heartbeat_interval_ms": 1000,
+            "heartbeat_interval_ms": min(1000, cfg.session_timeout_ms // 3),
         }
 
     def _where(self) -> str:

@@ -158,6 +158,7 @@ class PointRunner:
                     slots_per_producer=slots,
                     warmup_ns=int(self.meta.warmup * 1e9),
                     duration_ns=int(self.meta.duration * 1e9),
+                    backlog_ns=int(self.meta.drain_timeout * 1e9),
                     interval_ns=int(self.meta.interval * 1e9),
                     exact_pacing=w.pacing_is_exact(),
                     prepare_here=in_process,
@@ -494,6 +495,7 @@ class PointRunner:
                 "received_in_window",
                 "in_flight_peak",
                 "oversize",
+                "skipped",
             )
         }
         errors: dict[str, int] = {}
@@ -525,6 +527,12 @@ class PointRunner:
                 "value_us": value,
                 "pass": value is not None and value <= threshold_us,
             }
+        if totals["skipped"]:
+            self.problems.append(
+                f"{totals['skipped']} events scheduled in the window were never sent: the backlog "
+                f"outlived drain_timeout ({self.meta.drain_timeout:g}s); latency covers only sent "
+                "events"
+            )
         if self.status == "ok" and self.problems:
             self.status = "failed" if not finals else "ok"
         rate = "max" if w.closed_loop else w.rate
@@ -566,6 +574,7 @@ class PointRunner:
                 "sent_per_s": totals["sent_in_window"] / duration,
                 "acked_per_s": totals["acked_in_window"] / duration,
                 "received_per_s": totals["received_in_window"] / duration,
+                "skipped": totals["skipped"],
             },
             "latency_us": latency,
             "audit": audit.as_dict(),
@@ -613,6 +622,8 @@ class PointRunner:
         assert isinstance(w.rate, float)
         expected = w.rate * self.meta.duration
         missed = []
+        if totals["skipped"]:
+            missed.append(f"{totals['skipped']} scheduled events were never sent")
         if totals["sent_in_window"] < SCHEDULE_MISS_FRACTION * expected:
             missed.append(f"sent {totals['sent_in_window']} of {expected:.0f} scheduled events")
         lag_p99 = latency["schedule_lag"]["p99"]

@@ -29,6 +29,13 @@ class ConstantSchedule:
         self._n += 1
         return t
 
+    def remaining(self) -> int:
+        """How many intended times are left (and consume them)."""
+        total = int(np.ceil((self.end_ns - self.start_ns) / self.interval_ns))
+        left = max(0, total - self._n)
+        self._n = total
+        return left
+
 
 class PoissonSchedule:
     """Sends as a Poisson process at ``rate_per_s`` (exponential gaps), seeded."""
@@ -53,6 +60,22 @@ class PoissonSchedule:
         self._t += self._gaps[self._pos]
         self._pos += 1
         return t
+
+    def remaining(self) -> int:
+        """How many intended times are left (and consume them), counted in numpy batches."""
+        if self._t >= self.end_ns:
+            return 0
+        left = 1  # the pending self._t itself
+        t = self._t
+        while True:
+            times = t + np.cumsum(self._rng.exponential(self._scale_ns, 65536))
+            inside = int(np.searchsorted(times, self.end_ns, side="left"))
+            left += inside
+            if inside < times.size:
+                break
+            t = float(times[-1])
+        self._t = float(self.end_ns)
+        return left
 
 
 Schedule = ConstantSchedule | PoissonSchedule

@@ -32,3 +32,14 @@ def test_poisson_schedule_is_deterministic_for_a_seed():
     c = _drain(PoissonSchedule(1000.0, 0, 1_000_000_000, seed=10))
     assert np.array_equal(a, b)
     assert not np.array_equal(a[: len(c)], c[: len(a)])
+
+
+@pytest.mark.parametrize("cls", [ConstantSchedule, PoissonSchedule])
+def test_remaining_counts_what_was_not_taken(cls):
+    full = len(_drain(cls(20_000.0, 0, 2_000_000_000, seed=4)))
+    schedule = cls(20_000.0, 0, 2_000_000_000, seed=4)
+    for _ in range(1000):
+        schedule.next()
+    left = schedule.remaining()
+    assert 1000 + left == pytest.approx(full, rel=0.02)
+    assert schedule.next() is None

@@ -108,9 +108,11 @@ def test_a_rate_the_harness_cannot_generate_is_flagged_client_bound(tmp_path):
     summary = run_point(
         tmp_path,
         workload={"rate": 2_000_000, "max_in_flight": 256},
-        scenario={"duration": "2s", "warmup": "500ms"},
+        scenario={"duration": "2s", "warmup": "500ms", "drain_timeout": "1s"},
     )
     assert summary["client_bound"] is True
+    assert summary["throughput"]["skipped"] > 0
+    assert any("never sent" in problem for problem in summary["problems"])
     assert any("core" in reason or "lag" in reason for reason in summary["client_bound_reasons"])
     assert summary["throughput"]["sent_per_s"] < 2_000_000 * 0.95
 
