@@ -59,7 +59,10 @@ def _default_scenario() -> Path:
         if candidate.exists():
             return candidate
     raise ScenarioError(
-        str(DEFAULT_SCENARIO), None, "not found", hint="run from the eventbench checkout, or name a file"
+        str(DEFAULT_SCENARIO),
+        None,
+        "not found",
+        hint="run from the eventbench checkout, or name a file",
     )
 
 
@@ -101,7 +104,9 @@ def run(
     ] = None,
     set_: Annotated[
         list[str] | None,
-        typer.Option("--set", "-s", help="Override a field: --set workload.rate=5000 (repeatable)."),
+        typer.Option(
+            "--set", "-s", help="Override a field: --set workload.rate=5000 (repeatable)."
+        ),
     ] = None,
     results_dir: Annotated[
         Path, typer.Option("--results-dir", "-o", help="Where run directories are written.")
@@ -130,7 +135,9 @@ def run(
         if target:
             unknown = set(target) - set(scenario.targets)
             if unknown:
-                raise ScenarioError(str(path), "--target", f"no target named {sorted(unknown)[0]!r}")
+                raise ScenarioError(
+                    str(path), "--target", f"no target named {sorted(unknown)[0]!r}"
+                )
             points = [p for p in points if p.target in target]
         plans.append((path, scenario, points))
 
@@ -151,13 +158,20 @@ def run(
             "ended_at": None,
             "status": "running",
             "points": [
-                {"index": p.index, "target": p.target, "label": p.label, "dir": p.slug, "status": "pending"}
+                {
+                    "index": p.index,
+                    "target": p.target,
+                    "label": p.label,
+                    "dir": p.slug,
+                    "status": "pending",
+                }
                 for p in points
             ],
         }
 
-        def write_manifest(status: str | None = None, manifest: dict[str, Any] = manifest,
-                           run_dir: Path = run_dir) -> None:
+        def write_manifest(
+            status: str | None = None, manifest: dict[str, Any] = manifest, run_dir: Path = run_dir
+        ) -> None:
             if status:
                 manifest["status"] = status
                 manifest["ended_at"] = time.time()
@@ -165,9 +179,7 @@ def run(
 
         write_manifest()
         interrupts.on_second = [lambda: write_manifest("interrupted")]
-        console.print(
-            f"[bold]{scenario.scenario.name}[/]: {len(points)} point(s) -> {run_dir}"
-        )
+        console.print(f"[bold]{scenario.scenario.name}[/]: {len(points)} point(s) -> {run_dir}")
         summaries = []
         for point in points:
             if interrupts.requested:
@@ -290,13 +302,69 @@ def drivers() -> None:
         if info.cls is None:
             table.add_row(info.name, "?", f"[red]{info.problem}[/]", "")
             continue
-        fields = [
-            name
-            for name in info.cls.config_model.model_fields
-            if name not in ("driver",)
-        ]
-        table.add_row(info.name, info.cls.kind, "[green]ok[/]", ", ".join(fields))
+        config_model = getattr(info.cls, "config_model", None)
+        fields = [n for n in getattr(config_model, "model_fields", {}) if n != "driver"]
+        kind = str(getattr(info.cls, "kind", "?"))
+        table.add_row(info.name, kind, "[green]ok[/]", ", ".join(fields))
     console.print(table)
+
+
+# --------------------------------------------------------------------------- local services
+
+_SERVICE_HELP = "kafka (Tansu), rabbitmq, nats, postgres, or all"
+
+
+def _service_names(service: str) -> list[str]:
+    from bench import infra
+
+    if service == "all":
+        return list(infra.SERVICES)
+    if service not in infra.SERVICES:
+        raise ScenarioError(
+            "bench", "SERVICE", f"unknown service {service!r}", hint=f"one of: {_SERVICE_HELP}"
+        )
+    return [service]
+
+
+def _print_statuses(statuses: list[Any]) -> None:
+    from rich.table import Table
+
+    table = Table(header_style="bold")
+    for column in ("service", "state", "endpoint", "product", "version", "detail"):
+        table.add_column(column)
+    for st in statuses:
+        state = "[green]running[/]" if st.running else "[red]stopped[/]"
+        if st.running and st.managed:
+            state += " (bench)"
+        table.add_row(st.name, state, st.endpoint, st.product, st.version or "-", st.detail)
+    console.print(table)
+
+
+@app.command()
+def up(
+    service: Annotated[str, typer.Argument(help=_SERVICE_HELP)] = "all",
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for each service.")] = 60.0,
+) -> None:
+    """Start local brokers on 127.0.0.1 without Docker (reuses any that already run)."""
+    from bench import infra
+
+    _print_statuses([infra.up(name, timeout_s=timeout) for name in _service_names(service)])
+
+
+@app.command()
+def down(service: Annotated[str, typer.Argument(help=_SERVICE_HELP)] = "all") -> None:
+    """Stop the brokers that `bench up` started and remove their state (never others)."""
+    from bench import infra
+
+    _print_statuses([infra.down(name) for name in _service_names(service)])
+
+
+@app.command()
+def status(service: Annotated[str, typer.Argument(help=_SERVICE_HELP)] = "all") -> None:
+    """Show which local brokers answer, what they are, and who started them."""
+    from bench import infra
+
+    _print_statuses([infra.status(name) for name in _service_names(service)])
 
 
 # --------------------------------------------------------------------------- entry point
@@ -304,7 +372,9 @@ def drivers() -> None:
 
 def main() -> None:
     try:
-        app(standalone_mode=False)
+        # Without standalone mode click *returns* a command's exit code instead of exiting.
+        code = app(standalone_mode=False)
+        sys.exit(code if isinstance(code, int) else 0)
     except BenchError as exc:
         if _debug:
             raise

@@ -252,15 +252,15 @@ def load_scenario(path: str | Path, overrides: list[str] | None = None) -> Scena
     except FileNotFoundError:
         raise ScenarioError(
             source, None, "no such file", hint="bench run scenarios/quickstart.toml"
-        )
+        ) from None
     except IsADirectoryError:
-        raise ScenarioError(source, None, "is a directory, not a scenario file")
+        raise ScenarioError(source, None, "is a directory, not a scenario file") from None
     except UnicodeDecodeError:
-        raise ScenarioError(source, None, "is not UTF-8 text")
+        raise ScenarioError(source, None, "is not UTF-8 text") from None
     except OSError as exc:
-        raise ScenarioError(source, None, f"cannot read ({exc.strerror})")
+        raise ScenarioError(source, None, f"cannot read ({exc.strerror})") from None
     except tomllib.TOMLDecodeError as exc:
-        raise ScenarioError(source, None, f"invalid TOML: {exc}")
+        raise ScenarioError(source, None, f"invalid TOML: {exc}") from None
     return scenario_from_dict(raw, source, overrides)
 
 
@@ -322,7 +322,7 @@ def validate_target(name: str, options: dict[str, Any], source: str) -> DriverCo
         cls = load_driver(driver)
     except DriverNotFound as exc:
         raise ScenarioError(source, f"targets.{name}.driver", exc.message, hint=exc.hint) from None
-    model: type[DriverConfig] = cls.config_model
+    model: type[DriverConfig] = getattr(cls, "config_model")  # noqa: B009 (a Protocol attr)
     try:
         return model.model_validate(options)
     except ValidationError as exc:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -72,21 +73,21 @@ class EventFactory:
         self._payload = workload.payload_bytes
         self._aggregate_type = workload.aggregate_type
         self._prefix = workload.aggregate_type.lower() + "-"
-        # A uuid-shaped, unique id: 8 hex from the seed, 4 from the producer, a version nibble,
-        # then the sequence number.
+        # A uuid-shaped, unique id: 8 hex from the seed, 4+3 from the producer, then the sequence
+        # (below 16**12, i.e. 10**14 events, so the last group is the sequence itself).
         seed_part = (seed * 2654435761) & 0xFFFFFFFF
-        self._id_prefix = (
-            f"{seed_part:08x}-{producer_id & 0xFFFF:04x}-4{(producer_id >> 16) & 0xFFF:03x}-8"
-        )
-        self.key_seq: dict[int, int] = {}
-        self._first_id: dict[int, str] = {}
-        self._last_id: dict[int, str] = {}
+        pid_hi, pid_lo = (producer_id >> 16) & 0xFFF, producer_id & 0xFFFF
+        self._id_prefix = f"{seed_part:08x}-{pid_lo:04x}-4{pid_hi:03x}-8000-"
+        # Per aggregate: [version, aggregate id, first event id, last event id].
+        self._aggregates: dict[int, list[Any]] = {}
         self._keys: list[int] = []
         self._types: list[int] = []
         self._sizes: list[int] = []
         self._pos = _BATCH
         self._ts_second = -1
+        self._ts_ms = -1
         self._ts_prefix = ""
+        self._ts_text = ""
         self.oversize = 0  # events whose fields alone exceed the requested payload size
         self.seq = 0
 
@@ -107,12 +108,16 @@ class EventFactory:
         self._pos = 0
 
     def _timestamp(self) -> str:
-        now_ns = time.time_ns()
-        second = now_ns // 1_000_000_000
-        if second != self._ts_second:
-            self._ts_second = second
-            self._ts_prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        return f"{self._ts_prefix}.{(now_ns // 1000) % 1_000_000:06d}Z"
+        # Millisecond precision, formatted once per millisecond (hundreds of events share it).
+        now_ms = time.time_ns() // 1_000_000
+        if now_ms != self._ts_ms:
+            self._ts_ms = now_ms
+            second, ms = divmod(now_ms, 1000)
+            if second != self._ts_second:
+                self._ts_second = second
+                self._ts_prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._ts_text = f"{self._ts_prefix}.{ms:03d}Z"
+        return self._ts_text
 
     def next(self, intended_ns: int) -> Message:
         if self._pos >= _BATCH:
@@ -124,20 +129,22 @@ class EventFactory:
         size = self._sizes[pos]
         seq = self.seq
         self.seq = seq + 1
-        version = self.key_seq.get(key_index, 0) + 1
-        self.key_seq[key_index] = version
-        event_id = f"{self._id_prefix}{(seq >> 48) & 0xFFF:03x}-{seq & 0xFFFFFFFFFFFF:012x}"
-        if version == 1:
-            self._first_id[key_index] = event_id
-            correlation_id = event_id
-            causation_id = event_id
+        event_id = f"{self._id_prefix}{seq:012x}"
+        # Per aggregate: [version, aggregate id, first event id (correlation), last event id].
+        state = self._aggregates.get(key_index)
+        if state is None:
+            key = f"{self._prefix}{key_index:08d}"
+            state = self._aggregates[key_index] = [1, key, event_id, event_id]
+            version = 1
+            correlation_id = causation_id = event_id
         else:
-            correlation_id = self._first_id[key_index]
-            causation_id = self._last_id[key_index]
-        self._last_id[key_index] = event_id
+            version = state[0] = state[0] + 1
+            key = state[1]
+            correlation_id = state[2]
+            causation_id = state[3]
+            state[3] = event_id
         self._ledger_keys(key_index)
         self._ledger_acks(ACK_PENDING)
-        key = f"{self._prefix}{key_index:08d}"
         head = (
             f'{{"event_id":"{event_id}","event_type":"{event_type}","aggregate_id":"{key}",'
             f'"aggregate_type":"{self._aggregate_type}","version":{version},'
@@ -150,15 +157,15 @@ class EventFactory:
             pad = 0
         value = head + (_PAD[:pad] if pad <= 65536 else b"x" * pad) + b'"}}'
         return Message(
-            key=key,
-            value=value,
-            event_type=event_type,
-            event_id=event_id,
-            correlation_id=correlation_id,
-            producer_id=self.producer_id,
-            seq=seq,
-            key_seq=version,
-            intended_ns=intended_ns,
+            key,
+            value,
+            event_type,
+            event_id,
+            correlation_id,
+            self.producer_id,
+            seq,
+            version,
+            intended_ns,
         )
 
 

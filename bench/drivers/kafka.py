@@ -90,26 +90,26 @@ class KafkaConfig(DriverConfig):
     # Kafka's own producer default since 3.0; on one broker it costs nothing over acks=1.
     acks: Literal[0, 1, "all"] = "all"
     enable_idempotence: bool = False
-    linger_ms: int = Field(0, ge=0)
-    max_batch_bytes: int = Field(16384, gt=0)
+    linger_ms: int = Field(default=0, ge=0)
+    max_batch_bytes: int = Field(default=16384, gt=0)
     compression: Literal["none", "gzip", "lz4", "zstd", "snappy"] = "none"
     # Publish in transactions of this many events (0: no transactions).
-    transactional: int = Field(0, ge=0)
+    transactional: int = Field(default=0, ge=0)
     # Commit a transaction with fewer than `transactional` events once no event has joined
     # it for this long, so the end of a run or a slow rate does not hold events forever.
-    transaction_linger_ms: int = Field(100, ge=0)
+    transaction_linger_ms: int = Field(default=100, ge=0)
     request_timeout: Duration = 30.0
     # aiokafka's default (500 ms) makes brokers that hold fetches for the full wait (Tansu)
     # look 100+ ms slow at moderate rates; 10 ms keeps end-to-end latency honest.
-    fetch_max_wait_ms: int = Field(10, ge=0)
-    fetch_min_bytes: int = Field(1, ge=1)
-    max_poll_records: int = Field(500, gt=0)
+    fetch_max_wait_ms: int = Field(default=10, ge=0)
+    fetch_min_bytes: int = Field(default=1, ge=1)
+    max_poll_records: int = Field(default=500, gt=0)
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
     commit: Literal["auto", "explicit"] = "auto"
     # Tansu holds a JoinGroup for half the session timeout, so this also sets how long a
     # consumer's start() takes there (5 s at aiokafka's 10 s). Kafka's minimum is 6 s.
-    session_timeout_ms: int = Field(10_000, ge=1000)
-    replication_factor: int = Field(1, ge=1)
+    session_timeout_ms: int = Field(default=10_000, ge=1000)
+    replication_factor: int = Field(default=1, ge=1)
     recreate_topic: bool = True
     # Bound on topic creation/deletion and on a consumer's group join.
     setup_timeout: Duration = 30.0

@@ -24,6 +24,7 @@ wake up to a millisecond late, which would be a 25% error on a 2 ms service time
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 import zlib
@@ -200,10 +201,8 @@ class MemoryConsumer:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
             self._task = None
         if self in self._group.members:
             self._group.members.remove(self)

@@ -233,10 +233,10 @@ class PointRunner:
     def _receive(self, states: list[_WorkerState], timeout: float) -> None:
         """Handle whatever the workers sent within ``timeout`` seconds."""
         conns = {state.conn: state for state in states if not state.conn.closed}
-        for conn in wait(list(conns), timeout=timeout):
-            state = conns[conn]  # type: ignore[index]
+        for ready in wait(list(conns), timeout=timeout):
+            state = conns[ready]  # type: ignore[index]
             try:
-                message = conn.recv()  # type: ignore[union-attr]
+                message = state.conn.recv()
             except (EOFError, OSError):
                 state.conn.close()
                 if state.final is None:
@@ -244,7 +244,7 @@ class PointRunner:
                     raise BenchError(
                         f"worker {state.index} died"
                         + (f" (exit code {code})" if code is not None else "")
-                    )
+                    ) from None
                 continue
             self._handle(state, message)
 
@@ -636,4 +636,3 @@ class PointRunner:
 
 def _r(value: float | None) -> float | str:
     return "" if value is None else round(value, 1)
-

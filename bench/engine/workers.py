@@ -7,7 +7,7 @@ so each has a clean interpreter and its own event loop (uvloop when installed). 
 2. on ``start`` (an absolute monotonic time shared by every process on the host) runs the
    open-loop schedule: each producer has ``max_in_flight`` sender slots that take the next
    intended time, sleep until it with the precise timer, build the event, send it and record
-   response (intended → ack), service (send → ack) and schedule lag (send − intended);
+   response (intended → ack), service (send → ack) and schedule lag (send - intended);
 3. consumers record end-to-end latency (intended → consumed) and feed the delivery audit;
 4. every interval it ships encoded interval histograms (never percentiles) and counters;
 5. on ``finish`` it stops its consumers and ships its audit ledgers and totals.
@@ -25,10 +25,13 @@ import os
 import signal
 import time
 import traceback
+from array import array
 from collections import Counter
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
+
+import numpy as np
 
 from bench.drivers.base import DriverConfig, DriverContext, Message, Topology, load_driver
 from bench.engine.schedule import make_schedule
@@ -38,6 +41,14 @@ from bench.metrics.recorder import LatencyRecorder
 from bench.scenario import Workload
 from bench.timing import PreciseTimer
 from bench.workload import EventFactory
+
+
+def _take(buf: array[int]) -> np.ndarray:
+    """The buffer's values as int64, leaving it empty (bound appends stay valid)."""
+    values = np.frombuffer(buf, dtype=np.int64).copy()
+    del buf[:]
+    return values
+
 
 KINDS = ("response", "service", "schedule_lag", "e2e")
 LOOP_PROBE_NS = 10_000_000  # how often the loop-lag probe wakes
@@ -74,6 +85,7 @@ class _Totals:
     received_unique: int = 0
     # Throughput counts events that *happened* inside the measurement window.
     sent_in_window: int = 0
+    failed_in_window: int = 0
     acked_in_window: int = 0
     received_in_window: int = 0
     # Intended inside the window but never sent: the run's backlog outlived drain_timeout.
@@ -107,6 +119,13 @@ class Worker:
         self.totals = _Totals()
         self.recorders = {kind: LatencyRecorder(kind) for kind in KINDS}
         self.loop_lag = LatencyRecorder("loop_lag")
+        # The hot paths only append raw timestamps here; flush() derives the latency kinds,
+        # the window classification and the counters with numpy, once per interval.
+        self.ack_intended: array[int] = array("q")
+        self.ack_start: array[int] = array("q")
+        self.ack_end: array[int] = array("q")
+        self.recv_intended: array[int] = array("q")
+        self.recv_at: array[int] = array("q")
         self.consumer_ledger = ConsumerLedger()
         self.factories: list[EventFactory] = []
         self.in_flight = 0
@@ -163,7 +182,9 @@ class Worker:
                     await driver.prepare(spec.topology)
                 for consumer_id in spec.consumer_ids:
                     consumer = await driver.consumer(spec.topology, consumer_id, self.on_message)
-                    await asyncio.wait_for(consumer.start(), spec.driver_config.connect_timeout + 30)
+                    await asyncio.wait_for(
+                        consumer.start(), spec.driver_config.connect_timeout + 30
+                    )
                     consumers.append(consumer)
                 for producer_id in spec.producer_ids:
                     producers.append(await driver.producer(spec.topology, producer_id))
@@ -218,6 +239,7 @@ class Worker:
             self._send("produced", spec.index)
             while not self.stopping:
                 # During the drain the coordinator decides when everything has arrived.
+                self.flush()
                 self._send(
                     "progress",
                     spec.index,
@@ -260,15 +282,14 @@ class Worker:
         acks = factory.ledger.acks
         monotonic_ns = time.monotonic_ns
         sleep_until = self.timer.sleep_until
-        rec = self.recorders
-        resp_i, resp_m = rec["response"].interval_buf.append, rec["response"].measured_buf.append
-        svc_i, svc_m = rec["service"].interval_buf.append, rec["service"].measured_buf.append
-        lag_i, lag_m = rec["schedule_lag"].interval_buf.append, rec["schedule_lag"].measured_buf.append
+        log_intended = self.ack_intended.append
+        log_start = self.ack_start.append
+        log_end = self.ack_end.append
         window_start, window_end = self.window_start_ns, self.window_end_ns
         backlog_end = window_end + self.spec.backlog_ns
         totals = self.totals
         closed_loop = schedule is None
-        next_time = None if closed_loop else schedule.next
+        next_time = schedule.next if schedule is not None else (lambda: None)
         exact = self.spec.exact_pacing
         since_yield = 0
         while not self.stopping:
@@ -281,9 +302,10 @@ class Worker:
                     return
                 msg: Message = make(intended)
             else:
-                intended = next_time()
-                if intended is None:
+                next_intended = next_time()
+                if next_intended is None:
                     return
+                intended = next_intended
                 if intended < backlog_end and monotonic_ns() >= backlog_end:
                     # Far behind after the window: count the rest as skipped (pgbench's
                     # --latency-limit accounting) rather than send it for ever.
@@ -299,12 +321,10 @@ class Worker:
                         acks[msg.seq] = ACK_NOT_SENT
                         return
             start = monotonic_ns()
-            self.in_flight += 1
-            if self.in_flight > self.in_flight_peak:
-                self.in_flight_peak = self.in_flight
             totals.sent += 1
-            if window_start <= start < window_end:
-                totals.sent_in_window += 1
+            in_flight = self.in_flight = self.in_flight + 1
+            if in_flight > self.in_flight_peak:
+                self.in_flight_peak = in_flight
             try:
                 await send(msg)
             except asyncio.CancelledError:
@@ -313,40 +333,51 @@ class Worker:
                 self.in_flight -= 1
                 acks[msg.seq] = ACK_FAILED
                 totals.failed += 1
+                if window_start <= start < window_end:
+                    totals.failed_in_window += 1
                 self.count_error(_error_kind(exc))
                 continue
             end = monotonic_ns()
             self.in_flight -= 1
             acks[msg.seq] = ACK_OK
-            totals.acked += 1
-            resp_i(end - intended)
-            svc_i(end - start)
-            lag_i(start - intended)
-            if window_start <= intended < window_end:
-                resp_m(end - intended)
-                svc_m(end - start)
-                lag_m(start - intended)
-            if window_start <= end < window_end:
-                totals.acked_in_window += 1
+            log_intended(intended)
+            log_start(start)
+            log_end(end)
             since_yield += 1
             if since_yield >= YIELD_EVERY:
                 since_yield = 0
                 await asyncio.sleep(0)
 
     def on_message(self, msg: Message) -> None:
-        """Consumer callback (the other hot path): e2e latency and the audit."""
-        now = time.monotonic_ns()
-        latency = now - msg.intended_ns
-        e2e = self.recorders["e2e"]
-        e2e.interval_buf.append(latency)
-        if self.window_start_ns <= msg.intended_ns < self.window_end_ns:
-            e2e.measured_buf.append(latency)
-        totals = self.totals
-        totals.delivered += 1
-        if self.window_start_ns <= now < self.window_end_ns:
-            totals.received_in_window += 1
+        """Consumer callback (the other hot path): a timestamp and the audit."""
+        self.recv_at.append(time.monotonic_ns())
+        self.recv_intended.append(msg.intended_ns)
         if self.consumer_ledger.record(msg.producer_id, msg.seq, msg.key, msg.key_seq):
-            totals.received_unique += 1
+            self.totals.received_unique += 1
+
+    def flush(self) -> None:
+        """Derive latencies and window counts from the raw timestamps logged since last time."""
+        totals = self.totals
+        window = (self.window_start_ns, self.window_end_ns)
+        rec = self.recorders
+        if len(self.ack_end):
+            intended = _take(self.ack_intended)
+            start = _take(self.ack_start)
+            end = _take(self.ack_end)
+            measured = (intended >= window[0]) & (intended < window[1])
+            rec["response"].record(end - intended, measured)
+            rec["service"].record(end - start, measured)
+            rec["schedule_lag"].record(start - intended, measured)
+            totals.acked += end.size
+            totals.sent_in_window += int(((start >= window[0]) & (start < window[1])).sum())
+            totals.acked_in_window += int(((end >= window[0]) & (end < window[1])).sum())
+        if len(self.recv_at):
+            intended = _take(self.recv_intended)
+            at = _take(self.recv_at)
+            measured = (intended >= window[0]) & (intended < window[1])
+            rec["e2e"].record(at - intended, measured)
+            totals.delivered += at.size
+            totals.received_in_window += int(((at >= window[0]) & (at < window[1])).sum())
 
     # -- self-monitoring and intervals
     async def _probe_loop_lag(self) -> None:
@@ -370,6 +401,7 @@ class Worker:
             k += 1
 
     def _ship_interval(self, final: bool) -> None:
+        self.flush()
         now_ns = time.monotonic_ns()
         cpu, wall = time.process_time(), time.monotonic()
         cpu_mark = getattr(self, "_cpu_mark", (cpu, wall))
@@ -407,6 +439,7 @@ class Worker:
                 await asyncio.wait_for(producer.close(), 10)
             except Exception as exc:
                 self.count_error(f"producer_close:{type(exc).__name__}")
+        self.flush()
         described = None
         if self.spec.describe:
             with contextlib.suppress(Exception):
@@ -422,7 +455,7 @@ class Worker:
                 "acked": totals.acked,
                 "failed": totals.failed,
                 "delivered": totals.delivered,
-                "sent_in_window": totals.sent_in_window,
+                "sent_in_window": totals.sent_in_window + totals.failed_in_window,
                 "acked_in_window": totals.acked_in_window,
                 "received_in_window": totals.received_in_window,
                 "skipped": totals.skipped,

@@ -116,9 +116,9 @@ def merge(
     """Combine every worker's ledgers into the run point's exact audit."""
     result = AuditResult()
     received_by_producer: dict[int, np.ndarray] = {}
-    for received, reordered, _ in consumers:
+    for received_by_seq, reordered, _ in consumers:
         result.reordered += reordered
-        for producer_id, blob in received.items():
+        for producer_id, blob in received_by_seq.items():
             counts = np.frombuffer(blob, dtype=np.uint8).astype(np.int64)
             current = received_by_producer.get(producer_id)
             if current is None:

@@ -180,6 +180,14 @@ class LatencyRecorder:
         self.negatives = 0
         self.clamped = 0
 
+    def record(self, values: np.ndarray, measured: np.ndarray) -> None:
+        """Record a batch: every value in the interval histogram, the ``measured`` ones (a
+        boolean mask) in the measurement histogram too."""
+        record_values(self.interval, values)
+        negatives, clamped = record_values(self.measured, values[measured])
+        self.negatives += negatives
+        self.clamped += clamped
+
     def flush(self) -> None:
         """Move both buffers into their histograms (clears the buffers in place, so bound
         ``append`` methods held by the hot path stay valid)."""

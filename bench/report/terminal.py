@@ -16,7 +16,9 @@ def _lat(summary: dict[str, Any], kind: str, stat: str) -> str:
 def _flags(summary: dict[str, Any]) -> str:
     flags = []
     status = summary.get("status", "?")
-    flags.append({"ok": "[green]ok[/]", "failed": "[red]failed[/]"}.get(status, f"[yellow]{status}[/]"))
+    flags.append(
+        {"ok": "[green]ok[/]", "failed": "[red]failed[/]"}.get(status, f"[yellow]{status}[/]")
+    )
     if summary.get("client_bound"):
         flags.append("[yellow]client-bound[/]")
     if summary.get("closed_loop"):
@@ -46,7 +48,11 @@ def summary_table(summaries: list[dict[str, Any]], title: str | None = None) -> 
     for s in summaries:
         throughput = s.get("throughput", {})
         audit = s.get("audit", {})
-        lost, dup, reord = audit.get("lost", 0), audit.get("duplicated", 0), audit.get("reordered", 0)
+        lost, dup, reord = (
+            audit.get("lost", 0),
+            audit.get("duplicated", 0),
+            audit.get("reordered", 0),
+        )
         audit_text = f"{lost}/{dup}/{reord}"
         if lost or dup or reord:
             audit_text = f"[red]{audit_text}[/]"

@@ -1,6 +1,13 @@
 from array import array
 
-from bench.metrics.audit import ACK_FAILED, ACK_OK, ACK_PENDING, ConsumerLedger, ProducerLedger, merge
+from bench.metrics.audit import (
+    ACK_FAILED,
+    ACK_OK,
+    ACK_PENDING,
+    ConsumerLedger,
+    ProducerLedger,
+    merge,
+)
 
 
 def _producer(producer_id, keys, acks):

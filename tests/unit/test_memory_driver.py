@@ -60,7 +60,7 @@ def test_a_consumer_group_shares_partitions_and_keeps_per_key_order():
 
 def test_injected_service_time_delays_the_ack_precisely():
     async def main():
-        driver, producer, consumers, received = await _setup(MemoryConfig(service_time="2ms"))
+        driver, producer, _consumers, _received = await _setup(MemoryConfig(service_time="2ms"))
         samples = []
         for seq in range(50):
             start = time.monotonic_ns()
@@ -76,7 +76,7 @@ def test_injected_service_time_delays_the_ack_precisely():
 
 def test_a_partition_is_never_overtaken_even_with_jitter():
     async def main():
-        driver, producer, consumers, received = await _setup(
+        driver, producer, _consumers, received = await _setup(
             MemoryConfig(service_time="500us", jitter="2ms"), consumers=1
         )
         await asyncio.gather(*(producer.send(_msg("same", s, s + 1)) for s in range(100)))
@@ -90,7 +90,7 @@ def test_a_partition_is_never_overtaken_even_with_jitter():
 
 def test_drops_and_duplicates_are_injected_and_counted():
     async def main():
-        driver, producer, consumers, received = await _setup(
+        driver, producer, _consumers, received = await _setup(
             MemoryConfig(drop_rate=0.1, duplicate_rate=0.05, seed=3), consumers=1
         )
         for seq in range(2000):

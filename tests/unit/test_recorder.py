@@ -17,14 +17,20 @@ from bench.metrics.recorder import (
 def test_vectorised_recording_matches_hdrhistogram_exactly():
     rng = np.random.default_rng(7)
     values = np.concatenate(
-        [rng.integers(0, 5_000, 3000), rng.integers(0, 10**10, 3000), rng.lognormal(14, 2, 3000).astype(np.int64)]
+        [
+            rng.integers(0, 5_000, 3000),
+            rng.integers(0, 10**10, 3000),
+            rng.lognormal(14, 2, 3000).astype(np.int64),
+        ]
     )
     reference = new_histogram()
     for v in values:
         reference.record_value(int(v))
     ours = new_histogram()
     record_values(ours, values.astype(np.int64))
-    assert np.array_equal(np.ctypeslib.as_array(reference.counts), np.ctypeslib.as_array(ours.counts))
+    assert np.array_equal(
+        np.ctypeslib.as_array(reference.counts), np.ctypeslib.as_array(ours.counts)
+    )
     assert (ours.total_count, ours.min_value, ours.max_value) == (
         reference.total_count,
         reference.min_value,
@@ -32,14 +38,18 @@ def test_vectorised_recording_matches_hdrhistogram_exactly():
     )
     percentiles = (0.0, 50.0, 90.0, 99.0, 99.9, 100.0)
     assert value_at_percentiles(ours, percentiles) == [
-        reference.get_value_at_percentile(p) if p > 0 else reference.get_highest_equivalent_value(reference.get_value_at_percentile(0))
+        reference.get_value_at_percentile(p)
+        if p > 0
+        else reference.get_highest_equivalent_value(reference.get_value_at_percentile(0))
         for p in percentiles
     ]
 
 
 def test_negative_values_are_counted_not_recorded_and_huge_ones_clamped():
     hist = new_histogram()
-    negatives, clamped = record_values(hist, np.array([-5, -1, 10, HIGHEST_NS * 10], dtype=np.int64))
+    negatives, clamped = record_values(
+        hist, np.array([-5, -1, 10, HIGHEST_NS * 10], dtype=np.int64)
+    )
     assert (negatives, clamped) == (2, 1)
     assert hist.total_count == 2
     assert hist.get_max_value() >= HIGHEST_NS * 0.999

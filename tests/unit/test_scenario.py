@@ -106,7 +106,7 @@ def test_overrides_set_any_field_with_toml_values(tmp_path):
             "workload.rate=5000",
             "workload.schedule=poisson",
             "targets.mem.service_time=2ms",
-            'matrix.workload.producers=[1, 2]',
+            "matrix.workload.producers=[1, 2]",
             "slo.e2e.p99=50ms",
         ],
     )
@@ -125,7 +125,9 @@ def test_a_bad_override_names_the_field(tmp_path):
 
 
 def test_matrix_expands_to_the_cross_product_for_every_target(tmp_path):
-    text = BASE + """
+    text = (
+        BASE
+        + """
 [targets.mem2]
 driver = "memory"
 service_time = "1ms"
@@ -134,6 +136,7 @@ service_time = "1ms"
 "workload.rate" = [100, 200, 300]
 "target.service_time" = ["0s", "1ms"]
 """
+    )
     scenario = load_scenario(_write(tmp_path, text))
     points = expand(scenario)
     assert len(points) == 2 * 3 * 2
@@ -150,5 +153,5 @@ def test_in_process_targets_need_producers_and_consumers_in_every_worker():
         "workload": {"workers": 2, "producers": 1, "consumers": 2},
         "targets": {"mem": {"driver": "memory"}},
     }
-    with pytest.raises(ScenarioError, match="workload.producers"):
+    with pytest.raises(ScenarioError, match=r"workload\.producers"):
         scenario_from_dict(raw, "x.toml")

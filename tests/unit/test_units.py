@@ -5,7 +5,14 @@ from bench.units import format_duration, format_latency_us, parse_duration_s
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("10s", 10.0), ("2m", 120.0), ("500ms", 0.5), ("250us", 250e-6), ("1h", 3600.0), ("1.5s", 1.5)],
+    [
+        ("10s", 10.0),
+        ("2m", 120.0),
+        ("500ms", 0.5),
+        ("250us", 250e-6),
+        ("1h", 3600.0),
+        ("1.5s", 1.5),
+    ],
 )
 def test_durations_with_units_parse_to_seconds(text, seconds):
     assert parse_duration_s(text) == pytest.approx(seconds)

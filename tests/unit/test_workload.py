@@ -19,7 +19,14 @@ def test_events_have_the_domain_event_shape_and_exact_size():
         assert len(msg.value) == 1024
         body = json.loads(msg.value)
         assert set(body) == {
-            "event_id", "event_type", "aggregate_id", "aggregate_type", "version", "timestamp", "metadata", "payload",
+            "event_id",
+            "event_type",
+            "aggregate_id",
+            "aggregate_type",
+            "version",
+            "timestamp",
+            "metadata",
+            "payload",
         }
         assert body["event_id"] == msg.event_id and body["aggregate_id"] == msg.key
         assert body["version"] == msg.key_seq
@@ -77,7 +84,11 @@ def test_zipf_is_skewed_towards_the_first_keys():
 
 
 def test_payload_distribution_stays_within_bounds():
-    w = Workload(payload_bytes=PayloadDistribution(distribution="lognormal", mean=800, sigma=0.4, min=400, max=2000))
+    w = Workload(
+        payload_bytes=PayloadDistribution(
+            distribution="lognormal", mean=800, sigma=0.4, min=400, max=2000
+        )
+    )
     _, events = _events(w, n=3000)
     sizes = np.array([len(m.value) for m in events])
     assert sizes.min() >= 400 and sizes.max() <= 2000
@@ -85,5 +96,5 @@ def test_payload_distribution_stays_within_bounds():
 
 
 def test_the_ledger_records_every_message_built():
-    factory, events = _events(Workload(), n=100)
+    factory, _ = _events(Workload(), n=100)
     assert len(factory.ledger.acks) == 100 and len(factory.ledger.keys) == 100

@@ -82,7 +82,9 @@ def test_two_workers_merge_histograms_and_the_audit(tmp_path):
     assert summary["throughput"]["acked_per_s"] == pytest.approx(2000, rel=0.05)
     # The interval logs hold every sample (warm-up included) and standard readers read them.
     point_dir = tmp_path / "point"
-    reader = HistogramLogReader(str(point_dir / "response.hlog"), HdrHistogram(1, 3_600_000_000_000, 3))
+    reader = HistogramLogReader(
+        str(point_dir / "response.hlog"), HdrHistogram(1, 3_600_000_000_000, 3)
+    )
     total = 0
     while (hist := reader.get_next_interval_histogram()) is not None:
         total += hist.get_total_count()

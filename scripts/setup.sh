@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Create .venv and install eventbench with every driver and the dev tools.
+# Safe to run again: it only installs what is missing. Needs Python 3.11+.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+  echo "eventbench needs Python 3.11 or newer (found: $("$PYTHON" --version 2>&1))" >&2
+  exit 1
+fi
+if ! "$PYTHON" -c 'import venv, ensurepip' 2>/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing python3-venv (Debian/Ubuntu)…"
+    apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null
+  else
+    echo "Python's venv module is missing: sudo apt-get install python3-venv" >&2
+    exit 1
+  fi
+fi
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+stamp=.venv/.eventbench-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -e '.[dev]'
+  touch "$stamp"
+fi

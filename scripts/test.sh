@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Run the test suite: the quick subset first, then the slow and integration tests.
+# Integration tests talk to real PostgreSQL, RabbitMQ and NATS on 127.0.0.1 (reused when they
+# run, started with `bench up` otherwise) and to a Tansu broker that the tests start.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/setup.sh
+
+run_pytest() {
+  set +e
+  .venv/bin/python -m pytest "$@"
+  local code=$?
+  set -e
+  # Exit 5 means no test ran: that is a failure, never a pass.
+  if [ $code -eq 5 ]; then echo "pytest ran no tests ($*)" >&2; return 1; fi
+  return $code
+}
+
+echo "== lint =="
+.venv/bin/ruff check bench tests benchmarks
+echo "== quick tests =="
+run_pytest -q -m "not slow and not integration" "$@"
+echo "== slow and integration tests =="
+run_pytest -q -m "slow or integration" "$@"

@@ -1,0 +1,179 @@
+"""The bench command as a user runs it: real processes, real files, exit codes."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+QUICK = ["--set", "scenario.duration=2s", "--set", "scenario.warmup=500ms"]
+
+
+def bench(*args: str, cwd: Path = ROOT, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bench.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+
+
+def only_run(results: Path) -> Path:
+    runs = [p for p in results.iterdir() if p.is_dir()]
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+@pytest.mark.slow
+def test_run_quickstart_prints_a_summary_and_writes_results(tmp_path):
+    result = bench("run", "scenarios/quickstart.toml", *QUICK, "-o", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "resp p99" in result.stdout and "memory" in result.stdout
+    assert "measure" in result.stdout  # the live progress lines
+    run_dir = only_run(tmp_path)
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["status"] == "ok" and manifest["schema_version"] == 1
+    assert manifest["environment"]["python"] and manifest["environment"]["cpu_count"]
+    assert manifest["scenario"]["scenario"]["name"] == "quickstart"
+    point_dir = run_dir / manifest["points"][0]["dir"]
+    summary = json.loads((point_dir / "summary.json").read_text())
+    assert summary["schema_version"] == 1 and summary["status"] == "ok"
+    assert set(summary["throughput"]) >= {"sent_per_s", "acked_per_s", "received_per_s"}
+    for kind in ("response", "service", "schedule_lag", "e2e"):
+        assert set(summary["latency_us"][kind]) >= {"count", "p50", "p90", "p99", "p999", "max"}
+        assert summary["latency_us"][kind]["count"] > 1000
+    assert set(summary["audit"]) >= {"sent", "acked", "received", "lost", "duplicated", "reordered"}
+    assert summary["audit"]["lost"] == 0
+    assert "client_bound" in summary and "errors" in summary
+    for name in (
+        "response.hlog",
+        "service.hlog",
+        "schedule_lag.hlog",
+        "e2e.hlog",
+        "timeseries.csv",
+    ):
+        assert (point_dir / name).stat().st_size > 100
+
+    shown = bench("show", str(run_dir))
+    assert shown.returncode == 0
+    assert "resp p99" in shown.stdout and "memory" in shown.stdout
+
+
+def test_validate_accepts_the_shipped_scenarios():
+    result = bench("validate", *[str(p) for p in sorted((ROOT / "scenarios").glob("*.toml"))])
+    assert result.returncode == 0, result.stderr
+    assert "ok" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [
+        (
+            "[scenario]\nname='x'\n[workload]\nrate=-1\n[targets.m]\ndriver='memory'\n",
+            "workload.rate",
+        ),
+        (
+            "[scenario]\nname='x'\nduration='10'\n[targets.m]\ndriver='memory'\n",
+            "scenario.duration",
+        ),
+        ("[scenario\n", "invalid TOML"),
+        ("[scenario]\nname='x'\n[targets.m]\ndriver='nope'\n", "targets.m.driver"),
+    ],
+)
+def test_a_bad_scenario_gives_one_line_and_exit_code_2(tmp_path, content, needle):
+    path = tmp_path / "bad.toml"
+    path.write_text(content)
+    for command in ("validate", "run"):
+        result = (
+            bench(command, str(path), "-o", str(tmp_path / "r"))
+            if command == "run"
+            else bench(command, str(path))
+        )
+        assert result.returncode == 2, (command, result.stdout, result.stderr)
+        assert "Traceback" not in result.stderr
+        first = result.stderr.strip().splitlines()[0]
+        assert str(path) in first and needle in first
+
+
+def test_a_bad_override_is_reported_like_a_bad_file(tmp_path):
+    result = bench(
+        "run", "scenarios/quickstart.toml", "--set", "workload.rate=fast", "-o", str(tmp_path)
+    )
+    assert result.returncode == 2
+    assert "workload.rate" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_show_on_a_missing_directory_is_a_clear_error(tmp_path):
+    result = bench("show", str(tmp_path / "nope"))
+    assert result.returncode == 2 and "not a directory" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_drivers_lists_the_builtin_drivers():
+    result = bench("drivers")
+    assert result.returncode == 0
+    for name in ("memory", "kafka", "rabbitmq", "nats"):
+        assert name in result.stdout
+    assert "service_time" in result.stdout
+
+
+def test_help_is_useful():
+    result = bench("--help")
+    assert result.returncode == 0
+    for command in ("run", "validate", "show", "drivers"):
+        assert command in result.stdout
+    assert "intended" in bench("run", "--help").stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_an_interrupt_leaves_valid_results_marked_interrupted(tmp_path, sig, code):
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bench.cli",
+            "run",
+            "scenarios/quickstart.toml",
+            "--set",
+            "scenario.duration=60s",
+            "--set",
+            "scenario.warmup=1s",
+            "-o",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    run_dir = None
+    while time.monotonic() < deadline:
+        runs = [p for p in tmp_path.iterdir() if p.is_dir()] if tmp_path.exists() else []
+        if runs and list(runs[0].glob("*/timeseries.csv")):
+            csv_file = next(runs[0].glob("*/timeseries.csv"))
+            if len(csv_file.read_text().splitlines()) >= 4:
+                run_dir = runs[0]
+                break
+        time.sleep(0.2)
+    assert run_dir is not None, "the run did not start"
+    process.send_signal(sig)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == code, stderr
+    assert "Traceback" not in stderr
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["status"] == "interrupted"
+    point_dir = run_dir / manifest["points"][0]["dir"]
+    summary = json.loads((point_dir / "summary.json").read_text())
+    assert summary["status"] == "interrupted"
+    assert summary["audit"]["sent"] > 0 and summary["audit"]["lost"] == 0
+    rows = (point_dir / "timeseries.csv").read_text().splitlines()
+    assert len(rows) >= 4
