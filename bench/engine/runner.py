@@ -75,6 +75,7 @@ class _WorkerState:
     conn: Connection
     ready: bool = False
     produced: bool = False
+    progressed: bool = False  # a drain progress report arrived after ``produced``
     final: dict[str, Any] | None = None
     acked: int = 0
     received_unique: int = 0
@@ -261,6 +262,7 @@ class PointRunner:
             state.produced = True
         elif kind == "progress":
             state.acked, state.received_unique, state.delivered = message[2:5]
+            state.progressed = True
         elif kind == "final":
             state.final = message[2]
         elif kind == "error":
@@ -292,7 +294,10 @@ class PointRunner:
                 self.status = "interrupted"
                 self._broadcast(states, "stop")
                 stop_sent = True
-            if all(s.produced for s in states):
+            # Judge the drain only on counts reported after every producer finished.
+            if all(s.produced and s.progressed for s in states) or (
+                stop_sent and all(s.produced for s in states)
+            ):
                 now = time.monotonic()
                 if produced_at is None:
                     produced_at = now
