@@ -54,16 +54,32 @@ def _main(
         raise typer.Exit(0)
 
 
-def _default_scenario() -> Path:
-    for candidate in (DEFAULT_SCENARIO, Path(__file__).resolve().parent.parent / DEFAULT_SCENARIO):
+BROKERS_SCENARIO = Path("scenarios/brokers.toml")
+_BROKER_TARGETS = {"kafka": "kafka", "rabbitmq": "rabbitmq", "nats": "nats"}
+
+
+def _scenario_path(relative: Path) -> Path:
+    for candidate in (relative, Path(__file__).resolve().parent.parent / relative):
         if candidate.exists():
             return candidate
     raise ScenarioError(
-        str(DEFAULT_SCENARIO),
-        None,
-        "not found",
-        hint="run from the eventbench checkout, or name a file",
+        str(relative), None, "not found", hint="run from the eventbench checkout, or name a file"
     )
+
+
+def _default_plan() -> tuple[Path, list[str] | None]:
+    """The main job: the broker comparison on whichever local brokers answer (after `bench
+    up`), else the memory-only quickstart."""
+    from bench import infra
+
+    running = [
+        name for name in _BROKER_TARGETS if infra.status(name).running
+    ]
+    if not running:
+        console.print("no local broker answers (start them with `bench up`): memory quickstart")
+        return _scenario_path(DEFAULT_SCENARIO), None
+    console.print(f"brokers answering: {', '.join(running)}: running the broker comparison")
+    return _scenario_path(BROKERS_SCENARIO), ["memory", *(_BROKER_TARGETS[n] for n in running)]
 
 
 # --------------------------------------------------------------------------- run
@@ -100,7 +116,10 @@ class _Interrupts:
 def run(
     scenarios: Annotated[
         list[Path] | None,
-        typer.Argument(help="Scenario files (TOML). Default: scenarios/quickstart.toml."),
+        typer.Argument(
+            help="Scenario files (TOML). Default: scenarios/brokers.toml on the local brokers "
+            "that answer, or scenarios/quickstart.toml (memory target) when none does."
+        ),
     ] = None,
     set_: Annotated[
         list[str] | None,
@@ -127,8 +146,11 @@ def run(
     from bench.scenario import expand, load_scenario
     from bench.store import MANIFEST, atomic_write_json, create_run_dir, environment
 
-    paths = scenarios or [_default_scenario()]
-    loaded = [(path, load_scenario(path, set_ or [])) for path in paths]
+    if not scenarios:
+        default_path, default_targets = _default_plan()
+        scenarios = [default_path]
+        target = target or default_targets
+    loaded = [(path, load_scenario(path, set_ or [])) for path in scenarios]
     plans = []
     for path, scenario in loaded:
         points = expand(scenario, str(path))

@@ -164,6 +164,7 @@ class PointRunner:
                     exact_pacing=w.pacing_is_exact(),
                     prepare_here=in_process,
                     describe=(i == 0),
+                    log_path=str(self.dir / f"worker-{i}.log"),
                 )
             )
         return specs

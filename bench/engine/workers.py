@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import time
@@ -74,6 +75,7 @@ class WorkerSpec:
     exact_pacing: bool
     prepare_here: bool  # in-process targets are prepared inside each worker
     describe: bool  # only one worker reports what answered
+    log_path: str | None = None  # client libraries' logging goes here, not to the terminal
 
 
 @dataclass
@@ -97,6 +99,12 @@ def worker_main(spec: WorkerSpec, conn: Connection) -> None:
     """Process entry point (spawned)."""
     # The coordinator owns Ctrl-C: it tells workers to stop, so their files stay consistent.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if spec.log_path:
+        logging.basicConfig(
+            filename=spec.log_path,
+            level=logging.INFO,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
     try:
         import uvloop
 
