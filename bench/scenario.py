@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from bench.drivers.base import DriverConfig, load_driver
 from bench.errors import DriverNotFound, ScenarioError
-from bench.units import Duration, format_duration, parse_duration_s
+from bench.units import Duration, parse_duration_s
 
 LATENCY_KINDS = ("response", "service", "schedule_lag", "e2e")
 SLO_STATS = ("p50", "p90", "p99", "p999", "max", "mean")
@@ -461,10 +461,6 @@ def _check_point(point: Scenario, config: DriverConfig, target: str, source: str
 def slo_thresholds(scenario: Scenario) -> dict[str, float]:
     """SLOs as (kind.stat -> microseconds)."""
     return {key: seconds * 1e6 for key, seconds in scenario.slo.items()}
-
-
-def describe_duration(seconds: float) -> str:
-    return format_duration(seconds)
 
 
 __all__ = [

@@ -189,11 +189,15 @@ class Worker:
                 if spec.prepare_here:
                     await driver.prepare(spec.topology)
                 for consumer_id in spec.consumer_ids:
-                    consumer = await driver.consumer(spec.topology, consumer_id, self.on_message)
-                    await asyncio.wait_for(
-                        consumer.start(), spec.driver_config.connect_timeout + 30
+                    consumers.append(
+                        await driver.consumer(spec.topology, consumer_id, self.on_message)
                     )
-                    consumers.append(consumer)
+                # Together, so a consumer group forms in one round rather than one rebalance
+                # per member (Tansu holds each join for half the session timeout).
+                await asyncio.wait_for(
+                    asyncio.gather(*(consumer.start() for consumer in consumers)),
+                    spec.driver_config.connect_timeout + 30,
+                )
                 for producer_id in spec.producer_ids:
                     producers.append(await driver.producer(spec.topology, producer_id))
                 described = await driver.describe() if spec.describe else None
@@ -299,6 +303,9 @@ class Worker:
         closed_loop = schedule is None
         next_time = schedule.next if schedule is not None else (lambda: None)
         exact = self.spec.exact_pacing
+        # A remote target's send is bounded by workload.send_timeout (a timer per send); the
+        # in-process target cannot hang, and its hot path is the harness's ceiling.
+        send_timeout_s = None if self.spec.prepare_here else self.spec.workload.send_timeout
         since_yield = 0
         while not self.stopping:
             if closed_loop:
@@ -334,7 +341,11 @@ class Worker:
             if in_flight > self.in_flight_peak:
                 self.in_flight_peak = in_flight
             try:
-                await send(msg)
+                if send_timeout_s is None:
+                    await send(msg)
+                else:
+                    async with asyncio.timeout(send_timeout_s):
+                        await send(msg)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
