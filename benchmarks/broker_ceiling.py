@@ -38,29 +38,62 @@ PARTITIONS = 4
 
 RAW = {
     "kafka": [
-        "raw_kafka.py", "--partitions", str(PARTITIONS), "--in-flight", str(IN_FLIGHT),
-        "--producers", "1", "--acks", "all", "--linger-ms", "0", "--fetch-max-wait-ms", "10",
+        "raw_kafka.py",
+        "--partitions",
+        str(PARTITIONS),
+        "--in-flight",
+        str(IN_FLIGHT),
+        "--producers",
+        "1",
+        "--acks",
+        "all",
+        "--linger-ms",
+        "0",
+        "--fetch-max-wait-ms",
+        "10",
     ],
     "rabbitmq": [
-        "raw_rabbitmq.py", "--queues", str(PARTITIONS), "--in-flight", str(IN_FLIGHT),
-        "--channels", "1", "--confirms", "--persistent",
+        "raw_rabbitmq.py",
+        "--queues",
+        str(PARTITIONS),
+        "--in-flight",
+        str(IN_FLIGHT),
+        "--channels",
+        "1",
+        "--confirms",
+        "--persistent",
     ],
     "nats": [
-        "raw_nats.py", "--partitions", str(PARTITIONS), "--in-flight", str(IN_FLIGHT),
-        "--publish", "pipelined",
+        "raw_nats.py",
+        "--partitions",
+        str(PARTITIONS),
+        "--in-flight",
+        str(IN_FLIGHT),
+        "--publish",
+        "pipelined",
     ],
 }
 TARGETS = {
     "kafka": {"driver": "kafka", "acks": "all", "linger_ms": 0, "fetch_max_wait_ms": 10},
-    "rabbitmq": {"driver": "rabbitmq", "confirms": True, "persistent": True,
-                 "confirm_window": IN_FLIGHT},
+    "rabbitmq": {
+        "driver": "rabbitmq",
+        "confirms": True,
+        "persistent": True,
+        "confirm_window": IN_FLIGHT,
+    },
     "nats": {"driver": "nats", "publish": "pipelined", "publish_window": IN_FLIGHT},
 }
 _RATE = re.compile(r"= ([\d,]+) msgs/s")
 
 
 def raw_rate(broker: str, messages: int) -> tuple[float, float | None]:
-    argv = [sys.executable, str(HERE / RAW[broker][0]), *RAW[broker][1:], "--messages", str(messages)]
+    argv = [
+        sys.executable,
+        str(HERE / RAW[broker][0]),
+        *RAW[broker][1:],
+        "--messages",
+        str(messages),
+    ]
     out = subprocess.run(argv, capture_output=True, text=True, timeout=600)
     if out.returncode != 0:
         raise SystemExit(f"{broker} raw loop failed: {out.stderr.strip()[-500:]}")
@@ -70,11 +103,22 @@ def raw_rate(broker: str, messages: int) -> tuple[float, float | None]:
 
 def harness_rate(broker: str, seconds: float) -> dict[str, object]:
     raw = {
-        "scenario": {"name": "ceiling", "duration": f"{seconds}s", "warmup": "2s",
-                     "drain_timeout": "30s"},
-        "workload": {"rate": "max", "concurrency": IN_FLIGHT, "producers": 1, "consumers": 1,
-                     "workers": 1, "partitions": PARTITIONS, "payload_bytes": 1024,
-                     "aggregates": 1000},
+        "scenario": {
+            "name": "ceiling",
+            "duration": f"{seconds}s",
+            "warmup": "2s",
+            "drain_timeout": "30s",
+        },
+        "workload": {
+            "rate": "max",
+            "concurrency": IN_FLIGHT,
+            "producers": 1,
+            "consumers": 1,
+            "workers": 1,
+            "partitions": PARTITIONS,
+            "payload_bytes": 1024,
+            "aggregates": 1000,
+        },
         "targets": {broker: TARGETS[broker]},
     }
     point = expand(scenario_from_dict(raw, "broker_ceiling"))[0]
@@ -109,20 +153,40 @@ def tansu_perf_rate(seconds: float) -> float | None:
 
     binary = _tansu_binary()
     topic = f"eb-tansu-perf-{int(time.time())}"
-    subprocess.run([binary, "topic", "create", topic, "--broker", "tcp://127.0.0.1:9092",
-                    "--partitions", "1"], capture_output=True, timeout=60)
+    subprocess.run(
+        [binary, "topic", "create", topic, "--broker", "tcp://127.0.0.1:9092", "--partitions", "1"],
+        capture_output=True,
+        timeout=60,
+    )
     before = asyncio.run(_end_offsets(topic))
     subprocess.run(
-        [binary, "perf", "--broker", "tcp://127.0.0.1:9092", topic, "produce", "--batch-size", "1",
-         "--record-size", "1k", "--producers", "1", "--duration", f"{int(seconds)}s"],
-        capture_output=True, timeout=seconds + 60,
+        [
+            binary,
+            "perf",
+            "--broker",
+            "tcp://127.0.0.1:9092",
+            topic,
+            "produce",
+            "--batch-size",
+            "1",
+            "--record-size",
+            "1k",
+            "--producers",
+            "1",
+            "--duration",
+            f"{int(seconds)}s",
+        ],
+        capture_output=True,
+        timeout=seconds + 60,
     )
     after = asyncio.run(_end_offsets(topic))
     return (after - before) / seconds if after > before else None
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument("--brokers", default="kafka,rabbitmq,nats")
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--json", type=Path)
@@ -133,12 +197,18 @@ def main() -> None:
         acked = float(harness["acked_per_s"])  # type: ignore[arg-type]
         # Give the raw loop as many messages as the harness moved in its window.
         raw_acked, raw_e2e = raw_rate(broker, max(5000, int(acked * args.seconds)))
-        row: dict[str, object] = {"raw_acked_per_s": raw_acked, "raw_e2e_per_s": raw_e2e,
-                                  "harness": harness, "ratio": acked / raw_acked}
-        line = (f"{broker:9s} raw {raw_acked:9,.0f}/s   harness {acked:9,.0f}/s   "
-                f"ratio {acked / raw_acked:.2f}   (harness lost {harness['lost']}, "
-                f"client_bound {harness['client_bound']}, worker cpu "
-                f"{float(harness['cpu_pct_max_worker'] or 0):.0f}%)")  # type: ignore[arg-type]
+        row: dict[str, object] = {
+            "raw_acked_per_s": raw_acked,
+            "raw_e2e_per_s": raw_e2e,
+            "harness": harness,
+            "ratio": acked / raw_acked,
+        }
+        line = (
+            f"{broker:9s} raw {raw_acked:9,.0f}/s   harness {acked:9,.0f}/s   "
+            f"ratio {acked / raw_acked:.2f}   (harness lost {harness['lost']}, "
+            f"client_bound {harness['client_bound']}, worker cpu "
+            f"{float(harness['cpu_pct_max_worker'] or 0):.0f}%)"
+        )  # type: ignore[arg-type]
         if broker == "kafka":
             perf = tansu_perf_rate(args.seconds)
             row["tansu_perf_per_s"] = perf

@@ -40,12 +40,18 @@ def assert_clean_run(summary: dict, ordered: bool, rate: float = 500) -> None:
     assert summary["throughput"]["acked_per_s"] == pytest.approx(rate, rel=0.1)
 
 
-def test_kafka_through_the_engine_loses_nothing_even_when_consumers_trail(tmp_path, kafka_bootstrap):
+def test_kafka_through_the_engine_loses_nothing_even_when_consumers_trail(
+    tmp_path, kafka_bootstrap
+):
     # A 300 ms fetch wait makes consumers trail the acks: the drain must wait for them.
     summary = run(
         tmp_path,
-        {"driver": "kafka", "bootstrap_servers": kafka_bootstrap, "fetch_max_wait_ms": 300,
-         "session_timeout_ms": 6000},
+        {
+            "driver": "kafka",
+            "bootstrap_servers": kafka_bootstrap,
+            "fetch_max_wait_ms": 300,
+            "session_timeout_ms": 6000,
+        },
     )
     assert_clean_run(summary, ordered=True)
     assert summary["target_info"]["cluster_id"]
@@ -73,7 +79,9 @@ def test_nats_through_the_engine_keeps_several_publishes_in_flight(tmp_path, nat
 
 
 def test_an_unreachable_broker_fails_the_point_with_one_clear_line(tmp_path):
-    summary = run(tmp_path, {"driver": "nats", "servers": ["nats://127.0.0.1:1"], "connect_timeout": "2s"})
+    summary = run(
+        tmp_path, {"driver": "nats", "servers": ["nats://127.0.0.1:1"], "connect_timeout": "2s"}
+    )
     assert summary["status"] == "failed"
     assert len(summary["problems"]) == 1 and "\n" not in summary["problems"][0]
     assert "127.0.0.1:1" in summary["problems"][0]
