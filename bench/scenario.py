@@ -88,7 +88,35 @@ class PayloadDistribution(_Model):
         return self
 
 
+class StoreOptions(_Model):
+    """The event-store workload (``workload.kind = "store"``): how writers retry and read."""
+
+    # ItemAdded events one AddItem command appends (a range [min, max] draws per command).
+    events_per_append: int | tuple[int, int] = 1
+    max_retries: int = Field(default=5, ge=0, le=1000)
+    backoff: Duration = 0.001  # first retry waits up to this (full jitter), doubling each time
+    backoff_max: Duration = 0.05
+    # On a conflict, reload the aggregate and decide again (True), or retry the same decision
+    # at the version the store reported (False: a blind retry).
+    reload_on_conflict: bool = True
+    snapshots: bool = True  # load through snapshots and write them, where the driver can
+    projector: bool = True  # tail the store into a read model and record projection lag
+    projector_interval: Duration = 0.02
+    # Replay part of what the projector processed through the idempotent consumer, to count
+    # the duplicates it skips (0 turns the idempotent consumer off).
+    redeliver_fraction: float = Field(default=0.05, ge=0.0, le=1.0)
+
+    @field_validator("events_per_append")
+    @classmethod
+    def _events(cls, value: int | tuple[int, int]) -> int | tuple[int, int]:
+        low, high = (value, value) if isinstance(value, int) else value
+        if not 1 <= low <= high <= 1000:
+            raise ValueError("give 1..1000 events, or a range [min, max] within it")
+        return value
+
+
 class Workload(_Model):
+    kind: Literal["stream", "store"] = "stream"
     rate: float | Literal["max"] = 1000.0
     concurrency: int = Field(default=16, ge=1, le=100_000)
     schedule: Literal["constant", "poisson"] = "constant"
@@ -110,6 +138,7 @@ class Workload(_Model):
     # CPU per send); off, a send starts as late as the OS wakes the loop (tens of µs), which is
     # recorded as schedule lag either way.
     exact_pacing: bool | Literal["auto"] = "auto"
+    store: StoreOptions = StoreOptions()
 
     @field_validator("rate", mode="before")
     @classmethod
@@ -434,7 +463,16 @@ def _set_point_value(raw: dict[str, Any], key: str, value: Any, target: str) -> 
 def _check_point(point: Scenario, config: DriverConfig, target: str, source: str) -> None:
     workload = point.workload
     driver_cls = load_driver(config.driver)
-    if getattr(driver_cls, "in_process", False):
+    kind = getattr(driver_cls, "kind", "stream")
+    if workload.kind not in (kind, "both") and kind != "both":
+        raise ScenarioError(
+            source,
+            "workload.kind",
+            f"target {target!r} (driver {config.driver!r}) is a {kind} target, but the workload "
+            f"is {workload.kind!r}",
+            hint='set workload.kind = "store" for event stores, "stream" for brokers',
+        )
+    if getattr(driver_cls, "in_process", False) and workload.kind == "stream":
         # An in-process target lives inside each worker: every worker needs both sides.
         if workload.producers < workload.workers:
             raise ScenarioError(

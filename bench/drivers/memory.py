@@ -338,7 +338,8 @@ class MemoryDriver:
     ) -> AppendResult:
         if self.delayed:
             due = int(time.monotonic_ns() + self._service_ns + self._rng.random() * self._jitter_ns)
-            await self.timer().sleep_until(due, exact=self.config.exact_delays)
+            # Plain wake-ups: many concurrent writers would serialise behind exact spins.
+            await self.timer().sleep_until(due)
         stream = self._streams.setdefault(aggregate_id, [])
         if len(stream) != expected_version:
             self.conflicts += 1
@@ -359,6 +360,9 @@ class MemoryDriver:
 
     async def load(self, aggregate_id: str) -> list[StoredEvent]:
         return list(self._streams.get(aggregate_id, ()))
+
+    async def stored_event_ids(self) -> set[str]:
+        return {event.event_id for event in self._log}
 
     async def verify(self) -> list[str]:
         problems: list[str] = []

@@ -28,6 +28,7 @@ from typing import Any
 from hdrh.histogram import HdrHistogram
 
 from bench.drivers.base import DriverContext, Topology, load_driver
+from bench.engine.store import StoreTotals, check_store
 from bench.engine.workers import KINDS, WorkerSpec, worker_main
 from bench.errors import BenchError, DriverError
 from bench.metrics import audit as audit_mod
@@ -109,6 +110,10 @@ class PointRunner:
         self.describe: dict[str, Any] | None = None
         self.t0_ns = 0
         self.epoch_at_t0 = 0.0
+        self.states: list[_WorkerState] = []
+        self.invariants: list[str] | None = None
+        self.server_counters_before: dict[str, int] | None = None
+        self.server_counters_after: dict[str, int] | None = None
 
     # ------------------------------------------------------------------ topology and workers
     def _topology(self) -> Topology:
@@ -125,7 +130,8 @@ class PointRunner:
         w = self.workload
         workers = w.workers
         producer_ids = [list(range(i, w.producers, workers)) for i in range(workers)]
-        consumer_ids = [list(range(i, w.consumers, workers)) for i in range(workers)]
+        consumers = w.consumers if w.kind == "stream" else 0
+        consumer_ids = [list(range(i, consumers, workers)) for i in range(workers)]
         if w.closed_loop:
             rate_per_producer = None
             slots = max(1, w.concurrency // w.producers)
@@ -176,10 +182,28 @@ class PointRunner:
         timeout = self.point.driver_config.connect_timeout
         try:
             await asyncio.wait_for(driver.connect(), timeout + 5)
+            store = self.workload.kind == "store"
             if action == "prepare":
-                await asyncio.wait_for(driver.prepare(topology), timeout + 60)
+                if store:
+                    await asyncio.wait_for(driver.prepare_store(topology.name), timeout + 60)
+                    if hasattr(driver, "server_counters"):
+                        self.server_counters_before = await driver.server_counters()
+                else:
+                    await asyncio.wait_for(driver.prepare(topology), timeout + 60)
                 return await asyncio.wait_for(driver.describe(), timeout + 5)
-            await asyncio.wait_for(driver.cleanup(topology), timeout + 60)
+            if action == "verify":
+                if hasattr(driver, "attach_store"):
+                    await driver.attach_store(topology.name)
+                merged = self._merged_store_totals()
+                self.invariants = await asyncio.wait_for(check_store(driver, merged), timeout + 300)
+                if hasattr(driver, "server_counters"):
+                    self.server_counters_after = await driver.server_counters()
+                return None
+            if store:
+                if hasattr(driver, "cleanup_store"):
+                    await asyncio.wait_for(driver.cleanup_store(topology.name), timeout + 60)
+            else:
+                await asyncio.wait_for(driver.cleanup(topology), timeout + 60)
             return None
         except TimeoutError:
             raise DriverError(f"{self.point.target}: {action} timed out") from None
@@ -199,7 +223,10 @@ class PointRunner:
             if not in_process:
                 self.describe = asyncio.run(self._remote("prepare", topology))
             states = self._spawn(self._specs(topology, in_process))
+            self.states = states
             self._run_workers(states)
+            if self.workload.kind == "store" and not in_process and self.status != "interrupted":
+                asyncio.run(self._remote("verify", topology))
         except BenchError as exc:
             self.status = "failed"
             self.problems.append(exc.message)
@@ -212,6 +239,55 @@ class PointRunner:
         summary = self._summary(states, topology, started_at)
         atomic_write_json(self.dir / SUMMARY, summary)
         return summary
+
+    def _merged_store_totals(self) -> StoreTotals:
+        merged = StoreTotals()
+        for state in self.states:
+            part = (state.final or {}).get("store") or {}
+            for name, value in part.items():
+                current = getattr(merged, name)
+                if isinstance(current, list):
+                    current.extend(value)
+                else:
+                    setattr(merged, name, current + value)
+        return merged
+
+    def _store_summary(self, finals: list[dict[str, Any]]) -> dict[str, Any]:
+        totals = self._merged_store_totals()
+        duration = self.meta.duration
+        invariants = list(self.invariants or [])
+        for final in finals:
+            invariants.extend(final.get("invariants") or [])
+        counters = None
+        if self.server_counters_before and self.server_counters_after:
+            counters = {
+                k: self.server_counters_after[k] - self.server_counters_before.get(k, 0)
+                for k in self.server_counters_after
+                if isinstance(self.server_counters_after[k], int)
+            }
+        ok_attempts = totals.commits + totals.conflicts + totals.errors
+        return {
+            "commands": totals.commands,
+            "attempts": totals.attempts,
+            "commits": totals.commits,
+            "conflicts": totals.conflicts,
+            "errors": totals.errors,
+            "retries": totals.retries,
+            "abandoned": totals.abandoned,
+            "rejections": totals.rejections,
+            "events_committed": totals.events_committed,
+            "conflict_rate": totals.conflicts / totals.attempts if totals.attempts else 0.0,
+            "retries_per_command": totals.retries / totals.commands if totals.commands else 0.0,
+            "goodput_per_s": totals.commits_in_window / duration,
+            "attempts_per_s": totals.attempts_in_window / duration,
+            "accounting_adds_up": ok_attempts == totals.attempts,
+            "snapshots_written": totals.snapshots_written,
+            "projected": totals.projected,
+            "redelivered": totals.redelivered,
+            "duplicates_skipped": totals.duplicates_skipped,
+            "server_counters": counters,
+            "invariants": {"ok": not invariants, "violations": invariants[:20]},
+        }
 
     def _spawn(self, specs: list[WorkerSpec]) -> list[_WorkerState]:
         ctx = mp.get_context("spawn")
@@ -310,11 +386,17 @@ class PointRunner:
                 if (
                     stop_sent
                     or self.workload.consumers == 0
+                    or self.workload.kind == "store"
                     or unique >= acked
                     or now - last_change >= self.meta.drain_quiet
                     or now - produced_at >= self.meta.drain_timeout
                 ):
-                    if unique < acked and not stop_sent and self.workload.consumers:
+                    if (
+                        unique < acked
+                        and not stop_sent
+                        and self.workload.consumers
+                        and self.workload.kind == "stream"
+                    ):
                         reason = (
                             "drain timeout"
                             if now - produced_at >= self.meta.drain_timeout
@@ -533,6 +615,15 @@ class PointRunner:
                 "value_us": value,
                 "pass": value is not None and value <= threshold_us,
             }
+        store_summary = self._store_summary(finals) if w.kind == "store" else None
+        if store_summary is not None:
+            totals["skipped"] += sum(f.get("store_skipped", 0) for f in finals)
+            if not store_summary["invariants"]["ok"] and self.status != "interrupted":
+                self.status = "failed"
+                self.problems.append(
+                    "store invariants violated: "
+                    + "; ".join(store_summary["invariants"]["violations"][:3])
+                )
         if totals["skipped"]:
             self.problems.append(
                 f"{totals['skipped']} events scheduled in the window were never sent: the backlog "
@@ -595,6 +686,8 @@ class PointRunner:
                 "workers": len(states),
             },
             "slo": slo,
+            "kind": w.kind,
+            "store": store_summary,
             "target_info": self.describe,
             "started_at": started_at,
             "ended_at": time.time(),

@@ -36,6 +36,8 @@ import numpy as np
 
 from bench.drivers.base import DriverConfig, DriverContext, Message, Topology, load_driver
 from bench.engine.schedule import make_schedule
+from bench.engine.store import StoreWriters, check_store
+from bench.engine.store import _projection_result as _projected
 from bench.errors import BenchError
 from bench.metrics.audit import ACK_FAILED, ACK_NOT_SENT, ACK_OK, ConsumerLedger, ProducerLedger
 from bench.metrics.recorder import LatencyRecorder
@@ -134,6 +136,8 @@ class Worker:
         self.ack_end: array[int] = array("q")
         self.recv_intended: array[int] = array("q")
         self.recv_at: array[int] = array("q")
+        self.store: StoreWriters | None = None
+        self.invariants: list[str] | None = None
         self.consumer_ledger = ConsumerLedger()
         self.factories: list[EventFactory] = []
         self.in_flight = 0
@@ -186,7 +190,9 @@ class Worker:
         try:
             try:
                 await asyncio.wait_for(driver.connect(), spec.driver_config.connect_timeout + 5)
-                if spec.prepare_here:
+                if spec.workload.kind == "store":
+                    await self._setup_store(driver)
+                elif spec.prepare_here:
                     await driver.prepare(spec.topology)
                 for consumer_id in spec.consumer_ids:
                     consumers.append(
@@ -198,8 +204,9 @@ class Worker:
                     asyncio.gather(*(consumer.start() for consumer in consumers)),
                     spec.driver_config.connect_timeout + 30,
                 )
-                for producer_id in spec.producer_ids:
-                    producers.append(await driver.producer(spec.topology, producer_id))
+                if spec.workload.kind == "stream":
+                    for producer_id in spec.producer_ids:
+                        producers.append(await driver.producer(spec.topology, producer_id))
                 described = await driver.describe() if spec.describe else None
             except BenchError as exc:
                 self._send("error", spec.index, exc.message, None)
@@ -212,6 +219,8 @@ class Worker:
             if message[0] == "start":
                 await self._run_load(message[1], producers)
                 await self._wait_control("finish")
+            if self.store is not None:
+                await self._finish_store(driver)
             await self._finish(driver, consumers, producers)
         finally:
             with contextlib.suppress(Exception):
@@ -229,6 +238,11 @@ class Worker:
             loop.create_task(self._probe_loop_lag()),
         ]
         slots = []
+        if self.store is not None:
+            self.store.window = (self.window_start_ns, self.window_end_ns)
+            slots = self._store_slots(start_ns)
+            if spec.describe:
+                background.append(loop.create_task(self.store.project()))
         for position, producer in enumerate(producers):
             producer_id = spec.producer_ids[position]
             ledger = ProducerLedger(producer_id)
@@ -286,6 +300,66 @@ class Worker:
                     task.cancel()
                 await asyncio.gather(*pending, return_exceptions=True)
                 return
+
+    # -- the event-store workload (engine/store.py does the work)
+    async def _setup_store(self, driver: Any) -> None:
+        if self.spec.prepare_here:
+            await driver.prepare_store()
+        elif hasattr(driver, "attach_store"):
+            await driver.attach_store(self.spec.topology.name)
+        self.store = StoreWriters(
+            driver,
+            self.spec.workload,
+            self.spec.index,
+            self.spec.seed,
+            self.timer,
+            self.count_error,
+            lambda: self.stopping,
+        )
+
+    def _store_slots(self, start_ns: int) -> list[asyncio.Task[None]]:
+        spec = self.spec
+        assert self.store is not None
+        loop = asyncio.get_running_loop()
+        backlog_end = self.window_end_ns + spec.backlog_ns
+        slots = []
+        for writer_group in spec.producer_ids:
+            schedule = None
+            if spec.rate_per_producer is not None:
+                schedule = make_schedule(
+                    spec.workload.schedule,
+                    spec.rate_per_producer,
+                    start_ns,
+                    self.window_end_ns,
+                    seed=spec.seed * 1_000_003 + writer_group,
+                )
+            for _ in range(spec.slots_per_producer):
+                slots.append(
+                    loop.create_task(
+                        self.store.slot(schedule, start_ns, spec.exact_pacing, backlog_end)
+                    )
+                )
+        return slots
+
+    async def _finish_store(self, driver: Any) -> None:
+        """Let the projector catch up, then check the store's invariants (in-process only:
+        a shared store is checked once, by the coordinator)."""
+        assert self.store is not None
+        store = self.store
+        if store.options.projector and hasattr(driver, "project") and self.spec.describe:
+            deadline = time.monotonic() + self.spec.backlog_ns / 1e9
+            while time.monotonic() < deadline:
+                try:
+                    processed, lags = _projected(await asyncio.wait_for(driver.project(), 30))
+                except Exception as exc:
+                    self.count_error(f"projector:{type(exc).__name__}")
+                    break
+                store.totals.projected += processed
+                store.projection_lag.extend(lags)
+                if not processed:
+                    break
+        if self.spec.prepare_here:
+            self.invariants = await check_store(driver, store.totals)
 
     async def _slot(self, producer: Any, factory: EventFactory, schedule: Any) -> None:
         """One sender slot: at most one message in flight. Its loop is the hot path."""
@@ -390,6 +464,8 @@ class Worker:
             totals.acked += end.size
             totals.sent_in_window += int(((start >= window[0]) & (start < window[1])).sum())
             totals.acked_in_window += int(((end >= window[0]) & (end < window[1])).sum())
+        if self.store is not None:
+            self._flush_store(window)
         if len(self.recv_at):
             intended = _take(self.recv_intended)
             at = _take(self.recv_at)
@@ -397,6 +473,33 @@ class Worker:
             rec["e2e"].record(at - intended, measured)
             totals.delivered += at.size
             totals.received_in_window += int(((at >= window[0]) & (at < window[1])).sum())
+
+    def _flush_store(self, window: tuple[int, int]) -> None:
+        assert self.store is not None
+        store, rec, totals = self.store, self.recorders, self.totals
+        if len(store.cmd_end):
+            intended = _take(store.cmd_intended)
+            start = _take(store.cmd_start)
+            end = _take(store.cmd_end)
+            measured = (intended >= window[0]) & (intended < window[1])
+            rec["response"].record(end - intended, measured)
+            rec["schedule_lag"].record(start - intended, measured)
+            totals.sent += end.size
+            totals.sent_in_window += int(((start >= window[0]) & (start < window[1])).sum())
+        if len(store.attempt_end):
+            start = _take(store.attempt_start)
+            end = _take(store.attempt_end)
+            rec["service"].record(end - start, (start >= window[0]) & (start < window[1]))
+        totals.acked = store.totals.commits
+        totals.acked_in_window = store.totals.commits_in_window
+        if len(store.projection_lag):
+            lags = _take(store.projection_lag)
+            now = time.monotonic_ns()
+            in_window = np.full(lags.size, now >= window[0], dtype=bool)
+            rec["e2e"].record(lags, in_window)
+            totals.delivered += lags.size
+            if window[0] <= now < window[1]:
+                totals.received_in_window += lags.size
 
     # -- self-monitoring and intervals
     async def _probe_loop_lag(self) -> None:
@@ -484,6 +587,9 @@ class Worker:
                 "in_flight_peak": self.in_flight_peak,
                 "oversize": sum(f.oversize for f in self.factories),
                 "describe": described,
+                "store": self.store.totals.export() if self.store is not None else None,
+                "store_skipped": getattr(self.store, "skipped", 0) if self.store else 0,
+                "invariants": self.invariants,
                 "pid": os.getpid(),
             },
         )

@@ -1,0 +1,378 @@
+"""The event-store workload inside a worker: writers that run order commands with optimistic
+concurrency, and a projector that tails the store.
+
+A writer slot takes an intended time from the open-loop schedule (or runs closed loop),
+picks an aggregate from the key distribution, and runs one command on it:
+
+    know or load the aggregate → decide (domain.decide) → append(expected version)
+      committed  → done
+      conflict   → back off (full jitter), reload and decide again, up to max_retries
+      rejection  → the aggregate said no: counted apart from conflicts, nothing appended
+
+``service`` is timed per append attempt; ``response`` per command, from its intended time
+to its final outcome, retries included; ``schedule_lag`` as for streams. Every event id of a
+committed append and of a conflicted one is kept, so the invariants "every acknowledged
+append is stored exactly once" and "a conflicted append left nothing" can be checked against
+the store afterwards. ``e2e`` carries the projection lag (commit → read model updated) when
+the driver has a projector.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from array import array
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from bench.domain import ADD, OrderState, decide, fold, fold_all, next_command
+from bench.drivers.base import StoredEvent
+from bench.scenario import Workload
+from bench.timing import PreciseTimer
+from bench.workload import aggregate_id, key_probabilities
+
+_BATCH = 4096
+
+
+@dataclass
+class StoreTotals:
+    commands: int = 0
+    attempts: int = 0
+    commits: int = 0
+    conflicts: int = 0
+    errors: int = 0
+    retries: int = 0
+    abandoned: int = 0
+    rejections: int = 0
+    events_committed: int = 0
+    commits_in_window: int = 0  # committed commands whose outcome fell inside the window
+    attempts_in_window: int = 0
+    conflicts_in_window: int = 0
+    snapshots_written: int = 0
+    projected: int = 0
+    redelivered: int = 0
+    duplicates_skipped: int = 0
+    committed_ids: list[str] = field(default_factory=list)
+    conflicted_ids: list[str] = field(default_factory=list)
+
+    def export(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class StoreWriters:
+    """Writer slots and the projector of one worker."""
+
+    def __init__(
+        self,
+        driver: Any,
+        workload: Workload,
+        worker_index: int,
+        seed: int,
+        timer: PreciseTimer,
+        count_error: Callable[[str], None],
+        stopping: Callable[[], bool],
+    ) -> None:
+        self.driver = driver
+        self.workload = workload
+        self.options = workload.store
+        self.timer = timer
+        self.count_error = count_error
+        self.stopping = stopping
+        self.totals = StoreTotals()
+        self._rng = random.Random(seed * 7919 + worker_index)
+        self._np_rng = np.random.default_rng([seed, 99991, worker_index])
+        self._key_probs = key_probabilities(workload.keys, workload.aggregates)
+        self._keys: list[int] = []
+        self._pos = _BATCH
+        self._known: dict[str, OrderState] = {}
+        seed_part = (seed * 2654435761 + worker_index) & 0xFFFFFFFF
+        self._id_prefix = f"{seed_part:08x}-{worker_index & 0xFFFF:04x}-4000-9000-"
+        self._next_id = 0
+        # Raw timestamps, turned into histograms by the worker's flush (as for streams).
+        self.cmd_intended: array[int] = array("q")
+        self.cmd_start: array[int] = array("q")
+        self.cmd_end: array[int] = array("q")
+        self.attempt_start: array[int] = array("q")
+        self.attempt_end: array[int] = array("q")
+        self.projection_lag: array[int] = array("q")
+        self.window = (0, 0)
+        self._snapshots = self.options.snapshots and hasattr(driver, "save_snapshot")
+        self._pad = max(
+            0, (workload.payload_bytes if isinstance(workload.payload_bytes, int) else 256) - 120
+        )
+
+    # ------------------------------------------------------------------ keys and ids
+    def _key(self) -> str:
+        if self._pos >= _BATCH:
+            n = self.workload.aggregates
+            if self._key_probs is None:
+                draws = self._np_rng.integers(0, n, size=_BATCH)
+            else:
+                draws = self._np_rng.choice(n, size=_BATCH, p=self._key_probs)
+            self._keys = draws.tolist()
+            self._pos = 0
+        index = self._keys[self._pos]
+        self._pos += 1
+        return aggregate_id(self.workload.aggregate_type, index)
+
+    def _event_id(self) -> str:
+        self._next_id += 1
+        return f"{self._id_prefix}{self._next_id:012x}"
+
+    def _events(
+        self, aggregate: str, state: OrderState, types: list[str], command: str
+    ) -> list[StoredEvent]:
+        if command == ADD:
+            spec = self.options.events_per_append
+            count = spec if isinstance(spec, int) else self._rng.randint(spec[0], spec[1])
+            types = types * count
+        events = []
+        for offset, event_type in enumerate(types, start=1):
+            data: dict[str, Any] = {"order_no": state.order_no + (command == "PlaceOrder")}
+            if event_type == "ItemAdded":
+                data.update(
+                    sku=f"sku-{self._rng.randrange(1000)}",
+                    qty=1 + self._rng.randrange(3),
+                    price_cents=100 + self._rng.randrange(10000),
+                )
+            payload = json.dumps({"data": data, "pad": "x" * self._pad}).encode()
+            events.append(
+                StoredEvent(
+                    event_id=self._event_id(),
+                    aggregate_id=aggregate,
+                    aggregate_type=self.workload.aggregate_type,
+                    event_type=event_type,
+                    version=state.version + offset,
+                    payload=payload,
+                    metadata={"command": command},
+                )
+            )
+        return events
+
+    # ------------------------------------------------------------------ reading
+    async def _load(self, aggregate: str) -> OrderState:
+        driver = self.driver
+        if self._snapshots and hasattr(driver, "load_with_snapshot"):
+            snapshot, version, events = await driver.load_with_snapshot(aggregate)
+            state = OrderState.from_dict(snapshot) if snapshot else OrderState()
+            state.version = version if snapshot else 0
+            for event in events:
+                data = json.loads(event.payload)
+                fold(state, event.event_type, data.get("data", data))
+            return state
+        events = await driver.load(aggregate)
+        return fold_all([(e.event_type, e.payload) for e in events])
+
+    # ------------------------------------------------------------------ writers
+    async def slot(self, schedule: Any, start_ns: int, exact: bool, backlog_end: int) -> None:
+        monotonic_ns = time.monotonic_ns
+        window_end = self.window[1]
+        totals = self.totals
+        closed_loop = schedule is None
+        while not self.stopping():
+            if closed_loop:
+                intended = monotonic_ns()
+                if intended < start_ns:
+                    await self.timer.sleep_until(start_ns)
+                    continue
+                if intended >= window_end:
+                    return
+            else:
+                next_intended = schedule.next()
+                if next_intended is None:
+                    return
+                intended = next_intended
+                if intended < backlog_end and monotonic_ns() >= backlog_end:
+                    self.skipped = getattr(self, "skipped", 0) + 1 + schedule.remaining()
+                    return
+                if intended > monotonic_ns():
+                    await self.timer.sleep_until(intended, exact)
+                    if self.stopping():
+                        return
+            started = monotonic_ns()
+            await self._command(self._key(), started)
+            ended = monotonic_ns()
+            totals.commands += 1
+            self.cmd_intended.append(intended)
+            self.cmd_start.append(started)
+            self.cmd_end.append(ended)
+
+    async def _command(self, aggregate: str, started: int) -> None:
+        totals = self.totals
+        options = self.options
+        window_start, window_end = self.window
+        state = self._known.get(aggregate)
+        if state is None:
+            state = await self._guarded_load(aggregate)
+            if state is None:
+                return
+        command = next_command(state, self._rng.random())
+        for attempt in range(options.max_retries + 1):
+            types = decide(state, command)
+            if types is None:
+                totals.rejections += 1
+                self._known[aggregate] = state
+                return
+            events = self._events(aggregate, state, types, command)
+            t0 = time.monotonic_ns()
+            try:
+                result = await self.driver.append(aggregate, events, state.version)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                t1 = time.monotonic_ns()
+                self._attempt(t0, t1)
+                totals.errors += 1
+                self.count_error(_kind(exc))
+                # What an error left behind is unknown: forget the aggregate, reload next time.
+                self._known.pop(aggregate, None)
+                if attempt == options.max_retries:
+                    totals.abandoned += 1
+                    return
+                totals.retries += 1
+                await self._backoff(attempt)
+                loaded = await self._guarded_load(aggregate)
+                if loaded is None:
+                    totals.abandoned += 1
+                    return
+                state = loaded
+                continue
+            t1 = time.monotonic_ns()
+            self._attempt(t0, t1)
+            if result.committed:
+                totals.commits += 1
+                totals.events_committed += len(events)
+                totals.committed_ids.extend(e.event_id for e in events)
+                if window_start <= t1 < window_end:
+                    totals.commits_in_window += 1
+                for event in events:
+                    data = json.loads(event.payload)["data"]
+                    fold(state, event.event_type, data)
+                self._known[aggregate] = state
+                await self._maybe_snapshot(aggregate, state)
+                return
+            totals.conflicts += 1
+            if window_start <= t1 < window_end:
+                totals.conflicts_in_window += 1
+            totals.conflicted_ids.extend(e.event_id for e in events)
+            if attempt == options.max_retries:
+                totals.abandoned += 1
+                self._known.pop(aggregate, None)
+                return
+            totals.retries += 1
+            await self._backoff(attempt)
+            if options.reload_on_conflict:
+                loaded = await self._guarded_load(aggregate)
+                if loaded is None:
+                    totals.abandoned += 1
+                    return
+                state = loaded
+                command = next_command(state, self._rng.random())
+            elif result.version is not None:
+                # A blind retry: the same decision at the version the store reported.
+                state = OrderState(**{**state.as_dict(), "version": result.version})
+
+    def _attempt(self, t0: int, t1: int) -> None:
+        self.totals.attempts += 1
+        if self.window[0] <= t1 < self.window[1]:
+            self.totals.attempts_in_window += 1
+        self.attempt_start.append(t0)
+        self.attempt_end.append(t1)
+
+    async def _guarded_load(self, aggregate: str) -> OrderState | None:
+        try:
+            return await self._load(aggregate)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.totals.errors += 1
+            self.count_error(f"load:{_kind(exc)}")
+            return None
+
+    async def _backoff(self, attempt: int) -> None:
+        # Full jitter (AWS architecture blog): uniform in [0, min(cap, base * 2**attempt)].
+        ceiling = min(self.options.backoff_max, self.options.backoff * (2**attempt))
+        if ceiling > 0:
+            await asyncio.sleep(self._rng.random() * ceiling)
+
+    async def _maybe_snapshot(self, aggregate: str, state: OrderState) -> None:
+        every = getattr(getattr(self.driver, "config", None), "snapshot_every", 0) or 0
+        if not self._snapshots or not every or state.version % every:
+            return
+        try:
+            await self.driver.save_snapshot(aggregate, state.version, state.as_dict())
+            self.totals.snapshots_written += 1
+        except Exception as exc:
+            self.count_error(f"snapshot:{_kind(exc)}")
+
+    # ------------------------------------------------------------------ projector
+    async def project(self) -> None:
+        """Tail the store into its read model until cancelled; record projection lag."""
+        driver = self.driver
+        if not self.options.projector or not hasattr(driver, "project"):
+            return
+        interval = self.options.projector_interval
+        while True:
+            try:
+                processed, lags = _projection_result(await driver.project())
+                self.totals.projected += processed
+                self.projection_lag.extend(lags)
+                if (
+                    processed
+                    and self.options.redeliver_fraction
+                    and hasattr(driver, "redeliver_for_idempotency")
+                ):
+                    replayed, skipped = await driver.redeliver_for_idempotency(
+                        self.options.redeliver_fraction
+                    )
+                    self.totals.redelivered += replayed
+                    self.totals.duplicates_skipped += skipped
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.count_error(f"projector:{_kind(exc)}")
+            await asyncio.sleep(interval)
+
+
+def _projection_result(value: Any) -> tuple[int, list[int]]:
+    if isinstance(value, tuple):
+        processed, lags = value
+        return int(processed), [int(x) for x in lags]
+    return int(value), []
+
+
+def _kind(exc: BaseException) -> str:
+    code = getattr(exc, "sqlstate", None)
+    name = type(exc).__name__
+    return f"{name}:{code}" if code else name
+
+
+async def check_store(driver: Any, totals: StoreTotals) -> list[str]:
+    """The store's invariants after a run, each violation as one sentence.
+
+    The driver's own checks (no duplicate versions, no gaps, projection = fold, no duplicate
+    processed events), plus the two only the harness can make: every acknowledged append is
+    stored exactly once, and an append that raised a conflict left nothing behind.
+    """
+    problems = list(await driver.verify())
+    if hasattr(driver, "stored_event_ids"):
+        stored = await driver.stored_event_ids()
+        committed = totals.committed_ids
+        missing = [i for i in committed if i not in stored]
+        if missing:
+            problems.append(
+                f"{len(missing)} acknowledged events are not in the store (e.g. {missing[0]})"
+            )
+        leftovers = [i for i in totals.conflicted_ids if i in stored]
+        if leftovers:
+            problems.append(
+                f"{len(leftovers)} events of conflicted appends were stored (e.g. {leftovers[0]})"
+            )
+        if len(set(committed)) != len(committed):
+            problems.append("an event id was acknowledged twice")
+    return problems
