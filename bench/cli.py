@@ -72,9 +72,7 @@ def _default_plan() -> tuple[Path, list[str] | None]:
     up`), else the memory-only quickstart."""
     from bench import infra
 
-    running = [
-        name for name in _BROKER_TARGETS if infra.status(name).running
-    ]
+    running = [name for name in _BROKER_TARGETS if infra.status(name).running]
     if not running:
         console.print("no local broker answers (start them with `bench up`): memory quickstart")
         return _scenario_path(DEFAULT_SCENARIO), None
@@ -142,7 +140,6 @@ def run(
     ran, 1 when one failed, 2 for bad input, 130/143 when interrupted.
     """
     from bench.engine.runner import IntervalView, PointRunner
-    from bench.report.terminal import summary_table
     from bench.scenario import expand, load_scenario
     from bench.store import MANIFEST, atomic_write_json, create_run_dir, environment
 
@@ -239,14 +236,24 @@ def run(
                     err_console.print(f"[yellow]warning:[/] {point.label}: {problem}")
         status = "interrupted" if interrupts.requested else ("failed" if any_failed else "ok")
         write_manifest(status)
-        if summaries:
-            console.print(summary_table(summaries, title=f"{scenario.scenario.name} ({run_id})"))
+        _print_summaries(summaries, f"{scenario.scenario.name} ({run_id})")
         console.print(f"results: {run_dir}")
         if interrupts.requested:
             break
     if interrupts.requested:
         raise typer.Exit(128 + (interrupts.signum or signal.SIGINT))
     raise typer.Exit(1 if any_failed else 0)
+
+
+def _print_summaries(summaries: list[dict[str, Any]], title: str) -> None:
+    from bench.report.terminal import store_table, summary_table
+
+    streams = [s for s in summaries if s.get("kind", "stream") == "stream"]
+    stores = [s for s in summaries if s.get("kind") == "store"]
+    if streams:
+        console.print(summary_table(streams, title=title))
+    if stores:
+        console.print(store_table(stores, title=title))
 
 
 def _fmt(value_us: float | None) -> str:
@@ -294,17 +301,13 @@ def show(
     run_dir: Annotated[Path, typer.Argument(help="A results/<run-id> directory.")],
 ) -> None:
     """Print the summary table of a finished (or interrupted) run again."""
-    from bench.report.terminal import summary_table
     from bench.store import load_run
 
     results = load_run(run_dir)
     manifest = results.manifest
-    console.print(
-        summary_table(
-            results.summaries,
-            title=f"{manifest.get('scenario', {}).get('scenario', {}).get('name', '?')} "
-            f"({manifest.get('run_id')}, {manifest.get('status')})",
-        )
+    name = manifest.get("scenario", {}).get("scenario", {}).get("name", "?")
+    _print_summaries(
+        results.summaries, f"{name} ({manifest.get('run_id')}, {manifest.get('status')})"
     )
 
 

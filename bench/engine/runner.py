@@ -613,7 +613,8 @@ class PointRunner:
             slo[key] = {
                 "threshold_us": threshold_us,
                 "value_us": value,
-                "pass": value is not None and value <= threshold_us,
+                # None: nothing was measured for this kind (no consumers, no projector).
+                "pass": None if value is None else value <= threshold_us,
             }
         store_summary = self._store_summary(finals) if w.kind == "store" else None
         if store_summary is not None:

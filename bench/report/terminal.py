@@ -24,8 +24,10 @@ def _flags(summary: dict[str, Any]) -> str:
     if summary.get("closed_loop"):
         flags.append("closed-loop")
     for key, verdict in (summary.get("slo") or {}).items():
-        if not verdict.get("pass"):
+        if verdict.get("pass") is False:
             flags.append(f"[red]SLO {key}[/]")
+        elif verdict.get("pass") is None:
+            flags.append(f"[yellow]SLO {key}: no data[/]")
     return " ".join(flags)
 
 
@@ -73,6 +75,56 @@ def summary_table(summaries: list[dict[str, Any]], title: str | None = None) -> 
             _lat(s, "e2e", "max"),
             audit_text,
             f"[red]{errors}[/]" if errors else "0",
+            _flags(s),
+        )
+    return table
+
+
+def store_table(summaries: list[dict[str, Any]], title: str | None = None) -> Table:
+    """Event-store points: goodput, conflicts, retries, latency, projection lag, invariants."""
+    table = Table(title=title, header_style="bold")
+    for name, justify in (
+        ("target", "left"),
+        ("point", "left"),
+        ("strategy", "left"),
+        ("goodput", "right"),
+        ("conflict rate", "right"),
+        ("retries/cmd", "right"),
+        ("abandoned", "right"),
+        ("rejected", "right"),
+        ("resp p50", "right"),
+        ("resp p99", "right"),
+        ("svc p99", "right"),
+        ("proj lag p99", "right"),
+        ("invariants", "left"),
+        ("status", "left"),
+    ):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for s in summaries:
+        store = s.get("store") or {}
+        params = s.get("params") or {}
+        point = " ".join(f"{k.split('.')[-1]}={v}" for k, v in params.items()) or s.get("mode", "")
+        info = s.get("target_info") or {}
+        invariants = store.get("invariants") or {}
+        inv_text = (
+            "[green]hold[/]"
+            if invariants.get("ok")
+            else f"[red]{len(invariants.get('violations', []))} violated[/]"
+        )
+        table.add_row(
+            s.get("target", "?"),
+            point,
+            str(info.get("strategy") or info.get("settings", {}).get("strategy", "-")),
+            format_rate(store.get("goodput_per_s", 0.0)),
+            f"{store.get('conflict_rate', 0.0):.1%}",
+            f"{store.get('retries_per_command', 0.0):.2f}",
+            str(store.get("abandoned", 0)),
+            str(store.get("rejections", 0)),
+            _lat(s, "response", "p50"),
+            _lat(s, "response", "p99"),
+            _lat(s, "service", "p99"),
+            _lat(s, "e2e", "p99"),
+            inv_text,
             _flags(s),
         )
     return table
