@@ -226,6 +226,11 @@ def run(
             summary = runner.run()
             summaries.append(summary)
             manifest["points"][point.index]["status"] = summary["status"]
+            info = summary.get("target_info") or {}
+            manifest["points"][point.index]["server"] = {
+                "product": info.get("product"),
+                "version": info.get("version"),
+            }
             write_manifest()
             if summary["status"] == "failed":
                 any_failed = True
