@@ -23,7 +23,10 @@ if [ ! -x .venv/bin/python ]; then
 fi
 stamp=.venv/.eventbench-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e '.[dev]'
+  # Some machines' pip configuration names find-links folders that do not exist; pip warns
+  # about each on every call. Keep its real warnings and errors, drop those.
+  quiet() { "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }
+  quiet .venv/bin/python -m pip install -q --upgrade pip
+  quiet .venv/bin/python -m pip install -q -e '.[dev]'
   touch "$stamp"
 fi
