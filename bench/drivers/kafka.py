@@ -889,6 +889,8 @@ class KafkaDriver:
             api_versions, features = await self._api_versions(node_id)
             broker_config_keys = await self._broker_config_keys(admin, node_id)
         product, version, evidence = _identify(cluster, features, broker_config_keys)
+        if product == "Tansu" and version is None:
+            version, evidence = await _local_tansu_version(cluster.brokers, evidence)
         return {
             "product": product,
             "version": version,
@@ -1022,3 +1024,18 @@ def _identify(
         None,
         "no broker configs and no finalized features; cluster id is not Tansu's default",
     )
+
+
+async def _local_tansu_version(
+    brokers: list[dict[str, Any]], evidence: str
+) -> tuple[str | None, str]:
+    """The Kafka protocol does not say Tansu's version; for a broker on this host, the process
+    listening on its port does (``bench.infra`` knows how to ask it)."""
+    if not brokers or str(brokers[0].get("host")) not in ("127.0.0.1", "localhost", "::1"):
+        return None, evidence
+    from bench import infra
+
+    status = await asyncio.to_thread(infra.status, "kafka")
+    if status.running and status.version and "Tansu" in status.product:
+        return status.version, f"{evidence}; version from the local tansu binary on that port"
+    return None, evidence
