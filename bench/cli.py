@@ -225,9 +225,10 @@ def run(
             )
             summary = runner.run()
             summaries.append(summary)
-            manifest["points"][point.index]["status"] = summary["status"]
+            entry = next(e for e in manifest["points"] if e["index"] == point.index)
+            entry["status"] = summary["status"]
             info = summary.get("target_info") or {}
-            manifest["points"][point.index]["server"] = {
+            entry["server"] = {
                 "product": info.get("product"),
                 "version": info.get("version"),
             }
@@ -418,12 +419,13 @@ def main() -> None:
         sys.exit(130)
     except KeyboardInterrupt:
         sys.exit(130)
-    except Exception as exc:  # click's usage errors and anything unexpected
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
+    except Exception as exc:  # usage errors (typer's vendored click) and anything unexpected
+        # Duck-typed: typer vendors click privately, so its exception classes are not API.
+        if callable(getattr(exc, "show", None)) and isinstance(
+            getattr(exc, "exit_code", None), int
+        ):
+            exc.show()  # type: ignore[attr-defined]
+            sys.exit(exc.exit_code)  # type: ignore[attr-defined]
         if _debug:
             raise
         err_console.print(f"[red]internal error:[/] {type(exc).__name__}: {exc}", soft_wrap=True)

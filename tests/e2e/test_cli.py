@@ -177,3 +177,25 @@ def test_an_interrupt_leaves_valid_results_marked_interrupted(tmp_path, sig, cod
     assert summary["audit"]["sent"] > 0 and summary["audit"]["lost"] == 0
     rows = (point_dir / "timeseries.csv").read_text().splitlines()
     assert len(rows) >= 4
+
+
+def test_an_unknown_option_is_a_usage_error():
+    result = bench("run", "--bogus")
+    assert result.returncode == 2 and "No such option" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_running_only_some_targets_writes_a_consistent_manifest(tmp_path):
+    path = tmp_path / "two.toml"
+    path.write_text(
+        "[scenario]\nname='two'\nduration='1s'\nwarmup='0s'\n"
+        "[workload]\nrate=200\n"
+        "[targets.first]\ndriver='memory'\n[targets.second]\ndriver='memory'\n"
+        "[matrix]\n'workload.rate' = [100, 200]\n"
+    )
+    result = bench("run", str(path), "--target", "second", "-o", str(tmp_path / "r"), "-q")
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads((only_run(tmp_path / "r") / "manifest.json").read_text())
+    assert [p["index"] for p in manifest["points"]] == [2, 3]
+    assert all(p["status"] == "ok" and p["server"]["product"] for p in manifest["points"])
