@@ -132,6 +132,9 @@ def run(
         list[str] | None, typer.Option("--target", "-t", help="Run only these targets.")
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live progress line.")] = False,
+    no_report: Annotated[
+        bool, typer.Option("--no-report", help="Do not write report.html and report.md.")
+    ] = False,
 ) -> None:
     """Run scenarios and write results/<run-id>/ (manifest, summaries, .hlog, timeseries).
 
@@ -243,6 +246,14 @@ def run(
         status = "interrupted" if interrupts.requested else ("failed" if any_failed else "ok")
         write_manifest(status)
         _print_summaries(summaries, f"{scenario.scenario.name} ({run_id})")
+        if summaries and not no_report:
+            from bench.report.html import write_report
+
+            try:
+                html_path, _ = write_report(run_dir)
+                console.print(f"report: {html_path}")
+            except BenchError as exc:  # the results stand without a report
+                err_console.print(f"[yellow]warning:[/] no report: {exc.message}")
         console.print(f"results: {run_dir}")
         if interrupts.requested:
             break
@@ -338,6 +349,16 @@ def drivers() -> None:
         kind = str(getattr(info.cls, "kind", "?"))
         table.add_row(info.name, kind, "[green]ok[/]", ", ".join(fields))
     console.print(table)
+
+
+# --------------------------------------------------------------------------- reports
+
+from bench.report import commands as report_commands  # noqa: E402 (heavy imports stay inside)
+
+app.command()(report_commands.report)
+app.command()(report_commands.compare)
+app.command()(report_commands.check)
+app.command()(report_commands.history)
 
 
 # --------------------------------------------------------------------------- local services

@@ -18,6 +18,12 @@ if ! "$PYTHON" -c 'import venv, ensurepip' 2>/dev/null; then
     exit 1
   fi
 fi
+# Headless Chromium renders the HTML report in the tests (Debian's package; root only).
+if ! command -v chromium >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "installing chromium (for the report rendering test)…"
+  { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
+    || echo "chromium could not be installed: the browser test will be skipped" >&2
+fi
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi

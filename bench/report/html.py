@@ -1,0 +1,123 @@
+"""The HTML report: one self-contained file (CSS inline, plots as base64 PNG, no scripts, no
+external URL), so it opens offline, from an e-mail or a CI artifact.
+
+``write_report(run_dir)`` is the entry point: it loads the run, draws the plots once, and writes
+``report.html``, ``report.md`` and the PNGs that the Markdown links to (``report-plots/``).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import pandas as pd
+
+from bench.report import markdown
+from bench.report.plots import Plot, report_plots, write_pngs
+from bench.report.tables import (
+    Run,
+    environment_frame,
+    latency_frame,
+    load,
+    run_overview,
+    summary_frame,
+)
+from bench.store import atomic_write_text
+
+HTML_NAME = "report.html"
+MD_NAME = "report.md"
+PLOTS_DIR = "report-plots"
+
+CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 2rem;
+       color: #1f2328; max-width: 1400px; }
+h1 { font-size: 1.6rem; } h2 { font-size: 1.2rem; margin-top: 2rem;
+     border-bottom: 1px solid #d0d7de; padding-bottom: .3rem; }
+table { border-collapse: collapse; margin: .5rem 0 1rem; font-size: .85rem; }
+th, td { border: 1px solid #d0d7de; padding: .25rem .5rem; text-align: left;
+         vertical-align: top; }
+th { background: #f6f8fa; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+tr:nth-child(even) td { background: #fafbfc; }
+.ok { color: #1a7f37; } .bad { color: #cf222e; font-weight: 600; }
+td.better { color: #1a7f37; font-weight: 600; } td.worse { color: #cf222e; font-weight: 600; }
+td.noise { color: #6e7781; }
+.banner { padding: .6rem 1rem; border-radius: 6px; margin: 1rem 0; }
+.banner.pass { background: #dafbe1; border: 1px solid #1a7f37; }
+.banner.fail { background: #ffebe9; border: 1px solid #cf222e; }
+figure { margin: 1rem 0 2rem; } figcaption { color: #57606a; font-size: .85rem; }
+img { max-width: 100%; height: auto; border: 1px solid #d0d7de; }
+"""
+
+
+def page(title: str, body: str) -> str:
+    """A complete HTML document with the shared inline stylesheet."""
+    return (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<title>{html.escape(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n"
+        f"{body}\n</body>\n</html>\n"
+    )
+
+
+def frame_table(frame: pd.DataFrame, table_id: str) -> str:
+    """A pandas frame as an escaped HTML table."""
+    if frame.empty:
+        return "<p><em>(none)</em></p>"
+    return str(frame.to_html(index=False, escape=True, border=0, table_id=table_id))
+
+
+def key_value_table(items: Mapping[str, str], table_id: str) -> str:
+    rows = "".join(
+        f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in items.items()
+    )
+    return f'<table id="{table_id}">{rows}</table>'
+
+
+def image(plot: Plot) -> str:
+    data = base64.b64encode(plot.png).decode("ascii")
+    return (
+        f'<figure id="{plot.name}"><img alt="{html.escape(plot.title)}" '
+        f'src="data:image/png;base64,{data}">'
+        f"<figcaption>{html.escape(plot.caption)}</figcaption></figure>"
+    )
+
+
+def render_report(run: Run, plots: Iterable[Plot]) -> str:
+    """The whole report as one HTML document."""
+    parts = [f"<h1>{html.escape(run.scenario_name)}: {html.escape(run.run_id)}</h1>"]
+    parts.append(key_value_table(run_overview(run), "overview"))
+    found = markdown.warnings(run)
+    if found:
+        items = "".join(f"<li>{html.escape(w)}</li>" for w in found)
+        parts.append(f'<div class="banner fail" id="verdicts"><ul>{items}</ul></div>')
+    else:
+        parts.append(
+            '<div class="banner pass" id="verdicts">Every point ran, every SLO holds, no '
+            "event was lost, duplicated or reordered.</div>"
+        )
+    parts += ["<h2>Summary</h2>", frame_table(summary_frame(run.points), "summary")]
+    parts += [
+        "<h2>Latency (measurement window)</h2>",
+        frame_table(latency_frame(run.points), "latency"),
+    ]
+    for plot in plots:
+        parts += [f"<h2>{html.escape(plot.title)}</h2>", image(plot)]
+    parts += ["<h2>Environment</h2>", frame_table(environment_frame(run), "environment")]
+    return page(f"eventbench report: {run.scenario_name} {run.run_id}", "\n".join(parts))
+
+
+def write_report(run_dir: Path, output_dir: Path | None = None) -> tuple[Path, Path]:
+    """Write ``report.html`` and ``report.md`` (into the run directory unless told otherwise);
+    returns their paths."""
+    run = load(Path(run_dir))
+    target = Path(output_dir) if output_dir is not None else run.path
+    plots = report_plots(run)
+    write_pngs(plots, target / PLOTS_DIR)
+    html_path = target / HTML_NAME
+    md_path = target / MD_NAME
+    atomic_write_text(html_path, render_report(run, plots))
+    atomic_write_text(md_path, markdown.render_report(run, plots, PLOTS_DIR))
+    return html_path, md_path

@@ -1,0 +1,313 @@
+"""Report plots (matplotlib, Agg canvas, no pyplot state): PNG bytes ready to embed.
+
+- the latency percentile spectrum, the classic HdrHistogram plot: x is 1/(1-p) on a log scale
+  (labelled 0%, 90%, 99%, 99.9%, …), y the latency, every target overlaid. It is rebuilt from the
+  ``.hlog`` intervals that lie inside the measurement window, merged (percentiles are never
+  averaged);
+- throughput and p99 over time, from ``timeseries.csv``;
+- latency versus throughput, when the run swept ``workload.rate``.
+
+Figures are drawn on ``matplotlib.figure.Figure`` with the Agg canvas directly, so importing this
+module selects no backend and touches no global pyplot state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+import os
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from hdrh.histogram import HdrHistogram
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+
+from bench.errors import ResultsError
+from bench.metrics.hlog import read_intervals
+from bench.metrics.recorder import merge_into, new_histogram
+from bench.report.tables import Point, Run
+
+SPECTRUM_KINDS = ("e2e", "response", "service", "schedule_lag")
+_DPI = 100
+
+
+@dataclass(frozen=True)
+class Plot:
+    """One embedded figure of a report."""
+
+    name: str  # file stem: "spectrum-e2e"
+    title: str
+    caption: str
+    png: bytes
+
+
+def _png(fig: Figure) -> bytes:
+    FigureCanvasAgg(fig)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=_DPI, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+# --------------------------------------------------------------------------- spectrum
+
+
+def measured_histogram(point: Point, kind: str) -> HdrHistogram | None:
+    """The point's ``kind`` histogram over the measurement window, merged from its .hlog.
+
+    An interval belongs to the window when its midpoint lies in [warmup, warmup + duration]:
+    workers flush a little after the nominal boundaries, so the midpoint is the robust test.
+    Returns None when the point has no such file or no sample in the window.
+    """
+    path = point.dir / f"{kind}.hlog"
+    if not path.exists():
+        return None
+    start, end = point.warmup_s, point.warmup_s + point.duration_s
+    merged = new_histogram()
+    for interval in read_intervals(path):
+        middle = interval.start_s + interval.length_s / 2
+        if start <= middle <= end:
+            merge_into(merged, interval.histogram)
+    return merged if merged.total_count else None
+
+
+def spectrum(hist: HdrHistogram) -> tuple[np.ndarray, np.ndarray]:
+    """(percentile fractions, values in ns) as a step curve from p0 to p100.
+
+    Each non-empty bucket covers the percentiles (C[i-1]/N, C[i]/N] at its highest equivalent
+    value, which is HdrHistogram's getValueAtPercentile for every percentile in that range.
+    """
+    counts = np.ctypeslib.as_array(hist.counts)[: hist.counts_len].astype(np.float64)
+    nonzero = np.nonzero(counts)[0]
+    total = counts.sum()
+    if total == 0:
+        return np.array([]), np.array([])
+    cumulative = np.cumsum(counts[nonzero]) / total
+    before = np.concatenate(([0.0], cumulative[:-1]))
+    values = np.array(
+        [hist.get_highest_equivalent_value(hist.get_value_from_index(int(i))) for i in nonzero],
+        dtype=np.float64,
+    )
+    fractions = np.column_stack((before, cumulative)).ravel()
+    return fractions, np.repeat(values, 2)
+
+
+def _x_limit(max_count: int) -> float:
+    """The right end of the x axis: at least p99.999, and one decade past 1/N."""
+    return float(10 ** max(5, math.ceil(math.log10(max(max_count, 1))) + 1))
+
+
+def _percentile_axis(ax: Axes, x_max: float) -> None:
+    ax.set_xscale("log")
+    ax.set_xlim(1, x_max)
+    ticks = [10.0**k for k in range(round(math.log10(x_max)) + 1)]
+    labels = []
+    for k, _ in enumerate(ticks):
+        labels.append("0%" if k == 0 else f"{100 - 100 / 10**k:.{max(0, k - 2)}f}%")
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xticklabels(labels)
+    ax.set_xlabel("percentile (x = 1/(1-p), log scale)")
+    ax.grid(True, which="major", alpha=0.3)
+
+
+def spectrum_plot(points: Iterable[Point], kind: str, slo_us: float | None = None) -> Plot | None:
+    """The percentile spectrum of ``kind`` for every point, overlaid."""
+    curves = []
+    for point in points:
+        hist = measured_histogram(point, kind)
+        if hist is not None:
+            curves.append((point.label, hist))
+    if not curves:
+        return None
+    fig = Figure(figsize=(9, 4.8))
+    ax = fig.add_subplot()
+    x_max = _x_limit(max(int(h.total_count) for _, h in curves))
+    q_cap = 1 - 1 / x_max
+    for label, hist in curves:
+        fractions, values_ns = spectrum(hist)
+        x = 1 / (1 - np.minimum(fractions, q_cap))
+        ax.plot(x, values_ns / 1e6, label=f"{label} (n={hist.total_count:,})", linewidth=1.6)
+    if slo_us is not None:
+        ax.axhline(slo_us / 1e3, color="red", linestyle=":", linewidth=1, label="SLO")
+    _percentile_axis(ax, x_max)
+    ax.set_ylabel(f"{kind} latency (ms)")
+    ax.set_ylim(bottom=0)
+    ax.set_title(f"{kind} latency by percentile (measurement window, merged intervals)")
+    ax.legend(fontsize=8, loc="upper left")
+    return Plot(
+        f"spectrum-{kind}",
+        f"{kind} latency spectrum",
+        f"The {kind} latency at every percentile, from the merged HdrHistogram intervals of the "
+        "measurement window (warm-up and drain excluded).",
+        _png(fig),
+    )
+
+
+# --------------------------------------------------------------------------- over time
+
+
+def _timeseries(point: Point) -> pd.DataFrame | None:
+    path = point.dir / "timeseries.csv"
+    if not path.exists():
+        return None
+    try:
+        frame = pd.read_csv(path)
+    except (OSError, ValueError) as exc:
+        raise ResultsError(f"{path}: cannot read as CSV ({exc})") from None
+    for column in ("t_s", "acked_per_s"):
+        if column not in frame.columns:
+            raise ResultsError(f"{path}: {column}: missing column")
+    return frame if len(frame) else None
+
+
+def timeseries_plot(points: Iterable[Point]) -> Plot | None:
+    """Throughput and p99 latency per interval, one line per point, warm-up shaded."""
+    series = [(p, f) for p in points if (f := _timeseries(p)) is not None]
+    if not series:
+        return None
+    fig = Figure(figsize=(9, 6.4))
+    ax_rate, ax_lat = fig.subplots(2, 1, sharex=True)
+    for point, frame in series:
+        (line,) = ax_rate.plot(frame["t_s"], frame["acked_per_s"], label=point.label, linewidth=1.4)
+        if "e2e_p99_us" in frame.columns and frame["e2e_p99_us"].notna().any():
+            ax_lat.plot(
+                frame["t_s"], frame["e2e_p99_us"] / 1e3, color=line.get_color(), linewidth=1.4
+            )
+        if "response_p99_us" in frame.columns and frame["response_p99_us"].notna().any():
+            ax_lat.plot(
+                frame["t_s"],
+                frame["response_p99_us"] / 1e3,
+                color=line.get_color(),
+                linewidth=1,
+                linestyle="--",
+            )
+    warmup = series[0][0].warmup_s
+    end = warmup + series[0][0].duration_s
+    for ax in (ax_rate, ax_lat):
+        if warmup > 0:
+            ax.axvspan(0, warmup, color="grey", alpha=0.12, linewidth=0)
+        ax.axvline(end, color="grey", linestyle=":", linewidth=1)
+        ax.grid(True, alpha=0.3)
+    ax_rate.set_ylabel("acknowledged events/s")
+    ax_rate.set_ylim(bottom=0)
+    ax_rate.set_title("throughput and p99 latency per interval (grey: warm-up; dotted: end)")
+    ax_rate.legend(fontsize=8, loc="lower right")
+    ax_lat.set_ylabel("p99 latency (ms)\nsolid e2e, dashed response")
+    ax_lat.set_xlabel("time since start (s)")
+    ax_lat.set_ylim(bottom=0)
+    return Plot(
+        "timeseries",
+        "Throughput and p99 over time",
+        "Per-interval acknowledged rate and p99 latency (solid: end-to-end, dashed: response) "
+        "from timeseries.csv.",
+        _png(fig),
+    )
+
+
+# --------------------------------------------------------------------------- sweeps
+
+RATE_PARAM = "workload.rate"
+
+
+def latency_vs_throughput_plot(points: list[Point], slo_us: float | None = None) -> Plot | None:
+    """p50 and p99 e2e latency against the achieved rate, one curve per target, when the run
+    swept ``workload.rate``. Client-bound points are drawn hollow: the harness was the limit."""
+    swept = [p for p in points if RATE_PARAM in p.params]
+    if len({p.params[RATE_PARAM] for p in swept}) < 2:
+        return None
+    groups: dict[str, list[Point]] = {}
+    for p in swept:
+        others = " ".join(
+            f"{k.split('.')[-1]}={v}" for k, v in sorted(p.params.items()) if k != RATE_PARAM
+        )
+        groups.setdefault(f"{p.target} {others}".strip(), []).append(p)
+    fig = Figure(figsize=(9, 4.8))
+    ax = fig.add_subplot()
+    kind = "e2e"
+    for name, group in groups.items():
+        group.sort(key=lambda p: float((p.summary.get("throughput") or {}).get("acked_per_s", 0)))
+        rates = [float((p.summary.get("throughput") or {}).get("acked_per_s", 0)) for p in group]
+        lat = [(p.summary.get("latency_us") or {}).get(kind) or {} for p in group]
+        if not any(stats.get("count") for stats in lat):
+            kind = "response"
+            lat = [(p.summary.get("latency_us") or {}).get(kind) or {} for p in group]
+        p99 = [np.nan if s.get("p99") is None else s["p99"] / 1e3 for s in lat]
+        p50 = [np.nan if s.get("p50") is None else s["p50"] / 1e3 for s in lat]
+        (line,) = ax.plot(rates, p99, marker="o", label=f"{name} p99")
+        ax.plot(rates, p50, marker=".", linestyle="--", color=line.get_color(), label=f"{name} p50")
+        for rate, value, p in zip(rates, p99, group, strict=True):
+            if p.summary.get("client_bound"):
+                ax.plot([rate], [value], marker="o", markersize=11, fillstyle="none", color="red")
+    if slo_us is not None:
+        ax.axhline(slo_us / 1e3, color="red", linestyle=":", linewidth=1, label="SLO")
+    ax.set_yscale("log")
+    plain = FuncFormatter(lambda value, _: f"{value:g}")
+    ax.yaxis.set_major_formatter(plain)
+    ax.yaxis.set_minor_formatter(plain)
+    ax.tick_params(axis="y", which="minor", labelsize=7)
+    ax.set_xlabel("achieved rate (acknowledged events/s)")
+    ax.set_ylabel(f"{kind} latency (ms, log)")
+    ax.set_title(f"{kind} latency versus throughput (red ring: client-bound point)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    return Plot(
+        "latency-vs-throughput",
+        "Latency versus throughput",
+        f"p50 (dashed) and p99 (solid) {kind} latency at each swept rate.",
+        _png(fig),
+    )
+
+
+# --------------------------------------------------------------------------- all of them
+
+
+def _slo_us(run: Run, key: str) -> float | None:
+    for p in run.points:
+        verdict = (p.summary.get("slo") or {}).get(key)
+        if isinstance(verdict, dict) and isinstance(verdict.get("threshold_us"), int | float):
+            return float(verdict["threshold_us"])
+    return None
+
+
+def report_plots(run: Run) -> list[Plot]:
+    """Every plot the run's data supports, in report order."""
+    plots: list[Plot | None] = []
+    for kind in SPECTRUM_KINDS:
+        plots.append(spectrum_plot(run.points, kind, _slo_us(run, f"{kind}.p99")))
+    plots.append(timeseries_plot(run.points))
+    plots.append(latency_vs_throughput_plot(run.points, _slo_us(run, "e2e.p99")))
+    return [p for p in plots if p is not None]
+
+
+def write_pngs(plots: Iterable[Plot], directory: Path) -> dict[str, Path]:
+    """Write each plot as ``directory/<name>.png``; name -> path."""
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for plot in plots:
+        path = directory / f"{plot.name}.png"
+        atomic_write_bytes(path, plot.png)
+        paths[plot.name] = path
+    return paths
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Like ``store.atomic_write_text``, for binary files (temporary file, fsync, rename)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise

@@ -1,0 +1,464 @@
+"""Results as tables: the metric registry, run and point loading, and pandas frames.
+
+Everything that reads figures out of a results directory for a report, a comparison, the
+regression gate or the history goes through here, so there is one definition of each metric:
+its key (``e2e.p99``, ``throughput.acked_per_s``, ``audit.lost``), its unit, and whether higher
+is better (Rally's idea: a diff is good or bad depending on the metric, not on its sign).
+
+Points of different runs are matched by target and matrix parameters (``point_key``), never by
+their position, so adding a target to a scenario does not shift every comparison.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from bench.errors import ResultsError
+from bench.scenario import LATENCY_KINDS
+from bench.store import MANIFEST, SUMMARY, load_run
+from bench.units import format_latency_us, format_rate
+
+LATENCY_STATS = ("p50", "p90", "p99", "p999", "max", "mean")
+STAT_LABELS = {"p50": "p50", "p90": "p90", "p99": "p99", "p999": "p99.9", "max": "max"}
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One figure of a point's summary, with the direction that counts as better."""
+
+    key: str
+    label: str
+    unit: str  # "us", "/s" or "count"
+    higher_is_better: bool
+    getter: Callable[[dict[str, Any]], float | None] = field(repr=False, compare=False)
+
+    def value(self, summary: dict[str, Any]) -> float | None:
+        return self.getter(summary)
+
+    def format(self, value: float | None) -> str:
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return "-"
+        if self.unit == "us":
+            return format_latency_us(value)
+        if self.unit == "/s":
+            return format_rate(value)
+        return f"{value:.0f}" if float(value).is_integer() else f"{value:.2f}"
+
+    def format_diff(self, diff: float | None) -> str:
+        if diff is None or math.isnan(diff):
+            return "-"
+        sign = "+" if diff > 0 else "-" if diff < 0 else ""
+        return sign + self.format(abs(diff))
+
+    def is_worse(self, baseline: float, candidate: float) -> bool:
+        return candidate < baseline if self.higher_is_better else candidate > baseline
+
+
+def _path_getter(*path: str) -> Callable[[dict[str, Any]], float | None]:
+    def get(summary: dict[str, Any]) -> float | None:
+        node: Any = summary
+        for part in path:
+            if not isinstance(node, dict):
+                return None
+            node = node.get(part)
+        if isinstance(node, bool) or not isinstance(node, int | float):
+            return None
+        return float(node)
+
+    return get
+
+
+def _build_registry() -> dict[str, Metric]:
+    metrics: list[Metric] = [
+        Metric(
+            "throughput.acked_per_s",
+            "acked/s",
+            "/s",
+            True,
+            _path_getter("throughput", "acked_per_s"),
+        ),
+        Metric(
+            "throughput.received_per_s",
+            "received/s",
+            "/s",
+            True,
+            _path_getter("throughput", "received_per_s"),
+        ),
+        Metric(
+            "throughput.sent_per_s", "sent/s", "/s", True, _path_getter("throughput", "sent_per_s")
+        ),
+    ]
+    for kind in LATENCY_KINDS:
+        for stat in LATENCY_STATS:
+            metrics.append(
+                Metric(
+                    f"{kind}.{stat}",
+                    f"{kind} {STAT_LABELS.get(stat, stat)}",
+                    "us",
+                    False,
+                    _path_getter("latency_us", kind, stat),
+                )
+            )
+    metrics += [
+        Metric("errors.total", "errors", "count", False, _path_getter("errors", "total")),
+        Metric("audit.lost", "lost", "count", False, _path_getter("audit", "lost")),
+        Metric(
+            "audit.duplicated", "duplicated", "count", False, _path_getter("audit", "duplicated")
+        ),
+        Metric("audit.reordered", "reordered", "count", False, _path_getter("audit", "reordered")),
+        Metric(
+            "throughput.skipped", "skipped", "count", False, _path_getter("throughput", "skipped")
+        ),
+    ]
+    return {m.key: m for m in metrics}
+
+
+METRICS: dict[str, Metric] = _build_registry()
+ALIASES = {
+    "throughput": "throughput.acked_per_s",
+    "acked_per_s": "throughput.acked_per_s",
+    "received_per_s": "throughput.received_per_s",
+    "errors": "errors.total",
+    "lost": "audit.lost",
+    "duplicated": "audit.duplicated",
+    "reordered": "audit.reordered",
+    "skipped": "throughput.skipped",
+}
+# What compare shows by default: the figures people choose a target by.
+COMPARE_METRICS = (
+    "throughput.acked_per_s",
+    "throughput.received_per_s",
+    "response.p50",
+    "response.p99",
+    "response.p999",
+    "response.max",
+    "service.p99",
+    "e2e.p50",
+    "e2e.p90",
+    "e2e.p99",
+    "e2e.p999",
+    "e2e.max",
+    "errors.total",
+    "audit.lost",
+    "audit.duplicated",
+    "audit.reordered",
+)
+
+
+def metric(key: str) -> Metric:
+    """The metric named ``key`` (or an alias such as ``throughput``); KeyError with the
+    known names otherwise."""
+    resolved = ALIASES.get(key, key)
+    try:
+        return METRICS[resolved]
+    except KeyError:
+        known = ", ".join([*METRICS, *ALIASES])
+        raise KeyError(f"unknown metric {key!r}; known: {known}") from None
+
+
+# --------------------------------------------------------------------------- points and runs
+
+
+def point_key(summary: dict[str, Any]) -> str:
+    """Target and matrix parameters: what identifies "the same point" across runs."""
+    params = summary.get("params") or {}
+    parts = [str(summary.get("target", "?"))]
+    parts += [f"{k}={_format_param(v)}" for k, v in sorted(params.items())]
+    return " ".join(parts)
+
+
+def _format_param(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, dict | list):
+        return json.dumps(value, sort_keys=True, separators=(",", ":"))
+    return str(value)
+
+
+def point_label(summary: dict[str, Any]) -> str:
+    """A short label for tables and legends: the target, then the parameters' last parts."""
+    params = summary.get("params") or {}
+    parts = [str(summary.get("target", "?"))]
+    parts += [f"{k.split('.')[-1]}={_format_param(v)}" for k, v in params.items()]
+    return " ".join(parts)
+
+
+@dataclass
+class Point:
+    """One point of one run: its summary and the directory holding its .hlog and CSV."""
+
+    key: str
+    label: str
+    target: str
+    params: dict[str, Any]
+    summary: dict[str, Any]
+    dir: Path
+
+    @property
+    def warmup_s(self) -> float:
+        return float((self.summary.get("workload") or {}).get("warmup_s") or 0.0)
+
+    @property
+    def duration_s(self) -> float:
+        return float((self.summary.get("workload") or {}).get("duration_s") or 0.0)
+
+
+@dataclass
+class Run:
+    """A loaded results directory."""
+
+    path: Path
+    manifest: dict[str, Any]
+    points: list[Point]
+
+    @property
+    def run_id(self) -> str:
+        return str(self.manifest.get("run_id") or self.path.name)
+
+    @property
+    def scenario_name(self) -> str:
+        return str(((self.manifest.get("scenario") or {}).get("scenario") or {}).get("name", "?"))
+
+    @property
+    def started_at(self) -> float:
+        value = self.manifest.get("started_at")
+        return float(value) if isinstance(value, int | float) else 0.0
+
+    @property
+    def environment(self) -> dict[str, Any]:
+        env = self.manifest.get("environment")
+        return env if isinstance(env, dict) else {}
+
+    def point(self, key: str) -> Point | None:
+        for p in self.points:
+            if p.key == key:
+                return p
+        return None
+
+
+def load(run_dir: Path) -> Run:
+    """Load a run; every point with a summary, in the manifest's order."""
+    results = load_run(Path(run_dir))
+    by_dir = {
+        str(p.get("dir")): p for p in results.manifest.get("points", []) if isinstance(p, dict)
+    }
+    points = []
+    for summary in results.summaries:
+        directory = str(summary.get("dir") or "")
+        if directory not in by_dir:
+            raise ResultsError(
+                f"{results.path / directory / SUMMARY}: dir: {directory!r} is not a point of "
+                f"{results.path / MANIFEST}"
+            )
+        if "target" not in summary:
+            raise ResultsError(f"{results.path / directory / SUMMARY}: target: missing")
+        points.append(
+            Point(
+                key=point_key(summary),
+                label=point_label(summary),
+                target=str(summary["target"]),
+                params=dict(summary.get("params") or {}),
+                summary=summary,
+                dir=results.path / directory,
+            )
+        )
+    return Run(results.path, results.manifest, points)
+
+
+def is_run_dir(path: Path) -> bool:
+    return (path / MANIFEST).is_file()
+
+
+def expand_group(spec: str | Path) -> list[Path]:
+    """Run directories named by one command-line argument.
+
+    ``results/run-a`` is one run; ``a,b,c`` is a group of repetitions; a directory whose
+    subdirectories are runs (what ``bench run --repeat N`` leaves) is the group of all of them.
+    """
+    parts = [s for s in str(spec).split(",") if s.strip()]
+    if not parts:
+        raise ResultsError(f"{spec!r}: no results directory given")
+    paths: list[Path] = []
+    for part in parts:
+        path = Path(part.strip())
+        if is_run_dir(path):
+            paths.append(path)
+        elif path.is_dir():
+            runs = sorted(child for child in path.iterdir() if is_run_dir(child))
+            if not runs:
+                raise ResultsError(
+                    f"{path / MANIFEST}: missing, and no subdirectory holds a run",
+                    hint="give a results/<run-id> directory",
+                )
+            paths.extend(runs)
+        else:
+            raise ResultsError(f"{path}: not a directory", hint="give a results/<run-id> directory")
+    return paths
+
+
+def find_runs(results_dir: Path) -> list[Run]:
+    """Every run below ``results_dir`` (one level deep, or ``results_dir`` itself)."""
+    results_dir = Path(results_dir)
+    if not results_dir.is_dir():
+        raise ResultsError(f"{results_dir}: not a directory", hint="give a results directory")
+    if is_run_dir(results_dir):
+        return [load(results_dir)]
+    return [load(child) for child in sorted(results_dir.iterdir()) if is_run_dir(child)]
+
+
+# --------------------------------------------------------------------------- frames
+
+
+def slo_text(summary: dict[str, Any]) -> str:
+    verdicts = []
+    for key, verdict in (summary.get("slo") or {}).items():
+        value = verdict.get("value_us")
+        state = "pass" if verdict.get("pass") else "FAIL"
+        verdicts.append(
+            f"{key} {format_latency_us(value)} <= {format_latency_us(verdict.get('threshold_us'))}"
+            f" {state}"
+        )
+    return "; ".join(verdicts) or "-"
+
+
+def invariants_text(summary: dict[str, Any]) -> str:
+    """Store invariants, when the point ran against an event store."""
+    invariants = summary.get("invariants")
+    if not invariants:
+        return "-"
+    if isinstance(invariants, dict):
+        parts = []
+        for name, value in invariants.items():
+            if isinstance(value, dict) and "pass" in value:
+                parts.append(f"{name} {'ok' if value['pass'] else 'VIOLATED'}")
+            elif isinstance(value, bool):
+                parts.append(f"{name} {'ok' if value else 'VIOLATED'}")
+            else:
+                parts.append(f"{name}={value}")
+        return "; ".join(parts)
+    return str(invariants)
+
+
+def summary_frame(points: Iterable[Point]) -> pd.DataFrame:
+    """One row per point: throughput, correctness, flags and SLO verdicts (formatted)."""
+    rows = []
+    for p in points:
+        s = p.summary
+        audit = s.get("audit") or {}
+        throughput = s.get("throughput") or {}
+        flags = [str(s.get("status", "?"))]
+        if s.get("client_bound"):
+            flags.append("client-bound: " + "; ".join(s.get("client_bound_reasons") or []))
+        if s.get("closed_loop"):
+            flags.append("closed-loop")
+        rows.append(
+            {
+                "target": p.target,
+                "point": p.label,
+                "mode": s.get("mode", ""),
+                "sent/s": format_rate(float(throughput.get("sent_per_s") or 0.0)),
+                "acked/s": format_rate(float(throughput.get("acked_per_s") or 0.0)),
+                "received/s": format_rate(float(throughput.get("received_per_s") or 0.0)),
+                "errors": int((s.get("errors") or {}).get("total") or 0),
+                "lost": int(audit.get("lost") or 0),
+                "duplicated": int(audit.get("duplicated") or 0),
+                "reordered": int(audit.get("reordered") or 0),
+                "skipped": int(throughput.get("skipped") or 0),
+                "invariants": invariants_text(s),
+                "client_bound": "yes" if s.get("client_bound") else "no",
+                "SLO": slo_text(s),
+                "status": ", ".join(flags),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def latency_frame(points: Iterable[Point]) -> pd.DataFrame:
+    """One row per point and latency kind: count and p50/p90/p99/p99.9/max (formatted)."""
+    rows = []
+    for p in points:
+        latency = p.summary.get("latency_us") or {}
+        for kind in LATENCY_KINDS:
+            stats = latency.get(kind)
+            if not stats or not stats.get("count"):
+                continue
+            row: dict[str, Any] = {"point": p.label, "kind": kind, "count": int(stats["count"])}
+            for stat in ("p50", "p90", "p99", "p999", "max"):
+                row[STAT_LABELS[stat]] = format_latency_us(stats.get(stat))
+            negatives = int(stats.get("negative") or 0)
+            clamped = int(stats.get("clamped") or 0)
+            row["negative/clamped"] = f"{negatives}/{clamped}"
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def environment_frame(run: Run) -> pd.DataFrame:
+    """What ran where: each target's product and version, the host, the harness."""
+    rows: list[dict[str, str]] = []
+    seen: set[str] = set()
+    for p in run.points:
+        if p.target in seen:
+            continue
+        seen.add(p.target)
+        info = p.summary.get("target_info") or {}
+        rows.append(
+            {
+                "item": f"target {p.target}",
+                "value": f"{info.get('product', p.summary.get('driver', '?'))} "
+                f"{info.get('version', '')}".strip()
+                + f" (driver {p.summary.get('driver', '?')})",
+            }
+        )
+    env = run.environment
+    git = env.get("git") or {}
+    memory = env.get("memory_bytes")
+    rows += [
+        {"item": "host", "value": f"{env.get('host', '?')} ({env.get('platform', '?')})"},
+        {
+            "item": "CPU",
+            "value": f"{env.get('cpu_model', '?')}, {env.get('cpu_count', '?')} CPUs"
+            + (f", {memory / 2**30:.1f} GiB RAM" if isinstance(memory, int | float) else ""),
+        },
+        {"item": "load average", "value": ", ".join(str(x) for x in env.get("load_average", []))},
+        {
+            "item": "harness",
+            "value": f"eventbench {env.get('eventbench', '?')}, Python {env.get('python', '?')}",
+        },
+        {
+            "item": "git",
+            "value": (
+                f"{git.get('revision', '?')[:12]}{' (dirty)' if git.get('dirty') else ''}"
+                if git
+                else "-"
+            ),
+        },
+        {
+            "item": "libraries",
+            "value": ", ".join(f"{k} {v}" for k, v in (env.get("libraries") or {}).items()) or "-",
+        },
+    ]
+    return pd.DataFrame(rows)
+
+
+def run_overview(run: Run) -> dict[str, str]:
+    """Headline facts about a run for the top of a report."""
+    scenario = run.manifest.get("scenario") or {}
+    meta = scenario.get("scenario") or {}
+    return {
+        "run": run.run_id,
+        "scenario": f"{meta.get('name', '?')}: {meta.get('description', '')}".rstrip(": "),
+        "status": str(run.manifest.get("status", "?")),
+        "measure": f"{meta.get('duration', '?')} after {meta.get('warmup', '?')} warm-up",
+        "overrides": ", ".join(run.manifest.get("overrides") or []) or "-",
+        "points": str(len(run.points)),
+    }
