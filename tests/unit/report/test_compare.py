@@ -7,6 +7,7 @@ import io
 
 from typer.testing import CliRunner
 
+from bench.cli import app
 from bench.errors import ScenarioError
 from bench.report.compare import (
     BETTER,
@@ -20,7 +21,6 @@ from bench.report.compare import (
     to_html,
     to_markdown,
 )
-from tests.unit.report.cli_app import app
 
 
 def _rows(comparison, point):

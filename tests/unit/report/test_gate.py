@@ -7,10 +7,10 @@ import xml.etree.ElementTree as ET
 import pytest
 from typer.testing import CliRunner
 
+from bench.cli import app
 from bench.errors import ResultsError, ScenarioError
 from bench.report.compare import Group
 from bench.report.gate import check, parse_percent, parse_threshold
-from tests.unit.report.cli_app import app
 
 runner = CliRunner()
 

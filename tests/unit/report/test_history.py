@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from bench.cli import app
 from bench.report.history import build, change_points, noise_scale
-from tests.unit.report.cli_app import app
 from tests.unit.report.fabricate import make_run, points
 
 DAY = 86_400.0
