@@ -27,7 +27,7 @@ PLACE, ADD, CONFIRM, SHIP, CANCEL = (
 COMMANDS = (PLACE, ADD, CONFIRM, SHIP, CANCEL)
 EVENT_OF = {
     PLACE: "OrderPlaced",
-    ADD: "ItemAdded",
+    ADD: "OrderItemAdded",
     CONFIRM: "OrderConfirmed",
     SHIP: "OrderShipped",
     CANCEL: "OrderCancelled",
@@ -71,7 +71,7 @@ def fold(state: OrderState, event_type: str, payload: dict[str, Any] | None = No
     if event_type == "OrderPlaced":
         state.status, state.items, state.total_cents = "placed", 0, 0
         state.order_no += 1
-    elif event_type == "ItemAdded":
+    elif event_type == "OrderItemAdded":
         state.items += int(payload.get("qty", 1))
         state.total_cents += int(payload.get("price_cents", 0)) * int(payload.get("qty", 1))
     elif event_type == "OrderConfirmed":

@@ -91,7 +91,7 @@ class PayloadDistribution(_Model):
 class StoreOptions(_Model):
     """The event-store workload (``workload.kind = "store"``): how writers retry and read."""
 
-    # ItemAdded events one AddItem command appends (a range [min, max] draws per command).
+    # OrderItemAdded events one AddItem command appends (a range [min, max] draws per command).
     events_per_append: int | tuple[int, int] = 1
     max_retries: int = Field(default=5, ge=0, le=1000)
     backoff: Duration = 0.001  # first retry waits up to this (full jitter), doubling each time

@@ -200,8 +200,9 @@ class PointRunner:
                     self.server_counters_after = await driver.server_counters()
                 return None
             if store:
-                if hasattr(driver, "cleanup_store"):
-                    await asyncio.wait_for(driver.cleanup_store(topology.name), timeout + 60)
+                if hasattr(driver, "drop_store"):
+                    await driver.attach_store(topology.name)
+                    await asyncio.wait_for(driver.drop_store(), timeout + 60)
             else:
                 await asyncio.wait_for(driver.cleanup(topology), timeout + 60)
             return None

@@ -101,6 +101,7 @@ class StoreWriters:
         self.attempt_end: array[int] = array("q")
         self.projection_lag: array[int] = array("q")
         self.window = (0, 0)
+        self._consumed_upto = 0
         self._snapshots = self.options.snapshots and hasattr(driver, "save_snapshot")
         self._pad = max(
             0, (workload.payload_bytes if isinstance(workload.payload_bytes, int) else 256) - 120
@@ -134,7 +135,7 @@ class StoreWriters:
         events = []
         for offset, event_type in enumerate(types, start=1):
             data: dict[str, Any] = {"order_no": state.order_no + (command == "PlaceOrder")}
-            if event_type == "ItemAdded":
+            if event_type == "OrderItemAdded":
                 data.update(
                     sku=f"sku-{self._rng.randrange(1000)}",
                     qty=1 + self._rng.randrange(3),
@@ -319,24 +320,42 @@ class StoreWriters:
         interval = self.options.projector_interval
         while True:
             try:
-                processed, lags = _projection_result(await driver.project())
-                self.totals.projected += processed
-                self.projection_lag.extend(lags)
-                if (
-                    processed
-                    and self.options.redeliver_fraction
-                    and hasattr(driver, "redeliver_for_idempotency")
-                ):
-                    replayed, skipped = await driver.redeliver_for_idempotency(
-                        self.options.redeliver_fraction
-                    )
-                    self.totals.redelivered += replayed
-                    self.totals.duplicates_skipped += skipped
+                await self.project_once()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 self.count_error(f"projector:{_kind(exc)}")
             await asyncio.sleep(interval)
+
+    async def project_once(self) -> int:
+        """One projector pass, then the idempotent consumer over what was committed since."""
+        driver = self.driver
+        processed, lags = _projection_result(await driver.project())
+        if hasattr(driver, "take_projection_lags"):
+            lags.extend(driver.take_projection_lags())
+        self.totals.projected += processed
+        self.projection_lag.extend(lags)
+        await self._consume_idempotently()
+        return processed
+
+    async def _consume_idempotently(self) -> None:
+        """Feed newly committed events, plus a sample of already handled ones (redeliveries),
+        through the driver's idempotent consumer: every redelivery must be skipped."""
+        fraction = self.options.redeliver_fraction
+        if not fraction or not hasattr(self.driver, "consume_idempotently"):
+            return
+        committed = self.totals.committed_ids
+        fresh = committed[self._consumed_upto :]
+        if not fresh:
+            return
+        done = committed[: self._consumed_upto]
+        replay = [i for i in done[-len(fresh) * 4 :] if self._rng.random() < fraction]
+        processed, skipped = await self.driver.consume_idempotently("eventbench", fresh + replay)
+        self._consumed_upto += len(fresh)
+        self.totals.redelivered += len(replay)
+        self.totals.duplicates_skipped += skipped
+        if processed != len(fresh) or skipped != len(replay):
+            self.count_error("idempotency_mismatch")
 
 
 def _projection_result(value: Any) -> tuple[int, list[int]]:
@@ -360,7 +379,9 @@ async def check_store(driver: Any, totals: StoreTotals) -> list[str]:
     stored exactly once, and an append that raised a conflict left nothing behind.
     """
     problems = list(await driver.verify())
-    if hasattr(driver, "stored_event_ids"):
+    if hasattr(driver, "check_ledger"):
+        problems.extend(await driver.check_ledger(totals.committed_ids, totals.conflicted_ids))
+    elif hasattr(driver, "stored_event_ids"):
         stored = await driver.stored_event_ids()
         committed = totals.committed_ids
         missing = [i for i in committed if i not in stored]

@@ -37,7 +37,6 @@ import numpy as np
 from bench.drivers.base import DriverConfig, DriverContext, Message, Topology, load_driver
 from bench.engine.schedule import make_schedule
 from bench.engine.store import StoreWriters, check_store
-from bench.engine.store import _projection_result as _projected
 from bench.errors import BenchError
 from bench.metrics.audit import ACK_FAILED, ACK_NOT_SENT, ACK_OK, ConsumerLedger, ProducerLedger
 from bench.metrics.recorder import LatencyRecorder
@@ -350,12 +349,10 @@ class Worker:
             deadline = time.monotonic() + self.spec.backlog_ns / 1e9
             while time.monotonic() < deadline:
                 try:
-                    processed, lags = _projected(await asyncio.wait_for(driver.project(), 30))
+                    processed = await asyncio.wait_for(store.project_once(), 30)
                 except Exception as exc:
                     self.count_error(f"projector:{type(exc).__name__}")
                     break
-                store.totals.projected += processed
-                store.projection_lag.extend(lags)
                 if not processed:
                     break
         if self.spec.prepare_here:
