@@ -36,6 +36,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 from bench.drivers.base import DriverContext, StoredEvent
 from bench.drivers.postgres import DEFAULT_DSN, PostgresConfig, PostgresDriver, public_dsn
@@ -178,6 +179,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--payload-bytes", type=int, default=100)
     parser.add_argument("--no-driver", dest="driver", action="store_false")
+    parser.add_argument("--no-harness", dest="harness", action="store_false")
     args = parser.parse_args()
     body = payload(args.payload_bytes)
     assert "'" not in body and json.loads(body)
@@ -211,7 +213,55 @@ def main() -> None:
             f"appends/s {measured['per_s']:.0f} (appends {measured['appends']:.0f})"
         )
         print(f"  ratio driver / pgbench rows: {ratio:.2f}")
+    if args.harness:
+        harness = run_harness(args.dsn, args.clients, args.seconds, args.payload_bytes)
+        print(
+            f"harness (bench engine, insert_only, {args.clients} writers, 1000 aggregates, "
+            f"projector off): appends/s {harness['attempts_per_s']:.0f}, "
+            f"committed/s {harness['goodput_per_s']:.0f}, conflict rate "
+            f"{harness['conflict_rate']:.1%}, invariants "
+            f"{'hold' if harness['invariants']['ok'] else 'VIOLATED'}"
+        )
+        ratio = harness["attempts_per_s"] / (rows / elapsed)
+        print(f"  ratio harness appends / pgbench rows: {ratio:.2f}")
     asyncio.run(_drop(args.dsn))
+
+
+def run_harness(dsn: str, clients: int, seconds: int, payload_bytes: int) -> dict[str, Any]:
+    """The whole engine (worker process, recording, ledgers, invariants) on the same append
+    path: writers that know their aggregates' versions append once per command."""
+    import tempfile
+    from pathlib import Path
+
+    from bench.engine.runner import PointRunner
+    from bench.scenario import expand, scenario_from_dict
+
+    raw = {
+        "scenario": {"name": "pgbench-vs-harness", "duration": f"{seconds}s", "warmup": "3s"},
+        "workload": {
+            "kind": "store",
+            "rate": "max",
+            "concurrency": clients,
+            "producers": 1,
+            "aggregates": 1000,
+            "payload_bytes": payload_bytes,
+            "store": {"projector": False, "snapshots": False, "redeliver_fraction": 0.0},
+        },
+        "targets": {
+            "pg": {
+                "driver": "postgres",
+                "dsn": dsn,
+                "strategy": "insert_only",
+                "pool_size": clients,
+            }
+        },
+    }
+    point = expand(scenario_from_dict(raw, "pgbench_append"))[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        summary = PointRunner(point, "pgbench", Path(tmp) / "p", lambda: False).run()
+    if summary["status"] != "ok":
+        raise SystemExit(f"harness run failed: {summary['problems']}")
+    return dict(summary["store"])
 
 
 async def _drop(dsn: str) -> None:
