@@ -282,7 +282,6 @@ class Worker:
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
-            self._ship_interval(final=True)
 
     async def _await_slots(self, slots: list[asyncio.Task[None]]) -> None:
         pending = set(slots)
@@ -558,7 +557,10 @@ class Worker:
                 await asyncio.wait_for(producer.close(), 10)
             except Exception as exc:
                 self.count_error(f"producer_close:{type(exc).__name__}")
-        self.flush()
+        # The last interval goes out only now: consumers stopping and the store's projector
+        # catching up still record samples, and the coordinator merges intervals after finals.
+        if self.start_ns:  # stopped before the load began: there is no interval to ship
+            self._ship_interval(final=True)
         described = None
         if self.spec.describe:
             with contextlib.suppress(Exception):
