@@ -25,10 +25,11 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from hdrh.histogram import HdrHistogram
 
 from bench.drivers.base import DriverContext, Topology, load_driver
-from bench.engine.store import StoreTotals, check_store
+from bench.engine.store import StoreTotals, check_store, load_latency_by_length
 from bench.engine.workers import KINDS, WorkerSpec, worker_main
 from bench.errors import BenchError, DriverError
 from bench.metrics import audit as audit_mod
@@ -267,6 +268,22 @@ class PointRunner:
                 if isinstance(self.server_counters_after[k], int)
             }
         ok_attempts = totals.commits + totals.conflicts + totals.errors
+        load_ns = np.concatenate(
+            [
+                np.frombuffer(f["store_loads"][0], dtype=np.int64)
+                for f in finals
+                if f.get("store_loads")
+            ]
+            or [np.zeros(0, dtype=np.int64)]
+        )
+        load_len = np.concatenate(
+            [
+                np.frombuffer(f["store_loads"][1], dtype=np.int64)
+                for f in finals
+                if f.get("store_loads")
+            ]
+            or [np.zeros(0, dtype=np.int64)]
+        )
         return {
             "commands": totals.commands,
             "attempts": totals.attempts,
@@ -283,6 +300,7 @@ class PointRunner:
             "attempts_per_s": totals.attempts_in_window / duration,
             "accounting_adds_up": ok_attempts == totals.attempts,
             "snapshots_written": totals.snapshots_written,
+            "load_latency_by_stream_length": load_latency_by_length(load_ns, load_len),
             "projected": totals.projected,
             "redelivered": totals.redelivered,
             "duplicates_skipped": totals.duplicates_skipped,

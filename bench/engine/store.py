@@ -100,6 +100,8 @@ class StoreWriters:
         self.attempt_start: array[int] = array("q")
         self.attempt_end: array[int] = array("q")
         self.projection_lag: array[int] = array("q")
+        self.load_ns: array[int] = array("q")
+        self.load_length: array[int] = array("q")
         self.window = (0, 0)
         self._consumed_upto = 0
         self._snapshots = self.options.snapshots and hasattr(driver, "save_snapshot")
@@ -158,6 +160,7 @@ class StoreWriters:
     # ------------------------------------------------------------------ reading
     async def _load(self, aggregate: str) -> OrderState:
         driver = self.driver
+        started = time.monotonic_ns()
         if self._snapshots and hasattr(driver, "load_with_snapshot"):
             snapshot, version, events = await driver.load_with_snapshot(aggregate)
             state = OrderState.from_dict(snapshot) if snapshot else OrderState()
@@ -165,9 +168,13 @@ class StoreWriters:
             for event in events:
                 data = json.loads(event.payload)
                 fold(state, event.event_type, data.get("data", data))
-            return state
-        events = await driver.load(aggregate)
-        return fold_all([(e.event_type, e.payload) for e in events])
+        else:
+            loaded = await driver.load(aggregate)
+            state = fold_all([(e.event_type, e.payload) for e in loaded])
+        # Load latency (read and fold) against the stream's length: what snapshots shorten.
+        self.load_ns.append(time.monotonic_ns() - started)
+        self.load_length.append(state.version)
+        return state
 
     # ------------------------------------------------------------------ writers
     async def slot(self, schedule: Any, start_ns: int, exact: bool, backlog_end: int) -> None:
@@ -397,3 +404,26 @@ async def check_store(driver: Any, totals: StoreTotals) -> list[str]:
         if len(set(committed)) != len(committed):
             problems.append("an event id was acknowledged twice")
     return problems
+
+
+LOAD_BUCKETS = ((0, 0), (1, 10), (11, 100), (101, 1000), (1001, 10_000), (10_001, 10**12))
+
+
+def load_latency_by_length(ns: np.ndarray, lengths: np.ndarray) -> list[dict[str, Any]]:
+    """Aggregate load latency per stream-length bucket, from every worker's raw samples."""
+    rows = []
+    for low, high in LOAD_BUCKETS:
+        mask = (lengths >= low) & (lengths <= high)
+        if not mask.any():
+            continue
+        values = ns[mask] / 1e3
+        rows.append(
+            {
+                "stream_length": f"{low}" if low == high else f"{low}-{high}",
+                "loads": int(mask.sum()),
+                "p50_us": float(np.percentile(values, 50)),
+                "p99_us": float(np.percentile(values, 99)),
+                "max_us": float(values.max()),
+            }
+        )
+    return rows

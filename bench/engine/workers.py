@@ -587,6 +587,11 @@ class Worker:
                 "oversize": sum(f.oversize for f in self.factories),
                 "describe": described,
                 "store": self.store.totals.export() if self.store is not None else None,
+                "store_loads": (
+                    (self.store.load_ns.tobytes(), self.store.load_length.tobytes())
+                    if self.store is not None
+                    else None
+                ),
                 "store_skipped": getattr(self.store, "skipped", 0) if self.store else 0,
                 "invariants": self.invariants,
                 "pid": os.getpid(),

@@ -48,6 +48,10 @@ def test_every_safe_strategy_keeps_the_invariants_under_contention(
     assert summary["latency_us"]["e2e"]["count"] > 0
     assert store["redelivered"] > 0 and store["duplicates_skipped"] == store["redelivered"]
     assert summary["target_info"]["product"] == "PostgreSQL"
+    # Loads (first touch, and after every conflict) are timed against the stream's length.
+    loads = store["load_latency_by_stream_length"]
+    assert loads and sum(row["loads"] for row in loads) >= store["conflicts"] * 0.5
+    assert all(row["p50_us"] > 0 for row in loads)
     assert store["server_counters"]["xact_commit"] >= store["commits"]
 
 
