@@ -135,6 +135,16 @@ def run(
     no_report: Annotated[
         bool, typer.Option("--no-report", help="Do not write report.html and report.md.")
     ] = False,
+    repeat: Annotated[
+        int,
+        typer.Option(
+            "--repeat",
+            min=1,
+            max=100,
+            help="Run each scenario N times into one group directory; compare and check "
+            "then judge groups with a significance test instead of a bare threshold.",
+        ),
+    ] = 1,
 ) -> None:
     """Run scenarios and write results/<run-id>/ (manifest, summaries, .hlog, timeseries).
 
@@ -167,10 +177,25 @@ def run(
     interrupts.install()
     any_failed = False
     env = environment()
-    for path, scenario, points in plans:
-        run_id, run_dir = create_run_dir(results_dir, scenario.scenario.name)
+    runs = [
+        (path, scenario, points, repetition)
+        for path, scenario, points in plans
+        for repetition in range(1, repeat + 1)
+    ]
+    groups: dict[str, Path] = {}
+    for path, scenario, points, repetition in runs:
+        name = scenario.scenario.name
+        root = results_dir
+        if repeat > 1:
+            # Repetitions of one scenario live in one group directory, which compare and
+            # check read as a group (medians, Mann-Whitney U).
+            if name not in groups:
+                groups[name] = create_run_dir(results_dir, f"{name}-x{repeat}")[1]
+            root = groups[name]
+        run_id, run_dir = create_run_dir(root, name)
         manifest: dict[str, Any] = {
             "schema_version": 1,
+            "repetition": {"index": repetition, "of": repeat},
             "run_id": run_id,
             "scenario_file": str(path),
             "scenario": scenario.model_dump(mode="json"),
@@ -257,6 +282,8 @@ def run(
         console.print(f"results: {run_dir}")
         if interrupts.requested:
             break
+    for name, group in groups.items():
+        console.print(f"group: {group} ({repeat} runs of {name}); compare or check it as one")
     if interrupts.requested:
         raise typer.Exit(128 + (interrupts.signum or signal.SIGINT))
     raise typer.Exit(1 if any_failed else 0)

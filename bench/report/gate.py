@@ -264,6 +264,11 @@ def check(
                 text = f"{format_latency_us(value)} against {format_latency_us(limit)}"
                 if verdict.get("pass"):
                     findings.append(Finding(where, f"slo {slo_key}", PASS, f"holds: {text}"))
+                elif verdict.get("pass") is None:
+                    # Declared but unverifiable (nothing of that kind was measured): not a pass.
+                    findings.append(
+                        Finding(where, f"slo {slo_key}", FAIL, "no measurements for this SLO")
+                    )
                 else:
                     findings.append(Finding(where, f"slo {slo_key}", FAIL, f"SLO broken: {text}"))
     return GateResult(baseline, candidate, findings, notes)

@@ -54,7 +54,9 @@ def warnings(run: Run) -> list[str]:
         if s.get("status") not in ("ok", None):
             found.append(f"{p.label}: status {s.get('status')}")
         for key, verdict in (s.get("slo") or {}).items():
-            if not verdict.get("pass"):
+            if verdict.get("pass") is None:
+                found.append(f"{p.label}: SLO {key} has no measurements")
+            elif not verdict.get("pass"):
                 found.append(
                     f"{p.label}: SLO {key} broken ({verdict.get('value_us')} us > "
                     f"{verdict.get('threshold_us')} us)"

@@ -323,7 +323,7 @@ def slo_text(summary: dict[str, Any]) -> str:
     verdicts = []
     for key, verdict in (summary.get("slo") or {}).items():
         value = verdict.get("value_us")
-        state = "pass" if verdict.get("pass") else "FAIL"
+        state = {True: "pass", False: "FAIL", None: "no data"}[verdict.get("pass")]
         verdicts.append(
             f"{key} {format_latency_us(value)} <= {format_latency_us(verdict.get('threshold_us'))}"
             f" {state}"
@@ -333,9 +333,12 @@ def slo_text(summary: dict[str, Any]) -> str:
 
 def invariants_text(summary: dict[str, Any]) -> str:
     """Store invariants, when the point ran against an event store."""
-    invariants = summary.get("invariants")
+    invariants = summary.get("invariants") or (summary.get("store") or {}).get("invariants")
     if not invariants:
         return "-"
+    if isinstance(invariants, dict) and "ok" in invariants and "violations" in invariants:
+        violations = invariants["violations"]
+        return "hold" if invariants["ok"] else f"VIOLATED: {'; '.join(violations[:3])}"
     if isinstance(invariants, dict):
         parts = []
         for name, value in invariants.items():

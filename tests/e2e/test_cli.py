@@ -199,3 +199,19 @@ def test_running_only_some_targets_writes_a_consistent_manifest(tmp_path):
     manifest = json.loads((only_run(tmp_path / "r") / "manifest.json").read_text())
     assert [p["index"] for p in manifest["points"]] == [2, 3]
     assert all(p["status"] == "ok" and p["server"]["product"] for p in manifest["points"])
+
+
+@pytest.mark.slow
+def test_repeat_writes_a_group_that_check_reads_as_one(tmp_path):
+    quick = ["--set", "scenario.duration=1s", "--set", "scenario.warmup=0s", "--no-report", "-q"]
+    result = bench("run", "scenarios/quickstart.toml", "--repeat", "2", *quick, "-o", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    group = only_run(tmp_path)
+    assert group.name.endswith("-x2")
+    runs = sorted(p for p in group.iterdir() if (p / "manifest.json").exists())
+    assert len(runs) == 2
+    manifest = json.loads((runs[1] / "manifest.json").read_text())
+    assert manifest["repetition"] == {"index": 2, "of": 2}
+    checked = bench("check", str(group), "--baseline", str(group))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "2 baseline vs 2 candidate runs" in checked.stdout
