@@ -18,6 +18,7 @@ file is an error naming the field.
 from __future__ import annotations
 
 import importlib
+import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -99,6 +100,23 @@ def message_from_headers(
         )
     except (KeyError, ValueError):
         return None
+
+
+def partition_of(key: str, partitions: int) -> int:
+    """The partition (queue, subject) that carries ``key``: crc32, stable across processes and
+    runs (Python's ``hash`` is salted per process), so an aggregate always lands in one."""
+    return zlib.crc32(key.encode()) % partitions
+
+
+def assigned_partitions(consumer_id: int, consumers: int, partitions: int) -> list[int]:
+    """The partitions consumer ``consumer_id`` of ``consumers`` reads; each gets >= 1 reader.
+
+    With more consumers than partitions several share one (competing consumers); with fewer,
+    each reads a disjoint set, which keeps per-key order.
+    """
+    if consumers >= partitions:
+        return [consumer_id % partitions]
+    return [p for p in range(partitions) if p % consumers == consumer_id % consumers]
 
 
 # --------------------------------------------------------------------------- configuration

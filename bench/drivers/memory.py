@@ -27,7 +27,6 @@ import asyncio
 import contextlib
 import random
 import time
-import zlib
 from collections import deque
 from typing import Any, ClassVar, Literal
 
@@ -42,6 +41,7 @@ from bench.drivers.base import (
     OnMessage,
     StoredEvent,
     Topology,
+    partition_of,
 )
 from bench.errors import DriverError
 from bench.timing import PreciseTimer
@@ -112,7 +112,7 @@ class _Topic:
     def partition_of(self, key: str) -> int:
         index = self._partition_of.get(key)
         if index is None:
-            index = self._partition_of[key] = zlib.crc32(key.encode()) % self.partition_count
+            index = self._partition_of[key] = partition_of(key, self.partition_count)
         return index
 
     def group(self, name: str) -> _Group:

@@ -48,7 +48,6 @@ import dataclasses
 import os
 import re
 import ssl
-import zlib
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit, urlunsplit
@@ -67,8 +66,10 @@ from bench.drivers.base import (
     Message,
     OnMessage,
     Topology,
+    assigned_partitions,
     message_from_headers,
     message_headers,
+    partition_of,
 )
 from bench.errors import DriverError
 from bench.units import Duration
@@ -130,18 +131,6 @@ class NatsConfig(DriverConfig):
                 "would never remove anything"
             )
         return self
-
-
-def partition_of(key: str, partitions: int) -> int:
-    """The partition (0-based) whose subject carries ``key``; stable across processes."""
-    return zlib.crc32(key.encode()) % partitions
-
-
-def assigned_partitions(consumer_id: int, consumers: int, partitions: int) -> list[int]:
-    """The partitions consumer ``consumer_id`` of ``consumers`` reads; each gets >= 1 reader."""
-    if consumers >= partitions:
-        return [consumer_id % partitions]
-    return [p for p in range(partitions) if p % consumers == consumer_id % consumers]
 
 
 _NAME_FORBIDDEN = re.compile(r"[^A-Za-z0-9_-]")

@@ -47,7 +47,6 @@ import asyncio
 import contextlib
 import os
 import ssl
-import zlib
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, ClassVar, Literal
 
@@ -64,8 +63,10 @@ from bench.drivers.base import (
     Message,
     OnMessage,
     Topology,
+    assigned_partitions,
     message_from_headers,
     message_headers,
+    partition_of,
 )
 from bench.errors import DriverError
 from bench.units import Duration
@@ -129,18 +130,6 @@ class RabbitMQConfig(DriverConfig):
         return self
 
 
-def queue_index(key: str, queues: int) -> int:
-    """The queue (0-based) that carries ``key``; stable across processes and runs."""
-    return zlib.crc32(key.encode()) % queues
-
-
-def assigned_queues(consumer_id: int, consumers: int, queues: int) -> list[int]:
-    """The queues consumer ``consumer_id`` of ``consumers`` reads; every queue gets >= 1."""
-    if consumers >= queues:
-        return [consumer_id % queues]
-    return [q for q in range(queues) if q % consumers == consumer_id % consumers]
-
-
 def public_url(url: URL) -> str:
     """The URL without user information (guest's password is its user name, so both go)."""
     return str(url.with_user(None))
@@ -202,7 +191,7 @@ class RabbitMQProducer:
             type=msg.event_type,
             delivery_mode=self._delivery_mode,
         )
-        routing_key = f"{self._name}.{queue_index(msg.key, self._queues)}"
+        routing_key = f"{self._name}.{partition_of(msg.key, self._queues)}"
         async with self._window:
             self.inflight += 1
             if self.inflight > self.inflight_peak:
@@ -513,7 +502,7 @@ class RabbitMQDriver:
     ) -> RabbitMQConsumer:
         names = self.queue_names(topology)
         consumers = max(1, topology.consumers)
-        mine = [names[q] for q in assigned_queues(consumer_id, consumers, len(names))]
+        mine = [names[q] for q in assigned_partitions(consumer_id, consumers, len(names))]
         return RabbitMQConsumer(self, mine, on_message)
 
     async def cleanup(self, topology: Topology) -> None:

@@ -18,6 +18,7 @@ import contextlib
 import csv
 import multiprocessing as mp
 import re
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -45,6 +46,25 @@ from bench.scenario import RunPoint, slo_thresholds
 from bench.store import SCHEMA_VERSION, SUMMARY, atomic_write_json
 from bench.workload import key_namer
 
+TIMESERIES_COLUMNS = (
+    "interval",
+    "t_s",
+    "phase",
+    "sent_per_s",
+    "acked_per_s",
+    "received_per_s",
+    "errors",
+    "in_flight",
+    "response_p50_us",
+    "response_p99_us",
+    "service_p99_us",
+    "schedule_lag_p99_us",
+    "e2e_p50_us",
+    "e2e_p99_us",
+    "e2e_max_us",
+    "loop_lag_max_us",
+    "cpu_pct",
+)
 READY_TIMEOUT_S = 60.0
 FINAL_TIMEOUT_S = 30.0
 # Harness health thresholds for the client_bound verdict.
@@ -118,7 +138,11 @@ class PointRunner:
 
     # ------------------------------------------------------------------ topology and workers
     def _topology(self) -> Topology:
-        name = re.sub(r"[^A-Za-z0-9_-]+", "-", f"eb-{self.run_id}-{self.point.index}")[:200]
+        # A random token too: two runs with the same id (same scenario, same second, other
+        # results directories) must never prepare, purge or read each other's topics.
+        token = secrets.token_hex(3)
+        raw = f"eb-{self.run_id}-{self.point.index}-{token}"
+        name = re.sub(r"[^A-Za-z0-9_-]+", "-", raw)[-200:]
         return Topology(
             name=name,
             partitions=self.workload.partitions,
@@ -453,27 +477,7 @@ class PointRunner:
         }
         self.timeseries_file = (self.dir / "timeseries.csv").open("w", newline="")
         self.timeseries = csv.writer(self.timeseries_file)
-        self.timeseries.writerow(
-            [
-                "interval",
-                "t_s",
-                "phase",
-                "sent_per_s",
-                "acked_per_s",
-                "received_per_s",
-                "errors",
-                "in_flight",
-                "response_p50_us",
-                "response_p99_us",
-                "service_p99_us",
-                "schedule_lag_p99_us",
-                "e2e_p50_us",
-                "e2e_p99_us",
-                "e2e_max_us",
-                "loop_lag_max_us",
-                "cpu_pct",
-            ]
-        )
+        self.timeseries.writerow(TIMESERIES_COLUMNS)
         self._emitted = 0
         self._last_end_s = 0.0
 

@@ -247,15 +247,7 @@ class Worker:
             ledger = ProducerLedger(producer_id)
             factory = EventFactory(spec.workload, producer_id, spec.seed, ledger)
             self.factories.append(factory)
-            schedule = None
-            if spec.rate_per_producer is not None:
-                schedule = make_schedule(
-                    spec.workload.schedule,
-                    spec.rate_per_producer,
-                    start_ns,
-                    self.window_end_ns,
-                    seed=spec.seed * 1_000_003 + producer_id,
-                )
+            schedule = self._schedule(producer_id, start_ns)
             for _ in range(spec.slots_per_producer):
                 slots.append(loop.create_task(self._slot(producer, factory, schedule)))
         await self.timer.sleep_until(start_ns)
@@ -299,6 +291,19 @@ class Worker:
                 await asyncio.gather(*pending, return_exceptions=True)
                 return
 
+    def _schedule(self, producer_id: int, start_ns: int) -> Any:
+        """The producer's open-loop schedule (seeded per producer); None runs closed loop."""
+        spec = self.spec
+        if spec.rate_per_producer is None:
+            return None
+        return make_schedule(
+            spec.workload.schedule,
+            spec.rate_per_producer,
+            start_ns,
+            self.window_end_ns,
+            seed=spec.seed * 1_000_003 + producer_id,
+        )
+
     # -- the event-store workload (engine/store.py does the work)
     async def _setup_store(self, driver: Any) -> None:
         if self.spec.prepare_here:
@@ -322,15 +327,7 @@ class Worker:
         backlog_end = self.window_end_ns + spec.backlog_ns
         slots = []
         for writer_group in spec.producer_ids:
-            schedule = None
-            if spec.rate_per_producer is not None:
-                schedule = make_schedule(
-                    spec.workload.schedule,
-                    spec.rate_per_producer,
-                    start_ns,
-                    self.window_end_ns,
-                    seed=spec.seed * 1_000_003 + writer_group,
-                )
+            schedule = self._schedule(writer_group, start_ns)
             for _ in range(spec.slots_per_producer):
                 slots.append(
                     loop.create_task(

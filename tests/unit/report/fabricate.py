@@ -19,30 +19,13 @@ from typing import Any
 
 import numpy as np
 
+from bench.engine.runner import TIMESERIES_COLUMNS
+from bench.engine.workers import KINDS
 from bench.metrics.hlog import HlogWriter
 from bench.metrics.recorder import encode, merge_into, new_histogram, record_values, stats_us
 
-KINDS = ("response", "service", "schedule_lag", "e2e")
 WARMUP_OUTLIER_NS = 10_000_000_000
-TIMESERIES_HEADER = [
-    "interval",
-    "t_s",
-    "phase",
-    "sent_per_s",
-    "acked_per_s",
-    "received_per_s",
-    "errors",
-    "in_flight",
-    "response_p50_us",
-    "response_p99_us",
-    "service_p99_us",
-    "schedule_lag_p99_us",
-    "e2e_p50_us",
-    "e2e_p99_us",
-    "e2e_max_us",
-    "loop_lag_max_us",
-    "cpu_pct",
-]
+TIMESERIES_HEADER = list(TIMESERIES_COLUMNS)  # the runner's own columns
 
 
 @dataclass
