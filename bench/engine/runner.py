@@ -648,14 +648,25 @@ class PointRunner:
                     "store invariants violated: "
                     + "; ".join(store_summary["invariants"]["violations"][:3])
                 )
+        crashed = {k: n for k, n in errors.items() if k.startswith("harness:")}
+        if crashed:
+            # A sender or writer slot died of an exception: a harness bug, not a target's error;
+            # the figures of this point cannot be trusted.
+            self.status = "failed" if self.status == "ok" else self.status
+            kinds = ", ".join(f"{kind[len('harness:') :]} x{n}" for kind, n in crashed.items())
+            self.problems.append(
+                f"harness slots crashed ({kinds}); see {self.dir.name}/worker-*.log"
+            )
         if totals["skipped"]:
             self.problems.append(
                 f"{totals['skipped']} events scheduled in the window were never sent: the backlog "
                 f"outlived drain_timeout ({self.meta.drain_timeout:g}s); latency covers only sent "
                 "events"
             )
-        if self.status == "ok" and self.problems:
-            self.status = "failed" if not finals else "ok"
+        if self.status == "ok" and not finals:
+            # No worker reported results: there are no figures to stand behind.
+            self.status = "failed"
+            self.problems.append("no worker reported results")
         rate = "max" if w.closed_loop else w.rate
         return {
             "schema_version": SCHEMA_VERSION,

@@ -104,8 +104,10 @@ class StoreWriters:
         self.load_length: array[int] = array("q")
         self.window = (0, 0)
         self._consumed_upto = 0
+        # Set when the load ends: the projector finishes its pass rather than being cancelled
+        # in the middle of a transaction whose outcome it would then not know.
+        self.stop_projector = False
         self._snapshots = self.options.snapshots and hasattr(driver, "save_snapshot")
-        self._last_data: list[dict[str, Any]] = []
         self._pad = max(
             0, (workload.payload_bytes if isinstance(workload.payload_bytes, int) else 256) - 120
         )
@@ -132,13 +134,13 @@ class StoreWriters:
 
     def _events(
         self, aggregate: str, state: OrderState, types: list[str], command: str
-    ) -> list[StoredEvent]:
+    ) -> tuple[list[StoredEvent], list[dict[str, Any]]]:
         if command == ADD:
             spec = self.options.events_per_append
             count = spec if isinstance(spec, int) else self._rng.randint(spec[0], spec[1])
             types = types * count
         events = []
-        self._last_data = []
+        datas: list[dict[str, Any]] = []
         for offset, event_type in enumerate(types, start=1):
             data: dict[str, Any] = {"order_no": state.order_no + (command == "PlaceOrder")}
             if event_type == "OrderItemAdded":
@@ -147,7 +149,7 @@ class StoreWriters:
                     qty=1 + self._rng.randrange(3),
                     price_cents=100 + self._rng.randrange(10000),
                 )
-            self._last_data.append(data)
+            datas.append(data)
             payload = (json.dumps({"data": data})[:-1] + self._pad_json).encode()
             events.append(
                 StoredEvent(
@@ -160,7 +162,7 @@ class StoreWriters:
                     metadata={"command": command},
                 )
             )
-        return events
+        return events, datas
 
     # ------------------------------------------------------------------ reading
     async def _load(self, aggregate: str) -> OrderState:
@@ -231,7 +233,8 @@ class StoreWriters:
                 totals.rejections += 1
                 self._known[aggregate] = state
                 return
-            events = self._events(aggregate, state, types, command)
+            # Local to this command: concurrent writers interleave at every await.
+            events, datas = self._events(aggregate, state, types, command)
             t0 = time.monotonic_ns()
             try:
                 result = await self.driver.append(aggregate, events, state.version)
@@ -263,7 +266,7 @@ class StoreWriters:
                 totals.committed_ids.extend(e.event_id for e in events)
                 if window_start <= t1 < window_end:
                     totals.commits_in_window += 1
-                for event, data in zip(events, self._last_data, strict=True):
+                for event, data in zip(events, datas, strict=True):
                     fold(state, event.event_type, data)
                 self._known[aggregate] = state
                 await self._maybe_snapshot(aggregate, state)
@@ -329,7 +332,7 @@ class StoreWriters:
         if not self.options.projector or not hasattr(driver, "project"):
             return
         interval = self.options.projector_interval
-        while True:
+        while not self.stop_projector:
             try:
                 await self.project_once()
             except asyncio.CancelledError:

@@ -237,11 +237,12 @@ class Worker:
             loop.create_task(self._probe_loop_lag()),
         ]
         slots = []
+        projector: asyncio.Task[None] | None = None
         if self.store is not None:
             self.store.window = (self.window_start_ns, self.window_end_ns)
             slots = self._store_slots(start_ns)
             if spec.describe:
-                background.append(loop.create_task(self.store.project()))
+                projector = loop.create_task(self.store.project())
         for position, producer in enumerate(producers):
             producer_id = spec.producer_ids[position]
             ledger = ProducerLedger(producer_id)
@@ -271,6 +272,13 @@ class Worker:
                 except TimeoutError:
                     pass
         finally:
+            if projector is not None and self.store is not None:
+                self.store.stop_projector = True
+                try:
+                    await asyncio.wait_for(asyncio.shield(projector), 60)
+                except Exception:
+                    projector.cancel()
+                    await asyncio.gather(projector, return_exceptions=True)
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
@@ -282,6 +290,7 @@ class Worker:
             for task in done:
                 if not task.cancelled() and task.exception() is not None:
                     exc = task.exception()
+                    logging.getLogger("bench.worker").error("a slot crashed", exc_info=exc)
                     self.count_error(f"harness:{type(exc).__name__}")
             if self.stopping and pending:
                 # Interrupted: give in-flight sends a moment, then abandon them.

@@ -24,6 +24,7 @@ def test_contended_appends_add_up_and_keep_the_invariants(tmp_path):
     summary = run_store(tmp_path, {"rate": "max", "concurrency": 16, "aggregates": 5})
     store = summary["store"]
     assert summary["status"] == "ok", summary["problems"]
+    assert summary["errors"]["total"] == 0, summary["errors"]
     assert store["invariants"]["ok"], store["invariants"]
     assert store["conflicts"] > 0 and store["commits"] > 0 and store["rejections"] > 0
     assert store["attempts"] == store["commits"] + store["conflicts"] + store["errors"]
