@@ -33,6 +33,7 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   # about each on every call. Keep its real warnings and errors, drop those.
   quiet() { "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }
   quiet .venv/bin/python -m pip install -q --upgrade pip
-  quiet .venv/bin/python -m pip install -q -e '.[dev]'
+  # setuptools' notes about editable installs are for package authors, not for users.
+  PYTHONWARNINGS=ignore quiet .venv/bin/python -m pip install -q -e '.[dev]'
   touch "$stamp"
 fi
