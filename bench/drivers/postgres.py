@@ -901,9 +901,16 @@ class PostgresDriver:
         return await self._insert(conn, aggregate_id, args, expected)
 
     async def _append_checked(
-        self, conn: asyncpg.Connection, aggregate_id: str, args: _EventArgs, expected: int
+        self,
+        conn: asyncpg.Connection,
+        aggregate_id: str,
+        args: _EventArgs,
+        expected: int,
+        isolation: str = "read_committed",
     ) -> int:
-        async with conn.transaction():
+        """Read the stream's version, compare, insert: max_then_insert (and its unsafe twin) in
+        READ COMMITTED, where the unique constraint catches the race; serializable in SSI."""
+        async with conn.transaction(isolation=isolation):
             found = await conn.fetchval(self._sql.max_version, aggregate_id)
             if found != expected:
                 raise _Conflict(found)
@@ -914,13 +921,7 @@ class PostgresDriver:
     async def _append_serializable(
         self, conn: asyncpg.Connection, aggregate_id: str, args: _EventArgs, expected: int
     ) -> int:
-        async with conn.transaction(isolation="serializable"):
-            found = await conn.fetchval(self._sql.max_version, aggregate_id)
-            if found != expected:
-                raise _Conflict(found)
-            new_version = await self._insert(conn, aggregate_id, args, expected)
-            self._remember_commit(args[0])
-        return new_version
+        return await self._append_checked(conn, aggregate_id, args, expected, "serializable")
 
     async def _append_advisory_lock(
         self, conn: asyncpg.Connection, aggregate_id: str, args: _EventArgs, expected: int
