@@ -6,8 +6,6 @@ error's exit code (2 for bad input); tracebacks only with ``--debug``.
 
 from __future__ import annotations
 
-import os
-import signal
 import sys
 import time
 from pathlib import Path
@@ -83,33 +81,6 @@ def _default_plan() -> tuple[Path, list[str] | None]:
 # --------------------------------------------------------------------------- run
 
 
-class _Interrupts:
-    """First Ctrl-C/SIGTERM: stop the load, finish the files. Second: leave at once."""
-
-    def __init__(self) -> None:
-        self.signum: int | None = None
-        self.on_second: list[Any] = []
-
-    def install(self) -> None:
-        signal.signal(signal.SIGINT, self._handle)
-        signal.signal(signal.SIGTERM, self._handle)
-
-    def _handle(self, signum: int, frame: object) -> None:
-        if self.signum is not None:
-            for callback in self.on_second:
-                callback()
-            os._exit(128 + signum)
-        self.signum = signum
-        err_console.print(
-            "[yellow]interrupted: stopping the load and writing results "
-            "(press Ctrl-C again to leave at once)[/]"
-        )
-
-    @property
-    def requested(self) -> bool:
-        return self.signum is not None
-
-
 @app.command()
 def run(
     scenarios: Annotated[
@@ -153,6 +124,7 @@ def run(
     ran, 1 when one failed, 2 for bad input, 130/143 when interrupted.
     """
     from bench.engine.runner import IntervalView, PointRunner
+    from bench.interrupts import Interrupts
     from bench.scenario import expand, load_scenario
     from bench.store import MANIFEST, atomic_write_json, create_run_dir, environment
 
@@ -173,7 +145,7 @@ def run(
             points = [p for p in points if p.target in target]
         plans.append((path, scenario, points))
 
-    interrupts = _Interrupts()
+    interrupts = Interrupts(err_console)
     interrupts.install()
     any_failed = False
     env = environment()
@@ -285,7 +257,7 @@ def run(
     for name, group in groups.items():
         console.print(f"group: {group} ({repeat} runs of {name}); compare or check it as one")
     if interrupts.requested:
-        raise typer.Exit(128 + (interrupts.signum or signal.SIGINT))
+        raise typer.Exit(interrupts.exit_code)
     raise typer.Exit(1 if any_failed else 0)
 
 
@@ -386,6 +358,12 @@ app.command()(report_commands.report)
 app.command()(report_commands.compare)
 app.command()(report_commands.check)
 app.command()(report_commands.history)
+
+from bench.capacity import commands as capacity_commands  # noqa: E402
+
+app.command("find-max")(capacity_commands.find_max)
+app.command()(capacity_commands.sweep)
+app.command()(capacity_commands.plan)
 
 
 # --------------------------------------------------------------------------- local services

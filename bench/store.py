@@ -39,6 +39,8 @@ from bench.errors import ResultsError
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
 SUMMARY = "summary.json"
+# A find-max or sweep run: each search's answer and probes (bench/capacity).
+CAPACITY = "capacity.json"
 
 # Migrations from version N-1 to N, applied in order when loading older files.
 MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
@@ -217,6 +219,19 @@ def _load_json(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ResultsError(f"{path}: expected a JSON object")
     return migrate(data, path)
+
+
+def load_capacity(run_dir: Path) -> dict[str, Any] | None:
+    """The capacity results of a find-max or sweep run; None for other runs."""
+    path = Path(run_dir) / CAPACITY
+    if not Path(run_dir).is_dir():
+        raise ResultsError(f"{run_dir}: not a directory", hint="give a results/<run-id> directory")
+    if not path.exists():
+        return None
+    data = _load_json(path)
+    if not isinstance(data.get("searches"), list):
+        raise ResultsError(f"{path}: searches: missing or not a list")
+    return data
 
 
 def migrate(data: dict[str, Any], path: Path) -> dict[str, Any]:

@@ -10,7 +10,11 @@ the numbers is predictable:
   from the first publish it receives); publishes made during the stall complete when it ends;
 * ``capacity_per_s``: a single-server service rate; beyond it publishes queue up;
 * ``drop_rate``: acknowledged, never delivered (acknowledged loss);
-* ``duplicate_rate``: delivered twice.
+* ``duplicate_rate``: delivered twice;
+* ``client_cpu_per_send``: CPU the *client* burns per send, on the harness's event loop (a busy
+  wait, as an expensive client library would). It makes the harness, not the target, the limit
+  at about ``1 / client_cpu_per_send`` sends per second per worker: the proving ground for the
+  ``client_bound`` verdict and for capacity searches that must not blame the target.
 
 The broker partitions by key (crc32, stable across processes), keeps per-partition order, and
 has consumer groups (partitions spread over a group's members; every group gets every
@@ -57,6 +61,7 @@ class MemoryConfig(DriverConfig):
     capacity_per_s: float | None = Field(default=None, gt=0)
     drop_rate: float = Field(default=0.0, ge=0.0, lt=1.0)
     duplicate_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    client_cpu_per_send: Duration = 0.0
     # Messages a partition holds for a consumer group before publishes wait for room.
     max_backlog: int = Field(default=1_000_000, ge=1)
     delivery_batch: int = Field(default=256, ge=1)
@@ -130,6 +135,10 @@ class MemoryProducer:
     async def send(self, msg: Message) -> None:
         driver = self._driver
         topic = self._topic
+        if driver.client_cost_ns:
+            busy_until = time.perf_counter_ns() + driver.client_cost_ns
+            while time.perf_counter_ns() < busy_until:
+                pass
         partition = topic.partition_of(msg.key)
         for group in topic.groups.values():
             part = group.partitions[partition]
@@ -226,6 +235,7 @@ class MemoryDriver:
         self._service_ns = int(config.service_time * 1e9)
         self._jitter_ns = int(config.jitter * 1e9)
         self._capacity_gap_ns = 1e9 / config.capacity_per_s if config.capacity_per_s else 0.0
+        self.client_cost_ns = int(config.client_cpu_per_send * 1e9)
         self._busy_until_ns = 0.0
         self._origin_ns: int | None = None
         self.delayed = bool(
@@ -308,9 +318,12 @@ class MemoryDriver:
     def complete(
         self, topic: _Topic, partition: int, msg: Message, fut: asyncio.Future[None]
     ) -> None:
-        self.commit(topic, partition, msg)
+        # The acknowledgement and the delivery happen at the same instant; resolving the ack
+        # first lets the loop resume the producer before the consumer's callback runs, so the
+        # service time is the injected one rather than that plus the consumer's work.
         if not fut.done():
             fut.set_result(None)
+        self.commit(topic, partition, msg)
 
     def commit(self, topic: _Topic, partition: int, msg: Message) -> None:
         copies = 1

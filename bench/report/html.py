@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.report import markdown
+from bench.report import capacity, markdown
 from bench.report.plots import Plot, report_plots, write_pngs
 from bench.report.tables import (
     Run,
@@ -98,6 +98,15 @@ def render_report(run: Run, plots: Iterable[Plot]) -> str:
             '<div class="banner pass" id="verdicts">Every point ran, every SLO holds, no '
             "event was lost, duplicated or reordered.</div>"
         )
+    if run.capacity is not None:
+        parts += [
+            "<h2>Capacity: max sustainable rate</h2>",
+            frame_table(capacity.results_frame(run), "capacity"),
+            "<h2>Capacity probes</h2>",
+            frame_table(capacity.probes_frame(run), "capacity-probes"),
+            "<p>The summary and latency tables below show each search's probe at its max "
+            "sustainable rate; every probe has its own directory in this run.</p>",
+        ]
     parts += ["<h2>Summary</h2>", frame_table(summary_frame(run.points), "summary")]
     parts += [
         "<h2>Latency (measurement window)</h2>",
@@ -114,7 +123,8 @@ def write_report(run_dir: Path, output_dir: Path | None = None) -> tuple[Path, P
     returns their paths."""
     run = load(Path(run_dir))
     target = Path(output_dir) if output_dir is not None else run.path
-    plots = report_plots(run)
+    curve = capacity.curve_plot(run) if run.capacity is not None else None
+    plots = ([curve] if curve is not None else []) + report_plots(run)
     write_pngs(plots, target / PLOTS_DIR)
     html_path = target / HTML_NAME
     md_path = target / MD_NAME

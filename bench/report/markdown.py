@@ -69,6 +69,10 @@ def warnings(run: Run) -> list[str]:
             reasons = "; ".join(s.get("client_bound_reasons") or [])
             found.append(f"{p.label}: client-bound (the harness was the limit: {reasons})")
         found += [f"{p.label}: {problem}" for problem in s.get("problems") or []]
+    if run.capacity is not None:
+        from bench.report.capacity import warnings as capacity_warnings
+
+        found += capacity_warnings(run)
     return found
 
 
@@ -84,6 +88,11 @@ def render_report(run: Run, plots: Iterable[Plot], image_dir: str) -> str:
         out.append(
             "Every point ran, every SLO holds, no event was lost, duplicated or reordered.\n"
         )
+    if run.capacity is not None:
+        from bench.report import capacity
+
+        out += ["## Capacity: max sustainable rate\n", table(capacity.results_frame(run))]
+        out += ["## Capacity probes\n", table(capacity.probes_frame(run))]
     out += ["## Summary\n", table(summary_frame(run.points))]
     out += ["## Latency (measurement window)\n", table(latency_frame(run.points))]
     for plot in plots:

@@ -49,7 +49,7 @@ class Plot:
     png: bytes
 
 
-def _png(fig: Figure) -> bytes:
+def figure_png(fig: Figure) -> bytes:
     FigureCanvasAgg(fig)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=_DPI, bbox_inches="tight")
@@ -147,7 +147,7 @@ def spectrum_plot(points: Iterable[Point], kind: str, slo_us: float | None = Non
         f"{kind} latency spectrum",
         f"The {kind} latency at every percentile, from the merged HdrHistogram intervals of the "
         "measurement window (warm-up and drain excluded).",
-        _png(fig),
+        figure_png(fig),
     )
 
 
@@ -208,7 +208,7 @@ def timeseries_plot(points: Iterable[Point]) -> Plot | None:
         "Throughput and p99 over time",
         "Per-interval acknowledged rate and p99 latency (solid: end-to-end, dashed: response) "
         "from timeseries.csv.",
-        _png(fig),
+        figure_png(fig),
     )
 
 
@@ -262,7 +262,7 @@ def latency_vs_throughput_plot(points: list[Point], slo_us: float | None = None)
         "latency-vs-throughput",
         "Latency versus throughput",
         f"p50 (dashed) and p99 (solid) {kind} latency at each swept rate.",
-        _png(fig),
+        figure_png(fig),
     )
 
 

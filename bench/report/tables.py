@@ -22,7 +22,7 @@ import pandas as pd
 
 from bench.errors import ResultsError
 from bench.scenario import LATENCY_KINDS
-from bench.store import MANIFEST, SUMMARY, load_run
+from bench.store import MANIFEST, SUMMARY, load_capacity, load_run
 from bench.units import format_latency_us, format_rate
 
 LATENCY_STATS = ("p50", "p90", "p99", "p999", "max", "mean")
@@ -97,6 +97,14 @@ def _build_registry() -> dict[str, Metric]:
         Metric(
             "throughput.sent_per_s", "sent/s", "/s", True, _path_getter("throughput", "sent_per_s")
         ),
+        # Capacity runs (find-max): the answer of each search.
+        Metric(
+            "capacity.max_rate_per_s",
+            "max sustainable/s",
+            "/s",
+            True,
+            _path_getter("capacity", "max_rate_per_s"),
+        ),
     ]
     for kind in LATENCY_KINDS:
         for stat in LATENCY_STATS:
@@ -133,9 +141,12 @@ ALIASES = {
     "duplicated": "audit.duplicated",
     "reordered": "audit.reordered",
     "skipped": "throughput.skipped",
+    "max_rate": "capacity.max_rate_per_s",
+    "capacity": "capacity.max_rate_per_s",
 }
 # What compare shows by default: the figures people choose a target by.
 COMPARE_METRICS = (
+    "capacity.max_rate_per_s",
     "throughput.acked_per_s",
     "throughput.received_per_s",
     "response.p50",
@@ -215,11 +226,18 @@ class Point:
 
 @dataclass
 class Run:
-    """A loaded results directory."""
+    """A loaded results directory.
+
+    For a capacity run (find-max, sweep) ``points`` holds one point per search, the probe at
+    its max sustainable rate, with the answer under ``summary["capacity"]``: that is what
+    compare, check and history match across runs. Every probe is in ``probes``.
+    """
 
     path: Path
     manifest: dict[str, Any]
     points: list[Point]
+    capacity: dict[str, Any] | None = None
+    probes: list[Point] = field(default_factory=list)
 
     @property
     def run_id(self) -> str:
@@ -272,7 +290,63 @@ def load(run_dir: Path) -> Run:
                 dir=results.path / directory,
             )
         )
-    return Run(results.path, results.manifest, points)
+    capacity = load_capacity(results.path)
+    if capacity is None:
+        return Run(results.path, results.manifest, points)
+    return Run(results.path, results.manifest, answer_points(capacity, points), capacity, points)
+
+
+def answer_points(capacity: dict[str, Any], probes: list[Point]) -> list[Point]:
+    """One point per search that found a rate: the probe at that rate (the verification run
+    when there is one), relabelled with the search's parameters and carrying the answer."""
+    by_dir = {p.dir.name: p for p in probes}
+    answers = []
+    for search in capacity.get("searches") or []:
+        if not isinstance(search, dict):
+            continue
+        rate = search.get("max_rate_per_s")
+        candidates = [
+            probe
+            for probe in [*(search.get("probes") or []), *(search.get("sweep") or [])]
+            if isinstance(probe, dict)
+            and probe.get("verdict") == "pass"
+            and probe.get("dir") in by_dir
+            and (rate is None or probe.get("rate_per_s") == rate)
+        ]
+        if not candidates:
+            continue
+        chosen = max(
+            candidates,
+            key=lambda probe: (probe.get("phase") == "verify", probe.get("rate_per_s") or 0),
+        )
+        source = by_dir[str(chosen["dir"])]
+        summary = {
+            **source.summary,
+            "params": dict(search.get("params") or {}),
+            "capacity": {
+                k: search.get(k)
+                for k in (
+                    "max_rate_per_s",
+                    "precision",
+                    "upper_rate_per_s",
+                    "limited_by",
+                    "verified",
+                    "status",
+                    "saturation_per_s",
+                )
+            },
+        }
+        answers.append(
+            Point(
+                key=point_key(summary),
+                label=point_label(summary),
+                target=source.target,
+                params=dict(summary["params"]),
+                summary=summary,
+                dir=source.dir,
+            )
+        )
+    return answers
 
 
 def is_run_dir(path: Path) -> bool:

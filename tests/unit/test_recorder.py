@@ -4,8 +4,10 @@ import pytest
 from bench.metrics.recorder import (
     HIGHEST_NS,
     LatencyRecorder,
+    _counts_view,
     decode,
     encode,
+    export_sparse,
     merge_into,
     new_histogram,
     record_values,
@@ -90,3 +92,32 @@ def test_encoded_histograms_round_trip():
 def test_stats_of_an_empty_histogram_are_none():
     stats = stats_us(new_histogram())
     assert stats.count == 0 and stats.p99 is None
+
+
+def test_sparse_export_merges_to_the_same_counts_as_the_standard_encoding():
+    rng = np.random.default_rng(3)
+    hist = new_histogram()
+    record_values(hist, rng.integers(1, 10**10, 5_000, dtype=np.int64))
+    via_sparse, via_blob = new_histogram(), new_histogram()
+    merge_into(via_sparse, export_sparse(hist))
+    merge_into(via_sparse, export_sparse(hist))
+    merge_into(via_blob, encode(hist))
+    merge_into(via_blob, encode(hist))
+    assert np.array_equal(_counts_view(via_sparse), _counts_view(via_blob))
+    assert via_sparse.total_count == via_blob.total_count == 10_000
+    assert via_sparse.get_min_value() == via_blob.get_min_value()
+    assert via_sparse.get_max_value() == via_blob.get_max_value()
+    merge_into(via_sparse, export_sparse(new_histogram()))  # an empty interval adds nothing
+    assert via_sparse.total_count == 10_000
+
+
+@pytest.mark.parametrize("size", [10, 1_000, 50_000])
+def test_small_and_large_batches_record_exactly_as_record_value(size):
+    # Small batches take the sparse (unique) path, large ones the dense (bincount) path.
+    values = np.random.default_rng(size).integers(1, 10**11, size, dtype=np.int64)
+    fast, reference = new_histogram(), new_histogram()
+    record_values(fast, values)
+    for value in values:
+        reference.record_value(int(value))
+    assert np.array_equal(_counts_view(fast), _counts_view(reference))
+    assert fast.get_min_value() == reference.get_min_value()

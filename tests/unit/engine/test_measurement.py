@@ -25,9 +25,13 @@ def run_point(tmp_path: Path, workload=None, target=None, scenario=None) -> dict
 def test_an_injected_2ms_service_time_shows_in_service_and_response_p50(tmp_path):
     summary = run_point(tmp_path, target={"service_time": "2ms"})
     assert summary["status"] == "ok"
-    for kind in ("service", "response"):
+    # The platform's floor: how late this machine's event loop wakes (40 µs on one VM, 150 µs
+    # on the next). The harness measures and reports it; a sample can carry it on each hop
+    # (the send's wake-up and the acknowledgement's), and no more than that beyond 5%.
+    floor_us = summary["harness"]["loop_lag_us"]["p50"]
+    for kind, hops in (("service", 1), ("response", 2)):
         p50 = summary["latency_us"][kind]["p50"]
-        assert p50 == pytest.approx(2000, rel=0.05), (kind, p50)
+        assert 2000 * 0.99 <= p50 <= 2000 * 1.05 + hops * floor_us, (kind, p50, floor_us)
     assert summary["latency_us"]["service"]["count"] == pytest.approx(3000, abs=5)
 
 

@@ -181,6 +181,7 @@ def _write_point(
                 hists["e2e"].max,
                 50.0,
                 20.0,
+                0,
             ]
         )
     for writer in writers.values():

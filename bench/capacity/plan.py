@@ -1,0 +1,212 @@
+"""Sizing (``bench plan``): from measured sustainable rates to partitions and consumers.
+
+The model is deliberately simple and says so: throughput scales linearly with partitions
+(Kafka partitions, RabbitMQ queues, NATS subjects), at the per-partition rate that was
+measured, and with consumers at the per-consumer rate that was measured. Both stop being
+true somewhere: at the broker's disks, network or CPU, at the consumer group's coordinator,
+at the client machines. So every row says how far it extrapolates beyond the highest total
+rate that was actually sustained, and flags the rows that go far beyond it.
+
+When a target was searched at several partition counts (a ``[matrix]`` over
+``workload.partitions``), the measured scaling efficiency is shown, and the per-partition
+rate of the largest measured count is used: per-partition rates usually fall as partitions
+grow, so that is the conservative choice.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from bench.errors import ScenarioError
+
+# Beyond this multiple of the highest measured total, a row is flagged as a far extrapolation.
+FAR_EXTRAPOLATION = 2.0
+PARTITION_NOUN = {
+    "kafka": "partitions",
+    "rabbitmq": "queues",
+    "nats": "subjects",
+    "memory": "partitions",
+}
+
+_RATE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmM]?)\s*(?:/\s*s)?\s*$")
+
+
+def parse_rate(text: str, field_name: str = "--load") -> float:
+    """``15000/s``, ``15k/s``, ``1.5M`` -> events per second."""
+    match = _RATE_RE.match(text)
+    if not match:
+        raise ScenarioError(
+            "bench plan", field_name, f"{text!r} is not a rate", hint="write it as 15000/s or 15k/s"
+        )
+    value = float(match.group(1)) * {"": 1, "k": 1e3, "K": 1e3, "m": 1e6, "M": 1e6}[match.group(2)]
+    if value <= 0:
+        raise ScenarioError("bench plan", field_name, "must be above 0/s")
+    return value
+
+
+@dataclass
+class PlanRow:
+    target: str
+    label: str
+    driver: str
+    unit: str  # partitions, queues, subjects
+    measured_rate_per_s: float
+    measured_partitions: int
+    measured_consumers: int
+    per_partition_per_s: float
+    per_consumer_per_s: float | None
+    required_per_s: float
+    partitions: int
+    consumers: int | None
+    scale: float  # required / measured total
+    lower_bound: bool  # the measurement was capped by the harness: the real rate is higher
+    flags: list[str] = field(default_factory=list)
+    scaling: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Plan:
+    load_per_s: float
+    headroom: float
+    required_per_s: float
+    rows: list[PlanRow]
+    skipped: list[str]
+    assumptions: list[str]
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["rows"] = [r.as_dict() for r in self.rows]
+        return data
+
+
+def plan(searches: list[dict[str, Any]], load_per_s: float, headroom: float) -> Plan:
+    """One row per target: the largest measured partition count with a sustainable rate."""
+    required = load_per_s * (1 + headroom)
+    by_target: dict[str, list[dict[str, Any]]] = {}
+    skipped = []
+    for search in searches:
+        rate = search.get("max_rate_per_s")
+        if not rate or search.get("status") in ("failed", "none"):
+            skipped.append(f"{search.get('label')}: no sustainable rate was measured")
+            continue
+        by_target.setdefault(str(search.get("target")), []).append(search)
+    rows = []
+    for target, found in by_target.items():
+        found.sort(key=lambda s: (int(s.get("partitions") or 1), float(s["max_rate_per_s"])))
+        basis = found[-1]
+        rows.append(_row(target, basis, found, required))
+    assumptions = [
+        f"required rate = load x (1 + headroom) = {load_per_s:,.0f}/s x {1 + headroom:.2f} "
+        f"= {required:,.0f}/s",
+        "throughput scales linearly with partitions (queues, subjects) at the measured "
+        "per-partition sustainable rate, and with consumers at the measured per-consumer rate, "
+        "up to the measured limit; beyond it these are extrapolations",
+        "the measured rates hold for the measured workload only (payload size, keys, acks, "
+        "replication, broker hardware); a change there needs a new find-max",
+        "one broker deployment was measured: above its measured total, more partitions only "
+        "help with more broker capacity (nodes, cores, disks)",
+    ]
+    return Plan(load_per_s, headroom, required, rows, skipped, assumptions)
+
+
+def _row(
+    target: str, basis: dict[str, Any], found: list[dict[str, Any]], required: float
+) -> PlanRow:
+    rate = float(basis["max_rate_per_s"])
+    partitions = max(1, int(basis.get("partitions") or 1))
+    consumers = int(basis.get("consumers") or 0)
+    per_partition = rate / partitions
+    per_consumer = rate / consumers if consumers else None
+    need_partitions = max(1, math.ceil(required / per_partition))
+    need_consumers = math.ceil(required / per_consumer) if per_consumer else None
+    driver = str(basis.get("driver") or target)
+    flags = []
+    if driver == "kafka" and need_consumers is not None and need_consumers > need_partitions:
+        # A Kafka consumer group gives each partition to one member: more members sit idle.
+        flags.append(
+            f"{need_consumers} consumers need {need_consumers} partitions (one member per "
+            "partition in a consumer group)"
+        )
+        need_partitions = need_consumers
+    scale = required / rate
+    lower_bound = basis.get("status") in ("harness-bound", "ceiling")
+    if scale > FAR_EXTRAPOLATION:
+        flags.append(
+            f"extrapolated {scale:.1f}x beyond the highest measured sustainable total "
+            f"({rate:,.0f}/s): measure at a larger partition count or on the production cluster"
+        )
+    elif scale > 1:
+        flags.append(f"extrapolated {scale:.1f}x beyond the measured total ({rate:,.0f}/s)")
+    if lower_bound:
+        flags.append(
+            "the measured rate is a lower bound (the harness or the search ceiling was the "
+            "limit, not the target): this plan over-provisions"
+        )
+    if basis.get("status") == "budget":
+        flags.append("the search stopped on its probe budget: the rate is not at full precision")
+    if not basis.get("verified"):
+        flags.append("the rate was not verified by a full-length run")
+    scaling = None
+    if len(found) > 1:
+        small = found[0]
+        small_per = float(small["max_rate_per_s"]) / max(1, int(small.get("partitions") or 1))
+        efficiency = per_partition / small_per if small_per else 0.0
+        counts = ", ".join(
+            f"{int(s.get('partitions') or 1)}: {float(s['max_rate_per_s']):,.0f}/s" for s in found
+        )
+        scaling = f"measured {counts}; per-partition efficiency {efficiency:.0%}"
+        if efficiency < 0.8:
+            flags.append(
+                f"per-partition rate fell to {efficiency:.0%} from "
+                f"{int(small.get('partitions') or 1)} to {partitions} partitions: scaling is "
+                "sub-linear, expect less than this plan"
+            )
+    return PlanRow(
+        target=target,
+        label=str(basis.get("label") or target),
+        driver=driver,
+        unit=PARTITION_NOUN.get(driver, "partitions"),
+        measured_rate_per_s=rate,
+        measured_partitions=partitions,
+        measured_consumers=consumers,
+        per_partition_per_s=per_partition,
+        per_consumer_per_s=per_consumer,
+        required_per_s=required,
+        partitions=need_partitions,
+        consumers=need_consumers,
+        scale=scale,
+        lower_bound=lower_bound,
+        flags=flags,
+        scaling=scaling,
+    )
+
+
+def to_markdown(result: Plan) -> str:
+    lines = [
+        f"# Sizing for {result.load_per_s:,.0f}/s with {result.headroom:.0%} headroom\n",
+        "| target | measured | per partition | per consumer | partitions needed | consumers "
+        "needed | scale | flags |",
+        "|---|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for row in result.rows:
+        lines.append(
+            f"| {row.label} | {row.measured_rate_per_s:,.0f}/s on {row.measured_partitions} "
+            f"{row.unit}, {row.measured_consumers} consumers | {row.per_partition_per_s:,.0f}/s | "
+            + (f"{row.per_consumer_per_s:,.0f}/s" if row.per_consumer_per_s else "-")
+            + f" | {row.partitions} {row.unit} | "
+            + (str(row.consumers) if row.consumers is not None else "-")
+            + f" | {row.scale:.1f}x | {'; '.join(row.flags) or '-'} |"
+        )
+    lines.append("")
+    for row in result.rows:
+        if row.scaling:
+            lines.append(f"- {row.target}: {row.scaling}")
+    lines += [f"- {s}" for s in result.skipped]
+    lines += ["", "Assumptions:", *[f"- {a}" for a in result.assumptions], ""]
+    return "\n".join(lines)
