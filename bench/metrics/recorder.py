@@ -35,33 +35,50 @@ def _counts_view(hist: HdrHistogram) -> np.ndarray:
     return np.ctypeslib.as_array(hist.counts)
 
 
+_TEMPLATE = new_histogram()
+
+
+def _bucket_indexes(values: np.ndarray) -> np.ndarray:
+    """HdrHistogram's counts index of each (non-negative, clamped) value.
+
+    The bucket comes from the bit length of (value | sub_bucket_mask), the sub-bucket from the
+    value shifted by the bucket. frexp's exponent is the bit length for positive integers
+    below 2**53, which the clamp guarantees.
+    """
+    t = _TEMPLATE
+    masked = values | t.sub_bucket_mask
+    bit_length = np.frexp(masked.astype(np.float64))[1].astype(np.int64)
+    bucket = bit_length - t.unit_magnitude - (t.sub_bucket_half_count_magnitude + 1)
+    sub_bucket = values >> (bucket + t.unit_magnitude)
+    return ((bucket + 1) << t.sub_bucket_half_count_magnitude) + (
+        sub_bucket - t.sub_bucket_half_count
+    )
+
+
+def _clean(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(values without negatives and clamped, the mask of kept values, the clamped mask)."""
+    kept = values >= 0
+    if not kept.all():
+        values = values[kept]
+    clamped = values > HIGHEST_NS
+    if clamped.any():
+        values = np.minimum(values, HIGHEST_NS)
+    return values, kept, clamped
+
+
 def record_values(hist: HdrHistogram, values: np.ndarray) -> tuple[int, int]:
     """Record an int64 array of values; return (negatives skipped, values clamped)."""
     if values.size == 0:
         return 0, 0
-    negative_mask = values < 0
-    negatives = int(negative_mask.sum())
-    if negatives:
-        values = values[~negative_mask]
-        if values.size == 0:
-            return negatives, 0
-    clamped = int((values > HIGHEST_NS).sum())
-    if clamped:
-        values = np.minimum(values, HIGHEST_NS)
-    # HdrHistogram's index: bucket from the bit length of (value | sub_bucket_mask), then the
-    # sub-bucket from the value shifted by the bucket. frexp's exponent is the bit length for
-    # positive integers below 2**53, which the clamp guarantees.
-    masked = values | hist.sub_bucket_mask
-    bit_length = np.frexp(masked.astype(np.float64))[1].astype(np.int64)
-    bucket = bit_length - hist.unit_magnitude - (hist.sub_bucket_half_count_magnitude + 1)
-    sub_bucket = values >> (bucket + hist.unit_magnitude)
-    index = ((bucket + 1) << hist.sub_bucket_half_count_magnitude) + (
-        sub_bucket - hist.sub_bucket_half_count
-    )
+    values, kept, clamped_mask = _clean(values)
+    negatives = int(kept.size - values.size)
+    clamped = int(clamped_mask.sum())
+    if values.size == 0:
+        return negatives, clamped
+    index = _bucket_indexes(values)
     counts = _counts_view(hist)
     if values.size * 8 < hist.counts_len:
-        # A small batch (an interval's worth): touch only its buckets, not all 33k of them;
-        # the flush runs on the worker's event loop, so its cost delays sends.
+        # A small batch: touch only its buckets, not all 33k of them.
         buckets, per_bucket = np.unique(index, return_counts=True)
         counts[buckets] += per_bucket.astype(np.uint64)
     else:
@@ -70,6 +87,38 @@ def record_values(hist: HdrHistogram, values: np.ndarray) -> tuple[int, int]:
     hist.min_value = min(hist.min_value, int(values.min()))
     hist.max_value = max(hist.max_value, int(values.max()))
     return negatives, clamped
+
+
+def _sparse_of(index: np.ndarray, values: np.ndarray) -> Sparse:
+    buckets, per_bucket = np.unique(index, return_counts=True)
+    return (
+        buckets.astype(np.int32).tobytes(),
+        per_bucket.astype(np.uint64).tobytes(),
+        int(values.size),
+        int(values.min()),
+        int(values.max()),
+    )
+
+
+def combine_sparse(parts: list[Sparse]) -> Sparse:
+    """One sparse histogram holding every part's counts."""
+    parts = [p for p in parts if p[2]]
+    if not parts:
+        return EMPTY_SPARSE
+    if len(parts) == 1:
+        return parts[0]
+    buckets = np.concatenate([np.frombuffer(p[0], dtype=np.int32) for p in parts])
+    counts = np.concatenate([np.frombuffer(p[1], dtype=np.uint64) for p in parts])
+    unique, inverse = np.unique(buckets, return_inverse=True)
+    summed = np.zeros(unique.size, dtype=np.uint64)
+    np.add.at(summed, inverse, counts)
+    return (
+        unique.astype(np.int32).tobytes(),
+        summed.tobytes(),
+        sum(p[2] for p in parts),
+        min(p[3] for p in parts),
+        max(p[4] for p in parts),
+    )
 
 
 _EMPTY_MIN_VALUE = new_histogram().min_value
@@ -97,6 +146,7 @@ def decode(blob: str | bytes) -> HdrHistogram:
 # costs ~0.2 ms per histogram on the worker's event loop, a dozen times per interval; this
 # costs a scan of the counts. The coordinator writes the standard form to the .hlog files.
 Sparse = tuple[bytes, bytes, int, int, int]
+EMPTY_SPARSE: Sparse = (b"", b"", 0, 0, 0)
 
 
 def export_sparse(hist: HdrHistogram) -> Sparse:
@@ -201,17 +251,22 @@ def stats_us(hist: HdrHistogram) -> LatencyStats:
 class LatencyRecorder:
     """One latency kind in one worker: two hot-path buffers and the histograms they feed.
 
-    ``interval`` takes every sample (it is flushed to the interval log each second, warm-up
+    ``interval`` takes every sample (it is shipped to the interval log each interval, warm-up
     included, and labelled by phase there); ``measured`` takes only samples whose intended
     time falls in the measurement window, and is what the summary's percentiles come from.
+
+    Both are kept as sparse histograms (the non-empty buckets of each recorded batch): a dense
+    HdrHistogram has 33k buckets, and scanning and zeroing a dozen of them every interval
+    blocked the worker's event loop for milliseconds, which showed up in the latencies it
+    was measuring.
     """
 
     __slots__ = (
         "clamped",
-        "interval",
         "interval_buf",
-        "measured",
+        "interval_parts",
         "measured_buf",
+        "measured_parts",
         "name",
         "negatives",
     )
@@ -220,41 +275,61 @@ class LatencyRecorder:
         self.name = name
         self.interval_buf: array[int] = array("q")
         self.measured_buf: array[int] = array("q")
-        self.interval = new_histogram()
-        self.measured = new_histogram()
+        self.interval_parts: list[Sparse] = []
+        self.measured_parts: list[Sparse] = []
         self.negatives = 0
         self.clamped = 0
 
     def record(self, values: np.ndarray, measured: np.ndarray) -> None:
         """Record a batch: every value in the interval histogram, the ``measured`` ones (a
         boolean mask) in the measurement histogram too."""
-        record_values(self.interval, values)
-        negatives, clamped = record_values(self.measured, values[measured])
-        self.negatives += negatives
-        self.clamped += clamped
+        if values.size == 0:
+            return
+        clean, kept, clamped = _clean(values)
+        if kept.size != clean.size:
+            self.negatives += int((measured & ~kept).sum())
+            measured = measured[kept]
+        if clean.size == 0:
+            return
+        index = _bucket_indexes(clean)
+        self.interval_parts.append(_sparse_of(index, clean))
+        if measured.any():
+            self.measured_parts.append(_sparse_of(index[measured], clean[measured]))
+            self.clamped += int(clamped[measured].sum())
+
+    def _take_buffer(self, buf: array[int], parts: list[Sparse], counted: bool) -> None:
+        if not len(buf):
+            return
+        values = np.frombuffer(buf, dtype=np.int64).copy()
+        del buf[:]
+        clean, kept, clamped = _clean(values)
+        if counted:
+            self.negatives += int(kept.size - clean.size)
+            self.clamped += int(clamped.sum())
+        if clean.size:
+            parts.append(_sparse_of(_bucket_indexes(clean), clean))
 
     def flush(self) -> None:
         """Move both buffers into their histograms (clears the buffers in place, so bound
         ``append`` methods held by the hot path stay valid)."""
-        for buf, hist in ((self.interval_buf, self.interval), (self.measured_buf, self.measured)):
-            if len(buf):
-                values = np.frombuffer(buf, dtype=np.int64).copy()
-                del buf[:]
-                negatives, clamped = record_values(hist, values)
-                if hist is self.measured:
-                    self.negatives += negatives
-                    self.clamped += clamped
+        self._take_buffer(self.interval_buf, self.interval_parts, counted=False)
+        self._take_buffer(self.measured_buf, self.measured_parts, counted=True)
+
+    @property
+    def measured_count(self) -> int:
+        self.flush()
+        return sum(part[2] for part in self.measured_parts)
 
     def take_interval(self) -> Sparse:
-        """Flush, export the interval histogram, and reset it for the next interval."""
+        """Flush, export the interval histogram, and start the next interval."""
         self.flush()
-        sparse = export_sparse(self.interval)
-        reset(self.interval)
+        sparse = combine_sparse(self.interval_parts)
+        self.interval_parts = []
         return sparse
 
     def take_measured_delta(self) -> Sparse:
-        """Export what was measured since the last call, and reset (the coordinator sums)."""
+        """Export what was measured since the last call (the coordinator sums the deltas)."""
         self.flush()
-        sparse = export_sparse(self.measured)
-        reset(self.measured)
+        sparse = combine_sparse(self.measured_parts)
+        self.measured_parts = []
         return sparse

@@ -64,7 +64,7 @@ def test_recorder_counts_negatives_of_the_measured_window():
         rec.measured_buf.append(v)
     rec.flush()
     assert rec.negatives == 1
-    assert rec.measured.total_count == 2
+    assert rec.measured_count == 2
     assert len(rec.interval_buf) == 0
 
 
@@ -121,3 +121,27 @@ def test_small_and_large_batches_record_exactly_as_record_value(size):
         reference.record_value(int(value))
     assert np.array_equal(_counts_view(fast), _counts_view(reference))
     assert fast.get_min_value() == reference.get_min_value()
+
+
+def test_a_recorder_exports_the_same_histograms_as_dense_recording():
+    rng = np.random.default_rng(11)
+    rec = LatencyRecorder("response")
+    dense_interval, dense_measured = new_histogram(), new_histogram()
+    for _batch in range(4):
+        values = rng.integers(-50, 10**9, 700, dtype=np.int64)
+        values[:3] = HIGHEST_NS + 5  # clamped
+        measured = rng.random(700) < 0.6
+        rec.record(values, measured)
+        record_values(dense_interval, values)
+        record_values(dense_measured, values[measured])
+        rec.interval_buf.append(int(values[-1]))  # the buffered path joins the same parts
+        record_values(dense_interval, values[-1:])
+    got_interval, got_measured = new_histogram(), new_histogram()
+    merge_into(got_interval, rec.take_interval())
+    merge_into(got_measured, rec.take_measured_delta())
+    for got, want in ((got_interval, dense_interval), (got_measured, dense_measured)):
+        assert np.array_equal(_counts_view(got), _counts_view(want))
+        assert got.total_count == want.total_count
+        assert got.get_min_value() == want.get_min_value()
+        assert got.get_max_value() == want.get_max_value()
+    assert rec.take_interval()[2] == 0  # the next interval starts empty
