@@ -8,6 +8,7 @@ compare`` compares the max sustainable rates.
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from pathlib import Path
@@ -63,15 +64,18 @@ def parse_slo(texts: list[str]) -> dict[str, float]:
     return out
 
 
-def parse_fraction(text: str, option: str) -> float:
-    """``5%`` or ``0.05`` -> 0.05."""
+def parse_fraction(text: str, option: str, upper: float = 1.0, allow_zero: bool = False) -> float:
+    """``5%`` or ``0.05`` -> 0.05 (above 0, below ``upper``; 0 too with ``allow_zero``)."""
     raw = text.strip()
     try:
         value = float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
     except ValueError:
         raise ScenarioError("bench", option, f"{text!r} is not a percentage: write 5%") from None
-    if not 0 < value < 1:
-        raise ScenarioError("bench", option, f"{text!r} must be between 0% and 100%")
+    low_ok = value >= 0 if allow_zero else value > 0
+    if not (low_ok and value < upper) or math.isnan(value):
+        raise ScenarioError(
+            "bench", option, f"{text!r} must be between 0% and {upper:.0%}", hint="write 5%"
+        )
     return value
 
 
@@ -531,13 +535,7 @@ def plan(
     from bench.store import atomic_write_text, load_capacity
 
     load_per_s = planner.parse_rate(load)
-    headroom_raw = headroom.strip()
-    try:
-        spare = float(headroom_raw.rstrip("%")) / 100
-    except ValueError:
-        raise ScenarioError("bench plan", "--headroom", f"{headroom!r}: write it as 30%") from None
-    if spare < 0 or spare > 10:
-        raise ScenarioError("bench plan", "--headroom", "must be between 0% and 1000%")
+    spare = parse_fraction(headroom, "--headroom", upper=10.0, allow_zero=True)
     capacity = load_capacity(run_dir)
     if capacity is None:
         raise ResultsError(

@@ -88,19 +88,25 @@ class Plan:
 def plan(searches: list[dict[str, Any]], load_per_s: float, headroom: float) -> Plan:
     """One row per target: the largest measured partition count with a sustainable rate."""
     required = load_per_s * (1 + headroom)
-    by_target: dict[str, list[dict[str, Any]]] = {}
+    groups: dict[str, list[dict[str, Any]]] = {}
     skipped = []
     for search in searches:
         rate = search.get("max_rate_per_s")
         if not rate or search.get("status") in ("failed", "none"):
             skipped.append(f"{search.get('label')}: no sustainable rate was measured")
             continue
-        by_target.setdefault(str(search.get("target")), []).append(search)
+        groups.setdefault(_group(search), []).append(search)
     rows = []
-    for target, found in by_target.items():
-        found.sort(key=lambda s: (int(s.get("partitions") or 1), float(s["max_rate_per_s"])))
-        basis = found[-1]
-        rows.append(_row(target, basis, found, required))
+    for name, found in groups.items():
+        # Per partition count, the most conservative measurement (repeated searches).
+        by_count: dict[int, dict[str, Any]] = {}
+        for search in found:
+            count = int(search.get("partitions") or 1)
+            known = by_count.get(count)
+            if known is None or search["max_rate_per_s"] < known["max_rate_per_s"]:
+                by_count[count] = search
+        measured = [by_count[count] for count in sorted(by_count)]
+        rows.append(_row(name, measured[-1], measured, required))
     assumptions = [
         f"required rate = load x (1 + headroom) = {load_per_s:,.0f}/s x {1 + headroom:.2f} "
         f"= {required:,.0f}/s",
@@ -115,9 +121,18 @@ def plan(searches: list[dict[str, Any]], load_per_s: float, headroom: float) -> 
     return Plan(load_per_s, headroom, required, rows, skipped, assumptions)
 
 
-def _row(
-    target: str, basis: dict[str, Any], found: list[dict[str, Any]], required: float
-) -> PlanRow:
+def _group(search: dict[str, Any]) -> str:
+    """Searches that differ only in their partition (queue) count size one row."""
+    params = search.get("params") or {}
+    others = [
+        f"{key.split('.')[-1]}={value}"
+        for key, value in params.items()
+        if not key.endswith((".partitions", ".queues"))
+    ]
+    return " ".join([str(search.get("target")), *others])
+
+
+def _row(name: str, basis: dict[str, Any], found: list[dict[str, Any]], required: float) -> PlanRow:
     rate = float(basis["max_rate_per_s"])
     partitions = max(1, int(basis.get("partitions") or 1))
     consumers = int(basis.get("consumers") or 0)
@@ -125,7 +140,7 @@ def _row(
     per_consumer = rate / consumers if consumers else None
     need_partitions = max(1, math.ceil(required / per_partition))
     need_consumers = math.ceil(required / per_consumer) if per_consumer else None
-    driver = str(basis.get("driver") or target)
+    driver = str(basis.get("driver") or basis.get("target"))
     flags = []
     if driver == "kafka" and need_consumers is not None and need_consumers > need_partitions:
         # A Kafka consumer group gives each partition to one member: more members sit idle.
@@ -168,8 +183,8 @@ def _row(
                 "sub-linear, expect less than this plan"
             )
     return PlanRow(
-        target=target,
-        label=str(basis.get("label") or target),
+        target=str(basis.get("target")),
+        label=name,
         driver=driver,
         unit=PARTITION_NOUN.get(driver, "partitions"),
         measured_rate_per_s=rate,

@@ -333,13 +333,17 @@ class Search:
             elif hi is None:
                 assert lo.rate_per_s is not None
                 if lo.rate_per_s >= ceiling * (1 - 1e-9):
-                    result.status = "ceiling"
-                    result.notes.append(
-                        f"sustained the highest rate searched ({ceiling:,.0f}/s): the limit is "
-                        "higher (raise --max-rate)"
-                    )
-                    break
-                rate = min(lo.rate_per_s * UP_FACTOR, ceiling)
+                    if self.verify_duration_s and verified_at != lo.rate_per_s:
+                        phase, rate, duration = "verify", lo.rate_per_s, self.verify_duration_s
+                    else:
+                        result.status = "ceiling"
+                        result.notes.append(
+                            f"sustained the highest rate searched ({ceiling:,.0f}/s): the limit "
+                            "is higher (raise --max-rate)"
+                        )
+                        break
+                else:
+                    rate = min(lo.rate_per_s * UP_FACTOR, ceiling)
             else:
                 assert lo.rate_per_s is not None and hi.rate_per_s is not None
                 if (hi.rate_per_s - lo.rate_per_s) / lo.rate_per_s > settings.precision:
@@ -351,6 +355,10 @@ class Search:
                     result.status = "found"
                     break
             probe = self.probe(phase, rate, duration_s=duration)
+            if probe.status == "interrupted" or self.stop_requested():
+                # A cut-short probe says nothing about the rate: it bounds nothing.
+                result.status = "interrupted"
+                break
             if probe.verdict == "pass":
                 passes.append(probe)
                 if phase == "verify":

@@ -90,7 +90,12 @@ def record_values(hist: HdrHistogram, values: np.ndarray) -> tuple[int, int]:
 
 
 def _sparse_of(index: np.ndarray, values: np.ndarray) -> Sparse:
-    buckets, per_bucket = np.unique(index, return_counts=True)
+    if values.size * 8 < _TEMPLATE.counts_len:
+        buckets, per_bucket = np.unique(index, return_counts=True)  # sorts: small batches
+    else:
+        dense = np.bincount(index, minlength=_TEMPLATE.counts_len)  # linear: large batches
+        buckets = np.flatnonzero(dense)
+        per_bucket = dense[buckets]
     return (
         buckets.astype(np.int32).tobytes(),
         per_bucket.astype(np.uint64).tobytes(),

@@ -1,0 +1,232 @@
+"""Sizing from measured max sustainable rates (``bench plan``)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+
+from bench.capacity.plan import FAR_EXTRAPOLATION, parse_rate, plan, to_markdown
+from bench.errors import ScenarioError
+
+
+def search(**changes: Any) -> dict[str, Any]:
+    """One capacity.json search: 4000/s on 8 partitions with 2 consumers, verified."""
+    return {
+        "key": "mem",
+        "label": "mem",
+        "target": "mem",
+        "driver": "memory",
+        "status": "found",
+        "max_rate_per_s": 4000.0,
+        "partitions": 8,
+        "consumers": 2,
+        "verified": True,
+        **changes,
+    }
+
+
+# --------------------------------------------------------------------------- parse_rate
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("15000/s", 15000.0),
+        ("15k/s", 15000.0),
+        ("15K/s", 15000.0),
+        ("1.5M", 1.5e6),
+        ("2m/s", 2e6),
+        (" 250 / s ", 250.0),
+        ("42", 42.0),
+    ],
+)
+def test_parse_rate_reads_events_per_second(text, expected):
+    assert parse_rate(text) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("text", ["", "fast", "15 k/m", "-5/s", "15/min", "1e3/s", "0/s"])
+def test_parse_rate_rejects_what_is_not_a_positive_rate(text):
+    with pytest.raises(ScenarioError) as caught:
+        parse_rate(text, "--max-rate")
+    assert caught.value.field == "--max-rate"
+
+
+# --------------------------------------------------------------------------- rows
+
+
+def test_partitions_and_consumers_are_the_required_rate_over_the_measured_per_unit_rates():
+    result = plan([search()], load_per_s=10_000.0, headroom=0.3)
+    assert result.required_per_s == pytest.approx(13_000.0)
+    (row,) = result.rows
+    assert row.per_partition_per_s == 500.0
+    assert row.per_consumer_per_s == 2000.0
+    assert row.partitions == math.ceil(13_000 / 500) == 26
+    assert row.consumers == math.ceil(13_000 / 2000) == 7
+    assert row.scale == pytest.approx(13_000 / 4000)
+    assert row.unit == "partitions"
+    assert not row.lower_bound
+
+
+def test_a_rate_that_does_not_divide_evenly_rounds_partitions_up():
+    result = plan([search(max_rate_per_s=3000.0, partitions=7)], 1000.0, 0.0)
+    # 428.6/s per partition: 1000/s needs 2.33 partitions, so 3.
+    assert result.rows[0].partitions == 3
+
+
+def test_a_load_under_the_measured_rate_needs_no_extrapolation_flag():
+    (row,) = plan([search()], load_per_s=1000.0, headroom=0.3).rows
+    assert row.partitions == 3  # 1300 / 500
+    assert row.scale < 1
+    assert not any("extrapolated" in f for f in row.flags)
+    assert row.flags == []
+
+
+def test_kafka_consumers_beyond_partitions_raise_the_partition_count_and_say_so():
+    kafka = search(target="kafka", label="kafka", driver="kafka", consumers=16)
+    (row,) = plan([kafka], load_per_s=10_000.0, headroom=0.3).rows
+    # 250/s per consumer: 52 consumers, but only 26 partitions for the rate alone.
+    assert row.consumers == 52
+    assert row.partitions == 52
+    assert any("52 consumers need 52 partitions" in f for f in row.flags)
+
+
+def test_other_brokers_keep_the_partition_count_when_consumers_outnumber_it():
+    rabbit = search(target="rabbit", label="rabbit", driver="rabbitmq", consumers=16)
+    (row,) = plan([rabbit], load_per_s=10_000.0, headroom=0.3).rows
+    assert row.consumers == 52
+    assert row.partitions == 26
+    assert row.unit == "queues"
+    assert not any("consumers need" in f for f in row.flags)
+
+
+def test_no_consumers_measured_means_no_consumer_count():
+    (row,) = plan([search(consumers=0)], 1000.0, 0.0).rows
+    assert row.per_consumer_per_s is None
+    assert row.consumers is None
+
+
+@pytest.mark.parametrize("status", ["harness-bound", "ceiling"])
+def test_a_harness_or_ceiling_bound_search_is_flagged_as_a_lower_bound(status):
+    (row,) = plan([search(status=status)], 1000.0, 0.3).rows
+    assert row.lower_bound
+    assert any("lower bound" in f and "over-provisions" in f for f in row.flags)
+
+
+def test_a_scale_beyond_two_is_flagged_as_a_far_extrapolation():
+    (row,) = plan([search()], load_per_s=10_000.0, headroom=0.3).rows
+    assert row.scale > FAR_EXTRAPOLATION
+    far = [f for f in row.flags if "extrapolated" in f]
+    assert len(far) == 1
+    assert "measure at a larger partition count" in far[0]
+
+
+def test_a_scale_between_one_and_two_is_a_mild_extrapolation():
+    (row,) = plan([search()], load_per_s=5000.0, headroom=0.0).rows
+    assert row.scale == pytest.approx(1.25)
+    assert row.flags == ["extrapolated 1.2x beyond the measured total (4,000/s)"]
+
+
+def test_an_unverified_or_budget_limited_rate_is_flagged():
+    (row,) = plan([search(status="budget", verified=False)], 1000.0, 0.0).rows
+    assert any("probe budget" in f for f in row.flags)
+    assert any("not verified" in f for f in row.flags)
+
+
+def test_two_partition_counts_give_a_scaling_line_and_a_sub_linear_flag():
+    small = search(partitions=4, max_rate_per_s=4000.0)  # 1000/s per partition
+    large = search(partitions=16, max_rate_per_s=8000.0)  # 500/s per partition
+    (row,) = plan([large, small], load_per_s=10_000.0, headroom=0.0).rows
+    # The largest measured count is the (conservative) basis.
+    assert row.measured_partitions == 16
+    assert row.per_partition_per_s == 500.0
+    assert row.partitions == 20
+    assert row.scaling == "measured 4: 4,000/s, 16: 8,000/s; per-partition efficiency 50%"
+    assert any("fell to 50% from 4 to 16 partitions" in f for f in row.flags)
+
+
+def test_near_linear_scaling_is_shown_without_a_flag():
+    small = search(partitions=4, max_rate_per_s=4000.0)
+    large = search(partitions=8, max_rate_per_s=7200.0)  # 90% per partition
+    (row,) = plan([small, large], load_per_s=5000.0, headroom=0.0).rows
+    assert row.scaling is not None and "efficiency 90%" in row.scaling
+    assert not any("sub-linear" in f for f in row.flags)
+
+
+def test_searches_without_a_max_are_listed_as_skipped():
+    searches = [
+        search(),
+        search(target="kafka", label="kafka p=8", max_rate_per_s=None, status="none"),
+        search(target="nats", label="nats", status="failed"),
+    ]
+    result = plan(searches, 1000.0, 0.3)
+    assert [r.target for r in result.rows] == ["mem"]
+    assert result.skipped == [
+        "kafka p=8: no sustainable rate was measured",
+        "nats: no sustainable rate was measured",
+    ]
+
+
+def test_one_row_per_target():
+    searches = [search(), search(target="kafka", label="kafka", driver="kafka", consumers=8)]
+    result = plan(searches, 1000.0, 0.0)
+    assert sorted(r.target for r in result.rows) == ["kafka", "mem"]
+
+
+def test_the_assumptions_state_the_required_rate():
+    result = plan([search()], 10_000.0, 0.3)
+    assert result.assumptions[0] == (
+        "required rate = load x (1 + headroom) = 10,000/s x 1.30 = 13,000/s"
+    )
+    assert any("scales linearly with partitions" in a for a in result.assumptions)
+
+
+# --------------------------------------------------------------------------- markdown
+
+
+def test_to_markdown_has_the_table_the_rows_and_the_assumptions():
+    searches = [
+        search(partitions=4, max_rate_per_s=4000.0),
+        search(partitions=16, max_rate_per_s=8000.0),
+        search(target="nats", label="nats", status="failed"),
+    ]
+    result = plan(searches, 10_000.0, 0.3)
+    text = to_markdown(result)
+    lines = text.splitlines()
+    assert lines[0] == "# Sizing for 10,000/s with 30% headroom"
+    assert (
+        "| target | measured | per partition | per consumer | partitions needed | consumers "
+        "needed | scale | flags |"
+    ) in lines
+    row = next(line for line in lines if line.startswith("| mem |"))
+    assert "8,000/s on 16 partitions, 2 consumers" in row
+    assert "| 26 partitions | 4 |" in row
+    assert "- mem: measured 4: 4,000/s, 16: 8,000/s" in text
+    assert "- nats: no sustainable rate was measured" in lines
+    assert "Assumptions:" in lines
+    for assumption in result.assumptions:
+        assert f"- {assumption}" in lines
+
+
+def test_plan_as_dict_holds_the_rows():
+    data = plan([search()], 1000.0, 0.3).as_dict()
+    assert data["rows"][0]["partitions"] == 3
+    assert data["required_per_s"] == pytest.approx(1300.0)
+
+
+def test_searches_that_differ_in_more_than_partitions_size_separate_rows():
+    small_events = search(params={"workload.payload_bytes": 100}, max_rate_per_s=10_000.0)
+    large_events = search(params={"workload.payload_bytes": 10_000}, max_rate_per_s=1_000.0)
+    rows = plan([small_events, large_events], load_per_s=5000.0, headroom=0.0).rows
+    assert sorted(row.measured_rate_per_s for row in rows) == [1_000.0, 10_000.0]
+    assert all(row.scaling is None for row in rows)
+
+
+def test_repeated_searches_at_one_partition_count_size_from_the_most_conservative():
+    fast = search(max_rate_per_s=5000.0)
+    slow = search(max_rate_per_s=4000.0)
+    (row,) = plan([fast, slow], load_per_s=8000.0, headroom=0.0).rows
+    assert row.measured_rate_per_s == 4000.0
+    assert row.partitions == math.ceil(8000.0 / (4000.0 / 8))
+    assert row.scaling is None
