@@ -39,11 +39,11 @@ def parse_rate(text: str, field_name: str = "--load") -> float:
     match = _RATE_RE.match(text)
     if not match:
         raise ScenarioError(
-            "bench plan", field_name, f"{text!r} is not a rate", hint="write it as 15000/s or 15k/s"
+            "bench", field_name, f"{text!r} is not a rate", hint="write it as 15000/s or 15k/s"
         )
     value = float(match.group(1)) * {"": 1, "k": 1e3, "K": 1e3, "m": 1e6, "M": 1e6}[match.group(2)]
     if value <= 0:
-        raise ScenarioError("bench plan", field_name, "must be above 0/s")
+        raise ScenarioError("bench", field_name, "must be above 0/s")
     return value
 
 

@@ -165,7 +165,12 @@ class Search:
 
     # ------------------------------------------------------------------ probes
     def _point(
-        self, rate: float | None, concurrency: int | None, phase: str, duration_s: float
+        self,
+        rate: float | None,
+        concurrency: int | None,
+        phase: str,
+        duration_s: float,
+        fraction: float | None = None,
     ) -> RunPoint:
         base = self.base
         w = base.workload
@@ -194,6 +199,9 @@ class Search:
         if rate is None:
             params[RATE_PARAM] = "max"
             params["workload.concurrency"] = concurrency
+        elif fraction is not None:
+            # Sweep points compare across runs by their fraction of the max, not their rate.
+            params["fraction"] = fraction
         else:
             params[RATE_PARAM] = round(rate, 1)
         return RunPoint(
@@ -211,9 +219,10 @@ class Search:
         rate: float | None,
         concurrency: int | None = None,
         duration_s: float | None = None,
+        fraction: float | None = None,
     ) -> Probe:
         duration = duration_s or self.settings.probe_duration_s
-        point = self._point(rate, concurrency, phase, duration)
+        point = self._point(rate, concurrency, phase, duration, fraction)
         number = len(self.result.probes) + len(self.result.sweep)
         what = f"c{concurrency}" if rate is None else f"{rate:.0f}"
         slug = f"{self.ordinal:02d}-{self.base.target}-{number:02d}-{phase}-{what}"
@@ -389,8 +398,8 @@ class Search:
             if hi.verdict == "client-bound" and result.status in ("found", "budget"):
                 result.status = "harness-bound"
                 result.notes.append(
-                    f"at {hi.rate_per_s:,.0f}/s the harness was client-bound: "
-                    f"{_check_value(hi, 'harness')}. The target sustained "
+                    f"at {hi.rate_per_s:,.0f}/s the harness was the limit "
+                    f"({_check_value(hi, 'harness')}). The target sustained "
                     f"{(lo.rate_per_s if lo else 0):,.0f}/s; its own limit is higher. Add "
                     "workers (workload.workers) or machines (bench locust) to find it"
                 )
@@ -401,7 +410,7 @@ class Search:
             if self.stop_requested():
                 self.result.status = "interrupted"
                 break
-            self.probe("sweep", max_rate * fraction, duration_s=duration_s)
+            self.probe("sweep", max_rate * fraction, duration_s=duration_s, fraction=fraction)
         return self.result
 
 

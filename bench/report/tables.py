@@ -298,16 +298,22 @@ def load(run_dir: Path) -> Run:
 
 def answer_points(capacity: dict[str, Any], probes: list[Point]) -> list[Point]:
     """One point per search that found a rate: the probe at that rate (the verification run
-    when there is one), relabelled with the search's parameters and carrying the answer."""
+    when there is one), relabelled with the search's parameters and carrying the answer.
+    Then every sweep point, which matches across runs by its fraction of the max."""
     by_dir = {p.dir.name: p for p in probes}
     answers = []
     for search in capacity.get("searches") or []:
         if not isinstance(search, dict):
             continue
+        answers += [
+            by_dir[str(probe.get("dir"))]
+            for probe in search.get("sweep") or []
+            if isinstance(probe, dict) and str(probe.get("dir")) in by_dir
+        ]
         rate = search.get("max_rate_per_s")
         candidates = [
             probe
-            for probe in [*(search.get("probes") or []), *(search.get("sweep") or [])]
+            for probe in search.get("probes") or []
             if isinstance(probe, dict)
             and probe.get("verdict") == "pass"
             and probe.get("dir") in by_dir

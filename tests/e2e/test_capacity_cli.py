@@ -1,0 +1,172 @@
+"""find-max, sweep and plan as a user runs them, on the memory target whose limits are known."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.test_cli import bench, only_run
+
+pytestmark = pytest.mark.slow
+
+CAPACITY_PER_S = 2000.0
+PROBES = ["--probe-duration", "2s", "--warmup", "500ms", "--verify-duration", "3s"]
+
+
+def scenario(tmp_path: Path, target: str = "", schedule: str = "constant") -> Path:
+    path = tmp_path / "capacity.toml"
+    path.write_text(
+        f"""
+[scenario]
+name = "cap"
+duration = "3s"
+warmup = "500ms"
+
+[workload]
+rate = 1000
+schedule = "{schedule}"
+payload_bytes = 256
+producers = 1
+consumers = 1
+partitions = 4
+
+[targets.memory]
+driver = "memory"
+{target}
+"""
+    )
+    return path
+
+
+def find_max(tmp_path: Path, *args: str) -> tuple[dict, Path, str]:
+    results = tmp_path / "results"
+    done = bench("find-max", *args, "-o", str(results), timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    run_dir = only_run(results)
+    capacity = json.loads((run_dir / "capacity.json").read_text())
+    (search,) = capacity["searches"]
+    return search, run_dir, done.stdout
+
+
+def test_find_max_finds_a_known_capacity_within_the_precision(tmp_path):
+    path = scenario(tmp_path, f"capacity_per_s = {CAPACITY_PER_S:g}")
+    search, run_dir, stdout = find_max(tmp_path, str(path), "--precision", "5%", *PROBES)
+    assert search["status"] == "found", search["notes"]
+    assert search["verified"]
+    low, high = search["max_rate_per_s"], search["upper_rate_per_s"]
+    # The answer brackets the true capacity, as narrowly as asked.
+    assert (high - low) / low <= 0.05
+    assert CAPACITY_PER_S * 0.93 <= low <= CAPACITY_PER_S * 1.01
+    assert high >= CAPACITY_PER_S * 0.99
+    assert "keeps up" in search["limited_by"]
+    # Past the capacity the target falls behind: the hockey stick's vertical part.
+    failing = [p for p in search["probes"] if p["verdict"] == "fail"]
+    assert failing and all(p["achieved_per_s"] <= CAPACITY_PER_S * 1.03 for p in failing)
+    assert "max sustainable" in stdout
+    # Every probe is a point of the results directory, and the report shows the curve.
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert len(manifest["points"]) == len(search["probes"])
+    html = (run_dir / "report.html").read_text()
+    assert 'id="capacity"' in html and 'id="capacity-curve"' in html
+
+
+def test_an_slo_tighter_than_the_capacity_allows_finds_the_slo_bound_rate(tmp_path):
+    path = scenario(
+        tmp_path, f'capacity_per_s = {CAPACITY_PER_S:g}\nservice_time = "2ms"', "poisson"
+    )
+    search, _, _ = find_max(tmp_path, str(path), "--slo", "e2e.p99<10ms", *PROBES)
+    assert search["status"] == "found", search["notes"]
+    assert search["limited_by"] == ["slo e2e.p99"]
+    # Queueing pushes the p99 over 10 ms well before the target runs out of capacity.
+    assert CAPACITY_PER_S * 0.4 <= search["max_rate_per_s"] <= CAPACITY_PER_S * 0.92
+    verify = [p for p in search["probes"] if p["phase"] == "verify"][-1]
+    assert verify["verdict"] == "pass"
+    assert verify["latency_us"]["e2e"]["p99"] <= 10_000
+
+
+def test_a_client_bound_harness_is_reported_as_the_limit_not_the_target(tmp_path):
+    # 500 µs of client CPU per send: one worker cannot send 2000/s; the target could do far more.
+    path = scenario(tmp_path, 'client_cpu_per_send = "500us"')
+    search, _, stdout = find_max(tmp_path, str(path), *PROBES, "--max-probes", "14")
+    assert search["status"] == "harness-bound", search
+    assert search["saturation_client_bound"]
+    assert "harness" in search["limited_by"]
+    assert any("harness was the limit" in note for note in search["notes"])
+    assert "the target's own limit is higher" in stdout
+    assert search["max_rate_per_s"] is None or search["max_rate_per_s"] < CAPACITY_PER_S
+
+
+def test_sweep_report_compare_and_plan_read_a_find_max_run(tmp_path):
+    path = scenario(tmp_path, f"capacity_per_s = {CAPACITY_PER_S:g}")
+    quick = ["--probe-duration", "1s", "--warmup", "300ms", "--verify-duration", "0s"]
+    search, run_dir, _ = find_max(tmp_path, str(path), "--precision", "20%", *quick)
+    assert search["max_rate_per_s"]
+    sweeps = tmp_path / "sweeps"
+    done = bench(
+        "sweep", str(path), "--from", str(run_dir), "--fractions", "0.5,1.2",
+        "--duration", "1s", "-o", str(sweeps), timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    sweep_dir = only_run(sweeps)
+    (swept,) = json.loads((sweep_dir / "capacity.json").read_text())["searches"]
+    rates = [p["rate_per_s"] for p in swept["sweep"]]
+    assert rates == pytest.approx([0.5 * search["max_rate_per_s"], 1.2 * search["max_rate_per_s"]])
+    assert [p["verdict"] for p in swept["sweep"]] == ["pass", "fail"]
+
+    # A second search, coarser: compare puts the two answers side by side.
+    again, again_dir, _ = find_max(tmp_path / "again", str(path), "--precision", "30%", *quick)
+    compared = bench("compare", str(run_dir), str(again_dir))
+    assert compared.returncode == 0, compared.stderr
+    assert "capacity.max_rate_per_s" in compared.stdout
+    # Sweeps compare point by point, by their fraction of the max.
+    swept_again = bench(
+        "sweep", str(path), "--max", f"{again['max_rate_per_s']:.0f}/s", "--fractions", "0.5",
+        "--duration", "1s", "-o", str(tmp_path / "sweeps-again"), timeout=300,
+    )  # fmt: skip
+    assert swept_again.returncode == 0, swept_again.stderr
+    compared = bench(
+        "compare", str(sweep_dir), str(only_run(tmp_path / "sweeps-again")), "-m", "e2e.p99"
+    )
+    assert compared.returncode == 0, compared.stderr
+    assert "fraction=0.5" in compared.stdout and "only in the baseline" in compared.stdout
+
+    planned = bench("plan", str(run_dir), "--load", "15000/s", "--headroom", "30%")
+    assert planned.returncode == 0, planned.stderr
+    assert "partitions needed" in planned.stdout and "extrapolated" in planned.stdout
+    as_json = bench("plan", str(run_dir), "--load", "1k/s", "--format", "json")
+    (row,) = json.loads(as_json.stdout)["rows"]
+    per_partition = search["max_rate_per_s"] / 4
+    assert row["partitions"] == -(-1300 // per_partition)  # ceil(1000 x 1.3 / per partition)
+
+
+@pytest.mark.parametrize(
+    ("args", "field"),
+    [
+        (["find-max", "scenarios/quickstart.toml", "--slo", "e2e.p99 under 5ms"], "--slo"),
+        (["find-max", "scenarios/quickstart.toml", "--slo", "e2e.p42<5ms"], "--slo"),
+        (["find-max", "scenarios/quickstart.toml", "--precision", "150%"], "--precision"),
+        (["find-max", "scenarios/quickstart.toml", "--probe-duration", "5"], "--probe-duration"),
+        (["find-max", "scenarios/quickstart.toml", "--max-rate", "fast"], "--max-rate"),
+        (["find-max", "scenarios/quickstart.toml", "--target", "nope"], "--target"),
+        (["find-max", "scenarios/eventstore.toml"], "workload.kind"),
+        (["sweep", "scenarios/quickstart.toml", "--fractions", "a,b"], "--fractions"),
+        (["sweep", "scenarios/quickstart.toml", "--max", "1k/s", "--from", "x"], "--max"),
+        (["plan", "scenarios", "--load", "15000/s"], "capacity.json"),
+        (["plan", "no-such-dir", "--load", "15000/s"], "no-such-dir"),
+    ],
+)
+def test_bad_capacity_input_gives_one_line_and_exit_2(args, field):
+    done = bench(*args)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    first = done.stderr.strip().splitlines()[0]
+    assert first.startswith("error:") and field in first, first
+
+
+def test_a_rate_matrix_is_refused_by_find_max(tmp_path):
+    path = scenario(tmp_path)
+    path.write_text(path.read_text() + '\n[matrix]\n"workload.rate" = [100, 200]\n')
+    done = bench("find-max", str(path))
+    assert done.returncode == 2
+    assert "matrix.workload.rate" in done.stderr

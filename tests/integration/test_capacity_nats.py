@@ -1,0 +1,83 @@
+"""find-max against a real broker (NATS JetStream): bounded in time, and its answer holds up
+in an ordinary fixed-rate run at that rate."""
+
+import json
+import time
+from pathlib import Path
+
+from tests.e2e.test_cli import bench, only_run
+
+SLO_P99_US = 50_000
+
+
+def scenario(tmp_path: Path, nats_url: str) -> Path:
+    path = tmp_path / "nats-capacity.toml"
+    path.write_text(
+        f"""
+[scenario]
+name = "nats-capacity"
+duration = "4s"
+warmup = "1s"
+drain_timeout = "5s"
+
+[workload]
+rate = 1000
+payload_bytes = 1024
+keys = "uniform"
+producers = 2
+consumers = 2
+partitions = 4
+max_in_flight = 64
+
+[targets.nats]
+driver = "nats"
+servers = ["{nats_url}"]
+publish = "pipelined"
+publish_window = 64
+
+[slo]
+"e2e.p99" = "50ms"
+"""
+    )
+    return path
+
+
+def test_find_max_on_nats_is_bounded_and_agrees_with_a_fixed_rate_run(tmp_path, nats_url):
+    path = scenario(tmp_path, nats_url)
+    started = time.monotonic()
+    done = bench(
+        "find-max", str(path), "--probe-duration", "2s", "--warmup", "1s",
+        "--verify-duration", "4s", "--max-probes", "16", "--no-report",
+        "-o", str(tmp_path / "search"), timeout=600,
+    )  # fmt: skip
+    elapsed = time.monotonic() - started
+    assert done.returncode == 0, done.stdout + done.stderr
+    # 16 probes of at most ~12 s each (spawn, warm-up, window, drain) bound the search.
+    assert elapsed < 16 * 12 + 60
+    (search,) = json.loads((only_run(tmp_path / "search") / "capacity.json").read_text())[
+        "searches"
+    ]
+    assert search["server"]["product"] == "NATS Server"
+    assert search["status"] in ("found", "harness-bound"), search
+    rate = search["max_rate_per_s"]
+    assert rate and rate > 100
+    assert search["verified"]
+    assert search["upper_rate_per_s"] > rate
+    assert len(search["probes"]) <= 16
+
+    # The same scenario, as an ordinary run at the answer's rate.
+    fixed = bench(
+        "run", str(path), "--set", f"workload.rate={rate:.1f}", "--no-report", "-q",
+        "-o", str(tmp_path / "fixed"), timeout=300,
+    )  # fmt: skip
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    run_dir = only_run(tmp_path / "fixed")
+    (point,) = json.loads((run_dir / "manifest.json").read_text())["points"]
+    summary = json.loads((run_dir / point["dir"] / "summary.json").read_text())
+    assert summary["status"] == "ok"
+    assert summary["throughput"]["skipped"] == 0
+    assert summary["throughput"]["acked_per_s"] >= 0.95 * rate
+    assert summary["audit"]["lost"] == 0
+    # A single run's p99 is noisy at the very edge of the SLO: within twice the SLO, where a
+    # rate past the knee would be an order of magnitude over it.
+    assert summary["latency_us"]["e2e"]["p99"] <= 2 * SLO_P99_US
