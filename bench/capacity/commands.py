@@ -325,18 +325,23 @@ SloOpt = Annotated[
 ResultsOpt = Annotated[Path, typer.Option("--results-dir", "-o", help="Where runs are written.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No line per probe.")]
 NoReportOpt = Annotated[bool, typer.Option("--no-report", help="Do not write report.html.")]
+PrecisionOpt = Annotated[
+    str, typer.Option("--precision", help="Stop when the bracket is this narrow.")
+]
+ProbeDurationOpt = Annotated[
+    str, typer.Option("--probe-duration", help="Measurement window of each probe.")
+]
+ErrorsOpt = Annotated[
+    str, typer.Option("--errors", help="Highest sustainable error (and loss) rate.")
+]
 
 
 def find_max(
     scenario: ScenarioArg,
     target: TargetOpt = None,
     slo: SloOpt = None,
-    precision: Annotated[
-        str, typer.Option("--precision", help="Stop when the bracket is this narrow.")
-    ] = "5%",
-    probe_duration: Annotated[
-        str, typer.Option("--probe-duration", help="Measurement window of each probe.")
-    ] = "5s",
+    precision: PrecisionOpt = "5%",
+    probe_duration: ProbeDurationOpt = "5s",
     warmup: Annotated[
         str | None, typer.Option("--warmup", help="Warm-up of each probe (default: scenario's).")
     ] = None,
@@ -348,9 +353,7 @@ def find_max(
             "0s: no confirmation).",
         ),
     ] = None,
-    errors: Annotated[
-        str, typer.Option("--errors", help="Highest sustainable error (and loss) rate.")
-    ] = "0.1%",
+    errors: ErrorsOpt = "0.1%",
     max_rate: Annotated[
         str | None, typer.Option("--max-rate", help="Never probe above this rate (e.g. 50k/s).")
     ] = None,
@@ -431,11 +434,9 @@ def sweep(
         str | None,
         typer.Option("--duration", help="Window of each sweep point (default: scenario's)."),
     ] = None,
-    precision: Annotated[str, typer.Option("--precision", help="As for find-max.")] = "5%",
-    probe_duration: Annotated[
-        str, typer.Option("--probe-duration", help="As for find-max.")
-    ] = "5s",
-    errors: Annotated[str, typer.Option("--errors", help="As for find-max.")] = "0.1%",
+    precision: PrecisionOpt = "5%",
+    probe_duration: ProbeDurationOpt = "5s",
+    errors: ErrorsOpt = "0.1%",
     set_: SetOpt = None,
     results_dir: ResultsOpt = Path("results"),
     quiet: QuietOpt = False,

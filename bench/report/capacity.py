@@ -14,9 +14,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter
 
-from bench.report.plots import Plot, figure_png
+from bench.report.plots import Plot, figure_png, latency_vs_rate_axes
 from bench.report.tables import Run
 from bench.units import format_latency_us, format_rate
 
@@ -125,6 +124,7 @@ def curve_plot(run: Run) -> Plot | None:
     fig = Figure(figsize=(10, 5.5))
     ax = fig.add_subplot()
     drawn = 0
+    all_rates: list[float] = []
     for s in found:
         probes = [
             p
@@ -135,6 +135,7 @@ def curve_plot(run: Run) -> Plot | None:
             continue
         probes.sort(key=lambda p: float(p.get("rate_per_s") or 0))
         x = [float(p.get("achieved_per_s") or 0) for p in probes]
+        all_rates += x
 
         def values(which: str, probes: list[dict[str, Any]] = probes) -> list[float]:
             out = []
@@ -176,20 +177,16 @@ def curve_plot(run: Run) -> Plot | None:
         return None
     if slo_us is not None:
         ax.axhline(slo_us / 1e3, color="red", linewidth=1, label=f"SLO {slo_key}")
-    ax.set_yscale("log")
-    plain = FuncFormatter(lambda value, _: f"{value:g}")
-    ax.yaxis.set_major_formatter(plain)
-    ax.yaxis.set_minor_formatter(plain)
-    ax.tick_params(axis="y", which="minor", labelsize=7)
-    ax.set_xlabel("achieved rate (acknowledged events/s)")
-    ax.set_ylabel(f"{kind} latency (ms, log)")
+    rates = [x for x in all_rates if x > 0]
+    spread = max(rates) / min(rates) if rates else 1.0
+    latency_vs_rate_axes(ax, kind, log_rate=spread > 20)
     ax.set_title(
         f"{kind} {stat} versus throughput (dashed p50; o pass, x fail, red ring client-bound; "
         "dotted: max sustainable)",
         fontsize=9,
     )
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left")
+    ax.legend(fontsize=8, loc="best")
     return Plot(
         "capacity-curve",
         "Latency versus throughput (capacity search)",

@@ -217,6 +217,32 @@ def timeseries_plot(points: Iterable[Point]) -> Plot | None:
 RATE_PARAM = "workload.rate"
 
 
+def _plain(value: float, _: object = None) -> str:
+    return f"{value:g}"
+
+
+def _plain_2_5(value: float, _: object = None) -> str:
+    """Minor ticks labelled at 2x and 5x only, so a log axis over decades stays readable."""
+    text = f"{value:g}"
+    return text if text.lstrip("0.")[:1] in ("2", "5") else ""
+
+
+def latency_vs_rate_axes(ax: Axes, kind: str, log_rate: bool = False) -> None:
+    """Achieved rate across (log when targets differ by orders of magnitude), latency in ms up
+    on a log scale, with plain tick labels."""
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(FuncFormatter(_plain))
+    ax.yaxis.set_minor_formatter(FuncFormatter(_plain_2_5))
+    ax.tick_params(axis="y", which="minor", labelsize=7)
+    if log_rate:
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(_plain))
+        ax.xaxis.set_minor_formatter(FuncFormatter(_plain_2_5))
+        ax.tick_params(axis="x", which="minor", labelsize=7)
+    ax.set_xlabel("achieved rate (acknowledged events/s" + (", log)" if log_rate else ")"))
+    ax.set_ylabel(f"{kind} latency (ms, log)")
+
+
 def latency_vs_throughput_plot(points: list[Point], slo_us: float | None = None) -> Plot | None:
     """p50 and p99 e2e latency against the achieved rate, one curve per target, when the run
     swept ``workload.rate``. Client-bound points are drawn hollow: the harness was the limit."""
@@ -248,13 +274,7 @@ def latency_vs_throughput_plot(points: list[Point], slo_us: float | None = None)
                 ax.plot([rate], [value], marker="o", markersize=11, fillstyle="none", color="red")
     if slo_us is not None:
         ax.axhline(slo_us / 1e3, color="red", linestyle=":", linewidth=1, label="SLO")
-    ax.set_yscale("log")
-    plain = FuncFormatter(lambda value, _: f"{value:g}")
-    ax.yaxis.set_major_formatter(plain)
-    ax.yaxis.set_minor_formatter(plain)
-    ax.tick_params(axis="y", which="minor", labelsize=7)
-    ax.set_xlabel("achieved rate (acknowledged events/s)")
-    ax.set_ylabel(f"{kind} latency (ms, log)")
+    latency_vs_rate_axes(ax, kind)
     ax.set_title(f"{kind} latency versus throughput (red ring: client-bound point)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
