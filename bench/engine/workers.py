@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -213,6 +214,11 @@ class Worker:
             except TimeoutError:
                 self._send("error", spec.index, f"{spec.driver}: setup timed out", None)
                 return
+            # Everything set up so far (modules, the client library, the driver) lives for the
+            # whole run: collect it once and move it out of the collector's sight. A full
+            # collection walking those ~50k objects paused the loop for 17-33 ms mid-run.
+            gc.collect()
+            gc.freeze()
             self._send("ready", spec.index, described)
             message = await self._wait_control("start", "finish")
             if message[0] == "start":

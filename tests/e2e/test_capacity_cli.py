@@ -72,17 +72,18 @@ def test_find_max_finds_a_known_capacity_within_the_precision(tmp_path):
 
 
 def test_an_slo_tighter_than_the_capacity_allows_finds_the_slo_bound_rate(tmp_path):
-    path = scenario(
-        tmp_path, f'capacity_per_s = {CAPACITY_PER_S:g}\nservice_time = "2ms"', "poisson"
-    )
-    search, _, _ = find_max(tmp_path, str(path), "--slo", "e2e.p99<10ms", *PROBES)
+    # 1 ms of work per event (1000/s) after a 5 ms service time, Poisson arrivals: the queue's
+    # p99 wait alone is ~9 ms at 80% load and ~20 ms at 90%, so a 20 ms SLO breaks at ~85%,
+    # well before the target runs out of capacity (and well above this VM's ~10 ms hiccups).
+    capacity = 1000.0
+    path = scenario(tmp_path, f'capacity_per_s = {capacity:g}\nservice_time = "5ms"', "poisson")
+    search, _, _ = find_max(tmp_path, str(path), "--slo", "e2e.p99<20ms", *PROBES)
     assert search["status"] == "found", search["notes"]
     assert search["limited_by"] == ["slo e2e.p99"]
-    # Queueing pushes the p99 over 10 ms well before the target runs out of capacity.
-    assert CAPACITY_PER_S * 0.4 <= search["max_rate_per_s"] <= CAPACITY_PER_S * 0.92
+    assert capacity * 0.4 <= search["max_rate_per_s"] <= capacity * 0.95
     verify = [p for p in search["probes"] if p["phase"] == "verify"][-1]
     assert verify["verdict"] == "pass"
-    assert verify["latency_us"]["e2e"]["p99"] <= 10_000
+    assert verify["latency_us"]["e2e"]["p99"] <= 20_000
 
 
 def test_a_client_bound_harness_is_reported_as_the_limit_not_the_target(tmp_path):

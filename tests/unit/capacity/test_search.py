@@ -426,3 +426,38 @@ def test_a_search_stopped_by_the_ceiling_is_still_verified(tmp_path):
     assert result.max_rate_per_s == pytest.approx(3000.0)
     assert result.verified
     assert result.probes[-1].phase == "verify"
+
+
+class OneHiccupPerRate(FakeTarget):
+    """The first open-loop probe at every rate catches a machine hiccup: its p99 breaks a
+    50 ms SLO once; a second probe at the same rate sees the target as it is."""
+
+    seen: set = None  # type: ignore[assignment]
+
+    def execute(self, point: RunPoint, slug: str) -> tuple[dict[str, Any], Path]:
+        summary, point_dir = super().execute(point, slug)
+        self.seen = self.seen if self.seen is not None else set()
+        rate = point.workload.rate
+        if not point.workload.closed_loop and rate not in self.seen:
+            self.seen.add(rate)
+            summary["latency_us"]["e2e"]["p99"] = 80_000.0
+        return summary, point_dir
+
+
+def test_a_single_slo_hiccup_is_retried_and_does_not_move_the_answer(tmp_path):
+    fake = OneHiccupPerRate(tmp_path)
+    result, _ = run_search(fake, criteria=Criteria(slo_us={"e2e.p99": 50_000.0}))
+    assert result.status == "found", result.notes
+    assert CAPACITY * (1 - PRECISION) <= result.max_rate_per_s <= CAPACITY
+    retried = [p for p in result.probes if p.phase == "retry"]
+    assert retried and all(p.verdict in ("pass", "fail") for p in retried)
+    assert "keeps up" in result.limited_by  # the capacity, not the hiccups, bounds it
+
+
+def test_without_retries_a_single_hiccup_decides(tmp_path):
+    fake = OneHiccupPerRate(tmp_path)
+    result, _ = run_search(
+        fake, criteria=Criteria(slo_us={"e2e.p99": 50_000.0}), retry_slo_failures=False
+    )
+    assert not [p for p in result.probes if p.phase == "retry"]
+    assert result.max_rate_per_s is None or result.max_rate_per_s < CAPACITY * 0.9
