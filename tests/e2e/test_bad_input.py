@@ -1,0 +1,408 @@
+"""The bad-input corpus: every malformed input a user can hand the bench command gives one
+clear line (what file or option, which field, what is wrong), a non-zero exit code, and no
+traceback; and nothing already written is lost.
+
+The cases run the real CLI entry point in-process (``bench.cli.main``), which is what the
+``bench`` script calls, so the corpus stays fast enough to run with the quick tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from bench import cli
+from bench.store import SCHEMA_VERSION
+
+GOOD = """
+[scenario]
+name = "ok"
+duration = "1s"
+warmup = "0s"
+
+[workload]
+rate = 100
+producers = 1
+consumers = 1
+
+[targets.mem]
+driver = "memory"
+"""
+
+
+def scenario_with(old: str, new: str) -> str:
+    assert old in GOOD, old
+    return GOOD.replace(old, new)
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    # Files to create (relative name -> text or bytes), then the argv; "{tmp}" is tmp_path.
+    files: dict[str, str | bytes]
+    argv: list[str]
+    needles: tuple[str, ...]  # each must appear in the first line of stderr
+    code: int = 2
+
+
+def _file(text: str | bytes) -> dict[str, str | bytes]:
+    return {"s.toml": text}
+
+
+V = ["validate", "{tmp}/s.toml"]
+
+CORPUS = [
+    # --------------------------------------------------------------- broken files
+    Case("broken TOML", _file("[scenario\nname = 1"), V, ("s.toml", "invalid TOML")),
+    Case("duplicate key", _file(GOOD + "\n[scenario]\nname='x'\n"), V, ("s.toml", "invalid TOML")),
+    Case("not UTF-8", _file(b"\xff\xfe[scenario]\n"), V, ("s.toml", "not UTF-8")),
+    Case("empty file", _file(""), V, ("s.toml", "scenario")),
+    Case("a directory", {"s.toml/x": ""}, V, ("s.toml", "is a directory")),
+    Case("missing file", {}, V, ("s.toml", "no such file")),
+    # --------------------------------------------------------------- unknown fields
+    Case("unknown table", _file(GOOD + "\n[extra]\nx=1\n"), V, ("s.toml", "extra")),
+    Case(
+        "unknown scenario field",
+        _file(scenario_with('name = "ok"', 'name = "ok"\nlenght = "1s"')),
+        V,
+        ("scenario.lenght", "unknown field"),
+    ),
+    Case(
+        "unknown workload field",
+        _file(scenario_with("rate = 100", "rate = 100\nburst = 3")),
+        V,
+        ("workload.burst",),
+    ),
+    Case(
+        "unknown driver option",
+        _file(scenario_with('driver = "memory"', 'driver = "memory"\nservice_tim = "1ms"')),
+        V,
+        ("targets.mem.service_tim", "unknown field"),
+    ),
+    # --------------------------------------------------------------- wrong types and values
+    Case(
+        "rate is a word",
+        _file(scenario_with("rate = 100", 'rate = "fast"')),
+        V,
+        ("workload.rate", "not a rate"),
+    ),
+    Case(
+        "negative rate",
+        _file(scenario_with("rate = 100", "rate = -5")),
+        V,
+        ("workload.rate", "more than 0"),
+    ),
+    Case("zero rate", _file(scenario_with("rate = 100", "rate = 0")), V, ("workload.rate",)),
+    Case(
+        "producers a string",
+        _file(scenario_with("producers = 1", 'producers = "one"')),
+        V,
+        ("workload.producers",),
+    ),
+    Case(
+        "zero producers",
+        _file(scenario_with("producers = 1", "producers = 0")),
+        V,
+        ("workload.producers",),
+    ),
+    Case(
+        "negative payload",
+        _file(scenario_with("rate = 100", "rate = 100\npayload_bytes = -1")),
+        V,
+        ("workload.payload_bytes",),
+    ),
+    Case(
+        "bad key distribution",
+        _file(scenario_with("rate = 100", 'rate = 100\nkeys = "zipf:-1"')),
+        V,
+        ("workload.keys",),
+    ),
+    Case(
+        "empty event types",
+        _file(scenario_with("rate = 100", "rate = 100\nevent_types = {}")),
+        V,
+        ("workload.event_types",),
+    ),
+    Case(
+        "drop rate above 1",
+        _file(scenario_with('driver = "memory"', 'driver = "memory"\ndrop_rate = 2')),
+        V,
+        ("targets.mem.drop_rate",),
+    ),
+    Case(
+        "name with a slash",
+        _file(scenario_with('name = "ok"', 'name = "a/b"')),
+        V,
+        ("scenario.name",),
+    ),
+    # --------------------------------------------------------------- durations
+    Case(
+        "duration without unit",
+        _file(scenario_with('duration = "1s"', "duration = 10")),
+        V,
+        ("scenario.duration", "no unit"),
+    ),
+    Case(
+        "duration string without unit",
+        _file(scenario_with('duration = "1s"', 'duration = "10"')),
+        V,
+        ("scenario.duration", "no unit"),
+    ),
+    Case(
+        "duration unknown unit",
+        _file(scenario_with('duration = "1s"', 'duration = "10 parsecs"')),
+        V,
+        ("scenario.duration", "not a duration"),
+    ),
+    Case(
+        "zero duration",
+        _file(scenario_with('duration = "1s"', 'duration = "0s"')),
+        V,
+        ("scenario.duration", "longer than 0s"),
+    ),
+    # --------------------------------------------------------------- targets and drivers
+    Case(
+        "unknown driver",
+        _file(scenario_with('driver = "memory"', 'driver = "nosuch"')),
+        V,
+        ("targets.mem.driver", "unknown driver"),
+    ),
+    Case(
+        "target without driver",
+        _file(scenario_with('driver = "memory"', 'service_time = "1ms"')),
+        V,
+        ("targets", "driver"),
+    ),
+    Case(
+        "no targets",
+        _file('[scenario]\nname = "ok"\n'),
+        V,
+        ("targets", "required"),
+    ),
+    Case(
+        "target is not a table",
+        _file(GOOD.split("[targets.mem]")[0] + '[targets]\nmem = "memory"\n'),
+        V,
+        ("targets",),
+    ),
+    Case(
+        "conflicting options: stall_at alone",
+        _file(scenario_with('driver = "memory"', 'driver = "memory"\nstall_at = "1s"')),
+        V,
+        ("targets.mem", "go together"),
+    ),
+    Case(
+        "conflicting options: a store workload on a broker",
+        _file(
+            scenario_with(
+                '[targets.mem]\ndriver = "memory"', '[targets.k]\ndriver = "kafka"'
+            ).replace("rate = 100", 'rate = 100\nkind = "store"')
+        ),
+        V,
+        ("workload.kind",),
+    ),
+    Case(
+        "conflicting options: fewer producers than in-process workers",
+        _file(scenario_with("producers = 1", "producers = 1\nworkers = 2")),
+        V,
+        ("workload.producers",),
+    ),
+    # --------------------------------------------------------------- matrix and SLOs
+    Case(
+        "empty matrix",
+        _file(GOOD + '\n[matrix]\n"workload.rate" = []\n'),
+        V,
+        ("matrix.workload.rate", "empty list"),
+    ),
+    Case(
+        "matrix unknown path",
+        _file(GOOD + '\n[matrix]\n"bogus.rate" = [1]\n'),
+        V,
+        ("matrix.bogus.rate", "unknown path"),
+    ),
+    Case(
+        "matrix unknown target",
+        _file(GOOD + '\n[matrix]\n"targets.nope.service_time" = ["1ms"]\n'),
+        V,
+        ("matrix.targets.nope", "no target"),
+    ),
+    Case(
+        "matrix bad value",
+        _file(GOOD + '\n[matrix]\n"workload.rate" = [100, -1]\n'),
+        V,
+        ("workload.rate",),
+    ),
+    Case(
+        "SLO unknown statistic",
+        _file(GOOD + '\n[slo]\n"e2e.p98" = "5ms"\n'),
+        V,
+        ("slo", "not a latency SLO"),
+    ),
+    Case(
+        "SLO without unit",
+        _file(GOOD + '\n[slo]\n"e2e.p99" = 5\n'),
+        V,
+        ("slo", "no unit"),
+    ),
+    # --------------------------------------------------------------- command-line input
+    Case("--set without =", _file(GOOD), [*V, "--set", "workload.rate"], ("--set", "PATH=VALUE")),
+    Case(
+        "--set unknown path",
+        _file(GOOD),
+        [*V, "--set", "workload.ratee=5"],
+        ("workload.ratee", "unknown field"),
+    ),
+    Case(
+        "--set bad value",
+        _file(GOOD),
+        [*V, "--set", "workload.rate=fast"],
+        ("workload.rate", "not a rate"),
+    ),
+    Case(
+        "run an unknown target",
+        _file(GOOD),
+        ["run", "{tmp}/s.toml", "--target", "nope", "-o", "{tmp}/r"],
+        ("--target", "nope"),
+    ),
+    Case("an unknown service", {}, ["status", "kafkaa"], ("SERVICE", "unknown service")),
+    Case(
+        "plan: not a rate",
+        {},
+        ["plan", "{tmp}", "--load", "lots"],
+        ("--load", "not a rate"),
+    ),
+    Case(
+        "find-max: a bad SLO",
+        _file(GOOD),
+        ["find-max", "{tmp}/s.toml", "--slo", "e2e.p99 < soon"],
+        ("--slo",),
+    ),
+    Case(
+        "compare: one run",
+        {},
+        ["compare", "{tmp}"],
+        ("RUNS", "BASELINE"),
+    ),
+    # --------------------------------------------------------------- results directories
+    Case(
+        "results directory is a file",
+        {"s.toml": GOOD, "r": "not a directory"},
+        ["run", "{tmp}/s.toml", "-o", "{tmp}/r", "--no-report"],
+        ("r", "cannot create the results directory"),
+    ),
+    Case(
+        "results directory cannot be written",
+        _file(GOOD),
+        ["run", "{tmp}/s.toml", "-o", "/proc/eventbench", "--no-report"],
+        ("/proc/eventbench", "cannot create the results directory"),
+    ),
+    Case(
+        "show: not a results directory",
+        {},
+        ["show", "{tmp}/nope"],
+        ("nope",),
+    ),
+    Case(
+        "show: a results directory from a newer eventbench",
+        {"run/manifest.json": json.dumps({"schema_version": SCHEMA_VERSION + 1, "points": []})},
+        ["show", "{tmp}/run"],
+        ("manifest.json", "schema_version", "newer"),
+    ),
+    Case(
+        "show: a truncated manifest",
+        {"run/manifest.json": '{"schema_version": 1, "points": ['},
+        ["show", "{tmp}/run"],
+        ("manifest.json", "not valid JSON"),
+    ),
+    Case(
+        "report: a truncated .hlog",
+        {
+            "run/manifest.json": json.dumps(
+                {"schema_version": 1, "run_id": "r", "points": [{"dir": "p", "target": "m"}]}
+            ),
+            "run/p/summary.json": json.dumps(
+                {"schema_version": 1, "dir": "p", "target": "m", "workload": {"duration_s": 1}}
+            ),
+            # A torn last line is what an interrupted run leaves, and is skipped; a damaged
+            # line before it is damage.
+            "run/p/e2e.hlog": "#[StartTime: 1.0 (seconds since epoch)]\n"
+            "0.000,1.000,5.0,HISTFAAAAB\n1.000,1.000,5.0,HIS",
+        },
+        ["report", "{tmp}/run"],
+        ("e2e.hlog:2", "not a valid interval line"),
+    ),
+]
+
+
+def _materialise(case: Case, tmp_path: Path) -> list[str]:
+    for name, content in case.files.items():
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content)
+    return [arg.replace("{tmp}", str(tmp_path)) for arg in case.argv]
+
+
+def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    old_argv = sys.argv
+    sys.argv = ["bench", *argv]
+    try:
+        with pytest.raises(SystemExit) as exited:
+            cli.main()
+    finally:
+        sys.argv = old_argv
+    out, err = capsys.readouterr()
+    code = exited.value.code
+    return (code if isinstance(code, int) else 1), out, err
+
+
+def test_the_corpus_has_at_least_forty_inputs():
+    assert len(CORPUS) >= 40
+    assert len({c.name for c in CORPUS}) == len(CORPUS)
+
+
+@pytest.mark.parametrize("case", CORPUS, ids=[c.name for c in CORPUS])
+def test_bad_input_gives_one_clear_line_and_a_non_zero_exit(case, tmp_path, capsys):
+    argv = _materialise(case, tmp_path)
+    code, out, err = run_cli(argv, capsys)
+    assert code == case.code, (code, out, err)
+    assert "Traceback" not in err and "Traceback" not in out
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert lines, out
+    first = lines[0]
+    assert first.startswith("error:"), err
+    for needle in case.needles:
+        assert needle in first, (needle, first)
+    # One line of error, at most one line of hint.
+    assert len(lines) <= 2 and (len(lines) == 1 or lines[1].lstrip().startswith("hint:")), err
+
+
+def test_bad_input_never_loses_results_already_written(tmp_path, capsys):
+    # A good run first, then a bad one into the same results directory.
+    (tmp_path / "s.toml").write_text(GOOD)
+    code, _, _ = run_cli(["run", str(tmp_path / "s.toml"), "-o", str(tmp_path / "r"), "-q"], capsys)
+    assert code == 0
+    before = sorted(p.relative_to(tmp_path) for p in (tmp_path / "r").rglob("*"))
+    (tmp_path / "bad.toml").write_text(scenario_with("rate = 100", "rate = -1"))
+    code, _, err = run_cli(["run", str(tmp_path / "bad.toml"), "-o", str(tmp_path / "r")], capsys)
+    assert code == 2 and "workload.rate" in err
+    after = sorted(p.relative_to(tmp_path) for p in (tmp_path / "r").rglob("*"))
+    assert after == before
+    run_dir = next((tmp_path / "r").iterdir())
+    assert json.loads((run_dir / "manifest.json").read_text())["status"] == "ok"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
+def test_an_unwritable_results_directory_is_one_line(tmp_path, capsys):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    (tmp_path / "s.toml").write_text(GOOD)
+    code, _, err = run_cli(["run", str(tmp_path / "s.toml"), "-o", str(locked / "r")], capsys)
+    assert code == 2 and "cannot create the results directory" in err
