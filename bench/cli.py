@@ -35,6 +35,18 @@ if not console.is_terminal:
     # Logs and CI: wide enough for the summary table instead of rich's 80-column default.
     console = Console(highlight=False, width=200)
 err_console = Console(stderr=True, highlight=False)
+if not err_console.is_terminal:
+    err_console = Console(stderr=True, highlight=False, width=200)
+
+
+def _one_line(text: str) -> str:
+    """A message as one line, safe from rich markup (client libraries put newlines and
+    brackets such as "[Errno 111]" in theirs)."""
+    from rich.markup import escape
+
+    return escape(" ".join(str(text).split()))
+
+
 _debug = False
 
 DEFAULT_SCENARIO = Path("scenarios/quickstart.toml")
@@ -236,10 +248,15 @@ def run(
             if summary["status"] == "failed":
                 any_failed = True
                 for problem in summary["problems"]:
-                    err_console.print(f"[red]error:[/] {point.label}: {problem}")
+                    err_console.print(
+                        f"[red]error:[/] {_one_line(f'{point.label}: {problem}')}", soft_wrap=True
+                    )
             elif summary["problems"]:
                 for problem in summary["problems"]:
-                    err_console.print(f"[yellow]warning:[/] {point.label}: {problem}")
+                    err_console.print(
+                        f"[yellow]warning:[/] {_one_line(f'{point.label}: {problem}')}",
+                        soft_wrap=True,
+                    )
         status = "interrupted" if interrupts.requested else ("failed" if any_failed else "ok")
         write_manifest(status)
         _print_summaries(summaries, f"{scenario.scenario.name} ({run_id})")
@@ -435,9 +452,9 @@ def main() -> None:
     except BenchError as exc:
         if _debug:
             raise
-        err_console.print(f"[red]error:[/] {exc.message}", soft_wrap=True)
+        err_console.print(f"[red]error:[/] {_one_line(exc.message)}", soft_wrap=True)
         if exc.hint:
-            err_console.print(f"  hint: {exc.hint}", soft_wrap=True)
+            err_console.print(f"  hint: {_one_line(exc.hint)}", soft_wrap=True)
         sys.exit(exc.exit_code)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
