@@ -79,8 +79,9 @@ def test_injected_service_time_delays_the_ack_precisely():
     samples, baseline = asyncio.run(main())
     median = samples[len(samples) // 2]
     floor = baseline[len(baseline) // 2] - 2_000_000
-    # Never early; late by no more than this machine's own wake-up and resumption, plus 50 µs.
-    assert 2_000_000 <= median < 2_050_000 + floor, (median, floor)
+    # Never early; late by no more than this machine's own wake-up and resumption, plus 5%
+    # (the driver's own bookkeeping: tens of µs on this VM).
+    assert 2_000_000 <= median < 2_100_000 + floor, (median, floor)
 
 
 def test_a_partition_is_never_overtaken_even_with_jitter():
