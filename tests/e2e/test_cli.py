@@ -215,3 +215,45 @@ def test_repeat_writes_a_group_that_check_reads_as_one(tmp_path):
     checked = bench("check", str(group), "--baseline", str(group))
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "2 baseline vs 2 candidate runs" in checked.stdout
+
+
+@pytest.mark.slow
+def test_a_worker_that_dies_fails_the_run_instead_of_hanging(tmp_path):
+    import psutil
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bench.cli", "run", "scenarios/quickstart.toml",
+         "--set", "scenario.duration=60s", "--set", "scenario.warmup=1s",
+         "--no-report", "-o", str(tmp_path)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 30
+    run_dir = None
+    while time.monotonic() < deadline and run_dir is None:
+        runs = [p for p in tmp_path.iterdir() if p.is_dir()] if tmp_path.exists() else []
+        csvs = list(runs[0].glob("*/timeseries.csv")) if runs else []
+        if csvs and len(csvs[0].read_text().splitlines()) >= 3:
+            run_dir = runs[0]
+        time.sleep(0.2)
+    assert run_dir is not None, "the run did not start"
+    workers = [
+        child
+        for child in psutil.Process(process.pid).children(recursive=True)
+        if "spawn_main" in " ".join(child.cmdline())
+    ]
+    assert workers, "no worker process found"
+    started = time.monotonic()
+    workers[0].kill()
+    _, stderr = process.communicate(timeout=60)
+    assert time.monotonic() - started < 30  # reported promptly, not after the 60 s run
+    assert process.returncode == 1, stderr
+    assert "Traceback" not in stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert errors and "worker 0 died" in errors[0], stderr
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["status"] == "failed"
+    point_dir = run_dir / manifest["points"][0]["dir"]
+    summary = json.loads((point_dir / "summary.json").read_text())
+    assert summary["status"] == "failed"
+    # Every interval recorded before the death is still there.
+    assert len((point_dir / "timeseries.csv").read_text().splitlines()) >= 3
