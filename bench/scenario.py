@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import os
 import re
 import tomllib
 from dataclasses import dataclass
@@ -352,10 +353,44 @@ def validate_target(name: str, options: dict[str, Any], source: str) -> DriverCo
     except DriverNotFound as exc:
         raise ScenarioError(source, f"targets.{name}.driver", exc.message, hint=exc.hint) from None
     model: type[DriverConfig] = getattr(cls, "config_model")  # noqa: B009 (a Protocol attr)
+    resolved = {
+        key: resolve_reference(value, source, f"targets.{name}.{key}")
+        for key, value in options.items()
+    }
     try:
-        return model.model_validate(options)
+        return model.model_validate(resolved)
     except ValidationError as exc:
         raise _scenario_error(exc, source, prefix=f"targets.{name}") from None
+
+
+_REFERENCE = re.compile(r"^\$\{(env|file):([^}]+)\}$")
+
+
+def resolve_reference(value: Any, source: str, field: str) -> Any:
+    """``"${env:NAME}"`` -> that environment variable; ``"${file:PATH}"`` -> that file's text
+    (stripped). Credentials stay out of scenario files this way, and the scenario as recorded
+    in the results keeps the reference, never the value; other values pass through."""
+    if isinstance(value, list):
+        return [resolve_reference(v, source, field) for v in value]
+    if not isinstance(value, str):
+        return value
+    match = _REFERENCE.match(value.strip())
+    if not match:
+        return value
+    kind, name = match.group(1), match.group(2).strip()
+    if kind == "env":
+        if name not in os.environ:
+            raise ScenarioError(
+                source, field, f"environment variable {name} is not set", hint=f"export {name}=..."
+            )
+        return os.environ[name]
+    path = Path(name).expanduser()
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ScenarioError(source, field, f"cannot read {path} ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise ScenarioError(source, field, f"{path} is not UTF-8 text") from None
 
 
 # --------------------------------------------------------------------------- overrides

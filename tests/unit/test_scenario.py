@@ -155,3 +155,32 @@ def test_in_process_targets_need_producers_and_consumers_in_every_worker():
     }
     with pytest.raises(ScenarioError, match=r"workload\.producers"):
         scenario_from_dict(raw, "x.toml")
+
+
+def test_credentials_come_from_the_environment_or_a_file(tmp_path, monkeypatch):
+    from bench.scenario import validate_target
+
+    monkeypatch.setenv("EB_UNIT_PW", "from-env")
+    secret = tmp_path / "pw"
+    secret.write_text("from-file\n")
+    env = validate_target(
+        "n", {"driver": "nats", "user": "u", "password": "${env:EB_UNIT_PW}"}, "s.toml"
+    )
+    assert env.password.get_secret_value() == "from-env"  # type: ignore[attr-defined]
+    from_file = validate_target(
+        "n", {"driver": "nats", "user": "u", "password": f"${{file:{secret}}}"}, "s.toml"
+    )
+    assert from_file.password.get_secret_value() == "from-file"  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("reference", "words"),
+    [("${env:EB_UNIT_NOT_SET}", "EB_UNIT_NOT_SET is not set"), ("${file:/nope/pw}", "cannot read")],
+)
+def test_a_missing_credential_source_names_the_field(reference, words, monkeypatch):
+    from bench.scenario import validate_target
+
+    monkeypatch.delenv("EB_UNIT_NOT_SET", raising=False)
+    with pytest.raises(ScenarioError) as caught:
+        validate_target("n", {"driver": "nats", "user": "u", "password": reference}, "s.toml")
+    assert caught.value.field == "targets.n.password" and words in str(caught.value)
