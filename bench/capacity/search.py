@@ -42,6 +42,11 @@ UP_FACTOR = 1.5
 DOWN_FACTOR = 0.5
 # Without --max-rate, the search does not go beyond this multiple of the closed-loop throughput.
 CEILING_FACTOR = 4.0
+# Probes at low rates run longer, so an SLO's percentile rests on this many samples beyond it,
+# up to this many times the probe's duration.
+SAMPLES_BEYOND = 10
+WINDOW_STRETCH = 4.0
+STAT_QUANTILE = {"p50": 0.5, "p90": 0.9, "p99": 0.99, "p999": 0.999}
 
 
 @dataclass(frozen=True)
@@ -228,6 +233,8 @@ class Search:
         fraction: float | None = None,
     ) -> Probe:
         duration = duration_s or self.settings.probe_duration_s
+        if rate:
+            duration = self._long_enough(rate, duration)
         point = self._point(rate, concurrency, phase, duration, fraction)
         number = len(self.result.probes) + len(self.result.sweep)
         what = f"c{concurrency}" if rate is None else f"{rate:.0f}"
@@ -271,6 +278,18 @@ class Search:
             self.result.probes.append(probe)
         self.report(self.result, probe)
         return probe
+
+    def _long_enough(self, rate: float, duration_s: float) -> float:
+        """A window that holds enough samples for the SLOs' percentiles: ten beyond each
+        (1,000 for a p99, 10,000 for a p99.9), up to ``WINDOW_STRETCH`` times the probe.
+        A p99 over a few dozen samples is just their maximum, one hiccup of the machine."""
+        needed = max(
+            (SAMPLES_BEYOND / (1 - STAT_QUANTILE[key.split(".")[1]])
+             for key in self.settings.criteria.slo_us
+             if key.split(".")[1] in STAT_QUANTILE),
+            default=0.0,
+        )  # fmt: skip
+        return max(duration_s, min(needed / rate, WINDOW_STRETCH * duration_s))
 
     def _budget_left(self) -> bool:
         return len(self.result.probes) < self.settings.max_probes

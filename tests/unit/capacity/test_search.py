@@ -461,3 +461,29 @@ def test_without_retries_a_single_hiccup_decides(tmp_path):
     )
     assert not [p for p in result.probes if p.phase == "retry"]
     assert result.max_rate_per_s is None or result.max_rate_per_s < CAPACITY * 0.9
+
+
+@pytest.mark.parametrize(
+    ("slo", "rate", "window_s"),
+    [
+        ({}, 50.0, 5.0),  # no SLO: the probe's own duration
+        ({"e2e.p99": 50_000.0}, 5000.0, 5.0),  # 25,000 samples already
+        ({"e2e.p99": 50_000.0}, 125.0, 8.0),  # 1,000 samples for a p99
+        ({"e2e.p99": 50_000.0}, 10.0, 20.0),  # capped at 4x the probe
+        ({"e2e.p999": 50_000.0}, 1000.0, 10.0),  # 10,000 samples for a p99.9
+        ({"e2e.max": 50_000.0}, 10.0, 5.0),  # a max needs no stretch
+    ],
+)
+def test_probes_at_low_rates_run_long_enough_for_the_slo_percentile(tmp_path, slo, rate, window_s):
+    fake = FakeTarget(tmp_path)
+    search = Search(
+        base_point(),
+        0,
+        Settings(probe_duration_s=5.0, criteria=Criteria(slo_us=slo)),
+        fake.execute,
+        lambda result, probe: None,
+        lambda: False,
+    )
+    probe = search.probe("bracket", rate)
+    assert probe.duration_s == pytest.approx(window_s)
+    assert fake.calls[-1][0].scenario.scenario.duration == pytest.approx(window_s)
