@@ -157,7 +157,7 @@ def run(
             points = [p for p in points if p.target in target]
         plans.append((path, scenario, points))
 
-    interrupts = Interrupts(err_console)
+    interrupts = Interrupts()
     interrupts.install()
     any_failed = False
     env = environment()

@@ -4,18 +4,16 @@ finished (marked ``interrupted``); the second leaves at once, after the register
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 from collections.abc import Callable
-
-from rich.console import Console
 
 
 class Interrupts:
     """First Ctrl-C/SIGTERM: stop the load, finish the files. Second: leave at once."""
 
-    def __init__(self, console: Console) -> None:
-        self.console = console
+    def __init__(self) -> None:
         self.signum: int | None = None
         self.on_second: list[Callable[[], None]] = []
 
@@ -29,10 +27,14 @@ class Interrupts:
                 callback()
             os._exit(128 + signum)
         self.signum = signum
-        self.console.print(
-            "[yellow]interrupted: stopping the load and writing results "
-            "(press Ctrl-C again to leave at once)[/]"
-        )
+        # A plain write: the signal can land while rich (or anything) is half imported, and a
+        # handler that imports or formats could fail there.
+        with contextlib.suppress(OSError):
+            os.write(
+                2,
+                b"interrupted: stopping the load and writing results "
+                b"(press Ctrl-C again to leave at once)\n",
+            )
 
     @property
     def requested(self) -> bool:

@@ -385,7 +385,7 @@ def find_max(
         max_probes,
     )
     _check_slo_kinds(settings.criteria, bases, path)
-    interrupts = Interrupts(err_console)
+    interrupts = Interrupts()
     interrupts.install()
     run = CapacityRun(
         results_dir,
@@ -478,7 +478,7 @@ def sweep(
     )
     _check_slo_kinds(settings.criteria, bases, path)
     window = _duration(duration, "--duration") or loaded.scenario.duration
-    interrupts = Interrupts(err_console)
+    interrupts = Interrupts()
     interrupts.install()
     run = CapacityRun(
         results_dir,

@@ -67,18 +67,26 @@ def test_find_max_on_nats_is_bounded_and_agrees_with_a_fixed_rate_run(tmp_path, 
     assert search["upper_rate_per_s"] > rate
     assert len(search["probes"]) <= 20
 
-    # The same scenario, as an ordinary run at the answer's rate.
-    fixed = bench(
-        "run", str(path), "--set", f"workload.rate={rate:.1f}", "--no-report", "-q",
-        "-o", str(tmp_path / "fixed"), timeout=300,
-    )  # fmt: skip
-    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
-    run_dir = only_run(tmp_path / "fixed")
-    (point,) = json.loads((run_dir / "manifest.json").read_text())["points"]
-    summary = json.loads((run_dir / point["dir"] / "summary.json").read_text())
-    # Judged by the search's own checks. A single run's p99 at the very edge of the SLO is
-    # noisy, so it gets twice the SLO, where a rate past the knee is far over it.
+    # The same scenario, as an ordinary run at the answer's rate, judged by the search's own
+    # checks and by its rule: a rate fails its SLO only when a second run confirms it (a 4 s
+    # p99 on this VM rests on a few samples, and one 100 ms hiccup breaks it). A single run's
+    # p99 at the very edge of the SLO gets twice the SLO; a rate past the knee is far over.
     criteria = Criteria(slo_us={"e2e.p99": 2 * SLO_P99_US})
-    checks = judge(summary, run_dir / point["dir"], criteria)
-    assert verdict(checks) == "pass", [c for c in checks if not c.passed]
-    assert summary["throughput"]["acked_per_s"] >= 0.95 * rate
+    outcomes = []
+    for attempt in range(2):
+        fixed = bench(
+            "run", str(path), "--set", f"workload.rate={rate:.1f}", "--no-report", "-q",
+            "-o", str(tmp_path / f"fixed-{attempt}"), timeout=300,
+        )  # fmt: skip
+        assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+        run_dir = only_run(tmp_path / f"fixed-{attempt}")
+        (point,) = json.loads((run_dir / "manifest.json").read_text())["points"]
+        summary = json.loads((run_dir / point["dir"] / "summary.json").read_text())
+        checks = judge(summary, run_dir / point["dir"], criteria)
+        # Whatever the p99 did, the target kept up with the rate the search found.
+        assert all(c.passed for c in checks if not c.name.startswith("slo")), checks
+        assert summary["throughput"]["acked_per_s"] >= 0.95 * rate
+        outcomes.append(verdict(checks))
+        if outcomes[-1] == "pass":
+            break
+    assert "pass" in outcomes, outcomes
