@@ -96,7 +96,8 @@ def _duration(text: str | None, option: str, allow_zero: bool = False) -> float 
 
 class CapacityRun:
     """A results directory being filled by probes; written after every probe, so an
-    interrupted search leaves every finished probe and the answer so far."""
+    interrupted search leaves every finished probe and the answer so far. It owns the
+    Ctrl-C handling: the first stops the probe, the second writes the files and leaves."""
 
     def __init__(
         self,
@@ -107,13 +108,14 @@ class CapacityRun:
         settings: dict[str, Any],
         overrides: list[str],
         quiet: bool,
-        stop_requested: Any,
     ) -> None:
+        from bench.interrupts import Interrupts
         from bench.store import create_run_dir, environment
 
         self.kind = kind
         self.quiet = quiet
-        self.stop_requested = stop_requested
+        self.interrupts = Interrupts()
+        self.interrupts.install()
         self.run_id, self.dir = create_run_dir(results_dir, f"{scenario.scenario.name}-{kind}")
         self.settings = settings
         self.results: list[SearchResult] = []
@@ -132,6 +134,10 @@ class CapacityRun:
             "points": [],
         }
         self.write()
+        self.interrupts.on_second = [lambda: self.write("interrupted")]
+
+    def stop_requested(self) -> bool:
+        return self.interrupts.requested
 
     def write(self, status: str | None = None) -> None:
         from bench.store import CAPACITY, MANIFEST, atomic_write_json
@@ -282,7 +288,8 @@ def _results_table(results: list[SearchResult], title: str) -> Table:
     return table
 
 
-def _finish(run: CapacityRun, interrupts: Any, no_report: bool, title: str) -> None:
+def _finish(run: CapacityRun, no_report: bool, title: str) -> None:
+    interrupts = run.interrupts
     status = "interrupted" if interrupts.requested else "ok"
     if any(r.status == "failed" for r in run.results) and status == "ok":
         status = "failed"
@@ -369,7 +376,6 @@ def find_max(
     the consumer backlog stays bounded, errors stay under the threshold, and the harness is
     not the limit. Writes every probe, capacity.json and the latency-vs-throughput curve."""
     from bench.capacity.search import Search
-    from bench.interrupts import Interrupts
 
     path = Path(scenario)
     loaded, bases = _bases(path, set_ or [], target)
@@ -385,8 +391,6 @@ def find_max(
         max_probes,
     )
     _check_slo_kinds(settings.criteria, bases, path)
-    interrupts = Interrupts()
-    interrupts.install()
     run = CapacityRun(
         results_dir,
         path,
@@ -395,23 +399,19 @@ def find_max(
         _settings_dict(settings, {}),
         set_ or [],
         quiet,
-        lambda: interrupts.requested,
     )
-    interrupts.on_second = [lambda: run.write("interrupted")]
     console.print(
         f"[bold]{loaded.scenario.name}[/]: find-max on {len(bases)} point(s) -> {run.dir}"
     )
     for ordinal, base in enumerate(bases):
-        if interrupts.requested:
+        if run.stop_requested():
             break
         console.print(f"[bold cyan]▶ {base.label}[/]: searching ({_criteria_text(settings)})")
-        search = Search(
-            base, ordinal, settings, run.execute, run.report, lambda: interrupts.requested
-        )
+        search = Search(base, ordinal, settings, run.execute, run.report, run.stop_requested)
         run.results.append(search.result)
         search.find_max()
         console.print(f"  [bold]{search.result.headline}[/]")
-    _finish(run, interrupts, no_report, f"{loaded.scenario.name} find-max ({run.run_id})")
+    _finish(run, no_report, f"{loaded.scenario.name} find-max ({run.run_id})")
 
 
 def sweep(
@@ -445,7 +445,6 @@ def sweep(
     """Latency versus throughput: open-loop points at fractions of each target's max
     sustainable rate (RabbitMQ PerfTest style). Without --max or --from, runs find-max first."""
     from bench.capacity.search import Search
-    from bench.interrupts import Interrupts
 
     path = Path(scenario)
     loaded, bases = _bases(path, set_ or [], target)
@@ -478,8 +477,6 @@ def sweep(
     )
     _check_slo_kinds(settings.criteria, bases, path)
     window = _duration(duration, "--duration") or loaded.scenario.duration
-    interrupts = Interrupts()
-    interrupts.install()
     run = CapacityRun(
         results_dir,
         path,
@@ -488,16 +485,12 @@ def sweep(
         _settings_dict(settings, {"fractions": parts, "sweep_duration_s": window}),
         set_ or [],
         quiet,
-        lambda: interrupts.requested,
     )
-    interrupts.on_second = [lambda: run.write("interrupted")]
     console.print(f"[bold]{loaded.scenario.name}[/]: sweep on {len(bases)} point(s) -> {run.dir}")
     for ordinal, base in enumerate(bases):
-        if interrupts.requested:
+        if run.stop_requested():
             break
-        search = Search(
-            base, ordinal, settings, run.execute, run.report, lambda: interrupts.requested
-        )
+        search = Search(base, ordinal, settings, run.execute, run.report, run.stop_requested)
         run.results.append(search.result)
         top = known.get(_base_key(base))
         if top is None:
@@ -512,7 +505,7 @@ def sweep(
             search.result.status = "given"
         console.print(f"[bold cyan]▶ {base.label}[/]: sweep at {fractions} x {top:,.0f}/s")
         search.sweep(top, parts, window)
-    _finish(run, interrupts, no_report, f"{loaded.scenario.name} sweep ({run.run_id})")
+    _finish(run, no_report, f"{loaded.scenario.name} sweep ({run.run_id})")
 
 
 def plan(

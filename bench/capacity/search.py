@@ -464,15 +464,10 @@ def _check_value(probe: Probe, name: str) -> str:
 
 
 def search_key(point: RunPoint) -> str:
-    """The point's identity across runs: target and matrix parameters (as ``tables.point_key``)."""
-    parts = [point.target] + [f"{k}={_fmt(v)}" for k, v in sorted(point.params.items())]
-    return " ".join(parts)
+    """The point's identity across runs: the key compare and check match points by."""
+    from bench.report.tables import point_key
 
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
+    return point_key({"target": point.target, "params": point.params})
 
 
 def probe_line(probe: Probe) -> str:
