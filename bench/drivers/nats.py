@@ -201,10 +201,13 @@ class NatsProducer:
                     await self._js.publish(subject, msg.value, timeout=timeout_s, headers=headers)
                 return
             # publish_async waits (up to timeout_s) for a free slot in the window, writes the
-            # message and returns a future for its PubAck.
-            future = await self._js.publish_async(
-                subject, msg.value, wait_stall=timeout_s, headers=headers
-            )
+            # message and returns a future for its PubAck. It awaits before writing (the slot,
+            # and on first use a reply subscription), so concurrent sends could reach the wire
+            # out of call order and break per-key order; the lock (FIFO) keeps call order.
+            async with self._lock:
+                future = await self._js.publish_async(
+                    subject, msg.value, wait_stall=timeout_s, headers=headers
+                )
             self._observe(self._js.publish_async_pending())
             # The future has no deadline of its own; cancelling it on timeout frees the slot.
             await asyncio.wait_for(future, timeout_s)
