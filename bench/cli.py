@@ -279,7 +279,7 @@ def run(
 
 
 def _print_summaries(summaries: list[dict[str, Any]], title: str) -> None:
-    from bench.report.terminal import store_table, summary_table
+    from bench.report.terminal import faults_table, store_table, summary_table
 
     streams = [s for s in summaries if s.get("kind", "stream") == "stream"]
     stores = [s for s in summaries if s.get("kind") == "store"]
@@ -287,6 +287,9 @@ def _print_summaries(summaries: list[dict[str, Any]], title: str) -> None:
         console.print(summary_table(streams, title=title))
     if stores:
         console.print(store_table(stores, title=title))
+    faulted = [s for s in summaries if s.get("faults")]
+    if faulted:
+        console.print(faults_table(faulted, title=f"{title}: faults"))
 
 
 def _fmt(value_us: float | None) -> str:

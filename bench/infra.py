@@ -65,6 +65,7 @@ from bench.errors import InfraError
 __all__ = [
     "DEFAULT_STATE_DIR",
     "SERVICES",
+    "ServiceFaults",
     "ServiceStatus",
     "connection_url",
     "down",
@@ -259,6 +260,116 @@ def restart(name: str, state_dir: Path | None = None, timeout_s: float = 60.0) -
         return replace(current, detail="reused (already running); not restarted")
     down(name, state_dir)
     return up(name, state_dir, timeout_s)
+
+
+# --------------------------------------------------------------------------- faults
+
+
+class ServiceFaults:
+    """Kill, stop, start, pause and resume one service that eventbench started.
+
+    The fault timeline (``bench/faults/``) acts through this. Only a service ``bench up``
+    started qualifies: eventbench never kills what it did not start. Stopping and starting
+    keep the service's data (its state directory stays), as a real broker restart does. The
+    methods block; each wait is bounded.
+    """
+
+    def __init__(self, name: str, state_dir: Path | None = None) -> None:
+        self.name = _check_name(name)
+        self.state_dir = state_dir
+        self.directory = _service_dir(state_dir, name)
+        self.address = _address(name)
+        self.endpoint = self.address.endpoint
+        current = status(name, state_dir)
+        if not current.running:
+            raise InfraError(
+                f"{name} does not answer at {current.endpoint}", hint=f"bench up {name}"
+            )
+        if not current.managed:
+            env = _KAFKA_PORT_ENV if name == "kafka" else _DEFAULT_URLS[name][0]
+            raise InfraError(
+                f"{name} at {current.endpoint} was not started by bench up, and eventbench "
+                "injects faults only into services it started",
+                hint=f"point {env} at a free port and run bench up {name} first",
+            )
+        self._paused: list[psutil.Process] = []
+
+    def processes(self) -> list[psutil.Process]:
+        """The server process and everything it forked (backends, port helpers)."""
+        record = _load_record(self.directory)
+        if record is not None and record.pid is not None and _record_alive(record):
+            root = psutil.Process(record.pid)
+        else:
+            root = self._listener()
+        with contextlib.suppress(psutil.Error):
+            return [root, *root.children(recursive=True)]
+        return [root]
+
+    def _listener(self) -> psutil.Process:
+        for conn in psutil.net_connections(kind="tcp"):
+            if (
+                conn.status == psutil.CONN_LISTEN
+                and conn.laddr
+                and conn.laddr.port == self.address.port
+                and conn.pid
+            ):
+                return psutil.Process(conn.pid)
+        raise InfraError(f"{self.name}: no process listens on port {self.address.port}")
+
+    def kill(self) -> str:
+        """SIGKILL the server and its children; return once they are gone."""
+        procs = self.processes()
+        for proc in procs:
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+        _, alive = psutil.wait_procs(procs, timeout=10)
+        if alive:
+            raise InfraError(f"{self.name}: pid {alive[0].pid} survived SIGKILL")
+        return f"SIGKILL pid {procs[0].pid}"
+
+    def stop(self) -> str:
+        """A graceful stop: SIGTERM (or the service's stop command), SIGKILL as a last resort."""
+        record = _load_record(self.directory)
+        procs = self.processes()
+        if record is not None and record.pid is None and record.stop:
+            _run(list(record.stop), _COMMAND_TIMEOUT_S, what=f"stop {self.name}")
+        else:
+            for proc in procs:
+                with contextlib.suppress(psutil.Error):
+                    proc.terminate()
+        _, alive = psutil.wait_procs(procs, timeout=_STOP_TIMEOUT_S)
+        if alive:
+            self.kill()
+            return f"stopped pid {procs[0].pid} (SIGKILL after {_STOP_TIMEOUT_S:g}s)"
+        return f"stopped pid {procs[0].pid}"
+
+    def start(self, timeout_s: float = 60.0) -> str:
+        """Start it again on the same address and data; return once it answers."""
+        deadline = time.monotonic() + timeout_s
+        with _locked(self.directory.parent, deadline):
+            if _probe(self.name, self.address).running:
+                return "already answering"
+            result = _STARTERS[self.name](self.address, self.directory, deadline)
+        return result.detail
+
+    def pause(self) -> str:
+        """SIGSTOP the server and its children (connections stay open, nothing answers)."""
+        self._paused = self.processes()
+        for proc in self._paused:
+            with contextlib.suppress(psutil.Error):
+                proc.suspend()
+        return f"SIGSTOP pid {self._paused[0].pid}"
+
+    def resume(self) -> str:
+        """SIGCONT what :meth:`pause` stopped (safe to call when nothing is paused)."""
+        paused, self._paused = self._paused, []
+        for proc in paused:
+            with contextlib.suppress(psutil.Error):
+                proc.resume()
+        return f"SIGCONT pid {paused[0].pid}" if paused else "nothing paused"
+
+    def answering(self) -> bool:
+        return _probe(self.name, self.address).running
 
 
 # --------------------------------------------------------------------------- addresses

@@ -7,6 +7,7 @@ A scenario file has these tables::
     [targets.NAME]    driver = "memory" | "kafka" | …, plus that driver's own options
     [matrix]          "workload.rate" = [1000, 5000]   (dotted path -> list; cross product)
     [slo]             "e2e.p99" = "50ms"
+    [[faults]]        at = "20s", action = "kill" | "restart" | "pause" | "disconnect", down_for
 
 Everything is validated: a bad file is a ScenarioError naming the file, the field and the
 problem (exit code 2). Each target's options are validated by the driver's own pydantic model,
@@ -197,6 +198,38 @@ class Workload(_Model):
         return bool(self.exact_pacing)
 
 
+FAULT_ACTIONS = ("kill", "restart", "pause", "disconnect")
+
+
+class Fault(_Model):
+    """One scheduled fault against the point's target (see ``bench/faults/``).
+
+    ``at`` counts from the start of the load (warm-up included, as ``timeseries.csv``'s t_s).
+    ``kill`` is SIGKILL, then a restart after ``down_for``; ``restart`` is a graceful stop and
+    a start (``down_for`` waits between them); ``pause`` is SIGSTOP, then SIGCONT after
+    ``down_for``; ``disconnect`` drops the harness's connections to the target.
+    """
+
+    at: Duration
+    action: Literal["kill", "restart", "pause", "disconnect"]
+    down_for: Duration | None = None
+
+    @model_validator(mode="after")
+    def _down_for(self) -> Fault:
+        if self.action == "disconnect" and self.down_for:
+            raise ValueError("disconnect takes no down_for: the client reconnects by itself")
+        if self.action in ("kill", "pause") and self.down_for == 0:
+            raise ValueError(f"{self.action} needs down_for longer than 0s")
+        return self
+
+    @property
+    def down_for_s(self) -> float:
+        """How long the target stays down (defaults: kill and pause 5s, restart 0s)."""
+        if self.down_for is not None:
+            return float(self.down_for)
+        return 5.0 if self.action in ("kill", "pause") else 0.0
+
+
 class Scenario(_Model):
     """A validated scenario (one file, overrides applied, matrix not yet expanded)."""
 
@@ -205,6 +238,25 @@ class Scenario(_Model):
     targets: dict[str, dict[str, Any]]
     matrix: dict[str, list[Any]] = {}
     slo: dict[str, Duration] = {}
+    faults: list[Fault] = []
+
+    @model_validator(mode="after")
+    def _faults_fit_the_load(self) -> Scenario:
+        load_s = self.scenario.warmup + self.scenario.duration
+        previous_end = -1.0
+        for i, fault in enumerate(self.faults):
+            if fault.at >= load_s:
+                raise ValueError(
+                    f"faults[{i}].at = {fault.at:g}s is not inside the load "
+                    f"(warmup + duration = {load_s:g}s)"
+                )
+            if fault.at < previous_end:
+                raise ValueError(
+                    f"faults[{i}].at = {fault.at:g}s starts before the previous fault ends "
+                    f"({previous_end:g}s): list faults in time order, one at a time"
+                )
+            previous_end = fault.at + fault.down_for_s
+        return self
 
     @field_validator("targets")
     @classmethod

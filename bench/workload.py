@@ -64,6 +64,8 @@ class EventFactory:
         self.ledger = ledger if ledger is not None else ProducerLedger(producer_id)
         self._ledger_keys = self.ledger.keys.append
         self._ledger_acks = self.ledger.acks.append
+        intended = self.ledger.intended
+        self._ledger_intended = intended.append if intended is not None else None
         self._rng = np.random.default_rng([seed, producer_id])
         self._n_keys = workload.aggregates
         self._key_probs = key_probabilities(workload.keys, workload.aggregates)
@@ -145,6 +147,8 @@ class EventFactory:
             state[3] = event_id
         self._ledger_keys(key_index)
         self._ledger_acks(ACK_PENDING)
+        if self._ledger_intended is not None:
+            self._ledger_intended(intended_ns)
         head = (
             f'{{"event_id":"{event_id}","event_type":"{event_type}","aggregate_id":"{key}",'
             f'"aggregate_type":"{self._aggregate_type}","version":{version},'

@@ -11,6 +11,13 @@ the numbers is predictable:
 * ``capacity_per_s``: a single-server service rate; beyond it publishes queue up;
 * ``drop_rate``: acknowledged, never delivered (acknowledged loss);
 * ``duplicate_rate``: delivered twice;
+* faults (a scenario's ``[[faults]]``, through :meth:`MemoryDriver.inject_fault`): ``kill``
+  fails every unacknowledged publish (its message is gone), refuses publishes and stops
+  deliveries for ``down_for``, keeping what it had stored; ``restart`` stops taking publishes,
+  lets the in-flight ones complete and is back after ``down_for``; ``pause`` freezes publishes,
+  acknowledgements and deliveries for ``down_for`` (nothing fails); ``disconnect`` fails the
+  in-flight publishes *after* the broker stored them (acknowledgement lost: the audit counts
+  them as unacknowledged yet received) and holds the next ones for a 100 ms reconnect;
 * ``client_cpu_per_send``: CPU the *client* burns per send, on the harness's event loop (a busy
   wait, as an expensive client library would). It makes the harness, not the target, the limit
   at about ``1 / client_cpu_per_send`` sends per second per worker: the proving ground for the
@@ -127,6 +134,9 @@ class _Topic:
         return group
 
 
+RECONNECT_S = 0.1  # how long a dropped client takes to reconnect (the disconnect fault)
+
+
 class MemoryProducer:
     def __init__(self, driver: MemoryDriver, topic: _Topic) -> None:
         self._driver = driver
@@ -135,6 +145,8 @@ class MemoryProducer:
     async def send(self, msg: Message) -> None:
         driver = self._driver
         topic = self._topic
+        if driver.fault is not None:
+            await driver.admit()
         if driver.client_cost_ns:
             busy_until = time.perf_counter_ns() + driver.client_cost_ns
             while time.perf_counter_ns() < busy_until:
@@ -154,6 +166,9 @@ class MemoryProducer:
         driver.timer().call_at_ns(
             due, driver.complete, topic, partition, msg, fut, exact=driver.config.exact_delays
         )
+        if driver.faults_armed:
+            driver.in_flight.add(fut)
+            fut.add_done_callback(driver.in_flight.discard)
         await fut
 
     async def close(self) -> None:
@@ -161,7 +176,10 @@ class MemoryProducer:
 
 
 class MemoryConsumer:
-    def __init__(self, group: _Group, on_message: OnMessage, batch: int) -> None:
+    def __init__(
+        self, group: _Group, on_message: OnMessage, batch: int, gate: asyncio.Event
+    ) -> None:
+        self._gate = gate  # cleared while a fault stops deliveries
         self._group = group
         self._on_message = on_message
         self._batch = batch
@@ -183,7 +201,10 @@ class MemoryConsumer:
         on_message = self._on_message
         batch = self._batch
         loop = asyncio.get_running_loop()
+        gate = self._gate
         while True:
+            if not gate.is_set():
+                await gate.wait()
             delivered = 0
             for part in self.partitions:
                 queue = part.queue
@@ -243,6 +264,17 @@ class MemoryDriver:
         )
         self.dropped = 0
         self.duplicated = 0
+        # Faults: the one in progress (None: healthy), what it did, and what it holds back.
+        self.faults_armed = False  # track in-flight publishes (only when faults are scheduled)
+        self.fault: str | None = None
+        self.in_flight: set[asyncio.Future[None]] = set()
+        self._deliveries = asyncio.Event()
+        self._deliveries.set()
+        self._admission = asyncio.Event()
+        self._admission.set()
+        self._held: list[tuple[Any, ...]] = []  # completions due while paused
+        self._killed: set[asyncio.Future[None]] = set()  # publishes a kill lost
+        self.fault_counts = {"failed_in_flight": 0, "refused": 0}
         # Event store state.
         self._streams: dict[str, list[StoredEvent]] = {}
         self._log: list[StoredEvent] = []
@@ -268,7 +300,7 @@ class MemoryDriver:
         self, topology: Topology, consumer_id: int, on_message: OnMessage
     ) -> MemoryConsumer:
         group = self._topic(topology).group(topology.consumer_group)
-        return MemoryConsumer(group, on_message, self.config.delivery_batch)
+        return MemoryConsumer(group, on_message, self.config.delivery_batch, self._deliveries)
 
     async def cleanup(self, topology: Topology) -> None:
         self._topics.pop(topology.name, None)
@@ -280,7 +312,11 @@ class MemoryDriver:
             "in_process": True,
             "precise_timer": PreciseTimer.mechanism(),
             "settings": self.config.model_dump(mode="json"),
-            "injected": {"dropped": self.dropped, "duplicated": self.duplicated},
+            "injected": {
+                "dropped": self.dropped,
+                "duplicated": self.duplicated,
+                **self.fault_counts,
+            },
         }
 
     async def close(self) -> None:
@@ -321,9 +357,70 @@ class MemoryDriver:
         # The acknowledgement and the delivery happen at the same instant; resolving the ack
         # first lets the loop resume the producer before the consumer's callback runs, so the
         # service time is the injected one rather than that plus the consumer's work.
-        if not fut.done():
+        if self.fault == "pause":
+            self._held.append((topic, partition, msg, fut))
+            return
+        if fut.done():  # failed by a fault: a kill lost the message, a disconnect only the ack
+            if fut in self._killed:
+                self._killed.discard(fut)
+                return
+        else:
             fut.set_result(None)
         self.commit(topic, partition, msg)
+
+    # -- faults
+    async def admit(self) -> None:
+        """A publish during a fault: refused while killed or restarting, held otherwise."""
+        if self.fault in ("kill", "restart"):
+            self.fault_counts["refused"] += 1
+            raise DriverError(f"memory: connection refused (broker {self.fault}ed)")
+        if not self._admission.is_set():
+            await self._admission.wait()
+
+    async def inject_fault(self, action: str, down_for_s: float) -> str:
+        """Act out one fault now and return when the target is back; say what was done."""
+        self.faults_armed = True
+        in_flight = [f for f in self.in_flight if not f.done()]
+        if action == "disconnect":
+            self.fault = action
+            self._admission.clear()
+            self._deliveries.clear()
+            for fut in in_flight:
+                fut.set_exception(DriverError("memory: connection reset (disconnected)"))
+            self.fault_counts["failed_in_flight"] += len(in_flight)
+            await asyncio.sleep(RECONNECT_S)
+            detail = f"dropped the connections ({len(in_flight)} publishes in flight failed)"
+        elif action == "kill":
+            self.fault = action
+            self._deliveries.clear()
+            for fut in in_flight:
+                fut.set_exception(DriverError("memory: connection lost (broker killed)"))
+                self._killed.add(fut)
+            self.fault_counts["failed_in_flight"] += len(in_flight)
+            await asyncio.sleep(down_for_s)
+            detail = f"killed ({len(in_flight)} unacknowledged publishes lost)"
+        elif action == "restart":
+            self.fault = action
+            while self.in_flight:  # graceful: what was accepted completes first
+                await asyncio.sleep(0.001)
+            self._deliveries.clear()
+            await asyncio.sleep(down_for_s or 1.0)
+            detail = "restarted gracefully (in-flight publishes completed first)"
+        elif action == "pause":
+            self.fault = action
+            self._admission.clear()
+            self._deliveries.clear()
+            await asyncio.sleep(down_for_s)
+            detail = f"paused ({len(in_flight)} publishes in flight held)"
+        else:
+            raise DriverError(f"memory: unknown fault {action!r}")
+        self.fault = None
+        held, self._held = self._held, []
+        for topic, partition, msg, fut in held:
+            self.complete(topic, partition, msg, fut)
+        self._admission.set()
+        self._deliveries.set()
+        return detail
 
     def commit(self, topic: _Topic, partition: int, msg: Message) -> None:
         copies = 1

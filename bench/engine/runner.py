@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import csv
+import dataclasses
 import multiprocessing as mp
 import re
 import secrets
@@ -33,6 +34,8 @@ from bench.drivers.base import DriverContext, Topology, load_driver
 from bench.engine.store import StoreTotals, check_store, load_latency_by_length
 from bench.engine.workers import KINDS, WorkerSpec, worker_main
 from bench.errors import BenchError, DriverError
+from bench.faults import figures as fault_figures
+from bench.faults.inject import FaultInjector, check_faultable
 from bench.metrics import audit as audit_mod
 from bench.metrics.hlog import HlogWriter
 from bench.metrics.recorder import (
@@ -139,6 +142,9 @@ class PointRunner:
         self.invariants: list[str] | None = None
         self.server_counters_before: dict[str, int] | None = None
         self.server_counters_after: dict[str, int] | None = None
+        self.faults = list(point.scenario.faults)
+        self.fault_handle: Any = None  # infra.ServiceFaults of the target's service
+        self.injector: FaultInjector | None = None
 
     # ------------------------------------------------------------------ topology and workers
     def _topology(self) -> Topology:
@@ -200,6 +206,10 @@ class PointRunner:
                     prepare_here=in_process,
                     describe=(i == 0),
                     log_path=str(self.dir / f"worker-{i}.log"),
+                    timeline=bool(self.faults),
+                    faults=tuple((float(f.at), f.action, f.down_for_s) for f in self.faults)
+                    if in_process
+                    else (),
                 )
             )
         return specs
@@ -250,6 +260,9 @@ class PointRunner:
         started_at = time.time()
         states: list[_WorkerState] = []
         try:
+            if self.faults and not in_process:
+                # Before anything runs: faults act only on a service bench up started.
+                self.fault_handle = check_faultable(self.point.driver)
             if not in_process:
                 self.describe = asyncio.run(self._remote("prepare", topology))
             states = self._spawn(self._specs(topology, in_process))
@@ -261,6 +274,13 @@ class PointRunner:
             self.status = "failed"
             self.problems.append(exc.message)
         finally:
+            if self.injector is not None:
+                # Whatever a fault took down comes back before anything else happens.
+                fault_problems = self.injector.stop()
+                if fault_problems:
+                    self.problems.extend(fault_problems)
+                    if self.status == "ok":
+                        self.status = "failed"
             self._close_files()
             self._reap(states)
             if not in_process and self.meta.cleanup and self.status != "failed":
@@ -406,6 +426,14 @@ class PointRunner:
         self.epoch_at_t0 = time.time() + 0.2
         self._open_files()
         self._broadcast(states, "start", self.t0_ns)
+        if self.fault_handle is not None:
+            self.injector = FaultInjector(
+                self.faults,
+                self.fault_handle,
+                self.t0_ns,
+                lambda: [s.process.pid for s in states if s.process.pid],
+            )
+            self.injector.start()
         load_s = self.meta.warmup + self.meta.duration
         hard_deadline = time.monotonic() + 0.2 + load_s + self.meta.drain_timeout + 60
         produced_at: float | None = None
@@ -629,6 +657,16 @@ class PointRunner:
             [f["consumers"] for f in finals],
             key_namer(w),
         )
+        fault_rows = fault_figures.summarize(
+            self.faults,
+            [dataclasses.asdict(e) for e in self.injector.events] if self.injector else None,
+            [f["timeline"] for f in finals if f.get("timeline")],
+            [p for f in finals for p in f["producers"]],
+            [f["consumers"] for f in finals],
+            self.t0_ns,
+            None if w.closed_loop else float(w.rate),
+            self.meta.warmup + self.meta.duration,
+        )
         if finals and len(finals) < len(states):
             self.problems.append(f"only {len(finals)} of {len(states)} workers reported results")
         latency = {kind: stats_us(self.measured[kind]).as_dict() for kind in KINDS}
@@ -732,6 +770,7 @@ class PointRunner:
                 "workers": len(states),
             },
             "slo": slo,
+            "faults": fault_rows,
             "kind": w.kind,
             "store": store_summary,
             "target_info": self.describe,

@@ -54,6 +54,8 @@ def _take(buf: array[int]) -> np.ndarray:
 
 
 KINDS = ("response", "service", "schedule_lag", "e2e")
+TIMELINE_BUCKET_NS = 10_000_000  # the fault timeline's resolution: acks and deliveries per 10 ms
+FAILURES_KEPT = 1_000_000  # failed-send timestamps kept for the fault figures
 LOOP_PROBE_NS = 10_000_000  # how often the loop-lag probe wakes
 YIELD_EVERY = 32  # sends between forced yields, so a never-blocking target cannot starve consumers
 
@@ -78,6 +80,10 @@ class WorkerSpec:
     prepare_here: bool  # in-process targets are prepared inside each worker
     describe: bool  # only one worker reports what answered
     log_path: str | None = None  # client libraries' logging goes here, not to the terminal
+    # The fault timeline: keep 10 ms ack/delivery counts, failure times and intended times.
+    timeline: bool = False
+    # Faults the worker acts out itself, on its in-process target: (at_s, action, down_for_s).
+    faults: tuple[tuple[float, str, float], ...] = ()
 
 
 @dataclass
@@ -149,6 +155,11 @@ class Worker:
         self._control: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
         self._interval_errors: Counter[str] = Counter()
         self._last_counts = (0, 0, 0)
+        # The fault timeline (spec.timeline): counts per TIMELINE_BUCKET_NS from the start.
+        self.fail_at: array[int] = array("q")
+        self.timeline_acked = np.zeros(0, dtype=np.int64)
+        self.timeline_delivered = np.zeros(0, dtype=np.int64)
+        self.fault_events: list[dict[str, Any]] = []
 
     # -- plumbing
     def count_error(self, kind: str) -> None:
@@ -222,7 +233,7 @@ class Worker:
             self._send("ready", spec.index, described)
             message = await self._wait_control("start", "finish")
             if message[0] == "start":
-                await self._run_load(message[1], producers)
+                await self._run_load(message[1], producers, driver)
                 await self._wait_control("finish")
             if self.store is not None:
                 await self._finish_store(driver)
@@ -232,7 +243,7 @@ class Worker:
                 await asyncio.wait_for(driver.close(), 10)
             self.timer.release()
 
-    async def _run_load(self, start_ns: int, producers: list[Any]) -> None:
+    async def _run_load(self, start_ns: int, producers: list[Any], driver: Any) -> None:
         spec = self.spec
         self.start_ns = start_ns
         self.window_start_ns = start_ns + spec.warmup_ns
@@ -242,6 +253,8 @@ class Worker:
             loop.create_task(self._ticker()),
             loop.create_task(self._probe_loop_lag()),
         ]
+        if spec.faults:
+            background.append(loop.create_task(self._act_out_faults(driver)))
         slots = []
         projector: asyncio.Task[None] | None = None
         if self.store is not None:
@@ -251,7 +264,7 @@ class Worker:
                 projector = loop.create_task(self.store.project())
         for position, producer in enumerate(producers):
             producer_id = spec.producer_ids[position]
-            ledger = ProducerLedger(producer_id)
+            ledger = ProducerLedger(producer_id, track_intended=spec.timeline)
             factory = EventFactory(spec.workload, producer_id, spec.seed, ledger)
             self.factories.append(factory)
             schedule = self._schedule(producer_id, start_ns)
@@ -434,6 +447,8 @@ class Worker:
                 self.in_flight -= 1
                 acks[msg.seq] = ACK_FAILED
                 totals.failed += 1
+                if len(self.fail_at) < FAILURES_KEPT:
+                    self.fail_at.append(monotonic_ns())
                 if window_start <= start < window_end:
                     totals.failed_in_window += 1
                 self.count_error(_error_kind(exc))
@@ -469,6 +484,8 @@ class Worker:
             rec["response"].record(end - intended, measured)
             rec["service"].record(end - start, measured)
             rec["schedule_lag"].record(start - intended, measured)
+            if self.spec.timeline:
+                self.timeline_acked = self._bucket(self.timeline_acked, end)
             totals.acked += end.size
             totals.sent_in_window += int(((start >= window[0]) & (start < window[1])).sum())
             totals.acked_in_window += int(((end >= window[0]) & (end < window[1])).sum())
@@ -479,8 +496,35 @@ class Worker:
             at = _take(self.recv_at)
             measured = (intended >= window[0]) & (intended < window[1])
             rec["e2e"].record(at - intended, measured)
+            if self.spec.timeline:
+                self.timeline_delivered = self._bucket(self.timeline_delivered, at)
             totals.delivered += at.size
             totals.received_in_window += int(((at >= window[0]) & (at < window[1])).sum())
+
+    def _bucket(self, counts: np.ndarray, times_ns: np.ndarray) -> np.ndarray:
+        """Add events to a per-TIMELINE_BUCKET_NS count (bucket 0 starts at the load's start)."""
+        index = np.maximum((times_ns - self.start_ns) // TIMELINE_BUCKET_NS, 0)
+        added = np.bincount(index)
+        if added.size > counts.size:
+            counts = np.concatenate([counts, np.zeros(added.size - counts.size, dtype=np.int64)])
+        counts[: added.size] += added
+        return counts
+
+    async def _act_out_faults(self, driver: Any) -> None:
+        """The fault timeline of an in-process target: each fault at its time, in order."""
+        for at_s, action, down_for_s in self.spec.faults:
+            await self.timer.sleep_until(self.start_ns + int(at_s * 1e9))
+            if self.stopping:
+                return
+            event: dict[str, Any] = {"started_ns": time.monotonic_ns()}
+            self.fault_events.append(event)
+            try:
+                event["detail"] = await driver.inject_fault(action, down_for_s)
+                event["status"] = "done"
+            except Exception as exc:
+                event["detail"] = f"{type(exc).__name__}: {exc}"
+                event["status"] = "failed"
+            event["restored_ns"] = time.monotonic_ns()
 
     def _flush_store(self, window: tuple[int, int]) -> None:
         assert self.store is not None
@@ -607,8 +651,24 @@ class Worker:
                 "store_skipped": getattr(self.store, "skipped", 0) if self.store else 0,
                 "invariants": self.invariants,
                 "pid": os.getpid(),
+                "timeline": self._timeline_export() if self.spec.timeline else None,
             },
         )
+
+    def _timeline_export(self) -> dict[str, Any]:
+        return {
+            "bucket_ns": TIMELINE_BUCKET_NS,
+            "acked": self.timeline_acked.tobytes(),
+            "delivered": self.timeline_delivered.tobytes(),
+            "fail_at": self.fail_at.tobytes(),
+            "intended": {
+                f.ledger.producer_id: f.ledger.intended.tobytes()
+                for f in self.factories
+                if f.ledger.intended is not None
+            },
+            "reordered_seqs": self.consumer_ledger.reordered_seqs,
+            "faults": self.fault_events,
+        }
 
 
 def _error_kind(exc: BaseException) -> str:

@@ -29,17 +29,23 @@ ACK_PENDING = 0
 ACK_OK = 1
 ACK_FAILED = 2
 ACK_NOT_SENT = 3  # built, then abandoned before sending (the run was interrupted)
+REORDERED_SEQS_KEPT = 1_000_000
 
 
 class ProducerLedger:
-    """What one producer sent: the key index of every seq, and its acknowledgement state."""
+    """What one producer sent: the key index of every seq, and its acknowledgement state.
 
-    __slots__ = ("acks", "keys", "producer_id")
+    With ``track_intended`` it also keeps every seq's intended time, so the audit can be split
+    along the run's timeline (the fault timeline's per-fault audit).
+    """
 
-    def __init__(self, producer_id: int) -> None:
+    __slots__ = ("acks", "intended", "keys", "producer_id")
+
+    def __init__(self, producer_id: int, track_intended: bool = False) -> None:
         self.producer_id = producer_id
         self.keys: array[int] = array("I")  # key index per seq
         self.acks = bytearray()  # ACK_* per seq
+        self.intended: array[int] | None = array("q") if track_intended else None
 
     def export(self) -> tuple[int, bytes, bytes]:
         return self.producer_id, self.keys.tobytes(), bytes(self.acks)
@@ -48,13 +54,14 @@ class ProducerLedger:
 class ConsumerLedger:
     """What the consumers of one worker received, per producer."""
 
-    __slots__ = ("last_key_seq", "received", "reordered", "reordered_by_key")
+    __slots__ = ("last_key_seq", "received", "reordered", "reordered_by_key", "reordered_seqs")
 
     def __init__(self) -> None:
         self.received: dict[int, bytearray] = {}
         self.last_key_seq: dict[tuple[int, str], int] = {}
         self.reordered = 0
         self.reordered_by_key: dict[tuple[int, str], int] = {}
+        self.reordered_seqs: list[tuple[int, int]] = []  # (producer, seq), for segment audits
 
     def record(self, producer_id: int, seq: int, key: str, key_seq: int) -> bool:
         """Register one delivery; True if it is the first delivery of that message here."""
@@ -74,6 +81,8 @@ class ConsumerLedger:
         if key_seq < last:
             self.reordered += 1
             self.reordered_by_key[pk] = self.reordered_by_key.get(pk, 0) + 1
+            if len(self.reordered_seqs) < REORDERED_SEQS_KEPT:
+                self.reordered_seqs.append((producer_id, seq))
         else:
             self.last_key_seq[pk] = key_seq
         return True
@@ -115,20 +124,9 @@ def merge(
 ) -> AuditResult:
     """Combine every worker's ledgers into the run point's exact audit."""
     result = AuditResult()
-    received_by_producer: dict[int, np.ndarray] = {}
-    for received_by_seq, reordered, _ in consumers:
+    received_by_producer = _received_by_producer(consumers)
+    for _, reordered, _ in consumers:
         result.reordered += reordered
-        for producer_id, blob in received_by_seq.items():
-            counts = np.frombuffer(blob, dtype=np.uint8).astype(np.int64)
-            current = received_by_producer.get(producer_id)
-            if current is None:
-                received_by_producer[producer_id] = counts
-            else:
-                size = max(current.size, counts.size)
-                merged = np.zeros(size, dtype=np.int64)
-                merged[: current.size] += current
-                merged[: counts.size] += counts
-                received_by_producer[producer_id] = merged
 
     worst: list[dict[str, object]] = []
     known = set()
@@ -177,3 +175,85 @@ def _key_row(
 ) -> dict[str, object]:
     name = key_name(key_index) if key_name else str(key_index)
     return {"producer": producer_id, "key": name, **counts}
+
+
+def _received_by_producer(
+    consumers: list[tuple[dict[int, bytes], int, dict[str, int]]],
+) -> dict[int, np.ndarray]:
+    """Deliveries per seq, per producer, summed over every worker's consumers."""
+    received_by_producer: dict[int, np.ndarray] = {}
+    for received_by_seq, _, _ in consumers:
+        for producer_id, blob in received_by_seq.items():
+            counts = np.frombuffer(blob, dtype=np.uint8).astype(np.int64)
+            current = received_by_producer.get(producer_id)
+            if current is None:
+                received_by_producer[producer_id] = counts
+            else:
+                size = max(current.size, counts.size)
+                merged = np.zeros(size, dtype=np.int64)
+                merged[: current.size] += current
+                merged[: counts.size] += counts
+                received_by_producer[producer_id] = merged
+    return received_by_producer
+
+
+SEGMENT_FIELDS = (
+    "sent",
+    "acked",
+    "failed",
+    "lost",
+    "duplicated",
+    "reordered",
+    "unacked_lost",
+    "unacked_received",
+)
+
+
+def segment_audit(
+    producers: list[tuple[int, bytes, bytes]],
+    intended: dict[int, bytes],
+    consumers: list[tuple[dict[int, bytes], int, dict[str, int]]],
+    reordered_seqs: list[tuple[int, int]],
+    boundaries_ns: list[int],
+) -> list[dict[str, int]]:
+    """The audit split by intended time: segment i holds the events intended in
+    [boundaries[i-1], boundaries[i]) (segment 0 starts at the beginning, the last runs to the
+    end), so the segments add up to the whole run's audit. ``unacked_received`` counts failed
+    sends that were delivered all the same (the acknowledgement, not the event, was lost).
+    """
+    edges = np.asarray(boundaries_ns, dtype=np.int64)
+    segments = [dict.fromkeys(SEGMENT_FIELDS, 0) for _ in range(len(edges) + 1)]
+    received_by_producer = _received_by_producer(consumers)
+    segment_of: dict[int, np.ndarray] = {}
+    for producer_id, _keys, acks_blob in producers:
+        acks = np.frombuffer(acks_blob, dtype=np.uint8)
+        times = np.frombuffer(intended.get(producer_id, b""), dtype=np.int64)
+        n = min(acks.size, times.size)
+        acks = acks[:n]
+        seg = np.searchsorted(edges, times[:n], side="right")
+        segment_of[producer_id] = seg
+        counts = received_by_producer.get(producer_id, np.zeros(0, dtype=np.int64))
+        got = np.zeros(n, dtype=np.int64)
+        got[: min(n, counts.size)] = counts[:n]
+        sent = acks != ACK_NOT_SENT
+        acked = acks == ACK_OK
+        failed = acks == ACK_FAILED
+        received = got > 0
+        columns = {
+            "sent": sent,
+            "acked": acked,
+            "failed": failed,
+            "lost": acked & ~received,
+            "duplicated": np.maximum(got - 1, 0),
+            "unacked_lost": sent & ~acked & ~received,
+            "unacked_received": ~acked & received,
+        }
+        for name, values in columns.items():
+            per = np.bincount(seg, weights=values.astype(np.float64), minlength=len(segments))
+            for i, v in enumerate(per):
+                segments[i][name] += int(v)
+    for producer_id, seq in reordered_seqs:
+        of = segment_of.get(producer_id)
+        if of is not None and seq < of.size:
+            segments[int(of[seq])]["reordered"] += 1
+    return segments

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.report import capacity, markdown
+from bench.report import capacity, faults, markdown
 from bench.report.plots import Plot, report_plots, write_pngs
 from bench.report.tables import (
     Run,
@@ -112,6 +112,12 @@ def render_report(run: Run, plots: Iterable[Plot]) -> str:
         "<h2>Latency (measurement window)</h2>",
         frame_table(latency_frame(run.points), "latency"),
     ]
+    if faults.has_faults(run.points):
+        parts += [
+            "<h2>Faults</h2>",
+            f"<p>{html.escape(faults.CAPTION)}</p>",
+            frame_table(faults.faults_frame(run.points), "faults"),
+        ]
     for plot in plots:
         parts += [f"<h2>{html.escape(plot.title)}</h2>", image(plot)]
     parts += ["<h2>Environment</h2>", frame_table(environment_frame(run), "environment")]

@@ -11,6 +11,7 @@ from typing import Any
 
 import pandas as pd
 
+from bench.report import faults
 from bench.report.plots import Plot
 from bench.report.tables import (
     Run,
@@ -47,7 +48,8 @@ def key_values(items: Mapping[str, str]) -> str:
 
 def warnings(run: Run) -> list[str]:
     """What a reader must not miss: failed points, broken SLOs, lost or duplicated events,
-    client-bound points, and the problems the run recorded."""
+    client-bound points, the problems the run recorded, and faults that failed, were not
+    reached or never recovered."""
     found = []
     for p in run.points:
         s = p.summary
@@ -69,6 +71,7 @@ def warnings(run: Run) -> list[str]:
             reasons = "; ".join(s.get("client_bound_reasons") or [])
             found.append(f"{p.label}: client-bound (the harness was the limit: {reasons})")
         found += [f"{p.label}: {problem}" for problem in s.get("problems") or []]
+    found += faults.warnings(run.points)
     if run.capacity is not None:
         from bench.report.capacity import warnings as capacity_warnings
 
@@ -95,6 +98,8 @@ def render_report(run: Run, plots: Iterable[Plot], image_dir: str) -> str:
         out += ["## Capacity probes\n", table(capacity.probes_frame(run))]
     out += ["## Summary\n", table(summary_frame(run.points))]
     out += ["## Latency (measurement window)\n", table(latency_frame(run.points))]
+    if faults.has_faults(run.points):
+        out += ["## Faults\n", f"{faults.CAPTION}\n", table(faults.faults_frame(run.points))]
     for plot in plots:
         out.append(
             f"## {plot.title}\n\n{plot.caption}\n\n![{plot.title}]({image_dir}/{plot.name}.png)\n"

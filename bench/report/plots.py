@@ -4,7 +4,8 @@
   (labelled 0%, 90%, 99%, 99.9%, …), y the latency, every target overlaid. It is rebuilt from the
   ``.hlog`` intervals that lie inside the measurement window, merged (percentiles are never
   averaged);
-- throughput and p99 over time, from ``timeseries.csv``;
+- throughput and p99 over time, from ``timeseries.csv``, with each point's injected faults
+  marked (``faults.mark_faults``);
 - latency versus throughput, when the run swept ``workload.rate``.
 
 Figures are drawn on ``matplotlib.figure.Figure`` with the Agg canvas directly, so importing this
@@ -33,6 +34,7 @@ from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 from bench.errors import ResultsError
 from bench.metrics.hlog import read_intervals
 from bench.metrics.recorder import merge_into, new_histogram
+from bench.report.faults import mark_faults, point_faults
 from bench.report.tables import Point, Run
 
 SPECTRUM_KINDS = ("e2e", "response", "service", "schedule_lag")
@@ -169,12 +171,14 @@ def _timeseries(point: Point) -> pd.DataFrame | None:
 
 
 def timeseries_plot(points: Iterable[Point]) -> Plot | None:
-    """Throughput and p99 latency per interval, one line per point, warm-up shaded."""
+    """Throughput and p99 latency per interval, one line per point, warm-up shaded, and each
+    point's faults marked in its colour on both panels."""
     series = [(p, f) for p in points if (f := _timeseries(p)) is not None]
     if not series:
         return None
     fig = Figure(figsize=(9, 6.4))
     ax_rate, ax_lat = fig.subplots(2, 1, sharex=True)
+    faulted = 0
     for point, frame in series:
         (line,) = ax_rate.plot(frame["t_s"], frame["acked_per_s"], label=point.label, linewidth=1.4)
         if "e2e_p99_us" in frame.columns and frame["e2e_p99_us"].notna().any():
@@ -189,6 +193,13 @@ def timeseries_plot(points: Iterable[Point]) -> Plot | None:
                 linewidth=1,
                 linestyle="--",
             )
+        faults = point_faults(point)
+        if faults:
+            # Labels of several points' faults at the same time would overprint: stagger them.
+            text_y = 0.97 - 0.07 * (faulted % 8)
+            mark_faults(ax_rate, faults, color=line.get_color(), text_y=text_y)
+            mark_faults(ax_lat, faults, color=line.get_color(), label=False)
+            faulted += 1
     warmup = series[0][0].warmup_s
     end = warmup + series[0][0].duration_s
     for ax in (ax_rate, ax_lat):
@@ -198,18 +209,22 @@ def timeseries_plot(points: Iterable[Point]) -> Plot | None:
         ax.grid(True, alpha=0.3)
     ax_rate.set_ylabel("acknowledged events/s")
     ax_rate.set_ylim(bottom=0)
-    ax_rate.set_title("throughput and p99 latency per interval (grey: warm-up; dotted: end)")
+    legend = "grey: warm-up; dotted: end" + ("; coloured: faults" if faulted else "")
+    ax_rate.set_title(f"throughput and p99 latency per interval ({legend})")
     ax_rate.legend(fontsize=8, loc="lower right")
     ax_lat.set_ylabel("p99 latency (ms)\nsolid e2e, dashed response")
     ax_lat.set_xlabel("time since start (s)")
     ax_lat.set_ylim(bottom=0)
-    return Plot(
-        "timeseries",
-        "Throughput and p99 over time",
+    caption = (
         "Per-interval acknowledged rate and p99 latency (solid: end-to-end, dashed: response) "
-        "from timeseries.csv.",
-        figure_png(fig),
+        "from timeseries.csv."
     )
+    if faulted:
+        caption += (
+            " Shaded in each point's colour: a fault, from its start until the target answered "
+            "again; a thin line: a disconnect; dashed: a fault that failed."
+        )
+    return Plot("timeseries", "Throughput and p99 over time", caption, figure_png(fig))
 
 
 # --------------------------------------------------------------------------- sweeps

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
 
+from bench.report import faults
 from bench.units import format_latency_us, format_rate
 
 
@@ -127,4 +129,31 @@ def store_table(summaries: list[dict[str, Any]], title: str | None = None) -> Ta
             inv_text,
             _flags(s),
         )
+    return table
+
+
+def faults_table(summaries: list[dict[str, Any]], title: str | None = None) -> Table:
+    """One row per injected fault of every point: what it did to the producers and consumers,
+    how long recovery took, and the exact audit of its window. No rows when no point had a
+    fault; print it only when ``any(s.get("faults") for s in summaries)``."""
+    table = Table(title=title, header_style="bold")
+    for name in faults.FAULT_COLUMNS:
+        text = name in ("point", "fault", "status", "detail")
+        table.add_column(name, justify="left" if text else "right")
+    for row in faults.fault_rows(summaries):
+        # Details quote error messages, and "[Errno 111]" is markup to rich.
+        cells = {name: escape(value) for name, value in row.items()}
+        status = cells["status"]
+        if status == faults.FAILED:
+            cells["status"] = f"[red]{status}[/]"
+        elif status == faults.NOT_REACHED:
+            cells["status"] = f"[yellow]{status}[/]"
+        elif status == faults.DONE:
+            cells["status"] = f"[green]{status}[/]"
+        if cells["recovery"] == faults.NOT_RECOVERED:
+            cells["recovery"] = f"[red]{faults.NOT_RECOVERED}[/]"
+        for name in ("lost", "duplicated", "reordered"):
+            if cells[name] not in ("-", "0"):
+                cells[name] = f"[red]{cells[name]}[/]"
+        table.add_row(*(cells[name] for name in faults.FAULT_COLUMNS))
     return table

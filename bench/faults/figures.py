@@ -1,0 +1,244 @@
+"""Per-fault figures, from what the injector did and what the workers saw.
+
+For each fault, with S its start and N the next fault's start (or the end of the timeline):
+
+* ``time_to_first_error_s``: the first failed send in [S, N), after S;
+* ``producer_outage_s``: the longest stretch in [S, min(N, end of load)) with no
+  acknowledgement at all; ``consumer_outage_s`` the same for deliveries (through the drain);
+* ``recovery_s``: from S to the first moment t when the acknowledgements since max(end of that
+  producer outage, t - 1 s), a window of at least 100 ms, reach ``RECOVERED_FRACTION`` of the
+  target rate (closed loop: of the rate in the five seconds before the fault); None when that
+  never happened before the next fault or the end of the load;
+* ``errors``: failed sends in [S, N);
+* ``audit``: the delivery audit of the events *intended* from ``AUDIT_LEAD_S`` before this
+  fault to the same lead before the next one. The lead catches acknowledged events a crash
+  loses just before it; the segments, with the one before the first fault, add up to the
+  run's audit. Unacknowledged events are counted apart (``unacked_lost``,
+  ``unacked_received``).
+
+Outages and recovery are resolved to the workers' 10 ms timeline buckets.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from bench.metrics import audit as audit_mod
+
+AUDIT_LEAD_S = 1.0
+RECOVERED_FRACTION = 0.9
+BASELINE_S = 5.0
+MIN_WINDOW_BUCKETS = 10
+
+
+def audit_boundaries_ns(t0_ns: int, faults_at_s: list[float]) -> list[int]:
+    """Where each fault's audit segment begins, on the monotonic clock."""
+    return [t0_ns + int(max(0.0, at - AUDIT_LEAD_S) * 1e9) for at in faults_at_s]
+
+
+def _longest_empty_run(counts: np.ndarray, first: int, last: int) -> int:
+    """The longest run of zero buckets within counts[first:last]."""
+    window = counts[max(first, 0) : max(last, 0)]
+    if window.size == 0:
+        return 0
+    empty = np.concatenate([[0], (window == 0).astype(np.int8), [0]])
+    edges = np.flatnonzero(np.diff(empty))
+    if edges.size == 0:
+        return 0
+    return int((edges[1::2] - edges[0::2]).max())
+
+
+def _gap_end(counts: np.ndarray, first: int, last: int) -> int:
+    """The bucket where the longest empty run in counts[first:last] ends (first if none)."""
+    window = counts[max(first, 0) : max(last, 0)]
+    empty = np.concatenate([[0], (window == 0).astype(np.int8), [0]])
+    edges = np.flatnonzero(np.diff(empty))
+    if edges.size == 0:
+        return first
+    lengths = edges[1::2] - edges[0::2]
+    return first + int(edges[1::2][int(np.argmax(lengths))])
+
+
+def _recovery_s(
+    acked: np.ndarray, first: int, gap_end: int, last: int, per_bucket: float, per_second: int
+) -> int | None:
+    """Buckets from ``first`` until the acknowledgements in the last second after the gap
+    (at least 100 ms of it) reach RECOVERED_FRACTION of the expected count."""
+    cumulative = np.concatenate([[0], np.cumsum(acked)])
+    start = max(first, gap_end)
+    for end in range(start + MIN_WINDOW_BUCKETS, last + 1):
+        begin = max(start, end - per_second)
+        if cumulative[end] - cumulative[begin] >= RECOVERED_FRACTION * per_bucket * (end - begin):
+            return end - first
+    return None
+
+
+def fault_figures(
+    events: list[dict[str, Any]],
+    t0_ns: int,
+    bucket_ns: int,
+    acked: np.ndarray,
+    delivered: np.ndarray,
+    fail_at_ns: np.ndarray,
+    rate_per_s: float | None,
+    load_s: float,
+    segments: list[dict[str, int]] | None,
+) -> list[dict[str, Any]]:
+    """The summary's ``faults`` list: each event with its measured figures."""
+    bucket_s = bucket_ns / 1e9
+    per_second = max(1, round(1.0 / bucket_s))
+    load_end = round(load_s / bucket_s)
+    fails = np.sort(fail_at_ns)
+    starts = [
+        e["started_ns"] if e.get("started_ns") is not None else t0_ns + int(e["at_s"] * 1e9)
+        for e in events
+    ]
+    bounds = audit_boundaries_ns(t0_ns, [e["at_s"] for e in events])
+    out = []
+    for i, event in enumerate(events):
+
+        def rel(key: str, event: dict[str, Any] = event) -> float | None:
+            value = event.get(key)
+            return None if value is None else round((value - t0_ns) / 1e9, 3)
+
+        row: dict[str, Any] = {
+            "index": event["index"],
+            "action": event["action"],
+            "at_s": event["at_s"],
+            "down_for_s": event["down_for_s"],
+            "service": event["service"],
+            "endpoint": event["endpoint"],
+            "status": event["status"],
+            "detail": event["detail"],
+            "started_at_s": rel("started_ns"),
+            "down_at_s": rel("down_ns"),
+            "restored_at_s": rel("restored_ns"),
+            "answering_at_s": rel("answering_ns"),
+            "time_to_first_error_s": None,
+            "producer_outage_s": None,
+            "consumer_outage_s": None,
+            "recovery_s": None,
+            "errors": 0,
+            "audit": None,
+        }
+        if segments is not None and i + 1 < len(segments):
+            to_s = (bounds[i + 1] - t0_ns) / 1e9 if i + 1 < len(bounds) else None
+            row["audit"] = {
+                "from_s": round((bounds[i] - t0_ns) / 1e9, 3),
+                "to_s": None if to_s is None else round(to_s, 3),
+                **segments[i + 1],
+            }
+        if event["status"] == "not reached":
+            out.append(row)
+            continue
+        start_ns = starts[i]
+        next_ns = starts[i + 1] if i + 1 < len(starts) else None
+        lo = np.searchsorted(fails, start_ns, side="left")
+        hi = np.searchsorted(fails, next_ns, side="left") if next_ns is not None else fails.size
+        row["errors"] = int(hi - lo)
+        if hi > lo:
+            row["time_to_first_error_s"] = round((int(fails[lo]) - start_ns) / 1e9, 4)
+        first = (start_ns - t0_ns) // bucket_ns
+        next_bucket = (next_ns - t0_ns) // bucket_ns if next_ns is not None else None
+        p_last = min(load_end, acked.size if next_bucket is None else next_bucket)
+        c_last = delivered.size if next_bucket is None else min(next_bucket, delivered.size)
+        if acked.size:
+            row["producer_outage_s"] = round(_longest_empty_run(acked, first, p_last) * bucket_s, 3)
+        if delivered.size:
+            row["consumer_outage_s"] = round(
+                _longest_empty_run(delivered, first, c_last) * bucket_s, 3
+            )
+        expected = rate_per_s
+        if expected is None and acked.size:
+            before = acked[max(0, first - int(BASELINE_S * per_second)) : max(first, 0)]
+            expected = float(before.sum()) / (before.size * bucket_s) if before.size else None
+        if expected and acked.size:
+            row["recovery_s"] = _recovery_s(
+                acked,
+                first,
+                _gap_end(acked, first, p_last),
+                p_last,
+                expected * bucket_s,
+                per_second,
+            )
+            if row["recovery_s"] is not None:
+                row["recovery_s"] = round(row["recovery_s"] * bucket_s, 3)
+        out.append(row)
+    return out
+
+
+def summarize(
+    faults: list[Any],
+    injected: list[dict[str, Any]] | None,
+    timelines: list[dict[str, Any]],
+    producers: list[tuple[int, bytes, bytes]],
+    consumers: list[tuple[dict[int, bytes], int, dict[str, int]]],
+    t0_ns: int,
+    rate_per_s: float | None,
+    load_s: float,
+) -> list[dict[str, Any]]:
+    """The ``faults`` list of a point's summary, from every worker's final timeline.
+
+    ``injected`` holds the coordinator's events (a real service); None means each worker
+    acted the faults out on its own in-process target, and the first worker's times stand.
+    """
+    if not faults:
+        return []
+    if not timelines:
+        return []
+    bucket_ns = int(timelines[0]["bucket_ns"])
+
+    def summed(key: str) -> np.ndarray:
+        arrays = [np.frombuffer(t[key], dtype=np.int64) for t in timelines]
+        total = np.zeros(max((a.size for a in arrays), default=0), dtype=np.int64)
+        for a in arrays:
+            total[: a.size] += a
+        return total
+
+    fail_at = np.concatenate([np.frombuffer(t["fail_at"], dtype=np.int64) for t in timelines])
+    if injected is None:
+        injected = []
+        acted = timelines[0].get("faults") or []
+        for i, fault in enumerate(faults):
+            event = acted[i] if i < len(acted) else {}
+            injected.append(
+                {
+                    "index": i,
+                    "action": fault.action,
+                    "at_s": float(fault.at),
+                    "down_for_s": fault.down_for_s,
+                    "service": "memory",
+                    "endpoint": "in-process",
+                    "status": event.get("status", "not reached"),
+                    "detail": event.get("detail", ""),
+                    "started_ns": event.get("started_ns"),
+                    "down_ns": event.get("started_ns"),
+                    "restored_ns": event.get("restored_ns"),
+                    "answering_ns": event.get("restored_ns"),
+                }
+            )
+    intended: dict[int, bytes] = {}
+    reordered: list[tuple[int, int]] = []
+    for t in timelines:
+        intended.update(t["intended"])
+        reordered.extend(tuple(pair) for pair in t["reordered_seqs"])
+    segments = audit_mod.segment_audit(
+        producers,
+        intended,
+        consumers,
+        reordered,
+        audit_boundaries_ns(t0_ns, [e["at_s"] for e in injected]),
+    )
+    return fault_figures(
+        injected,
+        t0_ns,
+        bucket_ns,
+        summed("acked"),
+        summed("delivered"),
+        fail_at,
+        rate_per_s,
+        load_s,
+        segments,
+    )
