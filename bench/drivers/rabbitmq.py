@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import ssl
 from importlib.metadata import PackageNotFoundError, version
@@ -76,6 +77,14 @@ DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672/"
 # AMQP has no message key; the aggregate key travels as a header so consumers can rebuild the
 # Message (the routing key only names the queue).
 H_KEY = "eb-key"
+
+# aiormq logs a failed connect ("error when creating transport: ...") at ERROR and then
+# raises; connect() turns the exception into one DriverError line. Where no logging is set
+# up (the coordinator's prepare and verify), Python's last-resort handler would print the
+# record to the terminal as a second, raw error line. A NullHandler stops that; records
+# still propagate to the root logger, so a worker's log file keeps them.
+logging.getLogger("aiormq").addHandler(logging.NullHandler())
+logging.getLogger("aio_pika").addHandler(logging.NullHandler())
 
 
 def _default_url() -> SecretStr:

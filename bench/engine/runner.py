@@ -137,6 +137,7 @@ class PointRunner:
         self.problems: list[str] = []
         self.describe: dict[str, Any] | None = None
         self.t0_ns = 0
+        self.finished_ns = 0  # when the drain ended and workers were told to finish
         self.epoch_at_t0 = 0.0
         self.states: list[_WorkerState] = []
         self.invariants: list[str] | None = None
@@ -484,6 +485,7 @@ class PointRunner:
                     break
             if time.monotonic() > hard_deadline:
                 raise BenchError(f"{self.point.target}: workers did not finish in time")
+        self.finished_ns = time.monotonic_ns()
         self._broadcast(states, "finish")
         deadline = time.monotonic() + FINAL_TIMEOUT_S
         while not all(s.final is not None for s in states):
@@ -666,6 +668,7 @@ class PointRunner:
             self.t0_ns,
             None if w.closed_loop else float(w.rate),
             self.meta.warmup + self.meta.duration,
+            self.finished_ns or time.monotonic_ns(),
         )
         if finals and len(finals) < len(states):
             self.problems.append(f"only {len(finals)} of {len(states)} workers reported results")

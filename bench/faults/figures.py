@@ -4,7 +4,8 @@ For each fault, with S its start and N the next fault's start (or the end of the
 
 * ``time_to_first_error_s``: the first failed send in [S, N), after S;
 * ``producer_outage_s``: the longest stretch in [S, min(N, end of load)) with no
-  acknowledgement at all; ``consumer_outage_s`` the same for deliveries (through the drain);
+  acknowledgement at all; ``consumer_outage_s`` the same for deliveries (through the drain),
+  and ``consumers_resumed`` whether any delivery came after it (False: they never did);
 * ``recovery_s``: from S to the first moment t when the acknowledgements since max(end of that
   producer outage, t - 1 s), a window of at least 100 ms, reach ``RECOVERED_FRACTION`` of the
   target rate (closed loop: of the rate in the five seconds before the fault); None when that
@@ -119,6 +120,7 @@ def fault_figures(
             "time_to_first_error_s": None,
             "producer_outage_s": None,
             "consumer_outage_s": None,
+            "consumers_resumed": None,
             "recovery_s": None,
             "errors": 0,
             "audit": None,
@@ -150,6 +152,10 @@ def fault_figures(
             row["consumer_outage_s"] = round(
                 _longest_empty_run(delivered, first, c_last) * bucket_s, 3
             )
+            # Did any delivery come after that gap (before the next fault or the end)?
+            row["consumers_resumed"] = bool(
+                delivered[_gap_end(delivered, first, c_last) : c_last].sum()
+            )
         expected = rate_per_s
         if expected is None and acked.size:
             before = acked[max(0, first - int(BASELINE_S * per_second)) : max(first, 0)]
@@ -178,6 +184,7 @@ def summarize(
     t0_ns: int,
     rate_per_s: float | None,
     load_s: float,
+    end_ns: int,
 ) -> list[dict[str, Any]]:
     """The ``faults`` list of a point's summary, from every worker's final timeline.
 
@@ -190,9 +197,12 @@ def summarize(
         return []
     bucket_ns = int(timelines[0]["bucket_ns"])
 
+    # Every bucket up to the end of the drain: silence at the end is an outage too.
+    end_buckets = max(0, (end_ns - t0_ns) // bucket_ns)
+
     def summed(key: str) -> np.ndarray:
         arrays = [np.frombuffer(t[key], dtype=np.int64) for t in timelines]
-        total = np.zeros(max((a.size for a in arrays), default=0), dtype=np.int64)
+        total = np.zeros(max([end_buckets, *(a.size for a in arrays)]), dtype=np.int64)
         for a in arrays:
             total[: a.size] += a
         return total

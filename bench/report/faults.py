@@ -90,6 +90,7 @@ class Fault:
     time_to_first_error_s: float | None = None
     producer_outage_s: float | None = None
     consumer_outage_s: float | None = None
+    consumers_resumed: bool | None = None
     recovery_s: float | None = None
     errors: int | None = None
     audit: FaultAudit | None = None
@@ -213,6 +214,11 @@ def faults_of(summary: dict[str, Any], source: str = SUMMARY) -> list[Fault]:
                 time_to_first_error_s=_number(entry, "time_to_first_error_s", where),
                 producer_outage_s=_number(entry, "producer_outage_s", where),
                 consumer_outage_s=_number(entry, "consumer_outage_s", where),
+                consumers_resumed=(
+                    entry.get("consumers_resumed")
+                    if isinstance(entry.get("consumers_resumed"), bool)
+                    else None
+                ),
                 recovery_s=_number(entry, "recovery_s", where),
                 errors=_count(entry, "errors", where),
                 audit=_audit(entry.get("audit"), f"{where}.audit"),
@@ -301,6 +307,8 @@ def warnings(points: Iterable[Point]) -> list[str]:
                 found.append(f"{name} was not reached{detail}")
             elif fault.status == DONE and fault.recovery_s is None:
                 found.append(f"{name}: not recovered")
+            if fault.status == DONE and fault.consumers_resumed is False:
+                found.append(f"{name}: consumers received nothing after it")
     return found
 
 

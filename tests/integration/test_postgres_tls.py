@@ -269,6 +269,10 @@ def _one_error(done: subprocess.CompletedProcess[str]) -> str:
     assert "Traceback" not in done.stderr, done.stderr
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1, done.stderr
+    # Nothing else on the terminal's stderr: no library log record, no warning.
+    stray = [line for line in done.stderr.splitlines()
+             if line.strip() and not line.startswith(("error:", "  hint:"))]  # fmt: skip
+    assert stray == [], done.stderr
     return errors[0]
 
 

@@ -298,6 +298,12 @@ def _one_error(done: subprocess.CompletedProcess[str]) -> str:
     return errors[0]
 
 
+def _stray_lines(done: subprocess.CompletedProcess[str]) -> list[str]:
+    """What the terminal's stderr shows besides the error line and its hint."""
+    return [line for line in done.stderr.splitlines()
+            if line.strip() and not line.startswith(("error:", "  hint:"))]  # fmt: skip
+
+
 def test_amqps_with_the_test_ca_and_a_password_from_a_file_is_clean_and_never_leaks(tmp_path, node):
     secret_file = tmp_path / "rabbitmq-url"
     secret_file.write_text(node.url() + "\n")
@@ -346,6 +352,16 @@ def test_an_untrusted_ca_is_one_line_and_exit_1(tmp_path, node, monkeypatch):
     assert _leaks(done, results) == []
 
 
+def test_a_failed_handshake_prints_nothing_but_the_error_line(tmp_path, node, monkeypatch):
+    monkeypatch.setenv("EB_TEST_RMQ_URL", node.url())
+    path = _scenario(
+        tmp_path, "rmqtls-quiet", "${env:EB_TEST_RMQ_URL}", _tls_table(node, cafile=node.other_ca)
+    )
+    done = bench("run", str(path), "-o", str(tmp_path / "results"), "--no-report", timeout=120)
+    _one_error(done)
+    assert _stray_lines(done) == []
+
+
 def test_a_missing_client_certificate_is_one_line_and_exit_1(tmp_path, node, monkeypatch):
     monkeypatch.setenv("EB_TEST_RMQ_URL", node.url())
     path = _scenario(
@@ -355,6 +371,7 @@ def test_a_missing_client_certificate_is_one_line_and_exit_1(tmp_path, node, mon
     done = bench("run", str(path), "-o", str(results), "--no-report", timeout=120)
     error = _one_error(done)
     assert f"127.0.0.1:{node.port}" in error, error
+    assert _stray_lines(done) == []
     assert _leaks(done, results) == []
 
 
@@ -365,6 +382,7 @@ def test_a_wrong_password_is_one_line_and_exit_1(tmp_path, node, monkeypatch):
     done = bench("run", str(path), "-o", str(results), "--no-report", timeout=120)
     error = _one_error(done)
     assert "authentication" in error.lower(), error
+    assert _stray_lines(done) == []
     assert _leaks(done, results, WRONG, SECRET) == []
 
 
