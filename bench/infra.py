@@ -331,6 +331,7 @@ class ServiceFaults:
         """A graceful stop: SIGTERM (or the service's stop command), SIGKILL as a last resort."""
         record = _load_record(self.directory)
         procs = self.processes()
+        began = time.monotonic()
         if record is not None and record.pid is None and record.stop:
             _run(list(record.stop), _COMMAND_TIMEOUT_S, what=f"stop {self.name}")
         else:
@@ -341,16 +342,18 @@ class ServiceFaults:
         if alive:
             self.kill()
             return f"stopped pid {procs[0].pid} (SIGKILL after {_STOP_TIMEOUT_S:g}s)"
-        return f"stopped pid {procs[0].pid}"
+        return f"stopped pid {procs[0].pid} in {time.monotonic() - began:.1f}s"
 
     def start(self, timeout_s: float = 60.0) -> str:
         """Start it again on the same address and data; return once it answers."""
-        deadline = time.monotonic() + timeout_s
+        began = time.monotonic()
+        deadline = began + timeout_s
         with _locked(self.directory.parent, deadline):
             if _probe(self.name, self.address).running:
                 return "already answering"
             result = _STARTERS[self.name](self.address, self.directory, deadline)
-        return result.detail
+        head = result.detail.split("; ")[0]
+        return f"{head}, answering in {time.monotonic() - began:.1f}s"
 
     def pause(self) -> str:
         """SIGSTOP the server and its children (connections stay open, nothing answers)."""

@@ -145,7 +145,7 @@ class MemoryProducer:
     async def send(self, msg: Message) -> None:
         driver = self._driver
         topic = self._topic
-        if driver.fault is not None:
+        if driver.fault is not None or driver.admit_waiting:
             await driver.admit()
         if driver.client_cost_ns:
             busy_until = time.perf_counter_ns() + driver.client_cost_ns
@@ -272,6 +272,7 @@ class MemoryDriver:
         self._deliveries.set()
         self._admission = asyncio.Event()
         self._admission.set()
+        self.admit_waiting = 0  # sends held at the admission gate
         self._held: list[tuple[Any, ...]] = []  # completions due while paused
         self._killed: set[asyncio.Future[None]] = set()  # publishes a kill lost
         self.fault_counts = {"failed_in_flight": 0, "refused": 0}
@@ -375,7 +376,16 @@ class MemoryDriver:
             self.fault_counts["refused"] += 1
             raise DriverError(f"memory: connection refused (broker {self.fault}ed)")
         if not self._admission.is_set():
-            await self._admission.wait()
+            self.admit_waiting += 1
+            try:
+                await self._admission.wait()
+            finally:
+                self.admit_waiting -= 1
+        else:
+            # Sends held by the fault go first, in their order: a fresh send that overtook
+            # them would break per-key order (their wake-ups are already queued; yield behind).
+            while self.admit_waiting:
+                await asyncio.sleep(0)
 
     async def inject_fault(self, action: str, down_for_s: float) -> str:
         """Act out one fault now and return when the target is back; say what was done."""

@@ -273,7 +273,7 @@ class PointRunner:
                 asyncio.run(self._remote("verify", topology))
         except BenchError as exc:
             self.status = "failed"
-            self.problems.append(exc.message)
+            self.problems.append(f"{exc.message} ({exc.hint})" if exc.hint else exc.message)
         finally:
             if self.injector is not None:
                 # Whatever a fault took down comes back before anything else happens.

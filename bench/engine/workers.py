@@ -512,6 +512,7 @@ class Worker:
 
     async def _act_out_faults(self, driver: Any) -> None:
         """The fault timeline of an in-process target: each fault at its time, in order."""
+        driver.faults_armed = True  # track publishes in flight from the start, for a kill
         for at_s, action, down_for_s in self.spec.faults:
             await self.timer.sleep_until(self.start_ns + int(at_s * 1e9))
             if self.stopping:

@@ -12,9 +12,11 @@ For each fault, with S its start and N the next fault's start (or the end of the
   never happened before the next fault or the end of the load;
 * ``errors``: failed sends in [S, N);
 * ``audit``: the delivery audit of the events *intended* from ``AUDIT_LEAD_S`` before this
-  fault to the same lead before the next one. The lead catches acknowledged events a crash
-  loses just before it; the segments, with the one before the first fault, add up to the
-  run's audit. Unacknowledged events are counted apart (``unacked_lost``,
+  fault (but not before the previous fault's scheduled end) up to where the next fault's
+  segment begins. The lead catches acknowledged events a crash loses just before it; the
+  segments, with the one before the first fault, add up to the run's audit. A target that
+  stays down past the next fault's segment start hands the rest of its outage to that one.
+  Unacknowledged events are counted apart (``unacked_lost``,
   ``unacked_received``).
 
 Outages and recovery are resolved to the workers' 10 ms timeline buckets.
@@ -34,9 +36,17 @@ BASELINE_S = 5.0
 MIN_WINDOW_BUCKETS = 10
 
 
-def audit_boundaries_ns(t0_ns: int, faults_at_s: list[float]) -> list[int]:
-    """Where each fault's audit segment begins, on the monotonic clock."""
-    return [t0_ns + int(max(0.0, at - AUDIT_LEAD_S) * 1e9) for at in faults_at_s]
+def audit_boundaries_ns(
+    t0_ns: int, faults_at_s: list[float], down_for_s: list[float] | None = None
+) -> list[int]:
+    """Where each fault's audit segment begins, on the monotonic clock: AUDIT_LEAD_S before
+    it, but never before the previous fault's scheduled end (its outage stays its own)."""
+    bounds = []
+    previous_end = 0.0
+    for i, at in enumerate(faults_at_s):
+        bounds.append(t0_ns + int(max(0.0, at - AUDIT_LEAD_S, previous_end) * 1e9))
+        previous_end = at + (down_for_s[i] if down_for_s else 0.0)
+    return bounds
 
 
 def _longest_empty_run(counts: np.ndarray, first: int, last: int) -> int:
@@ -96,7 +106,9 @@ def fault_figures(
         e["started_ns"] if e.get("started_ns") is not None else t0_ns + int(e["at_s"] * 1e9)
         for e in events
     ]
-    bounds = audit_boundaries_ns(t0_ns, [e["at_s"] for e in events])
+    bounds = audit_boundaries_ns(
+        t0_ns, [e["at_s"] for e in events], [e["down_for_s"] for e in events]
+    )
     out = []
     for i, event in enumerate(events):
 
@@ -239,7 +251,9 @@ def summarize(
         intended,
         consumers,
         reordered,
-        audit_boundaries_ns(t0_ns, [e["at_s"] for e in injected]),
+        audit_boundaries_ns(
+            t0_ns, [e["at_s"] for e in injected], [e["down_for_s"] for e in injected]
+        ),
     )
     return fault_figures(
         injected,

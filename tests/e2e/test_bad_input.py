@@ -288,6 +288,41 @@ CORPUS = [
         ["compare", "{tmp}"],
         ("RUNS", "BASELINE"),
     ),
+    # --------------------------------------------------------------- faults
+    Case(
+        "a fault after the load ends",
+        _file(GOOD + '\n[[faults]]\nat = "5s"\naction = "kill"\n'),
+        V,
+        ("s.toml", "faults[0].at", "not inside the load"),
+    ),
+    Case(
+        "overlapping faults",
+        _file(
+            scenario_with('duration = "1s"', 'duration = "20s"')
+            + '\n[[faults]]\nat = "2s"\naction = "pause"\ndown_for = "5s"\n'
+            + '\n[[faults]]\nat = "4s"\naction = "kill"\n'
+        ),
+        V,
+        ("s.toml", "faults[1].at", "before the previous fault ends"),
+    ),
+    Case(
+        "an unknown fault action",
+        _file(GOOD + '\n[[faults]]\nat = "0.5s"\naction = "explode"\n'),
+        V,
+        ("s.toml", "faults.0.action"),
+    ),
+    Case(
+        "a fault time without a unit",
+        _file(GOOD + '\n[[faults]]\nat = 1\naction = "kill"\n'),
+        V,
+        ("s.toml", "faults.0.at", "no unit"),
+    ),
+    Case(
+        "disconnect with down_for",
+        _file(GOOD + '\n[[faults]]\nat = "0.5s"\naction = "disconnect"\ndown_for = "1s"\n'),
+        V,
+        ("s.toml", "disconnect takes no down_for"),
+    ),
     # --------------------------------------------------------------- results directories
     Case(
         "results directory is a file",
