@@ -1,0 +1,141 @@
+"""The fault timeline against real brokers that ``bench up`` starts privately for the test.
+
+Faults act only on services eventbench started, so each test starts its own broker on a free
+loopback port under a temporary state directory (the machine's shared brokers are never
+touched), runs ``bench run`` with a kill and a disconnect under load, and checks the figures
+against what the broker really did.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench import cli, infra
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def private(tmp_path, monkeypatch):
+    """Start a private broker: yields (service name -> its address), stops it afterwards."""
+    state = tmp_path / "state"
+    monkeypatch.setattr(infra, "DEFAULT_STATE_DIR", state)
+    started: list[str] = []
+
+    def start(name: str) -> str:
+        port = _free_port()
+        if name == "kafka":
+            monkeypatch.setenv("BENCH_KAFKA_PORT", str(port))
+        else:
+            monkeypatch.setenv("BENCH_NATS_URL", f"nats://127.0.0.1:{port}")
+        status = infra.up(name)
+        assert status.managed, status
+        started.append(name)
+        return infra.connection_url(name)
+
+    yield start
+    for name in started:
+        infra.down(name)
+
+
+def run_cli(argv: list[str]) -> int:
+    old = sys.argv
+    sys.argv = ["bench", *argv]
+    try:
+        with pytest.raises(SystemExit) as exited:
+            cli.main()
+    finally:
+        sys.argv = old
+    code = exited.value.code
+    return code if isinstance(code, int) else 1
+
+
+SCENARIO = """
+[scenario]
+name = "faults-it"
+duration = "7s"
+warmup = "1s"
+interval = "500ms"
+drain_timeout = "20s"
+
+[workload]
+rate = 400
+schedule = "constant"
+producers = 2
+consumers = 2
+partitions = 2
+send_timeout = "10s"
+
+[targets.t]
+{target}
+
+[[faults]]
+at = "2s"
+action = "kill"
+down_for = "1500ms"
+
+[[faults]]
+at = "6s"
+action = "disconnect"
+"""
+
+
+def run_faults(tmp_path: Path, target: str) -> dict:
+    (tmp_path / "s.toml").write_text(SCENARIO.format(target=target))
+    code = run_cli(["run", str(tmp_path / "s.toml"), "-o", str(tmp_path / "r"), "--no-report"])
+    summary = json.loads(next((tmp_path / "r").glob("*/*/summary.json")).read_text())
+    assert code in (0, 1), code
+    return summary
+
+
+def test_nats_kill_and_disconnect_under_load(tmp_path, private):
+    url = private("nats")
+    summary = run_faults(
+        tmp_path, f'driver = "nats"\nservers = ["{url}"]\nreconnect_wait = "250ms"'
+    )
+    assert summary["status"] == "ok", summary["problems"]
+    kill, disconnect = summary["faults"]
+    assert kill["status"] == "done" and disconnect["status"] == "done", summary["faults"]
+    # The broker really went away for down_for and came back as a new process.
+    assert "SIGKILL pid" in kill["detail"] and "started pid" in kill["detail"]
+    assert kill["answering_at_s"] - kill["started_at_s"] >= 1.5
+    # Producers and consumers saw it, and both came back.
+    assert 1.0 <= kill["producer_outage_s"] <= 15, kill
+    assert kill["consumer_outage_s"] >= 1.0 and kill["consumers_resumed"] is True, kill
+    assert kill["recovery_s"] is not None, kill
+    # JetStream file storage keeps every acknowledged message through SIGKILL (the page cache
+    # survives a process kill): nothing acknowledged is lost, across the fault or the run.
+    assert kill["audit"]["lost"] == 0 and summary["audit"]["lost"] == 0, summary["audit"]
+    assert kill["audit"]["sent"] > 0
+    assert "dropped" in disconnect["detail"], disconnect
+    assert summary["errors"]["by_kind"].get("reconnect", 0) >= 2, summary["errors"]
+    # The broker is left running, as bench up started it.
+    assert infra.status("nats").running
+
+
+def test_tansu_restart_loses_its_memory_storage_and_the_audit_counts_it(tmp_path, private):
+    address = private("kafka")
+    summary = run_faults(
+        tmp_path,
+        f'driver = "kafka"\nbootstrap_servers = "{address}"\nfetch_max_wait_ms = 10',
+    )
+    kill = summary["faults"][0]
+    assert kill["status"] == "done", kill
+    assert kill["answering_at_s"] - kill["started_at_s"] >= 1.5
+    assert kill["producer_outage_s"] >= 1.0, kill
+    # Tansu's memory:// storage forgets every record on restart: acknowledged events that no
+    # consumer had read yet are gone, and the audit must say so.
+    assert kill["audit"]["lost"] > 0, kill["audit"]
+    assert summary["audit"]["lost"] >= kill["audit"]["lost"]
+    assert infra.status("kafka").running
