@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from bench import cli, infra
+from bench.errors import InfraError
 
 pytestmark = pytest.mark.slow
 
@@ -139,3 +140,14 @@ def test_tansu_restart_loses_its_memory_storage_and_the_audit_counts_it(tmp_path
     assert kill["audit"]["lost"] > 0, kill["audit"]
     assert summary["audit"]["lost"] >= kill["audit"]["lost"]
     assert infra.status("kafka").running
+
+
+def test_a_broker_bench_up_did_not_start_is_never_touched(tmp_path, monkeypatch, nats_url):
+    # The shared NATS answers, but was not started by this state directory's bench up.
+    monkeypatch.setattr(infra, "DEFAULT_STATE_DIR", tmp_path / "state")
+    monkeypatch.setenv("BENCH_NATS_URL", nats_url)
+    with pytest.raises(InfraError) as refused:
+        infra.ServiceFaults("nats")
+    assert "was not started by bench up" in refused.value.message
+    assert "bench up nats" in (refused.value.hint or "")
+    assert infra.status("nats").running
