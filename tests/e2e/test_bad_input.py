@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from bench import cli
 from bench.store import SCHEMA_VERSION
+from tests.cli_support import run_bench_captured
 
 GOOD = """
 [scenario]
@@ -385,19 +384,6 @@ def _materialise(case: Case, tmp_path: Path) -> list[str]:
     return [arg.replace("{tmp}", str(tmp_path)) for arg in case.argv]
 
 
-def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    old_argv = sys.argv
-    sys.argv = ["bench", *argv]
-    try:
-        with pytest.raises(SystemExit) as exited:
-            cli.main()
-    finally:
-        sys.argv = old_argv
-    out, err = capsys.readouterr()
-    code = exited.value.code
-    return (code if isinstance(code, int) else 1), out, err
-
-
 def test_the_corpus_has_at_least_forty_inputs():
     assert len(CORPUS) >= 40
     assert len({c.name for c in CORPUS}) == len(CORPUS)
@@ -406,7 +392,7 @@ def test_the_corpus_has_at_least_forty_inputs():
 @pytest.mark.parametrize("case", CORPUS, ids=[c.name for c in CORPUS])
 def test_bad_input_gives_one_clear_line_and_a_non_zero_exit(case, tmp_path, capsys):
     argv = _materialise(case, tmp_path)
-    code, out, err = run_cli(argv, capsys)
+    code, out, err = run_bench_captured(argv, capsys)
     assert code == case.code, (code, out, err)
     assert "Traceback" not in err and "Traceback" not in out
     lines = [line for line in err.splitlines() if line.strip()]
@@ -422,11 +408,15 @@ def test_bad_input_gives_one_clear_line_and_a_non_zero_exit(case, tmp_path, caps
 def test_bad_input_never_loses_results_already_written(tmp_path, capsys):
     # A good run first, then a bad one into the same results directory.
     (tmp_path / "s.toml").write_text(GOOD)
-    code, _, _ = run_cli(["run", str(tmp_path / "s.toml"), "-o", str(tmp_path / "r"), "-q"], capsys)
+    code, _, _ = run_bench_captured(
+        ["run", str(tmp_path / "s.toml"), "-o", str(tmp_path / "r"), "-q"], capsys
+    )
     assert code == 0
     before = sorted(p.relative_to(tmp_path) for p in (tmp_path / "r").rglob("*"))
     (tmp_path / "bad.toml").write_text(scenario_with("rate = 100", "rate = -1"))
-    code, _, err = run_cli(["run", str(tmp_path / "bad.toml"), "-o", str(tmp_path / "r")], capsys)
+    code, _, err = run_bench_captured(
+        ["run", str(tmp_path / "bad.toml"), "-o", str(tmp_path / "r")], capsys
+    )
     assert code == 2 and "workload.rate" in err
     after = sorted(p.relative_to(tmp_path) for p in (tmp_path / "r").rglob("*"))
     assert after == before
@@ -439,5 +429,7 @@ def test_an_unwritable_results_directory_is_one_line(tmp_path, capsys):
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o500)
     (tmp_path / "s.toml").write_text(GOOD)
-    code, _, err = run_cli(["run", str(tmp_path / "s.toml"), "-o", str(locked / "r")], capsys)
+    code, _, err = run_bench_captured(
+        ["run", str(tmp_path / "s.toml"), "-o", str(locked / "r")], capsys
+    )
     assert code == 2 and "cannot create the results directory" in err

@@ -8,12 +8,11 @@ only acknowledgements.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-from bench import cli
+from tests.cli_support import run_bench
 
 pytestmark = pytest.mark.slow
 
@@ -58,21 +57,9 @@ action = "disconnect"
 """
 
 
-def run_cli(argv: list[str]) -> int:
-    old = sys.argv
-    sys.argv = ["bench", *argv]
-    try:
-        with pytest.raises(SystemExit) as exited:
-            cli.main()
-    finally:
-        sys.argv = old
-    code = exited.value.code
-    return code if isinstance(code, int) else 1
-
-
 def test_each_fault_has_its_figures_and_its_audit(tmp_path: Path, capsys):
     (tmp_path / "s.toml").write_text(SCENARIO)
-    code = run_cli(["run", str(tmp_path / "s.toml"), "-o", str(tmp_path / "r")])
+    code = run_bench(["run", str(tmp_path / "s.toml"), "-o", str(tmp_path / "r")])
     out, err = capsys.readouterr()
     assert code == 0, err
     run_dir = next((tmp_path / "r").iterdir())
@@ -131,7 +118,7 @@ def test_faults_on_a_broker_bench_up_did_not_start_fail_with_one_line(tmp_path, 
             'driver = "memory"', 'driver = "nats"\nservers = ["nats://127.0.0.1:1"]'
         ).replace('service_time = "20ms"       # about 20 publishes in flight at any moment', "")
     )
-    code = run_cli(["run", str(tmp_path / "s.toml"), "-o", str(tmp_path / "r"), "--no-report"])
+    code = run_bench(["run", str(tmp_path / "s.toml"), "-o", str(tmp_path / "r"), "--no-report"])
     _, err = capsys.readouterr()
     assert code == 1
     lines = [line for line in err.splitlines() if line.strip()]

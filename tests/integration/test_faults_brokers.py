@@ -9,22 +9,16 @@ against what the broker really did.
 from __future__ import annotations
 
 import json
-import socket
-import sys
 from pathlib import Path
 
 import pytest
 
-from bench import cli, infra
+from bench import infra
 from bench.errors import InfraError
+from tests.cli_support import run_bench
+from tests.integration.server_support import free_port
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
@@ -35,7 +29,7 @@ def private(tmp_path, monkeypatch):
     started: list[str] = []
 
     def start(name: str) -> str:
-        port = _free_port()
+        port = free_port()
         if name == "kafka":
             monkeypatch.setenv("BENCH_KAFKA_PORT", str(port))
         else:
@@ -48,18 +42,6 @@ def private(tmp_path, monkeypatch):
     yield start
     for name in started:
         infra.down(name)
-
-
-def run_cli(argv: list[str]) -> int:
-    old = sys.argv
-    sys.argv = ["bench", *argv]
-    try:
-        with pytest.raises(SystemExit) as exited:
-            cli.main()
-    finally:
-        sys.argv = old
-    code = exited.value.code
-    return code if isinstance(code, int) else 1
 
 
 SCENARIO = """
@@ -94,7 +76,7 @@ action = "disconnect"
 
 def run_faults(tmp_path: Path, target: str) -> dict:
     (tmp_path / "s.toml").write_text(SCENARIO.format(target=target))
-    code = run_cli(["run", str(tmp_path / "s.toml"), "-o", str(tmp_path / "r"), "--no-report"])
+    code = run_bench(["run", str(tmp_path / "s.toml"), "-o", str(tmp_path / "r"), "--no-report"])
     summary = json.loads(next((tmp_path / "r").glob("*/*/summary.json")).read_text())
     assert code in (0, 1), code
     return summary

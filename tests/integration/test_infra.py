@@ -11,6 +11,7 @@ import pytest
 
 from bench import infra
 from bench.errors import InfraError
+from tests.integration.server_support import free_port
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -18,11 +19,9 @@ pytestmark = pytest.mark.timeout(120)
 @pytest.fixture
 def free_kafka_port(monkeypatch: pytest.MonkeyPatch) -> int:
     """A port nobody listens on, so the test starts its own Tansu beside any other broker."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     monkeypatch.setenv("BENCH_KAFKA_PORT", str(port))
-    return int(port)
+    return port
 
 
 async def _round_trip(bootstrap: str, topic: str, payload: bytes) -> bytes:

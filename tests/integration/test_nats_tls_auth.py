@@ -16,28 +16,20 @@ import pytest
 
 from bench import infra
 from tests.e2e.test_cli import bench, only_run
+from tests.integration.server_support import free_port, leaks, make_ca, make_cert
 
 SECRET = "Tls-Pl4nted-0c1d"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def tls_nats(tmp_path: Path) -> Iterator[tuple[int, Path]]:
-    """A JetStream server that speaks only TLS and wants user ``bench`` with ``SECRET``."""
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    made = subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1"],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert made.returncode == 0, made.stderr
-    port = _free_port()
+    """A JetStream server that speaks only TLS and wants user ``bench`` with ``SECRET``.
+
+    Yields its port and the CA (made by the test) that signed its certificate.
+    """
+    ca, ca_key = make_ca(tmp_path, "ca")
+    cert, key = make_cert(tmp_path, "server", ca, ca_key)
+    port = free_port()
     server = subprocess.Popen(
         [infra._nats_binary(), "-a", "127.0.0.1", "-p", str(port), "-js",
          "-sd", str(tmp_path / "store"), "--tls", "--tlscert", str(cert), "--tlskey", str(key),
@@ -53,7 +45,7 @@ def tls_nats(tmp_path: Path) -> Iterator[tuple[int, Path]]:
             time.sleep(0.1)
         else:
             pytest.fail("the TLS NATS server did not start")
-        yield port, cert
+        yield port, ca
     finally:
         server.terminate()
         server.wait(timeout=10)
@@ -86,19 +78,14 @@ connect_timeout = "5s"
 
 
 def _leaks(done: subprocess.CompletedProcess[str], results: Path) -> list[str]:
-    found = [name for name, text in (("stdout", done.stdout), ("stderr", done.stderr))
-             if SECRET in text]  # fmt: skip
-    for path in results.rglob("*"):
-        if path.is_file() and SECRET.encode() in path.read_bytes():
-            found.append(str(path))
-    return found
+    return leaks(done, results, SECRET)
 
 
 def test_tls_and_a_password_from_a_file_work_and_never_leak(tmp_path, tls_nats):
-    port, cert = tls_nats
+    port, ca = tls_nats
     secret_file = tmp_path / "nats-password"
     secret_file.write_text(SECRET + "\n")
-    path = _scenario(tmp_path, port, f'password = "${{file:{secret_file}}}"\ntls_cafile = "{cert}"')
+    path = _scenario(tmp_path, port, f'password = "${{file:{secret_file}}}"\ntls_cafile = "{ca}"')
     results = tmp_path / "results"
     done = bench("--debug", "run", str(path), "-o", str(results), timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -113,10 +100,10 @@ def test_tls_and_a_password_from_a_file_work_and_never_leak(tmp_path, tls_nats):
 
 
 def test_a_password_from_the_environment_works(tmp_path, tls_nats, monkeypatch):
-    port, cert = tls_nats
+    port, ca = tls_nats
     monkeypatch.setenv("EB_TEST_NATS_PASSWORD", SECRET)
     path = _scenario(
-        tmp_path, port, f'password = "${{env:EB_TEST_NATS_PASSWORD}}"\ntls_cafile = "{cert}"'
+        tmp_path, port, f'password = "${{env:EB_TEST_NATS_PASSWORD}}"\ntls_cafile = "{ca}"'
     )
     results = tmp_path / "results"
     done = bench("run", str(path), "-o", str(results), "--no-report", timeout=120)
@@ -140,7 +127,7 @@ def test_an_untrusted_certificate_is_one_line_and_exit_1(tmp_path, tls_nats):
 
 def test_an_unset_environment_variable_is_a_scenario_error(tmp_path):
     os.environ.pop("EB_TEST_NATS_UNSET", None)
-    path = _scenario(tmp_path, _free_port(), 'password = "${env:EB_TEST_NATS_UNSET}"')
+    path = _scenario(tmp_path, free_port(), 'password = "${env:EB_TEST_NATS_UNSET}"')
     done = bench("validate", str(path))
     assert done.returncode == 2
     first = done.stderr.strip().splitlines()[0]

@@ -17,10 +17,8 @@ import json
 import os
 import pwd
 import re
-import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -31,6 +29,14 @@ import asyncpg
 import pytest
 
 from tests.e2e.test_cli import bench, only_run
+from tests.integration.server_support import (
+    free_port,
+    leaks,
+    make_ca,
+    make_cert,
+    one_error,
+    stray_lines,
+)
 
 SECRET = "Pg-Pl4nted-7e3a"
 WRONG = "Wr0ng-Pl4nted-55aa"
@@ -76,53 +82,6 @@ pytestmark = [
         OWNER is None, reason="running as root without a postgres OS user or runuser"
     ),
 ]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _openssl(directory: Path, *args: str) -> None:
-    done = subprocess.run(
-        ["openssl", *args], cwd=directory, capture_output=True, text=True, timeout=60
-    )
-    assert done.returncode == 0, done.stderr
-
-
-def _make_ca(directory: Path, name: str) -> tuple[Path, Path]:
-    cert, key = directory / f"{name}.pem", directory / f"{name}.key"
-    _openssl(
-        directory,
-        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-        "-keyout", str(key), "-out", str(cert), "-subj", f"/CN=eventbench test {name}",
-        "-addext", "basicConstraints=critical,CA:TRUE",
-        "-addext", "keyUsage=critical,keyCertSign,cRLSign",
-    )  # fmt: skip
-    return cert, key
-
-
-def _make_server_cert(directory: Path, ca: Path, ca_key: Path) -> tuple[Path, Path]:
-    """A server certificate for 127.0.0.1 and localhost, signed by ``ca``."""
-    cert, key, csr = directory / "server.pem", directory / "server.key", directory / "server.csr"
-    ext = directory / "server.ext"
-    ext.write_text(
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n"
-        "keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n"
-    )
-    _openssl(
-        directory,
-        "req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr),
-        "-subj", "/CN=127.0.0.1",
-    )  # fmt: skip
-    _openssl(
-        directory,
-        "x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key),
-        "-set_serial", f"0x{secrets.token_hex(8)}", "-days", "1", "-out", str(cert),
-        "-extfile", str(ext),
-    )  # fmt: skip
-    return cert, key
 
 
 @dataclass(frozen=True)
@@ -172,9 +131,9 @@ def cluster() -> Iterator[Cluster]:
     data = directory / "data"
     started = False
     try:
-        ca, ca_key = _make_ca(directory, "ca")
-        other_ca, _ = _make_ca(directory, "other-ca")
-        cert, key = _make_server_cert(directory, ca, ca_key)
+        ca, ca_key = make_ca(directory, "ca")
+        other_ca, _ = make_ca(directory, "other-ca")
+        cert, key = make_cert(directory, "server", ca, ca_key)
         for path in (cert, key):
             os.chown(path, uid, gid)
         key.chmod(0o600)
@@ -195,7 +154,7 @@ def cluster() -> Iterator[Cluster]:
                 f"CREATE DATABASE {DATABASE} OWNER {USER};\n"
             ),
         )
-        port = _free_port()
+        port = free_port()
         (data / "pg_hba.conf").write_text(f"hostssl all {USER} 127.0.0.1/32 scram-sha-256\n")
         with (data / "postgresql.conf").open("a") as conf:
             conf.write(
@@ -252,28 +211,15 @@ connect_timeout = "10s"
     return path
 
 
-def _leaks(done: subprocess.CompletedProcess[str], results: Path, *secrets_: str) -> list[str]:
-    found = []
-    for secret in secrets_ or (SECRET,):
-        found += [f"{name}: {secret}" for name, text in (("stdout", done.stdout),
-                  ("stderr", done.stderr)) if secret in text]  # fmt: skip
-        if results.exists():
-            for path in results.rglob("*"):
-                if path.is_file() and secret.encode() in path.read_bytes():
-                    found.append(f"{path}: {secret}")
-    return found
+def _leaks(done: subprocess.CompletedProcess[str], results: Path, *planted: str) -> list[str]:
+    return leaks(done, results, *(planted or (SECRET,)))
 
 
 def _one_error(done: subprocess.CompletedProcess[str]) -> str:
-    assert done.returncode == 1, done.stdout + done.stderr
-    assert "Traceback" not in done.stderr, done.stderr
-    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, done.stderr
+    error = one_error(done)
     # Nothing else on the terminal's stderr: no library log record, no warning.
-    stray = [line for line in done.stderr.splitlines()
-             if line.strip() and not line.startswith(("error:", "  hint:"))]  # fmt: skip
-    assert stray == [], done.stderr
-    return errors[0]
+    assert stray_lines(done) == [], done.stderr
+    return error
 
 
 async def _stored_events(cluster: Cluster) -> dict[str, int]:

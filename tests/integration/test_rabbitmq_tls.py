@@ -32,6 +32,14 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.test_cli import bench, only_run
+from tests.integration.server_support import (
+    free_port,
+    leaks,
+    make_ca,
+    make_cert,
+    one_error,
+    stray_lines,
+)
 
 SECRET = "Rmq-Pl4nted-31b7"
 WRONG = "Wr0ng-Pl4nted-9d04"
@@ -65,56 +73,6 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is not installed"),
     pytest.mark.skipif(OWNER is None, reason="needs root or the rabbitmq user to start a node"),
 ]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _openssl(directory: Path, *args: str) -> None:
-    done = subprocess.run(
-        ["openssl", *args], cwd=directory, capture_output=True, text=True, timeout=60
-    )
-    assert done.returncode == 0, done.stderr
-
-
-def _make_ca(directory: Path, name: str) -> tuple[Path, Path]:
-    cert, key = directory / f"{name}.pem", directory / f"{name}.key"
-    _openssl(
-        directory,
-        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-        "-keyout", str(key), "-out", str(cert), "-subj", f"/CN=eventbench test {name}",
-        "-addext", "basicConstraints=critical,CA:TRUE",
-        "-addext", "keyUsage=critical,keyCertSign,cRLSign",
-    )  # fmt: skip
-    return cert, key
-
-
-def _make_cert(
-    directory: Path, name: str, ca: Path, ca_key: Path, *, server: bool
-) -> tuple[Path, Path]:
-    """A leaf certificate signed by ``ca``: for 127.0.0.1/localhost, or a client's."""
-    cert, key, csr = directory / f"{name}.pem", directory / f"{name}.key", directory / f"{name}.csr"
-    ext = directory / f"{name}.ext"
-    ext.write_text(
-        ("subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n" if server
-         else "extendedKeyUsage=clientAuth\n")
-        + "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n"
-    )  # fmt: skip
-    _openssl(
-        directory,
-        "req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr),
-        "-subj", "/CN=127.0.0.1" if server else f"/CN=eventbench {name}",
-    )  # fmt: skip
-    _openssl(
-        directory,
-        "x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key),
-        "-set_serial", f"0x{secrets.token_hex(8)}", "-days", "1", "-out", str(cert),
-        "-extfile", str(ext),
-    )  # fmt: skip
-    return cert, key
 
 
 def _password_hash(password: str) -> str:
@@ -164,16 +122,16 @@ def node() -> Iterator[Node]:
     # Not under pytest's tmp_path, which is private to root: the node runs as rabbitmq.
     directory = Path(tempfile.mkdtemp(prefix="eb-rmq-tls-"))
     directory.chmod(0o755)
-    port, dist_port = _free_port(), _free_port()
+    port, dist_port = free_port(), free_port()
     name = f"benchtls{port}@localhost"
     pid_file = directory / "mnesia" / "node.pid"
     env: dict[str, str] = {}
     started = False
     try:
-        ca, ca_key = _make_ca(directory, "ca")
-        other_ca, _ = _make_ca(directory, "other-ca")
-        cert, key = _make_cert(directory, "server", ca, ca_key, server=True)
-        client_cert, client_key = _make_cert(directory, "client", ca, ca_key, server=False)
+        ca, ca_key = make_ca(directory, "ca")
+        other_ca, _ = make_ca(directory, "other-ca")
+        cert, key = make_cert(directory, "server", ca, ca_key)
+        client_cert, client_key = make_cert(directory, "client", ca, ca_key, client=True)
         for sub in ("mnesia", "log"):
             (directory / sub).mkdir()
             os.chown(directory / sub, uid, gid)
@@ -279,29 +237,7 @@ connect_timeout = "10s"
 
 
 def _leaks(done: subprocess.CompletedProcess[str], results: Path, *planted: str) -> list[str]:
-    found = []
-    for secret in planted or (SECRET,):
-        found += [f"{name}: {secret}" for name, text in (("stdout", done.stdout),
-                  ("stderr", done.stderr)) if secret in text]  # fmt: skip
-        if results.exists():
-            for path in results.rglob("*"):
-                if path.is_file() and secret.encode() in path.read_bytes():
-                    found.append(f"{path}: {secret}")
-    return found
-
-
-def _one_error(done: subprocess.CompletedProcess[str]) -> str:
-    assert done.returncode == 1, done.stdout + done.stderr
-    assert "Traceback" not in done.stderr, done.stderr
-    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, done.stderr
-    return errors[0]
-
-
-def _stray_lines(done: subprocess.CompletedProcess[str]) -> list[str]:
-    """What the terminal's stderr shows besides the error line and its hint."""
-    return [line for line in done.stderr.splitlines()
-            if line.strip() and not line.startswith(("error:", "  hint:"))]  # fmt: skip
+    return leaks(done, results, *(planted or (SECRET,)))
 
 
 def test_amqps_with_the_test_ca_and_a_password_from_a_file_is_clean_and_never_leaks(tmp_path, node):
@@ -347,7 +283,7 @@ def test_an_untrusted_ca_is_one_line_and_exit_1(tmp_path, node, monkeypatch):
     )  # fmt: skip
     results = tmp_path / "results"
     done = bench("run", str(path), "-o", str(results), "--no-report", timeout=120)
-    error = _one_error(done)
+    error = one_error(done)
     assert "certificate" in error.lower() and f"127.0.0.1:{node.port}" in error, error
     assert _leaks(done, results) == []
 
@@ -358,8 +294,8 @@ def test_a_failed_handshake_prints_nothing_but_the_error_line(tmp_path, node, mo
         tmp_path, "rmqtls-quiet", "${env:EB_TEST_RMQ_URL}", _tls_table(node, cafile=node.other_ca)
     )
     done = bench("run", str(path), "-o", str(tmp_path / "results"), "--no-report", timeout=120)
-    _one_error(done)
-    assert _stray_lines(done) == []
+    one_error(done)
+    assert stray_lines(done) == []
 
 
 def test_a_missing_client_certificate_is_one_line_and_exit_1(tmp_path, node, monkeypatch):
@@ -369,9 +305,9 @@ def test_a_missing_client_certificate_is_one_line_and_exit_1(tmp_path, node, mon
     )
     results = tmp_path / "results"
     done = bench("run", str(path), "-o", str(results), "--no-report", timeout=120)
-    error = _one_error(done)
+    error = one_error(done)
     assert f"127.0.0.1:{node.port}" in error, error
-    assert _stray_lines(done) == []
+    assert stray_lines(done) == []
     assert _leaks(done, results) == []
 
 
@@ -380,9 +316,9 @@ def test_a_wrong_password_is_one_line_and_exit_1(tmp_path, node, monkeypatch):
     path = _scenario(tmp_path, "rmqtls-wrong", "${env:EB_TEST_RMQ_URL}", _tls_table(node))
     results = tmp_path / "results"
     done = bench("run", str(path), "-o", str(results), "--no-report", timeout=120)
-    error = _one_error(done)
+    error = one_error(done)
     assert "authentication" in error.lower(), error
-    assert _stray_lines(done) == []
+    assert stray_lines(done) == []
     assert _leaks(done, results, WRONG, SECRET) == []
 
 
