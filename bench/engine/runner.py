@@ -447,6 +447,9 @@ class PointRunner:
                 self.status = "interrupted"
                 self._broadcast(states, "stop")
                 stop_sent = True
+                if self.injector is not None:
+                    # A paused or killed broker comes back now, not after the drain.
+                    self.problems.extend(self.injector.stop())
             # Judge the drain only on counts reported after every producer finished.
             if all(s.produced and s.progressed for s in states) or (
                 stop_sent and all(s.produced for s in states)

@@ -85,6 +85,7 @@ class FaultInjector:
             for i, f in enumerate(faults)
         ]
         self._stop = threading.Event()
+        self._stopped = False
         self._down: str | None = None  # what the current fault left down: "paused" | "stopped"
         self._thread = threading.Thread(target=self._run, name="faults", daemon=True)
 
@@ -92,7 +93,13 @@ class FaultInjector:
         self._thread.start()
 
     def stop(self, timeout_s: float = 120.0) -> list[str]:
-        """Stop acting and bring back whatever is down; the problems, if any, as lines."""
+        """Stop acting and bring back whatever is down; the problems, if any, as lines.
+
+        Only the first call does anything (a Ctrl-C stops the timeline at once, the end of the
+        point stops it again)."""
+        if self._stopped:
+            return []
+        self._stopped = True
         self._stop.set()
         self._thread.join(timeout_s)
         problems = [p for e in self.events for p in e.problems]

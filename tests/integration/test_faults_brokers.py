@@ -9,8 +9,14 @@ against what the broker really did.
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from bench import infra
@@ -133,3 +139,38 @@ def test_a_broker_bench_up_did_not_start_is_never_touched(tmp_path, monkeypatch,
     assert "was not started by bench up" in refused.value.message
     assert "bench up nats" in (refused.value.hint or "")
     assert infra.status("nats").running
+
+
+def test_ctrl_c_during_a_pause_leaves_the_broker_running(tmp_path, private, monkeypatch):
+    url = private("nats")
+    (tmp_path / "s.toml").write_text(
+        SCENARIO.format(target=f'driver = "nats"\nservers = ["{url}"]')
+        .replace('action = "kill"\ndown_for = "1500ms"', 'action = "pause"\ndown_for = "5s"')
+        .replace('[[faults]]\nat = "6s"\naction = "disconnect"\n', "")
+    )
+    env = {**os.environ, "BENCH_STATE_DIR": str(infra.DEFAULT_STATE_DIR)}
+    out = tmp_path / "r"
+    server = psutil.Process(int((infra.DEFAULT_STATE_DIR / "nats" / "server.pid").read_text()))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bench.cli", "run", str(tmp_path / "s.toml"), "-o", str(out)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(4.5)  # the pause began at 2 s of load (after about a second of setup)
+        paused = server.status() == psutil.STATUS_STOPPED
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert paused, "the broker was not paused when Ctrl-C came"
+    assert process.returncode == 130, err
+    assert infra.status("nats").running  # resumed, not left stopped
+    summary = json.loads(next((tmp_path / "r").glob("*/*/summary.json")).read_text())
+    assert summary["status"] == "interrupted"
+    (fault,) = summary["faults"]
+    assert fault["status"] == "done" and "SIGCONT" in fault["detail"], fault
+    assert fault["restored_at_s"] - fault["started_at_s"] < 5.0, fault
