@@ -6,6 +6,7 @@ error's exit code (2 for bad input); tracebacks only with ``--debug``.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -135,6 +136,20 @@ def run(
     shows up in the numbers instead of slowing the load down. Exit code: 0 when every point
     ran, 1 when one failed, 2 for bad input, 130/143 when interrupted.
     """
+    _run(scenarios, set_, results_dir, target, quiet, no_report, repeat)
+
+
+def _run(
+    scenarios: list[Path] | None,
+    set_: list[str] | None,
+    results_dir: Path,
+    target: list[str] | None,
+    quiet: bool,
+    no_report: bool,
+    repeat: int,
+    launcher_for: Any = None,
+) -> None:
+    """``bench run``'s work; ``launcher_for(point)`` replaces local worker processes."""
     from bench.engine.runner import IntervalView, PointRunner
     from bench.interrupts import Interrupts
     from bench.scenario import expand, load_scenario
@@ -234,6 +249,7 @@ def run(
                 run_dir / point.slug,
                 stop_requested=lambda: interrupts.requested,
                 on_interval=show,
+                launcher=launcher_for(point) if launcher_for is not None else None,
             )
             summary = runner.run()
             summaries.append(summary)
@@ -276,6 +292,93 @@ def run(
     if interrupts.requested:
         raise typer.Exit(interrupts.exit_code)
     raise typer.Exit(1 if any_failed else 0)
+
+
+@app.command()
+def locust(
+    scenarios: Annotated[list[Path], typer.Argument(help="Scenario files (TOML).")],
+    workers: Annotated[
+        int, typer.Option("--workers", "-w", min=0, help="Local Locust workers to start.")
+    ] = 2,
+    remote_workers: Annotated[
+        int,
+        typer.Option(
+            "--remote-workers",
+            min=0,
+            help="Also wait for this many workers started elsewhere with "
+            "`bench locust-worker --master-host THIS_HOST --master-port PORT`.",
+        ),
+    ] = 0,
+    master_bind_host: Annotated[
+        str,
+        typer.Option(
+            "--master-bind-host", help="Where the Locust master listens (0.0.0.0 for remote)."
+        ),
+    ] = "127.0.0.1",
+    master_port: Annotated[
+        int | None, typer.Option("--master-port", help="The master's port (default: a free one).")
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set", "-s", help="Override a field: --set workload.rate=5000 (repeatable)."
+        ),
+    ] = None,
+    results_dir: Annotated[
+        Path, typer.Option("--results-dir", "-o", help="Where run directories are written.")
+    ] = Path("results"),
+    target: Annotated[
+        list[str] | None, typer.Option("--target", "-t", help="Run only these targets.")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live progress line.")] = False,
+    no_report: Annotated[
+        bool, typer.Option("--no-report", help="Do not write report.html and report.md.")
+    ] = False,
+) -> None:
+    """Run scenarios on a Locust cluster: a master and N workers, each worker one engine.
+
+    The same scenario and the same results as `bench run`, with `workload.workers` set to the
+    number of Locust workers: each runs its share of the producers (their open-loop schedules)
+    and consumers, and ships its histograms and audit ledgers back through Locust. Use it when
+    one machine cannot generate the load; see docs/locust.md for workers on other machines.
+    """
+    import tempfile
+
+    from bench.locust.cluster import LocustCluster
+    from bench.scenario import load_scenario
+
+    total = workers + remote_workers
+    if total < 1:
+        raise typer.BadParameter("at least one worker: --workers 2", param_hint="--workers")
+    overrides = [*(set_ or []), f"workload.workers={total}"]
+    for path in scenarios:  # bad input fails before any process starts
+        load_scenario(path, overrides)
+    log_dir = Path(tempfile.mkdtemp(prefix="eventbench-locust-"))
+    with LocustCluster(workers, remote_workers, master_bind_host, master_port, log_dir) as cluster:
+        console.print(
+            f"locust: master on {master_bind_host}:{cluster.bind_port}, "
+            f"{len(cluster.workers)} workers; logs in {log_dir}"
+        )
+        _run(scenarios, overrides, results_dir, target, quiet, no_report, 1, cluster.launcher)
+
+
+@app.command("locust-worker")
+def locust_worker(
+    master_host: Annotated[str, typer.Option("--master-host", help="The master's host.")],
+    master_port: Annotated[int, typer.Option("--master-port", help="The master's port.")] = 5557,
+    wall_clock: Annotated[
+        bool,
+        typer.Option(
+            "--wall-clock",
+            help="Translate the start time through the wall clock even if this host's name is "
+            "the master's (a container or VM with its own monotonic clock).",
+        ),
+    ] = False,
+) -> None:
+    """Run one Locust worker for `bench locust` (on this or another machine); Ctrl-C stops it."""
+    argv = [sys.executable, "-m", "bench.locust.worker", "--master-host", master_host]
+    argv += ["--master-port", str(master_port)] + (["--wall-clock"] if wall_clock else [])
+    os.execv(sys.executable, argv)
 
 
 def _print_summaries(summaries: list[dict[str, Any]], title: str) -> None:

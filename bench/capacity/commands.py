@@ -8,8 +8,10 @@ compare`` compares the max sustainable rates.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
+import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -135,6 +137,8 @@ class CapacityRun:
         }
         self.write()
         self.interrupts.on_second = [lambda: self.write("interrupted")]
+        # bench find-max --locust-workers: probes run on a Locust cluster's workers.
+        self.launcher_for: Any = None
 
     def stop_requested(self) -> bool:
         return self.interrupts.requested
@@ -168,7 +172,13 @@ class CapacityRun:
         }
         self.manifest["points"].append(entry)
         self.write()
-        runner = PointRunner(point, self.run_id, self.dir / slug, self.stop_requested)
+        runner = PointRunner(
+            point,
+            self.run_id,
+            self.dir / slug,
+            self.stop_requested,
+            launcher=self.launcher_for(point) if self.launcher_for is not None else None,
+        )
         summary = runner.run()
         entry["status"] = summary["status"]
         info = summary.get("target_info") or {}
@@ -371,6 +381,15 @@ def find_max(
     results_dir: ResultsOpt = Path("results"),
     quiet: QuietOpt = False,
     no_report: NoReportOpt = False,
+    locust_workers: Annotated[
+        int,
+        typer.Option(
+            "--locust-workers",
+            min=0,
+            help="Run every probe on a Locust cluster of N local workers, as bench locust does "
+            "(0: the engine's own worker processes).",
+        ),
+    ] = 0,
 ) -> None:
     """Find the highest rate each target sustains: SLOs hold, it keeps up with the schedule,
     the consumer backlog stays bounded, errors stay under the threshold, and the harness is
@@ -378,6 +397,8 @@ def find_max(
     from bench.capacity.search import Search
 
     path = Path(scenario)
+    if locust_workers:
+        set_ = [*(set_ or []), f"workload.workers={locust_workers}"]
     loaded, bases = _bases(path, set_ or [], target)
     settings = _search_settings(
         loaded,
@@ -403,14 +424,22 @@ def find_max(
     console.print(
         f"[bold]{loaded.scenario.name}[/]: find-max on {len(bases)} point(s) -> {run.dir}"
     )
-    for ordinal, base in enumerate(bases):
-        if run.stop_requested():
-            break
-        console.print(f"[bold cyan]▶ {base.label}[/]: searching ({_criteria_text(settings)})")
-        search = Search(base, ordinal, settings, run.execute, run.report, run.stop_requested)
-        run.results.append(search.result)
-        search.find_max()
-        console.print(f"  [bold]{search.result.headline}[/]")
+    with contextlib.ExitStack() as stack:
+        if locust_workers:
+            from bench.locust.cluster import LocustCluster
+
+            logs = Path(tempfile.mkdtemp(prefix="eventbench-locust-"))
+            cluster = stack.enter_context(LocustCluster(locust_workers, log_dir=logs))
+            console.print(f"locust: {len(cluster.workers)} workers; logs in {logs}")
+            run.launcher_for = cluster.launcher
+        for ordinal, base in enumerate(bases):
+            if run.stop_requested():
+                break
+            console.print(f"[bold cyan]▶ {base.label}[/]: searching ({_criteria_text(settings)})")
+            search = Search(base, ordinal, settings, run.execute, run.report, run.stop_requested)
+            run.results.append(search.result)
+            search.find_max()
+            console.print(f"  [bold]{search.result.headline}[/]")
     _finish(run, no_report, f"{loaded.scenario.name} find-max ({run.run_id})")
 
 

@@ -98,7 +98,7 @@ class IntervalView:
 
 
 @dataclass
-class _WorkerState:
+class WorkerState:
     index: int
     process: Any
     conn: Connection
@@ -121,7 +121,11 @@ class PointRunner:
         point_dir: Path,
         stop_requested: Callable[[], bool],
         on_interval: Callable[[IntervalView], None] | None = None,
+        launcher: Callable[[list[WorkerSpec]], list[WorkerState]] | None = None,
     ) -> None:
+        # launcher: starts the workers of a point (default: local processes; ``bench locust``
+        # hands out Locust workers instead) and returns their states.
+        self.launcher = launcher
         self.point = point
         self.run_id = run_id
         self.dir = point_dir
@@ -139,7 +143,7 @@ class PointRunner:
         self.t0_ns = 0
         self.finished_ns = 0  # when the drain ended and workers were told to finish
         self.epoch_at_t0 = 0.0
-        self.states: list[_WorkerState] = []
+        self.states: list[WorkerState] = []
         self.invariants: list[str] | None = None
         self.server_counters_before: dict[str, int] | None = None
         self.server_counters_after: dict[str, int] | None = None
@@ -259,14 +263,14 @@ class PointRunner:
         cls = load_driver(self.point.driver)
         in_process = bool(getattr(cls, "in_process", False))
         started_at = time.time()
-        states: list[_WorkerState] = []
+        states: list[WorkerState] = []
         try:
             if self.faults and not in_process:
                 # Before anything runs: faults act only on a service bench up started.
                 self.fault_handle = check_faultable(self.point.driver)
             if not in_process:
                 self.describe = asyncio.run(self._remote("prepare", topology))
-            states = self._spawn(self._specs(topology, in_process))
+            states = (self.launcher or self._spawn)(self._specs(topology, in_process))
             self.states = states
             self._run_workers(states)
             if self.workload.kind == "store" and not in_process and self.status != "interrupted":
@@ -357,7 +361,7 @@ class PointRunner:
             "invariants": {"ok": not invariants, "violations": invariants[:20]},
         }
 
-    def _spawn(self, specs: list[WorkerSpec]) -> list[_WorkerState]:
+    def _spawn(self, specs: list[WorkerSpec]) -> list[WorkerState]:
         ctx = mp.get_context("spawn")
         states = []
         for spec in specs:
@@ -368,15 +372,15 @@ class PointRunner:
             process.daemon = True
             process.start()
             child.close()
-            states.append(_WorkerState(spec.index, process, parent))
+            states.append(WorkerState(spec.index, process, parent))
         return states
 
-    def _broadcast(self, states: list[_WorkerState], *message: Any) -> None:
+    def _broadcast(self, states: list[WorkerState], *message: Any) -> None:
         for state in states:
             with contextlib.suppress(OSError, BrokenPipeError):
                 state.conn.send(message)
 
-    def _receive(self, states: list[_WorkerState], timeout: float) -> None:
+    def _receive(self, states: list[WorkerState], timeout: float) -> None:
         """Handle whatever the workers sent within ``timeout`` seconds."""
         conns = {state.conn: state for state in states if not state.conn.closed}
         for ready in wait(list(conns), timeout=timeout):
@@ -394,7 +398,7 @@ class PointRunner:
                 continue
             self._handle(state, message)
 
-    def _handle(self, state: _WorkerState, message: tuple[Any, ...]) -> None:
+    def _handle(self, state: WorkerState, message: tuple[Any, ...]) -> None:
         kind = message[0]
         if kind == "ready":
             state.ready = True
@@ -413,7 +417,7 @@ class PointRunner:
         elif kind == "error":
             raise DriverError(message[2])
 
-    def _run_workers(self, states: list[_WorkerState]) -> None:
+    def _run_workers(self, states: list[WorkerState]) -> None:
         deadline = time.monotonic() + READY_TIMEOUT_S + self.point.driver_config.connect_timeout
         while not all(s.ready for s in states):
             if self.stop_requested():
@@ -426,7 +430,9 @@ class PointRunner:
         self.t0_ns = time.monotonic_ns() + 200_000_000
         self.epoch_at_t0 = time.time() + 0.2
         self._open_files()
-        self._broadcast(states, "start", self.t0_ns)
+        # The wall-clock time of t0 too: a worker on another host translates t0 to its own
+        # monotonic clock through it (bench locust).
+        self._broadcast(states, "start", self.t0_ns, self.epoch_at_t0)
         if self.fault_handle is not None:
             self.injector = FaultInjector(
                 self.faults,
@@ -497,7 +503,7 @@ class PointRunner:
             self._receive(states, 0.1)
         self._emit_ready_intervals(states, flush_all=True)
 
-    def _reap(self, states: list[_WorkerState]) -> None:
+    def _reap(self, states: list[WorkerState]) -> None:
         for state in states:
             state.process.join(timeout=10)
             if state.process.is_alive():
@@ -526,7 +532,7 @@ class PointRunner:
         if getattr(self, "timeseries_file", None) is not None:
             self.timeseries_file.close()
 
-    def _emit_ready_intervals(self, states: list[_WorkerState], flush_all: bool = False) -> None:
+    def _emit_ready_intervals(self, states: list[WorkerState], flush_all: bool = False) -> None:
         while True:
             k = self._emitted + 1
             have = [s.intervals.get(k) for s in states]
@@ -628,7 +634,7 @@ class PointRunner:
 
     # ------------------------------------------------------------------ summary
     def _summary(
-        self, states: list[_WorkerState], topology: Topology, started_at: float
+        self, states: list[WorkerState], topology: Topology, started_at: float
     ) -> dict[str, Any]:
         point = self.point
         w = self.workload
@@ -774,6 +780,19 @@ class PointRunner:
                 "in_flight_peak": totals["in_flight_peak"],
                 "oversize_events": totals["oversize"],
                 "workers": len(states),
+                # What each worker did (a Locust worker each, under bench locust): the run's
+                # counts are these summed.
+                "per_worker": [
+                    {
+                        "index": i,
+                        "sent": f["sent"],
+                        "acked": f["acked"],
+                        "failed": f["failed"],
+                        "delivered": f["delivered"],
+                        "sent_in_window": f["sent_in_window"],
+                    }
+                    for i, f in enumerate(finals)
+                ],
             },
             "slo": slo,
             "faults": fault_rows,

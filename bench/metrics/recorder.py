@@ -180,8 +180,8 @@ def _merge_sparse(target: HdrHistogram, sparse: Sparse) -> None:
 
 def merge_into(target: HdrHistogram, source: str | bytes | HdrHistogram | Sparse) -> None:
     """Add a histogram (object, standard encoding, or ``export_sparse`` form) into ``target``."""
-    if isinstance(source, tuple):
-        _merge_sparse(target, source)
+    if isinstance(source, tuple | list):  # a list once it has crossed msgpack (bench locust)
+        _merge_sparse(target, tuple(source))
         return
     other = source if isinstance(source, HdrHistogram) else decode(source)
     if other.total_count:
