@@ -188,3 +188,34 @@ def test_a_worker_started_by_hand_joins_and_translates_its_clock(tmp_path):
     # the translated worker's end-to-end latency looks like the local one's.
     assert summary["latency_us"]["e2e"]["p50"] < 2000, summary["latency_us"]["e2e"]
     assert summary["latency_us"]["e2e"]["negative"] == 0
+
+
+def test_find_max_on_locust_workers(tmp_path):
+    # Each Locust worker hosts its own in-process memory broker serving 2000/s, so two of
+    # them sustain 4000/s together: what find-max must find through the cluster.
+    path = tmp_path / "s.toml"
+    path.write_text(
+        SCENARIO.format(
+            name="fm", rate=500, target='driver = "memory"\ncapacity_per_s = 2000'
+        ).replace("producers = 4\nconsumers = 4", "producers = 2\nconsumers = 2")
+    )
+    code = run_bench(
+        [
+            "find-max",
+            str(path),
+            "--locust-workers",
+            "2",
+            "--probe-duration",
+            "2s",
+            "--verify-duration",
+            "3s",
+            "-o",
+            str(tmp_path / "r"),
+            "-q",
+            "--no-report",
+        ]
+    )
+    assert code == 0
+    capacity = json.loads(next((tmp_path / "r").glob("*/capacity.json")).read_text())
+    (search,) = capacity["searches"]
+    assert search["max_rate_per_s"] == pytest.approx(4000, rel=0.06), search
