@@ -93,6 +93,22 @@ def _default_plan() -> tuple[Path, list[str] | None]:
 
 # --------------------------------------------------------------------------- run
 
+# Options that run and locust share.
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option("--set", "-s", help="Override a field: --set workload.rate=5000 (repeatable)."),
+]
+ResultsDirOption = Annotated[
+    Path, typer.Option("--results-dir", "-o", help="Where run directories are written.")
+]
+TargetOption = Annotated[
+    list[str] | None, typer.Option("--target", "-t", help="Run only these targets.")
+]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No live progress line.")]
+NoReportOption = Annotated[
+    bool, typer.Option("--no-report", help="Do not write report.html and report.md.")
+]
+
 
 @app.command()
 def run(
@@ -103,22 +119,11 @@ def run(
             "that answer, or scenarios/quickstart.toml (memory target) when none does."
         ),
     ] = None,
-    set_: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--set", "-s", help="Override a field: --set workload.rate=5000 (repeatable)."
-        ),
-    ] = None,
-    results_dir: Annotated[
-        Path, typer.Option("--results-dir", "-o", help="Where run directories are written.")
-    ] = Path("results"),
-    target: Annotated[
-        list[str] | None, typer.Option("--target", "-t", help="Run only these targets.")
-    ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live progress line.")] = False,
-    no_report: Annotated[
-        bool, typer.Option("--no-report", help="Do not write report.html and report.md.")
-    ] = False,
+    set_: SetOption = None,
+    results_dir: ResultsDirOption = Path("results"),
+    target: TargetOption = None,
+    quiet: QuietOption = False,
+    no_report: NoReportOption = False,
     repeat: Annotated[
         int,
         typer.Option(
@@ -318,22 +323,11 @@ def locust(
     master_port: Annotated[
         int | None, typer.Option("--master-port", help="The master's port (default: a free one).")
     ] = None,
-    set_: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--set", "-s", help="Override a field: --set workload.rate=5000 (repeatable)."
-        ),
-    ] = None,
-    results_dir: Annotated[
-        Path, typer.Option("--results-dir", "-o", help="Where run directories are written.")
-    ] = Path("results"),
-    target: Annotated[
-        list[str] | None, typer.Option("--target", "-t", help="Run only these targets.")
-    ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live progress line.")] = False,
-    no_report: Annotated[
-        bool, typer.Option("--no-report", help="Do not write report.html and report.md.")
-    ] = False,
+    set_: SetOption = None,
+    results_dir: ResultsDirOption = Path("results"),
+    target: TargetOption = None,
+    quiet: QuietOption = False,
+    no_report: NoReportOption = False,
 ) -> None:
     """Run scenarios on a Locust cluster: a master and N workers, each worker one engine.
 
