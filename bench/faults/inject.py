@@ -119,7 +119,7 @@ class FaultInjector:
             try:
                 self._act(event)
                 event.status = "done"
-            except (BenchError, OSError, psutil.Error) as exc:
+            except Exception as exc:  # the thread's boundary: every failure becomes a problem
                 event.status = "failed"
                 message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
                 event.detail = f"{event.detail}; {message}".strip("; ")
