@@ -678,6 +678,7 @@ class PointRunner:
             None if w.closed_loop else float(w.rate),
             self.meta.warmup + self.meta.duration,
             self.finished_ns or time.monotonic_ns(),
+            consuming=w.kind == "stream" and w.consumers > 0,
         )
         if finals and len(finals) < len(states):
             self.problems.append(f"only {len(finals)} of {len(states)} workers reported results")

@@ -99,6 +99,9 @@ class StoreWriters:
         self.cmd_end: array[int] = array("q")
         self.attempt_start: array[int] = array("q")
         self.attempt_end: array[int] = array("q")
+        # When appends committed and when they failed (the fault timeline's figures).
+        self.commit_at: array[int] = array("q")
+        self.error_at: array[int] = array("q")
         self.projection_lag: array[int] = array("q")
         self.load_ns: array[int] = array("q")
         self.load_length: array[int] = array("q")
@@ -243,6 +246,7 @@ class StoreWriters:
             except Exception as exc:
                 t1 = time.monotonic_ns()
                 self._attempt(t0, t1)
+                self.error_at.append(t1)
                 totals.errors += 1
                 self.count_error(_kind(exc))
                 # What an error left behind is unknown: forget the aggregate, reload next time.
@@ -261,6 +265,7 @@ class StoreWriters:
             t1 = time.monotonic_ns()
             self._attempt(t0, t1)
             if result.committed:
+                self.commit_at.append(t1)
                 totals.commits += 1
                 totals.events_committed += len(events)
                 totals.committed_ids.extend(e.event_id for e in events)

@@ -545,6 +545,14 @@ class Worker:
             rec["service"].record(end - start, (start >= window[0]) & (start < window[1]))
         totals.acked = store.totals.commits
         totals.acked_in_window = store.totals.commits_in_window
+        if len(store.commit_at) and self.spec.timeline:
+            self.timeline_acked = self._bucket(self.timeline_acked, _take(store.commit_at))
+        elif len(store.commit_at):
+            del store.commit_at[:]
+        if len(store.error_at):
+            failed = _take(store.error_at)
+            if self.spec.timeline and len(self.fail_at) < FAILURES_KEPT:
+                self.fail_at.extend(failed.tolist())
         if len(store.projection_lag):
             lags = _take(store.projection_lag)
             now = time.monotonic_ns()

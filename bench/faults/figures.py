@@ -197,6 +197,7 @@ def summarize(
     rate_per_s: float | None,
     load_s: float,
     end_ns: int,
+    consuming: bool = True,
 ) -> list[dict[str, Any]]:
     """The ``faults`` list of a point's summary, from every worker's final timeline.
 
@@ -220,6 +221,8 @@ def summarize(
         return total
 
     fail_at = np.concatenate([np.frombuffer(t["fail_at"], dtype=np.int64) for t in timelines])
+    # Without consumers (or for the event store) there are no deliveries to judge.
+    delivered = summed("delivered") if consuming else np.zeros(0, dtype=np.int64)
     if injected is None:
         injected = []
         acted = timelines[0].get("faults") or []
@@ -246,21 +249,26 @@ def summarize(
     for t in timelines:
         intended.update(t["intended"])
         reordered.extend(tuple(pair) for pair in t["reordered_seqs"])
-    segments = audit_mod.segment_audit(
-        producers,
-        intended,
-        consumers,
-        reordered,
-        audit_boundaries_ns(
-            t0_ns, [e["at_s"] for e in injected], [e["down_for_s"] for e in injected]
-        ),
+    # The event store has no delivery audit (its invariants are checked instead).
+    segments = (
+        None
+        if not producers
+        else audit_mod.segment_audit(
+            producers,
+            intended,
+            consumers,
+            reordered,
+            audit_boundaries_ns(
+                t0_ns, [e["at_s"] for e in injected], [e["down_for_s"] for e in injected]
+            ),
+        )
     )
     return fault_figures(
         injected,
         t0_ns,
         bucket_ns,
         summed("acked"),
-        summed("delivered"),
+        delivered,
         fail_at,
         rate_per_s,
         load_s,
