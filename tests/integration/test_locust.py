@@ -8,6 +8,7 @@ run's counts must be the sum of the workers', and `bench report` must read the r
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import threading
@@ -219,3 +220,37 @@ def test_find_max_on_locust_workers(tmp_path):
     capacity = json.loads(next((tmp_path / "r").glob("*/capacity.json")).read_text())
     (search,) = capacity["searches"]
     assert search["max_rate_per_s"] == pytest.approx(4000, rel=0.06), search
+
+
+def test_ctrl_c_stops_the_cluster_and_keeps_valid_results(tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_text(
+        SCENARIO.format(name="int", rate=1000, target='driver = "memory"').replace(
+            'duration = "4s"', 'duration = "60s"'
+        )
+    )
+    argv = ["locust", str(path), "--workers", "2", "-o", str(tmp_path / "r"), "-q", "--no-report"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bench.cli", *argv],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not list((tmp_path / "r").glob("*/*/timeseries.csv")):
+            assert time.monotonic() < deadline and process.poll() is None
+            time.sleep(0.2)
+        time.sleep(2)
+        cluster = psutil.Process(process.pid).children(recursive=True)
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, err
+    summary = summary_of(tmp_path / "r")
+    assert summary["status"] == "interrupted"
+    assert summary["audit"]["sent"] > 0 and summary["audit"]["lost"] == 0
+    psutil.wait_procs(cluster, timeout=10)
+    assert not [p for p in cluster if p.is_running()], "Locust processes outlived bench"
