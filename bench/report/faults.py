@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from bench.errors import ResultsError
+from bench.metrics.audit import SEGMENT_FIELDS
 from bench.report.tables import Point, point_label
 from bench.store import SUMMARY
 from bench.units import format_duration, format_latency_us
@@ -164,19 +165,7 @@ def _audit(raw: Any, where: str) -> FaultAudit | None:
     return FaultAudit(
         from_s=_number(raw, "from_s", where),
         to_s=_number(raw, "to_s", where),
-        **{
-            key: _count(raw, key, where)
-            for key in (
-                "sent",
-                "acked",
-                "failed",
-                "lost",
-                "duplicated",
-                "reordered",
-                "unacked_lost",
-                "unacked_received",
-            )
-        },
+        **{key: _count(raw, key, where) for key in SEGMENT_FIELDS},
     )
 
 
