@@ -10,12 +10,18 @@ one of these holds:
   A target below its capacity has a stationary response time; one above it falls behind by
   ``(rate - capacity) / capacity`` seconds every second, whether the backlog waits in the
   client (schedule lag) or in the broker (in flight);
-* ``backlog bounded``: the consumers kept up: acknowledged-but-not-delivered events did not
-  trend upwards;
+* ``backlog bounded``: the consumers kept up: neither the acknowledged-but-not-delivered
+  events nor the delivery delay (e2e p50 minus response p50) trended upwards;
 * ``errors``: failed sends, timeouts and acknowledged losses stay under the threshold
   (default 0.1% of the events sent);
 * ``harness``: the harness was not ``client_bound``. When it was, the probe says so and the
   search never reports that rate as the target's limit.
+
+An event store (``workload.kind = "store"``) is judged on commands instead of events: the
+schedule offers commands, ``keeps up`` reads the command response time, ``errors`` counts the
+commands that were abandoned (retries exhausted, or a failure that no retry cured) against
+the commands run, and, when the store has a projector, ``projection keeps up`` stands for the
+consumer backlog: the projection lag (commit to read model) must not climb over the window.
 
 A trend is the least-squares slope over the window's per-interval values, times the window
 length: one noisy interval moves it little, a steady climb moves it a lot.
@@ -35,6 +41,9 @@ from bench.units import format_latency_us
 HARNESS = "harness"
 KEEPS_UP = "keeps up"
 BACKLOG = "backlog bounded"
+PROJECTION = "projection keeps up"
+# e2e p50 minus response p50 per interval: how long delivery takes beyond the acknowledgement.
+DELIVERY = "delivery_delay_us"
 ERRORS = "errors"
 RUN = "run"
 
@@ -109,9 +118,15 @@ def judge(summary: dict[str, Any], point_dir: Path, criteria: Criteria) -> list[
             )
     checks.append(_keeps_up(summary, point_dir))
     workload = summary.get("workload") or {}
-    if workload.get("consumers"):
-        checks.append(_backlog(summary, point_dir))
-    checks.append(_errors(summary, criteria))
+    store = summary.get("store") if summary.get("kind") == "store" else None
+    if store is not None:
+        if (latency.get("e2e") or {}).get("p50") is not None:
+            checks.append(_projection(point_dir))
+        checks.append(_store_errors(store, criteria))
+    else:
+        if workload.get("consumers"):
+            checks.append(_backlog(summary, point_dir))
+        checks.append(_errors(summary, criteria))
     reasons = "; ".join(summary.get("client_bound_reasons") or [])
     checks.append(
         Check(
@@ -149,19 +164,60 @@ def _keeps_up(summary: dict[str, Any], point_dir: Path) -> Check:
 
 
 def _backlog(summary: dict[str, Any], point_dir: Path) -> Check:
+    """The consumers keep up: the backlog grows neither in events nor in time. A consumer
+    falling behind by a few events a second stays under an event allowance for a long while,
+    but the delay from acknowledgement to delivery climbs at once."""
     workload = summary.get("workload") or {}
     rate = float(workload.get("rate_per_s") or 0.0)
     window = float(workload.get("duration_s") or 0.0)
     allowed = max(BACKLOG_MIN_EVENTS, BACKLOG_FRACTION * rate * window)
-    growth, _ = trend(_window_rows(point_dir), "backlog")
+    rows = _window_rows(point_dir)
+    growth, _ = trend(rows, "backlog")
     throughput = summary.get("throughput") or {}
     if growth is None:
         # Results without the backlog column: compare the delivered and acknowledged rates.
         acked = float(throughput.get("acked_per_s") or 0.0)
         received = float(throughput.get("received_per_s") or 0.0)
         growth = (acked - received) * window
+    # The delivery delay beyond the acknowledgement (e2e p50 - response p50): a producer side
+    # falling behind moves both, and is the keeps-up check's business, not this one's.
+    for row in rows:
+        e2e, response = row.get("e2e_p50_us") or "", row.get("response_p50_us") or ""
+        row[DELIVERY] = str(float(e2e) - float(response)) if e2e and response else ""
+    climb_us, first_us = trend(rows, DELIVERY)
+    allowed_ms = max(GROWTH_MIN_MS, GROWTH_RELATIVE * max(0.0, first_us or 0.0) / 1e3)
     passed = growth <= allowed
-    return Check(BACKLOG, passed, f"{growth:+.0f} events over the window", f"<= +{allowed:.0f}")
+    value = f"{growth:+.0f} events"
+    if climb_us is not None:
+        passed = passed and climb_us / 1e3 <= allowed_ms
+        value += f", delivery delay {climb_us / 1e3:+.1f} ms"
+    limit = f"<= +{allowed:.0f} events, delivery delay climb <= {allowed_ms:.0f} ms"
+    return Check(BACKLOG, passed, f"{value} over the window", limit)
+
+
+def _projection(point_dir: Path) -> Check:
+    """The projector keeps up when its lag (commit to read model) does not climb."""
+    growth_us, first_us = trend(_window_rows(point_dir), "e2e_p50_us")
+    allowed_ms = max(GROWTH_MIN_MS, GROWTH_RELATIVE * (first_us or 0.0) / 1e3)
+    limit = f"lag p50 climb <= {allowed_ms:.0f} ms"
+    if growth_us is None:
+        return Check(PROJECTION, True, "no lag measured in the window", limit)
+    passed = growth_us / 1e3 <= allowed_ms
+    return Check(PROJECTION, passed, f"lag p50 {growth_us / 1e3:+.1f} ms over the window", limit)
+
+
+def _store_errors(store: dict[str, Any], criteria: Criteria) -> Check:
+    """Commands the store could not carry out: abandoned after their retries."""
+    commands = int(store.get("commands") or 0)
+    abandoned = int(store.get("abandoned") or 0)
+    fraction = abandoned / max(1, commands)
+    value = (
+        f"{fraction:.3%} ({abandoned} of {commands} commands abandoned; "
+        f"{int(store.get('errors') or 0)} errors, {int(store.get('conflicts') or 0)} conflicts)"
+    )
+    return Check(
+        ERRORS, fraction <= criteria.error_threshold, value, f"<= {criteria.error_threshold:.2%}"
+    )
 
 
 def _errors(summary: dict[str, Any], criteria: Criteria) -> Check:

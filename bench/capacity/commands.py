@@ -191,7 +191,7 @@ class CapacityRun:
 
         self.write()
         if not self.quiet:
-            console.print(probe_line(probe), highlight=False)
+            console.print(probe_line(probe, store=result.kind == "store"), highlight=False)
         status = probe.status
         if status == "failed" and not self.quiet:
             err_console.print(f"[yellow]warning:[/] probe {probe.dir} failed (see its summary)")
@@ -208,13 +208,6 @@ def _bases(
             str(path),
             "matrix.workload.rate",
             "a capacity search sets the rate itself: remove workload.rate from [matrix]",
-        )
-    if scenario.workload.kind != "stream":
-        raise ScenarioError(
-            str(path),
-            "workload.kind",
-            'find-max and sweep search broker rates (kind = "stream"); event-store '
-            "contention is measured by bench run",
         )
     points = expand(scenario, str(path))
     if targets:
@@ -237,6 +230,24 @@ def _check_slo_kinds(criteria: Criteria, points: list[RunPoint], path: Path) -> 
     for key in criteria.slo_us:
         kind = key.split(".")[0]
         for point in points:
+            if kind == "e2e" and point.workload.kind == "store":
+                from bench.drivers.base import load_driver
+
+                has_projector = hasattr(load_driver(point.driver), "project")
+                if not (point.workload.store.projector and has_projector):
+                    why = (
+                        "workload.store.projector is off"
+                        if has_projector
+                        else f"driver {point.driver!r} has no projector"
+                    )
+                    raise ScenarioError(
+                        str(path),
+                        "slo",
+                        f"{key}: target {point.target}: an event store's e2e is its projection "
+                        f"lag, and {why}",
+                        hint='use "response.p99<…" (commands) or turn the projector on',
+                    )
+                continue
             if kind == "e2e" and point.workload.consumers == 0:
                 raise ScenarioError(
                     str(path),
@@ -566,7 +577,7 @@ def plan(
             hint="run bench find-max SCENARIO first, then plan its results directory",
         )
     result = planner.plan(capacity.get("searches") or [], load_per_s, spare)
-    if not result.rows:
+    if not result.rows and not result.stores:
         raise ResultsError(
             f"{run_dir}: capacity.json: no search found a sustainable rate to size from"
         )
@@ -617,10 +628,13 @@ def plan(
             f"{row.scale:.1f}x",
             "\n".join(row.flags) or "-",
         )
-    console.print(table)
+    if result.rows:
+        console.print(table)
     for row in result.rows:
         if row.scaling:
             console.print(f"{row.target}: {row.scaling}")
+    for store in result.stores:
+        console.print(store)
     for skipped in result.skipped:
         console.print(f"skipped: {skipped}")
     console.print("assumptions:")

@@ -78,6 +78,8 @@ class Plan:
     rows: list[PlanRow]
     skipped: list[str]
     assumptions: list[str]
+    # Event stores: no partitions to size, the required rate against the measured one.
+    stores: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -89,11 +91,15 @@ def plan(searches: list[dict[str, Any]], load_per_s: float, headroom: float) -> 
     """One row per target: the largest measured partition count with a sustainable rate."""
     required = load_per_s * (1 + headroom)
     groups: dict[str, list[dict[str, Any]]] = {}
-    skipped = []
+    skipped: list[str] = []
+    stores: list[str] = []
     for search in searches:
         rate = search.get("max_rate_per_s")
         if not rate or search.get("status") in ("failed", "none"):
             skipped.append(f"{search.get('label')}: no sustainable rate was measured")
+            continue
+        if search.get("kind") == "store":
+            stores.append(_store_line(search, float(rate), required))
             continue
         groups.setdefault(_group(search), []).append(search)
     rows = []
@@ -118,7 +124,24 @@ def plan(searches: list[dict[str, Any]], load_per_s: float, headroom: float) -> 
         "one broker deployment was measured: above its measured total, more partitions only "
         "help with more broker capacity (nodes, cores, disks)",
     ]
-    return Plan(load_per_s, headroom, required, rows, skipped, assumptions)
+    return Plan(load_per_s, headroom, required, rows, skipped, assumptions, stores)
+
+
+def _store_line(search: dict[str, Any], rate: float, required: float) -> str:
+    """An event store has no partitions to add: one database carries every stream, so the
+    plan only says how the required rate stands against the measured one."""
+    scale = required / rate
+    where = "within" if scale <= 1 else "beyond"
+    writers = search.get("writers")
+    line = (
+        f"{search.get('label')}: an event store is sized by its database, not by partitions: "
+        f"it sustained {rate:,.0f} commands/s"
+        + (f" with {writers} writers" if writers else "")
+        + f"; the required {required:,.0f}/s is {scale:.1f}x, {where} what was measured"
+    )
+    if search.get("status") in ("harness-bound", "ceiling"):
+        line += " (the measured rate is a lower bound)"
+    return line
 
 
 def _group(search: dict[str, Any]) -> str:
@@ -158,6 +181,12 @@ def _row(name: str, basis: dict[str, Any], found: list[dict[str, Any]], required
         )
     elif scale > 1:
         flags.append(f"extrapolated {scale:.1f}x beyond the measured total ({rate:,.0f}/s)")
+    if driver == "nats" and scale > 1:
+        # The driver's partitions are subjects of one stream: one leader writes them all.
+        flags.append(
+            "the subjects share one JetStream stream, written through one leader: beyond the "
+            "measured total, split the load over streams rather than subjects"
+        )
     if lower_bound:
         flags.append(
             "the measured rate is a lower bound (the harness or the search ceiling was the "
@@ -203,12 +232,13 @@ def _row(name: str, basis: dict[str, Any], found: list[dict[str, Any]], required
 
 
 def to_markdown(result: Plan) -> str:
-    lines = [
-        f"# Sizing for {result.load_per_s:,.0f}/s with {result.headroom:.0%} headroom\n",
-        "| target | measured | per partition | per consumer | partitions needed | consumers "
-        "needed | scale | flags |",
-        "|---|---|---:|---:|---:|---:|---:|---|",
-    ]
+    lines = [f"# Sizing for {result.load_per_s:,.0f}/s with {result.headroom:.0%} headroom\n"]
+    if result.rows:
+        lines += [
+            "| target | measured | per partition | per consumer | partitions needed | "
+            "consumers needed | scale | flags |",
+            "|---|---|---:|---:|---:|---:|---:|---|",
+        ]
     for row in result.rows:
         lines.append(
             f"| {row.label} | {row.measured_rate_per_s:,.0f}/s on {row.measured_partitions} "
@@ -222,6 +252,7 @@ def to_markdown(result: Plan) -> str:
     for row in result.rows:
         if row.scaling:
             lines.append(f"- {row.target}: {row.scaling}")
+    lines += [f"- {s}" for s in result.stores]
     lines += [f"- {s}" for s in result.skipped]
     lines += ["", "Assumptions:", *[f"- {a}" for a in result.assumptions], ""]
     return "\n".join(lines)

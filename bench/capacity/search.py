@@ -101,6 +101,8 @@ class SearchResult:
     producers: int
     consumers: int
     workers: int
+    kind: str = "stream"  # stream (rates of events) or store (rates of commands)
+    writers: int | None = None  # an event store's open-loop writers (producers x max_in_flight)
     status: str = "running"  # found, harness-bound, ceiling, none, budget, failed, interrupted
     max_rate_per_s: float | None = None
     upper_rate_per_s: float | None = None
@@ -172,6 +174,9 @@ class Search:
             producers=w.producers,
             consumers=w.consumers if w.kind == "stream" else 0,
             workers=w.workers,
+            kind=w.kind,
+            # Open loop, a store runs max_in_flight commands at once per producer.
+            writers=w.producers * w.max_in_flight if w.kind == "store" else None,
         )
 
     # ------------------------------------------------------------------ probes
@@ -266,7 +271,7 @@ class Search:
             dir=point_dir.name,
             status=str(summary.get("status")),
             duration_s=duration,
-            achieved_per_s=float((summary.get("throughput") or {}).get("acked_per_s") or 0.0),
+            achieved_per_s=_achieved(summary),
             latency_us=latency,
             client_bound=bool(summary.get("client_bound")),
             checks=checks,
@@ -451,6 +456,14 @@ class Search:
         return self.result
 
 
+def _achieved(summary: dict[str, Any]) -> float:
+    """The rate a probe achieved: events acknowledged, or for an event store commands run
+    (a rejected command is an answer too, and it appends nothing)."""
+    throughput = summary.get("throughput") or {}
+    key = "sent_per_s" if summary.get("kind") == "store" else "acked_per_s"
+    return float(throughput.get(key) or 0.0)
+
+
 def _slo_only(probe: Probe) -> bool:
     failed = probe.failed_checks
     return bool(failed) and all(name.startswith("slo ") for name in failed)
@@ -470,8 +483,8 @@ def search_key(point: RunPoint) -> str:
     return point_key({"target": point.target, "params": point.params})
 
 
-def probe_line(probe: Probe) -> str:
-    """One progress line for a finished probe."""
+def probe_line(probe: Probe, store: bool = False) -> str:
+    """One progress line for a finished probe (an event store's: commands run, response)."""
     what = (
         f"closed loop c{probe.concurrency}"
         if probe.rate_per_s is None
@@ -479,10 +492,11 @@ def probe_line(probe: Probe) -> str:
     )
     e2e = probe.latency_us["e2e"]
     response = probe.latency_us["response"]
-    lat = e2e if e2e.get("p99") is not None else response
+    lat = e2e if e2e.get("p99") is not None and not store else response
     name = "e2e" if lat is e2e else "resp"
+    done = "ran" if store else "acked"
     text = (
-        f"  {probe.index:2d} {probe.phase:<7} {what:>16}  acked {probe.achieved_per_s:9,.0f}/s  "
+        f"  {probe.index:2d} {probe.phase:<7} {what:>16}  {done} {probe.achieved_per_s:9,.0f}/s  "
         f"{name} p50 {format_latency_us(lat.get('p50')):>8} "
         f"p99 {format_latency_us(lat.get('p99')):>8}"
     )

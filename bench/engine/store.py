@@ -228,6 +228,8 @@ class StoreWriters:
         if state is None:
             state = await self._guarded_load(aggregate)
             if state is None:
+                # Nothing to decide on: the command is given up like one whose retries ran out.
+                totals.abandoned += 1
                 return
         command = next_command(state, self._rng.random())
         for attempt in range(options.max_retries + 1):

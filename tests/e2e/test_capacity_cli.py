@@ -141,6 +141,63 @@ def test_sweep_report_compare_and_plan_read_a_find_max_run(tmp_path):
     assert row["partitions"] == -(-1300 // per_partition)  # ceil(1000 x 1.3 / per partition)
 
 
+def store_scenario(tmp_path: Path, writers: int, service_time: str) -> Path:
+    path = tmp_path / "store.toml"
+    path.write_text(
+        f"""
+[scenario]
+name = "cap-store"
+duration = "3s"
+warmup = "500ms"
+
+[workload]
+kind = "store"
+rate = 100
+schedule = "constant"
+producers = 1
+max_in_flight = {writers}     # commands in flight at once: the writers
+aggregates = 100000
+payload_bytes = 128
+
+[targets.memory]
+driver = "memory"
+service_time = "{service_time}"
+"""
+    )
+    return path
+
+
+def test_find_max_on_an_event_store_finds_the_writers_capacity(tmp_path):
+    # 4 writers, each append held 5 ms (plus this VM's wake-up, measured as the service
+    # time): 4 / service appends/s. A command is one append, or none when the order rejects it
+    # (about 3%), or more after a conflict (rare over 100,000 orders), so the writers can
+    # carry at most 4 / service x commands / appends commands a second; the Python around
+    # each command takes a few percent of that.
+    path = store_scenario(tmp_path, 4, "5ms")
+    search, run_dir, _ = find_max(tmp_path, str(path), "--precision", "5%", *PROBES)
+    assert search["status"] == "found", search["notes"]
+    assert search["kind"] == "store" and search["writers"] == 4 and search["verified"]
+    verify = [p for p in search["probes"] if p["phase"] == "verify"][-1]
+    summary = json.loads((run_dir / verify["dir"] / "summary.json").read_text())
+    store = summary["store"]
+    service_s = summary["latency_us"]["service"]["mean"] / 1e6
+    assert 0.005 <= service_s < 0.0055
+    capacity = 4 / service_s * store["commands"] / store["attempts"]
+    low, high = search["max_rate_per_s"], search["upper_rate_per_s"]
+    assert (high - low) / low <= 0.05
+    assert capacity * 0.88 <= low <= capacity, (low, capacity)
+    assert high >= capacity * 0.94, (high, capacity)
+    assert "keeps up" in search["limited_by"]
+    # No SLO, no projector (the memory store has none), no consumers: commands are judged.
+    checks = {c["name"]: c for c in verify["checks"]}
+    assert set(checks) == {"keeps up", "errors", "harness"}
+    assert "commands abandoned" in checks["errors"]["value"]
+    planned = bench("plan", str(run_dir), "--load", "1000/s", "--headroom", "0%")
+    assert planned.returncode == 0, planned.stderr
+    assert "an event store is sized by its database" in planned.stdout
+    assert "partitions needed" not in planned.stdout
+
+
 @pytest.mark.parametrize(
     ("args", "field"),
     [
@@ -150,7 +207,17 @@ def test_sweep_report_compare_and_plan_read_a_find_max_run(tmp_path):
         (["find-max", "scenarios/quickstart.toml", "--probe-duration", "5"], "--probe-duration"),
         (["find-max", "scenarios/quickstart.toml", "--max-rate", "fast"], "--max-rate"),
         (["find-max", "scenarios/quickstart.toml", "--target", "nope"], "--target"),
-        (["find-max", "scenarios/eventstore.toml"], "workload.kind"),
+        (
+            [
+                "find-max",
+                "scenarios/capacity_eventstore.toml",
+                "-t",
+                "memory",
+                "--slo",
+                "e2e.p99<5ms",
+            ],
+            "slo",
+        ),
         (["sweep", "scenarios/quickstart.toml", "--fractions", "a,b"], "--fractions"),
         (["sweep", "scenarios/quickstart.toml", "--max", "1k/s", "--from", "x"], "--max"),
         (["plan", "scenarios", "--load", "15000/s"], "capacity.json"),

@@ -72,6 +72,9 @@ def test_find_max_on_nats_is_bounded_and_agrees_with_a_fixed_rate_run(tmp_path, 
     # p99 on this VM rests on a few samples, and one 100 ms hiccup breaks it). A single run's
     # p99 at the very edge of the SLO gets twice the SLO; a rate past the knee is far over.
     criteria = Criteria(slo_us={"e2e.p99": 2 * SLO_P99_US})
+    # When the search ended harness-bound, the answer sits at the harness's own limit (one
+    # worker's core): a fixed run there may be client-bound too, which agrees with the search.
+    agreeing = {"pass", "client-bound"} if search["status"] == "harness-bound" else {"pass"}
     outcomes = []
     for attempt in range(2):
         fixed = bench(
@@ -79,14 +82,18 @@ def test_find_max_on_nats_is_bounded_and_agrees_with_a_fixed_rate_run(tmp_path, 
             "-o", str(tmp_path / f"fixed-{attempt}"), timeout=300,
         )  # fmt: skip
         assert fixed.returncode == 0, fixed.stdout + fixed.stderr
-        run_dir = only_run(tmp_path / f"fixed-{attempt}")
-        (point,) = json.loads((run_dir / "manifest.json").read_text())["points"]
-        summary = json.loads((run_dir / point["dir"] / "summary.json").read_text())
-        checks = judge(summary, run_dir / point["dir"], criteria)
-        # Whatever the p99 did, the target kept up with the rate the search found.
-        assert all(c.passed for c in checks if not c.name.startswith("slo")), checks
-        assert summary["throughput"]["acked_per_s"] >= 0.95 * rate
-        outcomes.append(verdict(checks))
-        if outcomes[-1] == "pass":
+        fixed_dir = only_run(tmp_path / f"fixed-{attempt}")
+        (point,) = json.loads((fixed_dir / "manifest.json").read_text())["points"]
+        summary = json.loads((fixed_dir / point["dir"] / "summary.json").read_text())
+        checks = {c.name: c for c in judge(summary, fixed_dir / point["dir"], criteria)}
+        # Whatever the p99 did, nothing was lost and the backlog stayed bounded; and unless
+        # the harness was the limit, the target kept up with the rate the search found.
+        assert all(c.passed for n, c in checks.items() if n in ("errors", "backlog bounded",
+                   "projection keeps up")), checks  # fmt: skip
+        if not summary["client_bound"]:
+            assert checks["keeps up"].passed, checks
+            assert summary["throughput"]["acked_per_s"] >= 0.95 * rate
+        outcomes.append(verdict(list(checks.values())))
+        if outcomes[-1] in agreeing:
             break
-    assert "pass" in outcomes, outcomes
+    assert agreeing & set(outcomes), outcomes

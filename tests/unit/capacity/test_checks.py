@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from bench.capacity.checks import (
     ERRORS,
     HARNESS,
     KEEPS_UP,
+    PROJECTION,
     RUN,
     Check,
     Criteria,
@@ -62,21 +64,27 @@ def write_timeseries(
     backlog: list[float] | None = None,
     warmup_rows: int = 2,
     columns: tuple[str, ...] = TIMESERIES_COLUMNS,
+    e2e_p50_us: list[float] | None = None,
 ) -> Path:
     """A timeseries.csv with warm-up rows (planted outliers) then one measure row per value,
     one second apart."""
     point_dir.mkdir(parents=True, exist_ok=True)
     backlog = backlog if backlog is not None else [0.0] * len(response_p50_us)
+    e2e: list[float | str] = list(e2e_p50_us) if e2e_p50_us else [""] * len(response_p50_us)
     rows = []
     for i in range(warmup_rows):
-        rows.append({"t_s": i + 1, "phase": "warmup", "response_p50_us": 9e9, "backlog": 9e9})
-    for i, (p50, queued) in enumerate(zip(response_p50_us, backlog, strict=True)):
+        rows.append(
+            {"t_s": i + 1, "phase": "warmup", "response_p50_us": 9e9, "backlog": 9e9,
+             "e2e_p50_us": 9e9}
+        )  # fmt: skip
+    for i, (p50, queued, lag) in enumerate(zip(response_p50_us, backlog, e2e, strict=True)):
         rows.append(
             {
                 "t_s": warmup_rows + i + 1,
                 "phase": "measure",
                 "response_p50_us": p50,
                 "backlog": queued,
+                "e2e_p50_us": lag,
             }
         )
     rows.append({"t_s": warmup_rows + len(response_p50_us) + 1, "phase": "drain"})
@@ -182,7 +190,7 @@ def test_a_growing_backlog_fails_backlog_bounded(tmp_path):
     check = by_name(judge(make_summary(), point, Criteria()))[BACKLOG]
     assert not check.passed
     assert check.value == "+800 events over the window"
-    assert check.limit == "<= +100"
+    assert check.limit == "<= +100 events, delivery delay climb <= 10 ms"
 
 
 def test_a_flat_backlog_passes_backlog_bounded(tmp_path):
@@ -197,7 +205,33 @@ def test_the_backlog_allowance_scales_with_the_events_in_the_window(tmp_path):
     summary = make_summary(workload={"rate_per_s": 100_000.0}, throughput={"sent_per_s": 1e5})
     check = by_name(judge(summary, point, Criteria()))[BACKLOG]
     assert check.passed
-    assert check.limit == "<= +5000"
+    assert check.limit.startswith("<= +5000 events")
+
+
+def test_a_climbing_delivery_delay_fails_backlog_bounded_while_the_count_stays_small(tmp_path):
+    # A consumer 10 events/s behind: +40 events in the window, well under the 100 allowed,
+    # but each delivery comes 8 ms later after its acknowledgement than the one a second before.
+    point = write_timeseries(
+        tmp_path / "p", flat(2000.0), backlog=climbing(0.0, 10.0), e2e_p50_us=climbing(6000, 8000)
+    )
+    check = by_name(judge(make_summary(), point, Criteria()))[BACKLOG]
+    assert not check.passed
+    assert check.value == "+40 events, delivery delay +32.0 ms over the window"
+    steady = write_timeseries(
+        tmp_path / "q", flat(2000.0), e2e_p50_us=[6000, 9000, 5000, 7000, 6000]
+    )
+    assert by_name(judge(make_summary(), steady, Criteria()))[BACKLOG].passed
+
+
+def test_a_producer_falling_behind_is_keeps_up_s_failure_not_the_backlog_s(tmp_path):
+    # Acknowledgements come 50 ms later every second and deliveries follow them at once.
+    response = climbing(2000, 50_000)
+    point = write_timeseries(tmp_path / "p", response, e2e_p50_us=[r + 3000 for r in response])
+    checks = by_name(judge(make_summary(), point, Criteria()))
+    assert not checks[KEEPS_UP].passed
+    assert checks[BACKLOG].passed, checks[BACKLOG]
+    delay = re.search(r"delivery delay ([-+]\d+\.\d) ms", checks[BACKLOG].value)
+    assert delay and abs(float(delay.group(1))) < 0.1, checks[BACKLOG].value
 
 
 def test_without_a_backlog_column_the_acked_and_received_rates_decide(tmp_path):
@@ -361,3 +395,58 @@ def test_trend_skips_empty_cells_and_says_none_without_data():
     assert trend(_rows([1.0, 2.0], ["", ""]), "x") == (None, None)
     assert trend(_rows([1.0, 2.0], ["1", "2"]), "missing") == (None, None)
     assert trend([], "x") == (None, None)
+
+
+# --------------------------------------------------------------------------- event stores
+
+
+def store_summary(
+    commands: int = 5000, abandoned: int = 0, projection: bool = True, **changes: Any
+) -> dict[str, Any]:
+    """A store probe: commands instead of events, no consumers, e2e = projection lag."""
+    summary = make_summary(
+        kind="store",
+        workload={"consumers": 0},
+        audit={"lost": 0, "sent": 0},
+        store={"commands": commands, "abandoned": abandoned, "errors": 3, "conflicts": 40},
+        **changes,
+    )
+    if not projection:
+        summary["latency_us"]["e2e"] = {"p50": None, "p99": None}
+    return summary
+
+
+def write_projection(point_dir: Path, lag_p50_us: list[float]) -> Path:
+    return write_timeseries(point_dir, flat(1500.0, len(lag_p50_us)), e2e_p50_us=lag_p50_us)
+
+
+def test_a_store_counts_abandoned_commands_not_retried_errors(tmp_path):
+    # 3 errors and 40 conflicts were retried into commits: no command was lost.
+    checks = by_name(judge(store_summary(), write_projection(tmp_path, flat(8000.0)), Criteria()))
+    assert checks[ERRORS].passed, checks[ERRORS]
+    assert "0 of 5000 commands abandoned" in checks[ERRORS].value
+    assert BACKLOG not in checks
+    failing = by_name(
+        judge(store_summary(abandoned=6), write_projection(tmp_path, flat(8000.0)), Criteria())
+    )
+    assert not failing[ERRORS].passed  # 0.12% > 0.1%
+    assert "6 of 5000 commands abandoned" in failing[ERRORS].value
+
+
+def test_a_store_projection_falling_behind_fails_projection_keeps_up(tmp_path):
+    behind = judge(store_summary(), write_projection(tmp_path, climbing(5000, 40_000)), Criteria())
+    check = by_name(behind)[PROJECTION]
+    assert not check.passed
+    assert "+160.0 ms" in check.value
+    assert verdict(behind) == "fail"
+    steady = judge(store_summary(), write_projection(tmp_path, flat(5000.0)), Criteria())
+    assert by_name(steady)[PROJECTION].passed
+    assert verdict(steady) == "pass"
+
+
+def test_a_store_without_a_projector_has_no_projection_check(tmp_path):
+    checks = by_name(
+        judge(store_summary(projection=False), write_timeseries(tmp_path, flat(1500.0)), Criteria())
+    )
+    assert PROJECTION not in checks and BACKLOG not in checks
+    assert checks[KEEPS_UP].passed and checks[ERRORS].passed

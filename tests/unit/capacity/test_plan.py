@@ -230,3 +230,26 @@ def test_repeated_searches_at_one_partition_count_size_from_the_most_conservativ
     assert row.measured_rate_per_s == 4000.0
     assert row.partitions == math.ceil(8000.0 / (4000.0 / 8))
     assert row.scaling is None
+
+
+def test_an_event_store_is_not_sized_by_partitions_but_set_against_its_measured_rate():
+    store = search(key="pg", label="pg", target="pg", driver="postgres", kind="store",
+                   max_rate_per_s=2000.0, partitions=1, consumers=0, writers=8)  # fmt: skip
+    result = plan([store, search()], load_per_s=3000.0, headroom=0.0)
+    assert [row.target for row in result.rows] == ["mem"]
+    (line,) = result.stores
+    assert "sustained 2,000 commands/s with 8 writers" in line
+    assert "1.5x, beyond what was measured" in line
+    assert line in to_markdown(result)
+    only = plan([store], load_per_s=1000.0, headroom=0.0)
+    assert not only.rows and "0.5x, within what was measured" in only.stores[0]
+    assert "| target |" not in to_markdown(only)
+
+
+def test_nats_beyond_the_measured_total_is_told_to_add_streams_not_subjects():
+    nats = search(driver="nats", max_rate_per_s=4000.0)
+    (within,) = plan([nats], load_per_s=3000.0, headroom=0.0).rows
+    assert not any("JetStream stream" in flag for flag in within.flags)
+    (beyond,) = plan([nats], load_per_s=12000.0, headroom=0.0).rows
+    assert beyond.unit == "subjects"
+    assert any("split the load over streams" in flag for flag in beyond.flags)
