@@ -114,7 +114,9 @@ def curve_plot(run: Run) -> Plot | None:
     """Latency (p99 solid, p50 dashed; log) against the achieved rate, one curve per search.
 
     Open-loop probes only (closed-loop ramp steps have no intended send time to measure
-    from). Filled markers passed every check, crosses failed one, red rings were client-bound.
+    from). The line joins the probe that decided each offered rate (the last one run there);
+    every probe has a marker: filled passed every check, crosses failed one, red rings were
+    client-bound.
     A dotted vertical line marks each max sustainable rate; the red line is the SLO.
     """
     found = searches(run)
@@ -133,7 +135,12 @@ def curve_plot(run: Run) -> Plot | None:
         ]
         if not probes:
             continue
-        probes.sort(key=lambda p: float(p.get("rate_per_s") or 0))
+        # The line runs through one probe per offered rate: the last, which decided it (a
+        # retry, a full-length verification); every probe still gets its marker.
+        deciding: dict[float, dict[str, Any]] = {}
+        for p in sorted(probes, key=lambda p: int(p.get("index") or 0)):
+            deciding[round(float(p.get("rate_per_s") or 0), 1)] = p
+        line_probes = [deciding[rate] for rate in sorted(deciding)]
         x = [float(p.get("achieved_per_s") or 0) for p in probes]
         all_rates += x
 
@@ -144,11 +151,18 @@ def curve_plot(run: Run) -> Plot | None:
                 out.append(np.nan if v is None else float(v) / 1e3)
             return out
 
-        top = values(stat if stat in ("p50", "p99", "p999", "max") else "p99")
-        (line,) = ax.plot(x, top, linewidth=1.5, label=f"{s.get('label')} {stat}")
+        which = stat if stat in ("p50", "p99", "p999", "max") else "p99"
+        top = values(which)
+        line_x = [float(p.get("achieved_per_s") or 0) for p in line_probes]
+        (line,) = ax.plot(
+            line_x, values(which, line_probes), linewidth=1.5, label=f"{s.get('label')} {stat}"
+        )
         color = line.get_color()
         if stat != "p50":
-            ax.plot(x, values("p50"), linestyle="--", linewidth=1, color=color, alpha=0.7)
+            ax.plot(
+                line_x, values("p50", line_probes), linestyle="--", linewidth=1, color=color,
+                alpha=0.7,
+            )  # fmt: skip
         for xi, yi, p in zip(x, top, probes, strict=True):
             if math.isnan(yi):
                 continue
@@ -179,7 +193,12 @@ def curve_plot(run: Run) -> Plot | None:
         ax.axhline(slo_us / 1e3, color="red", linewidth=1, label=f"SLO {slo_key}")
     rates = [x for x in all_rates if x > 0]
     spread = max(rates) / min(rates) if rates else 1.0
-    latency_vs_rate_axes(ax, kind, log_rate=spread > 20)
+    kinds = {s.get("kind") or "stream" for s in found}
+    unit = {
+        frozenset({"stream"}): "acknowledged events/s",
+        frozenset({"store"}): "commands run/s",
+    }.get(frozenset(kinds), "events acknowledged or commands run/s")
+    latency_vs_rate_axes(ax, kind, log_rate=spread > 20, unit=unit)
     ax.set_title(
         f"{kind} {stat} versus throughput (dashed p50; o pass, x fail, red ring client-bound; "
         "dotted: max sustainable)",

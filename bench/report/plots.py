@@ -242,7 +242,9 @@ def _plain_2_5(value: float, _: object = None) -> str:
     return text if text.lstrip("0.")[:1] in ("2", "5") else ""
 
 
-def latency_vs_rate_axes(ax: Axes, kind: str, log_rate: bool = False) -> None:
+def latency_vs_rate_axes(
+    ax: Axes, kind: str, log_rate: bool = False, unit: str = "acknowledged events/s"
+) -> None:
     """Achieved rate across (log when targets differ by orders of magnitude), latency in ms up
     on a log scale, with plain tick labels."""
     ax.set_yscale("log")
@@ -254,7 +256,7 @@ def latency_vs_rate_axes(ax: Axes, kind: str, log_rate: bool = False) -> None:
         ax.xaxis.set_major_formatter(FuncFormatter(_plain))
         ax.xaxis.set_minor_formatter(FuncFormatter(_plain_2_5))
         ax.tick_params(axis="x", which="minor", labelsize=7)
-    ax.set_xlabel("achieved rate (acknowledged events/s" + (", log)" if log_rate else ")"))
+    ax.set_xlabel(f"achieved rate ({unit}" + (", log)" if log_rate else ")"))
     ax.set_ylabel(f"{kind} latency (ms, log)")
 
 
