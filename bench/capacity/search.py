@@ -134,6 +134,8 @@ class SearchResult:
             text += f", limited by {', '.join(self.limited_by)}"
         if self.status == "harness-bound":
             text += ": the harness was the limit, the target's own limit is higher"
+        elif self.status == "budget" and not self.verified:
+            text += ": the probe budget ran out before a full-length run confirmed it"
         return text
 
 
@@ -429,6 +431,27 @@ class Search:
 
     def _conclude(self, lo: Probe | None, hi: Probe | None, verified_at: float | None) -> None:
         result = self.result
+        short_passes = {
+            p.rate_per_s for p in result.probes if p.phase != "verify" and p.verdict == "pass"
+        }
+        overturned = sorted(
+            {
+                p.rate_per_s
+                for p in result.probes
+                if p.phase == "verify"
+                and p.verdict == "fail"
+                and p.rate_per_s is not None
+                and p.rate_per_s in short_passes
+            }
+        )
+        if len(overturned) >= 2:
+            rates = ", ".join(f"{r:,.0f}/s" for r in overturned)
+            result.notes.append(
+                f"full-length runs failed at {len(overturned)} rates where short probes had "
+                f"passed ({rates}): latency climbs over a longer run (the target degrades with "
+                "time or with the data it holds), so what it sustains depends on how long it "
+                "runs; check the answer with a bench run as long as the real load"
+            )
         if lo is not None:
             result.max_rate_per_s = lo.rate_per_s
             result.verified = verified_at is not None and verified_at == lo.rate_per_s

@@ -487,3 +487,26 @@ def test_probes_at_low_rates_run_long_enough_for_the_slo_percentile(tmp_path, sl
     probe = search.probe("bracket", rate)
     assert probe.duration_s == pytest.approx(window_s)
     assert fake.calls[-1][0].scenario.scenario.duration == pytest.approx(window_s)
+
+
+def test_full_length_runs_failing_where_short_probes_passed_are_noted(tmp_path):
+    # Short probes pass up to 2000/s; 10 s runs fall behind above 1000/s, so the search
+    # verifies and loses rate after rate: a target that degrades over a longer run.
+    fake = FakeTarget(tmp_path, long_runs_fail_above=1000.0)
+    result, _ = run_search(fake)
+    overturned = {
+        p.rate_per_s for p in result.probes if p.phase == "verify" and p.verdict == "fail"
+    }
+    assert len(overturned) >= 2
+    (note,) = [n for n in result.notes if "full-length runs failed" in n]
+    assert f"at {len(overturned)} rates" in note
+    # Whatever the budget allowed, a verified answer is one a full-length run sustained.
+    assert result.max_rate_per_s is not None
+    assert not result.verified or result.max_rate_per_s <= 1000.0
+
+
+def test_a_budget_stopped_unverified_answer_says_so_in_its_headline(tmp_path):
+    fake = FakeTarget(tmp_path)
+    result, _ = run_search(fake, max_probes=5)
+    assert result.status == "budget" and not result.verified
+    assert result.headline.endswith("before a full-length run confirmed it")
