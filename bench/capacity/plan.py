@@ -205,6 +205,13 @@ def _row(name: str, basis: dict[str, Any], found: list[dict[str, Any]], required
             f"{int(s.get('partitions') or 1)}: {float(s['max_rate_per_s']):,.0f}/s" for s in found
         )
         scaling = f"measured {counts}; per-partition efficiency {efficiency:.0%}"
+        if efficiency > 1.25:
+            flags.append(
+                f"per-partition rate rose to {efficiency:.0%} from "
+                f"{int(small.get('partitions') or 1)} to {partitions} partitions: the smaller "
+                "count was held back by something else (see its search's limits), so the "
+                "scaling between them says little"
+            )
         if efficiency < 0.8:
             flags.append(
                 f"per-partition rate fell to {efficiency:.0%} from "

@@ -154,6 +154,18 @@ def test_near_linear_scaling_is_shown_without_a_flag():
     assert not any("sub-linear" in f for f in row.flags)
 
 
+def test_a_per_partition_rate_that_rises_with_partitions_is_flagged_as_saying_little():
+    # One partition held back by something else (30/s), four partitions at 1,200/s.
+    small = search(partitions=1, max_rate_per_s=30.0)
+    large = search(partitions=4, max_rate_per_s=1200.0)
+    (row,) = plan([small, large], load_per_s=1000.0, headroom=0.0).rows
+    assert row.per_partition_per_s == 300.0
+    assert any("rose to 1000% from 1 to 4 partitions" in f for f in row.flags)
+    assert not any("sub-linear" in f for f in row.flags)
+    (near,) = plan([small, search(partitions=4, max_rate_per_s=140.0)], 100.0, 0.0).rows
+    assert not any("rose to" in f for f in near.flags)  # 117%: within the noise
+
+
 def test_searches_without_a_max_are_listed_as_skipped():
     searches = [
         search(),
