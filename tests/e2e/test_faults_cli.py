@@ -75,14 +75,18 @@ def test_each_fault_has_its_figures_and_its_audit(tmp_path: Path, capsys):
 
     # kill: 1 s of refused sends (1000/s) plus the ~20 in flight, all lost, none delivered.
     assert 900 <= kill["errors"] <= 1150, kill
-    assert kill["audit"]["unacked_lost"] == kill["audit"]["failed"] == kill["errors"]
+    assert kill["audit"]["unacked_lost"] == kill["audit"]["failed"]
+    # Errors count by when they happened, the audit by intended time: a send intended just
+    # after the kill's scheduled end, refused before the target was back, is a kill error in
+    # the next (pause) segment's audit. Nothing else fails there.
+    assert pause["audit"]["failed"] <= 20, pause
+    assert kill["audit"]["failed"] + pause["audit"]["failed"] == kill["errors"], (kill, pause)
     assert kill["audit"]["unacked_received"] == 0
     assert kill["time_to_first_error_s"] < 0.1
     assert 0.9 <= kill["producer_outage_s"] <= 1.3 and 0.9 <= kill["consumer_outage_s"] <= 1.3
 
     # pause: everything waits a second, nothing fails.
     assert pause["errors"] == 0 and pause["time_to_first_error_s"] is None
-    assert pause["audit"]["failed"] == 0
     assert 0.9 <= pause["producer_outage_s"] <= 1.3
 
     # restart: the in-flight sends complete first, then 0.5 s of refusals. Errors count by
