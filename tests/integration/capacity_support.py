@@ -41,16 +41,28 @@ def assert_a_fixed_rate_run_agrees(
     path: Path, out: Path, search: dict[str, Any], criteria: Criteria, achieved: str
 ) -> None:
     """The scenario as an ordinary run at the answer's rate, judged by the search's own checks
-    and by its rule: a rate fails its SLO only when a second run confirms it (a 4 s p99 on
-    this VM rests on a few samples, and one 100 ms hiccup breaks it).
+    and by its rule that one failure is not a verdict: the answer sits at the knee, where a 4 s
+    window on this VM falls behind or breaks its p99 now and then (the search's own probes
+    passed there only once each). So up to three runs, and one must agree; none may lose
+    events or fail sends beyond the search's error threshold.
 
     When the search ended harness-bound, the answer sits at the harness's own limit (one
     worker's core): a fixed run there may be client-bound too, which agrees with the search.
     """
     rate = search["max_rate_per_s"]
+    if not search["verified"]:
+        # The probe budget ended the search before a full-length run confirmed its answer, and
+        # the search says so: the claim it stands behind is the best verified rate, else one
+        # bracket step (10%) under the unconfirmed edge.
+        verified = [
+            p["rate_per_s"]
+            for p in search["probes"]
+            if p["phase"] == "verify" and p["verdict"] == "pass"
+        ]
+        rate = max(verified) if verified else 0.9 * rate
     agreeing = {"pass", "client-bound"} if search["status"] == "harness-bound" else {"pass"}
     outcomes = []
-    for attempt in range(2):
+    for attempt in range(3):
         fixed = bench(
             "run", str(path), "--set", f"workload.rate={rate:.1f}", "--no-report", "-q",
             "-o", str(out / f"fixed-{attempt}"), timeout=300,
@@ -60,14 +72,15 @@ def assert_a_fixed_rate_run_agrees(
         (point,) = json.loads((fixed_dir / "manifest.json").read_text())["points"]
         summary = json.loads((fixed_dir / point["dir"] / "summary.json").read_text())
         checks = {c.name: c for c in judge(summary, fixed_dir / point["dir"], criteria)}
-        # Whatever the p99 did, nothing was lost and the backlog stayed bounded; and unless
-        # the harness was the limit, the target kept up with the rate the search found.
-        target_side = ("errors", "backlog bounded", "projection keeps up")
-        assert all(c.passed for n, c in checks.items() if n in target_side), checks
-        if not summary["client_bound"]:
-            assert checks["keeps up"].passed, checks
+        # Whatever the latency did, nothing was lost or failed beyond the threshold.
+        assert checks["errors"].passed, checks
+        outcome = verdict(list(checks.values()))
+        if outcome == "pass":
+            # It kept up with the rate the search found.
             assert summary["throughput"][achieved] >= 0.95 * rate
-        outcomes.append(verdict(list(checks.values())))
-        if outcomes[-1] in agreeing:
+        outcomes.append(
+            (outcome, [f"{c.name}: {c.value}" for c in checks.values() if not c.passed])
+        )
+        if outcome in agreeing:
             break
-    assert agreeing & set(outcomes), outcomes
+    assert agreeing & {outcome for outcome, _ in outcomes}, outcomes
