@@ -67,6 +67,24 @@ def format_rate(per_s: float) -> str:
     return f"{per_s:.0f}/s"
 
 
+def format_count(count: float) -> str:
+    """A count with thousands separators: 18,000."""
+    return f"{int(count):,}"
+
+
+def format_percent(fraction: float) -> str:
+    """A fraction as a percentage, with enough digits to tell small rates apart: 72.7%,
+    0.1%, 0.012%."""
+    pct = fraction * 100.0
+    if pct == 0:
+        return "0%"
+    if abs(pct) >= 10:
+        return f"{pct:.1f}%"
+    if abs(pct) >= 0.1:
+        return f"{pct:.2g}%" if abs(pct) < 1 else f"{pct:.1f}%"
+    return f"{pct:.2g}%"
+
+
 # A pydantic field type: accepts "10s", serialises back to the same spelling.
 Duration = Annotated[
     float,

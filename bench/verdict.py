@@ -1,0 +1,216 @@
+"""The verdict of a point: did the target do what it must?
+
+``status`` says whether a point ran (ok, failed, interrupted). The verdict says whether the
+target did what it must, in words: nothing acknowledged was lost, no message was duplicated or
+reordered within its key, the store's invariants held, the error rate stayed under its
+threshold, and every SLO held on enough samples to judge it. One module owns these rules; the
+runner stores the verdict in summary.json, and every reader (terminal, reports, exit code) shows
+that stored verdict. Summaries written before verdicts existed are judged here on reading.
+
+Results:
+
+- ``pass``: the point ran to the end and every rule held;
+- ``fail``: at least one rule was broken (the reasons say which, with numbers);
+- ``inconclusive``: nothing was broken, but something could not be judged (an SLO on too few
+  samples, a point that did not run to the end).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from bench.units import format_count, format_latency_us, format_percent
+
+PASS = "pass"
+FAIL = "fail"
+INCONCLUSIVE = "inconclusive"
+
+# An SLO's percentile must rest on this many samples beyond it: a p99 of 1,000 samples has ten
+# above it; a p99 of a few dozen is just their maximum, one hiccup of the machine.
+SAMPLES_BEYOND = 10
+STAT_QUANTILE = {"p50": 0.5, "p90": 0.9, "p99": 0.99, "p999": 0.999}
+# SLO results.
+SLO_PASS = "pass"
+SLO_FAIL = "fail"
+SLO_INSUFFICIENT = "insufficient data"
+SLO_NO_DATA = "no data"
+DEFAULT_MAX_ERROR_RATE = 0.001
+
+
+def samples_needed(stat: str) -> int:
+    """How many samples an SLO on ``stat`` needs before it can pass (max and mean: one)."""
+    quantile = STAT_QUANTILE.get(stat)
+    if quantile is None:
+        return 1
+    return math.ceil(SAMPLES_BEYOND / (1.0 - quantile) - 1e-9)
+
+
+def judge_slo(stat: str, value_us: float | None, samples: int, threshold_us: float) -> str:
+    """One SLO's result. A broken SLO fails on any number of samples (the samples seen are
+    already over the line); a held one passes only on enough samples to mean it."""
+    if value_us is None or samples == 0:
+        return SLO_NO_DATA
+    if value_us > threshold_us:
+        return SLO_FAIL
+    if samples < samples_needed(stat):
+        return SLO_INSUFFICIENT
+    return SLO_PASS
+
+
+def slo_entry(key: str, threshold_us: float, latency: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The summary's record of one SLO (``"pass"`` stays for readers of older files)."""
+    kind, _, stat = key.partition(".")
+    stats = latency.get(kind) or {}
+    value = stats.get(stat)
+    samples = int(stats.get("count") or 0)
+    result = judge_slo(stat, value, samples, threshold_us)
+    return {
+        "threshold_us": threshold_us,
+        "value_us": value,
+        "pass": {SLO_PASS: True, SLO_FAIL: False}.get(result),
+        "result": result,
+        "samples": samples,
+        "samples_needed": samples_needed(stat),
+    }
+
+
+@dataclass
+class Verdict:
+    result: str = PASS
+    reasons: list[str] = field(default_factory=list)
+
+    def fail(self, reason: str) -> None:
+        self.result = FAIL
+        self.reasons.append(reason)
+
+    def doubt(self, reason: str) -> None:
+        if self.result == PASS:
+            self.result = INCONCLUSIVE
+        self.reasons.append(reason)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"result": self.result, "reasons": list(self.reasons)}
+
+
+def error_rate(summary: dict[str, Any]) -> tuple[float | None, int, int]:
+    """(rate, failed, scheduled) in the window: failed and skipped over everything scheduled
+    there. An event store counts abandoned commands and append errors as its failures."""
+    errors = summary.get("errors") or {}
+    if "failed_in_window" in errors and "scheduled_in_window" in errors:
+        failed, scheduled = int(errors["failed_in_window"]), int(errors["scheduled_in_window"])
+    else:  # an older summary: whole-run counts are the best there is
+        audit = summary.get("audit") or {}
+        skipped = int((summary.get("throughput") or {}).get("skipped") or 0)
+        if summary.get("kind") == "store" and summary.get("store"):
+            store = summary["store"]
+            failed = int(store.get("abandoned") or 0) + int(store.get("errors") or 0) + skipped
+            scheduled = int(store.get("commands") or 0) + skipped
+        else:
+            failed = int(audit.get("failed") or 0) + skipped
+            scheduled = int(audit.get("sent") or 0) + skipped
+    if scheduled <= 0:
+        return None, failed, scheduled
+    return failed / scheduled, failed, scheduled
+
+
+def judge(summary: dict[str, Any], rules: dict[str, Any] | None = None) -> Verdict:
+    """The verdict of one point's summary, under the scenario's ``[verdict]`` rules."""
+    rules = rules or {}
+    max_error_rate = float(rules.get("max_error_rate", DEFAULT_MAX_ERROR_RATE))
+    verdict = Verdict()
+    status = summary.get("status")
+    audit = summary.get("audit") or {}
+    store = summary.get("store") if summary.get("kind") == "store" else None
+
+    lost = int(audit.get("lost") or 0)
+    if lost:
+        loss = audit.get("loss") or {}
+        detail = _loss_detail(loss)
+        verdict.fail(f"lost {format_count(lost)} acknowledged" + (f" ({detail})" if detail else ""))
+    duplicated = int(audit.get("duplicated") or 0)
+    if duplicated and not rules.get("allow_duplicates", False):
+        verdict.fail(f"duplicated {format_count(duplicated)}")
+    reordered = int(audit.get("reordered") or 0)
+    if reordered and not rules.get("allow_reordering", False):
+        keys = int(audit.get("keys_reordered") or 0)
+        verdict.fail(
+            f"reordered {format_count(reordered)}"
+            + (f" over {format_count(keys)} keys" if keys else "")
+        )
+    if store is not None:
+        invariants = store.get("invariants") or {}
+        for violation in (invariants.get("violations") or [])[:3]:
+            verdict.fail(f"invariant: {violation}")
+        if invariants.get("ok") is False and not invariants.get("violations"):
+            verdict.fail("invariant violated")
+        abandoned = int(store.get("abandoned") or 0)
+        commands = int(store.get("commands") or 0)
+        if abandoned and commands and abandoned / commands > max_error_rate:
+            verdict.fail(
+                f"abandoned {format_count(abandoned)} commands "
+                f"({format_percent(abandoned / commands)} of {format_count(commands)})"
+            )
+    rate, failed, scheduled = error_rate(summary)
+    if rate is not None and rate > max_error_rate:
+        verdict.fail(
+            f"error rate {format_percent(rate)} > {format_percent(max_error_rate)} "
+            f"({format_count(failed)} failed or skipped of {format_count(scheduled)})"
+        )
+    for key, slo in (summary.get("slo") or {}).items():
+        result = slo.get("result") or _old_slo_result(slo)
+        threshold = format_latency_us(slo.get("threshold_us"))
+        if result == SLO_FAIL:
+            verdict.fail(f"SLO {key} {format_latency_us(slo.get('value_us'))} > {threshold}")
+        elif result == SLO_INSUFFICIENT:
+            verdict.doubt(
+                f"SLO {key}: insufficient data ({format_count(slo.get('samples') or 0)} samples, "
+                f"{format_count(slo.get('samples_needed') or 0)} needed)"
+            )
+        elif result == SLO_NO_DATA:
+            verdict.doubt(f"SLO {key}: no data")
+    if status == "interrupted":
+        verdict.doubt("interrupted before the end")
+    elif status not in (None, "ok"):
+        problems = summary.get("problems") or []
+        verdict.doubt("the point did not run to the end" + (f": {problems[0]}" if problems else ""))
+    return verdict
+
+
+def _loss_detail(loss: dict[str, Any]) -> str:
+    if not loss.get("checked"):
+        return ""
+    parts = []
+    for name, words in (("not_stored", "not stored"), ("not_delivered", "stored, not delivered")):
+        if loss.get(name):
+            parts.append(f"{format_count(loss[name])} {words}")
+    if loss.get("unclassified"):
+        parts.append(f"{format_count(loss['unclassified'])} unclassified")
+    return ", ".join(parts)
+
+
+def _old_slo_result(slo: dict[str, Any]) -> str:
+    passed = slo.get("pass")
+    if passed is True:
+        return SLO_PASS
+    if passed is False:
+        return SLO_FAIL
+    return SLO_NO_DATA
+
+
+def verdict_of(summary: dict[str, Any]) -> dict[str, Any]:
+    """The stored verdict, or (a summary written before verdicts) one judged now."""
+    stored = summary.get("verdict")
+    if isinstance(stored, dict) and stored.get("result") in (PASS, FAIL, INCONCLUSIVE):
+        return stored
+    return judge(summary).as_dict()
+
+
+def verdict_text(summary: dict[str, Any]) -> str:
+    """``pass``, or ``FAIL: reason; reason`` / ``inconclusive: reason``: words, never colour."""
+    verdict = verdict_of(summary)
+    if verdict["result"] == PASS:
+        return PASS
+    head = "FAIL" if verdict["result"] == FAIL else INCONCLUSIVE
+    return f"{head}: " + "; ".join(verdict["reasons"])
