@@ -1,9 +1,12 @@
 """Report plots (matplotlib, Agg canvas, no pyplot state): PNG bytes ready to embed.
 
 - the latency percentile spectrum, the classic HdrHistogram plot: x is 1/(1-p) on a log scale
-  (labelled 0%, 90%, 99%, 99.9%, …), y the latency, every target overlaid. It is rebuilt from the
-  ``.hlog`` intervals that lie inside the measurement window, merged (percentiles are never
-  averaged);
+  (labelled 0%, 90%, 99%, 99.9%, …), y the latency, every target overlaid. It draws the
+  measurement window's histogram, the ``Tag=window`` line of the ``.hlog`` (``window_population``):
+  the very histogram summary.json's ``latency_us``, and so every table, was computed from. A run
+  from before that line existed falls back to merging the intervals inside the window, and its
+  plot says so (the intervals are cut by arrival time, the window by intended time, so their
+  counts differ);
 - throughput and p99 over time, from ``timeseries.csv``, with each point's injected faults
   marked (``faults.mark_faults``);
 - latency versus throughput, when the run swept ``workload.rate``.
@@ -20,7 +23,7 @@ import math
 import os
 import tempfile
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -32,12 +35,15 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
 from bench.errors import ResultsError
-from bench.metrics.hlog import read_intervals
+from bench.metrics.hlog import read_intervals, read_window
 from bench.metrics.recorder import merge_into, new_histogram
 from bench.report.faults import mark_faults, point_faults
 from bench.report.tables import Point, Run
+from bench.units import format_count
 
 SPECTRUM_KINDS = ("e2e", "response", "service", "schedule_lag")
+# Drawn only when it differs from "response", i.e. when some sends failed.
+SUCCESS_ONLY_KIND = "response_ok"
 _DPI = 100
 
 
@@ -49,6 +55,8 @@ class Plot:
     title: str
     caption: str
     png: bytes
+    # The population each curve shows, by point label: what a test holds against the tables.
+    counts: dict[str, int] = field(default_factory=dict)
 
 
 def figure_png(fig: Figure) -> bytes:
@@ -61,23 +69,46 @@ def figure_png(fig: Figure) -> bytes:
 # --------------------------------------------------------------------------- spectrum
 
 
-def measured_histogram(point: Point, kind: str) -> HdrHistogram | None:
-    """The point's ``kind`` histogram over the measurement window, merged from its .hlog.
+@dataclass(frozen=True)
+class Population:
+    """The samples a point's figures of one latency kind describe."""
 
-    An interval belongs to the window when its midpoint lies in [warmup, warmup + duration]:
-    workers flush a little after the nominal boundaries, so the midpoint is the robust test.
-    Returns None when the point has no such file or no sample in the window.
+    histogram: HdrHistogram
+    # True: the window histogram the summary (and every table) was computed from. False: an
+    # older run's, rebuilt from the intervals, which can count a different set of samples.
+    exact: bool
+
+
+def window_population(point: Point, kind: str) -> Population | None:
+    """The point's ``kind`` samples over the measurement window.
+
+    The ``Tag=window`` line of the .hlog when there is one (even an empty one: that is the
+    answer). Otherwise, for a run from before it, the intervals whose midpoint lies in
+    [warmup, warmup + duration] merged: workers flush a little after the nominal boundaries, so
+    the midpoint is the robust test, but the intervals hold samples by arrival time, so this
+    misses samples intended in the window and acknowledged after it. Returns None when the point
+    has no such file or no sample in the window.
     """
     path = point.dir / f"{kind}.hlog"
     if not path.exists():
         return None
+    window = read_window(path)
+    if window is not None:
+        hist = window.histogram
+        return Population(hist, exact=True) if hist.total_count else None
     start, end = point.warmup_s, point.warmup_s + point.duration_s
     merged = new_histogram()
     for interval in read_intervals(path):
         middle = interval.start_s + interval.length_s / 2
         if start <= middle <= end:
             merge_into(merged, interval.histogram)
-    return merged if merged.total_count else None
+    return Population(merged, exact=False) if merged.total_count else None
+
+
+def measured_histogram(point: Point, kind: str) -> HdrHistogram | None:
+    """The histogram of ``window_population``."""
+    population = window_population(point, kind)
+    return None if population is None else population.histogram
 
 
 def spectrum(hist: HdrHistogram) -> tuple[np.ndarray, np.ndarray]:
@@ -124,33 +155,58 @@ def spectrum_plot(points: Iterable[Point], kind: str, slo_us: float | None = Non
     """The percentile spectrum of ``kind`` for every point, overlaid."""
     curves = []
     for point in points:
-        hist = measured_histogram(point, kind)
-        if hist is not None:
-            curves.append((point.label, hist))
+        population = window_population(point, kind)
+        if population is not None:
+            curves.append((point.label, population))
     if not curves:
         return None
     fig = Figure(figsize=(9, 4.8))
     ax = fig.add_subplot()
-    x_max = _x_limit(max(int(h.total_count) for _, h in curves))
+    x_max = _x_limit(max(int(p.histogram.total_count) for _, p in curves))
     q_cap = 1 - 1 / x_max
-    for label, hist in curves:
+    rebuilt = [label for label, p in curves if not p.exact]
+    for label, population in curves:
+        hist = population.histogram
         fractions, values_ns = spectrum(hist)
         x = 1 / (1 - np.minimum(fractions, q_cap))
-        ax.plot(x, values_ns / 1e6, label=f"{label} (n={hist.total_count:,})", linewidth=1.6)
+        note = "" if population.exact else ", from intervals"
+        legend = f"{label} (n={format_count(hist.total_count)}{note})"
+        ax.plot(x, values_ns / 1e6, label=legend, linewidth=1.6)
     if slo_us is not None:
         ax.axhline(slo_us / 1e3, color="red", linestyle=":", linewidth=1, label="SLO")
     _percentile_axis(ax, x_max)
     ax.set_ylabel(f"{kind} latency (ms)")
     ax.set_ylim(bottom=0)
-    ax.set_title(f"{kind} latency by percentile (measurement window, merged intervals)")
+    source = "measurement window" if not rebuilt else "measurement window, older run: intervals"
+    ax.set_title(f"{kind} latency by percentile ({source})")
     ax.legend(fontsize=8, loc="upper left")
+    caption = (
+        f"The {kind} latency at every percentile of the events intended in the measurement "
+        "window (warm-up and drain excluded): the histogram the tables are computed from."
+    )
+    if rebuilt:
+        caption += (
+            f" {', '.join(rebuilt)}: a run from before the window histogram was kept, so the "
+            "curve merges the intervals inside the window, by arrival time; its count and tail "
+            "can differ from the tables'."
+        )
     return Plot(
         f"spectrum-{kind}",
         f"{kind} latency spectrum",
-        f"The {kind} latency at every percentile, from the merged HdrHistogram intervals of the "
-        "measurement window (warm-up and drain excluded).",
+        caption,
         figure_png(fig),
+        {label: int(p.histogram.total_count) for label, p in curves},
     )
+
+
+def _has_failed_sends(points: Iterable[Point]) -> bool:
+    """Whether the success-only response latency differs from the response latency."""
+    for p in points:
+        latency = p.summary.get("latency_us") or {}
+        ok = (latency.get(SUCCESS_ONLY_KIND) or {}).get("count")
+        if ok is not None and ok != (latency.get("response") or {}).get("count"):
+            return True
+    return False
 
 
 # --------------------------------------------------------------------------- over time
@@ -317,7 +373,10 @@ def _slo_us(run: Run, key: str) -> float | None:
 def report_plots(run: Run) -> list[Plot]:
     """Every plot the run's data supports, in report order."""
     plots: list[Plot | None] = []
-    for kind in SPECTRUM_KINDS:
+    kinds = list(SPECTRUM_KINDS)
+    if _has_failed_sends(run.points):
+        kinds.insert(kinds.index("response") + 1, SUCCESS_ONLY_KIND)
+    for kind in kinds:
         plots.append(spectrum_plot(run.points, kind, _slo_us(run, f"{kind}.p99")))
     plots.append(timeseries_plot(run.points))
     plots.append(latency_vs_throughput_plot(run.points, _slo_us(run, "e2e.p99")))
