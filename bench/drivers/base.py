@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import importlib
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
@@ -99,6 +99,22 @@ def message_from_headers(
             int(intended_ns),
         )
     except (KeyError, ValueError):
+        return None
+
+
+def envelope_ids(raw: str | bytes | None) -> tuple[int, int] | None:
+    """(producer_id, seq) from an envelope header's value; None when it is not one of ours.
+
+    A re-read needs only the audit's identity of each stored message, so it parses this much
+    of the envelope rather than rebuilding a whole Message."""
+    if raw is None:
+        return None
+    text = raw.decode() if isinstance(raw, bytes | bytearray) else raw
+    producer_id, _, rest = text.partition(":")
+    seq, _, _ = rest.partition(":")
+    try:
+        return int(producer_id), int(seq)
+    except ValueError:
         return None
 
 
@@ -220,6 +236,32 @@ class StreamDriver(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+# A batch of stored messages as the audit names them: (producer_id, seq).
+StoredIds = list[tuple[int, int]]
+
+
+@runtime_checkable
+class Rereadable(Protocol):
+    """An optional capability of a stream driver: read a run point's topic again, from the start.
+
+    After the drain the engine compares what the target still stores with what the consumers
+    missed, to tell a message the target lost (*not stored*) from one it kept but never
+    delivered (*not delivered*). The re-read uses a fresh reader that leaves the run's consumer
+    group and its positions alone, and stops at the end the topic had when the re-read began.
+    """
+
+    # How the driver re-reads, in words, for the summary ("a reader outside any group ...").
+    reread_method: ClassVar[str]
+
+    def reread_unsupported(self, topology: Topology) -> str | None:
+        """Why this target, as configured, cannot re-read ``topology``; None when it can."""
+        ...
+
+    def reread(self, topology: Topology) -> AsyncGenerator[StoredIds, None]:
+        """Every message stored in the topic, in batches; ending means the read is complete."""
+        ...
 
 
 # --------------------------------------------------------------------------- store drivers

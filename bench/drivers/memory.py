@@ -39,6 +39,7 @@ import contextlib
 import random
 import time
 from collections import deque
+from collections.abc import AsyncGenerator
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
@@ -51,6 +52,7 @@ from bench.drivers.base import (
     Message,
     OnMessage,
     StoredEvent,
+    StoredIds,
     Topology,
     partition_of,
 )
@@ -134,6 +136,7 @@ class _Topic:
         return group
 
 
+REREAD_BATCH = 10_000
 RECONNECT_S = 0.1  # how long a dropped client takes to reconnect (the disconnect fault)
 
 
@@ -305,6 +308,32 @@ class MemoryDriver:
 
     async def cleanup(self, topology: Topology) -> None:
         self._topics.pop(topology.name, None)
+
+    # -- re-read (Rereadable)
+    reread_method: ClassVar[str] = (
+        "the in-process broker's partition queues of every group (it keeps no delivered "
+        "message, and a dropped one is never stored)"
+    )
+
+    def reread_unsupported(self, topology: Topology) -> str | None:
+        if topology.name not in self._topics:
+            return (
+                f"memory: topic {topology.name!r} is not in this process (the broker lives "
+                "inside each worker; re-read it there)"
+            )
+        return None
+
+    async def reread(self, topology: Topology) -> AsyncGenerator[StoredIds, None]:
+        """What the broker still holds: the undelivered messages of every group. A lost
+        message (acknowledged, never received) is either here or was dropped."""
+        topic = self._topic(topology)
+        for group in list(topic.groups.values()):
+            for part in group.partitions:
+                # A copy of the references: the queue may change while the reader awaits.
+                queued = list(part.queue)
+                for start in range(0, len(queued), REREAD_BATCH):
+                    await asyncio.sleep(0)  # a long backlog must not hold the loop
+                    yield [(m.producer_id, m.seq) for m in queued[start : start + REREAD_BATCH]]
 
     async def describe(self) -> dict[str, Any]:
         return {

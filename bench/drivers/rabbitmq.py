@@ -48,6 +48,8 @@ import contextlib
 import logging
 import os
 import ssl
+import uuid
+from collections.abc import AsyncGenerator
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, ClassVar, Literal
 
@@ -59,12 +61,15 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from yarl import URL
 
 from bench.drivers.base import (
+    H_ENVELOPE,
     DriverConfig,
     DriverContext,
     Message,
     OnMessage,
+    StoredIds,
     Topology,
     assigned_partitions,
+    envelope_ids,
     message_from_headers,
     message_headers,
     partition_of,
@@ -77,6 +82,13 @@ DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672/"
 # AMQP has no message key; the aggregate key travels as a header so consumers can rebuild the
 # Message (the routing key only names the queue).
 H_KEY = "eb-key"
+
+# A re-read of a stream queue reads up to a marker message it appends first, carrying this
+# header: AMQP does not say how long a stream is (a stream queue's message count is 0).
+H_REREAD_END = "eb-reread-end"
+REREAD_PREFETCH = 1000
+# A re-read that receives nothing this long before its marker is stuck, not slow.
+REREAD_STALL_S = 5.0
 
 # aiormq logs a failed connect ("error when creating transport: ...") at ERROR and then
 # raises; connect() turns the exception into one DriverError line. Where no logging is set
@@ -137,6 +149,12 @@ class RabbitMQConfig(DriverConfig):
                     "single_active_consumer is not available on stream queues over AMQP 0.9.1"
                 )
         return self
+
+
+def _text(value: object) -> str | None:
+    if value is None:
+        return None
+    return value.decode() if isinstance(value, bytes | bytearray) else str(value)
 
 
 def public_url(url: URL) -> str:
@@ -527,6 +545,106 @@ class RabbitMQDriver:
         finally:
             await self.close_channel(channel)
         self._queue_counts.pop(topology.name, None)
+
+    # ------------------------------------------------------------------ re-read (Rereadable)
+
+    reread_method: ClassVar[str] = (
+        'a stream consumer read each queue from offset "first" up to a marker message '
+        "appended to it when the re-read began"
+    )
+
+    def reread_unsupported(self, topology: Topology) -> str | None:
+        if self.config.queue_type != "stream":
+            return (
+                f"rabbitmq {self.config.queue_type} queues cannot be re-read (a queue keeps no "
+                'history; queue_type = "stream" does)'
+            )
+        return None
+
+    async def reread(self, topology: Topology) -> AsyncGenerator[StoredIds, None]:
+        """Every message of every stream queue as (producer, seq), one queue after the other.
+
+        A stream queue is read from its first offset by a new consumer (stream offsets are
+        per consumer, so the run's consumers are not affected). AMQP does not tell a stream's
+        length, so a marker is appended to each queue first and each read ends at its marker;
+        consumers of a kept topic ignore it (it has no envelope). Messages are acknowledged
+        only once their batch is handed on, so the prefetch bounds what is held in memory.
+        """
+        channel = await self.open_channel(publisher_confirms=True)
+        marker = uuid.uuid4().hex
+        try:
+            await channel.set_qos(prefetch_count=REREAD_PREFETCH)
+            for name in self.queue_names(topology):
+                await channel.default_exchange.publish(
+                    aio_pika.Message(body=b"", headers={H_REREAD_END: marker}),
+                    name,
+                    mandatory=True,
+                    timeout=self.config.publish_timeout,
+                )
+            for name in self.queue_names(topology):
+                async with contextlib.aclosing(self._reread_queue(channel, name, marker)) as read:
+                    async for ids in read:
+                        yield ids
+        except (aiormq.exceptions.AMQPError, aio_pika.exceptions.DeliveryError) as exc:
+            raise DriverError(
+                f"rabbitmq: re-reading {topology.name!r} failed: {self.scrub(repr(exc))}"
+            ) from None
+        except TimeoutError:
+            raise DriverError(
+                f"rabbitmq: re-reading {topology.name!r}: no publisher confirm for the end "
+                f"marker within {self.config.publish_timeout:g}s"
+            ) from None
+        finally:
+            await self.close_channel(channel)
+
+    async def _reread_queue(
+        self, channel: aio_pika.abc.AbstractChannel, name: str, marker: str
+    ) -> AsyncGenerator[StoredIds, None]:
+        pending: list[tuple[int, int]] = []
+        last: list[aio_pika.abc.AbstractIncomingMessage] = []
+        arrived = asyncio.Event()
+        ended = False
+
+        async def on_message(incoming: aio_pika.abc.AbstractIncomingMessage) -> None:
+            nonlocal ended
+            headers = incoming.headers or {}
+            end = headers.get(H_REREAD_END)
+            if end is not None and _text(end) == marker:
+                ended = True
+            else:
+                found = envelope_ids(_text(headers.get(H_ENVELOPE)))
+                if found is not None:
+                    pending.append(found)
+            last[:] = [incoming]
+            arrived.set()
+
+        queue = await channel.get_queue(name, ensure=True)
+        tag = await queue.consume(on_message, arguments={"x-stream-offset": "first"})
+        try:
+            while True:
+                try:
+                    await asyncio.wait_for(arrived.wait(), REREAD_STALL_S)
+                except TimeoutError:
+                    raise DriverError(
+                        f"rabbitmq: re-reading queue {name!r} received nothing for "
+                        f"{REREAD_STALL_S:g}s before its end marker"
+                    ) from None
+                arrived.clear()
+                # Taken together, with no await between: whatever came before the marker is
+                # in this batch (deliveries keep arriving while the ack below is awaited).
+                done = ended
+                batch, pending[:] = list(pending), []
+                through, last[:] = list(last), []
+                if batch:
+                    yield batch
+                if through:
+                    # One ack for everything up to here frees the prefetch window.
+                    await through[0].ack(multiple=True)
+                if done:
+                    return
+        finally:
+            with contextlib.suppress(aiormq.exceptions.AMQPError, ConnectionError, TimeoutError):
+                await queue.cancel(tag, timeout=self.config.publish_timeout)
 
     # ------------------------------------------------------------------ reporting
 

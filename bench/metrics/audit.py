@@ -170,6 +170,29 @@ def merge(
     return result
 
 
+def lost_ids(
+    producers: list[tuple[int, bytes, bytes]],
+    consumers: list[tuple[dict[int, bytes], int, dict[str, int]]],
+) -> dict[int, np.ndarray]:
+    """The seqs ``merge`` counts as lost (acknowledged, never received), per producer.
+
+    Sorted int64 arrays, producers without a loss left out: what a re-read of the topic sorts
+    into *not stored* and *not delivered*."""
+    received_by_producer = _received_by_producer(consumers)
+    out: dict[int, np.ndarray] = {}
+    for producer_id, _keys, acks_blob in producers:
+        acks = np.frombuffer(acks_blob, dtype=np.uint8)
+        n = acks.size
+        counts = received_by_producer.get(producer_id, np.zeros(0, dtype=np.int64))
+        received = np.zeros(n, dtype=bool)
+        received[: min(n, counts.size)] = counts[:n] > 0
+        lost = np.flatnonzero((acks == ACK_OK) & ~received).astype(np.int64)
+        if lost.size:
+            known = out.get(producer_id)
+            out[producer_id] = lost if known is None else np.union1d(known, lost)
+    return out
+
+
 def _key_row(
     producer_id: int, key_index: int, key_name: Callable[[int], str] | None, **counts: int
 ) -> dict[str, object]:

@@ -15,12 +15,15 @@ from typing import Any
 
 import aio_pika
 import aiormq.exceptions
+import numpy as np
 import pytest
 from yarl import URL
 
 from bench.drivers.base import DriverContext, Message, Topology
 from bench.drivers.rabbitmq import RabbitMQConfig, RabbitMQConsumer, RabbitMQDriver
+from bench.engine.reread import classify_losses
 from bench.errors import DriverError
+from bench.metrics import audit
 from tests.integration.driver_harness import (
     DRAIN_DEADLINE_S,
     MESSAGES_PER_PRODUCER,
@@ -29,6 +32,12 @@ from tests.integration.driver_harness import (
     T,
     keyed_messages,
     run,
+)
+from tests.integration.reread_support import (
+    PER_PRODUCER,
+    PHANTOMS,
+    phantom_samples,
+    run_with_losses,
 )
 
 
@@ -228,3 +237,50 @@ def test_describe_names_the_server_and_hides_credentials(rabbitmq_url: str) -> N
     password = URL(rabbitmq_url).password
     assert password
     assert password not in json.dumps(described)
+
+
+def test_a_stream_queue_re_read_sorts_losses_into_not_stored_and_not_delivered(
+    rabbitmq_url: str,
+) -> None:
+    topo = topology(queues=2, consumers=1)
+    driver = RabbitMQDriver(
+        RabbitMQConfig(url=rabbitmq_url, queue_type="stream", prefetch=256), DriverContext()
+    )
+
+    async def scenario() -> tuple[dict[str, Any], dict[str, Any], int]:
+        await driver.connect()
+        try:
+            await driver.prepare(topo)
+            ledgers = await run_with_losses(driver, topo)
+            lost = audit.lost_ids(ledgers.producers, ledgers.consumers)
+            started = time.monotonic()
+            result = await classify_losses(driver, topo, lost, budget_s=20)
+            elapsed = time.monotonic() - started
+            # A second re-read sees the same: the first one's end marker is not an event.
+            again = await classify_losses(driver, topo, lost, budget_s=20)
+            await driver.cleanup(topo)
+            return result, again, int(elapsed)
+        finally:
+            await driver.close()
+
+    result, again, elapsed_s = run(scenario)
+    gapped = sum(1 for p in range(2) for s in range(PER_PRODUCER) if s % 10 == 3)
+    assert result["checked"] and result["complete"], result
+    assert result["not_delivered"] == gapped
+    assert result["not_stored"] == 2 * PHANTOMS
+    assert result["unclassified"] == 0
+    assert result["samples"]["not_stored"] == phantom_samples()
+    assert result["samples"]["not_delivered"][:2] == ["0:3", "0:13"]
+    assert result["read"] == 2 * PER_PRODUCER
+    assert {k: again[k] for k in ("not_stored", "not_delivered", "read")} == {
+        k: result[k] for k in ("not_stored", "not_delivered", "read")
+    }
+    assert elapsed_s < 10
+
+
+def test_a_classic_queue_cannot_be_re_read_and_says_so(rabbitmq_url: str) -> None:
+    topo = topology(queues=1, consumers=1)
+    driver = RabbitMQDriver(RabbitMQConfig(url=rabbitmq_url), DriverContext())
+    result = run(lambda: classify_losses(driver, topo, {0: np.array([1, 2])}, budget_s=5))
+    assert not result["checked"] and result["unclassified"] == 2
+    assert result["reason"].startswith("not checked: rabbitmq classic queues cannot be re-read")
