@@ -48,6 +48,8 @@ import dataclasses
 import os
 import re
 import ssl
+import time
+from collections.abc import AsyncGenerator
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit, urlunsplit
@@ -61,12 +63,15 @@ from nats.js import JetStreamContext, api
 from pydantic import Field, SecretStr, model_validator
 
 from bench.drivers.base import (
+    H_ENVELOPE,
     DriverConfig,
     DriverContext,
     Message,
     OnMessage,
+    StoredIds,
     Topology,
     assigned_partitions,
+    envelope_ids,
     message_from_headers,
     message_headers,
     partition_of,
@@ -80,6 +85,12 @@ DEFAULT_SERVERS = "nats://127.0.0.1:4222"
 # partition).
 H_KEY = "eb-key"
 H_MSG_ID = "Nats-Msg-Id"
+
+
+# A re-read fetches this many messages per request, and gives up when its position stays put
+# this long below the stream's last sequence (stuck, not slow).
+REREAD_BATCH = 1000
+REREAD_STALL_S = 5.0
 
 
 def _default_servers() -> list[str]:
@@ -562,6 +573,114 @@ class NatsDriver:
         except (nats.js.errors.Error, nats.errors.Error) as exc:
             raise DriverError(f"nats: cannot delete stream {name!r}: {exc}") from None
         self._streams.pop(name, None)
+
+    # ------------------------------------------------------------------ re-read (Rereadable)
+
+    reread_method: ClassVar[str] = (
+        "an ephemeral consumer without acknowledgements read the stream from its first "
+        "sequence to the last sequence it had when the re-read began (a workqueue stream: "
+        "message by message, as it allows no second consumer)"
+    )
+
+    def reread_unsupported(self, topology: Topology) -> str | None:
+        return None
+
+    async def reread(self, topology: Topology) -> AsyncGenerator[StoredIds, None]:
+        """Every message the stream holds as (producer, seq), up to its last sequence at the
+        start. The run's durable consumers are left as they are: the reader is a consumer of
+        its own (ack policy none, removed when done) or, on a workqueue stream, which refuses
+        a consumer overlapping theirs, direct gets by sequence."""
+        name = stream_name(topology)
+        js = self.client.jetstream(timeout=self.config.connect_timeout)
+        try:
+            state = (await js.stream_info(name)).state
+            if not state.messages:
+                return
+            if self.config.retention == "workqueue":
+                reader = self._reread_by_get(js, name, topology, state.first_seq, state.last_seq)
+            else:
+                reader = self._reread_by_consumer(js, name, topology, state.last_seq)
+            async with contextlib.aclosing(reader) as batches:
+                async for ids in batches:
+                    yield ids
+        except (nats.js.errors.Error, nats.errors.Error) as exc:
+            raise DriverError(f"nats: re-reading stream {name!r} failed: {exc}") from None
+
+    async def _reread_by_consumer(
+        self, js: JetStreamContext, name: str, topology: Topology, last_seq: int
+    ) -> AsyncGenerator[StoredIds, None]:
+        config = api.ConsumerConfig(
+            deliver_policy=api.DeliverPolicy.ALL,
+            ack_policy=api.AckPolicy.NONE,
+            # Removed by the server if this reader dies before deleting it.
+            inactive_threshold=60.0,
+            mem_storage=True,
+        )
+        psub = await js.pull_subscribe(f"{subject_prefix(topology)}.>", stream=name, config=config)
+        moved_at = time.monotonic()
+        consumer: str | None = None
+        try:
+            consumer = (await psub.consumer_info()).name
+            while True:
+                try:
+                    msgs = await psub.fetch(REREAD_BATCH, timeout=1.0)
+                except (TimeoutError, nats.errors.TimeoutError):
+                    msgs = []
+                if not msgs:
+                    # Nothing pending: the rest up to last_seq was removed meanwhile.
+                    info = await psub.consumer_info()
+                    if not info.num_pending:
+                        return
+                    if time.monotonic() - moved_at > REREAD_STALL_S:
+                        raise DriverError(
+                            f"nats: re-reading stream {name!r} made no progress for "
+                            f"{REREAD_STALL_S:g}s ({info.num_pending} messages pending)"
+                        )
+                    continue
+                moved_at = time.monotonic()
+                ids: StoredIds = []
+                done = False
+                for msg in msgs:
+                    if msg.metadata.sequence.stream > last_seq:
+                        done = True
+                        break
+                    found = envelope_ids((msg.headers or {}).get(H_ENVELOPE))
+                    if found is not None:
+                        ids.append(found)
+                    done = msg.metadata.sequence.stream >= last_seq
+                if ids:
+                    yield ids
+                if done:
+                    return
+        finally:
+            with contextlib.suppress(nats.js.errors.Error, nats.errors.Error, TimeoutError):
+                await psub.unsubscribe()
+            if consumer is not None:
+                with contextlib.suppress(nats.js.errors.Error, nats.errors.Error, TimeoutError):
+                    await js.delete_consumer(name, consumer)
+
+    async def _reread_by_get(
+        self, js: JetStreamContext, name: str, topology: Topology, first_seq: int, last_seq: int
+    ) -> AsyncGenerator[StoredIds, None]:
+        subjects = f"{subject_prefix(topology)}.>"
+        seq = max(1, first_seq)
+        ids: StoredIds = []
+        while seq <= last_seq:
+            try:
+                raw = await js.get_msg(name, seq=seq, subject=subjects, next=True)
+            except nats.js.errors.NotFoundError:
+                break  # nothing stored at or after seq
+            if raw.seq is None or raw.seq > last_seq:
+                break
+            found = envelope_ids((raw.headers or {}).get(H_ENVELOPE))
+            if found is not None:
+                ids.append(found)
+            if len(ids) >= REREAD_BATCH:
+                yield ids
+                ids = []
+            seq = raw.seq + 1
+        if ids:
+            yield ids
 
     # ------------------------------------------------------------------ reporting
 

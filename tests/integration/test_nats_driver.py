@@ -16,9 +16,11 @@ from typing import Any
 import nats
 import pytest
 
-from bench.drivers.base import DriverContext, Message, Topology
+from bench.drivers.base import DriverContext, Message, Topology, partition_of
 from bench.drivers.nats import NatsConfig, NatsConsumer, NatsDriver, NatsProducer, stream_name
+from bench.engine.reread import classify_losses
 from bench.errors import DriverError
+from bench.metrics import audit
 from tests.integration.driver_harness import (
     MESSAGES_PER_PRODUCER,
     PRODUCERS,
@@ -26,6 +28,13 @@ from tests.integration.driver_harness import (
     T,
     keyed_messages,
     run,
+)
+from tests.integration.reread_support import (
+    PER_PRODUCER,
+    PHANTOMS,
+    gap,
+    message,
+    run_with_losses,
 )
 
 
@@ -230,3 +239,46 @@ def test_describe_names_the_server_and_hides_the_password(nats_url: str) -> None
     assert described["jetstream"] is True
     assert described["settings"]["password_set"] is True
     assert "s3cr3t-pw" not in json.dumps(described)
+
+
+@pytest.mark.parametrize("retention", ["limits", "workqueue"])
+def test_a_re_read_sorts_losses_into_not_stored_and_not_delivered(
+    nats_url: str, retention: str
+) -> None:
+    """The consumer lets some messages fall (stored, not delivered); then one partition's
+    subject is purged, so those of its messages nobody received are gone (not stored), as are
+    the acknowledged messages that were never sent. A workqueue stream refuses a second
+    consumer, so its re-read gets message by message (and the run had no consumer here)."""
+    topo = topology(partitions=4, consumers=1)
+    config = NatsConfig(servers=[nats_url], retention=retention)
+
+    async def body(driver: NatsDriver) -> tuple[dict[str, Any], int]:
+        js = driver.client.jetstream()
+        name = stream_name(topo)
+
+        async def purge_partition_0() -> None:
+            await js.purge_stream(name, subject=f"{name}.0")
+
+        ledgers = await run_with_losses(
+            driver, topo, consume=retention == "limits", after_produce=purge_partition_0
+        )
+        lost = audit.lost_ids(ledgers.producers, ledgers.consumers)
+        result = await classify_losses(driver, topo, lost, budget_s=20)
+        # The re-read's own consumer is gone; the run's durable ones are untouched.
+        names = {c.name for c in await js.consumers_info(name)}
+        assert names == {driver.consumer_name(topo, p) for p in range(4)}
+        purged = sum(1 for m in ledgers.sent if partition_of(m.key, 4) == 0)
+        return result, purged
+
+    (result, purged), errors = run(lambda: with_driver(config, topo, body))
+    sent = [message(p, s) for p in range(2) for s in range(PER_PRODUCER)]
+    gapped = [m for m in sent if gap(m)]
+    gone = [m for m in gapped if partition_of(m.key, 4) == 0]
+    assert 0 < len(gone) < len(gapped)
+    assert result["checked"] and result["complete"], result
+    assert result["not_stored"] == len(gone) + 2 * PHANTOMS
+    assert result["not_delivered"] == len(gapped) - len(gone)
+    assert result["unclassified"] == 0
+    assert result["read"] == len(sent) - purged
+    assert f"{gone[0].producer_id}:{gone[0].seq}" in result["samples"]["not_stored"]
+    assert errors == []
