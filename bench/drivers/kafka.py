@@ -18,7 +18,8 @@ import contextlib
 import errno
 import logging
 import os
-from collections.abc import Awaitable, Callable, Iterable
+import time
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from io import BytesIO
 from typing import Any, ClassVar, Literal
@@ -44,13 +45,16 @@ from aiokafka.protocol.types import (
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from bench.drivers.base import (
+    H_ENVELOPE,
     Consumer,
     DriverConfig,
     DriverContext,
     Message,
     OnMessage,
     Producer,
+    StoredIds,
     Topology,
+    envelope_ids,
     message_from_headers,
     message_headers,
 )
@@ -60,6 +64,10 @@ from bench.units import Duration, format_duration
 log = logging.getLogger(__name__)
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
+
+# A re-read whose positions stay put this long is stuck (a broker that never hands out the
+# records below an end offset it reported), not slow.
+REREAD_STALL_S = 5.0
 
 # Kafka error codes that prepare/cleanup treat as outcomes rather than failures.
 _TOPIC_ALREADY_EXISTS = 36
@@ -320,6 +328,13 @@ def _reason(exc: BaseException) -> str:
 
 def _headers(msg: Message) -> list[tuple[str, bytes]]:
     return [(name, value.encode()) for name, value in message_headers(msg).items()]
+
+
+def _envelope_of(headers: Iterable[tuple[str, bytes]]) -> tuple[int, int] | None:
+    for name, value in headers:
+        if name == H_ENVELOPE:
+            return envelope_ids(value)
+    return None
 
 
 def _check_topic_errors(pairs: Iterable[tuple[Any, ...]], allowed: set[int], what: str) -> None:
@@ -868,6 +883,94 @@ class KafkaDriver:
         consumer = KafkaConsumer(client, topology.name, on_message, cfg, self.context)
         self._consumers.append(consumer)
         return consumer
+
+    # ----------------------------------------------------------------- re-read (Rereadable)
+
+    reread_method: ClassVar[str] = (
+        "a reader outside any group read every partition from its first offset to its end "
+        "when the re-read began (the later of ListOffsets' answer and the first fetch's "
+        "high watermark)"
+    )
+
+    def reread_unsupported(self, topology: Topology) -> str | None:
+        return None
+
+    async def reread(self, topology: Topology) -> AsyncGenerator[StoredIds, None]:
+        """Every record of the topic as (producer, seq): a consumer without a group (so no
+        commit and no rebalance touches the run's group) assigned every partition, from the
+        beginning to the partition's end when the re-read began.
+
+        The end is the later of ListOffsets' latest offset and the high watermark of the first
+        fetch that answers for the partition: Tansu 0.6.0 answers ListOffsets with an offset
+        behind the records it serves (238 for a partition holding 300), so ListOffsets alone
+        would call stored records lost.
+        """
+        admin = self._require_admin()
+        cfg = self.config
+        if topology.name not in await admin.list_topics():
+            # Gone with everything in it (and a reader's metadata request could create it
+            # again on a broker that auto-creates topics).
+            return
+        committed_only = bool(cfg.transactional)
+        client = AIOKafkaConsumer(
+            client_id=f"{cfg.client_id}-reread",
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=cfg.fetch_max_wait_ms,
+            max_poll_records=max(cfg.max_poll_records, 2000),
+            # What a read_committed consumer of the run could ever be given.
+            isolation_level="read_committed" if committed_only else "read_uncommitted",
+            **self._common(),
+        )
+        try:
+            await asyncio.wait_for(client.start(), cfg.connect_timeout)
+            partitions = [TopicPartition(topology.name, p) for p in range(topology.partitions)]
+            client.assign(partitions)
+            ends: dict[TopicPartition, int] = dict(await client.end_offsets(partitions))
+            await client.seek_to_beginning(*partitions)
+            remaining = set(partitions)
+            fetched: set[TopicPartition] = set()  # partitions whose end a fetch confirmed
+            positions = {tp: -1 for tp in partitions}
+            moved_at = time.monotonic()
+            while remaining:
+                if time.monotonic() - moved_at > REREAD_STALL_S:
+                    behind = {tp.partition: (positions[tp], ends[tp]) for tp in remaining}
+                    raise DriverError(
+                        f"{self._where()}: re-reading {topology.name!r} made no progress for "
+                        f"{format_duration(REREAD_STALL_S)} (partition: (offset, end) {behind})"
+                    )
+                batches = await client.getmany(*remaining, timeout_ms=200)
+                for tp in remaining - fetched:
+                    mark = client.last_stable_offset(tp) if committed_only else client.highwater(tp)
+                    if mark is not None:
+                        ends[tp] = max(ends[tp], mark)
+                        fetched.add(tp)
+                ids: StoredIds = []
+                for tp, records in batches.items():
+                    end = ends[tp]
+                    for record in records:
+                        if record.offset >= end:
+                            break
+                        found = _envelope_of(record.headers)
+                        if found is not None:
+                            ids.append(found)
+                for tp in list(remaining):
+                    position = await client.position(tp)
+                    if position != positions[tp]:
+                        positions[tp] = position
+                        moved_at = time.monotonic()
+                    if tp in fetched and position >= ends[tp]:
+                        remaining.discard(tp)
+                if ids:
+                    yield ids
+        except KafkaError as exc:
+            raise DriverError(
+                f"{self._where()}: re-reading topic {topology.name!r} failed: {_reason(exc)}"
+            ) from exc
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(client.stop(), cfg.connect_timeout)
 
     async def describe(self) -> dict[str, Any]:
         admin = self._require_admin()
