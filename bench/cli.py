@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -110,6 +111,22 @@ NoReportOption = Annotated[
 ]
 
 
+class FailOn(StrEnum):
+    status = "status"
+    verdict = "verdict"
+
+
+FailOnOption = Annotated[
+    FailOn,
+    typer.Option(
+        "--fail-on",
+        help="status: exit 1 when a point failed to run; verdict: also when a point's verdict "
+        "is not pass (lost, duplicated or reordered messages, a broken SLO or invariant, "
+        "an error rate over [verdict] max_error_rate, or too few samples to judge).",
+    ),
+]
+
+
 @app.command()
 def run(
     scenarios: Annotated[
@@ -124,6 +141,7 @@ def run(
     target: TargetOption = None,
     quiet: QuietOption = False,
     no_report: NoReportOption = False,
+    fail_on: FailOnOption = FailOn.status,
     repeat: Annotated[
         int,
         typer.Option(
@@ -139,9 +157,10 @@ def run(
 
     Latency is measured from each event's intended send time (open loop), so a stalled target
     shows up in the numbers instead of slowing the load down. Exit code: 0 when every point
-    ran, 1 when one failed, 2 for bad input, 130/143 when interrupted.
+    ran (with --fail-on verdict: and every verdict is pass), 1 otherwise, 2 for bad input,
+    130/143 when interrupted.
     """
-    _run(scenarios, set_, results_dir, target, quiet, no_report, repeat)
+    _run(scenarios, set_, results_dir, target, quiet, no_report, repeat, fail_on=fail_on)
 
 
 def _run(
@@ -153,6 +172,7 @@ def _run(
     no_report: bool,
     repeat: int,
     launcher_for: Any = None,
+    fail_on: FailOn = FailOn.status,
 ) -> None:
     """``bench run``'s work; ``launcher_for(point)`` replaces local worker processes."""
     from bench.engine.runner import IntervalView, PointRunner
@@ -180,6 +200,7 @@ def _run(
     interrupts = Interrupts()
     interrupts.install()
     any_failed = False
+    verdicts_failed: list[str] = []
     env = environment()
     runs = [
         (path, scenario, points, repetition)
@@ -266,6 +287,8 @@ def _run(
                 "version": info.get("version"),
             }
             write_manifest()
+            if summary.get("verdict", {}).get("result") != "pass":
+                verdicts_failed.append(point.label)
             if summary["status"] == "failed":
                 any_failed = True
                 for problem in summary["problems"]:
@@ -296,6 +319,14 @@ def _run(
         console.print(f"group: {group} ({repeat} runs of {name}); compare or check it as one")
     if interrupts.requested:
         raise typer.Exit(interrupts.exit_code)
+    if fail_on == FailOn.verdict and verdicts_failed and not any_failed:
+        err_console.print(
+            f"[red]verdict:[/] {len(verdicts_failed)} point(s) did not pass: "
+            + ", ".join(verdicts_failed[:5])
+            + " (--fail-on verdict)",
+            soft_wrap=True,
+        )
+        raise typer.Exit(1)
     raise typer.Exit(1 if any_failed else 0)
 
 
@@ -328,6 +359,7 @@ def locust(
     target: TargetOption = None,
     quiet: QuietOption = False,
     no_report: NoReportOption = False,
+    fail_on: FailOnOption = FailOn.status,
 ) -> None:
     """Run scenarios on a Locust cluster: a master and N workers, each worker one engine.
 
@@ -353,7 +385,17 @@ def locust(
             f"locust: master on {master_bind_host}:{cluster.bind_port}, "
             f"{len(cluster.workers)} workers; logs in {log_dir}"
         )
-        _run(scenarios, overrides, results_dir, target, quiet, no_report, 1, cluster.launcher)
+        _run(
+            scenarios,
+            overrides,
+            results_dir,
+            target,
+            quiet,
+            no_report,
+            1,
+            cluster.launcher,
+            fail_on=fail_on,
+        )
 
 
 @app.command("locust-worker")

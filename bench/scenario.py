@@ -7,6 +7,7 @@ A scenario file has these tables::
     [targets.NAME]    driver = "memory" | "kafka" | …, plus that driver's own options
     [matrix]          "workload.rate" = [1000, 5000]   (dotted path -> list; cross product)
     [slo]             "e2e.p99" = "50ms"
+    [verdict]         max_error_rate = "0.1%", allow_duplicates, allow_reordering
     [[faults]]        at = "20s", action = "kill" | "restart" | "pause" | "disconnect", down_for
 
 Everything is validated: a bad file is a ScenarioError naming the file, the field and the
@@ -31,7 +32,10 @@ from bench.drivers.base import DriverConfig, load_driver
 from bench.errors import DriverNotFound, ScenarioError
 from bench.units import Duration, parse_duration_s
 
-LATENCY_KINDS = ("response", "service", "schedule_lag", "e2e")
+# response: intended send -> acknowledged or failed (a failure counts at no less than the send
+# timeout); response_ok: the acknowledged sends alone; service: send -> ack; schedule_lag:
+# intended -> actual send; e2e: intended -> consumed.
+LATENCY_KINDS = ("response", "response_ok", "service", "schedule_lag", "e2e")
 SLO_STATS = ("p50", "p90", "p99", "p999", "max", "mean")
 EXACT_PACING_MAX_RATE = 2000.0
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -230,6 +234,29 @@ class Fault(_Model):
         return 5.0 if self.action in ("kill", "pause") else 0.0
 
 
+class VerdictRules(_Model):
+    """``[verdict]``: what the target must do for a point to pass (bench/verdict.py judges)."""
+
+    # Failed and skipped events over everything scheduled in the window; "0.1%" or 0.001.
+    max_error_rate: float = Field(default=0.001, ge=0.0, le=1.0)
+    # At-least-once delivery may duplicate by design; a scenario says when that is acceptable.
+    allow_duplicates: bool = False
+    allow_reordering: bool = False
+
+    @field_validator("max_error_rate", mode="before")
+    @classmethod
+    def _rate(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.endswith("%"):
+                try:
+                    return float(text[:-1]) / 100.0
+                except ValueError:
+                    raise ValueError(f"{value!r} is not a percentage such as '0.1%'") from None
+            raise ValueError(f"{value!r}: write a fraction (0.001) or a percentage ('0.1%')")
+        return value
+
+
 class Scenario(_Model):
     """A validated scenario (one file, overrides applied, matrix not yet expanded)."""
 
@@ -238,6 +265,7 @@ class Scenario(_Model):
     targets: dict[str, dict[str, Any]]
     matrix: dict[str, list[Any]] = {}
     slo: dict[str, Duration] = {}
+    verdict: VerdictRules = VerdictRules()
     faults: list[Fault] = []
 
     @model_validator(mode="after")
@@ -593,6 +621,7 @@ __all__ = [
     "RunPoint",
     "Scenario",
     "ScenarioMeta",
+    "VerdictRules",
     "Workload",
     "apply_override",
     "expand",

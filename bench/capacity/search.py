@@ -33,6 +33,7 @@ from typing import Any
 from bench.capacity.checks import Check, Criteria, judge, verdict
 from bench.scenario import RunPoint
 from bench.units import format_latency_us
+from bench.verdict import SAMPLES_BEYOND, STAT_QUANTILE
 
 RATE_PARAM = "workload.rate"
 PROBE_PARAM = "probe"
@@ -42,11 +43,9 @@ UP_FACTOR = 1.5
 DOWN_FACTOR = 0.5
 # Without --max-rate, the search does not go beyond this multiple of the closed-loop throughput.
 CEILING_FACTOR = 4.0
-# Probes at low rates run longer, so an SLO's percentile rests on this many samples beyond it,
-# up to this many times the probe's duration.
-SAMPLES_BEYOND = 10
+# Probes at low rates run longer, so an SLO's percentile rests on SAMPLES_BEYOND samples beyond
+# it (the verdict's rule), up to this many times the probe's duration.
 WINDOW_STRETCH = 4.0
-STAT_QUANTILE = {"p50": 0.5, "p90": 0.9, "p99": 0.99, "p999": 0.999}
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
+from bench import verdict as verdict_mod
 from bench.drivers.base import DriverContext, Topology, load_driver
 from bench.engine.store import StoreTotals, check_store, load_latency_by_length
 from bench.engine.workers import KINDS, WorkerSpec, worker_main
@@ -291,7 +292,7 @@ class PointRunner:
             if not in_process and self.meta.cleanup and self.status != "failed":
                 with contextlib.suppress(Exception):
                     asyncio.run(self._remote("cleanup", topology))
-        summary = self._summary(states, topology, started_at)
+        summary = self._judged(self._summary(states, topology, started_at))
         atomic_write_json(self.dir / SUMMARY, summary)
         return summary
 
@@ -657,6 +658,8 @@ class PointRunner:
                 "in_flight_peak",
                 "oversize",
                 "skipped",
+                "acked_intended_in_window",
+                "failed_intended_in_window",
             )
         }
         errors: dict[str, int] = {}
@@ -691,16 +694,10 @@ class PointRunner:
         loop_lag = stats_us(self.loop_lag)
         cpu_pct = max(self.cpu_samples) if self.cpu_samples else None
         client_bound, reasons = self._client_bound(latency, totals, cpu_pct, loop_lag.p90)
-        slo = {}
-        for key, threshold_us in slo_thresholds(point.scenario).items():
-            kind, _, stat = key.partition(".")
-            value = latency.get(kind, {}).get(stat)
-            slo[key] = {
-                "threshold_us": threshold_us,
-                "value_us": value,
-                # None: nothing was measured for this kind (no consumers, no projector).
-                "pass": None if value is None else value <= threshold_us,
-            }
+        slo = {
+            key: verdict_mod.slo_entry(key, threshold_us, latency)
+            for key, threshold_us in slo_thresholds(point.scenario).items()
+        }
         store_summary = self._store_summary(finals) if w.kind == "store" else None
         if store_summary is not None:
             totals["skipped"] += sum(f.get("store_skipped", 0) for f in finals)
@@ -722,9 +719,11 @@ class PointRunner:
         if totals["skipped"]:
             self.problems.append(
                 f"{totals['skipped']} events scheduled in the window were never sent: the backlog "
-                f"outlived drain_timeout ({self.meta.drain_timeout:g}s); latency covers only sent "
-                "events"
+                f"outlived drain_timeout ({self.meta.drain_timeout:g}s); response latency counts "
+                "each at no less than the larger of drain_timeout and send_timeout"
             )
+        failed_in_window = totals["failed_intended_in_window"] + totals["skipped"]
+        scheduled_in_window = failed_in_window + totals["acked_intended_in_window"]
         if self.status == "ok" and not finals:
             # No worker reported results: there are no figures to stand behind.
             self.status = "failed"
@@ -772,13 +771,24 @@ class PointRunner:
             },
             "latency_us": latency,
             "audit": audit.as_dict(),
-            "errors": {"total": sum(errors.values()), "by_kind": errors},
+            "errors": {
+                "total": sum(errors.values()),
+                "by_kind": errors,
+                # By intended time: failed (a store: abandoned) and skipped events over every
+                # event scheduled in the window, the verdict's error rate.
+                "failed_in_window": failed_in_window,
+                "scheduled_in_window": scheduled_in_window,
+                "rate": failed_in_window / scheduled_in_window if scheduled_in_window else None,
+                "max_rate": point.scenario.verdict.max_error_rate,
+            },
             "client_bound": client_bound,
             "client_bound_reasons": reasons,
             "harness": {
                 "cpu_pct_max_worker": cpu_pct,
                 "loop_lag_us": loop_lag.as_dict(),
                 "in_flight_peak": totals["in_flight_peak"],
+                # Sends held back so one producer's events reach the client in their order.
+                "send_turn_waits": sum(f.get("send_turn_waits", 0) for f in finals),
                 "oversize_events": totals["oversize"],
                 "workers": len(states),
                 # What each worker did (a Locust worker each, under bench locust): the run's
@@ -805,6 +815,11 @@ class PointRunner:
             "status": self.status,
             "problems": self.problems,
         }
+
+    def _judged(self, summary: dict[str, Any]) -> dict[str, Any]:
+        rules = self.point.scenario.verdict.model_dump()
+        summary["verdict"] = verdict_mod.judge(summary, rules).as_dict()
+        return summary
 
     def _client_bound(
         self,

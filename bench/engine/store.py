@@ -97,6 +97,7 @@ class StoreWriters:
         self.cmd_intended: array[int] = array("q")
         self.cmd_start: array[int] = array("q")
         self.cmd_end: array[int] = array("q")
+        self.cmd_completed: array[int] = array("q")  # 1: committed or rejected; 0: abandoned
         self.attempt_start: array[int] = array("q")
         self.attempt_end: array[int] = array("q")
         # When appends committed and when they failed (the fault timeline's figures).
@@ -213,14 +214,16 @@ class StoreWriters:
                     if self.stopping():
                         return
             started = monotonic_ns()
-            await self._command(self._key(), started)
+            completed = await self._command(self._key(), started)
             ended = monotonic_ns()
             totals.commands += 1
             self.cmd_intended.append(intended)
             self.cmd_start.append(started)
             self.cmd_end.append(ended)
+            self.cmd_completed.append(1 if completed else 0)
 
-    async def _command(self, aggregate: str, started: int) -> None:
+    async def _command(self, aggregate: str, started: int) -> bool:
+        """Run one command to its end; False when it was given up (abandoned)."""
         totals = self.totals
         options = self.options
         window_start, window_end = self.window
@@ -230,14 +233,14 @@ class StoreWriters:
             if state is None:
                 # Nothing to decide on: the command is given up like one whose retries ran out.
                 totals.abandoned += 1
-                return
+                return False
         command = next_command(state, self._rng.random())
         for attempt in range(options.max_retries + 1):
             types = decide(state, command)
             if types is None:
                 totals.rejections += 1
                 self._known[aggregate] = state
-                return
+                return True
             # Local to this command: concurrent writers interleave at every await.
             events, datas = self._events(aggregate, state, types, command)
             t0 = time.monotonic_ns()
@@ -255,13 +258,13 @@ class StoreWriters:
                 self._known.pop(aggregate, None)
                 if attempt == options.max_retries:
                     totals.abandoned += 1
-                    return
+                    return False
                 totals.retries += 1
                 await self._backoff(attempt)
                 loaded = await self._guarded_load(aggregate)
                 if loaded is None:
                     totals.abandoned += 1
-                    return
+                    return False
                 state = loaded
                 continue
             t1 = time.monotonic_ns()
@@ -277,7 +280,7 @@ class StoreWriters:
                     fold(state, event.event_type, data)
                 self._known[aggregate] = state
                 await self._maybe_snapshot(aggregate, state)
-                return
+                return True
             totals.conflicts += 1
             if window_start <= t1 < window_end:
                 totals.conflicts_in_window += 1
@@ -285,19 +288,20 @@ class StoreWriters:
             if attempt == options.max_retries:
                 totals.abandoned += 1
                 self._known.pop(aggregate, None)
-                return
+                return False
             totals.retries += 1
             await self._backoff(attempt)
             if options.reload_on_conflict:
                 loaded = await self._guarded_load(aggregate)
                 if loaded is None:
                     totals.abandoned += 1
-                    return
+                    return False
                 state = loaded
                 command = next_command(state, self._rng.random())
             elif result.version is not None:
                 # A blind retry: the same decision at the version the store reported.
                 state = OrderState(**{**state.as_dict(), "version": result.version})
+        return False  # not reached: the last attempt returns
 
     def _attempt(self, t0: int, t1: int) -> None:
         self.totals.attempts += 1

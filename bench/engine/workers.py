@@ -41,7 +41,7 @@ from bench.engine.store import StoreWriters, check_store
 from bench.errors import BenchError
 from bench.metrics.audit import ACK_FAILED, ACK_NOT_SENT, ACK_OK, ConsumerLedger, ProducerLedger
 from bench.metrics.recorder import LatencyRecorder
-from bench.scenario import Workload
+from bench.scenario import LATENCY_KINDS, Workload
 from bench.timing import PreciseTimer
 from bench.workload import EventFactory
 
@@ -53,7 +53,7 @@ def _take(buf: array[int]) -> np.ndarray:
     return values
 
 
-KINDS = ("response", "service", "schedule_lag", "e2e")
+KINDS = LATENCY_KINDS
 TIMELINE_BUCKET_NS = 10_000_000  # the fault timeline's resolution: acks and deliveries per 10 ms
 FAILURES_KEPT = 1_000_000  # failed-send timestamps kept for the fault figures
 LOOP_PROBE_NS = 10_000_000  # how often the loop-lag probe wakes
@@ -100,7 +100,47 @@ class _Totals:
     received_in_window: int = 0
     # Intended inside the window but never sent: the run's backlog outlived drain_timeout.
     skipped: int = 0
+    # By intended time, the population latency describes: acknowledged and failed sends whose
+    # intended time fell inside the window (skipped ones are counted apart, above).
+    acked_intended_in_window: int = 0
+    failed_intended_in_window: int = 0
     errors: Counter[str] = field(default_factory=Counter)
+
+
+class SendTurns:
+    """One producer's sends reach the client library in the order their events were made.
+
+    Events are numbered (and their per-key sequence assigned) when a slot builds them, before
+    it sleeps until the intended time. Slots do not wake in that order: a slot whose intended
+    time had already passed sends at once, while one built just before it still waits for the
+    loop to run its timer. Sent as they woke, one key's events reached the target out of order
+    and the audit blamed the target (83 reordered at 40,000/s with 64 in flight). A slot
+    therefore waits for its turn: the send of event n starts only after that of event n - 1.
+    The wait is a comparison when sends are in order, which is nearly always.
+    """
+
+    __slots__ = ("_waiting", "next_seq", "waits")
+
+    def __init__(self) -> None:
+        self.next_seq = 0
+        self.waits = 0  # how often a slot woke before its predecessor had sent
+        self._waiting: dict[int, asyncio.Future[None]] = {}
+
+    async def wait(self, seq: int) -> None:
+        self.waits += 1
+        future = asyncio.get_running_loop().create_future()
+        self._waiting[seq] = future
+        try:
+            await future
+        finally:
+            self._waiting.pop(seq, None)
+
+    def taken(self, seq: int) -> None:
+        """Event ``seq`` went to the client library (or was given up): the next one's turn."""
+        self.next_seq = seq + 1
+        future = self._waiting.get(seq + 1)
+        if future is not None and not future.done():
+            future.set_result(None)
 
 
 def worker_main(spec: WorkerSpec, conn: Connection) -> None:
@@ -142,10 +182,17 @@ class Worker:
         self.ack_end: array[int] = array("q")
         self.recv_intended: array[int] = array("q")
         self.recv_at: array[int] = array("q")
+        # Failed sends: (intended, failed at). They count in response latency, at no less than
+        # the send timeout, so a dead target never reads as fast.
+        self.fail_intended: array[int] = array("q")
+        self.fail_end: array[int] = array("q")
+        self.failure_floor_ns = int(spec.workload.send_timeout * 1e9)
+        self._skipped_recorded = 0
         self.store: StoreWriters | None = None
         self.invariants: list[str] | None = None
         self.consumer_ledger = ConsumerLedger()
         self.factories: list[EventFactory] = []
+        self.turns: list[SendTurns] = []
         self.in_flight = 0
         self.in_flight_peak = 0
         self.stopping = False
@@ -268,8 +315,10 @@ class Worker:
             factory = EventFactory(spec.workload, producer_id, spec.seed, ledger)
             self.factories.append(factory)
             schedule = self._schedule(producer_id, start_ns)
+            turns = SendTurns()
+            self.turns.append(turns)
             for _ in range(spec.slots_per_producer):
-                slots.append(loop.create_task(self._slot(producer, factory, schedule)))
+                slots.append(loop.create_task(self._slot(producer, factory, schedule, turns)))
         await self.timer.sleep_until(start_ns)
         try:
             await self._await_slots(slots)
@@ -382,7 +431,9 @@ class Worker:
         if self.spec.prepare_here:
             self.invariants = await check_store(driver, store.totals)
 
-    async def _slot(self, producer: Any, factory: EventFactory, schedule: Any) -> None:
+    async def _slot(
+        self, producer: Any, factory: EventFactory, schedule: Any, turns: SendTurns
+    ) -> None:
         """One sender slot: at most one message in flight. Its loop is the hot path."""
         send = producer.send
         make = factory.next
@@ -392,6 +443,8 @@ class Worker:
         log_intended = self.ack_intended.append
         log_start = self.ack_start.append
         log_end = self.ack_end.append
+        log_fail_intended = self.fail_intended.append
+        log_fail_end = self.fail_end.append
         window_start, window_end = self.window_start_ns, self.window_end_ns
         backlog_end = window_end + self.spec.backlog_ns
         totals = self.totals
@@ -427,9 +480,14 @@ class Worker:
                 if intended > monotonic_ns():
                     await sleep_until(intended, exact)
                     since_yield = 0
-                    if self.stopping:
-                        acks[msg.seq] = ACK_NOT_SENT
-                        return
+            if turns.next_seq != msg.seq:
+                await turns.wait(msg.seq)
+            if self.stopping:
+                acks[msg.seq] = ACK_NOT_SENT
+                turns.taken(msg.seq)
+                return
+            # The send below reaches the client library before any other slot runs again.
+            turns.taken(msg.seq)
             start = monotonic_ns()
             totals.sent += 1
             in_flight = self.in_flight = self.in_flight + 1
@@ -444,11 +502,14 @@ class Worker:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                failed_at = monotonic_ns()
                 self.in_flight -= 1
                 acks[msg.seq] = ACK_FAILED
                 totals.failed += 1
+                log_fail_intended(intended)
+                log_fail_end(failed_at)
                 if len(self.fail_at) < FAILURES_KEPT:
-                    self.fail_at.append(monotonic_ns())
+                    self.fail_at.append(failed_at)
                 if window_start <= start < window_end:
                     totals.failed_in_window += 1
                 self.count_error(_error_kind(exc))
@@ -482,13 +543,30 @@ class Worker:
             end = _take(self.ack_end)
             measured = (intended >= window[0]) & (intended < window[1])
             rec["response"].record(end - intended, measured)
+            rec["response_ok"].record(end - intended, measured)
             rec["service"].record(end - start, measured)
+            totals.acked_intended_in_window += int(measured.sum())
             rec["schedule_lag"].record(start - intended, measured)
             if self.spec.timeline:
                 self.timeline_acked = self._bucket(self.timeline_acked, end)
             totals.acked += end.size
             totals.sent_in_window += int(((start >= window[0]) & (start < window[1])).sum())
             totals.acked_in_window += int(((end >= window[0]) & (end < window[1])).sum())
+        if len(self.fail_end):
+            intended = _take(self.fail_intended)
+            failed_at = _take(self.fail_end)
+            measured = (intended >= window[0]) & (intended < window[1])
+            rec["response"].record(
+                np.maximum(failed_at - intended, self.failure_floor_ns), measured
+            )
+            totals.failed_intended_in_window += int(measured.sum())
+        skipped = totals.skipped + (getattr(self.store, "skipped", 0) if self.store else 0)
+        if self._skipped_recorded < skipped:
+            # Never sent: waited at least drain_timeout past the window before being given up.
+            new = skipped - self._skipped_recorded
+            self._skipped_recorded = skipped
+            floor = max(self.failure_floor_ns, self.spec.backlog_ns)
+            rec["response"].record(np.full(new, floor, dtype=np.int64), np.ones(new, dtype=bool))
         if self.store is not None:
             self._flush_store(window)
         if len(self.recv_at):
@@ -534,9 +612,14 @@ class Worker:
             intended = _take(store.cmd_intended)
             start = _take(store.cmd_start)
             end = _take(store.cmd_end)
+            completed = _take(store.cmd_completed).astype(bool)
             measured = (intended >= window[0]) & (intended < window[1])
+            # Abandoned commands count in response latency at their time to giving up.
             rec["response"].record(end - intended, measured)
+            rec["response_ok"].record(end[completed] - intended[completed], measured[completed])
             rec["schedule_lag"].record(start - intended, measured)
+            totals.acked_intended_in_window += int((measured & completed).sum())
+            totals.failed_intended_in_window += int((measured & ~completed).sum())
             totals.sent += end.size
             totals.sent_in_window += int(((start >= window[0]) & (start < window[1])).sum())
         if len(store.attempt_end):
@@ -645,10 +728,13 @@ class Worker:
                 "acked_in_window": totals.acked_in_window,
                 "received_in_window": totals.received_in_window,
                 "skipped": totals.skipped,
+                "acked_intended_in_window": totals.acked_intended_in_window,
+                "failed_intended_in_window": totals.failed_intended_in_window,
                 "errors": dict(totals.errors),
                 "negatives": {k: r.negatives for k, r in self.recorders.items()},
                 "clamped": {k: r.clamped for k, r in self.recorders.items()},
                 "in_flight_peak": self.in_flight_peak,
+                "send_turn_waits": sum(t.waits for t in self.turns),
                 "oversize": sum(f.oversize for f in self.factories),
                 "describe": described,
                 "store": self.store.totals.export() if self.store is not None else None,

@@ -138,6 +138,7 @@ def _write_point(
     medians_us = {
         "e2e": spec.e2e_median_us,
         "response": spec.e2e_median_us * 0.8,
+        "response_ok": spec.e2e_median_us * 0.8,
         "service": spec.e2e_median_us * 0.7,
         "schedule_lag": 20.0,
     }

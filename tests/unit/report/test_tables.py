@@ -7,6 +7,7 @@ import json
 import pytest
 
 from bench.errors import ResultsError
+from bench.scenario import LATENCY_KINDS
 from bench.report.tables import (
     METRICS,
     expand_group,
@@ -51,7 +52,7 @@ def test_load_reads_every_point_with_its_directory(golden):
     frame = summary_frame(run.points)
     assert list(frame["target"]) == ["memory"] * 3 + ["kafka"] * 3
     assert "client-bound" in frame.loc[2, "status"]
-    assert set(latency_frame(run.points)["kind"]) == {"response", "service", "schedule_lag", "e2e"}
+    assert set(latency_frame(run.points)["kind"]) == set(LATENCY_KINDS)
 
 
 def test_a_group_is_a_comma_list_or_a_directory_of_runs(golden):
