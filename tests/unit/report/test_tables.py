@@ -7,7 +7,6 @@ import json
 import pytest
 
 from bench.errors import ResultsError
-from bench.scenario import LATENCY_KINDS
 from bench.report.tables import (
     METRICS,
     expand_group,
@@ -17,6 +16,7 @@ from bench.report.tables import (
     point_key,
     summary_frame,
 )
+from bench.scenario import LATENCY_KINDS
 
 
 def test_every_metric_knows_its_direction():
