@@ -528,7 +528,14 @@ class PointRunner:
         self._delivered_total = 0
 
     def _close_files(self) -> None:
-        for writer in getattr(self, "hlogs", {}).values():
+        hlogs = getattr(self, "hlogs", {})
+        for kind, writer in hlogs.items():
+            # The window's histogram (by intended time) as a tagged line: the one population
+            # that summary.json, every table and every plot of this point describe.
+            hist = self.loop_lag if kind == "loop_lag" else self.measured[kind]
+            writer.write_window(
+                self.meta.warmup, self.meta.duration, encode(hist), hist.get_max_value()
+            )
             writer.close()
         if getattr(self, "timeseries_file", None) is not None:
             self.timeseries_file.close()
