@@ -32,6 +32,7 @@ from hdrh.histogram import HdrHistogram
 
 from bench import verdict as verdict_mod
 from bench.drivers.base import DriverContext, Topology, load_driver
+from bench.engine import reread
 from bench.engine.store import StoreTotals, check_store, load_latency_by_length
 from bench.engine.workers import KINDS, WorkerSpec, worker_main
 from bench.errors import BenchError, DriverError
@@ -72,6 +73,7 @@ TIMESERIES_COLUMNS = (
     "backlog",
 )
 READY_TIMEOUT_S = 60.0
+REREAD_BUDGET_S = 60.0  # how long sorting the lost messages may re-read a shared target
 FINAL_TIMEOUT_S = 30.0
 # Harness health thresholds for the client_bound verdict.
 CPU_SATURATED_PCT = 90.0
@@ -151,6 +153,7 @@ class PointRunner:
         self.faults = list(point.scenario.faults)
         self.fault_handle: Any = None  # infra.ServiceFaults of the target's service
         self.injector: FaultInjector | None = None
+        self.loss: dict[str, Any] | None = None  # the lost messages sorted (engine/reread.py)
 
     # ------------------------------------------------------------------ topology and workers
     def _topology(self) -> Topology:
@@ -236,6 +239,13 @@ class PointRunner:
                 else:
                     await asyncio.wait_for(driver.prepare(topology), timeout + 60)
                 return await asyncio.wait_for(driver.describe(), timeout + 5)
+            if action == "classify":
+                lost = audit_mod.lost_ids(
+                    [p for s in self.states if s.final for p in s.final["producers"]],
+                    [s.final["consumers"] for s in self.states if s.final],
+                )
+                self.loss = await reread.classify_losses(driver, topology, lost, REREAD_BUDGET_S)
+                return None
             if action == "verify":
                 if hasattr(driver, "attach_store"):
                     await driver.attach_store(topology.name)
@@ -276,6 +286,14 @@ class PointRunner:
             self._run_workers(states)
             if self.workload.kind == "store" and not in_process and self.status != "interrupted":
                 asyncio.run(self._remote("verify", topology))
+            if (
+                self.workload.kind == "stream"
+                and self.workload.consumers
+                and not in_process
+                and self.status != "interrupted"
+            ):
+                # Before cleanup deletes the topic: what the target still stores of each loss.
+                asyncio.run(self._remote("classify", topology))
         except BenchError as exc:
             self.status = "failed"
             self.problems.append(f"{exc.message} ({exc.hint})" if exc.hint else exc.message)
@@ -678,6 +696,8 @@ class PointRunner:
             [f["consumers"] for f in finals],
             key_namer(w),
         )
+        worker_losses = [f["loss"] for f in finals if f.get("loss")]
+        loss = self.loss or (reread.combine_losses(worker_losses) if worker_losses else None)
         fault_rows = fault_figures.summarize(
             self.faults,
             [dataclasses.asdict(e) for e in self.injector.events] if self.injector else None,
@@ -777,7 +797,7 @@ class PointRunner:
                 "skipped": totals["skipped"],
             },
             "latency_us": latency,
-            "audit": audit.as_dict(),
+            "audit": {**audit.as_dict(), "loss": loss},
             "errors": {
                 "total": sum(errors.values()),
                 "by_kind": errors,

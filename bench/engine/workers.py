@@ -36,10 +36,18 @@ from typing import Any
 import numpy as np
 
 from bench.drivers.base import DriverConfig, DriverContext, Message, Topology, load_driver
+from bench.engine.reread import classify_losses
 from bench.engine.schedule import make_schedule
 from bench.engine.store import StoreWriters, check_store
 from bench.errors import BenchError
-from bench.metrics.audit import ACK_FAILED, ACK_NOT_SENT, ACK_OK, ConsumerLedger, ProducerLedger
+from bench.metrics.audit import (
+    ACK_FAILED,
+    ACK_NOT_SENT,
+    ACK_OK,
+    ConsumerLedger,
+    ProducerLedger,
+    lost_ids,
+)
 from bench.metrics.recorder import LatencyRecorder
 from bench.scenario import LATENCY_KINDS, Workload
 from bench.timing import PreciseTimer
@@ -57,6 +65,7 @@ KINDS = LATENCY_KINDS
 TIMELINE_BUCKET_NS = 10_000_000  # the fault timeline's resolution: acks and deliveries per 10 ms
 FAILURES_KEPT = 1_000_000  # failed-send timestamps kept for the fault figures
 LOOP_PROBE_NS = 10_000_000  # how often the loop-lag probe wakes
+REREAD_BUDGET_S = 30.0  # how long sorting the lost messages may re-read the target
 YIELD_EVERY = 32  # sends between forced yields, so a never-blocking target cannot starve consumers
 
 
@@ -705,6 +714,7 @@ class Worker:
                 await asyncio.wait_for(producer.close(), 10)
             except Exception as exc:
                 self.count_error(f"producer_close:{type(exc).__name__}")
+        loss = await self._classify_losses(driver)
         # The last interval goes out only now: consumers stopping and the store's projector
         # catching up still record samples, and the coordinator merges intervals after finals.
         if self.start_ns:  # stopped before the load began: there is no interval to ship
@@ -747,8 +757,19 @@ class Worker:
                 "invariants": self.invariants,
                 "pid": os.getpid(),
                 "timeline": self._timeline_export() if self.spec.timeline else None,
+                "loss": loss,
             },
         )
+
+    async def _classify_losses(self, driver: Any) -> dict[str, Any] | None:
+        """An in-process target's broker lives here: its losses are sorted here, after the
+        consumers stopped (a shared target's are sorted once, by the coordinator)."""
+        if not (self.spec.prepare_here and self.factories and self.spec.consumer_ids):
+            return None
+        lost = lost_ids(
+            [f.ledger.export() for f in self.factories], [self.consumer_ledger.export()]
+        )
+        return await classify_losses(driver, self.spec.topology, lost, REREAD_BUDGET_S)
 
     def _timeline_export(self) -> dict[str, Any]:
         return {
