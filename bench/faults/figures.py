@@ -2,7 +2,16 @@
 
 For each fault, with S its start and N the next fault's start (or the end of the timeline):
 
-* ``time_to_first_error_s``: the first failed send in [S, N), after S;
+* ``errors``: the errors the run counted in [S, N) (for the last fault: through the drain and
+  the shutdown), ``errors_by_kind`` the same by kind, and ``time_to_first_error_s`` /
+  ``first_error_kind`` the first of them. An error is anything the run's ``errors`` counts:
+  a failed send, and what a client reported on its own (a disconnect, a reconnect, a failed
+  fetch). The errors before the first fault that ran are the first row's ``errors_before``,
+  so ``errors_before`` and ``errors`` over the rows add up to the run's ``errors.total``
+  (``errors_counted`` is ``"all"``). Results from a worker that shipped only the times of its
+  failed sends count those alone (``errors_counted`` is ``"failed sends"``);
+* the fault spans [S, N) run between the faults that ran: a fault that was not reached
+  has none, and the one before it keeps the rest of the run;
 * ``producer_outage_s``: the longest stretch in [S, min(N, end of load)) with no
   acknowledgement at all; ``consumer_outage_s`` the same for deliveries (through the drain),
   and ``consumers_resumed`` whether any delivery came after it (False: they never did);
@@ -10,7 +19,6 @@ For each fault, with S its start and N the next fault's start (or the end of the
   producer outage, t - 1 s), a window of at least 100 ms, reach ``RECOVERED_FRACTION`` of the
   target rate (closed loop: of the rate in the five seconds before the fault); None when that
   never happened before the next fault or the end of the load;
-* ``errors``: failed sends in [S, N);
 * ``audit``: the delivery audit of the events *intended* from ``AUDIT_LEAD_S`` before this
   fault (but not before the previous fault's scheduled end) up to where the next fault's
   segment begins. The lead catches acknowledged events a crash loses just before it; the
@@ -24,6 +32,7 @@ Outages and recovery are resolved to the workers' 10 ms timeline buckets.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -34,6 +43,78 @@ AUDIT_LEAD_S = 1.0
 RECOVERED_FRACTION = 0.9
 BASELINE_S = 5.0
 MIN_WINDOW_BUCKETS = 10
+
+
+# errors_counted: which errors the rows hold.
+ALL_ERRORS = "all"
+FAILED_SENDS = "failed sends"
+
+
+@dataclass(frozen=True)
+class ErrorTimes:
+    """When each of a point's errors was counted (monotonic ns, sorted), and its kind."""
+
+    at_ns: np.ndarray
+    kind: np.ndarray  # index into kinds, per error; all -1 when the kinds are unknown
+    kinds: tuple[str, ...]
+    counted: str  # ALL_ERRORS or FAILED_SENDS
+
+    @classmethod
+    def failed_sends(cls, fail_at_ns: np.ndarray) -> ErrorTimes:
+        """Failed sends only, kinds unknown: what workers shipped before every error was timed."""
+        at = np.sort(np.asarray(fail_at_ns, dtype=np.int64))
+        return cls(at, np.full(at.size, -1, dtype=np.int64), (), FAILED_SENDS)
+
+    @classmethod
+    def of_kinds(cls, by_kind: dict[str, np.ndarray]) -> ErrorTimes:
+        """Every counted error, from their times by kind."""
+        kinds = tuple(sorted(by_kind))
+        if not kinds:
+            empty = np.zeros(0, dtype=np.int64)
+            return cls(empty, empty, (), ALL_ERRORS)
+        at = np.concatenate([np.asarray(by_kind[k], dtype=np.int64) for k in kinds])
+        kind = np.concatenate(
+            [np.full(np.asarray(by_kind[k]).size, i, dtype=np.int64) for i, k in enumerate(kinds)]
+        )
+        order = np.argsort(at, kind="stable")
+        return cls(at[order], kind[order], kinds, ALL_ERRORS)
+
+    def between(self, lo_ns: int | None, hi_ns: int | None) -> tuple[int, int]:
+        """Index range of the errors in [lo_ns, hi_ns) (None: unbounded)."""
+        lo = 0 if lo_ns is None else int(np.searchsorted(self.at_ns, lo_ns, side="left"))
+        hi = (
+            self.at_ns.size
+            if hi_ns is None
+            else int(np.searchsorted(self.at_ns, hi_ns, side="left"))
+        )
+        return lo, max(lo, hi)
+
+    def by_kind(self, lo: int, hi: int) -> dict[str, int] | None:
+        if not self.kinds:
+            return None if self.counted == FAILED_SENDS else {}
+        counts = np.bincount(self.kind[lo:hi], minlength=len(self.kinds))
+        return {k: int(n) for k, n in zip(self.kinds, counts, strict=True) if n}
+
+    def kind_at(self, i: int) -> str | None:
+        k = int(self.kind[i])
+        return self.kinds[k] if k >= 0 else None
+
+
+def error_times(timelines: list[dict[str, Any]]) -> ErrorTimes:
+    """The errors of every worker's timeline: all of them when each worker shipped
+    ``error_at`` (kind -> int64 monotonic ns), else the failed sends of ``fail_at``."""
+    if timelines and all("error_at" in t for t in timelines):
+        by_kind: dict[str, list[np.ndarray]] = {}
+        for t in timelines:
+            for kind, raw in t["error_at"].items():
+                by_kind.setdefault(kind, []).append(np.frombuffer(raw, dtype=np.int64))
+        return ErrorTimes.of_kinds({k: np.concatenate(v) for k, v in by_kind.items()})
+    return ErrorTimes.failed_sends(
+        np.concatenate(
+            [np.zeros(0, dtype=np.int64)]
+            + [np.frombuffer(t["fail_at"], dtype=np.int64) for t in timelines]
+        )
+    )
 
 
 def audit_boundaries_ns(
@@ -92,20 +173,31 @@ def fault_figures(
     bucket_ns: int,
     acked: np.ndarray,
     delivered: np.ndarray,
-    fail_at_ns: np.ndarray,
+    errors: ErrorTimes | np.ndarray,
     rate_per_s: float | None,
     load_s: float,
     segments: list[dict[str, int]] | None,
 ) -> list[dict[str, Any]]:
-    """The summary's ``faults`` list: each event with its measured figures."""
+    """The summary's ``faults`` list: each event with its measured figures.
+
+    ``errors``: every counted error (``ErrorTimes``), or the times of the failed sends alone.
+    """
+    if not isinstance(errors, ErrorTimes):
+        errors = ErrorTimes.failed_sends(errors)
     bucket_s = bucket_ns / 1e9
     per_second = max(1, round(1.0 / bucket_s))
     load_end = round(load_s / bucket_s)
-    fails = np.sort(fail_at_ns)
     starts = [
         e["started_ns"] if e.get("started_ns") is not None else t0_ns + int(e["at_s"] * 1e9)
         for e in events
     ]
+    # A fault's span ends where the next fault that ran began: one never reached has no span.
+    reached = [i for i, e in enumerate(events) if e["status"] != "not reached"]
+    span_end: dict[int, int | None] = {
+        i: (starts[reached[j + 1]] if j + 1 < len(reached) else None) for j, i in enumerate(reached)
+    }
+    # Errors before the first fault that ran (all of them when none ran) belong to no fault.
+    before_lo, before_hi = errors.between(None, starts[reached[0]] if reached else None)
     bounds = audit_boundaries_ns(
         t0_ns, [e["at_s"] for e in events], [e["down_for_s"] for e in events]
     )
@@ -135,6 +227,12 @@ def fault_figures(
             "consumers_resumed": None,
             "recovery_s": None,
             "errors": 0,
+            "errors_by_kind": errors.by_kind(0, 0),
+            "first_error_kind": None,
+            "errors_from_s": None,
+            "errors_to_s": None,
+            "errors_before": before_hi - before_lo if i == 0 else 0,
+            "errors_counted": errors.counted,
             "audit": None,
         }
         if segments is not None and i + 1 < len(segments):
@@ -148,12 +246,15 @@ def fault_figures(
             out.append(row)
             continue
         start_ns = starts[i]
-        next_ns = starts[i + 1] if i + 1 < len(starts) else None
-        lo = np.searchsorted(fails, start_ns, side="left")
-        hi = np.searchsorted(fails, next_ns, side="left") if next_ns is not None else fails.size
-        row["errors"] = int(hi - lo)
+        next_ns = span_end[i]
+        lo, hi = errors.between(start_ns, next_ns)
+        row["errors"] = hi - lo
+        row["errors_by_kind"] = errors.by_kind(lo, hi)
+        row["errors_from_s"] = round((start_ns - t0_ns) / 1e9, 3)
+        row["errors_to_s"] = None if next_ns is None else round((next_ns - t0_ns) / 1e9, 3)
         if hi > lo:
-            row["time_to_first_error_s"] = round((int(fails[lo]) - start_ns) / 1e9, 4)
+            row["time_to_first_error_s"] = round((int(errors.at_ns[lo]) - start_ns) / 1e9, 4)
+            row["first_error_kind"] = errors.kind_at(lo)
         first = (start_ns - t0_ns) // bucket_ns
         next_bucket = (next_ns - t0_ns) // bucket_ns if next_ns is not None else None
         p_last = min(load_end, acked.size if next_bucket is None else next_bucket)
@@ -220,7 +321,6 @@ def summarize(
             total[: a.size] += a
         return total
 
-    fail_at = np.concatenate([np.frombuffer(t["fail_at"], dtype=np.int64) for t in timelines])
     # Without consumers (or for the event store) there are no deliveries to judge.
     delivered = summed("delivered") if consuming else np.zeros(0, dtype=np.int64)
     if injected is None:
@@ -269,7 +369,7 @@ def summarize(
         bucket_ns,
         summed("acked"),
         delivered,
-        fail_at,
+        error_times(timelines),
         rate_per_s,
         load_s,
         segments,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.faults.figures import audit_boundaries_ns, fault_figures
+from bench.faults.figures import audit_boundaries_ns, fault_figures, summarize
 from bench.metrics.audit import ACK_FAILED, ACK_NOT_SENT, ACK_OK, merge, segment_audit
 
 T0 = 1_000_000_000_000
@@ -156,3 +156,112 @@ def test_the_segment_audit_adds_up_to_the_run_audit():
     whole = merge(producers, consumers)
     for name in ("sent", "acked", "failed", "lost", "duplicated", "reordered", "unacked_lost"):
         assert sum(s[name] for s in segments) == getattr(whole, name), name
+
+
+def timeline(
+    acked: np.ndarray,
+    error_at: dict[str, list[int]] | None,
+    fail_at: tuple[int, ...] = (),
+) -> dict:
+    """One worker's final timeline, as Worker._timeline_export ships it."""
+    shipped = {
+        "bucket_ns": BUCKET,
+        "acked": acked.tobytes(),
+        "delivered": acked.tobytes(),
+        "fail_at": np.array(fail_at, dtype=np.int64).tobytes(),
+        "intended": {},
+        "reordered_seqs": [],
+        "faults": [],
+    }
+    if error_at is not None:
+        shipped["error_at"] = {
+            kind: np.array(times, dtype=np.int64).tobytes() for kind, times in error_at.items()
+        }
+    return shipped
+
+
+def at(seconds: float) -> int:
+    return T0 + int(seconds * 1e9)
+
+
+def test_errors_the_client_reported_during_an_outage_are_the_faults():
+    # Issue 13: a NATS client reports its own errors while a kill lasts (no send fails):
+    # the kill row held 0 errors and no first error although the run counted them.
+    acked = steady(10)
+    acked[300:500] = 0
+    workers = [
+        timeline(acked, {"nats_error": [at(3.05), at(3.5)], "disconnect": [at(3.02)]}),
+        timeline(acked, {"reconnect": [at(5.1)], "timeout": [at(0.5), at(8.0)]}, [at(8.0)]),
+    ]
+    total = 6
+    kill, pause = summarize(
+        [object(), object()],
+        [event(0, "kill", 3.0, 2.0), event(1, "pause", 7.0, 0.5)],
+        workers,
+        [],
+        [],
+        T0,
+        1000.0,
+        10.0,
+        at(12.0),
+    )
+    assert kill["errors_counted"] == "all"
+    assert kill["errors"] == 4 and kill["time_to_first_error_s"] == pytest.approx(0.02)
+    assert kill["first_error_kind"] == "disconnect"
+    assert kill["errors_by_kind"] == {"disconnect": 1, "nats_error": 2, "reconnect": 1}
+    assert (kill["errors_from_s"], kill["errors_to_s"]) == (3.0, 7.0)
+    # The failed send at 8 s is timed once (error_at), not again from fail_at.
+    assert pause["errors"] == 1 and pause["errors_by_kind"] == {"timeout": 1}
+    assert pause["errors_to_s"] is None and pause["errors_before"] == 0
+    # The timeout at 0.5 s came before any fault: no fault's, and the rows add up.
+    assert kill["errors_before"] == 1
+    assert kill["errors_before"] + kill["errors"] + pause["errors"] == total
+
+
+def test_a_fault_never_reached_leaves_the_rest_of_the_run_to_the_one_before():
+    acked = steady(10)
+    workers = [timeline(acked, {"timeout": [at(2.5), at(6.0), at(9.5)]})]
+    kill, pause = summarize(
+        [object(), object()],
+        [
+            event(0, "kill", 2.0, 1.0),
+            {**event(1, "pause", 5.0, 1.0), "status": "not reached", "started_ns": None},
+        ],
+        workers,
+        [],
+        [],
+        T0,
+        1000.0,
+        10.0,
+        at(12.0),
+    )
+    assert kill["errors"] == 3 and kill["errors_to_s"] is None
+    assert pause["errors"] == 0 and pause["errors_from_s"] is None
+
+
+def test_no_fault_reached_leaves_every_error_before_the_faults():
+    workers = [timeline(steady(3), {"timeout": [at(1.0), at(2.0)]})]
+    (row,) = summarize(
+        [object()],
+        [{**event(0, "kill", 5.0, 1.0), "status": "not reached", "started_ns": None}],
+        workers,
+        [],
+        [],
+        T0,
+        1000.0,
+        3.0,
+        at(3.0),
+    )
+    assert row["errors_before"] == 2 and row["errors"] == 0
+
+
+def test_older_workers_shipped_failed_sends_only_and_the_rows_say_so():
+    acked = steady(10)
+    workers = [timeline(acked, None, [at(3.1), at(3.2)]), timeline(acked, None, [at(0.2)])]
+    (kill,) = summarize(
+        [object()], [event(0, "kill", 3.0, 1.0)], workers, [], [], T0, 1000.0, 10.0, at(10.0)
+    )
+    assert kill["errors_counted"] == "failed sends" and kill["errors_by_kind"] is None
+    assert kill["errors"] == 2 and kill["errors_before"] == 1
+    assert kill["first_error_kind"] is None
+    assert kill["time_to_first_error_s"] == pytest.approx(0.1)
