@@ -9,6 +9,11 @@ target never answered again has no recovery time.
 This module parses those entries into ``Fault`` records, builds the Faults table (report, terminal),
 names what a reader must not miss (a fault that failed, was not reached, or never recovered), and
 marks the faults on a time axis.
+
+The table's errors are the summary's fault rows, nothing recomputed: each fault holds the errors
+the run counted from its start until the next fault's, and a "no fault" row holds those before
+the first fault, so the column adds up to the run's ``errors.total`` (a warning says when an
+older summary's rows do not).
 """
 
 from __future__ import annotations
@@ -50,8 +55,11 @@ FAULT_COLUMNS = (
     "unacked received",
     "detail",
 )
+NO_FAULT = "no fault"
 CAPTION = (
     "Each scheduled fault: first error, outages and recovery count from the fault's start; "
+    "errors are every error the run counted from the fault's start until the next fault's "
+    "(the last: to the run's end), with those before the first fault on a 'no fault' row; "
     "the event counts cover the fault's audit window."
 )
 
@@ -95,6 +103,13 @@ class Fault:
     recovery_s: float | None = None
     errors: int | None = None
     audit: FaultAudit | None = None
+    # Which errors ``errors`` holds ("all", or "failed sends" in older results; None: older
+    # still), what kind the first one was, and the errors before this fault that belong to
+    # no fault (only the first fault has any).
+    errors_counted: str | None = None
+    first_error_kind: str | None = None
+    errors_by_kind: dict[str, int] | None = None
+    errors_before: int | None = None
 
     def describe(self) -> str:
         """What was scheduled, as a scenario would say it: ``kill 5s at 20s``."""
@@ -169,6 +184,15 @@ def _audit(raw: Any, where: str) -> FaultAudit | None:
     )
 
 
+def _kinds(raw: dict[str, Any], key: str, where: str) -> dict[str, int] | None:
+    value = raw.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ResultsError(f"{where}.{key}: expected an object or null, got {value!r}")
+    return {str(kind): _count(value, kind, f"{where}.{key}") or 0 for kind in value}
+
+
 def faults_of(summary: dict[str, Any], source: str = SUMMARY) -> list[Fault]:
     """The faults of one point's summary, in their order; [] when it has none.
 
@@ -211,6 +235,10 @@ def faults_of(summary: dict[str, Any], source: str = SUMMARY) -> list[Fault]:
                 recovery_s=_number(entry, "recovery_s", where),
                 errors=_count(entry, "errors", where),
                 audit=_audit(entry.get("audit"), f"{where}.audit"),
+                errors_counted=_text(entry, "errors_counted", where),
+                first_error_kind=_text(entry, "first_error_kind", where),
+                errors_by_kind=_kinds(entry, "errors_by_kind", where),
+                errors_before=_count(entry, "errors_before", where),
             )
         )
     return faults
@@ -242,6 +270,9 @@ def fault_row(label: str, fault: Fault) -> dict[str, str]:
     recovery = _duration(fault.recovery_s)
     if fault.recovery_s is None and fault.status == DONE:
         recovery = NOT_RECOVERED
+    first_error = _duration(fault.time_to_first_error_s)
+    if fault.time_to_first_error_s is not None and fault.first_error_kind:
+        first_error = f"{first_error} ({fault.first_error_kind})"
     return dict(
         zip(
             FAULT_COLUMNS,
@@ -249,7 +280,7 @@ def fault_row(label: str, fault: Fault) -> dict[str, str]:
                 label,
                 fault.describe(),
                 fault.status,
-                _duration(fault.time_to_first_error_s),
+                first_error,
                 _duration(fault.producer_outage_s),
                 _duration(fault.consumer_outage_s),
                 recovery,
@@ -266,20 +297,57 @@ def fault_row(label: str, fault: Fault) -> dict[str, str]:
     )
 
 
+def no_fault_row(label: str, faults: list[Fault]) -> dict[str, str] | None:
+    """The row of the errors before the first fault (None when there were none): with it, the
+    errors column adds up to the run's errors."""
+    before = faults[0].errors_before if faults else None
+    if not before:
+        return None
+    spans = [span for span in (f.span() for f in faults) if span is not None]
+    when = f" (before {_seconds(spans[0][0])})" if spans else ""
+    row = dict.fromkeys(FAULT_COLUMNS, "-")
+    row.update({"point": label, "fault": f"{NO_FAULT}{when}", "errors": str(before)})
+    return row
+
+
+def point_rows(label: str, faults: list[Fault]) -> list[dict[str, str]]:
+    """A point's rows of the Faults table: "no fault" (when it counted errors before the
+    first fault), then each fault."""
+    before = no_fault_row(label, faults)
+    return ([before] if before else []) + [fault_row(label, fault) for fault in faults]
+
+
 def faults_frame(points: Iterable[Point]) -> pd.DataFrame:
     """One row per fault of every point, in point order (formatted strings); empty when the
     run injected none."""
-    rows = [fault_row(p.label, fault) for p in points for fault in point_faults(p)]
+    rows = [row for p in points for row in point_rows(p.label, point_faults(p))]
     return pd.DataFrame(rows, columns=list(FAULT_COLUMNS))
 
 
 def fault_rows(summaries: Iterable[dict[str, Any]]) -> list[dict[str, str]]:
     """The Faults table's rows straight from summaries (the terminal has no ``Point``s)."""
     return [
-        fault_row(point_label(s), fault)
+        row
         for s in summaries
-        for fault in faults_of(s, f"{s.get('dir', '?')}/{SUMMARY}")
+        for row in point_rows(point_label(s), faults_of(s, f"{s.get('dir', '?')}/{SUMMARY}"))
     ]
+
+
+def errors_disagreement(summary: dict[str, Any], faults: list[Fault]) -> str | None:
+    """How the Faults table's errors differ from the run's ``errors.total``; None when they
+    agree (or there is nothing to compare)."""
+    if not faults:
+        return None
+    total = (summary.get("errors") or {}).get("total")
+    if not isinstance(total, int):
+        return None
+    counted = (faults[0].errors_before or 0) + sum(f.errors or 0 for f in faults)
+    if counted == total:
+        return None
+    older = (
+        " (these results counted failed sends only)" if faults[0].errors_counted != "all" else ""
+    )
+    return f"the faults table counts {counted} errors, the run {total}{older}"
 
 
 def warnings(points: Iterable[Point]) -> list[str]:
@@ -287,6 +355,9 @@ def warnings(points: Iterable[Point]) -> list[str]:
     test what the scenario meant), and one the target never recovered from."""
     found = []
     for p in points:
+        disagreement = errors_disagreement(p.summary, point_faults(p))
+        if disagreement:
+            found.append(f"{p.label}: {disagreement}")
         for fault in point_faults(p):
             name = f"{p.label}: fault {fault.describe()}"
             detail = f" ({fault.detail})" if fault.detail else ""

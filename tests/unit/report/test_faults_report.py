@@ -296,3 +296,64 @@ def test_a_malformed_fault_names_the_file_and_field(faulted_run):
     with pytest.raises(ResultsError, match=r"faults: expected a list, got dict"):
         faults_of({"faults": {"index": 0}})
     assert faults_of({}) == [] and faults_of({"faults": None}) == []
+
+
+# A kill on NATS as the runner now writes it: every error the run counted is in a row.
+NATS_KILL: dict[str, Any] = {
+    **KILL,
+    "started_at_s": 3.0,
+    "time_to_first_error_s": 0.0563,
+    "errors": 26,
+    "errors_by_kind": {"disconnect": 1, "nats_error": 22, "reconnect": 1, "timeout": 2},
+    "first_error_kind": "nats_error",
+    "errors_from_s": 3.0,
+    "errors_to_s": None,
+    "errors_before": 4,
+    "errors_counted": "all",
+}
+
+
+def test_the_table_carries_the_errors_before_the_first_fault_and_the_first_errors_kind(
+    tmp_path,
+):
+    run_dir = _with_faults(make_run(tmp_path, "agree", points(memory={"errors": 30})), {})
+    for path in run_dir.glob("*/summary.json"):
+        summary = json.loads(path.read_text())
+        if summary["target"] == "memory":
+            summary["faults"] = [NATS_KILL]
+            path.write_text(json.dumps(summary))
+    run = load(run_dir)
+    memory = next(p for p in run.points if p.summary["target"] == "memory")
+    assert memory.summary["errors"]["total"] == 30
+    before, kill = faults_frame(run.points).to_dict("records")
+    assert before["fault"] == "no fault (before 3s)" and before["errors"] == "4"
+    assert {
+        before[c] for c in faults_module.FAULT_COLUMNS if c not in ("point", "fault", "errors")
+    } == {"-"}
+    assert kill["errors"] == "26" and kill["first error"] == "56.30ms (nats_error)"
+    # The terminal's rows are the report's rows.
+    assert faults_module.fault_rows([memory.summary]) == [before, kill]
+    # 4 + 26 = the run's 30 errors: nothing to warn about.
+    assert not any("faults table counts" in w for w in faults_module.warnings(run.points))
+    _, md_path = write_report(run_dir, tmp_path / "report")
+    md = md_path.read_text()
+    assert "| memory | no fault (before 3s) | - |" in md
+    assert "faults table counts" not in md
+
+
+def test_a_faults_table_that_disagrees_with_the_run_is_a_warning(faulted_run):
+    # Older results counted failed sends only: 123 in the table, the run's errors differ.
+    memory = next(p for p in load(faulted_run).points if p.summary["target"] == "memory")
+    total = memory.summary["errors"]["total"]
+    assert total != 123
+    assert (
+        f"memory: the faults table counts 123 errors, the run {total} "
+        "(these results counted failed sends only)"
+    ) in faults_module.warnings([memory])
+    # No "no fault" row without errors_before.
+    assert [r["fault"] for r in faults_module.fault_rows([memory.summary])] == [
+        "kill 1s at 2s",
+        "pause 5s at 30s",
+    ]
+    agreeing = {**memory.summary, "errors": {"total": 123, "by_kind": {"timeout": 123}}}
+    assert faults_module.errors_disagreement(agreeing, faults_of(agreeing)) is None
