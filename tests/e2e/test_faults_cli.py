@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from bench.report.faults import FAULT_COLUMNS
 from tests.cli_support import run_bench
+from tests.faults_support import assert_fault_errors_agree
 
 pytestmark = pytest.mark.slow
 
@@ -128,3 +130,31 @@ def test_faults_on_a_broker_bench_up_did_not_start_fail_with_one_line(tmp_path, 
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:"), err
     assert "Traceback" not in err
+
+
+def test_the_faults_table_counts_every_error_the_run_counted(tmp_path: Path, capsys):
+    # Issue 13: the faults table must agree with the run's errors (one source: the summary's
+    # fault rows). Two kills: each holds the refusals from its start to the next one's.
+    (tmp_path / "s.toml").write_text(
+        SCENARIO.replace('duration = "6.5s"', 'duration = "4s"').split("[[faults]]")[0]
+        + '[[faults]]\nat = "2s"\naction = "kill"\ndown_for = "500ms"\n\n'
+        + '[[faults]]\nat = "3.5s"\naction = "kill"\ndown_for = "300ms"\n'
+    )
+    code = run_bench(["run", str(tmp_path / "s.toml"), "-o", str(tmp_path / "r")])
+    out, err = capsys.readouterr()
+    assert code in (0, 1), err
+    summary_path = next((tmp_path / "r").glob("*/*/summary.json"))
+    summary = json.loads(summary_path.read_text())
+    first, second = summary["faults"]
+    # About 500 and 300 refused sends at 1000/s (plus the ~20 in flight at each kill).
+    assert 400 <= first["errors"] <= 650 and 220 <= second["errors"] <= 400, summary["faults"]
+    assert first["errors_before"] == 0 and first["time_to_first_error_s"] < 0.1, first
+    assert second["time_to_first_error_s"] < 0.1, second
+    assert first["errors_to_s"] == second["errors_from_s"], (first, second)
+    assert summary["audit"]["failed"] == summary["errors"]["total"]
+    assert_fault_errors_agree(summary_path.parent, summary)
+    # The terminal printed each kill's count.
+    for fault in summary["faults"]:
+        line = next(line for line in out.splitlines() if f"at {fault['at_s']:g}s" in line)
+        cells = [c.strip() for c in line.split("│")[1:-1]]
+        assert cells[FAULT_COLUMNS.index("errors")] == str(fault["errors"]), line
