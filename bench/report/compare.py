@@ -9,6 +9,12 @@ shown are the medians of the runs, and a two-sided Mann-Whitney U test on the pe
 decides whether a difference is real: with p >= ``alpha`` it is "within noise" (asv's scheme).
 Groups that are too small for the test ever to reach ``alpha`` are said to be so.
 pyperf's rule flags a side whose runs spread by 10% or more of their mean as noisy.
+
+A change smaller than the metric's minimum (``MIN_CHANGE_PCT``, and for latency
+``MIN_LATENCY_DIFF_US``), or one that rounds to zero where it is shown, is "same", whatever its
+sign: a single run cannot tell it from the noise, and a significant one is too small to matter
+(asv's minimum factor beside its significance test). A value that is not a number (NaN, inf)
+is "n/a": it is never better or worse.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import csv
 import html
 import io
 import math
+import re
 import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -28,15 +35,24 @@ from scipy.stats import mannwhitneyu
 
 from bench.errors import ResultsError
 from bench.report.tables import COMPARE_METRICS, Metric, Run, expand_group, load, metric
+from bench.units import format_latency_us, format_percent
 
 ALPHA = 0.05
 NOISY_CV = 0.10
+# The smallest change that counts, in percent of the baseline, by unit: what repeating the same
+# run moves a figure by (a rate at a fixed offered load: about a percent; a latency percentile:
+# a few). Counts (errors, lost, reordered) are exact: any change counts.
+MIN_CHANGE_PCT = {"/s": 2.0, "us": 5.0, "count": 0.0}
+# A latency change under this is the platform's wake-up jitter (40-150 us measured), however
+# large in percent; the same floor as bench check's --min-latency-diff default.
+MIN_LATENCY_DIFF_US = 50.0
 
 BETTER = "better"
 WORSE = "worse"
 SAME = "same"
 NOISE = "within noise"
 MISSING = "missing"
+NOT_A_NUMBER = "n/a"
 
 
 @dataclass
@@ -129,11 +145,46 @@ def _cv(values: Sequence[float]) -> float | None:
     return statistics.stdev(values) / abs(mean) if mean else None
 
 
+def _shows_zero(text: str) -> bool:
+    """Whether a formatted figure reads as zero ("0/s", "0.0us", "0", "0%")."""
+    return re.fullmatch(r"[+-]?0(\.0*)?[^0-9]*", text) is not None
+
+
+def format_diff(m: Metric, diff: float | None) -> str:
+    """The signed difference in the metric's unit; one that rounds to zero has no sign."""
+    if diff is None or not math.isfinite(diff):
+        return m.format(diff)
+    magnitude = m.format(abs(diff))
+    if diff == 0 or _shows_zero(magnitude):
+        return magnitude
+    return ("+" if diff > 0 else "-") + magnitude
+
+
+def below_minimum(m: Metric, diff: float, diff_pct: float) -> bool:
+    """Whether a change is too small to be better or worse: under the metric's minimum, or
+    shown as zero."""
+    if _shows_zero(format_diff(m, diff)) or _shows_zero(format_percent(diff_pct / 100)):
+        return True
+    if m.unit == "us" and abs(diff) < MIN_LATENCY_DIFF_US:
+        return True
+    return abs(diff_pct) < MIN_CHANGE_PCT.get(m.unit, 0.0)
+
+
 def compare_row(point: str, m: Metric, baseline: list[float], candidate: list[float]) -> Row:
     row = Row(point, m, baseline, candidate)
     row.base_value = statistics.median(baseline) if baseline else None
     row.cand_value = statistics.median(candidate) if candidate else None
     if row.base_value is None or row.cand_value is None:
+        return row
+    broken = [
+        side
+        for side, values in (("baseline", baseline), ("candidate", candidate))
+        if not all(math.isfinite(v) for v in values)
+    ]
+    if broken:
+        # A NaN or an infinity is a broken measurement, not a figure to rank.
+        row.verdict = NOT_A_NUMBER
+        row.notes.append(f"not a number in the {' and the '.join(broken)}")
         return row
     row.diff = row.cand_value - row.base_value
     row.diff_pct = percent_change(row.base_value, row.cand_value)
@@ -141,8 +192,8 @@ def compare_row(point: str, m: Metric, baseline: list[float], candidate: list[fl
     for side, values in (("baseline", baseline), ("candidate", candidate)):
         cv = _cv(values)
         if cv is not None and cv >= NOISY_CV:
-            row.notes.append(f"noisy {side} (runs spread {cv:.0%} of the mean)")
-    if row.diff == 0:
+            row.notes.append(f"noisy {side} (runs spread {format_percent(cv)} of the mean)")
+    if row.diff == 0 or below_minimum(m, row.diff, row.diff_pct):
         row.verdict = SAME
     elif row.p_value is not None and row.p_value >= ALPHA:
         row.verdict = NOISE
@@ -170,8 +221,9 @@ def compare(
     n1, n2 = len(baseline.runs), len(candidate.runs)
     if n1 == 1 or n2 == 1:
         notes.append(
-            "single runs: no significance test is possible, so every difference is shown as "
-            "better or worse (repeat runs, e.g. bench run --repeat 5, to separate noise)"
+            "single runs: no significance test is possible, so every difference beyond the "
+            "smallest that counts is shown as better or worse (repeat runs, e.g. bench run "
+            "--repeat 5, to separate noise)"
         )
     elif min_p_value(n1, n2) >= ALPHA:
         notes.append(
@@ -182,6 +234,11 @@ def compare(
         notes.append(
             f"{n1} vs {n2} runs: medians shown; Mann-Whitney U, within noise if p >= {ALPHA}"
         )
+    notes.append(
+        f"same: a change under {MIN_CHANGE_PCT['/s']:g}% for rates, under "
+        f"{MIN_CHANGE_PCT['us']:g}% or {format_latency_us(MIN_LATENCY_DIFF_US)} for latencies, "
+        "or one that rounds to zero"
+    )
     only_base = set(baseline.point_keys()) - set(candidate.point_keys())
     only_cand = set(candidate.point_keys()) - set(baseline.point_keys())
     if only_base:
@@ -195,11 +252,9 @@ def compare(
 
 
 def _pct(value: float | None) -> str:
-    if value is None:
-        return "-"
-    if math.isinf(value):
-        return "+inf%" if value > 0 else "-inf%"
-    return f"{value:+.1f}%"
+    if value is not None and math.isinf(value):
+        return "+inf%" if value > 0 else "-inf%"  # from zero: any change is infinitely many %
+    return format_percent(None if value is None else value / 100, signed=True)
 
 
 def _p(value: float | None) -> str:
@@ -212,7 +267,7 @@ def _cells(row: Row) -> list[str]:
         row.metric.key,
         row.metric.format(row.base_value),
         row.metric.format(row.cand_value),
-        row.metric.format_diff(row.diff),
+        format_diff(row.metric, row.diff),
         _pct(row.diff_pct),
         _p(row.p_value),
         row.verdict + ("; " + "; ".join(row.notes) if row.notes else ""),
@@ -220,7 +275,14 @@ def _cells(row: Row) -> list[str]:
 
 
 HEADERS = ["point", "metric", "baseline", "candidate", "diff", "diff%", "p", "verdict"]
-_RICH_STYLE = {BETTER: "green", WORSE: "bold red", NOISE: "dim", SAME: "", MISSING: "yellow"}
+_RICH_STYLE = {
+    BETTER: "green",
+    WORSE: "bold red",
+    NOISE: "dim",
+    SAME: "",
+    MISSING: "yellow",
+    NOT_A_NUMBER: "yellow",
+}
 
 
 def _title(c: Comparison) -> str:
