@@ -14,6 +14,9 @@ long history does not sprout spurious steps:
 
 A regression that persists is therefore one change point, at the run where it began; whether
 the step is a regression or an improvement follows the metric's direction.
+
+A series shorter than ``MIN_RUNS`` (two segments) is not searched at all, and ``History.conclusion``
+says so instead of claiming it stayed within its noise: one sentence about the whole history.
 """
 
 from __future__ import annotations
@@ -35,9 +38,11 @@ from bench.errors import ResultsError
 from bench.report.compare import significance
 from bench.report.plots import atomic_write_bytes
 from bench.report.tables import Metric, Run, find_runs, metric
+from bench.units import format_percent
 
 PENALTY_BETA = 3.0
 MIN_SEGMENT = 2
+MIN_RUNS = 2 * MIN_SEGMENT  # the shortest series in which a step can be found
 MIN_NOISE_FRACTION = 0.01
 _MAD_TO_SIGMA = 1.4826
 EXCLUDED_STATUSES = ("running", "interrupted")
@@ -121,8 +126,14 @@ class Change:
         p = f", Mann-Whitney p={self.p_value:.3f}" if self.p_value is not None else ""
         return (
             f"{kind} at {self.run_id}: {self.point} {m.key} {m.format(self.before)} -> "
-            f"{m.format(self.after)} ({self.change_pct:+.1f}%, medians of the segments{p})"
+            f"{m.format(self.after)} ({_pct(self.change_pct)}, medians of the segments{p})"
         )
+
+
+def _pct(change_pct: float) -> str:
+    if math.isinf(change_pct):
+        return "from zero"
+    return format_percent(change_pct / 100, signed=True)
 
 
 @dataclass
@@ -133,6 +144,38 @@ class History:
     series: pd.DataFrame  # index: run_id, columns: point keys
     changes: list[Change]
     notes: list[str]
+
+    @property
+    def too_short(self) -> list[str]:
+        """Points with too few runs for a step to be found: they were not searched."""
+        return [key for key in self.series.columns if self.series[key].count() < MIN_RUNS]
+
+    @property
+    def conclusion(self) -> str:
+        """The one thing to say about the whole history, after its change points (if any)."""
+        n = len(self.runs)
+        if n < MIN_RUNS:
+            return (
+                f"{_runs(n)}: too few to look for a change point (at least {MIN_RUNS} are needed)"
+            )
+        changes = len(self.changes)
+        short = self.too_short
+        searched = len(self.series.columns) - len(short)
+        if changes:
+            text = f"{changes} change point{'s' if changes != 1 else ''}"
+        elif not short:
+            return "no change point: the series stayed within its noise"
+        elif searched:
+            text = "no change point in the series long enough to search"
+        else:
+            text = "no series has enough runs to look for a change point"
+        if short:
+            text += f"; not searched, fewer than {MIN_RUNS} runs: " + ", ".join(short)
+        return text
+
+
+def _runs(n: int) -> str:
+    return f"{n} run" + ("" if n == 1 else "s")
 
 
 def select_runs(results_dir: Path, scenario: str | None) -> tuple[str, list[Run], list[str]]:
@@ -208,8 +251,6 @@ def build(
                     p_value=significance(list(before), list(after)),
                 )
             )
-    if len(runs) < 2 * MIN_SEGMENT:
-        notes.append(f"{len(runs)} run(s): at least {2 * MIN_SEGMENT} are needed to find a step")
     changes.sort(key=lambda c: (c.index, c.point))
     return History(name, m, runs, series, changes, notes)
 
@@ -234,7 +275,7 @@ def trend_table(history: History) -> pd.DataFrame:
             value = history.series.iloc[index][key]
             row[key] = m.format(None if pd.isna(value) else float(value))
         marks = [
-            f"{'▲ regression' if c.regression else '▼ improvement'} {c.point} {c.change_pct:+.1f}%"
+            f"{'▲ regression' if c.regression else '▼ improvement'} {c.point} {_pct(c.change_pct)}"
             for c in history.changes
             if c.index == index
         ]
@@ -269,7 +310,7 @@ def plot(history: History, path: Path) -> Path:
             alpha=0.7,
         )
         ax.annotate(
-            f"{change.change_pct:+.0f}%",
+            _pct(change.change_pct),
             (change.index - 0.5, ax.get_ylim()[1]),
             color="red" if change.regression else "green",
             fontsize=8,
