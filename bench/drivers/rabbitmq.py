@@ -48,6 +48,7 @@ import contextlib
 import logging
 import os
 import ssl
+import time
 import uuid
 from collections.abc import AsyncGenerator
 from importlib.metadata import PackageNotFoundError, version
@@ -604,9 +605,11 @@ class RabbitMQDriver:
         last: list[aio_pika.abc.AbstractIncomingMessage] = []
         arrived = asyncio.Event()
         ended = False
+        deliveries = 0
 
         async def on_message(incoming: aio_pika.abc.AbstractIncomingMessage) -> None:
-            nonlocal ended
+            nonlocal ended, deliveries
+            deliveries += 1
             headers = incoming.headers or {}
             end = headers.get(H_REREAD_END)
             if end is not None and _text(end) == marker:
@@ -616,20 +619,25 @@ class RabbitMQDriver:
                 if found is not None:
                     pending.append(found)
             last[:] = [incoming]
-            arrived.set()
+            # Wake the reader per half window, not per message: each wake costs an ack.
+            if ended or len(pending) >= REREAD_PREFETCH // 2:
+                arrived.set()
 
         queue = await channel.get_queue(name, ensure=True)
         tag = await queue.consume(on_message, arguments={"x-stream-offset": "first"})
+        moved_at, seen = time.monotonic(), 0
         try:
             while True:
-                try:
-                    await asyncio.wait_for(arrived.wait(), REREAD_STALL_S)
-                except TimeoutError:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(arrived.wait(), 0.2)
+                arrived.clear()
+                if deliveries != seen:
+                    moved_at, seen = time.monotonic(), deliveries
+                elif time.monotonic() - moved_at > REREAD_STALL_S:
                     raise DriverError(
                         f"rabbitmq: re-reading queue {name!r} received nothing for "
                         f"{REREAD_STALL_S:g}s before its end marker"
-                    ) from None
-                arrived.clear()
+                    )
                 # Taken together, with no await between: whatever came before the marker is
                 # in this batch (deliveries keep arriving while the ack below is awaited).
                 done = ended
