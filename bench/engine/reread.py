@@ -54,10 +54,10 @@ async def classify_losses(
     if total == 0:
         return _result(checked=True, method=NOTHING_LOST, unclassified=0)
     if not isinstance(driver, Rereadable):
-        return _not_checked(total, f"not checked: {name} cannot re-read its topic")
+        return not_checked(total, f"not checked: {name} cannot re-read its topic")
     unsupported = driver.reread_unsupported(topology)
     if unsupported is not None:
-        return _not_checked(total, f"not checked: {unsupported}")
+        return not_checked(total, f"not checked: {unsupported}")
 
     marks = _marks(lost)
     found = 0
@@ -184,7 +184,9 @@ def _samples(ids: list[tuple[int, np.ndarray]]) -> list[str]:
     return out
 
 
-def _not_checked(total: int, reason: str) -> dict[str, Any]:
+def not_checked(total: int, reason: str) -> dict[str, Any]:
+    """The classification when no re-read could run (the coordinator could not reach the
+    target, say): every loss unclassified, and why."""
     return _result(checked=False, method="none", unclassified=total, reason=reason)
 
 
