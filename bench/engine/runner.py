@@ -323,8 +323,9 @@ class PointRunner:
             return
         try:
             asyncio.run(self._remote("classify", topology))
-        except BenchError as exc:  # the run's figures stand; the losses stay unsorted
-            self.loss = reread.not_checked(total, f"not checked: {exc.message}")
+        except Exception as exc:  # the run's figures stand; the losses stay unsorted
+            why = exc.message if isinstance(exc, BenchError) else f"{type(exc).__name__}: {exc}"
+            self.loss = reread.not_checked(total, f"not checked: {why}")
 
     def _merged_store_totals(self) -> StoreTotals:
         merged = StoreTotals()
