@@ -89,7 +89,7 @@ def format_seconds(value_s: float | None) -> str:
 
 
 def format_rate(per_s: float | None) -> str:
-    """A rate: 850/s, 12.3k/s, 1.20M/s (a value that rounds to zero is 0/s, never -0/s)."""
+    """A rate: 850/s, 1,315/s, 12.3k/s, 1.20M/s (one that rounds to zero is 0/s, never -0/s)."""
     if (special := _special(per_s)) is not None:
         return special
     assert per_s is not None
@@ -99,7 +99,7 @@ def format_rate(per_s: float | None) -> str:
     elif per_s >= 1e4:
         text = f"{per_s / 1e3:.1f}k/s"
     else:
-        text = f"{per_s:.0f}/s"
+        text = f"{per_s:,.0f}/s"
     return ("" if text == "0/s" else sign) + text
 
 

@@ -17,7 +17,13 @@ from matplotlib.figure import Figure
 
 from bench.report.plots import Plot, figure_png, latency_vs_rate_axes
 from bench.report.tables import Run
-from bench.units import format_latency_us, format_rate
+from bench.units import (
+    format_count,
+    format_duration,
+    format_latency_us,
+    format_percent,
+    format_rate,
+)
 
 
 def searches(run: Run) -> list[dict[str, Any]]:
@@ -48,11 +54,11 @@ def results_frame(run: Run) -> pd.DataFrame:
                 )
                 or "-",
                 "max sustainable": _rate(s.get("max_rate_per_s")),
-                "precision": "-" if precision is None else f"{precision:.1%}",
+                "precision": format_percent(precision),
                 "limited by": limited,
                 "verified": "yes" if s.get("verified") else "no",
                 "closed-loop max": closed,
-                "probes": len(s.get("probes") or []) + len(s.get("sweep") or []),
+                "probes": format_count(len(s.get("probes") or []) + len(s.get("sweep") or [])),
                 "status": s.get("status"),
                 "notes": " ".join(s.get("notes") or []) or "-",
             }
@@ -83,7 +89,7 @@ def probes_frame(run: Run) -> pd.DataFrame:
                     "achieved": _rate(probe.get("achieved_per_s")),
                     f"{kind} p50": format_latency_us(lat.get("p50")),
                     f"{kind} p99": format_latency_us(lat.get("p99")),
-                    "window": f"{probe.get('duration_s', 0):g}s",
+                    "window": format_duration(float(probe.get("duration_s") or 0)),
                     "failed checks": "; ".join(failed) or "-",
                     "verdict": probe.get("verdict"),
                 }

@@ -67,6 +67,7 @@ def test_latency_formatting_covers_verdict_values_and_broken_ones(value_us, text
     ("per_s", "text"),
     [
         (850, "850/s"),
+        (1315.4, "1,315/s"),  # as bench find-max prints its answer
         (12_345, "12.3k/s"),
         (1_500_000, "1.50M/s"),
         (-12_345, "-12.3k/s"),
