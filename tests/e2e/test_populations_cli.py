@@ -19,17 +19,7 @@ from bench.report.plots import SPECTRUM_KINDS, report_plots, spectrum_plot, wind
 from bench.report.tables import Point, latency_frame, load
 from tests.cli_support import run_bench
 
-# Until the runner writes the window line (PointRunner._close_files calling
-# HlogWriter.write_window for every kind), plots fall back to the intervals and this fails on
-# its first assertion. strict: once the runner writes it, an unexpected pass fails too, so the
-# marker is removed and the test guards the agreement from then on.
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.xfail(
-        strict=True,
-        reason="waits for runner._close_files to write the window histogram (write_window)",
-    ),
-]
+pytestmark = pytest.mark.slow
 
 STREAM = """
 [scenario]
