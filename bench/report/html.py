@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.report import capacity, faults, markdown
+from bench.report import capacity, faults, markdown, store, verdicts
 from bench.report.plots import Plot, report_plots, write_pngs
 from bench.report.tables import (
     Run,
@@ -30,6 +30,9 @@ HTML_NAME = "report.html"
 MD_NAME = "report.md"
 PLOTS_DIR = "report-plots"
 
+# More notes than this start folded.
+NOTES_SHOWN = 8
+
 CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 2rem;
        color: #1f2328; max-width: 1400px; }
@@ -39,6 +42,7 @@ table { border-collapse: collapse; margin: .5rem 0 1rem; font-size: .85rem; }
 th, td { border: 1px solid #d0d7de; padding: .25rem .5rem; text-align: left;
          vertical-align: top; }
 th { background: #f6f8fa; }
+.scroll { overflow-x: auto; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 tr:nth-child(even) td { background: #fafbfc; }
 .ok { color: #1a7f37; } .bad { color: #cf222e; font-weight: 600; }
@@ -47,6 +51,9 @@ td.noise { color: #6e7781; }
 .banner { padding: .6rem 1rem; border-radius: 6px; margin: 1rem 0; }
 .banner.pass { background: #dafbe1; border: 1px solid #1a7f37; }
 .banner.fail { background: #ffebe9; border: 1px solid #cf222e; }
+.banner.inconclusive, .banner.notes { background: #fff8c5; border: 1px solid #9a6700; }
+details.banner summary { cursor: pointer; }
+.banner ul { margin: .3rem 0; padding-left: 1.4rem; } .banner p { margin: .2rem 0; }
 figure { margin: 1rem 0 2rem; } figcaption { color: #57606a; font-size: .85rem; }
 img { max-width: 100%; height: auto; border: 1px solid #d0d7de; }
 """
@@ -66,7 +73,9 @@ def frame_table(frame: pd.DataFrame, table_id: str) -> str:
     """A pandas frame as an escaped HTML table."""
     if frame.empty:
         return "<p><em>(none)</em></p>"
-    return str(frame.to_html(index=False, escape=True, border=0, table_id=table_id))
+    # Wide tables (a store matrix has many figures per point) scroll instead of spilling.
+    table = frame.to_html(index=False, escape=True, border=0, table_id=table_id)
+    return f'<div class="scroll">{table}</div>'
 
 
 def key_value_table(items: Mapping[str, str], table_id: str) -> str:
@@ -85,19 +94,73 @@ def image(plot: Plot) -> str:
     )
 
 
+def verdict_banner(run: Run) -> str:
+    """Pass only when every point ran and passed; otherwise each point that did not, with its
+    status and the verdict's reasons in words."""
+    found = verdicts.banner(run.points)
+    body = f"<p><strong>{html.escape(found.headline)}</strong></p>"
+    if found.lines:
+        items = "".join(f"<li>{html.escape(line)}</li>" for line in found.lines)
+        body += f"<ul>{items}</ul>"
+        if found.others_passed:
+            body += f"<p>{html.escape(verdicts.OTHERS_PASSED)}</p>"
+    return f'<div class="banner {found.result}" id="verdicts">{body}</div>'
+
+
+def notes(run: Run) -> list[str]:
+    """The notes beside the verdicts; a long list folds (a details element: no script)."""
+    found = verdicts.notes(run)
+    if not found:
+        return []
+    items = "".join(f"<li>{html.escape(w)}</li>" for w in found)
+    folded = " open" if len(found) <= NOTES_SHOWN else ""
+    return [
+        f'<details class="banner notes" id="notes"{folded}><summary>Notes '
+        f"({len(found)})</summary><ul>{items}</ul></details>"
+    ]
+
+
+def store_section(run: Run, plots: Iterable[Plot]) -> list[str]:
+    """The event-store figures and the matrix plot."""
+    parts = [
+        "<h2>Event store</h2>",
+        f"<p>{html.escape(store.CAPTION)}</p>",
+        frame_table(store.store_frame(run.points), "store"),
+    ]
+    for plot in plots:
+        if plot.name in store.SECTION_PLOTS:
+            parts += [f"<h3>{html.escape(plot.title)}</h3>", image(plot)]
+    violations = store.violations_frame(run.points)
+    if not violations.empty:
+        parts += ["<h3>Invariant violations</h3>", frame_table(violations, "store-violations")]
+    parts += [
+        "<h3>Aggregate load latency by stream length</h3>",
+        f"<p>{html.escape(store.LOAD_CAPTION)}</p>",
+        frame_table(store.load_latency_frame(run.points), "store-loads"),
+    ]
+    counters = store.server_counters_frame(run.points)
+    if not counters.empty:
+        parts += [
+            "<h3>Server counters (whole database, over each point)</h3>",
+            frame_table(counters, "store-counters"),
+        ]
+    return parts
+
+
 def render_report(run: Run, plots: Iterable[Plot]) -> str:
     """The whole report as one HTML document."""
+    plots = list(plots)
     parts = [f"<h1>{html.escape(run.scenario_name)}: {html.escape(run.run_id)}</h1>"]
     parts.append(key_value_table(run_overview(run), "overview"))
-    found = markdown.warnings(run)
-    if found:
-        items = "".join(f"<li>{html.escape(w)}</li>" for w in found)
-        parts.append(f'<div class="banner fail" id="verdicts"><ul>{items}</ul></div>')
-    else:
-        parts.append(
-            '<div class="banner pass" id="verdicts">Every point ran, every SLO holds, no '
-            "event was lost, duplicated or reordered.</div>"
-        )
+    parts.append(verdict_banner(run))
+    judged = verdicts.verdict_frame(run.points)
+    if not judged.empty:
+        parts += [
+            "<h2>What the verdicts judged</h2>",
+            f"<p>{html.escape(verdicts.TABLE_CAPTION)}</p>",
+            frame_table(judged, "verdict-table"),
+        ]
+    parts += notes(run)
     if run.capacity is not None:
         parts += [
             "<h2>Capacity: max sustainable rate</h2>",
@@ -107,7 +170,10 @@ def render_report(run: Run, plots: Iterable[Plot]) -> str:
             "<p>The summary and latency tables below show each search's probe at its max "
             "sustainable rate; every probe has its own directory in this run.</p>",
         ]
-    parts += ["<h2>Summary</h2>", frame_table(summary_frame(run.points), "summary")]
+    if store.store_points(run.points):
+        parts += store_section(run, plots)
+    summary = verdicts.with_verdicts(summary_frame(run.points), run.points)
+    parts += ["<h2>Summary</h2>", frame_table(summary, "summary")]
     parts += [
         "<h2>Latency (measurement window)</h2>",
         frame_table(latency_frame(run.points), "latency"),
@@ -119,7 +185,8 @@ def render_report(run: Run, plots: Iterable[Plot]) -> str:
             frame_table(faults.faults_frame(run.points), "faults"),
         ]
     for plot in plots:
-        parts += [f"<h2>{html.escape(plot.title)}</h2>", image(plot)]
+        if plot.name not in store.SECTION_PLOTS:
+            parts += [f"<h2>{html.escape(plot.title)}</h2>", image(plot)]
     parts += ["<h2>Environment</h2>", frame_table(environment_frame(run), "environment")]
     return page(f"eventbench report: {run.scenario_name} {run.run_id}", "\n".join(parts))
 
@@ -130,7 +197,8 @@ def write_report(run_dir: Path, output_dir: Path | None = None) -> tuple[Path, P
     run = load(Path(run_dir))
     target = Path(output_dir) if output_dir is not None else run.path
     curve = capacity.curve_plot(run) if run.capacity is not None else None
-    plots = ([curve] if curve is not None else []) + report_plots(run)
+    matrix = store.matrix_plot(run.points)
+    plots = [p for p in (curve, matrix) if p is not None] + report_plots(run)
     write_pngs(plots, target / PLOTS_DIR)
     html_path = target / HTML_NAME
     md_path = target / MD_NAME

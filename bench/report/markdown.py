@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from bench.report import faults
+from bench.report import faults, store, verdicts
 from bench.report.plots import Plot
 from bench.report.tables import (
     Run,
@@ -46,61 +46,68 @@ def key_values(items: Mapping[str, str]) -> str:
     return table(pd.DataFrame({"": list(items), " ": list(items.values())}))
 
 
-def warnings(run: Run) -> list[str]:
-    """What a reader must not miss: failed points, broken SLOs, lost or duplicated events,
-    client-bound points, the problems the run recorded, and faults that failed, were not
-    reached or never recovered."""
-    found = []
-    for p in run.points:
-        s = p.summary
-        if s.get("status") not in ("ok", None):
-            found.append(f"{p.label}: status {s.get('status')}")
-        for key, verdict in (s.get("slo") or {}).items():
-            if verdict.get("pass") is None:
-                found.append(f"{p.label}: SLO {key} has no measurements")
-            elif not verdict.get("pass"):
-                found.append(
-                    f"{p.label}: SLO {key} broken ({verdict.get('value_us')} us > "
-                    f"{verdict.get('threshold_us')} us)"
-                )
-        audit = s.get("audit") or {}
-        for name in ("lost", "duplicated", "reordered"):
-            if audit.get(name):
-                found.append(f"{p.label}: {audit[name]} events {name}")
-        if s.get("client_bound"):
-            reasons = "; ".join(s.get("client_bound_reasons") or [])
-            found.append(f"{p.label}: client-bound (the harness was the limit: {reasons})")
-        found += [f"{p.label}: {problem}" for problem in s.get("problems") or []]
-    found += faults.warnings(run.points)
-    if run.capacity is not None:
-        from bench.report.capacity import warnings as capacity_warnings
+def verdict_banner(run: Run) -> str:
+    """Pass only when every point ran and passed; otherwise each point that did not, with its
+    status and the verdict's reasons in words."""
+    found = verdicts.banner(run.points)
+    out = f"**{found.headline}**\n"
+    if found.lines:
+        out += "\n" + "\n".join(f"- {cell(line)}" for line in found.lines) + "\n"
+        if found.others_passed:
+            out += f"\n{verdicts.OTHERS_PASSED}\n"
+    return out
 
-        found += capacity_warnings(run)
-    return found
+
+def store_section(run: Run, plots: list[Plot], image_dir: str) -> list[str]:
+    """The event-store figures and the matrix plot."""
+    out = ["## Event store\n", f"{store.CAPTION}\n", table(store.store_frame(run.points))]
+    for plot in plots:
+        if plot.name in store.SECTION_PLOTS:
+            out.append(
+                f"### {plot.title}\n\n{plot.caption}\n\n"
+                f"![{plot.title}]({image_dir}/{plot.name}.png)\n"
+            )
+    violations = store.violations_frame(run.points)
+    if not violations.empty:
+        out += ["### Invariant violations\n", table(violations)]
+    out += [
+        "### Aggregate load latency by stream length\n",
+        f"{store.LOAD_CAPTION}\n",
+        table(store.load_latency_frame(run.points)),
+    ]
+    counters = store.server_counters_frame(run.points)
+    if not counters.empty:
+        out += ["### Server counters (whole database, over each point)\n", table(counters)]
+    return out
 
 
 def render_report(run: Run, plots: Iterable[Plot], image_dir: str) -> str:
     """The whole report as Markdown; images are linked as ``image_dir/<name>.png``."""
+    plots = list(plots)
     overview = run_overview(run)
     out = [f"# {run.scenario_name}: {run.run_id}\n", key_values(overview)]
-    found = warnings(run)
-    out.append("## Verdicts\n")
+    out += ["## Verdicts\n", verdict_banner(run)]
+    judged = verdicts.verdict_frame(run.points)
+    if not judged.empty:
+        out += ["### What the verdicts judged\n", f"{verdicts.TABLE_CAPTION}\n", table(judged)]
+    found = verdicts.notes(run)
     if found:
-        out.append("\n".join(f"- **{w}**" for w in found) + "\n")
-    else:
-        out.append(
-            "Every point ran, every SLO holds, no event was lost, duplicated or reordered.\n"
-        )
+        out += ["### Notes\n", "\n".join(f"- **{cell(w)}**" for w in found) + "\n"]
     if run.capacity is not None:
         from bench.report import capacity
 
         out += ["## Capacity: max sustainable rate\n", table(capacity.results_frame(run))]
         out += ["## Capacity probes\n", table(capacity.probes_frame(run))]
-    out += ["## Summary\n", table(summary_frame(run.points))]
+    if store.store_points(run.points):
+        out += store_section(run, plots, image_dir)
+    summary = verdicts.with_verdicts(summary_frame(run.points), run.points)
+    out += ["## Summary\n", table(summary)]
     out += ["## Latency (measurement window)\n", table(latency_frame(run.points))]
     if faults.has_faults(run.points):
         out += ["## Faults\n", f"{faults.CAPTION}\n", table(faults.faults_frame(run.points))]
     for plot in plots:
+        if plot.name in store.SECTION_PLOTS:
+            continue
         out.append(
             f"## {plot.title}\n\n{plot.caption}\n\n![{plot.title}]({image_dir}/{plot.name}.png)\n"
         )

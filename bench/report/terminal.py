@@ -8,28 +8,34 @@ from rich.markup import escape
 from rich.table import Table
 
 from bench.report import faults
-from bench.units import format_latency_us, format_rate
+from bench.report.store import strategy_of
+from bench.report.verdicts import SEPARATOR, result_of
+from bench.units import format_count, format_latency_us, format_percent, format_rate
+from bench.verdict import FAIL, INCONCLUSIVE, PASS, verdict_text
 
 
 def _lat(summary: dict[str, Any], kind: str, stat: str) -> str:
     return format_latency_us(summary.get("latency_us", {}).get(kind, {}).get(stat))
 
 
+_STATUS_COLOUR = {"ok": "green", "failed": "red"}
+_VERDICT_COLOUR = {PASS: "green", FAIL: "red", INCONCLUSIVE: "yellow"}
+
+
 def _flags(summary: dict[str, Any]) -> str:
-    flags = []
-    status = summary.get("status", "?")
-    flags.append(
-        {"ok": "[green]ok[/]", "failed": "[red]failed[/]"}.get(status, f"[yellow]{status}[/]")
+    """The status and the verdict in words (``ok · FAIL: lost 4 acknowledged``), then the
+    harness's flags; colour only adds to the words."""
+    status = str(summary.get("status", "?"))
+    result = result_of(summary)
+    text = (
+        f"[{_STATUS_COLOUR.get(status, 'yellow')}]{escape(status)}[/]{SEPARATOR}"
+        f"[{_VERDICT_COLOUR.get(result, 'yellow')}]{escape(verdict_text(summary))}[/]"
     )
+    flags = [text]
     if summary.get("client_bound"):
         flags.append("[yellow]client-bound[/]")
     if summary.get("closed_loop"):
         flags.append("closed-loop")
-    for key, verdict in (summary.get("slo") or {}).items():
-        if verdict.get("pass") is False:
-            flags.append(f"[red]SLO {key}[/]")
-        elif verdict.get("pass") is None:
-            flags.append(f"[yellow]SLO {key}: no data[/]")
     return " ".join(flags)
 
 
@@ -57,7 +63,7 @@ def summary_table(summaries: list[dict[str, Any]], title: str | None = None) -> 
             audit.get("duplicated", 0),
             audit.get("reordered", 0),
         )
-        audit_text = f"{lost}/{dup}/{reord}"
+        audit_text = f"{format_count(lost)}/{format_count(dup)}/{format_count(reord)}"
         if lost or dup or reord:
             audit_text = f"[red]{audit_text}[/]"
         params = s.get("params") or {}
@@ -76,7 +82,7 @@ def summary_table(summaries: list[dict[str, Any]], title: str | None = None) -> 
             _lat(s, "e2e", "p99"),
             _lat(s, "e2e", "max"),
             audit_text,
-            f"[red]{errors}[/]" if errors else "0",
+            f"[red]{format_count(errors)}[/]" if errors else "0",
             _flags(s),
         )
     return table
@@ -106,7 +112,6 @@ def store_table(summaries: list[dict[str, Any]], title: str | None = None) -> Ta
         store = s.get("store") or {}
         params = s.get("params") or {}
         point = " ".join(f"{k.split('.')[-1]}={v}" for k, v in params.items()) or s.get("mode", "")
-        info = s.get("target_info") or {}
         invariants = store.get("invariants") or {}
         inv_text = (
             "[green]hold[/]"
@@ -116,12 +121,12 @@ def store_table(summaries: list[dict[str, Any]], title: str | None = None) -> Ta
         table.add_row(
             s.get("target", "?"),
             point,
-            str(info.get("strategy") or info.get("settings", {}).get("strategy", "-")),
+            strategy_of(s) or "-",
             format_rate(store.get("goodput_per_s", 0.0)),
-            f"{store.get('conflict_rate', 0.0):.1%}",
+            format_percent(store.get("conflict_rate", 0.0)),
             f"{store.get('retries_per_command', 0.0):.2f}",
-            str(store.get("abandoned", 0)),
-            str(store.get("rejections", 0)),
+            format_count(store.get("abandoned", 0)),
+            format_count(store.get("rejections", 0)),
             _lat(s, "response", "p50"),
             _lat(s, "response", "p99"),
             _lat(s, "service", "p99"),

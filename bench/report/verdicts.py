@@ -1,0 +1,258 @@
+"""The verdicts as a reader sees them: the status and verdict of a point in words, the report's
+verdict banner, the table of the figures each verdict judged, and the notes beside it.
+
+``bench.verdict`` judges; this module only presents. The banner quotes the verdict's reasons
+as the runner stored them, and the verdict table shows the same figures read from the summary
+with the same formatters (``bench.units``), so every number in the banner can be found in a
+table (tests/e2e/test_report_browser.py checks it in Chromium).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from bench.report import faults
+from bench.report.tables import Point, Run
+from bench.units import format_count, format_latency_us, format_percent
+from bench.verdict import (
+    DEFAULT_MAX_ERROR_RATE,
+    FAIL,
+    INCONCLUSIVE,
+    PASS,
+    error_rate,
+    samples_needed,
+    verdict_of,
+    verdict_text,
+)
+
+SEPARATOR = " · "
+PASS_BANNER = (
+    "Pass. Every point ran, every SLO holds on enough samples, no acknowledged event was lost, "
+    "duplicated or reordered, and errors stayed under their threshold."
+)
+TABLE_CAPTION = (
+    "Each point that did not pass, with the figures its verdict judged, read from the point's "
+    "summary: the error rate (failed, abandoned or skipped over everything scheduled in the "
+    "measurement window) against its limit, the audit of acknowledged events, the store's "
+    "abandoned commands and invariants, and each SLO against the samples it needs."
+)
+# Columns of the verdict table shown even when every row is 0 or empty.
+ALWAYS_SHOWN = ("point", "status", "verdict", "error rate", "max error rate", "failed or skipped")
+# Shown with the list of points that did not pass, when some did.
+OTHERS_PASSED = "Every other point ran and passed."
+
+
+def status_text(summary: dict[str, Any]) -> str:
+    """``ok · pass``, ``ok · FAIL: lost 4 acknowledged``, ``interrupted · inconclusive: ...``:
+    whether the point ran and whether the target did what it must, in words."""
+    return f"{summary.get('status', '?')}{SEPARATOR}{verdict_text(summary)}"
+
+
+def result_of(summary: dict[str, Any]) -> str:
+    """pass, fail or inconclusive (the stored verdict, or one judged now for an old file)."""
+    return str(verdict_of(summary)["result"])
+
+
+def passed(summary: dict[str, Any]) -> bool:
+    return summary.get("status") == "ok" and result_of(summary) == PASS
+
+
+# --------------------------------------------------------------------------- banner
+
+
+@dataclass(frozen=True)
+class Banner:
+    """The verdict banner of a report: pass, or the points that did not pass and why."""
+
+    result: str  # pass, fail or inconclusive: the worst of the points'
+    lines: list[str]  # one per point that did not pass: "label: status · FAIL: reasons"
+    others_passed: bool  # some points passed besides the ones listed
+
+    @property
+    def headline(self) -> str:
+        if self.result == PASS:
+            return PASS_BANNER
+        if self.result == FAIL:
+            return "FAIL: the target did not do what it must at these points."
+        return "Inconclusive: these points could not be judged in full."
+
+
+def banner(points: Iterable[Point]) -> Banner:
+    """Pass only when every point ran (status ok) and every verdict is pass."""
+    lines = []
+    results = []
+    count = 0
+    for p in points:
+        count += 1
+        result = result_of(p.summary)
+        if passed(p.summary):
+            continue
+        # A point that did not run to the end is at best inconclusive, whatever it measured.
+        results.append(result if result != PASS else INCONCLUSIVE)
+        lines.append(f"{p.label}: {status_text(p.summary)}")
+    if not lines:
+        return Banner(PASS, [], count > 0)
+    worst = FAIL if FAIL in results else INCONCLUSIVE
+    return Banner(worst, lines, len(lines) < count)
+
+
+# --------------------------------------------------------------------------- verdict table
+
+
+def _errors_cells(summary: dict[str, Any]) -> tuple[str, str]:
+    """(the error rate, "failed of scheduled") as the verdict computes them."""
+    rate, failed, scheduled = error_rate(summary)
+    if rate is None:
+        return "-", "-"
+    return format_percent(rate), f"{format_count(failed)} of {format_count(scheduled)}"
+
+
+def _max_error_rate(summary: dict[str, Any]) -> float:
+    value = (summary.get("errors") or {}).get("max_rate")
+    return float(value) if isinstance(value, int | float) else DEFAULT_MAX_ERROR_RATE
+
+
+def _lost_cell(audit: dict[str, Any]) -> str:
+    lost = int(audit.get("lost") or 0)
+    loss = audit.get("loss") or {}
+    if not lost or not loss.get("checked"):
+        return format_count(lost)
+    parts = [
+        f"{format_count(loss[name])} {words}"
+        for name, words in (
+            ("not_stored", "not stored"),
+            ("not_delivered", "stored, not delivered"),
+            ("unclassified", "unclassified"),
+        )
+        if loss.get(name)
+    ]
+    return f"{format_count(lost)} ({', '.join(parts)})" if parts else format_count(lost)
+
+
+def _reordered_cell(audit: dict[str, Any]) -> str:
+    reordered = int(audit.get("reordered") or 0)
+    keys = int(audit.get("keys_reordered") or 0)
+    return format_count(reordered) + (f" over {format_count(keys)} keys" if keys else "")
+
+
+def slo_cell(key: str, slo: dict[str, Any]) -> str:
+    """One SLO as judged: value, threshold, samples against those needed, result in words."""
+    result = slo.get("result")
+    if result is None:  # an older summary
+        result = {True: "pass", False: "fail"}.get(slo.get("pass"), "no data")
+    stat = key.partition(".")[2]
+    samples = slo.get("samples")
+    needed = slo.get("samples_needed") or samples_needed(stat)
+    sample_text = (
+        f" on {format_count(samples)} samples ({format_count(needed)} needed)"
+        if isinstance(samples, int)
+        else ""
+    )
+    return (
+        f"{key} {format_latency_us(slo.get('value_us'))} (limit "
+        f"{format_latency_us(slo.get('threshold_us'))}){sample_text}: {result}"
+    )
+
+
+def _store_cells(summary: dict[str, Any]) -> tuple[str, str]:
+    store = summary.get("store") if summary.get("kind") == "store" else None
+    if not store:
+        return "-", "-"
+    commands = int(store.get("commands") or 0)
+    abandoned = int(store.get("abandoned") or 0)
+    abandoned_text = format_count(abandoned)
+    if commands:
+        abandoned_text += (
+            f" of {format_count(commands)} commands ({format_percent(abandoned / commands)})"
+        )
+    invariants = store.get("invariants") or {}
+    violations = invariants.get("violations") or []
+    if invariants.get("ok", True) and not violations:
+        inv_text = "hold"
+    else:
+        # Quoted one by one in the report's invariant violations table.
+        inv_text = f"{format_count(len(violations))} violated" if violations else "violated"
+    return abandoned_text, inv_text
+
+
+def verdict_frame(points: Iterable[Point]) -> pd.DataFrame:
+    """One row per point that did not pass: its status, its verdict, and the figures the verdict
+    judged, read from the summary (not from the verdict's words) with the report's formatters.
+    A column that is 0 or empty on every row is left out: the banner names no figure there."""
+    rows = []
+    for p in points:
+        s = p.summary
+        if passed(s):
+            continue
+        audit = s.get("audit") or {}
+        abandoned, invariants = _store_cells(s)
+        rate, failed = _errors_cells(s)
+        slo = s.get("slo") or {}
+        rows.append(
+            {
+                "point": p.label,
+                "status": str(s.get("status", "?")),
+                "verdict": verdict_word(s),
+                "error rate": rate,
+                "max error rate": format_percent(_max_error_rate(s)),
+                "failed or skipped": failed,
+                "lost": _lost_cell(audit),
+                "duplicated": format_count(int(audit.get("duplicated") or 0)),
+                "reordered": _reordered_cell(audit),
+                "abandoned": abandoned,
+                "invariants": invariants,
+                "SLOs": "; ".join(slo_cell(k, v) for k, v in slo.items()) or "-",
+                "problems": "; ".join(s.get("problems") or []) or "-",
+            }
+        )
+    frame = pd.DataFrame(rows)
+    trivial = [
+        c for c in frame.columns if c not in ALWAYS_SHOWN and frame[c].isin(("0", "-")).all()
+    ]
+    return frame.drop(columns=trivial)
+
+
+def verdict_word(summary: dict[str, Any]) -> str:
+    """pass, FAIL or inconclusive: the verdict without its reasons."""
+    result = result_of(summary)
+    return {PASS: "pass", FAIL: "FAIL", INCONCLUSIVE: "inconclusive"}.get(result, result)
+
+
+def with_verdicts(frame: pd.DataFrame, points: Iterable[Point]) -> pd.DataFrame:
+    """The summary table with a verdict column beside its status (``ok`` beside ``FAIL``, so a
+    failure never reads as ok), unless the table already has one. The reasons are in the
+    banner and the verdict table."""
+    points = list(points)
+    if frame.empty or "verdict" in frame.columns or len(frame) != len(points):
+        return frame
+    out = frame.copy()
+    words = [verdict_word(p.summary) for p in points]
+    position = list(out.columns).index("status") + 1 if "status" in out.columns else 0
+    out.insert(position, "verdict", words)
+    return out
+
+
+# --------------------------------------------------------------------------- notes
+
+
+def notes(run: Run) -> list[str]:
+    """What a reader must not miss besides the verdicts: client-bound points (the harness was
+    the limit), the problems the run recorded, faults that failed, were not reached or never
+    recovered, and capacity searches without a clean answer."""
+    found = []
+    for p in run.points:
+        s = p.summary
+        if s.get("client_bound"):
+            reasons = "; ".join(s.get("client_bound_reasons") or [])
+            found.append(f"{p.label}: client-bound (the harness was the limit: {reasons})")
+        found += [f"{p.label}: {problem}" for problem in s.get("problems") or []]
+    found += faults.warnings(run.points)
+    if run.capacity is not None:
+        from bench.report.capacity import warnings as capacity_warnings
+
+        found += capacity_warnings(run)
+    return found
