@@ -104,7 +104,10 @@ def assert_plots_match_tables(points: list[Point], plots_of_run: list | None = N
                 continue
             assert population is not None, (point.label, kind)
             assert population.exact, f"{point.dir}/{kind}.hlog: no window histogram"
-        if kind in SPECTRUM_KINDS:
+        drawn = plots_of_run is not None and any(
+            plot.name == f"spectrum-{kind}" for plot in plots_of_run
+        )
+        if kind in SPECTRUM_KINDS or drawn:
             curves = (
                 _curves(plots_of_run, kind)
                 if plots_of_run is not None
