@@ -239,6 +239,6 @@ def history(
             color = "red" if change.regression else "green"
             console.print(f"[{color}]{change.describe(built.metric)}[/]")
     else:
-        console.print("no change point: the series stayed within its noise")
+        console.print(built.conclusion)
     path = hist.plot(built, plot if plot is not None else Path(results_dir) / "history.png")
     console.print(f"plot: {path}")

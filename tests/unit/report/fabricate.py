@@ -185,7 +185,9 @@ def _write_point(
                 0,
             ]
         )
-    for writer in writers.values():
+    for kind, writer in writers.items():
+        hist = measured[kind]
+        writer.write_window(float(warmup_s), float(duration_s), encode(hist), hist.get_max_value())
         writer.close()
     with (point_dir / "timeseries.csv").open("w", newline="") as handle:
         writer_csv = csv.writer(handle)

@@ -7,7 +7,6 @@ cannot have stayed within its noise.
 
 from __future__ import annotations
 
-import pytest
 from typer.testing import CliRunner
 
 from bench.cli import app
@@ -57,11 +56,7 @@ def test_a_target_with_too_few_runs_is_named_as_not_searched(tmp_path):
     )
 
 
-# The command prints the notes, then, when there is no change point, a fixed sentence of its
-# own (bench/report/commands.py); it must print ``History.conclusion`` instead.
-@pytest.mark.xfail(
-    strict=True, reason="waits for bench history (commands.py) to print History.conclusion"
-)
+# Without a change point the command prints ``History.conclusion``, the one statement.
 def test_the_command_says_one_thing_about_a_short_series(tmp_path):
     for i in range(2):
         _nightly(tmp_path, i, points())
