@@ -49,6 +49,7 @@ from bench.metrics.recorder import (
 )
 from bench.scenario import RunPoint, slo_thresholds
 from bench.store import SCHEMA_VERSION, SUMMARY, atomic_write_json
+from bench.units import format_count, format_latency_us
 from bench.workload import key_namer
 
 TIMESERIES_COLUMNS = (
@@ -758,9 +759,10 @@ class PointRunner:
             )
         if totals["skipped"]:
             self.problems.append(
-                f"{totals['skipped']} events scheduled in the window were never sent: the backlog "
-                f"outlived drain_timeout ({self.meta.drain_timeout:g}s); response latency counts "
-                "each at no less than the larger of drain_timeout and send_timeout"
+                f"{format_count(totals['skipped'])} events scheduled in the window were never "
+                f"sent: the backlog outlived drain_timeout ({self.meta.drain_timeout:g}s); "
+                "response latency counts each at no less than the larger of drain_timeout and "
+                "send_timeout"
             )
         failed_in_window = totals["failed_intended_in_window"] + totals["skipped"]
         scheduled_in_window = failed_in_window + totals["acked_intended_in_window"]
@@ -878,7 +880,7 @@ class PointRunner:
         if cpu_pct is not None and cpu_pct >= CPU_SATURATED_PCT:
             saturated.append(f"a worker used {cpu_pct:.0f}% of a core")
         if loop_lag_p90_us is not None and loop_lag_p90_us * 1e3 >= LOOP_LAG_P90_LIMIT_NS:
-            saturated.append(f"event-loop lag p90 {loop_lag_p90_us / 1e3:.1f} ms")
+            saturated.append(f"event-loop lag p90 {format_latency_us(loop_lag_p90_us)}")
         if not saturated:
             return False, []
         w = self.workload
@@ -888,12 +890,15 @@ class PointRunner:
         expected = w.rate * self.meta.duration
         missed = []
         if totals["skipped"]:
-            missed.append(f"{totals['skipped']} scheduled events were never sent")
+            missed.append(f"{format_count(totals['skipped'])} scheduled events were never sent")
         if totals["sent_in_window"] < SCHEDULE_MISS_FRACTION * expected:
-            missed.append(f"sent {totals['sent_in_window']} of {expected:.0f} scheduled events")
+            missed.append(
+                f"sent {format_count(totals['sent_in_window'])} of {format_count(expected)} "
+                "scheduled events"
+            )
         lag_p99 = latency["schedule_lag"]["p99"]
         if lag_p99 is not None and lag_p99 >= 10_000:
-            missed.append(f"schedule lag p99 {lag_p99 / 1e3:.1f} ms")
+            missed.append(f"schedule lag p99 {format_latency_us(lag_p99)}")
         if not missed:
             return False, []
         return True, saturated + missed
