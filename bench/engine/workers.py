@@ -213,6 +213,9 @@ class Worker:
         self._last_counts = (0, 0, 0)
         # The fault timeline (spec.timeline): counts per TIMELINE_BUCKET_NS from the start.
         self.fail_at: array[int] = array("q")
+        # When each counted error happened, by kind (spec.timeline): the fault figures
+        # attribute every error the run counts, not only failed sends.
+        self.error_at: dict[str, array[int]] = {}
         self.timeline_acked = np.zeros(0, dtype=np.int64)
         self.timeline_delivered = np.zeros(0, dtype=np.int64)
         self.fault_events: list[dict[str, Any]] = []
@@ -221,6 +224,11 @@ class Worker:
     def count_error(self, kind: str) -> None:
         self.totals.errors[kind] += 1
         self._interval_errors[kind] += 1
+        if self.spec.timeline:
+            times = self.error_at.get(kind)
+            if times is None:
+                times = self.error_at[kind] = array("q")
+            times.append(time.monotonic_ns())
 
     def _send(self, *message: Any) -> None:
         self.conn.send(message)
@@ -715,14 +723,16 @@ class Worker:
             except Exception as exc:
                 self.count_error(f"producer_close:{type(exc).__name__}")
         loss = await self._classify_losses(driver)
-        # The last interval goes out only now: consumers stopping and the store's projector
-        # catching up still record samples, and the coordinator merges intervals after finals.
-        if self.start_ns:  # stopped before the load began: there is no interval to ship
-            self._ship_interval(final=True)
+        # Describe first: asking the target can count an error too (a pool replacing a dead
+        # connection), and the last interval must hold every error the totals do.
         described = None
         if self.spec.describe:
             with contextlib.suppress(Exception):
                 described = await asyncio.wait_for(driver.describe(), 10)
+        # The last interval goes out only now: consumers stopping and the store's projector
+        # catching up still record samples, and the coordinator merges intervals after finals.
+        if self.start_ns:  # stopped before the load began: there is no interval to ship
+            self._ship_interval(final=True)
         totals = self.totals
         self._send(
             "final",
@@ -777,6 +787,7 @@ class Worker:
             "acked": self.timeline_acked.tobytes(),
             "delivered": self.timeline_delivered.tobytes(),
             "fail_at": self.fail_at.tobytes(),
+            "error_at": {kind: times.tobytes() for kind, times in self.error_at.items()},
             "intended": {
                 f.ledger.producer_id: f.ledger.intended.tobytes()
                 for f in self.factories

@@ -8,7 +8,6 @@ against what the broker really did.
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import signal
@@ -21,7 +20,6 @@ import psutil
 import pytest
 
 from bench import infra
-from bench.engine import workers
 from bench.errors import InfraError
 from bench.report.faults import FAULT_COLUMNS
 from tests.cli_support import run_bench
@@ -180,17 +178,6 @@ def test_ctrl_c_during_a_pause_leaves_the_broker_running(tmp_path, private, monk
     assert fault["restored_at_s"] - fault["started_at_s"] < 5.0, fault
 
 
-# Until the worker ships the time of every error it counts (Worker.count_error ->
-# timeline["error_at"]), the fault rows hold the failed sends alone: NATS's client-reported
-# errors (disconnect, reconnect, nats_error) would be missing from them.
-WORKER_TIMES_EVERY_ERROR = '"error_at"' in inspect.getsource(workers.Worker)
-
-
-@pytest.mark.xfail(
-    not WORKER_TIMES_EVERY_ERROR,
-    reason="the worker does not ship error_at yet (issue 13)",
-    strict=True,
-)
 def test_a_nats_kill_table_counts_every_error_the_run_counted(tmp_path, private, capsys):
     # Issue 13: on a private NATS killed under load, the client reports its errors itself
     # (nats_error, disconnect, reconnect) while no send fails; the kill row said 0 errors and
