@@ -154,7 +154,11 @@ def store_frame(points: Iterable[Point]) -> pd.DataFrame:
                 "invariants": invariants_text(store),
             }
         )
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    if not frame.empty and (frame["projected"] == "0").all():
+        # No projector ran (the memory store has none): no projection figures to show.
+        frame = frame.drop(columns=["projected", "proj lag p50", "proj lag p99"])
+    return frame
 
 
 LOAD_CAPTION = (

@@ -31,12 +31,12 @@ def _flags(summary: dict[str, Any]) -> str:
         f"[{_STATUS_COLOUR.get(status, 'yellow')}]{escape(status)}[/]{SEPARATOR}"
         f"[{_VERDICT_COLOUR.get(result, 'yellow')}]{escape(verdict_text(summary))}[/]"
     )
-    flags = [text]
+    flags = []
     if summary.get("client_bound"):
         flags.append("[yellow]client-bound[/]")
     if summary.get("closed_loop"):
         flags.append("closed-loop")
-    return " ".join(flags)
+    return text + (f" ({', '.join(flags)})" if flags else "")
 
 
 def summary_table(summaries: list[dict[str, Any]], title: str | None = None) -> Table:
