@@ -223,8 +223,7 @@ class _Cell:
 
 
 def _cells(points: list[Point]) -> tuple[list[_Cell], int]:
-    """The plottable points, and how many were left out because they did not run to the end
-    (their zero goodput is no measurement)."""
+    """The plottable points, and how many were left out because they measured nothing."""
     cells = []
     left_out = 0
     for p in points:
@@ -232,7 +231,9 @@ def _cells(points: list[Point]) -> tuple[list[_Cell], int]:
         n_writers, n_aggregates = writers(s), aggregates(s)
         if n_writers is None or n_aggregates is None:
             continue
-        if s.get("status") != "ok":
+        if not s["store"].get("commands"):
+            # No command ran (a worker died at the start): zeros are no measurement. A point
+            # that ran but failed (forked streams) stays, ringed by its verdict.
             left_out += 1
             continue
         others = " ".join(
@@ -247,7 +248,7 @@ def _cells(points: list[Point]) -> tuple[list[_Cell], int]:
                 n_aggregates,
                 float(s["store"].get("goodput_per_s") or 0.0),
                 float(s["store"].get("conflict_rate") or 0.0),
-                result_of(s),
+                result_of(s) if s.get("status") == "ok" or result_of(s) == FAIL else "inconclusive",
             )
         )
     return cells, left_out
@@ -358,8 +359,8 @@ def matrix_plot(points: Iterable[Point]) -> Plot | None:
     )
     if left_out:
         caption += (
-            f" {format_count(left_out)} point(s) did not run to the end and are left out: "
-            "their figures are no measurement."
+            f" {format_count(left_out)} point(s) ran no command (they did not start) and are "
+            "left out."
         )
     return Plot(
         "store-matrix",

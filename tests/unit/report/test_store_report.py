@@ -14,13 +14,17 @@ STRATEGIES = ("insert_only", "serializable")
 MATRIX = [(s, a, c) for s in STRATEGIES for a in (10, 1000) for c in (1, 8, 32)]
 
 
-def _store_run(tmp_path: Path, failed: tuple[str, int, int] | None = None) -> Path:
+def _store_run(
+    tmp_path: Path,
+    failed: tuple[str, int, int] | None = None,
+    forked: tuple[str, int, int] | None = None,
+) -> Path:
     """A PostgreSQL-like store matrix: strategies x aggregates x concurrency (closed loop)."""
     specs = [
         PointSpec(
             s,
             params={"workload.aggregates": a, "workload.concurrency": c},
-            status="failed" if failed == (s, a, c) else "ok",
+            status="failed" if (s, a, c) in (failed, forked) else "ok",
         )
         for s, a, c in MATRIX
     ]
@@ -35,7 +39,7 @@ def _store_run(tmp_path: Path, failed: tuple[str, int, int] | None = None) -> Pa
         )
         summary["workload"].update(aggregates=a, concurrency=c, producers=1)
         summary["store"] = {
-            "commands": 1000,
+            "commands": 0 if failed == (s, a, c) else 1000,
             "goodput_per_s": 1000.0 * (1 - conflicts),
             "attempts_per_s": 1000.0,
             "conflict_rate": conflicts,
@@ -51,6 +55,8 @@ def _store_run(tmp_path: Path, failed: tuple[str, int, int] | None = None) -> Pa
             "server_counters": {"xact_commit": 1234, "deadlocks": 0},
             "invariants": {"ok": True, "violations": []},
         }
+        if forked == (s, a, c):
+            summary["store"]["invariants"] = {"ok": False, "violations": ["order-7: forked"]}
         path.write_text(json.dumps(summary))
     return run
 
@@ -81,14 +87,19 @@ def test_the_store_tables_carry_the_store_figures(tmp_path):
     assert counters.iloc[0]["xact_commit"] == "1,234"
 
 
-def test_the_matrix_plot_has_a_panel_per_key_space_and_leaves_out_a_failed_point(tmp_path):
-    run = load(_store_run(tmp_path, failed=("serializable", 1000, 32)))
+def test_the_matrix_plot_leaves_out_a_point_that_ran_nothing_and_keeps_a_forked_one(tmp_path):
+    run = load(
+        _store_run(tmp_path, failed=("serializable", 1000, 32), forked=("insert_only", 10, 8))
+    )
     plot = store.matrix_plot(run.points)
     assert plot is not None and plot.png.startswith(b"\x89PNG")
-    assert "1 point(s) did not run to the end and are left out" in plot.caption
+    assert "1 point(s) ran no command (they did not start) and are left out" in plot.caption
     cells, left_out = store._cells(store.store_points(run.points))
     assert left_out == 1 and len(cells) == len(MATRIX) - 1
     assert {c.series for c in cells} == set(STRATEGIES)
+    # Forked streams: the point ran (its figures are drawn) and its verdict failed.
+    (forked,) = [c for c in cells if (c.series, c.aggregates, c.writers) == ("insert_only", 10, 8)]
+    assert forked.result == "fail"
 
 
 def test_no_matrix_plot_when_neither_writers_nor_key_space_vary(tmp_path):
