@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from bench.report.compare import ALPHA, Group, Row, compare_row, min_p_value
 from bench.report.tables import Metric, metric
 from bench.units import format_latency_us, parse_duration_s
+from bench.verdict import verdict_of
 
 DEFAULT_MAX_REGRESSION_PCT = 10.0
 DEFAULT_MIN_LATENCY_DIFF_US = 50.0
@@ -265,12 +266,30 @@ def check(
                 if verdict.get("pass"):
                     findings.append(Finding(where, f"slo {slo_key}", PASS, f"holds: {text}"))
                 elif verdict.get("pass") is None:
-                    # Declared but unverifiable (nothing of that kind was measured): not a pass.
-                    findings.append(
-                        Finding(where, f"slo {slo_key}", FAIL, "no measurements for this SLO")
+                    # Declared but unverifiable (nothing measured, or too few samples for the
+                    # percentile): not a pass.
+                    why = (
+                        f"insufficient data: {text} on {verdict.get('samples')} samples, "
+                        f"{verdict.get('samples_needed')} needed"
+                        if verdict.get("result") == "insufficient data"
+                        else "no measurements for this SLO"
                     )
+                    findings.append(Finding(where, f"slo {slo_key}", FAIL, why))
                 else:
                     findings.append(Finding(where, f"slo {slo_key}", FAIL, f"SLO broken: {text}"))
+            # The point's verdict: loss, duplicates, reordering, invariants, the error rate.
+            judged = verdict_of(point.summary)
+            if judged["result"] == "pass":
+                findings.append(Finding(where, "verdict", PASS, "pass"))
+            else:
+                findings.append(
+                    Finding(
+                        where,
+                        "verdict",
+                        FAIL,
+                        f"{judged['result']}: " + "; ".join(judged["reasons"]),
+                    )
+                )
     return GateResult(baseline, candidate, findings, notes)
 
 

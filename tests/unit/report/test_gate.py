@@ -65,6 +65,13 @@ def test_any_lost_event_fails_when_the_baseline_lost_none(golden):
     assert "audit.lost" in result.output and "any increase from zero counts" in result.output
 
 
+def test_a_failed_verdict_fails_the_gate_even_when_the_baseline_failed_alike(golden):
+    # No regression (the baseline lost the same 4 events), but a loss is never a pass.
+    result = _check(golden.lost, golden.lost)
+    assert result.exit_code == 1
+    assert "kafka  verdict: fail: lost 4 acknowledged" in result.output
+
+
 def test_a_missing_point_fails(golden, tmp_path):
     from tests.unit.report.fabricate import make_run, points
 
@@ -94,7 +101,8 @@ def test_junit_and_markdown_summary(golden, tmp_path):
     suite = ET.parse(junit).getroot().find("testsuite")
     assert suite is not None
     cases = suite.findall("testcase")
-    assert len(cases) == int(suite.get("tests", "0")) == 2 * 10 + 2  # points x metrics + SLOs
+    # points x metrics, the SLOs and a verdict per point
+    assert len(cases) == int(suite.get("tests", "0")) == 2 * 10 + 2 + 2
     failed = [(c.get("classname"), c.get("name")) for c in cases if c.find("failure") is not None]
     assert ("bench.check.kafka", "e2e.p99") in failed
     assert all(cls == "bench.check.kafka" for cls, _ in failed)

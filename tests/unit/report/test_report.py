@@ -50,7 +50,7 @@ def test_a_single_rate_run_has_no_sweep_plot_and_states_its_verdicts(golden, tmp
     html_path, md_path = write_report(golden.lost, tmp_path)
     page = html_path.read_text()
     assert "Latency versus throughput" not in page
-    assert "kafka: 4 events lost" in md_path.read_text()
+    assert "kafka: ok · FAIL: lost 4 acknowledged" in md_path.read_text()
     assert 'class="banner fail"' in page
 
 
