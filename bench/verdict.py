@@ -21,6 +21,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from bench.faults.figures import RECOVERED_FRACTION
 from bench.units import format_count, format_latency_us, format_percent
 
 PASS = "pass"
@@ -145,19 +146,22 @@ def judge(summary: dict[str, Any], rules: dict[str, Any] | None = None) -> Verdi
             verdict.fail(f"invariant: {violation}")
         if invariants.get("ok") is False and not invariants.get("violations"):
             verdict.fail("invariant violated")
-        abandoned = int(store.get("abandoned") or 0)
-        commands = int(store.get("commands") or 0)
-        if abandoned and commands and abandoned / commands > max_error_rate:
-            verdict.fail(
-                f"abandoned {format_count(abandoned)} commands "
-                f"({format_percent(abandoned / commands)} of {format_count(commands)})"
-            )
     rate, failed, scheduled = error_rate(summary)
     if rate is not None and rate > max_error_rate:
-        verdict.fail(
-            f"error rate {format_percent(rate)} > {format_percent(max_error_rate)} "
-            f"({format_count(failed)} failed or skipped of {format_count(scheduled)})"
-        )
+        over = f"{format_percent(rate)} > {format_percent(max_error_rate)}"
+        if store is not None:
+            # One figure for a store: its failures are abandoned (and skipped) commands.
+            skipped = int((summary.get("throughput") or {}).get("skipped") or 0)
+            abandoned = max(0, failed - skipped)
+            what = f"abandoned {format_count(abandoned)}"
+            if skipped:
+                what += f" and skipped {format_count(skipped)}"
+            verdict.fail(f"{what} of {format_count(scheduled)} commands in the window ({over})")
+        else:
+            verdict.fail(
+                f"error rate {over} ({format_count(failed)} failed or skipped "
+                f"of {format_count(scheduled)})"
+            )
     for key, slo in (summary.get("slo") or {}).items():
         result = slo.get("result") or _old_slo_result(slo)
         threshold = format_latency_us(slo.get("threshold_us"))
@@ -170,12 +174,30 @@ def judge(summary: dict[str, Any], rules: dict[str, Any] | None = None) -> Verdi
             )
         elif result == SLO_NO_DATA:
             verdict.doubt(f"SLO {key}: no data")
+    for row in summary.get("faults") or []:
+        name = f"{row.get('action', 'fault')} at {row.get('at_s', 0):g}s"
+        if row.get("status") == "failed":
+            verdict.doubt(f"fault {name} failed: {row.get('detail') or 'no detail'}")
+        elif row.get("status") == "not reached":
+            verdict.doubt(f"fault {name} not reached")
+        elif row.get("consumers_resumed") is False:
+            verdict.fail(f"{name}: deliveries never resumed")
+        elif row.get("status") == "done" and row.get("recovery_s") is None and _rated(summary):
+            verdict.fail(
+                f"{name}: acknowledgements never recovered to "
+                f"{format_percent(RECOVERED_FRACTION)} of the rate"
+            )
     if status == "interrupted":
         verdict.doubt("interrupted before the end")
     elif status not in (None, "ok"):
         problems = summary.get("problems") or []
         verdict.doubt("the point did not run to the end" + (f": {problems[0]}" if problems else ""))
     return verdict
+
+
+def _rated(summary: dict[str, Any]) -> bool:
+    """Whether the fault figures had a rate to judge recovery against (open loop)."""
+    return not summary.get("closed_loop")
 
 
 def _loss_detail(loss: dict[str, Any]) -> str:

@@ -45,6 +45,7 @@ PROJECTION = "projection keeps up"
 # e2e p50 minus response p50 per interval: how long delivery takes beyond the acknowledgement.
 DELIVERY = "delivery_delay_us"
 ERRORS = "errors"
+INVARIANTS = "invariants"
 RUN = "run"
 
 # A response-time climb over the window beyond the larger of these is "falling behind".
@@ -123,6 +124,7 @@ def judge(summary: dict[str, Any], point_dir: Path, criteria: Criteria) -> list[
         if (latency.get("e2e") or {}).get("p50") is not None:
             checks.append(_projection(point_dir))
         checks.append(_store_errors(store, criteria))
+        checks.append(_invariants(store))
     else:
         if workload.get("consumers"):
             checks.append(_backlog(summary, point_dir))
@@ -218,6 +220,14 @@ def _store_errors(store: dict[str, Any], criteria: Criteria) -> Check:
     return Check(
         ERRORS, fraction <= criteria.error_threshold, value, f"<= {criteria.error_threshold:.2%}"
     )
+
+
+def _invariants(store: dict[str, Any]) -> Check:
+    """A rate at which the store forks a stream or leaves a gap is never sustainable."""
+    invariants = store.get("invariants") or {}
+    held = invariants.get("ok", True) is not False
+    violations = "; ".join((invariants.get("violations") or [])[:2])
+    return Check(INVARIANTS, held, "hold" if held else f"violated: {violations}", "hold")
 
 
 def _errors(summary: dict[str, Any], criteria: Criteria) -> Check:

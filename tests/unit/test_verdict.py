@@ -76,9 +76,24 @@ def test_a_store_fails_on_invariants_and_abandoned_commands() -> None:
         "abandoned": 49,
         "invariants": {"ok": False, "violations": ["version gap in order-00000001 at 3"]},
     }
-    verdict = judge(_summary(kind="store", store=store))
-    assert "invariant: version gap in order-00000001 at 3" in verdict.reasons
-    assert "abandoned 49 commands (0.7% of 7,000)" in verdict.reasons
+    errors = {"failed_in_window": 49, "scheduled_in_window": 7000}
+    verdict = judge(_summary(kind="store", store=store, errors=errors))
+    assert verdict.reasons == [
+        "invariant: version gap in order-00000001 at 3",
+        "abandoned 49 of 7,000 commands in the window (0.7% > 0.1%)",
+    ]
+
+
+def test_a_fault_the_target_never_recovered_from_fails_and_one_not_reached_is_doubted() -> None:
+    row = {"action": "kill", "at_s": 3.0, "status": "done", "consumers_resumed": False}
+    assert judge(_summary(faults=[row])).reasons == ["kill at 3s: deliveries never resumed"]
+    row = {**row, "consumers_resumed": True, "recovery_s": None}
+    assert judge(_summary(faults=[row])).reasons == [
+        "kill at 3s: acknowledgements never recovered to 90.0% of the rate"
+    ]
+    assert judge(_summary(faults=[{**row, "recovery_s": 1.2}])).result == "pass"
+    late = {"action": "pause", "at_s": 9.0, "status": "not reached"}
+    assert judge(_summary(faults=[late])).result == "inconclusive"
 
 
 def test_a_point_that_did_not_finish_is_inconclusive_not_pass() -> None:
