@@ -13,6 +13,7 @@ from bench.capacity.checks import (
     BACKLOG,
     ERRORS,
     HARNESS,
+    INVARIANTS,
     KEEPS_UP,
     PROJECTION,
     RUN,
@@ -431,6 +432,15 @@ def test_a_store_counts_abandoned_commands_not_retried_errors(tmp_path):
     )
     assert not failing[ERRORS].passed  # 0.12% > 0.1%
     assert "6 of 5000 commands abandoned" in failing[ERRORS].value
+
+
+def test_a_store_that_forks_a_stream_never_sustains_the_rate(tmp_path):
+    point = write_projection(tmp_path, flat(8000.0))
+    assert by_name(judge(store_summary(), point, Criteria()))[INVARIANTS].passed
+    forked = store_summary()
+    forked["store"]["invariants"] = {"ok": False, "violations": ["forked order-00000007 at 4"]}
+    check = by_name(judge(forked, point, Criteria()))[INVARIANTS]
+    assert not check.passed and "forked order-00000007 at 4" in check.value
 
 
 def test_a_store_projection_falling_behind_fails_projection_keeps_up(tmp_path):
