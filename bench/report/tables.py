@@ -403,7 +403,11 @@ def slo_text(summary: dict[str, Any]) -> str:
     verdicts = []
     for key, verdict in (summary.get("slo") or {}).items():
         value = verdict.get("value_us")
-        state = {True: "pass", False: "FAIL", None: "no data"}[verdict.get("pass")]
+        state = (
+            verdict.get("result")
+            or {True: "pass", False: "fail", None: "no data"}[verdict.get("pass")]
+        )
+        state = "FAIL" if state == "fail" else state
         verdicts.append(
             f"{key} {format_latency_us(value)} <= {format_latency_us(verdict.get('threshold_us'))}"
             f" {state}"
