@@ -194,7 +194,7 @@ def test_find_max_on_an_event_store_finds_the_writers_capacity(tmp_path):
     assert "keeps up" in search["limited_by"]
     # No SLO, no projector (the memory store has none), no consumers: commands are judged.
     checks = {c["name"]: c for c in verify["checks"]}
-    assert set(checks) == {"keeps up", "errors", "harness"}
+    assert set(checks) == {"keeps up", "errors", "invariants", "harness"}
     assert "commands abandoned" in checks["errors"]["value"]
     planned = bench("plan", str(run_dir), "--load", "1000/s", "--headroom", "0%")
     assert planned.returncode == 0, planned.stderr
