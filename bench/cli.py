@@ -418,7 +418,10 @@ def locust_worker(
 
 
 def _print_summaries(summaries: list[dict[str, Any]], title: str) -> None:
+    from rich.markup import escape
+
     from bench.report.terminal import faults_table, store_table, summary_table
+    from bench.report.verdicts import loss_lines
 
     streams = [s for s in summaries if s.get("kind", "stream") == "stream"]
     stores = [s for s in summaries if s.get("kind") == "store"]
@@ -429,6 +432,8 @@ def _print_summaries(summaries: list[dict[str, Any]], title: str) -> None:
     faulted = [s for s in summaries if s.get("faults")]
     if faulted:
         console.print(faults_table(faulted, title=f"{title}: faults"))
+    for line in loss_lines(summaries):
+        console.print(f"[red]loss:[/] {escape(line)}", soft_wrap=True, highlight=False)
 
 
 def _fmt(value_us: float | None) -> str:

@@ -119,18 +119,40 @@ def _max_error_rate(summary: dict[str, Any]) -> float:
 def _lost_cell(audit: dict[str, Any]) -> str:
     lost = int(audit.get("lost") or 0)
     loss = audit.get("loss") or {}
-    if not lost or not loss.get("checked"):
+    if not lost:
         return format_count(lost)
-    parts = [
-        f"{format_count(loss[name])} {words}"
-        for name, words in (
-            ("not_stored", "not stored"),
-            ("not_delivered", "stored, not delivered"),
-            ("unclassified", "unclassified"),
-        )
-        if loss.get(name)
-    ]
-    return f"{format_count(lost)} ({', '.join(parts)})" if parts else format_count(lost)
+    if not loss.get("checked"):
+        reason = loss.get("reason") or "not classified"
+        return f"{format_count(lost)} ({reason})"
+    samples = loss.get("samples") or {}
+    parts = []
+    for name, words in (
+        ("not_stored", "not stored"),
+        ("not_delivered", "stored, not delivered"),
+        ("unclassified", "unclassified"),
+    ):
+        if loss.get(name):
+            ids = samples.get(name) or []
+            shown = (
+                f": {', '.join(ids)}" + (", ..." if loss[name] > len(ids) else "") if ids else ""
+            )
+            parts.append(f"{format_count(loss[name])} {words}{shown}")
+    return f"{format_count(lost)} ({'; '.join(parts)})" if parts else format_count(lost)
+
+
+def loss_lines(summaries: Iterable[dict[str, Any]]) -> list[str]:
+    """Per point with a loss: how many were not stored and not delivered, with sample ids
+    (producer:seq), and how the target was re-read; for the terminal under its table."""
+    lines = []
+    for summary in summaries:
+        audit = summary.get("audit") or {}
+        if not audit.get("lost"):
+            continue
+        loss = audit.get("loss") or {}
+        label = summary.get("label") or summary.get("target") or "?"
+        how = f" (re-read: {loss['method']})" if loss.get("checked") and loss.get("method") else ""
+        lines.append(f"{label}: lost {_lost_cell(audit)}{how}")
+    return lines
 
 
 def _reordered_cell(audit: dict[str, Any]) -> str:
