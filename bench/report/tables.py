@@ -23,7 +23,7 @@ import pandas as pd
 from bench.errors import ResultsError
 from bench.scenario import LATENCY_KINDS
 from bench.store import MANIFEST, SUMMARY, load_capacity, load_run
-from bench.units import format_latency_us, format_rate
+from bench.units import format_count, format_latency_us, format_rate
 
 LATENCY_STATS = ("p50", "p90", "p99", "p999", "max", "mean")
 STAT_LABELS = {"p50": "p50", "p90": "p90", "p99": "p99", "p999": "p99.9", "max": "max"}
@@ -479,7 +479,9 @@ def latency_frame(points: Iterable[Point]) -> pd.DataFrame:
             stats = latency.get(kind)
             if not stats or not stats.get("count"):
                 continue
-            row: dict[str, Any] = {"point": p.label, "kind": kind, "count": int(stats["count"])}
+            # Formatted as the plots' legends print it (n=15,046).
+            count = format_count(int(stats["count"]))
+            row: dict[str, Any] = {"point": p.label, "kind": kind, "count": count}
             for stat in ("p50", "p90", "p99", "p999", "max"):
                 row[STAT_LABELS[stat]] = format_latency_us(stats.get(stat))
             negatives = int(stats.get("negative") or 0)

@@ -86,7 +86,10 @@ def _curves(plots_of_run: list, kind: str) -> dict[str, int]:
 
 def _table_counts(points: list[Point]) -> dict[tuple[str, str], int]:
     frame = latency_frame(points)
-    return {(row["point"], row["kind"]): int(row["count"]) for _, row in frame.iterrows()}
+    return {
+        (row["point"], row["kind"]): int(row["count"].replace(",", ""))
+        for _, row in frame.iterrows()
+    }
 
 
 def assert_plots_match_tables(points: list[Point], plots_of_run: list | None = None) -> None:

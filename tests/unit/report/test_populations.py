@@ -63,7 +63,7 @@ def _point(tmp_path: Path, with_window: bool) -> Point:
 
 def _table_count(point: Point, kind: str) -> int:
     frame = latency_frame([point])
-    return int(frame[frame["kind"] == kind]["count"].iloc[0])
+    return int(frame[frame["kind"] == kind]["count"].iloc[0].replace(",", ""))
 
 
 def test_the_spectrum_shows_the_window_histogram_the_table_was_computed_from(tmp_path):
