@@ -816,11 +816,11 @@ class PointRunner:
             "errors": {
                 "total": sum(errors.values()),
                 "by_kind": errors,
-                # By intended time: failed (a store: abandoned) and skipped events over every
-                # event scheduled in the window, the verdict's error rate.
+                # By intended time: failed and skipped events over every event scheduled in the
+                # window (a store's rate is of its commands: bench/verdict.error_rate).
                 "failed_in_window": failed_in_window,
                 "scheduled_in_window": scheduled_in_window,
-                "rate": failed_in_window / scheduled_in_window if scheduled_in_window else None,
+                "rate": None,
                 "max_rate": point.scenario.verdict.max_error_rate,
             },
             "client_bound": client_bound,
@@ -860,6 +860,7 @@ class PointRunner:
 
     def _judged(self, summary: dict[str, Any]) -> dict[str, Any]:
         rules = self.point.scenario.verdict.model_dump()
+        summary["errors"]["rate"] = verdict_mod.error_rate(summary)[0]
         summary["verdict"] = verdict_mod.judge(summary, rules).as_dict()
         return summary
 

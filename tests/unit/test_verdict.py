@@ -76,11 +76,11 @@ def test_a_store_fails_on_invariants_and_abandoned_commands() -> None:
         "abandoned": 49,
         "invariants": {"ok": False, "violations": ["version gap in order-00000001 at 3"]},
     }
-    errors = {"failed_in_window": 49, "scheduled_in_window": 7000}
-    verdict = judge(_summary(kind="store", store=store, errors=errors))
+    verdict = judge(_summary(kind="store", store={**store, "errors": 30}))
+    # Append errors that a retry overcame are no failure; abandoned commands are.
     assert verdict.reasons == [
         "invariant: version gap in order-00000001 at 3",
-        "abandoned 49 of 7,000 commands in the window (0.7% > 0.1%)",
+        "abandoned 49 of 7,000 commands (0.7% > 0.1%)",
     ]
 
 

@@ -151,5 +151,5 @@ def test_the_terminal_store_table_says_abandoned_commands_fail(tmp_path):
         "invariants": {"ok": True, "violations": []},
     }
     text = _render(store_table([summary]))
-    assert "ok · FAIL: abandoned 49 of 1,000 commands in the window (4.9% > 0.1%)" in text
+    assert "ok · FAIL: abandoned 49 of 1,000 commands (4.9% > 0.1%)" in text
     assert "25.0%" in text
