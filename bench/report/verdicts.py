@@ -36,8 +36,9 @@ PASS_BANNER = (
 )
 TABLE_CAPTION = (
     "Each point that did not pass, with the figures its verdict judged, read from the point's "
-    "summary: the error rate (failed, abandoned or skipped over everything scheduled in the "
-    "measurement window) against its limit, the audit of acknowledged events, the store's "
+    "summary: the error rate (failed or skipped events over every event intended in the "
+    "measurement window; for an event store, abandoned or skipped commands over all its "
+    "commands) against its limit, the audit of acknowledged events, the store's "
     "abandoned commands and invariants, and each SLO against the samples it needs."
 )
 # Columns of the verdict table shown even when every row is 0 or empty.
