@@ -125,18 +125,26 @@ class SendTurns:
     loop to run its timer. Sent as they woke, one key's events reached the target out of order
     and the audit blamed the target (83 reordered at 40,000/s with 64 in flight). A slot
     therefore waits for its turn: the send of event n starts only after that of event n - 1.
-    The wait is a comparison when sends are in order, which is nearly always.
+    The wait is a comparison when sends are in order.
+
+    Behind schedule, every slot finds its predecessor waiting, and a chain forms. Waking one
+    waiter per turn would then move one send per loop iteration (at 40,000/s, p99 went from
+    9 ms to 600 ms). So a turn wakes every consecutive waiter at once: their callbacks run in
+    the order they were woken, in one iteration, and each finds its turn come.
     """
 
-    __slots__ = ("_waiting", "next_seq", "waits")
+    __slots__ = ("_waiting", "_woken", "next_seq", "waits")
 
     def __init__(self) -> None:
         self.next_seq = 0
         self.waits = 0  # how often a slot woke before its predecessor had sent
         self._waiting: dict[int, asyncio.Future[None]] = {}
+        self._woken = 0  # waiters below this seq were already woken
 
     async def wait(self, seq: int) -> None:
         self.waits += 1
+        if seq < self._woken:
+            self._woken = seq  # waiting again after a wake: the next turn must see it
         future = asyncio.get_running_loop().create_future()
         self._waiting[seq] = future
         try:
@@ -145,11 +153,16 @@ class SendTurns:
             self._waiting.pop(seq, None)
 
     def taken(self, seq: int) -> None:
-        """Event ``seq`` went to the client library (or was given up): the next one's turn."""
+        """Event ``seq`` went to the client library (or was given up): the next one's turn,
+        and that of every consecutive waiter after it."""
         self.next_seq = seq + 1
-        future = self._waiting.get(seq + 1)
-        if future is not None and not future.done():
-            future.set_result(None)
+        waiting = self._waiting
+        k = max(seq + 1, self._woken)
+        while (future := waiting.get(k)) is not None:
+            if not future.done():
+                future.set_result(None)
+            k += 1
+        self._woken = k
 
 
 def worker_main(spec: WorkerSpec, conn: Connection) -> None:
@@ -497,7 +510,7 @@ class Worker:
                 if intended > monotonic_ns():
                     await sleep_until(intended, exact)
                     since_yield = 0
-            if turns.next_seq != msg.seq:
+            while turns.next_seq != msg.seq:
                 await turns.wait(msg.seq)
             if self.stopping:
                 acks[msg.seq] = ACK_NOT_SENT
