@@ -630,6 +630,12 @@ class Worker:
             try:
                 event["detail"] = await driver.inject_fault(action, down_for_s)
                 event["status"] = "done"
+            except asyncio.CancelledError:
+                # The load ended inside the fault: it was acted out, and the target was never
+                # brought back (no restored time).
+                event["status"] = "done"
+                event["detail"] = f"{action}: still down when the load ended"
+                raise
             except Exception as exc:
                 event["detail"] = f"{type(exc).__name__}: {exc}"
                 event["status"] = "failed"

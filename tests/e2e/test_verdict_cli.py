@@ -37,7 +37,7 @@ service_time = "1ms"
 [[faults]]
 at = "2s"
 action = "kill"
-down_for = "4s"
+down_for = "20s"             # never back: the load ends inside the fault
 """
 
 DROPPING = """
@@ -90,6 +90,11 @@ def test_a_killed_target_fails_its_verdict_and_reads_slow(tmp_path: Path) -> Non
     assert response["p99"] >= 3_000_000
     assert response_ok["count"] == response["count"] - errors["failed_in_window"]
     assert response_ok["p99"] < 100_000
+    # The fault was acted out to the end of the load; every error the run counted is its own.
+    (fault,) = summary["faults"]
+    assert fault["status"] == "done" and fault["restored_at_s"] is None
+    assert fault["errors"] + fault.get("errors_before", 0) == errors["total"]
+    assert "kill at 2s: deliveries never resumed" in verdict["reasons"]
 
 
 def test_a_target_dropping_nearly_everything_fails_and_its_slo_lacks_data(tmp_path: Path) -> None:
