@@ -3,7 +3,9 @@
 Plain functions with typer annotations; ``bench/cli.py`` registers them with
 ``app.command()(...)``. They parse, call the report modules, and print. Bad input is a
 ``ResultsError`` (results) or a ``ScenarioError`` (options), rendered as one line by the CLI
-with exit code 2; ``check`` exits 1 on a regression or a broken SLO.
+with exit code 2; ``check`` exits 1 on a regression, a broken SLO, a failed verdict, a
+figure that is not a number or a gate that compared nothing, and 2 on a baseline that did not
+complete.
 """
 
 from __future__ import annotations
@@ -149,8 +151,14 @@ def check(
     ] = None,
 ) -> None:
     """The regression gate: exit 0 when nothing regressed beyond its threshold (and, with
-    repetitions, significantly) and every SLO holds; exit 1 and say what, where and why
-    otherwise."""
+    repetitions, significantly), every SLO holds and every point's verdict passes; exit 1 and
+    say what, where and why otherwise.
+
+    Never a pass on garbage. Exit 1 (a failure with its reason) when no gated metric could be
+    compared (zero comparable checks), when a metric is NaN or infinite on either side, or when
+    the candidate run did not complete. Exit 2 (a usage error naming the manifest and its
+    status) when the baseline did not complete: its manifest is not "ok", or some of its points
+    have no summary. Exit 2 also for damaged results files, named with their field."""
     from bench.report import gate
     from bench.report.compare import Group
 

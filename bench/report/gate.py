@@ -9,7 +9,15 @@ A check fails when
   reordered events, errors) fails on any increase. Latency changes smaller than
   ``min_latency_diff_us`` never count: at that size they are timer and scheduler noise;
 - an SLO of the scenario is broken in a candidate run;
-- a point of the baseline is missing from the candidate, or a candidate point failed.
+- a point of the baseline is missing from the candidate, or a candidate point failed;
+- a gated metric is not a number (NaN or an infinity) on either side: a broken measurement is
+  never a pass;
+- the candidate run did not complete (its manifest is not "ok", or points have no summary);
+- nothing could be compared: no gated metric of any point has a value on both sides. A gate
+  that checked nothing has not passed.
+
+A baseline that did not complete is no reference at all: ``check`` refuses it as a usage error
+(``ResultsError``, exit 2) naming its manifest and status, before judging anything.
 
 Every failure names the point, the metric, the values, the change and the rule it broke. The
 result renders as text, JUnit XML (one testcase per point x metric, and per SLO) and Markdown
@@ -24,8 +32,10 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from bench.report.compare import ALPHA, Group, Row, compare_row, min_p_value
+from bench.errors import ResultsError
+from bench.report.compare import ALPHA, NOT_A_NUMBER, Group, Row, compare_row, min_p_value
 from bench.report.tables import Metric, metric
+from bench.store import MANIFEST
 from bench.units import format_latency_us, parse_duration_s
 from bench.verdict import verdict_of
 
@@ -134,9 +144,28 @@ def _values(m: Metric, row: Row) -> str:
     return text
 
 
+def _raw(values: list[float]) -> str:
+    """Values as stored, NaN and infinities included (formatting would hide them)."""
+    return ", ".join(f"{v:g}" for v in values) or "none"
+
+
 def _judge(row: Row, threshold_pct: float, grouped: bool, min_latency_diff_us: float) -> Finding:
     m = row.metric
     direction = "higher is better" if m.higher_is_better else "lower is better"
+    broken = [
+        side
+        for side, values in (("baseline", row.baseline), ("candidate", row.candidate))
+        if not all(math.isfinite(v) for v in values)
+    ]
+    if broken or row.verdict == NOT_A_NUMBER:
+        return Finding(
+            row.point,
+            m.key,
+            FAIL,
+            f"not a number in the {' and the '.join(broken)} (baseline {_raw(row.baseline)}, "
+            f"candidate {_raw(row.candidate)}): a broken measurement, never a pass",
+            row,
+        )
     if row.base_value is None:
         return Finding(row.point, m.key, PASS, "new in the candidate: nothing to compare", row)
     if row.cand_value is None:
@@ -200,7 +229,17 @@ def check(
     metrics: Iterable[str] = GATE_METRICS,
     min_latency_diff_us: float = DEFAULT_MIN_LATENCY_DIFF_US,
 ) -> GateResult:
-    """Judge ``candidate`` against ``baseline``; see the module docstring for the rules."""
+    """Judge ``candidate`` against ``baseline``; see the module docstring for the rules.
+
+    ResultsError when a baseline run did not complete: there is nothing to judge against."""
+    for run in baseline.runs:
+        why = run.incomplete()
+        if why is not None:
+            raise ResultsError(
+                f"{run.path / MANIFEST}: status: the baseline run did not complete ({why}); "
+                "a gate needs a finished baseline",
+                hint="check against a run whose manifest says ok",
+            )
     thresholds = dict(thresholds or {})
     keys = [metric(k).key for k in metrics]
     keys += [k for k in thresholds if k not in keys]
@@ -250,7 +289,28 @@ def check(
     for key in cand_keys:
         if key not in base_keys:
             notes.append(f"{key}: new in the candidate, no baseline to compare with")
+    compared = [f for f in findings if f.row is not None and f.row.base_value is not None]
+    if not compared:
+        findings.append(
+            Finding(
+                "run",
+                "comparable checks",
+                FAIL,
+                f"nothing to compare: no gated metric of any point has a value in both the "
+                f"baseline ({len(base_keys)} points) and the candidate ({len(cand_keys)} points)",
+            )
+        )
     for run in candidate.runs:
+        why = run.incomplete()
+        if why is not None:
+            findings.append(
+                Finding(
+                    run.run_id,
+                    "run",
+                    FAIL,
+                    f"the candidate run did not complete ({why}): {run.path / MANIFEST}",
+                )
+            )
         for point in run.points:
             where = point.key if len(candidate.runs) == 1 else f"{point.key} [{run.run_id}]"
             status = point.summary.get("status")
@@ -263,7 +323,17 @@ def check(
                 value = verdict.get("value_us")
                 limit = verdict.get("threshold_us")
                 text = f"{format_latency_us(value)} against {format_latency_us(limit)}"
-                if verdict.get("pass"):
+                if isinstance(value, float) and not math.isfinite(value):
+                    # Whatever the stored "pass" says, a broken measurement holds nothing.
+                    findings.append(
+                        Finding(
+                            where,
+                            f"slo {slo_key}",
+                            FAIL,
+                            f"not a number: measured {value:g} against {format_latency_us(limit)}",
+                        )
+                    )
+                elif verdict.get("pass"):
                     findings.append(Finding(where, f"slo {slo_key}", PASS, f"holds: {text}"))
                 elif verdict.get("pass") is None:
                     # Declared but unverifiable (nothing measured, or too few samples for the

@@ -22,7 +22,7 @@ import pandas as pd
 
 from bench.errors import ResultsError
 from bench.scenario import LATENCY_KINDS
-from bench.store import MANIFEST, SUMMARY, load_capacity, load_run
+from bench.store import MANIFEST, SCHEMA_VERSION, SUMMARY, RunResults, load_capacity, migrate
 from bench.units import format_count, format_latency_us, format_rate
 
 LATENCY_STATS = ("p50", "p90", "p99", "p999", "max", "mean")
@@ -224,6 +224,137 @@ class Point:
         return float((self.summary.get("workload") or {}).get("duration_s") or 0.0)
 
 
+# --------------------------------------------------------------------------- strict loading
+
+# Statuses of a run that ran to its end: "ok", and "finished" as some writers say it.
+COMPLETE_STATUSES = ("ok", "finished")
+# The sections of a summary that the reports read figures from: each must be an object.
+_SECTIONS = ("latency_us", "throughput", "errors", "audit", "slo", "workload", "params")
+# The figures of those sections that tables and metrics read as numbers. A rate or a latency
+# may be NaN or infinite (a broken measurement: compare says n/a, the gate fails on it); a count
+# is an integer when the runner writes it, so a non-finite one is a damaged file.
+_NUMBERS = {"throughput": ("sent_per_s", "acked_per_s", "received_per_s")}
+_COUNTS = {
+    "throughput": ("skipped",),
+    "errors": ("total", "failed_in_window", "scheduled_in_window"),
+    "audit": ("sent", "acked", "received", "lost", "duplicated", "reordered", "failed"),
+}
+_LATENCY_COUNTS = ("count", "negative", "clamped")
+
+
+def _show(value: Any) -> str:
+    """A value as it reads in an error line, cut short: it can be anything a file held."""
+    text = json.dumps(value) if not isinstance(value, float) else repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """A results JSON file as an object, migrated to this schema; ResultsError naming the file
+    (and the field) for anything else. A NaN or an infinity loads: it is a broken figure,
+    which compare shows as n/a and the gate fails on, not a broken file."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ResultsError(f"{path}: missing", hint="is this a results directory?") from None
+    except UnicodeDecodeError:
+        raise ResultsError(f"{path}: not a text file (not UTF-8)") from None
+    except OSError as exc:
+        raise ResultsError(f"{path}: cannot read ({exc.strerror})") from None
+    except json.JSONDecodeError as exc:
+        raise ResultsError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    except RecursionError:
+        raise ResultsError(f"{path}: not valid JSON (nested too deeply)") from None
+    if not isinstance(data, dict):
+        raise ResultsError(f"{path}: expected a JSON object")
+    version = data.get("schema_version")
+    if _is_number(version) and version < 1:
+        # No eventbench wrote it, and there is no migration from it.
+        raise ResultsError(
+            f"{path}: schema_version: {_show(version)} is not a schema eventbench writes "
+            f"(1 to {SCHEMA_VERSION})"
+        )
+    return migrate(data, path)
+
+
+def _check_number(value: Any, field_name: str, path: Path, count: bool) -> None:
+    if value is None:
+        return
+    if not _is_number(value):
+        raise ResultsError(f"{path}: {field_name}: {_show(value)} is not a number")
+    if count and not math.isfinite(value):
+        raise ResultsError(f"{path}: {field_name}: {_show(value)} is not a count")
+
+
+def check_summary(summary: dict[str, Any], path: Path) -> None:
+    """Refuse a summary whose figures are not where and what the reports read: each section
+    an object, each latency statistic and count a number (or null: not measured)."""
+    for section in _SECTIONS:
+        value = summary.get(section, {})
+        if section == "params" and value is None:
+            continue  # a point without parameters; readers take null for none
+        if not isinstance(value, dict):
+            raise ResultsError(
+                f"{path}: {section}: {_show(value)} is not an object",
+                hint="the file is damaged: rerun the point",
+            )
+    for name in ("target", "status", "dir"):
+        if name in summary and not isinstance(summary[name], str):
+            raise ResultsError(f"{path}: {name}: {_show(summary[name])} is not a string")
+    for kind, stats in (summary.get("latency_us") or {}).items():
+        if stats is None:
+            continue
+        if not isinstance(stats, dict):
+            raise ResultsError(f"{path}: latency_us.{kind}: {_show(stats)} is not an object")
+        for stat, value in stats.items():
+            _check_number(value, f"latency_us.{kind}.{stat}", path, stat in _LATENCY_COUNTS)
+    for numbers, count in ((_NUMBERS, False), (_COUNTS, True)):
+        for section, names in numbers.items():
+            values = summary.get(section) or {}
+            for name in names:
+                _check_number(values.get(name), f"{section}.{name}", path, count)
+    for key, verdict in (summary.get("slo") or {}).items():
+        if not isinstance(verdict, dict):
+            raise ResultsError(f"{path}: slo.{key}: {_show(verdict)} is not an object")
+
+
+def load_results(run_dir: Path) -> RunResults:
+    """A run's manifest and the summaries of its points, each checked (``check_summary``):
+    what every report command reads, so a damaged file is one line naming it and its field."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ResultsError(f"{run_dir}: not a directory", hint="give a results/<run-id> directory")
+    manifest_path = run_dir / MANIFEST
+    manifest = read_json(manifest_path)
+    entries = manifest.get("points", [])
+    if not isinstance(entries, list):
+        raise ResultsError(f"{manifest_path}: points: {_show(entries)} is not a list of points")
+    status = manifest.get("status")
+    if status is not None and not isinstance(status, str):
+        raise ResultsError(f"{manifest_path}: status: {_show(status)} is not a string")
+    summaries = []
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise ResultsError(f"{manifest_path}: points[{index}]: {_show(entry)} is not an object")
+        directory = entry.get("dir")
+        if not directory:
+            continue
+        if not isinstance(directory, str) or Path(directory).name != directory:
+            raise ResultsError(
+                f"{manifest_path}: points[{index}].dir: {_show(directory)} is not a point's "
+                "directory name"
+            )
+        summary_path = run_dir / directory / SUMMARY
+        if summary_path.exists():
+            summary = read_json(summary_path)
+            check_summary(summary, summary_path)
+            summaries.append(summary)
+    return RunResults(run_dir, manifest, summaries)
+
+
 @dataclass
 class Run:
     """A loaded results directory.
@@ -238,6 +369,8 @@ class Run:
     points: list[Point]
     capacity: dict[str, Any] | None = None
     probes: list[Point] = field(default_factory=list)
+    # The manifest's point directories that hold no summary: points that never ran to the end.
+    missing: list[str] = field(default_factory=list)
 
     @property
     def run_id(self) -> str:
@@ -257,6 +390,23 @@ class Run:
         env = self.manifest.get("environment")
         return env if isinstance(env, dict) else {}
 
+    @property
+    def status(self) -> str | None:
+        value = self.manifest.get("status")
+        return value if isinstance(value, str) else None
+
+    def incomplete(self) -> str | None:
+        """Why this run did not complete (its manifest's status, points without a summary), or
+        None when it did. A manifest without a status (none was ever written without one) is
+        judged by its points alone."""
+        total = len(self.missing) + len(self.probes or self.points)
+        reasons = []
+        if self.status is not None and self.status not in COMPLETE_STATUSES:
+            reasons.append(f"status {self.status!r}")
+        if self.missing:
+            reasons.append(f"{len(self.missing)} of {total} points without a summary")
+        return ", ".join(reasons) or None
+
     def point(self, key: str) -> Point | None:
         for p in self.points:
             if p.key == key:
@@ -266,7 +416,7 @@ class Run:
 
 def load(run_dir: Path) -> Run:
     """Load a run; every point with a summary, in the manifest's order."""
-    results = load_run(Path(run_dir))
+    results = load_results(Path(run_dir))
     by_dir = {
         str(p.get("dir")): p for p in results.manifest.get("points", []) if isinstance(p, dict)
     }
@@ -290,10 +440,23 @@ def load(run_dir: Path) -> Run:
                 dir=results.path / directory,
             )
         )
+    loaded = {str(s.get("dir") or "") for s in results.summaries}
+    missing = [
+        str(entry["dir"])
+        for entry in results.manifest.get("points", [])
+        if entry.get("dir") and str(entry["dir"]) not in loaded
+    ]
     capacity = load_capacity(results.path)
     if capacity is None:
-        return Run(results.path, results.manifest, points)
-    return Run(results.path, results.manifest, answer_points(capacity, points), capacity, points)
+        return Run(results.path, results.manifest, points, missing=missing)
+    return Run(
+        results.path,
+        results.manifest,
+        answer_points(capacity, points),
+        capacity,
+        points,
+        missing=missing,
+    )
 
 
 def answer_points(capacity: dict[str, Any], probes: list[Point]) -> list[Point]:

@@ -373,6 +373,98 @@ CORPUS = [
 ]
 
 
+# --------------------------------------------------------------- corrupt results (issue 14)
+# Damaged results files were internal errors (exit 70) in report, compare and check; each is a
+# one-line ResultsError naming the file and the field (exit 2).
+
+
+def _results(manifest: dict | None = None, summary: dict | None = None) -> dict[str, str | bytes]:
+    """A one-point run whose manifest and summary carry ``manifest`` and ``summary`` over
+    sound values."""
+    return {
+        "run/manifest.json": json.dumps(
+            {
+                "schema_version": 1,
+                "run_id": "r",
+                "status": "ok",
+                "points": [{"dir": "p", "target": "m"}],
+                **(manifest or {}),
+            }
+        ),
+        "run/p/summary.json": json.dumps(
+            {
+                "schema_version": 1,
+                "dir": "p",
+                "target": "m",
+                "status": "ok",
+                "workload": {"duration_s": 1},
+                "latency_us": {"e2e": {"count": 10, "p50": 100.0, "p99": 200.0}},
+                **(summary or {}),
+            }
+        ),
+    }
+
+
+CORRUPT_RESULTS = [
+    (
+        "summary schema_version 0",
+        _results(summary={"schema_version": 0}),
+        ("p/summary.json", "schema_version: 0", "not a schema eventbench writes"),
+    ),
+    (
+        "manifest schema_version -3",
+        _results(manifest={"schema_version": -3}),
+        ("manifest.json", "schema_version: -3"),
+    ),
+    ("manifest points 5", _results(manifest={"points": 5}), ("manifest.json", "points: 5")),
+    (
+        "manifest points of strings",
+        _results(manifest={"points": ["p"]}),
+        ("manifest.json", "points[0]", "not an object"),
+    ),
+    (
+        "manifest point dir outside the run",
+        _results(manifest={"points": [{"dir": "../p", "target": "m"}]}),
+        ("manifest.json", "points[0].dir"),
+    ),
+    (
+        "latency_us null",
+        _results(summary={"latency_us": None}),
+        ("p/summary.json", "latency_us: null is not an object"),
+    ),
+    (
+        "latency_us a string",
+        _results(summary={"latency_us": "fast"}),
+        ("p/summary.json", "latency_us", "not an object"),
+    ),
+    (
+        "latency_us percentiles as strings",
+        _results(summary={"latency_us": {"e2e": {"count": 10, "p99": "200us"}}}),
+        ("p/summary.json", "latency_us.e2e.p99", "not a number"),
+    ),
+    (
+        "latency_us a kind as a list",
+        _results(summary={"latency_us": {"e2e": [1, 2]}}),
+        ("p/summary.json", "latency_us.e2e", "not an object"),
+    ),
+    (
+        "audit.lost a string",
+        _results(summary={"audit": {"lost": "none"}}),
+        ("p/summary.json", "audit.lost", "not a number"),
+    ),
+]
+RESULTS_COMMANDS = {
+    "report": ["report", "{tmp}/run", "-o", "{tmp}/out"],
+    "compare": ["compare", "{tmp}/run", "{tmp}/run"],
+    "check": ["check", "{tmp}/run", "--baseline", "{tmp}/run"],
+}
+CORPUS += [
+    Case(f"{command}: {name}", files, argv, needles)
+    for name, files, needles in CORRUPT_RESULTS
+    for command, argv in RESULTS_COMMANDS.items()
+]
+
+
 def _materialise(case: Case, tmp_path: Path) -> list[str]:
     for name, content in case.files.items():
         path = tmp_path / name
