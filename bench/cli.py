@@ -43,10 +43,12 @@ if not err_console.is_terminal:
 
 def _one_line(text: str) -> str:
     """A message as one line, safe from rich markup (client libraries put newlines and
-    brackets such as "[Errno 111]" in theirs)."""
+    brackets such as "[Errno 111]" in theirs), with any credentials it quotes removed."""
     from rich.markup import escape
 
-    return escape(" ".join(str(text).split()))
+    from bench.redaction import redact_text
+
+    return escape(redact_text(" ".join(str(text).split())))
 
 
 _debug = False
@@ -177,6 +179,7 @@ def _run(
     """``bench run``'s work; ``launcher_for(point)`` replaces local worker processes."""
     from bench.engine.runner import IntervalView, PointRunner
     from bench.interrupts import Interrupts
+    from bench.redaction import redact_override
     from bench.scenario import expand, load_scenario
     from bench.store import MANIFEST, atomic_write_json, create_run_dir, environment
 
@@ -224,7 +227,7 @@ def _run(
             "run_id": run_id,
             "scenario_file": str(path),
             "scenario": scenario.model_dump(mode="json"),
-            "overrides": set_ or [],
+            "overrides": [redact_override(o) for o in set_ or []],
             "environment": env,
             "started_at": time.time(),
             "ended_at": None,
@@ -311,7 +314,7 @@ def _run(
                 html_path, _ = write_report(run_dir)
                 console.print(f"report: {html_path}")
             except BenchError as exc:  # the results stand without a report
-                err_console.print(f"[yellow]warning:[/] no report: {exc.message}")
+                err_console.print(f"[yellow]warning:[/] no report: {_one_line(exc.message)}")
         console.print(f"results: {run_dir}")
         if interrupts.requested:
             break
@@ -618,7 +621,9 @@ def main() -> None:
             sys.exit(exc.exit_code)  # type: ignore[attr-defined]
         if _debug:
             raise
-        err_console.print(f"[red]internal error:[/] {type(exc).__name__}: {exc}", soft_wrap=True)
+        err_console.print(
+            f"[red]internal error:[/] {_one_line(f'{type(exc).__name__}: {exc}')}", soft_wrap=True
+        )
         err_console.print("  hint: rerun with --debug for the traceback, and report it")
         sys.exit(70)
 

@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from bench.drivers.base import DriverConfig, load_driver
 from bench.errors import DriverNotFound, ScenarioError
+from bench.redaction import MASK, redact, redact_text, shows_input
 from bench.units import Duration, parse_duration_s
 
 # response: intended send -> acknowledged or failed (a failure counts at no less than the send
@@ -406,9 +407,15 @@ def _scenario_error(exc: ValidationError, source: str, prefix: str = "") -> Scen
         message = "is required"
     message = message.removeprefix("Value error, ")
     if "input" in first and first["type"] not in ("missing", "extra_forbidden"):
-        shown = repr(first["input"])
-        if len(shown) <= 60 and "got" not in message:
-            message = f"{message} (got {shown})"
+        rejected = first["input"]
+        if shows_input([*(prefix.split(".") if prefix else []), *loc]):
+            shown = repr(redact(rejected))
+            if len(shown) <= 60 and "got" not in message:
+                message = f"{message} (got {shown})"
+        elif isinstance(rejected, str | int | float) and str(rejected):
+            # A validator's own words may quote a secret value: never echo it.
+            message = message.replace(str(rejected), MASK)
+    message = redact_text(message)
     more = len(errors) - 1
     if more:
         message += f" (+{more} more problem{'s' if more > 1 else ''})"

@@ -21,7 +21,6 @@ import contextlib
 import json
 import os
 import platform
-import re
 import socket
 import subprocess
 import sys
@@ -35,6 +34,7 @@ from typing import Any
 
 from bench import __version__
 from bench.errors import ResultsError
+from bench.redaction import redact
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
@@ -44,23 +44,6 @@ CAPACITY = "capacity.json"
 
 # Migrations from version N-1 to N, applied in order when loading older files.
 MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
-
-_SECRET_KEYS = re.compile(r"(password|passwd|secret|token|credential|sasl_plain|api_key)", re.I)
-_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s:]+(:[^/@\s]*)?@", re.I)
-
-
-def redact(value: Any) -> Any:
-    """Remove secrets from anything headed for results: secret-named keys, URL credentials."""
-    if isinstance(value, dict):
-        return {
-            k: ("***" if _SECRET_KEYS.search(str(k)) and v not in (None, "") else redact(v))
-            for k, v in value.items()
-        }
-    if isinstance(value, list | tuple):
-        return [redact(v) for v in value]
-    if isinstance(value, str):
-        return _URL_CREDENTIALS.sub(lambda m: m.group("scheme") + "***@", value)
-    return value
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -255,7 +238,9 @@ def load_run(run_dir: Path) -> RunResults:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ResultsError(f"{run_dir}: not a directory", hint="give a results/<run-id> directory")
-    manifest = _load_json(run_dir / MANIFEST)
+    # Files written before redaction covered every form still hold secrets: every reader
+    # (report, show, compare) gets them redacted all the same.
+    manifest = redact(_load_json(run_dir / MANIFEST))
     summaries = []
     for point in manifest.get("points", []):
         directory = point.get("dir")
@@ -263,5 +248,5 @@ def load_run(run_dir: Path) -> RunResults:
             continue
         summary_path = run_dir / directory / SUMMARY
         if summary_path.exists():
-            summaries.append(_load_json(summary_path))
+            summaries.append(redact(_load_json(summary_path)))
     return RunResults(run_dir, manifest, summaries)

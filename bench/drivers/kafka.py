@@ -59,6 +59,7 @@ from bench.drivers.base import (
     message_headers,
 )
 from bench.errors import DriverError
+from bench.redaction import redact_text
 from bench.units import Duration, format_duration
 
 log = logging.getLogger(__name__)
@@ -92,7 +93,8 @@ class KafkaConfig(DriverConfig):
 
     driver: Literal["kafka"] = "kafka"
     bootstrap_servers: str = Field(
-        default_factory=lambda: os.environ.get("BENCH_KAFKA_BOOTSTRAP", DEFAULT_BOOTSTRAP)
+        default_factory=lambda: os.environ.get("BENCH_KAFKA_BOOTSTRAP", DEFAULT_BOOTSTRAP),
+        validate_default=True,
     )
     client_id: str = "eventbench"
     # Kafka's own producer default since 3.0; on one broker it costs nothing over acks=1.
@@ -126,6 +128,18 @@ class KafkaConfig(DriverConfig):
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
     ssl_cafile: str | None = None
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _no_credentials(cls, value: str) -> str:
+        # aiokafka cannot log in with "user:secret@host:port"; it would only carry the secret
+        # into error lines and results. The message names the problem, never the value.
+        if "@" in value:
+            raise ValueError(
+                "holds credentials (a user before an @): Kafka takes them as sasl_username "
+                "and sasl_password, with security_protocol = 'SASL_PLAINTEXT' or 'SASL_SSL'"
+            )
+        return value
 
     @field_validator("compression")
     @classmethod
@@ -322,7 +336,7 @@ def _reason(exc: BaseException) -> str:
         return os.strerror(exc.errno).lower()
     if isinstance(exc, TimeoutError | asyncio.TimeoutError):
         return "no answer"
-    text = str(exc).strip()
+    text = redact_text(str(exc).strip())
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
@@ -702,7 +716,7 @@ class KafkaDriver:
         }
 
     def _where(self) -> str:
-        return f"kafka at {self.config.bootstrap_servers}"
+        return f"kafka at {redact_text(self.config.bootstrap_servers)}"
 
     # ----------------------------------------------------------------- lifecycle
 

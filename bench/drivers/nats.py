@@ -77,6 +77,7 @@ from bench.drivers.base import (
     partition_of,
 )
 from bench.errors import DriverError
+from bench.redaction import redact_text
 from bench.units import Duration
 
 DEFAULT_SERVERS = "nats://127.0.0.1:4222"
@@ -469,7 +470,7 @@ class NatsDriver:
         for secret in (self.config.password, self.config.token):
             if secret is not None:
                 text = text.replace(secret.get_secret_value(), "***")
-        return text.splitlines()[0]
+        return redact_text(text.splitlines()[0])
 
     def note_inflight(self, inflight: int) -> None:
         if inflight > self.inflight_peak:

@@ -66,6 +66,7 @@ from pydantic import ConfigDict, Field, SecretStr, field_validator
 
 from bench.drivers.base import AppendResult, DriverConfig, DriverContext, StoredEvent
 from bench.errors import DriverError
+from bench.redaction import redact_text, secret_values
 from bench.units import Duration
 
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -153,6 +154,8 @@ class RetryableStoreError(StoreError):
 
 def public_dsn(dsn: str) -> str:
     """The DSN without user information and password parameters."""
+    if "://" not in dsn:  # libpq's key=value form: "host=... password=..."
+        return redact_text(dsn)
     parts = urlsplit(dsn)
     netloc = parts.netloc.rpartition("@")[2]
     query = urlencode(
@@ -175,14 +178,15 @@ def dsn_address(dsn: str) -> str:
 
 def _secrets_of(dsn: str) -> list[str]:
     parts = urlsplit(dsn)
-    found = []
+    found = secret_values(dsn)
     try:
         if parts.password:
             found += [parts.password, unquote(parts.password)]
     except ValueError:
         pass
     found += [v for k, v in parse_qsl(parts.query) if k in ("password", "sslpassword") and v]
-    return [s for s in found if s]
+    # Longest first, so a secret that contains another is replaced whole.
+    return sorted({s for s in found if s}, key=len, reverse=True)
 
 
 def schema_for(namespace: str) -> str:
@@ -666,7 +670,7 @@ class PostgresDriver:
     def scrub(self, text: str) -> str:
         for secret in self._secrets:
             text = text.replace(secret, "***")
-        return text
+        return redact_text(text)
 
     def _require_pool(self) -> _Connections:
         if self._pool is None:

@@ -76,6 +76,7 @@ from bench.drivers.base import (
     partition_of,
 )
 from bench.errors import DriverError
+from bench.redaction import redact_text
 from bench.units import Duration
 
 DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672/"
@@ -179,7 +180,7 @@ class _Scrubber:
     def __call__(self, text: str) -> str:
         for secret in self._secrets:
             text = text.replace(secret, "***")
-        return text
+        return redact_text(text)
 
 
 class RabbitMQProducer:
