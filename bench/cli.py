@@ -484,9 +484,9 @@ def show(
     run_dir: Annotated[Path, typer.Argument(help="A results/<run-id> directory.")],
 ) -> None:
     """Print the summary table of a finished (or interrupted) run again."""
-    from bench.store import load_run
+    from bench.report.tables import load_results
 
-    results = load_run(run_dir)
+    results = load_results(run_dir)
     manifest = results.manifest
     name = manifest.get("scenario", {}).get("scenario", {}).get("name", "?")
     _print_summaries(

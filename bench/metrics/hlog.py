@@ -85,6 +85,8 @@ def read_all(path: Path) -> Iterator[Interval]:
     skipped."""
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise ResultsError(f"{path}: not a text file (not UTF-8)") from None
     except OSError as exc:
         raise ResultsError(f"{path}: cannot read ({exc.strerror})") from exc
     for number, line in enumerate(lines, start=1):

@@ -21,6 +21,7 @@ from typing import Any
 import pandas as pd
 
 from bench.errors import ResultsError
+from bench.redaction import redact
 from bench.scenario import LATENCY_KINDS
 from bench.store import MANIFEST, SCHEMA_VERSION, SUMMARY, RunResults, load_capacity, migrate
 from bench.units import format_count, format_latency_us, format_rate
@@ -277,7 +278,8 @@ def read_json(path: Path) -> dict[str, Any]:
             f"{path}: schema_version: {_show(version)} is not a schema eventbench writes "
             f"(1 to {SCHEMA_VERSION})"
         )
-    return migrate(data, path)
+    # Results written before redaction covered everything are redacted on reading too.
+    return redact(migrate(data, path))
 
 
 def _check_number(value: Any, field_name: str, path: Path, count: bool) -> None:

@@ -18,15 +18,8 @@ import pytest
 from tests.cli_support import run_bench_captured
 from tests.e2e.test_bad_input import CORRUPT_RESULTS, Case, _materialise, _results
 
-NEEDS_SHOW = pytest.mark.xfail(
-    strict=True, reason="bench/cli.py show must load with bench.report.tables.load_results"
-)
-NEEDS_HLOG = pytest.mark.xfail(
-    strict=True, reason="bench/metrics/hlog.py read_all must refuse a non-UTF-8 file as one line"
-)
-
 CASES = [
-    pytest.param(Case(f"show: {name}", files, ["show", "{tmp}/run"], needles), marks=NEEDS_SHOW)
+    pytest.param(Case(f"show: {name}", files, ["show", "{tmp}/run"], needles))
     for name, files, needles in CORRUPT_RESULTS
 ] + [
     pytest.param(
@@ -36,7 +29,6 @@ CASES = [
             ["report", "{tmp}/run", "-o", "{tmp}/out"],
             ("p/e2e.hlog", "not a text file"),
         ),
-        marks=NEEDS_HLOG,
     )
 ]
 

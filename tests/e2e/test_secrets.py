@@ -241,11 +241,6 @@ def test_kafka_credentials_in_bootstrap_servers_are_refused_without_echo(tmp_pat
         assert_nowhere(result, out)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bench/report/tables.py read_json must return redact(...) (bench.redaction) so that "
-    "results written before redaction covered --set overrides are redacted when reported",
-)
 def test_a_report_of_results_written_before_the_fix_shows_no_secret(tmp_path):
     path = tmp_path / "s.toml"
     path.write_text(
