@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import math
 import os
 import re
 import tomllib
@@ -83,8 +84,8 @@ class PayloadDistribution(_Model):
     distribution: Literal["uniform", "lognormal"] = "uniform"
     min: int = Field(default=64, ge=0)
     max: int = Field(default=4096, ge=1)
-    mean: float | None = Field(default=None, gt=0)
-    sigma: float = Field(default=0.5, gt=0)
+    mean: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    sigma: float = Field(default=0.5, gt=0, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _bounds(self) -> PayloadDistribution:
@@ -154,8 +155,9 @@ class Workload(_Model):
             raise ValueError(f'{value!r} is not a rate: give events per second, or "max"')
         if isinstance(value, bool):
             raise ValueError('give events per second, or "max"')
-        if isinstance(value, int | float) and value <= 0:
-            raise ValueError(f"must be more than 0 events/s (got {value})")
+        if isinstance(value, int | float) and not (0 < value < math.inf):
+            # Written "not (0 < value < inf)" so that NaN is refused too.
+            raise ValueError(f"must be more than 0 events/s, a finite number (got {value})")
         return value
 
     @field_validator("payload_bytes")
@@ -186,8 +188,10 @@ class Workload(_Model):
         if not value:
             raise ValueError("give at least one event type with a weight")
         for name, weight in value.items():
-            if not name or weight <= 0:
-                raise ValueError(f"the weight of {name!r} must be more than 0 (got {weight})")
+            if not name or not (0 < weight < math.inf):
+                raise ValueError(
+                    f"the weight of {name!r} must be more than 0, a finite number (got {weight})"
+                )
         return value
 
     @property

@@ -184,3 +184,20 @@ def test_a_missing_credential_source_names_the_field(reference, words, monkeypat
     with pytest.raises(ScenarioError) as caught:
         validate_target("n", {"driver": "nats", "user": "u", "password": reference}, "s.toml")
     assert caught.value.field == "targets.n.password" and words in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "field"),
+    [
+        (("workload", "rate"), float("nan"), "workload.rate"),
+        (("workload", "rate"), float("inf"), "workload.rate"),
+        (("workload", "event_types"), {"OrderPlaced": float("nan")}, "workload.event_types"),
+        (("workload", "event_types"), {"OrderPlaced": float("inf")}, "workload.event_types"),
+    ],
+)
+def test_a_rate_or_weight_that_is_not_a_finite_number_is_our_own_error(path, value, field):
+    raw = {"scenario": {"name": "x"}, "targets": {"m": {"driver": "memory"}}, "workload": {}}
+    raw[path[0]][path[1]] = value
+    with pytest.raises(ScenarioError) as error:
+        scenario_from_dict(raw, "x.toml")
+    assert error.value.field == field
