@@ -155,6 +155,7 @@ class PointRunner:
         self.fault_handle: Any = None  # infra.ServiceFaults of the target's service
         self.injector: FaultInjector | None = None
         self.loss: dict[str, Any] | None = None  # the lost messages sorted (engine/reread.py)
+        self.lost: dict[int, np.ndarray] = {}  # producer -> lost seqs, for the re-read
 
     # ------------------------------------------------------------------ topology and workers
     def _topology(self) -> Topology:
@@ -242,7 +243,7 @@ class PointRunner:
                 return await asyncio.wait_for(driver.describe(), timeout + 5)
             if action == "classify":
                 self.loss = await reread.classify_losses(
-                    driver, topology, self._lost_ids(), REREAD_BUDGET_S
+                    driver, topology, self.lost, REREAD_BUDGET_S
                 )
                 return None
             if action == "verify":
@@ -308,18 +309,16 @@ class PointRunner:
         atomic_write_json(self.dir / SUMMARY, summary)
         return summary
 
-    def _lost_ids(self) -> dict[int, np.ndarray]:
-        finals = [s.final for s in self.states if s.final is not None]
-        return audit_mod.lost_ids(
-            [p for f in finals for p in f["producers"]], [f["consumers"] for f in finals]
-        )
-
     def _classify_losses(self, topology: Topology) -> None:
         """Sort a shared stream target's lost messages by re-reading its topic (only when
         something was lost: the re-read connects once more)."""
         if self.workload.kind != "stream" or not self.workload.consumers:
             return
-        total = sum(int(seqs.size) for seqs in self._lost_ids().values())
+        finals = [s.final for s in self.states if s.final is not None]
+        self.lost = audit_mod.lost_ids(
+            [p for f in finals for p in f["producers"]], [f["consumers"] for f in finals]
+        )
+        total = sum(int(seqs.size) for seqs in self.lost.values())
         if not total:
             return
         try:
