@@ -18,8 +18,10 @@ import contextlib
 import csv
 import dataclasses
 import multiprocessing as mp
+import os
 import re
 import secrets
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -76,6 +78,8 @@ TIMESERIES_COLUMNS = (
 READY_TIMEOUT_S = 60.0
 REREAD_BUDGET_S = 60.0  # how long sorting the lost messages may re-read a shared target
 FINAL_TIMEOUT_S = 30.0
+REAP_TIMEOUT_S = 10.0  # a worker that reported its results: time to close its clients
+UNFINISHED_REAP_TIMEOUT_S = 1.5  # a worker stopped before it reported: time to leave
 # Harness health thresholds for the client_bound verdict.
 CPU_SATURATED_PCT = 90.0
 # Sustained lateness (p90), not the p99: every interval flush blocks the loop for a few ms by
@@ -396,10 +400,16 @@ class PointRunner:
     def _spawn(self, specs: list[WorkerSpec]) -> list[WorkerState]:
         ctx = mp.get_context("spawn")
         states = []
+        # The kernel's parent-death signal follows the spawning thread, not the process: ask for
+        # it only when that thread is the main one, which lives as long as the coordinator.
+        main = threading.current_thread() is threading.main_thread()
+        coordinator_pid = os.getpid() if main else 0
         for spec in specs:
             parent, child = ctx.Pipe(duplex=True)
             process = ctx.Process(
-                target=worker_main, args=(spec, child), name=f"bench-worker-{spec.index}"
+                target=worker_main,
+                args=(spec, child, coordinator_pid),
+                name=f"bench-worker-{spec.index}",
             )
             process.daemon = True
             process.start()
@@ -536,10 +546,25 @@ class PointRunner:
         self._emit_ready_intervals(states, flush_all=True)
 
     def _reap(self, states: list[WorkerState]) -> None:
+        """Let the workers exit, and end those that do not in time.
+
+        A worker that reported its results is closing its clients: it gets ``REAP_TIMEOUT_S``.
+        One that did not (an interrupt or an error came first, perhaps before the start) is told
+        to stop and finish, and gets ``UNFINISHED_REAP_TIMEOUT_S``: nothing it holds is wanted.
+        """
+        unfinished = [s for s in states if s.final is None]
+        self._broadcast(unfinished, "stop")
+        self._broadcast(unfinished, "finish")
+        now = time.monotonic()
         for state in states:
-            state.process.join(timeout=10)
+            budget = REAP_TIMEOUT_S if state.final is not None else UNFINISHED_REAP_TIMEOUT_S
+            state.process.join(timeout=max(0.0, now + budget - time.monotonic()))
+        for state in states:
             if state.process.is_alive():
                 state.process.terminate()
+                state.process.join(timeout=5)
+            if state.process.is_alive():
+                state.process.kill()
                 state.process.join(timeout=5)
             with contextlib.suppress(Exception):
                 state.conn.close()

@@ -25,10 +25,12 @@ import gc
 import logging
 import os
 import signal
+import threading
 import time
 import traceback
 from array import array
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
@@ -66,6 +68,9 @@ TIMELINE_BUCKET_NS = 10_000_000  # the fault timeline's resolution: acks and del
 FAILURES_KEPT = 1_000_000  # failed-send timestamps kept for the fault figures
 LOOP_PROBE_NS = 10_000_000  # how often the loop-lag probe wakes
 REREAD_BUDGET_S = 30.0  # how long sorting the lost messages may re-read the target
+ORPHAN_GRACE_S = 0.5  # how long a worker whose coordinator died may take to close its clients
+EXIT_ORPHANED = 3  # a worker's exit code when its coordinator died
+PR_SET_PDEATHSIG = 1  # prctl(2): the signal the kernel sends when the parent dies
 YIELD_EVERY = 32  # sends between forced yields, so a never-blocking target cannot starve consumers
 
 
@@ -165,10 +170,17 @@ class SendTurns:
         self._woken = k
 
 
-def worker_main(spec: WorkerSpec, conn: Connection) -> None:
-    """Process entry point (spawned)."""
+def worker_main(spec: WorkerSpec, conn: Connection, coordinator_pid: int = 0) -> None:
+    """Process entry point (spawned).
+
+    ``coordinator_pid`` is given when the coordinator spawned this worker from its main thread:
+    the kernel then kills the worker the moment the coordinator dies, whatever the worker's loop
+    is doing. The closing control pipe says the same thing through the loop, a little later.
+    """
     # The coordinator owns Ctrl-C: it tells workers to stop, so their files stay consistent.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if coordinator_pid:
+        _die_with(coordinator_pid)
     if spec.log_path:
         logging.basicConfig(
             filename=spec.log_path,
@@ -182,7 +194,7 @@ def worker_main(spec: WorkerSpec, conn: Connection) -> None:
     except ImportError:
         pass
     try:
-        asyncio.run(Worker(spec, conn).run())
+        asyncio.run(Worker(spec, conn, on_orphaned=_exit_soon).run())
     except Exception as exc:  # last resort: the coordinator must hear about it, never hang
         with contextlib.suppress(Exception):
             conn.send(("error", spec.index, f"worker crashed: {exc!r}", traceback.format_exc()))
@@ -190,10 +202,33 @@ def worker_main(spec: WorkerSpec, conn: Connection) -> None:
         conn.close()
 
 
+def _die_with(coordinator_pid: int) -> None:
+    """Ask Linux to SIGKILL this process when the coordinator dies (PR_SET_PDEATHSIG)."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != coordinator_pid:  # it died before the request took effect
+        os._exit(EXIT_ORPHANED)
+
+
+def _exit_soon() -> None:
+    """The coordinator is gone and nobody will read the results: give the loop a moment to stop
+    the load and close the clients, then leave whatever it is doing."""
+    timer = threading.Timer(ORPHAN_GRACE_S, os._exit, (EXIT_ORPHANED,))
+    timer.daemon = True
+    timer.start()
+
+
 class Worker:
-    def __init__(self, spec: WorkerSpec, conn: Connection) -> None:
+    def __init__(
+        self, spec: WorkerSpec, conn: Connection, on_orphaned: Callable[[], None] | None = None
+    ) -> None:
         self.spec = spec
         self.conn = conn
+        self.on_orphaned = on_orphaned
+        self.orphaned = False
         self.totals = _Totals()
         self.recorders = {kind: LatencyRecorder(kind) for kind in KINDS}
         self.loop_lag = LatencyRecorder("loop_lag")
@@ -244,17 +279,35 @@ class Worker:
             times.append(time.monotonic_ns())
 
     def _send(self, *message: Any) -> None:
-        self.conn.send(message)
+        if self.orphaned:
+            return
+        try:
+            self.conn.send(message)
+        except (BrokenPipeError, ConnectionResetError):
+            self._orphan()
 
     def _on_control(self) -> None:
         try:
             message = self.conn.recv()
         except (EOFError, OSError):
-            message = ("finish",)  # the coordinator is gone: wind down
-            asyncio.get_running_loop().remove_reader(self.conn.fileno())
+            self._orphan()
+            return
         if message[0] == "stop":
             self.stopping = True
         self._control.put_nowait(message)
+
+    def _orphan(self) -> None:
+        """The coordinator is gone: stop the load at once and wind down, reporting nothing."""
+        if self.orphaned:
+            return
+        self.orphaned = True
+        self.stopping = True
+        with contextlib.suppress(Exception):
+            asyncio.get_running_loop().remove_reader(self.conn.fileno())
+        self._control.put_nowait(("stop",))
+        self._control.put_nowait(("finish",))
+        if self.on_orphaned is not None:
+            self.on_orphaned()
 
     async def _wait_control(self, *kinds: str) -> tuple[Any, ...]:
         while True:
