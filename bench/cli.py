@@ -553,6 +553,9 @@ def _service_names(service: str) -> list[str]:
 def _print_statuses(statuses: list[Any]) -> None:
     from rich.table import Table
 
+    for st in statuses:
+        if st.resumed:
+            console.print(st.resumed, markup=False, highlight=False)
     table = Table(header_style="bold")
     for column in ("service", "state", "endpoint", "product", "version", "detail"):
         table.add_column(column)

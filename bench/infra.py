@@ -19,6 +19,9 @@ one state directory (``BENCH_STATE_DIR``, default ``.bench``), one subdirectory 
 holding its record, pid file, log and data; ``down`` stops the service and removes that
 subdirectory. Health checks speak each protocol (Kafka ApiVersions, the NATS ``INFO``
 banner, the AMQP ``Connection.Start``, a PostgreSQL login), and every wait is bounded.
+A server eventbench started that was left SIGSTOPped (a pause fault whose coordinator was
+killed) is resumed by ``status`` and ``up``, which say so; ``down`` continues it before
+stopping it, as a stopped process holds a SIGTERM until then.
 
 Environment variables (read at call time):
 
@@ -92,8 +95,10 @@ _COMMAND_TIMEOUT_S = 60.0
 # Installing a broker downloads and configures packages; that is not part of the caller's
 # "become healthy" budget, but it is bounded all the same.
 _APT_TIMEOUT_S = 900.0
+_RESUME_TIMEOUT_S = 10.0  # how long a resumed server may take to answer again
 _RECORD = "service.json"
 _PID_FILE = "server.pid"
+_PAUSED = "paused.json"  # written by ServiceFaults.pause: which process paused the server
 
 
 @dataclass(frozen=True)
@@ -107,6 +112,9 @@ class ServiceStatus:
     product: str
     version: str | None
     detail: str
+    # One line when this call had to SIGCONT a process eventbench started (e.g. left stopped
+    # by a pause fault whose coordinator was killed); None otherwise.
+    resumed: str | None = None
 
 
 @dataclass(frozen=True)
@@ -144,14 +152,25 @@ def connection_url(name: str) -> str:
 
 
 def status(name: str, state_dir: Path | None = None) -> ServiceStatus:
-    """Check one service with a real protocol exchange; never starts or stops anything."""
+    """Check one service with a real protocol exchange; never starts or stops anything.
+
+    One exception: a process eventbench started that is SIGSTOPped, and not by a pause
+    fault that is still running, is resumed first (``resumed`` says so).
+    """
     _check_name(name)
     directory = _service_dir(state_dir, name)
     address = _address(name)
     record = _load_record(directory)
-    probe = _probe(name, address)
     managed = record is not None and _record_alive(record)
-    if probe.running and managed:
+    resumed, paused_by = None, None
+    if managed and record is not None:
+        resumed, paused_by = _resume_stopped(name, directory, record, address)
+    probe = _probe(name, address)
+    if resumed is not None and not probe.running:
+        probe = _wait_answering(name, address, time.monotonic() + _RESUME_TIMEOUT_S)
+    if paused_by is not None and not probe.running:
+        detail = f"paused (SIGSTOP) by a running pause fault, pid {paused_by}"
+    elif probe.running and managed:
         detail = f"running, started by eventbench ({_how(record)})"
     elif probe.running:
         detail = "reused (already running)"
@@ -169,6 +188,7 @@ def status(name: str, state_dir: Path | None = None) -> ServiceStatus:
         product=probe.product or _PRODUCTS[name],
         version=probe.version,
         detail=detail,
+        resumed=resumed,
     )
 
 
@@ -185,6 +205,13 @@ def up(name: str, state_dir: Path | None = None, timeout_s: float = 60.0) -> Ser
         current = status(name, state_dir)
         if current.running:
             return current
+        pauser = _live_pauser(directory)
+        if pauser is not None:
+            raise InfraError(
+                f"{name} does not answer at {current.endpoint}: a pause fault of pid {pauser}, "
+                "still running, holds it stopped",
+                hint="wait for that run to finish (or stop it), then retry",
+            )
         record = _load_record(directory)
         if record is not None and record.pid is not None and _record_alive(record):
             raise InfraError(
@@ -234,6 +261,10 @@ def down(name: str, state_dir: Path | None = None) -> ServiceStatus:
             if current.running:
                 return replace(current, detail="left running (not started by eventbench)")
             return current
+        # A stopped process would hold a SIGTERM (or a stop command) until SIGKILL.
+        for proc in _stopped(_service_processes(record, _address(name))):
+            with contextlib.suppress(psutil.Error):
+                proc.resume()
         if record.pid is not None:
             _terminate(record)
         elif status(name, state_dir).running:
@@ -296,25 +327,10 @@ class ServiceFaults:
 
     def processes(self) -> list[psutil.Process]:
         """The server process and everything it forked (backends, port helpers)."""
-        record = _load_record(self.directory)
-        if record is not None and record.pid is not None and _record_alive(record):
-            root = psutil.Process(record.pid)
-        else:
-            root = self._listener()
-        with contextlib.suppress(psutil.Error):
-            return [root, *root.children(recursive=True)]
-        return [root]
-
-    def _listener(self) -> psutil.Process:
-        for conn in psutil.net_connections(kind="tcp"):
-            if (
-                conn.status == psutil.CONN_LISTEN
-                and conn.laddr
-                and conn.laddr.port == self.address.port
-                and conn.pid
-            ):
-                return psutil.Process(conn.pid)
-        raise InfraError(f"{self.name}: no process listens on port {self.address.port}")
+        procs = _service_processes(_load_record(self.directory), self.address)
+        if not procs:
+            raise InfraError(f"{self.name}: no process listens on port {self.address.port}")
+        return procs
 
     def kill(self) -> str:
         """SIGKILL the server and its children; return once they are gone."""
@@ -358,6 +374,12 @@ class ServiceFaults:
     def pause(self) -> str:
         """SIGSTOP the server and its children (connections stay open, nothing answers)."""
         self._paused = self.processes()
+        # Tells bench status / bench up that this pause is deliberate while this process
+        # lives, and that it was left behind once this process is gone.
+        _write_json(
+            self.directory / _PAUSED,
+            {"pid": os.getpid(), "create_time": psutil.Process().create_time()},
+        )
         for proc in self._paused:
             with contextlib.suppress(psutil.Error):
                 proc.suspend()
@@ -369,6 +391,7 @@ class ServiceFaults:
         for proc in paused:
             with contextlib.suppress(psutil.Error):
                 proc.resume()
+        (self.directory / _PAUSED).unlink(missing_ok=True)
         return f"SIGCONT pid {paused[0].pid}" if paused else "nothing paused"
 
     def answering(self) -> bool:
@@ -583,19 +606,22 @@ def _load_record(directory: Path) -> _Record | None:
 
 
 def _save_record(directory: Path, record: _Record) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    tmp = directory / f".{_RECORD}.tmp"
-    tmp.write_text(
-        json.dumps(
-            {
-                "pid": record.pid,
-                "create_time": record.create_time,
-                "stop": list(record.stop),
-                "how": record.how,
-            }
-        )
+    _write_json(
+        directory / _RECORD,
+        {
+            "pid": record.pid,
+            "create_time": record.create_time,
+            "stop": list(record.stop),
+            "how": record.how,
+        },
     )
-    os.replace(tmp, directory / _RECORD)
+
+
+def _write_json(path: Path, value: dict[str, object]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(value))
+    os.replace(tmp, path)
 
 
 def _record_alive(record: _Record) -> bool:
@@ -727,11 +753,105 @@ def _terminate(record: _Record) -> None:
     for sig, wait_s in ((signal.SIGTERM, _STOP_TIMEOUT_S), (signal.SIGKILL, 5.0)):
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(record.pid, sig)
+            # A stopped process keeps a SIGTERM pending until it is continued.
+            os.killpg(record.pid, signal.SIGCONT)
         with contextlib.suppress(psutil.Error):
             psutil.Process(record.pid).wait(timeout=wait_s)
         if not _record_alive(record):
             return
     raise InfraError(f"pid {record.pid} did not exit after SIGKILL")
+
+
+def _service_processes(record: _Record | None, address: _Address) -> list[psutil.Process]:
+    """The server eventbench started and everything it forked; [] when none is found.
+
+    A process eventbench spawned is found by its recorded pid; a system service it started
+    by command (``record.pid`` is None) by the process listening on its port.
+    """
+    if record is None:
+        return []
+    try:
+        if record.pid is not None:
+            if not _record_alive(record):
+                return []
+            root = psutil.Process(record.pid)
+        else:
+            root = _listener(address.port)
+            if root is None:
+                return []
+    except psutil.Error:
+        return []
+    with contextlib.suppress(psutil.Error):
+        return [root, *root.children(recursive=True)]
+    return [root]
+
+
+def _listener(port: int) -> psutil.Process | None:
+    with contextlib.suppress(psutil.Error, OSError):
+        for conn in psutil.net_connections(kind="tcp"):
+            listens = conn.status == psutil.CONN_LISTEN and conn.laddr and conn.pid
+            if listens and conn.laddr.port == port:
+                return psutil.Process(conn.pid)
+    return None
+
+
+def _stopped(procs: list[psutil.Process]) -> list[psutil.Process]:
+    """Those of ``procs`` in state T (stopped by a signal)."""
+    found = []
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            if proc.status() == psutil.STATUS_STOPPED:
+                found.append(proc)
+    return found
+
+
+def _live_pauser(directory: Path) -> int | None:
+    """The pid of the process whose pause fault stopped the server, if it still runs."""
+    try:
+        raw = json.loads((directory / _PAUSED).read_text())
+        process = psutil.Process(int(raw["pid"]))
+        if abs(process.create_time() - float(raw["create_time"])) < 1 and (
+            process.status() not in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
+        ):
+            return process.pid
+    except (OSError, ValueError, KeyError, TypeError, psutil.Error):
+        pass
+    return None
+
+
+def _resume_stopped(
+    name: str, directory: Path, record: _Record, address: _Address
+) -> tuple[str | None, int | None]:
+    """SIGCONT a stopped server eventbench started, unless a running pause fault holds it.
+
+    Returns (the line saying what was resumed, or None; the pid of the live pauser, or None).
+    """
+    pauser = _live_pauser(directory)
+    if pauser is not None:
+        return None, pauser
+    stopped = _stopped(_service_processes(record, address))
+    if not stopped:
+        (directory / _PAUSED).unlink(missing_ok=True)  # its pauser is gone: a stale note
+        return None, None
+    left_by = (
+        "left by an interrupted pause fault"
+        if (directory / _PAUSED).exists()
+        else "not by a running pause fault"
+    )
+    for proc in stopped:
+        with contextlib.suppress(psutil.Error):
+            proc.resume()
+    (directory / _PAUSED).unlink(missing_ok=True)
+    more = f" and {len(stopped) - 1} more" if len(stopped) > 1 else ""
+    return f"{name}: was stopped (SIGSTOP, {left_by}; pid {stopped[0].pid}{more}); resumed", None
+
+
+def _wait_answering(name: str, address: _Address, deadline: float) -> _Probe:
+    while True:
+        probe = _probe(name, address)
+        if probe.running or time.monotonic() >= deadline:
+            return probe
+        time.sleep(_POLL_INTERVAL_S)
 
 
 def _wait_started(
