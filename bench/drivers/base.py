@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import importlib
 import zlib
-from collections.abc import AsyncGenerator, Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
@@ -313,6 +313,152 @@ class StoreDriver(Protocol):
     async def describe(self) -> dict[str, Any]: ...
 
     async def close(self) -> None: ...
+
+
+# --------------------------------------------------------------------------- optional capabilities
+#
+# Beyond the protocols above, a driver may offer the capabilities below. It declares one by
+# implementing its methods; the engine asks for it by type (``isinstance(driver, Snapshots)``),
+# never by probing for a method name. The rule when one is missing:
+#
+# * a workload option that uses a capability (``snapshots``, ``projector``,
+#   ``redeliver_fraction``) applies where the driver has it. The store summary lists the
+#   driver's capabilities (``store.capabilities``), and the counts of what the option did
+#   (``snapshots_written``, ``projected``, ``redelivered``) read 0 where it could not apply;
+# * faults on an in-process target that cannot act them out read as failed (the verdict is
+#   inconclusive), never as done;
+# * a check the harness makes with a capability (every acknowledged append stored once, the
+#   server's own counters, sorting lost messages) is reported as *not made*, with the reason, in
+#   the summary when the driver lacks it. It is never skipped in silence, and never counted as
+#   passed.
+
+
+@runtime_checkable
+class SharedStore(Protocol):
+    """A store that lives outside the workers: the coordinator prepares one namespace per run
+    point (``prepare_store(namespace)``), each worker attaches to it, the coordinator drops it."""
+
+    async def attach_store(self, namespace: str) -> None: ...
+
+    async def drop_store(self) -> None: ...
+
+
+@runtime_checkable
+class ServerCounters(Protocol):
+    """The server's own cumulative counters (commits, rollbacks, …): the engine reads them
+    before and after a run point and reports the difference."""
+
+    async def server_counters(self) -> dict[str, int]: ...
+
+
+@runtime_checkable
+class Snapshots(Protocol):
+    """Snapshots of an aggregate's folded state, to shorten loads of long streams."""
+
+    def snapshot_every(self) -> int:
+        """Take a snapshot each time a stream grows by this many events (0: never)."""
+        ...
+
+    async def load_with_snapshot(
+        self, aggregate_id: str
+    ) -> tuple[dict[str, Any] | None, int, list[StoredEvent]]:
+        """(snapshot or None, the snapshot's version, the events after it)."""
+        ...
+
+    async def save_snapshot(
+        self, aggregate_id: str, version: int, state: dict[str, Any]
+    ) -> None: ...
+
+
+@runtime_checkable
+class Projector(Protocol):
+    """A read model the store projects into, tailing the committed events."""
+
+    async def project(self) -> int:
+        """One pass over what was committed since the last: the number of events projected."""
+        ...
+
+    def take_projection_lags(self) -> list[int]:
+        """Commit-to-projection lags (ns) measured since the last call."""
+        ...
+
+
+@runtime_checkable
+class IdempotentConsumer(Protocol):
+    """A consumer that handles each event id exactly once (a processed-events table)."""
+
+    async def consume_idempotently(
+        self, consumer: str, event_ids: Sequence[str]
+    ) -> tuple[int, int]:
+        """(events processed, duplicates skipped)."""
+        ...
+
+
+@runtime_checkable
+class StoreLedgerCheck(Protocol):
+    """Checks the engine's ledger in the store itself (the fast way, for large stores)."""
+
+    async def check_ledger(
+        self, acknowledged: Iterable[str], conflicted: Iterable[str]
+    ) -> list[str]: ...
+
+
+@runtime_checkable
+class StoredEventIds(Protocol):
+    """Lists every stored event id: the engine checks its ledger against them."""
+
+    async def stored_event_ids(self) -> set[str]: ...
+
+
+@runtime_checkable
+class InProcessFaults(Protocol):
+    """An in-process target that acts out faults itself (a broker outside the workers is
+    faulted by ``bench/faults`` through the service bench started)."""
+
+    def arm_faults(self) -> None:
+        """Faults are scheduled: track what a fault needs (publishes in flight) from now on."""
+        ...
+
+    async def inject_fault(self, action: str, down_for_s: float) -> str:
+        """Act out one fault now; return when the target is back, saying what was done."""
+        ...
+
+
+@runtime_checkable
+class ErrorKinds(Protocol):
+    """Names an error the way the target does (a database's SQLSTATE), for the error counts."""
+
+    def error_kind(self, exc: BaseException) -> str:
+        """e.g. ``UniqueViolationError:23505``; the exception's class name at least."""
+        ...
+
+
+STORE_CAPABILITIES: tuple[type, ...] = (
+    SharedStore,
+    ServerCounters,
+    Snapshots,
+    Projector,
+    IdempotentConsumer,
+    StoreLedgerCheck,
+    StoredEventIds,
+    ErrorKinds,
+)
+
+
+def capabilities_of(cls: type, candidates: tuple[type, ...] = STORE_CAPABILITIES) -> list[str]:
+    """The names of the optional capabilities a driver class implements."""
+    return [cap.__name__ for cap in candidates if issubclass(cls, cap)]
+
+
+def runs_in_process(cls: type) -> bool:
+    """Whether the target lives inside each worker process (``in_process = True``)."""
+    return getattr(cls, "in_process", False) is True
+
+
+def driver_kind(cls: type) -> str:
+    """``stream``, ``store`` or ``both``: what the driver class declares (stream if nothing)."""
+    kind = getattr(cls, "kind", "stream")
+    return kind if kind in ("stream", "store", "both") else "stream"
 
 
 # --------------------------------------------------------------------------- registry

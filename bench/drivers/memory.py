@@ -416,9 +416,13 @@ class MemoryDriver:
             while self.admit_waiting:
                 await asyncio.sleep(0)
 
+    def arm_faults(self) -> None:
+        """Faults are scheduled: track publishes in flight from now on, for a kill."""
+        self.faults_armed = True
+
     async def inject_fault(self, action: str, down_for_s: float) -> str:
         """Act out one fault now and return when the target is back; say what was done."""
-        self.faults_armed = True
+        self.arm_faults()
         in_flight = [f for f in self.in_flight if not f.done()]
         if action == "disconnect":
             self.fault = action

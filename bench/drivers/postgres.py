@@ -983,6 +983,15 @@ class PostgresDriver:
         for event_id in event_ids:
             self._commit_ns.pop(event_id.lower(), None)
 
+    def snapshot_every(self) -> int:
+        return self.config.snapshot_every
+
+    def error_kind(self, exc: BaseException) -> str:
+        """The error's class with its SQLSTATE, when PostgreSQL gave one."""
+        code = exc.sqlstate if isinstance(exc, StoreError | asyncpg.PostgresError) else None
+        name = type(exc).__name__
+        return f"{name}:{code}" if code else name
+
     def take_projection_lags(self) -> list[int]:
         """The projection lags (ns, commit → read model committed) observed since the last call."""
         lags, self._lags_ns = self._lags_ns, []

@@ -33,9 +33,22 @@ import numpy as np
 from hdrh.histogram import HdrHistogram
 
 from bench import verdict as verdict_mod
-from bench.drivers.base import DriverContext, Topology, load_driver
+from bench.drivers.base import (
+    DriverContext,
+    ServerCounters,
+    SharedStore,
+    Topology,
+    capabilities_of,
+    load_driver,
+    runs_in_process,
+)
 from bench.engine import reread
-from bench.engine.store import StoreTotals, check_store, load_latency_by_length
+from bench.engine.store import (
+    StoreTotals,
+    check_store,
+    load_latency_by_length,
+    unchecked_invariants,
+)
 from bench.engine.workers import KINDS, WorkerSpec, worker_main
 from bench.errors import BenchError, DriverError
 from bench.faults import figures as fault_figures
@@ -153,6 +166,7 @@ class PointRunner:
         self.epoch_at_t0 = 0.0
         self.states: list[WorkerState] = []
         self.invariants: list[str] | None = None
+        self.invariants_not_checked: list[str] = []
         self.server_counters_before: dict[str, int] | None = None
         self.server_counters_after: dict[str, int] | None = None
         self.faults = list(point.scenario.faults)
@@ -240,7 +254,7 @@ class PointRunner:
             if action == "prepare":
                 if store:
                     await asyncio.wait_for(driver.prepare_store(topology.name), timeout + 60)
-                    if hasattr(driver, "server_counters"):
+                    if isinstance(driver, ServerCounters):
                         self.server_counters_before = await driver.server_counters()
                 else:
                     await asyncio.wait_for(driver.prepare(topology), timeout + 60)
@@ -251,15 +265,16 @@ class PointRunner:
                 )
                 return None
             if action == "verify":
-                if hasattr(driver, "attach_store"):
+                if isinstance(driver, SharedStore):
                     await driver.attach_store(topology.name)
                 merged = self._merged_store_totals()
                 self.invariants = await asyncio.wait_for(check_store(driver, merged), timeout + 300)
-                if hasattr(driver, "server_counters"):
+                self.invariants_not_checked = unchecked_invariants(driver)
+                if isinstance(driver, ServerCounters):
                     self.server_counters_after = await driver.server_counters()
                 return None
             if store:
-                if hasattr(driver, "drop_store"):
+                if isinstance(driver, SharedStore):
                     await driver.attach_store(topology.name)
                     await asyncio.wait_for(driver.drop_store(), timeout + 60)
             else:
@@ -276,7 +291,7 @@ class PointRunner:
         self.dir.mkdir(parents=True, exist_ok=True)
         topology = self._topology()
         cls = load_driver(self.point.driver)
-        in_process = bool(getattr(cls, "in_process", False))
+        in_process = runs_in_process(cls)
         started_at = time.time()
         states: list[WorkerState] = []
         try:
@@ -347,8 +362,12 @@ class PointRunner:
         totals = self._merged_store_totals()
         duration = self.meta.duration
         invariants = list(self.invariants or [])
+        not_checked = list(self.invariants_not_checked)
         for final in finals:
             invariants.extend(final.get("invariants") or [])
+            not_checked.extend(
+                n for n in final.get("invariants_not_checked") or [] if n not in not_checked
+            )
         counters = None
         if self.server_counters_before and self.server_counters_after:
             counters = {
@@ -394,7 +413,13 @@ class PointRunner:
             "redelivered": totals.redelivered,
             "duplicates_skipped": totals.duplicates_skipped,
             "server_counters": counters,
-            "invariants": {"ok": not invariants, "violations": invariants[:20]},
+            # What the driver could do: an option its driver lacks did nothing (its count is 0).
+            "capabilities": capabilities_of(load_driver(self.point.driver)),
+            "invariants": {
+                "ok": not invariants,
+                "violations": invariants[:20],
+                "not_checked": not_checked,
+            },
         }
 
     def _spawn(self, specs: list[WorkerSpec]) -> list[WorkerState]:

@@ -31,7 +31,15 @@ from typing import Any
 import numpy as np
 
 from bench.domain import ADD, OrderState, decide, fold, fold_all, next_command
-from bench.drivers.base import StoredEvent
+from bench.drivers.base import (
+    ErrorKinds,
+    IdempotentConsumer,
+    Projector,
+    Snapshots,
+    StoredEvent,
+    StoredEventIds,
+    StoreLedgerCheck,
+)
 from bench.scenario import Workload
 from bench.timing import PreciseTimer
 from bench.workload import aggregate_id, key_probabilities
@@ -111,7 +119,8 @@ class StoreWriters:
         # Set when the load ends: the projector finishes its pass rather than being cancelled
         # in the middle of a transaction whose outcome it would then not know.
         self.stop_projector = False
-        self._snapshots = self.options.snapshots and hasattr(driver, "save_snapshot")
+        self._snapshots = self.options.snapshots and isinstance(driver, Snapshots)
+        self.skipped = 0  # commands the schedule dropped: the backlog outlived its bound
         self._pad = max(
             0, (workload.payload_bytes if isinstance(workload.payload_bytes, int) else 256) - 120
         )
@@ -172,7 +181,7 @@ class StoreWriters:
     async def _load(self, aggregate: str) -> OrderState:
         driver = self.driver
         started = time.monotonic_ns()
-        if self._snapshots and hasattr(driver, "load_with_snapshot"):
+        if self._snapshots and isinstance(driver, Snapshots):
             snapshot, version, events = await driver.load_with_snapshot(aggregate)
             state = OrderState.from_dict(snapshot) if snapshot else OrderState()
             state.version = version if snapshot else 0
@@ -207,7 +216,7 @@ class StoreWriters:
                     return
                 intended = next_intended
                 if intended < backlog_end and monotonic_ns() >= backlog_end:
-                    self.skipped = getattr(self, "skipped", 0) + 1 + schedule.remaining()
+                    self.skipped += 1 + schedule.remaining()
                     return
                 if intended > monotonic_ns():
                     await self.timer.sleep_until(intended, exact)
@@ -253,7 +262,7 @@ class StoreWriters:
                 self._attempt(t0, t1)
                 self.error_at.append(t1)
                 totals.errors += 1
-                self.count_error(_kind(exc))
+                self.count_error(self._kind(exc))
                 # What an error left behind is unknown: forget the aggregate, reload next time.
                 self._known.pop(aggregate, None)
                 if attempt == options.max_retries:
@@ -317,8 +326,13 @@ class StoreWriters:
             raise
         except Exception as exc:
             self.totals.errors += 1
-            self.count_error(f"load:{_kind(exc)}")
+            self.count_error(f"load:{self._kind(exc)}")
             return None
+
+    def _kind(self, exc: BaseException) -> str:
+        """The error's name for the counts: the driver's, when it has one."""
+        driver = self.driver
+        return driver.error_kind(exc) if isinstance(driver, ErrorKinds) else type(exc).__name__
 
     async def _backoff(self, attempt: int) -> None:
         # Full jitter (AWS architecture blog): uniform in [0, min(cap, base * 2**attempt)].
@@ -327,20 +341,23 @@ class StoreWriters:
             await asyncio.sleep(self._rng.random() * ceiling)
 
     async def _maybe_snapshot(self, aggregate: str, state: OrderState) -> None:
-        every = getattr(getattr(self.driver, "config", None), "snapshot_every", 0) or 0
-        if not self._snapshots or not every or state.version % every:
+        driver = self.driver
+        if not self._snapshots or not isinstance(driver, Snapshots):
+            return
+        every = driver.snapshot_every()
+        if not every or state.version % every:
             return
         try:
-            await self.driver.save_snapshot(aggregate, state.version, state.as_dict())
+            await driver.save_snapshot(aggregate, state.version, state.as_dict())
             self.totals.snapshots_written += 1
         except Exception as exc:
-            self.count_error(f"snapshot:{_kind(exc)}")
+            self.count_error(f"snapshot:{self._kind(exc)}")
 
     # ------------------------------------------------------------------ projector
     async def project(self) -> None:
         """Tail the store into its read model until cancelled; record projection lag."""
         driver = self.driver
-        if not self.options.projector or not hasattr(driver, "project"):
+        if not self.options.projector or not isinstance(driver, Projector):
             return
         interval = self.options.projector_interval
         while not self.stop_projector:
@@ -349,17 +366,17 @@ class StoreWriters:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                self.count_error(f"projector:{_kind(exc)}")
+                self.count_error(f"projector:{self._kind(exc)}")
             await asyncio.sleep(interval)
 
     async def project_once(self) -> int:
         """One projector pass, then the idempotent consumer over what was committed since."""
         driver = self.driver
-        processed, lags = _projection_result(await driver.project())
-        if hasattr(driver, "take_projection_lags"):
-            lags.extend(driver.take_projection_lags())
+        if not isinstance(driver, Projector):
+            return 0
+        processed = await driver.project()
         self.totals.projected += processed
-        self.projection_lag.extend(lags)
+        self.projection_lag.extend(driver.take_projection_lags())
         await self._consume_idempotently()
         return processed
 
@@ -367,7 +384,8 @@ class StoreWriters:
         """Feed newly committed events, plus a sample of already handled ones (redeliveries),
         through the driver's idempotent consumer: every redelivery must be skipped."""
         fraction = self.options.redeliver_fraction
-        if not fraction or not hasattr(self.driver, "consume_idempotently"):
+        driver = self.driver
+        if not fraction or not isinstance(driver, IdempotentConsumer):
             return
         committed = self.totals.committed_ids
         fresh = committed[self._consumed_upto :]
@@ -375,25 +393,12 @@ class StoreWriters:
             return
         done = committed[: self._consumed_upto]
         replay = [i for i in done[-len(fresh) * 4 :] if self._rng.random() < fraction]
-        processed, skipped = await self.driver.consume_idempotently("eventbench", fresh + replay)
+        processed, skipped = await driver.consume_idempotently("eventbench", fresh + replay)
         self._consumed_upto += len(fresh)
         self.totals.redelivered += len(replay)
         self.totals.duplicates_skipped += skipped
         if processed != len(fresh) or skipped != len(replay):
             self.count_error("idempotency_mismatch")
-
-
-def _projection_result(value: Any) -> tuple[int, list[int]]:
-    if isinstance(value, tuple):
-        processed, lags = value
-        return int(processed), [int(x) for x in lags]
-    return int(value), []
-
-
-def _kind(exc: BaseException) -> str:
-    code = getattr(exc, "sqlstate", None)
-    name = type(exc).__name__
-    return f"{name}:{code}" if code else name
 
 
 async def check_store(driver: Any, totals: StoreTotals) -> list[str]:
@@ -404,9 +409,9 @@ async def check_store(driver: Any, totals: StoreTotals) -> list[str]:
     stored exactly once, and an append that raised a conflict left nothing behind.
     """
     problems = list(await driver.verify())
-    if hasattr(driver, "check_ledger"):
+    if isinstance(driver, StoreLedgerCheck):
         problems.extend(await driver.check_ledger(totals.committed_ids, totals.conflicted_ids))
-    elif hasattr(driver, "stored_event_ids"):
+    elif isinstance(driver, StoredEventIds):
         stored = await driver.stored_event_ids()
         committed = totals.committed_ids
         missing = [i for i in committed if i not in stored]
@@ -422,6 +427,16 @@ async def check_store(driver: Any, totals: StoreTotals) -> list[str]:
         if len(set(committed)) != len(committed):
             problems.append("an event id was acknowledged twice")
     return problems
+
+
+def unchecked_invariants(driver: Any) -> list[str]:
+    """The invariants ``check_store`` cannot check on this driver, each with the reason."""
+    if isinstance(driver, StoreLedgerCheck | StoredEventIds):
+        return []
+    return [
+        f"every acknowledged append stored once, and nothing of a conflicted one: driver "
+        f"{driver.name!r} can neither check the ledger nor list its stored event ids"
+    ]
 
 
 LOAD_BUCKETS = ((0, 0), (1, 10), (11, 100), (101, 1000), (1001, 10_000), (10_001, 10**12))

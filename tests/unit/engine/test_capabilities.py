@@ -1,0 +1,103 @@
+"""The driver seam's optional capabilities: asked for by type, and a missing one is said, not
+skipped (issue 15)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+
+from bench import verdict
+from bench.drivers import base
+from bench.drivers.memory import MemoryDriver
+from bench.drivers.postgres import PostgresDriver
+from bench.engine.store import StoreTotals, check_store, unchecked_invariants
+
+ENGINE = Path(__file__).resolve().parents[3] / "bench" / "engine"
+
+
+class MinimalStore:
+    """A third-party store with the required protocol only: no way to list what it stored."""
+
+    name = "minimal"
+    kind = "store"
+
+    async def verify(self) -> list[str]:
+        return []
+
+
+def _bare(cls: type) -> object:
+    return cls.__new__(cls)  # an instance without a connection: capabilities are structural
+
+
+def test_the_built_in_drivers_declare_their_capabilities_by_type():
+    postgres_driver, memory = _bare(PostgresDriver), _bare(MemoryDriver)
+    postgres = {
+        cap.__name__
+        for cap in (
+            base.SharedStore,
+            base.ServerCounters,
+            base.Snapshots,
+            base.Projector,
+            base.IdempotentConsumer,
+            base.StoreLedgerCheck,
+            base.StoredEventIds,
+            base.ErrorKinds,
+            base.InProcessFaults,
+            base.Rereadable,
+        )
+        if isinstance(postgres_driver, cap)
+    }
+    assert postgres == {
+        "SharedStore",
+        "ServerCounters",
+        "Snapshots",
+        "Projector",
+        "IdempotentConsumer",
+        "StoreLedgerCheck",
+        "StoredEventIds",
+        "ErrorKinds",
+    }
+    assert isinstance(memory, base.InProcessFaults)
+    assert isinstance(memory, base.StoredEventIds)
+    assert isinstance(memory, base.Rereadable)
+    assert not isinstance(memory, base.SharedStore)
+    assert base.runs_in_process(MemoryDriver) and not base.runs_in_process(PostgresDriver)
+    # What the store summary lists (store.capabilities): the same answer, from the class.
+    assert set(base.capabilities_of(PostgresDriver)) == postgres
+    assert base.capabilities_of(MemoryDriver) == ["StoredEventIds"]
+
+
+def test_a_store_that_cannot_list_its_events_says_the_check_was_not_made():
+    driver = MinimalStore()
+    totals = StoreTotals()
+    assert asyncio.run(check_store(driver, totals)) == []  # nothing it could check failed
+    not_checked = unchecked_invariants(driver)
+    assert len(not_checked) == 1 and "every acknowledged append stored once" in not_checked[0]
+    assert "'minimal'" in not_checked[0]
+    assert unchecked_invariants(_bare(MemoryDriver)) == []
+
+
+def test_an_invariant_not_checked_is_never_a_pass():
+    summary = {
+        "status": "ok",
+        "kind": "store",
+        "store": {
+            "commands": 100,
+            "abandoned": 0,
+            "invariants": {"ok": True, "violations": [], "not_checked": ["stored once: why"]},
+        },
+    }
+    judged = verdict.judge(summary)
+    assert judged.result == verdict.INCONCLUSIVE
+    assert judged.reasons == ["not checked: stored once: why"]
+
+
+def test_the_engine_asks_for_capabilities_by_type_not_by_name():
+    probes = [
+        f"{path.name}:{n}: {line.strip()}"
+        for path in sorted(ENGINE.glob("*.py"))
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if re.search(r"\bhasattr\(", line)
+    ]
+    assert probes == []
