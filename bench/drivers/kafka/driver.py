@@ -1,0 +1,288 @@
+"""The Kafka driver class: connection, topics per run point, and the seam the engine calls.
+
+It owns the admin clients and the producers and consumers it hands out; how a producer,
+a consumer, the re-read and describe() talk to the broker lives in their own modules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+from collections.abc import AsyncGenerator, Awaitable, Iterable
+from typing import Any, ClassVar, Literal
+
+import aiokafka
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.client import AIOKafkaClient
+from aiokafka.errors import KafkaError, for_code
+
+from bench.drivers.base import (
+    Consumer,
+    DriverConfig,
+    DriverContext,
+    OnMessage,
+    Producer,
+    StoredIds,
+    Topology,
+)
+from bench.drivers.kafka.config import (
+    KafkaConfig,
+    available_compressions,
+    bootstrap_hosts,
+    client_settings,
+    consumer_settings,
+    producer_settings,
+    where,
+)
+from bench.drivers.kafka.consumer import KafkaConsumer, new_consumer
+from bench.drivers.kafka.failures import reason
+from bench.drivers.kafka.identify import describe_server
+from bench.drivers.kafka.producer import KafkaProducer, KafkaTransactionalProducer, start_producer
+from bench.drivers.kafka.reread import REREAD_METHOD, reread_topic
+from bench.errors import DriverError
+from bench.units import format_duration
+
+log = logging.getLogger(__name__)
+
+# Kafka error codes that prepare/cleanup treat as outcomes rather than failures.
+_TOPIC_ALREADY_EXISTS = 36
+_UNKNOWN_TOPIC = 3
+
+
+def _check_topic_errors(pairs: Iterable[tuple[Any, ...]], allowed: set[int], what: str) -> None:
+    for entry in pairs:
+        topic, code = entry[0], entry[1]
+        if code and code not in allowed:
+            error = for_code(code)
+            raise DriverError(
+                f"kafka: {what} topic {topic!r} failed: {error.__name__} (code {code})"
+            )
+
+
+class KafkaDriver:
+    """The Kafka stream driver (aiokafka). See the package docstring."""
+
+    name: ClassVar[str] = "kafka"
+    kind: ClassVar[Literal["stream", "store", "both"]] = "stream"
+    config_model: ClassVar[type[DriverConfig]] = KafkaConfig
+    # Sizing facts for `bench plan` (bench/capacity/plan.py still keeps its own copy by
+    # driver name): what a partition is called here, and that a consumer group gives each
+    # partition to one member, so members beyond the partition count sit idle.
+    partition_noun: ClassVar[str] = "partitions"
+    max_consumers_per_partition: ClassVar[int] = 1
+    consumer_limit_reason: ClassVar[str] = "one member per partition in a consumer group"
+
+    def __init__(self, config: KafkaConfig, context: DriverContext) -> None:
+        self.config = config
+        self.context = context
+        self._admin: AIOKafkaAdminClient | None = None
+        self._client: AIOKafkaClient | None = None
+        self._producers: list[KafkaProducer | KafkaTransactionalProducer] = []
+        self._consumers: list[KafkaConsumer] = []
+
+    def _where(self) -> str:
+        return where(self.config)
+
+    # ----------------------------------------------------------------- lifecycle
+
+    async def connect(self) -> None:
+        timeout = self.config.connect_timeout
+        try:
+            await asyncio.wait_for(self._connect(), timeout)
+        except Exception as exc:
+            await self._close_admin()
+            raise DriverError(
+                f"{self._where()}: cannot connect within {format_duration(timeout)} "
+                f"({reason(exc)})",
+                hint="is the broker running? `bench up kafka` starts a local one; otherwise "
+                "set bootstrap_servers (or BENCH_KAFKA_BOOTSTRAP)",
+            ) from None
+
+    async def _connect(self) -> None:
+        # A plain TCP attempt first: aiokafka reports an unreachable address as a generic
+        # "Unable to bootstrap", while the socket error says what is wrong.
+        reasons = []
+        for host, port in bootstrap_hosts(self.config.bootstrap_servers):
+            try:
+                _reader, writer = await asyncio.open_connection(host, port)
+            except OSError as exc:
+                reasons.append(exc)
+                continue
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+            break
+        else:
+            raise reasons[-1] if reasons else OSError(errno.EINVAL, "no bootstrap servers")
+        common = client_settings(self.config)
+        self._client = AIOKafkaClient(client_id=f"{self.config.client_id}-meta", **common)
+        await self._client.bootstrap()
+        self._admin = AIOKafkaAdminClient(client_id=f"{self.config.client_id}-admin", **common)
+        await self._admin.start()
+
+    def _require_admin(self) -> AIOKafkaAdminClient:
+        if self._admin is None:
+            raise DriverError(f"{self._where()}: not connected", hint="call connect() first")
+        return self._admin
+
+    async def prepare(self, topology: Topology) -> None:
+        admin = self._require_admin()
+        try:
+            async with asyncio.timeout(self.config.setup_timeout):
+                await self._prepare(admin, topology)
+        except TimeoutError:
+            raise DriverError(
+                f"{self._where()}: topic {topology.name!r} not ready within "
+                f"{format_duration(self.config.setup_timeout)}",
+                hint="raise setup_timeout if the cluster is slow to create or delete topics",
+            ) from None
+        except KafkaError as exc:
+            raise DriverError(
+                f"{self._where()}: preparing topic {topology.name!r} failed: {reason(exc)}"
+            ) from exc
+
+    async def _prepare(self, admin: AIOKafkaAdminClient, topology: Topology) -> None:
+        exists = topology.name in await admin.list_topics()
+        if exists and self.config.recreate_topic:
+            await self._delete_topic(admin, topology.name)
+            exists = False
+        if exists:
+            partitions = await self._partitions(admin, topology.name)
+            if len(partitions) != topology.partitions:
+                raise DriverError(
+                    f"{self._where()}: topic {topology.name!r} exists with {len(partitions)} "
+                    f"partitions, the run point needs {topology.partitions}",
+                    hint="set recreate_topic = true, or delete the topic",
+                )
+        else:
+            await self._create_topic(admin, topology)
+        # The broker answers CreateTopics before every partition has a leader; producing
+        # before then fails with NotLeaderForPartition on Apache Kafka.
+        while True:
+            partitions = await self._partitions(admin, topology.name)
+            if len(partitions) == topology.partitions and all(
+                p["error_code"] == 0 and p["leader"] >= 0 for p in partitions
+            ):
+                return
+            await asyncio.sleep(0.1)
+
+    async def _partitions(self, admin: AIOKafkaAdminClient, topic: str) -> list[dict[str, Any]]:
+        described = await admin.describe_topics([topic])
+        for entry in described:
+            if entry["topic"] == topic and entry["error_code"] == 0:
+                return list(entry["partitions"])
+        return []
+
+    async def _create_topic(self, admin: AIOKafkaAdminClient, topology: Topology) -> None:
+        new = NewTopic(topology.name, topology.partitions, self.config.replication_factor)
+        while True:
+            response = await admin.create_topics([new])
+            codes = {code for _topic, code, *_rest in response.topic_errors}
+            if _TOPIC_ALREADY_EXISTS not in codes:
+                _check_topic_errors(response.topic_errors, set(), "creating")
+                return
+            # A topic being deleted still "exists" on Apache Kafka for a moment.
+            await asyncio.sleep(0.2)
+
+    async def _delete_topic(self, admin: AIOKafkaAdminClient, topic: str) -> None:
+        response = await admin.delete_topics([topic])
+        _check_topic_errors(response.topic_error_codes, {_UNKNOWN_TOPIC}, "deleting")
+        # Deletion is asynchronous on Apache Kafka: wait until metadata no longer lists it.
+        while topic in await admin.list_topics():
+            await asyncio.sleep(0.1)
+
+    async def cleanup(self, topology: Topology) -> None:
+        admin = self._require_admin()
+        try:
+            async with asyncio.timeout(self.config.setup_timeout):
+                await self._delete_topic(admin, topology.name)
+        except TimeoutError:
+            raise DriverError(
+                f"{self._where()}: topic {topology.name!r} not deleted within "
+                f"{format_duration(self.config.setup_timeout)}"
+            ) from None
+        except KafkaError as exc:
+            raise DriverError(
+                f"{self._where()}: deleting topic {topology.name!r} failed: {reason(exc)}"
+            ) from exc
+
+    async def producer(self, topology: Topology, producer_id: int) -> Producer:
+        self._require_admin()
+        producer = await start_producer(self.config, topology, producer_id)
+        self._producers.append(producer)
+        return producer
+
+    async def consumer(
+        self, topology: Topology, consumer_id: int, on_message: OnMessage
+    ) -> Consumer:
+        self._require_admin()
+        consumer = new_consumer(self.config, topology, consumer_id, on_message, self.context)
+        self._consumers.append(consumer)
+        return consumer
+
+    # ----------------------------------------------------------------- re-read (Rereadable)
+
+    reread_method: ClassVar[str] = REREAD_METHOD
+
+    def reread_unsupported(self, topology: Topology) -> str | None:
+        return None
+
+    def reread(self, topology: Topology) -> AsyncGenerator[StoredIds, None]:
+        """Every record of the topic as (producer, seq); see ``reread.reread_topic``."""
+        return reread_topic(self._require_admin(), self.config, topology)
+
+    # ----------------------------------------------------------------- describe
+
+    async def describe(self) -> dict[str, Any]:
+        admin = self._require_admin()
+        try:
+            async with asyncio.timeout(self.config.setup_timeout):
+                return await self._describe(admin)
+        except (TimeoutError, KafkaError) as exc:
+            raise DriverError(f"{self._where()}: describe failed ({reason(exc)})") from exc
+
+    async def _describe(self, admin: AIOKafkaAdminClient) -> dict[str, Any]:
+        assert self._client is not None  # connect() made both
+        return {
+            **await describe_server(admin, self._client),
+            "client": {"library": "aiokafka", "version": aiokafka.__version__},
+            "settings": self.config.settings(),
+            "effective": {
+                "producer": {
+                    **producer_settings(self.config),
+                    "one_client_per_producer": True,
+                    "transactional_ids": bool(self.config.transactional),
+                },
+                "consumer": consumer_settings(self.config),
+                "fetch_max_wait_ms": self.config.fetch_max_wait_ms,
+                "compressions_usable": available_compressions(),
+            },
+        }
+
+    async def close(self) -> None:
+        bound = self.config.setup_timeout
+        closers: list[Awaitable[None]] = [
+            *(c.stop() for c in self._consumers),
+            *(p.close() for p in self._producers),
+        ]
+        self._consumers.clear()
+        self._producers.clear()
+        results = await asyncio.gather(
+            *(asyncio.wait_for(c, bound) for c in closers), return_exceptions=True
+        )
+        await self._close_admin()
+        for result in results:
+            if isinstance(result, BaseException):
+                # Close must finish; a failed close is counted, not raised.
+                self.context.count_error("close")
+                log.debug("kafka close: %r", result)
+
+    async def _close_admin(self) -> None:
+        for closer in (self._admin, self._client):
+            if closer is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(closer.close(), 10)
+        self._admin = None
+        self._client = None
