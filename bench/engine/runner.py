@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from hdrh.histogram import HdrHistogram
@@ -43,6 +43,19 @@ from bench.drivers.base import (
     runs_in_process,
 )
 from bench.engine import reread
+from bench.engine.messages import (
+    Control,
+    Failed,
+    Final,
+    Finish,
+    Interval,
+    Produced,
+    Progress,
+    Ready,
+    Report,
+    Start,
+    Stop,
+)
 from bench.engine.store import (
     StoreTotals,
     check_store,
@@ -118,10 +131,29 @@ class IntervalView:
     cpu_pct: float
 
 
+class WorkerProcess(Protocol):
+    """What the coordinator needs of a worker's process: a local one (multiprocessing) or a
+    Locust worker's stand-in (bench/locust/cluster.py)."""
+
+    @property
+    def pid(self) -> int | None: ...
+
+    @property
+    def exitcode(self) -> int | None: ...
+
+    def is_alive(self) -> bool: ...
+
+    def join(self, timeout: float | None = None) -> None: ...
+
+    def terminate(self) -> None: ...
+
+    def kill(self) -> None: ...
+
+
 @dataclass
 class WorkerState:
     index: int
-    process: Any
+    process: WorkerProcess
     conn: Connection
     ready: bool = False
     produced: bool = False
@@ -442,7 +474,7 @@ class PointRunner:
             states.append(WorkerState(spec.index, process, parent))
         return states
 
-    def _broadcast(self, states: list[WorkerState], *message: Any) -> None:
+    def _broadcast(self, states: list[WorkerState], message: Control) -> None:
         for state in states:
             with contextlib.suppress(OSError, BrokenPipeError):
                 state.conn.send(message)
@@ -465,24 +497,24 @@ class PointRunner:
                 continue
             self._handle(state, message)
 
-    def _handle(self, state: WorkerState, message: tuple[Any, ...]) -> None:
-        kind = message[0]
-        if kind == "ready":
-            state.ready = True
-            if message[2] is not None:
-                self.describe = {**(self.describe or {}), **message[2]}
-        elif kind == "interval":
-            state.intervals[state.next_interval] = message[2]
-            state.next_interval += 1
-        elif kind == "produced":
-            state.produced = True
-        elif kind == "progress":
-            state.acked, state.received_unique, state.delivered = message[2:5]
-            state.progressed = True
-        elif kind == "final":
-            state.final = message[2]
-        elif kind == "error":
-            raise DriverError(message[2])
+    def _handle(self, state: WorkerState, message: Report) -> None:
+        match message:
+            case Ready(described=described):
+                state.ready = True
+                if described is not None:
+                    self.describe = {**(self.describe or {}), **described}
+            case Interval(figures=figures):
+                state.intervals[state.next_interval] = figures
+                state.next_interval += 1
+            case Produced():
+                state.produced = True
+            case Progress(acked=acked, received_unique=unique, delivered=delivered):
+                state.acked, state.received_unique, state.delivered = acked, unique, delivered
+                state.progressed = True
+            case Final(results=results):
+                state.final = results
+            case Failed(message=text):
+                raise DriverError(text)
 
     def _run_workers(self, states: list[WorkerState]) -> None:
         deadline = time.monotonic() + READY_TIMEOUT_S + self.point.driver_config.connect_timeout
@@ -499,7 +531,7 @@ class PointRunner:
         self._open_files()
         # The wall-clock time of t0 too: a worker on another host translates t0 to its own
         # monotonic clock through it (bench locust).
-        self._broadcast(states, "start", self.t0_ns, self.epoch_at_t0)
+        self._broadcast(states, Start(self.t0_ns, self.epoch_at_t0))
         if self.fault_handle is not None:
             self.injector = FaultInjector(
                 self.faults,
@@ -518,7 +550,7 @@ class PointRunner:
             self._emit_ready_intervals(states)
             if self.stop_requested() and not stop_sent:
                 self.status = "interrupted"
-                self._broadcast(states, "stop")
+                self._broadcast(states, Stop())
                 stop_sent = True
                 if self.injector is not None:
                     # A paused or killed broker comes back now, not after the drain.
@@ -562,7 +594,7 @@ class PointRunner:
             if time.monotonic() > hard_deadline:
                 raise BenchError(f"{self.point.target}: workers did not finish in time")
         self.finished_ns = time.monotonic_ns()
-        self._broadcast(states, "finish")
+        self._broadcast(states, Finish())
         deadline = time.monotonic() + FINAL_TIMEOUT_S
         while not all(s.final is not None for s in states):
             if time.monotonic() > deadline:
@@ -578,8 +610,8 @@ class PointRunner:
         to stop and finish, and gets ``UNFINISHED_REAP_TIMEOUT_S``: nothing it holds is wanted.
         """
         unfinished = [s for s in states if s.final is None]
-        self._broadcast(unfinished, "stop")
-        self._broadcast(unfinished, "finish")
+        self._broadcast(unfinished, Stop())
+        self._broadcast(unfinished, Finish())
         now = time.monotonic()
         for state in states:
             budget = REAP_TIMEOUT_S if state.final is not None else UNFINISHED_REAP_TIMEOUT_S

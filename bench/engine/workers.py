@@ -47,6 +47,19 @@ from bench.drivers.base import (
     Topology,
     load_driver,
 )
+from bench.engine.messages import (
+    Control,
+    Failed,
+    Final,
+    Finish,
+    Interval,
+    Produced,
+    Progress,
+    Ready,
+    Report,
+    Start,
+    Stop,
+)
 from bench.engine.reread import classify_losses
 from bench.engine.schedule import make_schedule
 from bench.engine.store import StoreWriters, check_store, unchecked_invariants
@@ -206,7 +219,7 @@ def worker_main(spec: WorkerSpec, conn: Connection, coordinator_pid: int = 0) ->
         asyncio.run(Worker(spec, conn, on_orphaned=_exit_soon).run())
     except Exception as exc:  # last resort: the coordinator must hear about it, never hang
         with contextlib.suppress(Exception):
-            conn.send(("error", spec.index, f"worker crashed: {exc!r}", traceback.format_exc()))
+            conn.send(Failed(spec.index, f"worker crashed: {exc!r}", traceback.format_exc()))
     finally:
         conn.close()
 
@@ -266,7 +279,7 @@ class Worker:
         self.start_ns = 0
         self.window_start_ns = 0
         self.window_end_ns = 0
-        self._control: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
+        self._control: asyncio.Queue[Control] = asyncio.Queue()
         self._interval_errors: Counter[str] = Counter()
         self._last_counts = (0, 0, 0)
         # The fault timeline (spec.timeline): counts per TIMELINE_BUCKET_NS from the start.
@@ -277,6 +290,7 @@ class Worker:
         self.timeline_acked = np.zeros(0, dtype=np.int64)
         self.timeline_delivered = np.zeros(0, dtype=np.int64)
         self.fault_events: list[dict[str, Any]] = []
+        self._cpu_mark: tuple[float, float] | None = None  # (CPU, wall) when the interval began
 
     # -- plumbing
     def count_error(self, kind: str) -> None:
@@ -288,7 +302,7 @@ class Worker:
                 times = self.error_at[kind] = array("q")
             times.append(time.monotonic_ns())
 
-    def _send(self, *message: Any) -> None:
+    def _send(self, message: Report) -> None:
         if self.orphaned:
             return
         try:
@@ -302,7 +316,7 @@ class Worker:
         except (EOFError, OSError):
             self._orphan()
             return
-        if message[0] == "stop":
+        if isinstance(message, Stop):
             self.stopping = True
         self._control.put_nowait(message)
 
@@ -314,15 +328,15 @@ class Worker:
         self.stopping = True
         with contextlib.suppress(Exception):
             asyncio.get_running_loop().remove_reader(self.conn.fileno())
-        self._control.put_nowait(("stop",))
-        self._control.put_nowait(("finish",))
+        self._control.put_nowait(Stop())
+        self._control.put_nowait(Finish())
         if self.on_orphaned is not None:
             self.on_orphaned()
 
-    async def _wait_control(self, *kinds: str) -> tuple[Any, ...]:
+    async def _wait_control(self, *kinds: type[Control]) -> Control:
         while True:
             message = await self._control.get()
-            if message[0] in kinds:
+            if isinstance(message, kinds):
                 return message
 
     # -- main
@@ -360,21 +374,21 @@ class Worker:
                         producers.append(await driver.producer(spec.topology, producer_id))
                 described = await driver.describe() if spec.describe else None
             except BenchError as exc:
-                self._send("error", spec.index, exc.message, None)
+                self._send(Failed(spec.index, exc.message))
                 return
             except TimeoutError:
-                self._send("error", spec.index, f"{spec.driver}: setup timed out", None)
+                self._send(Failed(spec.index, f"{spec.driver}: setup timed out"))
                 return
             # Everything set up so far (modules, the client library, the driver) lives for the
             # whole run: collect it once and move it out of the collector's sight. A full
             # collection walking those ~50k objects paused the loop for 17-33 ms mid-run.
             gc.collect()
             gc.freeze()
-            self._send("ready", spec.index, described)
-            message = await self._wait_control("start", "finish")
-            if message[0] == "start":
-                await self._run_load(message[1], producers, driver)
-                await self._wait_control("finish")
+            self._send(Ready(spec.index, described))
+            message = await self._wait_control(Start, Finish)
+            if isinstance(message, Start):
+                await self._run_load(message.t0_ns, producers, driver)
+                await self._wait_control(Finish)
             if self.store is not None:
                 await self._finish_store(driver)
             await self._finish(driver, consumers, producers)
@@ -415,20 +429,21 @@ class Worker:
         await self.timer.sleep_until(start_ns)
         try:
             await self._await_slots(slots)
-            self._send("produced", spec.index)
+            self._send(Produced(spec.index))
             while not self.stopping:
                 # During the drain the coordinator decides when everything has arrived.
                 self.flush()
                 self._send(
-                    "progress",
-                    spec.index,
-                    self.totals.acked,
-                    self.totals.received_unique,
-                    self.totals.delivered,
+                    Progress(
+                        spec.index,
+                        self.totals.acked,
+                        self.totals.received_unique,
+                        self.totals.delivered,
+                    )
                 )
                 try:
-                    await asyncio.wait_for(self._wait_control("finish"), 0.1)
-                    self._control.put_nowait(("finish",))
+                    await asyncio.wait_for(self._wait_control(Finish), 0.1)
+                    self._control.put_nowait(Finish())
                     break
                 except TimeoutError:
                     pass
@@ -654,7 +669,7 @@ class Worker:
                 np.maximum(failed_at - intended, self.failure_floor_ns), measured
             )
             totals.failed_intended_in_window += int(measured.sum())
-        skipped = totals.skipped + (getattr(self.store, "skipped", 0) if self.store else 0)
+        skipped = totals.skipped + (self.store.skipped if self.store else 0)
         if self._skipped_recorded < skipped:
             # Never sent: waited at least drain_timeout past the window before being given up.
             new = skipped - self._skipped_recorded
@@ -779,7 +794,7 @@ class Worker:
         self.flush()
         now_ns = time.monotonic_ns()
         cpu, wall = time.process_time(), time.monotonic()
-        cpu_mark = getattr(self, "_cpu_mark", (cpu, wall))
+        cpu_mark = self._cpu_mark or (cpu, wall)
         self._cpu_mark = (cpu, wall)
         elapsed = max(wall - cpu_mark[1], 1e-9)
         totals = self.totals
@@ -801,7 +816,7 @@ class Worker:
             "cpu_pct": 100.0 * (cpu - cpu_mark[0]) / elapsed,
         }
         self._interval_errors.clear()
-        self._send("interval", self.spec.index, payload)
+        self._send(Interval(self.spec.index, payload))
 
     async def _finish(self, driver: Any, consumers: list[Any], producers: list[Any]) -> None:
         for consumer in consumers:
@@ -827,41 +842,42 @@ class Worker:
             self._ship_interval(final=True)
         totals = self.totals
         self._send(
-            "final",
-            self.spec.index,
-            {
-                "producers": [f.ledger.export() for f in self.factories],
-                "consumers": self.consumer_ledger.export(),
-                "sent": totals.sent,
-                "acked": totals.acked,
-                "failed": totals.failed,
-                "delivered": totals.delivered,
-                "sent_in_window": totals.sent_in_window + totals.failed_in_window,
-                "acked_in_window": totals.acked_in_window,
-                "received_in_window": totals.received_in_window,
-                "skipped": totals.skipped,
-                "acked_intended_in_window": totals.acked_intended_in_window,
-                "failed_intended_in_window": totals.failed_intended_in_window,
-                "errors": dict(totals.errors),
-                "negatives": {k: r.negatives for k, r in self.recorders.items()},
-                "clamped": {k: r.clamped for k, r in self.recorders.items()},
-                "in_flight_peak": self.in_flight_peak,
-                "send_turn_waits": sum(t.waits for t in self.turns),
-                "oversize": sum(f.oversize for f in self.factories),
-                "describe": described,
-                "store": self.store.totals.export() if self.store is not None else None,
-                "store_loads": (
-                    (self.store.load_ns.tobytes(), self.store.load_length.tobytes())
-                    if self.store is not None
-                    else None
-                ),
-                "store_skipped": getattr(self.store, "skipped", 0) if self.store else 0,
-                "invariants": self.invariants,
-                "invariants_not_checked": self.invariants_not_checked,
-                "pid": os.getpid(),
-                "timeline": self._timeline_export() if self.spec.timeline else None,
-                "loss": loss,
-            },
+            Final(
+                self.spec.index,
+                {
+                    "producers": [f.ledger.export() for f in self.factories],
+                    "consumers": self.consumer_ledger.export(),
+                    "sent": totals.sent,
+                    "acked": totals.acked,
+                    "failed": totals.failed,
+                    "delivered": totals.delivered,
+                    "sent_in_window": totals.sent_in_window + totals.failed_in_window,
+                    "acked_in_window": totals.acked_in_window,
+                    "received_in_window": totals.received_in_window,
+                    "skipped": totals.skipped,
+                    "acked_intended_in_window": totals.acked_intended_in_window,
+                    "failed_intended_in_window": totals.failed_intended_in_window,
+                    "errors": dict(totals.errors),
+                    "negatives": {k: r.negatives for k, r in self.recorders.items()},
+                    "clamped": {k: r.clamped for k, r in self.recorders.items()},
+                    "in_flight_peak": self.in_flight_peak,
+                    "send_turn_waits": sum(t.waits for t in self.turns),
+                    "oversize": sum(f.oversize for f in self.factories),
+                    "describe": described,
+                    "store": self.store.totals.export() if self.store is not None else None,
+                    "store_loads": (
+                        (self.store.load_ns.tobytes(), self.store.load_length.tobytes())
+                        if self.store is not None
+                        else None
+                    ),
+                    "store_skipped": self.store.skipped if self.store else 0,
+                    "invariants": self.invariants,
+                    "invariants_not_checked": self.invariants_not_checked,
+                    "pid": os.getpid(),
+                    "timeline": self._timeline_export() if self.spec.timeline else None,
+                    "loss": loss,
+                },
+            )
         )
 
     async def _classify_losses(self, driver: Any) -> dict[str, Any] | None:

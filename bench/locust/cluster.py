@@ -56,6 +56,9 @@ class RemoteWorker:
     def terminate(self) -> None:
         return None
 
+    def kill(self) -> None:
+        return None  # the cluster stops the Locust worker
+
 
 class LocustCluster:
     def __init__(

@@ -33,6 +33,8 @@ from gevent import monkey
 from gevent.socket import wait_read
 from locust.env import Environment
 
+from bench.engine.messages import from_wire, to_wire
+
 MESSAGE = "bench"
 log = logging.getLogger("bench.locust.master")
 
@@ -65,7 +67,12 @@ class Relay:
         if link is None:
             return  # a late message of a point that ended
         try:
-            link.send(tuple(msg.data))
+            message = from_wire(msg.data)
+        except ValueError as exc:
+            logging.getLogger("bench.locust").warning("worker %s: %s", msg.node_id, exc)
+            return
+        try:
+            link.send(message)
         except OSError:
             self.links.pop(msg.node_id, None)
 
@@ -77,7 +84,7 @@ class Relay:
                 message = link.recv()
             except (EOFError, OSError):
                 break
-            self.runner.send_message(MESSAGE, list(message), client_id)
+            self.runner.send_message(MESSAGE, to_wire(message), client_id)
         if self.links.get(client_id) is link:
             del self.links[client_id]
         self.runner.send_message(MESSAGE, ["_end"], client_id)

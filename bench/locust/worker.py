@@ -36,6 +36,7 @@ from gevent.socket import wait_read
 from gevent.threadpool import ThreadPool
 from locust.env import Environment
 
+from bench.engine.messages import Failed, Finish, Interval, Start, from_wire, to_wire
 from bench.engine.workers import Worker, WorkerSpec
 from bench.errors import BenchError
 from bench.locust.wire import spec_from_wire
@@ -64,7 +65,7 @@ def _run_engine(spec: WorkerSpec, conn: Connection) -> None:
             runner.run(Worker(spec, conn).run())
     except Exception as exc:
         with contextlib.suppress(Exception):
-            conn.send(("error", spec.index, f"worker crashed: {exc!r}", traceback.format_exc()))
+            conn.send(Failed(spec.index, f"worker crashed: {exc!r}", traceback.format_exc()))
     finally:
         logging.getLogger().removeHandler(handler)
         handler.close()
@@ -84,12 +85,16 @@ class Session:
         self.result = relay.pool.spawn(_run_engine, spec, theirs)
         self.pump = gevent.spawn(self._pump)
 
-    def to_engine(self, message: tuple[Any, ...]) -> None:
-        if message[0] == "start" and not self.same_host and len(message) >= 3:
-            t0_ns, epoch_at_t0 = int(message[1]), float(message[2])
-            local_t0 = time.monotonic_ns() + int((epoch_at_t0 - time.time()) * 1e9)
-            self.offset_ns = local_t0 - t0_ns
-            message = ("start", local_t0, epoch_at_t0)
+    def to_engine(self, wire: tuple[Any, ...]) -> None:
+        try:
+            message = from_wire(wire)
+        except ValueError as exc:
+            logging.getLogger("bench.locust").warning("from the master: %s", exc)
+            return
+        if isinstance(message, Start) and not self.same_host:
+            local_t0 = time.monotonic_ns() + int((message.epoch_at_t0 - time.time()) * 1e9)
+            self.offset_ns = local_t0 - message.t0_ns
+            message = Start(local_t0, message.epoch_at_t0)
         with contextlib.suppress(OSError):
             self.ours.send(message)
 
@@ -100,15 +105,15 @@ class Session:
                 message = self.ours.recv()
             except (EOFError, OSError):
                 break
-            if message[0] == "interval" and self.offset_ns:
-                message[2]["end_ns"] -= self.offset_ns
-            self.relay.runner.send_message(MESSAGE, list(message))
+            if isinstance(message, Interval) and self.offset_ns:
+                message.figures["end_ns"] -= self.offset_ns
+            self.relay.runner.send_message(MESSAGE, to_wire(message))
         self.ours.close()
 
     def end(self) -> None:
         """The runner closed this point's link: make sure the engine winds down."""
         with contextlib.suppress(OSError):
-            self.ours.send(("finish",))
+            self.ours.send(Finish())
 
 
 class WorkerRelay:
@@ -126,7 +131,8 @@ class WorkerRelay:
                 spec = spec_from_wire(message[1])
             except (BenchError, ValueError, KeyError, TypeError) as exc:
                 text = exc.message if isinstance(exc, BenchError) else str(exc)
-                self.runner.send_message(MESSAGE, ["error", -1, f"worker spec: {text}", None])
+                failed = Failed(-1, f"worker spec: {text}")
+                self.runner.send_message(MESSAGE, to_wire(failed))
                 return
             same_host = message[2] == socket.gethostname() and not self.wall_clock
             self.session = Session(self, spec, same_host)
