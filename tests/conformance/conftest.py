@@ -9,7 +9,7 @@ import pytest
 
 from bench import infra
 from bench.errors import InfraError
-from tests.conformance import support
+from tests.conformance import support, targets
 
 
 @pytest.fixture(scope="session")
@@ -45,7 +45,7 @@ def address(
     monkeypatch: pytest.MonkeyPatch,
 ) -> str | None:
     """Where the driver under test connects (None: its target is in-process)."""
-    if dut is support.EXAMPLE:
+    if dut is targets.EXAMPLE:
         # Registers the example's entry point for this test only, as a pip install would.
-        monkeypatch.syspath_prepend(str(support.THIRD_PARTY_PATH))
+        monkeypatch.syspath_prepend(str(targets.THIRD_PARTY_PATH))
     return service_address(dut.service) if dut.service else None

@@ -12,13 +12,13 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from tests.conformance import support
+from tests.conformance import support, targets
 from tests.conformance.support import DriverUnderTest
 
 
 def _cases(kind: str | None = None) -> list[object]:
     chosen = support.from_environment()
-    candidates = [chosen] if chosen is not None else [*support.BUILT_IN, support.EXAMPLE]
+    candidates = [chosen] if chosen is not None else [*targets.BUILT_IN, targets.EXAMPLE]
     return [
         pytest.param(dut, id=dut.name, marks=[pytest.mark.integration] if dut.service else [])
         for dut in candidates

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conformance.support import THIRD_PARTY_PATH
+from tests.conformance.targets import THIRD_PARTY_PATH
 
 ROOT = Path(__file__).resolve().parents[2]
 
