@@ -27,12 +27,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from bench.drivers.base import DriverConfig, load_driver
 from bench.errors import DriverNotFound, ScenarioError
 from bench.redaction import MASK, redact, redact_text, shows_input
-from bench.units import Duration, parse_duration_s
+from bench.units import Duration, format_duration, parse_duration_s
 
 # response: intended send -> acknowledged or failed (a failure counts at no less than the send
 # timeout); response_ok: the acknowledged sends alone; service: send -> ack; schedule_lag:
@@ -40,10 +48,37 @@ from bench.units import Duration, parse_duration_s
 LATENCY_KINDS = ("response", "response_ok", "service", "schedule_lag", "e2e")
 SLO_STATS = ("p50", "p90", "p99", "p999", "max", "mean")
 EXACT_PACING_MAX_RATE = 2000.0
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # fullmatch: "$" lets a final "\n" in
+# Event and aggregate type names go verbatim into each event's JSON and into message headers:
+# no quote, backslash, space or control character.
+_TYPE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]*")
+_TYPE_RULE = "use letters, digits, '_', '-', '.' and ':' only (it is written into every event)"
+# Bounds on text a user writes: names become directories, topics and ids; a description is a
+# paragraph. A longer text is a mistake (a pasted file), refused at once, before anything
+# scans it.
+NAME_MAX_CHARS = 80
+DESCRIPTION_MAX_CHARS = 4096
+# A driver option's text: a URL, a DSN, a file path (PATH_MAX is 4096).
+OPTION_MAX_CHARS = 4096
+# The largest seed numpy's generators take from a TOML integer: 0 .. 2**63 - 1.
+SEED_MAX = 2**63 - 1
 _KEYS_RE = re.compile(
     r"^(uniform|zipf:(?P<s>\d+(\.\d+)?)|hot:(?P<f>0?\.\d+|1(\.0+)?):(?P<share>0?\.\d+|1(\.0+)?))$"
 )
+
+
+def _shown(value: Any) -> str:
+    """A rejected value quoted in an error: its first 40 characters (a pasted file stays one
+    short line)."""
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:37]}...{text[-1]}"
+
+
+def _bounded_text(value: Any, limit: int) -> Any:
+    """Refuse a text longer than ``limit`` before anything else looks at it."""
+    if isinstance(value, str) and len(value) > limit:
+        raise ValueError(f"is {len(value):,} characters long: at most {limit:,} are allowed")
+    return value
 
 
 class _Model(BaseModel):
@@ -51,11 +86,12 @@ class _Model(BaseModel):
 
 
 class ScenarioMeta(_Model):
-    name: str = Field(min_length=1, max_length=80)
-    description: str = ""
+    name: str = Field(min_length=1, max_length=NAME_MAX_CHARS)
+    description: str = Field(default="", max_length=DESCRIPTION_MAX_CHARS)
     duration: Duration = 10.0
     warmup: Duration = 2.0
-    seed: int = 1
+    # Seeds every generator (numpy's refuse a negative seed, in the workers, mid-run).
+    seed: int = Field(default=1, ge=0, le=SEED_MAX, strict=True)
     drain_timeout: Duration = 10.0
     # The drain ends early once no delivery happened for this long after the last ack.
     drain_quiet: Duration = 1.0
@@ -63,10 +99,16 @@ class ScenarioMeta(_Model):
     # Remove topics/queues/streams that prepare created, after each point.
     cleanup: bool = True
 
+    @field_validator("name", "description", mode="before")
+    @classmethod
+    def _bounded(cls, value: Any, info: ValidationInfo) -> Any:
+        limit = DESCRIPTION_MAX_CHARS if info.field_name == "description" else NAME_MAX_CHARS
+        return _bounded_text(value, limit)
+
     @field_validator("name")
     @classmethod
     def _name_is_a_slug(cls, value: str) -> str:
-        if not _NAME_RE.match(value):
+        if not _NAME_RE.fullmatch(value):
             raise ValueError("use letters, digits, '-', '_' and '.' only (it names directories)")
         return value
 
@@ -130,7 +172,7 @@ class Workload(_Model):
     schedule: Literal["constant", "poisson"] = "constant"
     payload_bytes: int | PayloadDistribution = 1024
     aggregates: int = Field(default=1000, ge=1, le=100_000_000)
-    aggregate_type: str = Field(default="Order", min_length=1)
+    aggregate_type: str = Field(default="Order", min_length=1, max_length=NAME_MAX_CHARS)
     keys: str = "uniform"
     event_types: dict[str, float] = Field(
         default_factory=lambda: {"OrderPlaced": 0.6, "OrderConfirmed": 0.3, "OrderShipped": 0.1}
@@ -152,12 +194,31 @@ class Workload(_Model):
     @classmethod
     def _rate(cls, value: Any) -> Any:
         if isinstance(value, str) and value != "max":
-            raise ValueError(f'{value!r} is not a rate: give events per second, or "max"')
+            raise ValueError(f'{_shown(value)} is not a rate: give events per second, or "max"')
         if isinstance(value, bool):
             raise ValueError('give events per second, or "max"')
         if isinstance(value, int | float) and not (0 < value < math.inf):
             # Written "not (0 < value < inf)" so that NaN is refused too.
             raise ValueError(f"must be more than 0 events/s, a finite number (got {value})")
+        return value
+
+    @field_validator("aggregate_type", mode="before")
+    @classmethod
+    def _bounded(cls, value: Any) -> Any:
+        return _bounded_text(value, NAME_MAX_CHARS)
+
+    @field_validator("aggregate_type")
+    @classmethod
+    def _aggregate_type(cls, value: str) -> str:
+        if not _TYPE_RE.fullmatch(value):
+            raise ValueError(_TYPE_RULE)
+        return value
+
+    @field_validator("send_timeout")
+    @classmethod
+    def _send_timeout(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("must be longer than 0s: every send would time out at once")
         return value
 
     @field_validator("payload_bytes")
@@ -170,10 +231,10 @@ class Workload(_Model):
     @field_validator("keys")
     @classmethod
     def _keys(cls, value: str) -> str:
-        match = _KEYS_RE.match(value)
+        match = _KEYS_RE.fullmatch(value)
         if not match:
             raise ValueError(
-                f'{value!r} is not a key distribution: use "uniform", "zipf:S" (S > 0) '
+                f'{_shown(value)} is not a key distribution: use "uniform", "zipf:S" (S > 0) '
                 'or "hot:FRACTION:SHARE" (for example "hot:0.01:0.9")'
             )
         if match.group("s") is not None and float(match.group("s")) <= 0:
@@ -188,7 +249,14 @@ class Workload(_Model):
         if not value:
             raise ValueError("give at least one event type with a weight")
         for name, weight in value.items():
-            if not name or not (0 < weight < math.inf):
+            if len(name) > NAME_MAX_CHARS:
+                raise ValueError(
+                    f"an event type name is {len(name):,} characters long: "
+                    f"at most {NAME_MAX_CHARS:,} are allowed"
+                )
+            if not _TYPE_RE.fullmatch(name):
+                raise ValueError(f"event type {_shown(name)}: {_TYPE_RULE}")
+            if not (0 < weight < math.inf):
                 raise ValueError(
                     f"the weight of {name!r} must be more than 0, a finite number (got {weight})"
                 )
@@ -197,6 +265,29 @@ class Workload(_Model):
     @property
     def closed_loop(self) -> bool:
         return self.rate == "max"
+
+    def window_warnings(self, duration_s: float) -> list[str]:
+        """What a measurement window of ``duration_s`` at this rate will not measure: a rate
+        so low that the window holds no event is a warning, not an error (the point runs)."""
+        if self.closed_loop:
+            return []
+        assert isinstance(self.rate, float | int)
+        window = format_duration(duration_s)
+        events = self.rate * duration_s
+        if events < 1:
+            return [
+                f"workload.rate = {self.rate:g}/s over a scenario.duration of {window} "
+                f"schedules {events:g} events: the measurement window may hold no event "
+                "(raise the rate or the duration)"
+            ]
+        per_producer = events / self.producers
+        if per_producer < 1:
+            return [
+                f"workload.rate = {self.rate:g}/s split over {self.producers} producers "
+                f"schedules {per_producer:g} events per producer in {window}: some producers "
+                "send nothing in the measurement window (use fewer producers)"
+            ]
+        return []
 
     def pacing_is_exact(self) -> bool:
         if self.closed_loop:
@@ -257,8 +348,10 @@ class VerdictRules(_Model):
                 try:
                     return float(text[:-1]) / 100.0
                 except ValueError:
-                    raise ValueError(f"{value!r} is not a percentage such as '0.1%'") from None
-            raise ValueError(f"{value!r}: write a fraction (0.001) or a percentage ('0.1%')")
+                    raise ValueError(
+                        f"{_shown(value)} is not a percentage such as '0.1%'"
+                    ) from None
+            raise ValueError(f"{_shown(value)}: write a fraction (0.001) or a percentage ('0.1%')")
         return value
 
 
@@ -280,13 +373,14 @@ class Scenario(_Model):
         for i, fault in enumerate(self.faults):
             if fault.at >= load_s:
                 raise ValueError(
-                    f"faults[{i}].at = {fault.at:g}s is not inside the load "
-                    f"(warmup + duration = {load_s:g}s)"
+                    f"faults[{i}].at = {format_duration(fault.at)} is not inside the load "
+                    f"(warmup + duration = {format_duration(load_s)})"
                 )
             if fault.at < previous_end:
                 raise ValueError(
-                    f"faults[{i}].at = {fault.at:g}s starts before the previous fault ends "
-                    f"({previous_end:g}s): list faults in time order, one at a time"
+                    f"faults[{i}].at = {format_duration(fault.at)} starts before the previous "
+                    f"fault ends ({format_duration(previous_end)}): list faults in time order, "
+                    "one at a time"
                 )
             previous_end = fault.at + fault.down_for_s
         return self
@@ -297,7 +391,12 @@ class Scenario(_Model):
         if not value:
             raise ValueError("add at least one [targets.NAME] table with a driver")
         for name, options in value.items():
-            if not _NAME_RE.match(name):
+            if len(name) > NAME_MAX_CHARS:
+                raise ValueError(
+                    f"a target name is {len(name):,} characters long: "
+                    f"at most {NAME_MAX_CHARS:,} are allowed"
+                )
+            if not _NAME_RE.fullmatch(name):
                 raise ValueError(f"target name {name!r}: use letters, digits, '-', '_' only")
             if not isinstance(options, dict):
                 raise ValueError(f"[targets.{name}] must be a table")
@@ -314,10 +413,26 @@ class Scenario(_Model):
             kind, _, stat = key.partition(".")
             if kind not in LATENCY_KINDS or stat not in SLO_STATS:
                 raise ValueError(
-                    f"{key!r} is not a latency SLO: use KIND.STAT with KIND in "
+                    f"{_shown(key)} is not a latency SLO: use KIND.STAT with KIND in "
                     f"{', '.join(LATENCY_KINDS)} and STAT in {', '.join(SLO_STATS)}"
                 )
         return value
+
+
+def _check_option_lengths(value: Any, source: str, field: str) -> None:
+    """Every text in a target's table (a URL, a list of servers, a path) is bounded."""
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            _check_option_lengths(inner, source, f"{field}.{key}")
+    elif isinstance(value, list):
+        for inner in value:
+            _check_option_lengths(inner, source, field)
+    elif isinstance(value, str) and len(value) > OPTION_MAX_CHARS:
+        raise ScenarioError(
+            source,
+            field,
+            f"is {len(value):,} characters long: at most {OPTION_MAX_CHARS:,} are allowed",
+        )
 
 
 @dataclass(frozen=True)
@@ -339,6 +454,12 @@ class RunPoint:
     def label(self) -> str:
         parts = [self.target] + [f"{k.split('.')[-1]}={_short(v)}" for k, v in self.params.items()]
         return " ".join(parts)
+
+    @property
+    def warnings(self) -> list[str]:
+        """What this point will run but not measure well (``bench validate`` and ``bench run``
+        print each as a ``warning:`` line)."""
+        return self.workload.window_warnings(self.scenario.scenario.duration)
 
     @property
     def slug(self) -> str:
@@ -414,7 +535,7 @@ def _scenario_error(exc: ValidationError, source: str, prefix: str = "") -> Scen
         rejected = first["input"]
         if shows_input([*(prefix.split(".") if prefix else []), *loc]):
             shown = repr(redact(rejected))
-            if len(shown) <= 60 and "got" not in message:
+            if len(shown) <= 60 and "got" not in message and shown not in message:
                 message = f"{message} (got {shown})"
         elif isinstance(rejected, str | int | float) and str(rejected):
             # A validator's own words may quote a secret value: never echo it.
@@ -444,6 +565,7 @@ def validate_target(name: str, options: dict[str, Any], source: str) -> DriverCo
     except DriverNotFound as exc:
         raise ScenarioError(source, f"targets.{name}.driver", exc.message, hint=exc.hint) from None
     model: type[DriverConfig] = getattr(cls, "config_model")  # noqa: B009 (a Protocol attr)
+    _check_option_lengths(options, source, f"targets.{name}")
     resolved = {
         key: resolve_reference(value, source, f"targets.{name}.{key}")
         for key, value in options.items()

@@ -9,24 +9,63 @@ from __future__ import annotations
 
 import math
 import re
+from decimal import Decimal
 from typing import Annotated
 
-from pydantic import BeforeValidator, PlainSerializer
+from pydantic import PlainSerializer, PlainValidator
 
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ns|us|µs|ms|s|m|h)\s*$")
-_UNIT_S = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+# Exact factors: "1234.5678ms" is 1.2345678 s, not the float product 1.2345678000000001.
+_UNIT_S = {
+    "ns": Decimal("1e-9"),
+    "us": Decimal("1e-6"),
+    "µs": Decimal("1e-6"),
+    "ms": Decimal("1e-3"),
+    "s": Decimal(1),
+    "m": Decimal(60),
+    "h": Decimal(3600),
+}
+# The shortest duration accepted (other than 0): reports and SLOs speak in microseconds, and no
+# timer of the event loop wakes finer than that.
+DURATION_RESOLUTION = "1us"
+_RESOLUTION_S = Decimal("1e-6")
+
+
+class Seconds(float):
+    """A duration in seconds that remembers how it was written ("1.2345678s", "250us"), so it
+    is shown back and recorded in the user's own spelling, never rounded."""
+
+    text: str
+
+    def __new__(cls, seconds: float, text: str) -> Seconds:
+        value = super().__new__(cls, seconds)
+        value.text = text
+        return value
+
+    def __reduce__(self) -> tuple[type[Seconds], tuple[float, str]]:
+        return (Seconds, (float(self), self.text))
 
 
 def parse_duration_s(value: object) -> float:
-    """Return the duration in seconds; raise ValueError with a hint on anything else."""
+    """Return the duration in seconds; raise ValueError with a hint on anything else.
+
+    The result is a ``Seconds``: a float that keeps the spelling it was parsed from."""
+    if isinstance(value, Seconds):
+        return value
     if isinstance(value, bool):
         raise ValueError("expected a duration such as '10s', '500ms' or '2m'")
     if isinstance(value, int | float):
         if value == 0:
-            return 0.0
+            return Seconds(0.0, "0s")
         raise ValueError(f"duration {value!r} has no unit: write it as '{value}s' or '{value}ms'")
     if not isinstance(value, str):
         raise ValueError("expected a duration such as '10s', '500ms' or '2m'")
+    if len(value) > 40:
+        # Quoted back whole, a pasted file would be the error line.
+        raise ValueError(
+            f"a text of {len(value):,} characters is not a duration: use a number and a unit "
+            "(ns, us, ms, s, m, h)"
+        )
     match = _DURATION_RE.match(value)
     if not match and re.fullmatch(r"\s*\d+(\.\d+)?\s*", value):
         number = value.strip()
@@ -35,18 +74,44 @@ def parse_duration_s(value: object) -> float:
         raise ValueError(
             f"{value!r} is not a duration: use a number and a unit (ns, us, ms, s, m, h)"
         )
-    return float(match.group(1)) * _UNIT_S[match.group(2)]
+    number, unit = match.group(1), match.group(2)
+    exact = Decimal(number) * _UNIT_S[unit]
+    if 0 < exact < _RESOLUTION_S:
+        raise ValueError(
+            f"{value.strip()!r} is shorter than {DURATION_RESOLUTION}, the finest resolution "
+            "a duration is accepted at (write 0s for none)"
+        )
+    seconds = float(exact)
+    if not math.isfinite(seconds):
+        raise ValueError(f"{value.strip()!r} is too long to be a duration")
+    return Seconds(seconds, f"{number}{unit}")
 
 
 def format_duration(seconds: float) -> str:
-    """The shortest exact-enough spelling of a duration, as accepted by parse_duration_s."""
+    """A duration as parse_duration_s reads it back to the same float: the spelling it was
+    written with when it has one, else the largest unit that holds it as a whole number
+    (``2m``, ``250us``), else exact seconds (``1.2345678s``)."""
+    if isinstance(seconds, Seconds):
+        return seconds.text
     if seconds == 0:
         return "0s"
-    for unit, factor in (("h", 3600.0), ("m", 60.0), ("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
-        scaled = seconds / factor
-        if scaled >= 1 and abs(scaled - round(scaled)) < 1e-9:
-            return f"{round(scaled)}{unit}"
-    return f"{seconds * 1e3:g}ms"
+    if not math.isfinite(seconds):
+        return f"{seconds}s"
+    # repr() is the shortest decimal that reads back as this float; scaling it by the exact
+    # unit factors never rounds. The shortest spelling wins (2m, 250us, 1.2345678s).
+    exact = Decimal(repr(float(seconds)))
+    spellings = [f"{_plain(exact)}s"]
+    for unit in ("h", "m", "ms", "us", "ns"):
+        scaled = exact / _UNIT_S[unit]
+        if scaled * _UNIT_S[unit] == exact:  # a division that did not terminate is inexact
+            spellings.append(f"{_plain(scaled)}{unit}")
+    return min(spellings, key=len)
+
+
+def _plain(number: Decimal) -> str:
+    """A decimal without an exponent: 0.0000012345, never 1.2345E-6."""
+    text = format(number, "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 # --------------------------------------------------------------------------- display
@@ -140,9 +205,10 @@ def format_percent(fraction: float | None, signed: bool = False) -> str:
     return f"{sign}{text}%"
 
 
-# A pydantic field type: accepts "10s", serialises back to the same spelling.
+# A pydantic field type: accepts "10s", serialises back to the same spelling. A plain
+# validator, so the value stays a ``Seconds`` (a float validator would drop the spelling).
 Duration = Annotated[
     float,
-    BeforeValidator(parse_duration_s),
+    PlainValidator(parse_duration_s),
     PlainSerializer(format_duration, return_type=str),
 ]

@@ -60,7 +60,7 @@ import nats.js.errors
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from bench.drivers.base import (
     H_ENVELOPE,
@@ -77,7 +77,7 @@ from bench.drivers.base import (
     partition_of,
 )
 from bench.errors import DriverError
-from bench.redaction import redact_text
+from bench.redaction import MASK, redact_text
 from bench.units import Duration
 
 DEFAULT_SERVERS = "nats://127.0.0.1:4222"
@@ -99,11 +99,53 @@ def _default_servers() -> list[str]:
     return [s.strip() for s in raw.split(",") if s.strip()]
 
 
+_SERVER_FORM = "write nats://host:4222 (or tls://, ws://, wss://)"
+
+
+def server_problem(server: str) -> str | None:
+    """What nats-py would choke on in one server URL (None when it is sound), in words that
+    never quote the URL or its password. The defaults are nats-py's own: a URL without a
+    scheme is nats://, one without a port uses 4222."""
+    if not server.strip():
+        return f"is empty: {_SERVER_FORM}"
+    scheme, sep, _ = server.partition("://")
+    if sep and scheme not in ("nats", "tls", "ws", "wss"):
+        return _scrub(f"has the scheme {scheme!r}: use nats://, tls://, ws:// or wss://", server)
+    try:
+        parts = urlsplit(server if sep else f"nats://{server}")
+        port = parts.port
+    except ValueError as exc:
+        reason = str(exc)
+        if "out of range" in reason:
+            return "the port is out of range: use 1-65535"
+        if "Port" in reason:
+            encode = " (percent-encode '/', '@' and ':' in a password)" if "@" in server else ""
+            return f"the port is not a number: {_SERVER_FORM}{encode}"
+        return _scrub(f"is not a valid URL: {reason}", server)
+    if not parts.hostname or parts.hostname == "none":
+        return f"has no host: {_SERVER_FORM}"
+    if port is not None and not 1 <= port <= 65535:
+        return "the port is out of range: use 1-65535"
+    return None
+
+
+def _scrub(message: str, url: str) -> str:
+    """``message`` without the user information of ``url``."""
+    user_info = url.partition("://")[2].rpartition("@")[0]
+    for secret in sorted({user_info, user_info.partition(":")[2]}, key=len, reverse=True):
+        if secret:
+            message = message.replace(secret, MASK)
+    return redact_text(message)
+
+
 class NatsConfig(DriverConfig):
     """Options of a ``driver = "nats"`` target."""
 
     driver: Literal["nats"] = "nats"
-    servers: list[str] = Field(default_factory=_default_servers, min_length=1)
+    # Validated when it comes from BENCH_NATS_URL too: a bad one fails validate, not a run.
+    servers: list[str] = Field(
+        default_factory=_default_servers, min_length=1, validate_default=True
+    )
     user: str | None = None
     password: SecretStr | None = None
     token: SecretStr | None = None
@@ -130,6 +172,30 @@ class NatsConfig(DriverConfig):
     inactive_threshold: Duration = 300.0
     max_reconnect_attempts: int = Field(default=60, ge=-1)
     reconnect_wait: Duration = 1.0
+
+    @field_validator("servers")
+    @classmethod
+    def _servers(cls, value: list[str]) -> list[str]:
+        for i, server in enumerate(value):
+            problem = server_problem(server)
+            if problem is None:
+                continue
+            if len(value) > 1:
+                problem = f"server {i + 1} of {len(value)}: {problem}"
+            if value == _default_servers() and "BENCH_NATS_URL" in os.environ:
+                problem += " (from BENCH_NATS_URL)"
+            raise ValueError(problem)
+        kinds = {s.partition("://")[0] in ("ws", "wss") for s in value}
+        if len(kinds) > 1:
+            raise ValueError("mixes websocket (ws://, wss://) and nats:// servers: use one kind")
+        return value
+
+    @field_validator("publish_timeout")
+    @classmethod
+    def _publish_timeout(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("must be longer than 0s: every publish would time out at once")
+        return value
 
     @model_validator(mode="after")
     def _check(self) -> NatsConfig:

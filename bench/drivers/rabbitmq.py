@@ -58,7 +58,7 @@ import aio_pika
 import aio_pika.abc
 import aio_pika.exceptions
 import aiormq.exceptions
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from yarl import URL
 
 from bench.drivers.base import (
@@ -76,7 +76,7 @@ from bench.drivers.base import (
     partition_of,
 )
 from bench.errors import DriverError
-from bench.redaction import redact_text
+from bench.redaction import MASK, redact_text
 from bench.units import Duration
 
 DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672/"
@@ -116,11 +116,50 @@ class RabbitMQTLS(BaseModel):
     verify: bool = True
 
 
+URL_SCHEMES = ("amqp", "amqps")
+_URL_FORM = "write amqp://host:5672/vhost"
+
+
+def url_problem(text: str) -> str | None:
+    """What the client would choke on in an AMQP URL (None when it is sound), in words that
+    never quote the URL or its password."""
+    if "://" not in text:
+        return f"has no scheme: {_URL_FORM}"
+    try:
+        url = URL(text)
+    except ValueError as exc:
+        reason = str(exc)
+        if "port can't be converted" in reason:
+            # "amqp://user:pa/ss@host" splits at the "/": the port is then "pa".
+            encode = " (percent-encode '/', '@' and ':' in a password)" if "@" in text else ""
+            return f"the port is not a number: {_URL_FORM}{encode}"
+        if "out of range" in reason:
+            return "the port is out of range: use 1-65535"
+        return _scrub(f"is not a valid URL: {reason.removeprefix('Invalid URL: ')}", text)
+    if url.scheme not in URL_SCHEMES:
+        return _scrub(f"has the scheme {url.scheme!r}: use amqp:// or amqps://", text)
+    if not url.host:
+        return f"has no host: {_URL_FORM}"
+    if url.explicit_port is not None and not 1 <= url.explicit_port <= 65535:
+        return "the port is out of range: use 1-65535"
+    return None
+
+
+def _scrub(message: str, url: str) -> str:
+    """``message`` without the password (or user information) of ``url``."""
+    user_info = url.partition("://")[2].rpartition("@")[0]
+    for secret in sorted({user_info, user_info.partition(":")[2]}, key=len, reverse=True):
+        if secret:
+            message = message.replace(secret, MASK)
+    return redact_text(message)
+
+
 class RabbitMQConfig(DriverConfig):
     """Options of a ``driver = "rabbitmq"`` target."""
 
     driver: Literal["rabbitmq"] = "rabbitmq"
-    url: SecretStr = Field(default_factory=_default_url)
+    # Validated when it comes from BENCH_RABBITMQ_URL too: a bad one fails validate, not a run.
+    url: SecretStr = Field(default_factory=_default_url, validate_default=True)
     exchange_type: Literal["direct", "topic", "fanout"] = "direct"
     queue_type: Literal["classic", "quorum", "stream"] = "classic"
     durable: bool = True
@@ -134,6 +173,24 @@ class RabbitMQConfig(DriverConfig):
     single_active_consumer: bool = False
     reconnect_interval: Duration = 1.0
     tls: RabbitMQTLS | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: SecretStr) -> SecretStr:
+        text = value.get_secret_value()
+        problem = url_problem(text)
+        if problem and text == os.environ.get("BENCH_RABBITMQ_URL"):
+            problem += " (from BENCH_RABBITMQ_URL)"
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("publish_timeout")
+    @classmethod
+    def _publish_timeout(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("must be longer than 0s: every publish would time out at once")
+        return value
 
     @model_validator(mode="after")
     def _check_queue_type(self) -> RabbitMQConfig:

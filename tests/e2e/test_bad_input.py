@@ -465,6 +465,127 @@ CORPUS += [
 ]
 
 
+# --------------------------------------------------------------- validation holes (issue 14)
+# Each passed validate, then crashed the workers or exited 70 at run; each is now refused by
+# validate and by run, in one line naming the file and the field, without the password.
+PLANTED = "pl4nted-pw"
+RMQ_BAD_PORT = GOOD.replace(
+    '[targets.mem]\ndriver = "memory"',
+    f'[targets.rmq]\ndriver = "rabbitmq"\nurl = "amqp://guest:{PLANTED}@127.0.0.1:abc/"',
+)
+NATS_BAD_PORT = GOOD.replace(
+    '[targets.mem]\ndriver = "memory"',
+    f'[targets.n]\ndriver = "nats"\nservers = ["nats://u:{PLANTED}@127.0.0.1:xyz"]',
+)
+RUN = ["run", "{tmp}/s.toml", "-o", "{tmp}/r", "--no-report"]
+CORPUS += [
+    Case("a negative seed", _file(GOOD), [*V, "--set", "scenario.seed=-1"], ("scenario.seed",)),
+    Case("run: a negative seed", _file(GOOD), [*RUN, "--set", "scenario.seed=-1"], ("seed",)),
+    Case(
+        "a RabbitMQ URL with a port that is not a number",
+        _file(RMQ_BAD_PORT),
+        V,
+        ("s.toml", "targets.rmq.url", "the port is not a number"),
+    ),
+    Case(
+        "run: a RabbitMQ URL with a port that is not a number",
+        _file(RMQ_BAD_PORT),
+        RUN,
+        ("s.toml", "targets.rmq.url", "the port is not a number"),
+    ),
+    Case(
+        "a RabbitMQ URL with a port out of range",
+        _file(RMQ_BAD_PORT.replace(":abc/", ":70000/")),
+        V,
+        ("targets.rmq.url", "out of range"),
+    ),
+    Case(
+        "a RabbitMQ URL without a host",
+        _file(RMQ_BAD_PORT.replace("@127.0.0.1:abc/", "@:5672/")),
+        V,
+        ("targets.rmq.url", "no host"),
+    ),
+    Case(
+        "a RabbitMQ URL with another scheme",
+        _file(RMQ_BAD_PORT.replace("amqp://", "http://").replace(":abc/", ":5672/")),
+        V,
+        ("targets.rmq.url", "scheme 'http'"),
+    ),
+    Case(
+        "a NATS server with a port that is not a number",
+        _file(NATS_BAD_PORT),
+        V,
+        ("s.toml", "targets.n.servers", "the port is not a number"),
+    ),
+    Case(
+        "run: a NATS server with a port that is not a number",
+        _file(NATS_BAD_PORT),
+        RUN,
+        ("s.toml", "targets.n.servers", "the port is not a number"),
+    ),
+    Case(
+        "a NATS server without a host",
+        _file(NATS_BAD_PORT.replace("127.0.0.1:xyz", ":4222")),
+        V,
+        ("targets.n.servers", "no host"),
+    ),
+    Case(
+        "a duration finer than a microsecond",
+        _file(scenario_with('duration = "1s"', 'duration = "1ns"')),
+        V,
+        ("s.toml", "scenario.duration", "'1ns'", "1us"),
+    ),
+    Case(
+        "a send_timeout of 0",
+        _file(GOOD),
+        [*V, "--set", 'workload.send_timeout="0s"'],
+        ("workload.send_timeout", "longer than 0s"),
+    ),
+    Case(
+        "a publish_timeout of 0",
+        _file(RMQ_BAD_PORT.replace(":abc/", ":5672/") + 'publish_timeout = "0s"\n'),
+        V,
+        ("targets.rmq.publish_timeout", "longer than 0s"),
+    ),
+    Case(
+        "a 100 KB description",
+        _file(scenario_with('name = "ok"', f'name = "ok"\ndescription = "{"x" * 100_000}"')),
+        V,
+        ("s.toml", "scenario.description", "100,000 characters", "at most 4,096"),
+    ),
+    Case(
+        "run: a 100 KB description",
+        _file(scenario_with('name = "ok"', f'name = "ok"\ndescription = "{"x" * 100_000}"')),
+        RUN,
+        ("scenario.description", "100,000 characters"),
+    ),
+    Case(
+        "a 100 KB driver option",
+        _file(scenario_with('driver = "memory"', f'driver = "memory"\nx = "{"x" * 100_000}"')),
+        V,
+        ("targets.mem.x", "100,000 characters"),
+    ),
+    Case(
+        "an event type name with a quote",
+        _file(scenario_with("rate = 100", "rate = 100\nevent_types = { 'Placed\"' = 1 }")),
+        V,
+        ("workload.event_types", "letters, digits"),
+    ),
+    Case(
+        "a key distribution with a trailing newline",
+        _file(GOOD),
+        [*V, "--set", 'workload.keys="uniform\\n"'],
+        ("workload.keys", "not a key distribution"),
+    ),
+    Case(
+        "a 100 KB duration",
+        _file(scenario_with('duration = "1s"', f'duration = "{"9" * 100_000}s"')),
+        V,
+        ("scenario.duration", "not a duration"),
+    ),
+]
+
+
 def _materialise(case: Case, tmp_path: Path) -> list[str]:
     for name, content in case.files.items():
         path = tmp_path / name
@@ -525,3 +646,45 @@ def test_an_unwritable_results_directory_is_one_line(tmp_path, capsys):
         ["run", str(tmp_path / "s.toml"), "-o", str(locked / "r")], capsys
     )
     assert code == 2 and "cannot create the results directory" in err
+
+
+@pytest.mark.parametrize("text", [RMQ_BAD_PORT, NATS_BAD_PORT], ids=["rabbitmq", "nats"])
+@pytest.mark.parametrize("command", ["validate", "run"])
+def test_a_malformed_broker_url_never_shows_its_password(text, command, tmp_path, capsys):
+    (tmp_path / "s.toml").write_text(text)
+    argv = [command, str(tmp_path / "s.toml")]
+    argv += ["-o", str(tmp_path / "r"), "--no-report"] if command == "run" else []
+    code, out, err = run_bench_captured(argv, capsys)
+    assert code == 2, (out, err)  # was 0 for validate, and 70 (an internal error) for run
+    assert PLANTED not in out + err
+    assert not (tmp_path / "r").exists()
+
+
+def test_durations_are_shown_back_as_written(tmp_path, capsys):
+    # "1.2345678s" was recorded as "1234.57ms" in manifest.json.
+    (tmp_path / "s.toml").write_text(scenario_with('duration = "1s"', 'duration = "1.2345678s"'))
+    code, _, err = run_bench_captured(
+        ["run", str(tmp_path / "s.toml"), "-o", str(tmp_path / "r"), "--no-report", "-q"], capsys
+    )
+    assert code == 0, err
+    (run_dir,) = (tmp_path / "r").iterdir()
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["scenario"]["scenario"]["duration"] == "1.2345678s"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bench/cli.py must print RunPoint.warnings in validate and run (issue 14; the "
+    "warning comes from bench/scenario.py, the two print loops are not in yet)",
+)
+@pytest.mark.parametrize("command", ["validate", "run"])
+def test_a_rate_whose_window_holds_no_event_is_a_warning_not_an_error(command, tmp_path, capsys):
+    (tmp_path / "s.toml").write_text(scenario_with("rate = 100", "rate = 0.5"))
+    argv = [command, str(tmp_path / "s.toml")]
+    argv += ["-o", str(tmp_path / "r"), "--no-report", "-q"] if command == "run" else []
+    code, out, err = run_bench_captured(argv, capsys)
+    assert code == 0, (out, err)
+    warnings = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1, err
+    assert "workload.rate = 0.5/s" in warnings[0] and "1s" in warnings[0], warnings
+    assert "no event" in warnings[0]

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from bench.scenario import DESCRIPTION_MAX_CHARS
+
 ROOT = Path(__file__).resolve().parents[2]
 PLANT = "s3cr3tPLANT"
 RUN_QUICK = ["--set", "scenario.duration=1s", "--set", "scenario.warmup=0s", "-q"]
@@ -51,14 +53,15 @@ def assert_nowhere(result: subprocess.CompletedProcess[str], results_dir: Path) 
 
 
 def stream_scenario(tmp_path: Path, port: int) -> Path:
-    # A 100 KB description as well: redaction runs on every manifest write, and a
-    # backtracking pattern once took minutes on it.
+    # The longest description allowed as well: redaction runs on every manifest write, and a
+    # backtracking pattern once took minutes on a long one (100 KB is now refused at
+    # validation; tests/unit/test_redaction.py times redaction on 100 KB texts).
     path = tmp_path / "stream.toml"
     path.write_text(
         f"""
 [scenario]
 name = "secrets-stream"
-description = "{"a" * 100_000}"
+description = "{"a" * DESCRIPTION_MAX_CHARS}"
 
 [workload]
 rate = 200
