@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import asyncpg
 import pytest
 
+from bench.domain import fold_all
 from bench.drivers.base import DriverContext, StoredEvent
 from bench.drivers.postgres import (
     ORDER_CONFIRMED,
@@ -350,6 +351,61 @@ def test_projector_orders_transactions_numerically(postgres_dsn: str) -> None:
             assert await driver.project(batch_size=1) == 1
             assert await driver.project(batch_size=1) == 0
             assert await driver.verify() == []
+        finally:
+            await close_store(driver)
+
+    run(scenario)
+
+
+def test_the_read_model_is_the_domain_fold(postgres_dsn: str) -> None:
+    """The projector, verify and load_order fold with bench/domain.py, the fold the workload's
+    writers and snapshots use: quantities and prices from the payload's data, one order after
+    another in one stream (issue 15: the driver's own fold counted events, not quantities)."""
+
+    def written(event_type: str, **data: Any) -> StoredEvent:
+        # As bench/workload.py writes it: the domain data, then the padding.
+        payload = json.dumps({"data": data, "pad": "x" * 200}).encode()
+        return StoredEvent(str(uuid.uuid4()), "order-1", "Order", event_type, 0, payload)
+
+    stream = [
+        written(ORDER_PLACED, order_no=1),
+        written(ORDER_ITEM_ADDED, order_no=1, qty=2, price_cents=150),
+        written(ORDER_ITEM_ADDED, order_no=1, qty=1, price_cents=1000),
+        written(ORDER_CONFIRMED, order_no=1),
+        written(ORDER_SHIPPED, order_no=1),
+        written(ORDER_PLACED, order_no=2),
+        written(ORDER_ITEM_ADDED, order_no=2, qty=3, price_cents=200),
+    ]
+
+    async def scenario() -> None:
+        driver = await open_store(postgres_dsn, strategy="insert_only", snapshot_every=3)
+        try:
+            for version, e in enumerate(stream):
+                assert (await driver.append("order-1", [e], version)).committed
+            # One event per batch: each pass continues from the stored summary.
+            while await driver.project(batch_size=1):
+                pass
+            assert await driver.verify() == []
+            async with driver._require_pool().acquire() as conn:
+                summary = json.loads(
+                    await conn.fetchval(
+                        f'SELECT state FROM "{driver.schema}".order_summaries '
+                        "WHERE order_id = 'order-1'"
+                    )
+                )
+            domain = fold_all([(e.event_type, e.payload) for e in await driver.load("order-1")])
+            assert summary == domain.as_dict() == fold_events(await driver.load("order-1"))
+            assert summary == {
+                "version": 7,
+                "status": "placed",
+                "order_no": 2,
+                "items": 3,
+                "total_cents": 600,
+            }
+            # The snapshot-aware load takes a snapshot the engine can read back.
+            assert await driver.load_order("order-1") == (summary, 7)
+            snapshot, snapshot_version, tail = await driver.load_with_snapshot("order-1")
+            assert (snapshot, snapshot_version, tail) == (summary, 7, [])
         finally:
             await close_store(driver)
 

@@ -1,0 +1,192 @@
+"""The driver's connections to the server: opening them with one-line errors, lending them
+out, and turning a database error into a ``StoreError`` with the DSN's secrets scrubbed."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+
+from bench.drivers.postgres.config import PostgresConfig, dsn_address, dsn_secrets
+from bench.errors import DriverError
+from bench.redaction import redact_text
+
+# What a store operation may raise from the database or the network.
+DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
+
+
+class StoreError(DriverError):
+    """A database error during a store operation that is neither a conflict nor retryable."""
+
+    def __init__(self, message: str, *, sqlstate: str | None = None, hint: str | None = None):
+        super().__init__(message, hint=hint)
+        self.sqlstate = sqlstate
+
+
+class RetryableStoreError(StoreError):
+    """The attempt failed for a reason a retry can cure (a deadlock): nothing was stored."""
+
+
+class Scrubber:
+    """Removes a DSN's secrets from text that may reach a user, and names failures with it."""
+
+    def __init__(self, dsn: str) -> None:
+        self._secrets = dsn_secrets(dsn)
+
+    def scrub(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return redact_text(text)
+
+    def error(self, what: str, exc: BaseException) -> StoreError:
+        """``what`` failed because of ``exc``, as one line (with the SQLSTATE when there is one)."""
+        if isinstance(exc, asyncpg.PostgresError):
+            code = exc.sqlstate
+            return StoreError(
+                f"postgres: {what} failed: SQLSTATE {code}: {self.scrub(str(exc))}", sqlstate=code
+            )
+        return StoreError(f"postgres: {what} failed: {self.scrub(repr(exc))}")
+
+
+class Lease:
+    """``async with connections.acquire() as conn``: one connection, returned on exit."""
+
+    __slots__ = ("_conn", "_owner")
+
+    def __init__(self, owner: Connections) -> None:
+        self._owner = owner
+        self._conn: asyncpg.Connection | None = None
+
+    async def __aenter__(self) -> asyncpg.Connection:
+        self._conn = await self._owner.get()
+        return self._conn
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._conn is not None:
+            await self._owner.put(self._conn)
+
+
+class Connections:
+    """A fixed set of connections handed out last-in first-out.
+
+    asyncpg's Pool spends about 45 µs of client CPU per acquire and release with a timeout (a
+    wait_for task, a shielded release task, a reset query unless replaced): measured here it
+    took appends from 11.7k/s to 7.8k/s at 16 writers. The driver keeps no session state, so it
+    needs none of that: a queue of open connections, reopened when one is found closed.
+    """
+
+    def __init__(
+        self,
+        connect: Callable[[], Awaitable[asyncpg.Connection]],
+        size: int,
+        acquire_timeout_s: float,
+        on_reconnect: Callable[[], None],
+    ) -> None:
+        self._connect = connect
+        self._size = size
+        self._acquire_timeout_s = acquire_timeout_s
+        self._on_reconnect = on_reconnect
+        self._idle: asyncio.LifoQueue[asyncpg.Connection] = asyncio.LifoQueue()
+        self._all: list[asyncpg.Connection] = []
+
+    async def open(self) -> None:
+        results = await asyncio.gather(
+            *(self._connect() for _ in range(self._size)), return_exceptions=True
+        )
+        opened = [r for r in results if isinstance(r, asyncpg.Connection)]
+        failed = [r for r in results if not isinstance(r, asyncpg.Connection)]
+        if failed:
+            for conn in opened:
+                conn.terminate()
+            raise failed[0]
+        self._all = opened
+        for conn in opened:
+            self._idle.put_nowait(conn)
+
+    def acquire(self) -> Lease:
+        return Lease(self)
+
+    async def get(self) -> asyncpg.Connection:
+        idle = self._idle
+        if idle.empty():
+            # More writers than connections: they queue here, as long as acquire_timeout.
+            async with asyncio.timeout(self._acquire_timeout_s):
+                conn = await idle.get()
+        else:
+            conn = idle.get_nowait()
+        if conn.is_closed():
+            try:
+                fresh = await self._connect()
+            except BaseException:
+                idle.put_nowait(conn)  # keep the slot; the next get tries again
+                raise
+            self._all[self._all.index(conn)] = fresh
+            self._on_reconnect()
+            conn = fresh
+        return conn
+
+    async def put(self, conn: asyncpg.Connection) -> None:
+        # A transaction can only be left open by a cancellation inside its rollback.
+        if not conn.is_closed() and conn.is_in_transaction():
+            try:
+                await conn.execute("ROLLBACK")
+            except DB_ERRORS:
+                conn.terminate()
+        self._idle.put_nowait(conn)
+
+    async def each(self, statement: str) -> None:
+        """Run ``statement`` on every connection (waiting for busy ones, acquire_timeout each)."""
+        leased = [await self.get() for _ in range(self._size)]
+        try:
+            for conn in leased:
+                await conn.execute(statement)
+        finally:
+            for conn in leased:
+                await self.put(conn)
+
+    async def close(self, timeout_s: float) -> None:
+        try:
+            async with asyncio.timeout(timeout_s):
+                await asyncio.gather(*(c.close() for c in self._all if not c.is_closed()))
+        except TimeoutError:
+            # A connection stuck in a query: cut it rather than hang the run's shutdown.
+            for conn in self._all:
+                conn.terminate()
+
+
+async def open_connections(
+    config: PostgresConfig, scrubber: Scrubber, on_reconnect: Callable[[], None]
+) -> Connections:
+    """``pool_size`` connections within ``connect_timeout``; DriverError with one line if not."""
+    dsn = config.dsn.get_secret_value()
+    address = dsn_address(dsn)
+    settings = {
+        "application_name": "eventbench",
+        "statement_timeout": str(round(config.statement_timeout * 1000)),
+    }
+    kwargs: dict[str, Any] = {}
+    if config.ssl is not None:
+        kwargs["ssl"] = config.ssl
+
+    def connect() -> Awaitable[asyncpg.Connection]:
+        return asyncpg.connect(
+            dsn, timeout=config.connect_timeout, server_settings=settings, **kwargs
+        )
+
+    connections = Connections(connect, config.pool_size, config.acquire_timeout, on_reconnect)
+    try:
+        await asyncio.wait_for(connections.open(), timeout=config.connect_timeout)
+    except TimeoutError:
+        raise DriverError(
+            f"postgres: no answer from {address} within {config.connect_timeout:g}s",
+            hint="is PostgreSQL running? `bench up postgres` starts the local one",
+        ) from None
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        reason = scrubber.scrub(str(exc).strip() or type(exc).__name__)
+        raise DriverError(
+            f"postgres: cannot connect to {address}: {reason}",
+            hint="check the dsn (BENCH_POSTGRES_DSN) and that the server accepts connections",
+        ) from None
+    return connections
