@@ -361,7 +361,9 @@ async def send_all(driver: Any, topology: Topology, sent: Sent) -> None:
         await producer.close()
 
 
-async def check_exchange(dut: DriverUnderTest, address: str | None) -> list[str]:
+async def check_exchange(
+    dut: DriverUnderTest, address: str | None, drain_deadline_s: float = DRAIN_DEADLINE_S
+) -> list[str]:
     """prepare (twice: what an earlier point left must be gone), then 2 producers x 250
     messages on 16 keys to 2 consumers, one per partition; the audit must be exact: every
     message acknowledged and received once, nothing unknown, per-key order kept (if promised).
@@ -373,7 +375,7 @@ async def check_exchange(dut: DriverUnderTest, address: str | None) -> list[str]
         try:
             await send_all(driver, topology, Sent.build(STALE_PRODUCER, LEFT_IN_TOPIC))
             await driver.prepare(topology)
-            result = await _produce_and_consume(driver, topology)
+            result = await _produce_and_consume(driver, topology, drain_deadline_s)
         finally:
             await driver.cleanup(topology)
     expected = PRODUCERS * PER_PRODUCER
@@ -402,7 +404,9 @@ async def check_exchange(dut: DriverUnderTest, address: str | None) -> list[str]
     return problems
 
 
-async def _produce_and_consume(driver: Any, topology: Topology) -> audit.AuditResult:
+async def _produce_and_consume(
+    driver: Any, topology: Topology, drain_deadline_s: float
+) -> audit.AuditResult:
     ledgers = [audit.ConsumerLedger() for _ in range(CONSUMERS)]
     seen: set[tuple[int, int]] = set()
 
@@ -423,7 +427,7 @@ async def _produce_and_consume(driver: Any, topology: Topology) -> audit.AuditRe
         sent = [Sent.build(p, PER_PRODUCER) for p in range(PRODUCERS)]
         await asyncio.gather(*(send_all(driver, topology, s) for s in sent))
         expected = set().union(*(s.ids for s in sent))
-        deadline = time.monotonic() + DRAIN_DEADLINE_S
+        deadline = time.monotonic() + drain_deadline_s
         while not expected <= seen and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         await asyncio.sleep(LATE_DUPLICATE_S)

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
+from bench.errors import DriverNotFound
 from tests.conformance import support, targets
 from tests.conformance.support import DriverUnderTest
 
@@ -19,6 +20,12 @@ from tests.conformance.support import DriverUnderTest
 def _cases(kind: str | None = None) -> list[object]:
     chosen = support.from_environment()
     candidates = [chosen] if chosen is not None else [*targets.BUILT_IN, targets.EXAMPLE]
+    if chosen is not None:
+        try:
+            chosen.kinds()
+        except DriverNotFound as exc:
+            hint = f" ({exc.hint})" if exc.hint else ""
+            raise pytest.UsageError(f"{support.ENV_DRIVER}={chosen.name}: {exc}{hint}") from None
     return [
         pytest.param(dut, id=dut.name, marks=[pytest.mark.integration] if dut.service else [])
         for dut in candidates
@@ -76,5 +83,6 @@ def test_the_suite_fails_a_driver_that_loses_or_duplicates(
 ) -> None:
     # The memory target acknowledges, then drops or delivers twice, as told.
     broken = DriverUnderTest("memory", options=options, kind="both")
-    problems = support.run(lambda: support.check_exchange(broken, None))
+    # A lost message never arrives: waiting a second for it is enough here.
+    problems = support.run(lambda: support.check_exchange(broken, None, drain_deadline_s=1.0))
     assert any(p.startswith(problem) for p in problems), problems
