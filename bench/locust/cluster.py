@@ -22,7 +22,7 @@ from multiprocessing.connection import Connection, Listener
 from pathlib import Path
 from typing import Any
 
-from bench.engine.runner import WorkerState
+from bench.engine.pool import WorkerState
 from bench.engine.workers import WorkerSpec
 from bench.errors import BenchError
 from bench.locust.wire import spec_to_wire

@@ -23,7 +23,7 @@ from bench.capacity.checks import (
     trend,
     verdict,
 )
-from bench.engine.runner import TIMESERIES_COLUMNS
+from bench.engine.intervals import TIMESERIES_COLUMNS
 
 RATE = 1000.0
 WINDOW_S = 5

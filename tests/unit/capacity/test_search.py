@@ -13,7 +13,7 @@ import pytest
 
 from bench.capacity.checks import Criteria
 from bench.capacity.search import Search, SearchResult, Settings
-from bench.engine.runner import TIMESERIES_COLUMNS
+from bench.engine.intervals import TIMESERIES_COLUMNS
 from bench.scenario import RunPoint, expand, scenario_from_dict
 
 CAPACITY = 2000.0

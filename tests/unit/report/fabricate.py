@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.engine.runner import TIMESERIES_COLUMNS
+from bench.engine.intervals import TIMESERIES_COLUMNS
 from bench.engine.workers import KINDS
 from bench.metrics.hlog import HlogWriter
 from bench.metrics.recorder import encode, merge_into, new_histogram, record_values, stats_us

@@ -1,0 +1,369 @@
+"""A run point's summary.json, as pure functions of what the run produced (``PointFacts``).
+
+Nothing here talks to a process, a target or a file: the runner gathers the facts (the
+workers' final reports, the merged window histograms, the shared target's checks, the fault
+injector's events) and ``summarize`` turns them into the summary, its status and problems
+included, with the verdict (bench/verdict.py) judged last.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from hdrh.histogram import HdrHistogram
+
+from bench import verdict as verdict_mod
+from bench.drivers.base import Topology, capabilities_of, load_driver
+from bench.engine import reread
+from bench.engine.store import StoreTotals, load_latency_by_length
+from bench.engine.target import StoreCheck
+from bench.engine.workers import KINDS
+from bench.faults import figures as fault_figures
+from bench.metrics import audit as audit_mod
+from bench.metrics.recorder import stats_us
+from bench.scenario import RunPoint, Workload, slo_thresholds
+from bench.store import SCHEMA_VERSION
+from bench.units import format_count, format_latency_us
+from bench.workload import key_namer
+
+# Harness health thresholds for the client_bound verdict.
+CPU_SATURATED_PCT = 90.0
+# Sustained lateness (p90), not the p99: every interval flush blocks the loop for a few ms by
+# design, which is about 1% of the 10 ms probes, so a p99 rule flags an idle harness.
+LOOP_LAG_P90_LIMIT_NS = 5_000_000
+SCHEDULE_MISS_FRACTION = 0.95
+SCHEDULE_LAG_P99_LIMIT_US = 10_000
+VIOLATIONS_KEPT = 20  # store invariant violations written out, one sentence each
+
+# The counts every worker's final report carries, summed over workers.
+SUMMED = (
+    "sent",
+    "acked",
+    "failed",
+    "delivered",
+    "sent_in_window",
+    "acked_in_window",
+    "received_in_window",
+    "in_flight_peak",
+    "oversize",
+    "skipped",
+    "acked_intended_in_window",
+    "failed_intended_in_window",
+)
+
+
+@dataclass
+class PointFacts:
+    """Everything one run point produced that its summary describes."""
+
+    point: RunPoint
+    run_id: str
+    dir_name: str
+    topology: Topology
+    workers: int  # how many were started (some may not have reported)
+    finals: list[dict[str, Any]]  # the workers' final reports (bench/engine/workers.py)
+    measured: dict[str, HdrHistogram]  # the measurement window, per latency kind
+    loop_lag: HdrHistogram
+    cpu_samples: list[float]
+    status: str  # ok, failed or interrupted, as the run went
+    problems: list[str]
+    describe: dict[str, Any] | None  # what the target said it is
+    started_at: float
+    t0_ns: int = 0
+    finished_ns: int = 0  # when the drain ended (0: it did not)
+    loss: dict[str, Any] | None = None  # a shared target's lost messages, sorted
+    fault_events: list[dict[str, Any]] | None = None  # the injector's, for a shared target
+    store_check: StoreCheck = field(default_factory=StoreCheck)
+    ended_at: float = field(default_factory=time.time)
+
+
+def summarize(facts: PointFacts) -> dict[str, Any]:
+    """The point's summary, judged."""
+    point = facts.point
+    w = point.workload
+    meta = point.scenario.scenario
+    finals = facts.finals
+    status = facts.status
+    problems = list(facts.problems)
+    describe = facts.describe
+    for final in finals:
+        if final.get("describe"):
+            # What the target says at the end (the memory target's injected faults, …).
+            describe = {**(describe or {}), **final["describe"]}
+    duration = meta.duration
+    totals = {key: sum(f[key] for f in finals) for key in SUMMED}
+    errors: dict[str, int] = {}
+    for f in finals:
+        for name, count in f["errors"].items():
+            errors[name] = errors.get(name, 0) + count
+    producers = [p for f in finals for p in f["producers"]]
+    consumers = [f["consumers"] for f in finals]
+    audit = audit_mod.merge(producers, consumers, key_namer(w))
+    worker_losses = [f["loss"] for f in finals if f.get("loss")]
+    loss = facts.loss or (reread.combine_losses(worker_losses) if worker_losses else None)
+    fault_rows = fault_figures.summarize(
+        list(point.scenario.faults),
+        facts.fault_events,
+        [f["timeline"] for f in finals if f.get("timeline")],
+        producers,
+        consumers,
+        facts.t0_ns,
+        None if w.closed_loop else float(w.rate),
+        meta.warmup + meta.duration,
+        facts.finished_ns or time.monotonic_ns(),
+        consuming=w.kind == "stream" and w.consumers > 0,
+    )
+    if finals and len(finals) < facts.workers:
+        problems.append(f"only {len(finals)} of {facts.workers} workers reported results")
+    latency = {kind: stats_us(facts.measured[kind]).as_dict() for kind in KINDS}
+    for kind in KINDS:
+        latency[kind]["negative"] = sum(f["negatives"][kind] for f in finals)
+        latency[kind]["clamped"] = sum(f["clamped"][kind] for f in finals)
+    loop_lag = stats_us(facts.loop_lag)
+    cpu_pct = max(facts.cpu_samples) if facts.cpu_samples else None
+    bound, reasons = client_bound(w, duration, latency, totals, cpu_pct, loop_lag.p90)
+    slo = {
+        key: verdict_mod.slo_entry(key, threshold_us, latency)
+        for key, threshold_us in slo_thresholds(point.scenario).items()
+    }
+    store = store_summary(point, finals, facts.store_check) if w.kind == "store" else None
+    if store is not None:
+        totals["skipped"] += sum(f.get("store_skipped", 0) for f in finals)
+        if not store["invariants"]["ok"] and status != "interrupted":
+            # The point ran: the store broke its invariants, which its verdict fails on.
+            problems.append(
+                "store invariants violated: " + "; ".join(store["invariants"]["violations"][:3])
+            )
+    crashed = {k: n for k, n in errors.items() if k.startswith("harness:")}
+    if crashed:
+        # A sender or writer slot died of an exception: a harness bug, not a target's error;
+        # the figures of this point cannot be trusted.
+        status = "failed" if status == "ok" else status
+        kinds = ", ".join(f"{kind[len('harness:') :]} x{n}" for kind, n in crashed.items())
+        problems.append(f"harness slots crashed ({kinds}); see {facts.dir_name}/worker-*.log")
+    if totals["skipped"]:
+        problems.append(
+            f"{format_count(totals['skipped'])} events scheduled in the window were never "
+            f"sent: the backlog outlived drain_timeout ({meta.drain_timeout:g}s); "
+            "response latency counts each at no less than the larger of drain_timeout and "
+            "send_timeout"
+        )
+    failed_in_window = totals["failed_intended_in_window"] + totals["skipped"]
+    scheduled_in_window = failed_in_window + totals["acked_intended_in_window"]
+    if status == "ok" and not finals:
+        # No worker reported results: there are no figures to stand behind.
+        status = "failed"
+        problems.append("no worker reported results")
+    summary = {
+        "schema_version": SCHEMA_VERSION,
+        "run_id": facts.run_id,
+        "point": point.index,
+        "dir": facts.dir_name,
+        "target": point.target,
+        "driver": point.driver,
+        "label": point.label,
+        "params": point.params,
+        "mode": (
+            f"closed-loop (max), concurrency {w.concurrency}"
+            if w.closed_loop
+            else f"open-loop {w.schedule} {w.rate:g}/s"
+        ),
+        "closed_loop": w.closed_loop,
+        "workload": {
+            "rate_per_s": "max" if w.closed_loop else w.rate,
+            "schedule": w.schedule,
+            "payload_bytes": w.payload_bytes
+            if isinstance(w.payload_bytes, int)
+            else w.payload_bytes.model_dump(),
+            "aggregates": w.aggregates,
+            "keys": w.keys,
+            "producers": w.producers,
+            "consumers": w.consumers,
+            "workers": w.workers,
+            "max_in_flight": w.max_in_flight,
+            "concurrency": w.concurrency,
+            "partitions": w.partitions,
+            "exact_pacing": w.pacing_is_exact(),
+            "duration_s": duration,
+            "warmup_s": meta.warmup,
+        },
+        "topology": {"name": facts.topology.name, "partitions": facts.topology.partitions},
+        "throughput": {
+            "sent_per_s": totals["sent_in_window"] / duration,
+            "acked_per_s": totals["acked_in_window"] / duration,
+            "received_per_s": totals["received_in_window"] / duration,
+            "skipped": totals["skipped"],
+        },
+        "latency_us": latency,
+        "audit": {**audit.as_dict(), "loss": loss},
+        "errors": {
+            "total": sum(errors.values()),
+            "by_kind": errors,
+            # By intended time: failed and skipped events over every event scheduled in the
+            # window (a store's rate is of its commands: bench/verdict.error_rate).
+            "failed_in_window": failed_in_window,
+            "scheduled_in_window": scheduled_in_window,
+            "rate": None,
+            "max_rate": point.scenario.verdict.max_error_rate,
+        },
+        "client_bound": bound,
+        "client_bound_reasons": reasons,
+        "harness": {
+            "cpu_pct_max_worker": cpu_pct,
+            "loop_lag_us": loop_lag.as_dict(),
+            "in_flight_peak": totals["in_flight_peak"],
+            # Sends held back so one producer's events reach the client in their order.
+            "send_turn_waits": sum(f.get("send_turn_waits", 0) for f in finals),
+            "oversize_events": totals["oversize"],
+            "workers": facts.workers,
+            # What each worker did (a Locust worker each, under bench locust): the run's
+            # counts are these summed.
+            "per_worker": [
+                {
+                    "index": i,
+                    "sent": f["sent"],
+                    "acked": f["acked"],
+                    "failed": f["failed"],
+                    "delivered": f["delivered"],
+                    "sent_in_window": f["sent_in_window"],
+                }
+                for i, f in enumerate(finals)
+            ],
+        },
+        "slo": slo,
+        "faults": fault_rows,
+        "kind": w.kind,
+        "store": store,
+        "target_info": describe,
+        "started_at": facts.started_at,
+        "ended_at": facts.ended_at,
+        "status": status,
+        "problems": problems,
+    }
+    return judged(summary, point)
+
+
+def judged(summary: dict[str, Any], point: RunPoint) -> dict[str, Any]:
+    """The summary with its error rate and verdict, under the scenario's ``[verdict]`` rules."""
+    rules = point.scenario.verdict.model_dump()
+    summary["errors"]["rate"] = verdict_mod.error_rate(summary)[0]
+    summary["verdict"] = verdict_mod.judge(summary, rules).as_dict()
+    return summary
+
+
+def client_bound(
+    workload: Workload,
+    duration_s: float,
+    latency: dict[str, dict[str, Any]],
+    totals: dict[str, int],
+    cpu_pct: float | None,
+    loop_lag_p90_us: float | None,
+) -> tuple[bool, list[str]]:
+    """Was the harness, rather than the target, the limit?
+
+    The harness is saturated when a worker used a whole core or its event loop woke late;
+    that only matters when it also failed to keep the schedule (or, closed loop, always:
+    a saturated harness caps the throughput it reports).
+    """
+    saturated = []
+    if cpu_pct is not None and cpu_pct >= CPU_SATURATED_PCT:
+        saturated.append(f"a worker used {cpu_pct:.0f}% of a core")
+    if loop_lag_p90_us is not None and loop_lag_p90_us * 1e3 >= LOOP_LAG_P90_LIMIT_NS:
+        saturated.append(f"event-loop lag p90 {format_latency_us(loop_lag_p90_us)}")
+    if not saturated:
+        return False, []
+    if workload.closed_loop:
+        return True, [*saturated, "closed-loop throughput is capped by the harness"]
+    assert isinstance(workload.rate, float)
+    expected = workload.rate * duration_s
+    missed = []
+    if totals["skipped"]:
+        missed.append(f"{format_count(totals['skipped'])} scheduled events were never sent")
+    if totals["sent_in_window"] < SCHEDULE_MISS_FRACTION * expected:
+        missed.append(
+            f"sent {format_count(totals['sent_in_window'])} of {format_count(expected)} "
+            "scheduled events"
+        )
+    lag_p99 = latency["schedule_lag"]["p99"]
+    if lag_p99 is not None and lag_p99 >= SCHEDULE_LAG_P99_LIMIT_US:
+        missed.append(f"schedule lag p99 {format_latency_us(lag_p99)}")
+    if not missed:
+        return False, []
+    return True, saturated + missed
+
+
+def merged_store_totals(finals: list[dict[str, Any]]) -> StoreTotals:
+    """The workers' store ledgers and counts as one."""
+    merged = StoreTotals()
+    for final in finals:
+        part = final.get("store") or {}
+        for name, value in part.items():
+            current = getattr(merged, name)
+            if isinstance(current, list):
+                current.extend(value)
+            else:
+                setattr(merged, name, current + value)
+    return merged
+
+
+def _store_loads(finals: list[dict[str, Any]], column: int) -> np.ndarray:
+    parts = [
+        np.frombuffer(f["store_loads"][column], dtype=np.int64)
+        for f in finals
+        if f.get("store_loads")
+    ]
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+
+def store_summary(
+    point: RunPoint, finals: list[dict[str, Any]], check: StoreCheck
+) -> dict[str, Any]:
+    """The event-store part of the summary: the workers' counts and the checks."""
+    totals = merged_store_totals(finals)
+    duration = point.scenario.scenario.duration
+    invariants = list(check.violations)
+    not_checked = list(check.not_checked)
+    for final in finals:
+        invariants.extend(final.get("invariants") or [])
+        not_checked.extend(
+            n for n in final.get("invariants_not_checked") or [] if n not in not_checked
+        )
+    counters = None
+    before, after = check.counters_before, check.counters_after
+    if before and after:
+        counters = {k: after[k] - before.get(k, 0) for k in after if isinstance(after[k], int)}
+    ok_attempts = totals.commits + totals.conflicts + totals.errors
+    return {
+        "commands": totals.commands,
+        "attempts": totals.attempts,
+        "commits": totals.commits,
+        "conflicts": totals.conflicts,
+        "errors": totals.errors,
+        "retries": totals.retries,
+        "abandoned": totals.abandoned,
+        "rejections": totals.rejections,
+        "events_committed": totals.events_committed,
+        "conflict_rate": totals.conflicts / totals.attempts if totals.attempts else 0.0,
+        "retries_per_command": totals.retries / totals.commands if totals.commands else 0.0,
+        "goodput_per_s": totals.commits_in_window / duration,
+        "attempts_per_s": totals.attempts_in_window / duration,
+        "accounting_adds_up": ok_attempts == totals.attempts,
+        "snapshots_written": totals.snapshots_written,
+        "load_latency_by_stream_length": load_latency_by_length(
+            _store_loads(finals, 0), _store_loads(finals, 1)
+        ),
+        "projected": totals.projected,
+        "redelivered": totals.redelivered,
+        "duplicates_skipped": totals.duplicates_skipped,
+        "server_counters": counters,
+        # What the driver could do: an option its driver lacks did nothing (its count is 0).
+        "capabilities": capabilities_of(load_driver(point.driver)),
+        "invariants": {
+            "ok": not invariants,
+            "violations": invariants[:VIOLATIONS_KEPT],
+            "not_checked": not_checked,
+        },
+    }
