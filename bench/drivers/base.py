@@ -296,9 +296,13 @@ class StoreDriver(Protocol):
     kind: ClassVar[Literal["stream", "store", "both"]]
     config_model: ClassVar[type[DriverConfig]]
 
+    def __init__(self, config: Any, context: DriverContext) -> None: ...
+
     async def connect(self) -> None: ...
 
-    async def prepare_store(self) -> None: ...
+    async def prepare_store(self) -> None:
+        """Create (or empty) the store. A ``SharedStore`` is given the point's namespace."""
+        ...
 
     async def append(
         self, aggregate_id: str, events: list[StoredEvent], expected_version: int
@@ -336,7 +340,10 @@ class StoreDriver(Protocol):
 @runtime_checkable
 class SharedStore(Protocol):
     """A store that lives outside the workers: the coordinator prepares one namespace per run
-    point (``prepare_store(namespace)``), each worker attaches to it, the coordinator drops it."""
+    point (``prepare_store(namespace)``), each worker attaches to it, the coordinator drops it.
+    A store that is not shared is prepared with ``prepare_store()``, inside each worker."""
+
+    async def prepare_store(self, namespace: str | None = None) -> None: ...
 
     async def attach_store(self, namespace: str) -> None: ...
 
@@ -425,6 +432,15 @@ class InProcessFaults(Protocol):
 
 
 @runtime_checkable
+class BoundedSends(Protocol):
+    """A target whose every send completes or fails by itself, within a bound it keeps (the
+    memory target): the engine sets no ``send_timeout`` timer per send, the largest cost of
+    the in-process hot path. Any other target's sends are bounded by ``send_timeout``."""
+
+    def sends_are_bounded(self) -> bool: ...
+
+
+@runtime_checkable
 class ErrorKinds(Protocol):
     """Names an error the way the target does (a database's SQLSTATE), for the error counts."""
 
@@ -432,6 +448,9 @@ class ErrorKinds(Protocol):
         """e.g. ``UniqueViolationError:23505``; the exception's class name at least."""
         ...
 
+
+STREAM_MEMBERS = ("connect", "prepare", "producer", "consumer", "cleanup", "describe", "close")
+STORE_MEMBERS = ("connect", "prepare_store", "append", "load", "verify", "describe", "close")
 
 STORE_CAPABILITIES: tuple[type, ...] = (
     SharedStore,
@@ -500,9 +519,17 @@ def load_driver(name: str) -> type:
         known = ", ".join(sorted(registered))
         raise DriverNotFound(f"unknown driver {name!r}", hint=f"known drivers: {known}")
     try:
-        return _load(registered[name])
+        cls = _load(registered[name])
     except ImportError as exc:
         raise DriverNotFound(_missing_hint(name, exc)) from exc
+    missing = missing_members(cls)
+    if missing:
+        raise DriverNotFound(
+            f"driver {name!r} ({registered[name]}) is not a complete {driver_kind(cls)} driver: "
+            f"it lacks {', '.join(missing)}",
+            hint="see docs/writing-a-driver.md",
+        )
+    return cls
 
 
 def _load(target: str) -> type:
@@ -512,6 +539,22 @@ def _load(target: str) -> type:
     if not isinstance(cls, type):
         raise ImportError(f"{target} is not a class")
     return cls
+
+
+def missing_members(cls: type) -> list[str]:
+    """The methods of its kind's protocol a driver class lacks (not callable counts as lacking),
+    and ``config_model`` when it is not a DriverConfig model."""
+    kind = driver_kind(cls)
+    names = {
+        "stream": STREAM_MEMBERS,
+        "store": STORE_MEMBERS,
+        "both": tuple(dict.fromkeys((*STREAM_MEMBERS, *STORE_MEMBERS))),
+    }[kind]
+    missing = [f"{name}()" for name in names if not callable(getattr(cls, name, None))]
+    model = getattr(cls, "config_model", None)
+    if not (isinstance(model, type) and issubclass(model, DriverConfig)):
+        missing.append("config_model (a DriverConfig subclass)")
+    return missing
 
 
 def _missing_hint(name: str, exc: ImportError) -> str:

@@ -416,6 +416,10 @@ class MemoryDriver:
             while self.admit_waiting:
                 await asyncio.sleep(0)
 
+    def sends_are_bounded(self) -> bool:
+        """Every publish completes after its service time or fails with a fault: no timer."""
+        return True
+
     def arm_faults(self) -> None:
         """Faults are scheduled: track publishes in flight from now on, for a kill."""
         self.faults_armed = True

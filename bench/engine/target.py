@@ -66,7 +66,12 @@ class SharedTarget:
         """Create or purge what the point needs; the target's describe()."""
         async with self._connected("prepare") as driver:
             if self.point.workload.kind == "store":
-                await self._bounded(driver.prepare_store(self.topology.name), SETUP_TIMEOUT_S)
+                prepare = (
+                    driver.prepare_store(self.topology.name)
+                    if isinstance(driver, SharedStore)
+                    else driver.prepare_store()
+                )
+                await self._bounded(prepare, SETUP_TIMEOUT_S)
                 if isinstance(driver, ServerCounters):
                     check.counters_before = await driver.server_counters()
             else:

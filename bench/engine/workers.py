@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from bench.drivers.base import (
+    BoundedSends,
     DriverConfig,
     DriverContext,
     InProcessFaults,
@@ -251,6 +252,7 @@ class Worker:
         self.conn = conn
         self.on_orphaned = on_orphaned
         self.orphaned = False
+        self.sends_bounded = False  # the target bounds its own sends: no timer per send
         self.totals = _Totals()
         self.recorders = {kind: LatencyRecorder(kind) for kind in KINDS}
         self.loop_lag = LatencyRecorder("loop_lag")
@@ -350,6 +352,7 @@ class Worker:
         self.timer = PreciseTimer.acquire(loop)
         driver_cls = load_driver(spec.driver)
         driver = driver_cls(spec.driver_config, DriverContext(count_error=self.count_error))
+        self.sends_bounded = isinstance(driver, BoundedSends) and driver.sends_are_bounded()
         consumers: list[Any] = []
         producers: list[Any] = []
         try:
@@ -560,9 +563,9 @@ class Worker:
         closed_loop = schedule is None
         next_time = schedule.next if schedule is not None else (lambda: None)
         exact = self.spec.exact_pacing
-        # A remote target's send is bounded by workload.send_timeout (a timer per send); the
-        # in-process target cannot hang, and its hot path is the harness's ceiling.
-        send_timeout_s = None if self.spec.prepare_here else self.spec.workload.send_timeout
+        # A send is bounded by workload.send_timeout (a timer per send), unless the target
+        # bounds its sends itself (the memory target, whose hot path is the harness's ceiling).
+        send_timeout_s = None if self.sends_bounded else self.spec.workload.send_timeout
         since_yield = 0
         while not self.stopping:
             if closed_loop:

@@ -101,3 +101,28 @@ def test_the_engine_asks_for_capabilities_by_type_not_by_name():
         if re.search(r"\bhasattr\(", line)
     ]
     assert probes == []
+
+
+def test_a_driver_lacking_a_required_member_is_refused_when_loaded_not_when_run():
+    class NoDescribe:
+        name = "half"
+        kind = "stream"
+        config_model = base.DriverConfig
+        describe = None  # not callable: as good as missing
+
+        async def connect(self) -> None: ...
+        async def prepare(self, topology) -> None: ...
+        async def producer(self, topology, producer_id): ...
+        async def consumer(self, topology, consumer_id, on_message): ...
+        async def cleanup(self, topology) -> None: ...
+        async def close(self) -> None: ...
+
+    assert base.missing_members(NoDescribe) == ["describe()"]
+    assert base.missing_members(MemoryDriver) == []
+    assert base.missing_members(PostgresDriver) == []
+    assert "append()" in base.missing_members(type("S", (), {"kind": "store"}))
+
+
+def test_only_a_target_that_bounds_its_sends_goes_without_a_send_timer():
+    assert isinstance(_bare(MemoryDriver), base.BoundedSends)
+    assert not isinstance(_bare(PostgresDriver), base.BoundedSends)
