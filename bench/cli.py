@@ -6,6 +6,7 @@ error's exit code (2 for bad input); tracebacks only with ``--debug``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -17,7 +18,7 @@ import typer
 from rich.console import Console
 
 from bench import __version__
-from bench.errors import BenchError, ScenarioError
+from bench.errors import BenchError, ResultsError, ScenarioError
 
 app = typer.Typer(
     name="bench",
@@ -181,7 +182,16 @@ def _run(
     from bench.interrupts import Interrupts
     from bench.redaction import redact_override
     from bench.scenario import expand, load_scenario
-    from bench.store import MANIFEST, atomic_write_json, create_run_dir, environment
+    from bench.store import (
+        MANIFEST,
+        SpaceReserve,
+        atomic_write_json,
+        coordinator,
+        create_run_dir,
+        environment,
+        reserve_size,
+        write_problem,
+    )
 
     if not scenarios:
         default_path, default_targets = _default_plan()
@@ -211,7 +221,15 @@ def _run(
         for repetition in range(1, repeat + 1)
     ]
     groups: dict[str, Path] = {}
-    for path, scenario, points, repetition in runs:
+    # Exit 130/143 only when an interrupt cut something short; then that run's manifest says
+    # "interrupted" too (an interrupt after the last file was final changes nothing).
+    cut_short = False
+    # A full disk (results or report not written): exit 1 after the one-line error.
+    not_written = False
+    for number, (path, scenario, points, repetition) in enumerate(runs):
+        if interrupts.requested:
+            cut_short = True
+            break
         name = scenario.scenario.name
         root = results_dir
         if repeat > 1:
@@ -232,6 +250,9 @@ def _run(
             "started_at": time.time(),
             "ended_at": None,
             "status": "running",
+            # Who writes this manifest: bench show and report tell a run still going from one
+            # whose coordinator was killed (the manifest then stays "running").
+            "coordinator": coordinator(),
             "points": [
                 {
                     "index": p.index,
@@ -252,76 +273,128 @@ def _run(
                 manifest["ended_at"] = time.time()
             atomic_write_json(run_dir / MANIFEST, manifest)
 
-        write_manifest()
-        interrupts.on_second = [lambda: write_manifest("interrupted")]
+        try:
+            write_manifest()
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                run_dir.rmdir()  # nothing was written: leave no empty run behind
+            raise ResultsError(
+                f"results not written: {write_problem(exc, run_dir / MANIFEST)}",
+                hint="free some space or choose another --results-dir",
+            ) from None
+        reserve = SpaceReserve(run_dir, reserve_size(len(points)))
+        interrupts.on_second = [lambda: write_manifest("interrupted"), reserve.release]
         console.print(f"[bold]{scenario.scenario.name}[/]: {len(points)} point(s) -> {run_dir}")
         summaries = []
-        for point in points:
-            if interrupts.requested:
-                break
-            console.print(f"[bold cyan]▶ {point.label}[/]  ({_describe_load(point)})")
+        current: dict[str, Any] | None = None  # the manifest entry of the point running
+        try:
+            for point in points:
+                if interrupts.requested:
+                    break
+                console.print(f"[bold cyan]▶ {point.label}[/]  ({_describe_load(point)})")
 
-            def show(view: IntervalView) -> None:
-                if quiet:
-                    return
-                console.print(
-                    f"  {view.t_s:6.1f}s {view.phase:<7} sent {view.sent_per_s:9.0f}/s  "
-                    f"acked {view.acked_per_s:9.0f}/s  recv {view.received_per_s:9.0f}/s  "
-                    f"p99 resp {_fmt(view.response_p99_us):>8}  e2e {_fmt(view.e2e_p99_us):>8}  "
-                    f"errors {view.errors}  cpu {view.cpu_pct:3.0f}%",
-                    highlight=False,
+                def show(view: IntervalView) -> None:
+                    if quiet:
+                        return
+                    console.print(
+                        f"  {view.t_s:6.1f}s {view.phase:<7} sent {view.sent_per_s:9.0f}/s  "
+                        f"acked {view.acked_per_s:9.0f}/s  recv {view.received_per_s:9.0f}/s  "
+                        f"p99 resp {_fmt(view.response_p99_us):>8}  "
+                        f"e2e {_fmt(view.e2e_p99_us):>8}  "
+                        f"errors {view.errors}  cpu {view.cpu_pct:3.0f}%",
+                        highlight=False,
+                    )
+
+                runner = PointRunner(
+                    point,
+                    run_id,
+                    run_dir / point.slug,
+                    stop_requested=lambda: interrupts.requested,
+                    on_interval=show,
+                    launcher=launcher_for(point) if launcher_for is not None else None,
                 )
-
-            runner = PointRunner(
-                point,
-                run_id,
-                run_dir / point.slug,
-                stop_requested=lambda: interrupts.requested,
-                on_interval=show,
-                launcher=launcher_for(point) if launcher_for is not None else None,
+                entry = next(e for e in manifest["points"] if e["index"] == point.index)
+                current = entry
+                summary = runner.run()
+                summaries.append(summary)
+                current = None  # its summary is written: it finished, whatever comes next
+                entry["status"] = summary["status"]
+                info = summary.get("target_info") or {}
+                entry["server"] = {
+                    "product": info.get("product"),
+                    "version": info.get("version"),
+                }
+                write_manifest()
+                if summary.get("verdict", {}).get("result") != "pass":
+                    verdicts_failed.append(point.label)
+                if summary["status"] == "failed":
+                    any_failed = True
+                    for problem in summary["problems"]:
+                        err_console.print(
+                            f"[red]error:[/] {_one_line(f'{point.label}: {problem}')}",
+                            soft_wrap=True,
+                        )
+                elif summary["problems"]:
+                    for problem in summary["problems"]:
+                        err_console.print(
+                            f"[yellow]warning:[/] {_one_line(f'{point.label}: {problem}')}",
+                            soft_wrap=True,
+                        )
+        except OSError as exc:
+            # A full disk: stop here. The manifest (written with the reserved room) says the
+            # run failed and why; the points that finished keep their summaries.
+            reserve.release()
+            where = run_dir / current["dir"] if current is not None else run_dir
+            problem = f"results not written: {write_problem(exc, where)}"
+            manifest["error"] = problem
+            if current is not None:
+                current["status"] = "failed"
+            with contextlib.suppress(OSError):
+                write_manifest("failed")
+            _print_summaries(summaries, f"{scenario.scenario.name} ({run_id})")
+            err_console.print(f"[red]error:[/] {_one_line(problem)}", soft_wrap=True)
+            err_console.print(
+                f"  hint: free some space; what finished stands: bench show {run_dir}",
+                soft_wrap=True,
             )
-            summary = runner.run()
-            summaries.append(summary)
-            entry = next(e for e in manifest["points"] if e["index"] == point.index)
-            entry["status"] = summary["status"]
-            info = summary.get("target_info") or {}
-            entry["server"] = {
-                "product": info.get("product"),
-                "version": info.get("version"),
-            }
-            write_manifest()
-            if summary.get("verdict", {}).get("result") != "pass":
-                verdicts_failed.append(point.label)
-            if summary["status"] == "failed":
-                any_failed = True
-                for problem in summary["problems"]:
-                    err_console.print(
-                        f"[red]error:[/] {_one_line(f'{point.label}: {problem}')}", soft_wrap=True
-                    )
-            elif summary["problems"]:
-                for problem in summary["problems"]:
-                    err_console.print(
-                        f"[yellow]warning:[/] {_one_line(f'{point.label}: {problem}')}",
-                        soft_wrap=True,
-                    )
+            console.print(f"results: {run_dir}")
+            not_written = True
+            break
         status = "interrupted" if interrupts.requested else ("failed" if any_failed else "ok")
-        write_manifest(status)
+        try:
+            write_manifest(status)
+        except OSError as exc:
+            reserve.release()  # the room kept for this very write
+            try:
+                write_manifest(status)
+            except OSError:
+                _print_summaries(summaries, f"{scenario.scenario.name} ({run_id})")
+                problem = f"results not written: {write_problem(exc, run_dir / MANIFEST)}"
+                err_console.print(f"[red]error:[/] {_one_line(problem)}", soft_wrap=True)
+                not_written = True
+                break
+        if status == "interrupted":
+            cut_short = True
         _print_summaries(summaries, f"{scenario.scenario.name} ({run_id})")
         if summaries and not no_report:
-            from bench.report.html import write_report
-
-            try:
-                html_path, _ = write_report(run_dir)
-                console.print(f"report: {html_path}")
-            except BenchError as exc:  # the results stand without a report
-                err_console.print(f"[yellow]warning:[/] no report: {_one_line(exc.message)}")
+            outcome = _write_run_report(
+                run_dir, manifest, write_manifest, reserve, interrupts, status == "interrupted"
+            )
+            cut_short = cut_short or outcome == "interrupted"
+            not_written = not_written or outcome == "not written"
+        reserve.release()
         console.print(f"results: {run_dir}")
-        if interrupts.requested:
+        if cut_short or not_written:
+            break
+        if interrupts.requested and number + 1 < len(runs):
+            cut_short = True  # the runs after this one never started
             break
     for name, group in groups.items():
         console.print(f"group: {group} ({repeat} runs of {name}); compare or check it as one")
-    if interrupts.requested:
+    if cut_short:
         raise typer.Exit(interrupts.exit_code)
+    if not_written:
+        raise typer.Exit(1)
     if fail_on == FailOn.verdict and verdicts_failed and not any_failed:
         err_console.print(
             f"[red]verdict:[/] {len(verdicts_failed)} point(s) did not pass: "
@@ -331,6 +404,56 @@ def _run(
         )
         raise typer.Exit(1)
     raise typer.Exit(1 if any_failed else 0)
+
+
+def _write_run_report(
+    run_dir: Path,
+    manifest: dict[str, Any],
+    write_manifest: Any,
+    reserve: Any,
+    interrupts: Any,
+    interrupted: bool,
+) -> str:
+    """The report of the run just finished; the manifest records what became of it under
+    ``report.status``. Returns "written"; "not written" on a full disk (one error line, exit 1:
+    the run's results stand); "interrupted" when Ctrl-C came while it was written (none of it
+    is kept, and the manifest says the run was interrupted, as the exit code does); "skipped"
+    when damaged results made a report impossible (a warning, as before)."""
+    from bench.errors import ReportError, ReportInterrupted
+    from bench.report.html import write_report
+
+    # An interrupted run still gets its report; only a second Ctrl-C stops that (at once).
+    stop = None if interrupted else (lambda: interrupts.requested)
+    status = None
+    try:
+        html_path, _ = write_report(run_dir, stop=stop)
+        console.print(f"report: {html_path}")
+        manifest["report"] = {"status": "written"}
+        outcome = "written"
+    except ReportInterrupted:
+        err_console.print("interrupted: report not written; the run is marked interrupted")
+        manifest["report"] = {"status": "interrupted"}
+        status = "interrupted"
+        outcome = "interrupted"
+    except ReportError as exc:
+        err_console.print(f"[red]error:[/] {_one_line(exc.message)}", soft_wrap=True)
+        err_console.print(
+            f"  hint: the run's results stand: free some space, then bench report {run_dir}",
+            soft_wrap=True,
+        )
+        manifest["report"] = {"status": "not written", "error": exc.message}
+        outcome = "not written"
+    except BenchError as exc:  # the results stand without a report
+        err_console.print(f"[yellow]warning:[/] no report: {_one_line(exc.message)}")
+        manifest["report"] = {"status": "not written", "error": exc.message}
+        outcome = "skipped"
+    try:
+        write_manifest(status)
+    except OSError:
+        reserve.release()
+        with contextlib.suppress(OSError):
+            write_manifest(status)
+    return outcome
 
 
 @app.command()
@@ -483,15 +606,23 @@ def validate(
 def show(
     run_dir: Annotated[Path, typer.Argument(help="A results/<run-id> directory.")],
 ) -> None:
-    """Print the summary table of a finished (or interrupted) run again."""
-    from bench.report.tables import load_results
+    """Print the summary table of a finished (or interrupted) run again.
 
-    results = load_results(run_dir)
-    manifest = results.manifest
-    name = manifest.get("scenario", {}).get("scenario", {}).get("name", "?")
+    A run whose manifest still says "running" while its coordinator is gone (killed, crashed)
+    is shown as "cut off", with the points it completed."""
+    from bench.report.tables import load
+
+    run = load(run_dir)
+    state = run.state
     _print_summaries(
-        results.summaries, f"{name} ({manifest.get('run_id')}, {manifest.get('status')})"
+        [p.summary for p in run.probes or run.points],
+        f"{run.scenario_name} ({run.run_id}, {state.status})",
     )
+    note = run.completion_note()
+    if note:
+        err_console.print(f"[yellow]note:[/] {_one_line(f'{run_dir}: {note}')}", soft_wrap=True)
+    elif state.note:
+        err_console.print(f"note: {_one_line(f'{run_dir}: {state.note}')}", soft_wrap=True)
 
 
 @app.command()

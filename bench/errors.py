@@ -62,3 +62,16 @@ class InfraError(BenchError):
     """A local service could not be installed, started, stopped or checked."""
 
     exit_code = 3
+
+
+class ReportError(BenchError):
+    """A report could not be written (a full disk, an unwritable directory). The results it
+    reads stand; nothing of the report is left half written."""
+
+    exit_code = 1
+
+
+class ReportInterrupted(BenchError):
+    """Ctrl-C (or SIGTERM) arrived while a report was written: none of it was kept."""
+
+    exit_code = 130

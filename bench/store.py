@@ -10,7 +10,11 @@
         timeseries.csv              one row per interval
 
 JSON files are written atomically (temporary file, fsync, rename), so a reader never sees half a
-file, and an interrupted run leaves valid files marked ``interrupted``. Every JSON file has a
+file, and an interrupted run leaves valid files marked ``interrupted``. A full disk keeps the
+last good version; a little room reserved when the run starts (``SpaceReserve``) lets the final
+manifest still say ``failed`` and why. The manifest names its coordinator process, so a reader
+of a manifest left "running" by a killed coordinator is told the run was cut off
+(``run_state``). Every JSON file has a
 ``schema_version``; files from a newer schema are refused with a clear error, older ones are
 migrated by ``update_to_N`` functions (asv's scheme).
 """
@@ -47,18 +51,61 @@ MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    """Write ``path`` whole or not at all. An ``OSError`` (a full disk) names ``path``, not
+    the temporary file, and leaves the previous version of the file in place."""
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+    except BaseException as exc:
+        if tmp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.errno is not None:
+            # Writes and fsync carry no file name; the temporary one means nothing to a user.
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
         raise
+
+
+def write_problem(exc: OSError, fallback: Path) -> str:
+    """An ``OSError`` from writing results as a user reads it: ``path: No space left on
+    device`` (``fallback`` names the path when the error carries none)."""
+    where = exc.filename if exc.filename else fallback
+    return f"{where}: {exc.strerror or exc}"
+
+
+class SpaceReserve:
+    """A few kilobytes taken in the run directory when it starts, given back on a full disk so
+    that the final manifest can still say what happened (a disk that filled up during a
+    point would otherwise leave it saying "running")."""
+
+    NAME = ".space-reserve"
+
+    def __init__(self, run_dir: Path, size_bytes: int) -> None:
+        self.path = Path(run_dir) / self.NAME
+        try:
+            # Random bytes: a compressing file system would keep zeros for free.
+            with self.path.open("wb") as handle:
+                handle.write(os.urandom(size_bytes))
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError:
+            self.release()  # no room to reserve: the run goes on without
+
+    def release(self) -> None:
+        with contextlib.suppress(OSError):
+            self.path.unlink()
+
+
+def reserve_size(points: int) -> int:
+    """Room for the final manifest: its fixed part, plus each point's entry, twice over (the
+    atomic write holds the old and the new copy at once)."""
+    return 64 * 1024 + 1024 * points
 
 
 def atomic_write_json(path: Path, data: dict[str, Any]) -> None:
@@ -178,6 +225,77 @@ def environment() -> dict[str, Any]:
             "timestamps": "wall clock (UTC)",
         },
     }
+
+
+# --------------------------------------------------------------------------- run state
+
+# What a manifest's status can say, and what a reader is told when it says "running".
+RUNNING = "running"
+CUT_OFF = "cut off"
+UNFINISHED = "unfinished"
+
+
+def coordinator() -> dict[str, Any]:
+    """This process, as the manifest records it: a reader of a "running" manifest asks whether
+    that process still lives (a pid alone could have been reused since)."""
+    started = None
+    try:
+        import psutil
+
+        started = psutil.Process().create_time()
+    except Exception:
+        pass
+    return {"pid": os.getpid(), "host": socket.gethostname(), "process_started_at": started}
+
+
+def _alive(pid: int, started: float | None) -> bool:
+    try:
+        import psutil
+
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return started is None or abs(process.create_time() - float(started)) < 1.0
+    except Exception:  # no such process, or psutil cannot say: not ours to wait for
+        return False
+
+
+@dataclass(frozen=True)
+class RunState:
+    """A run's status as a reader should see it, and why when it differs from the manifest's."""
+
+    status: str
+    note: str | None = None
+
+
+def run_state(manifest: dict[str, Any]) -> RunState:
+    """The manifest's status, except "running": that is true only while the coordinator that
+    wrote it lives. Killed (kill -9, a crash, a power cut), it left "running" behind, and the run
+    was cut off; a manifest from another host, or one that names no coordinator, is
+    unfinished (nobody here can tell whether it still runs)."""
+    status = manifest.get("status")
+    if status != RUNNING:
+        error = manifest.get("error")
+        return RunState(str(status), str(error) if isinstance(error, str) else None)
+    info = manifest.get("coordinator")
+    if not isinstance(info, dict) or not isinstance(info.get("pid"), int):
+        return RunState(UNFINISHED, 'the manifest says "running" and names no coordinator to ask')
+    pid = info["pid"]
+    host = info.get("host")
+    if host != socket.gethostname():
+        return RunState(
+            UNFINISHED,
+            f'the manifest says "running"; its coordinator ran on {host} (pid {pid}), '
+            "which this host cannot ask",
+        )
+    started = info.get("process_started_at")
+    if _alive(pid, started if isinstance(started, int | float) else None):
+        return RunState(RUNNING, f"its coordinator (pid {pid}) is still running")
+    return RunState(
+        CUT_OFF,
+        f'the manifest says "running" but its coordinator (pid {pid}) is gone: '
+        "killed or crashed before the run ended",
+    )
 
 
 # --------------------------------------------------------------------------- loading

@@ -15,6 +15,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from bench.errors import ResultsError, ScenarioError
 from bench.store import atomic_write_text
@@ -33,9 +34,13 @@ def report(
 ) -> None:
     """Write report.html (one self-contained file, opens offline) and report.md for a run."""
     from bench.report.html import write_report
+    from bench.report.tables import load
 
     html_path, md_path = write_report(run_dir, output_dir)
     console.print(f"report: {html_path}\n        {md_path}")
+    note = load(run_dir).completion_note()
+    if note:  # a run cut off or stopped: the report holds what it completed
+        console.print(f"[yellow]note:[/] {escape(f'{run_dir}: {note}')}", soft_wrap=True)
 
 
 def _write(path: Path, text: str) -> None:

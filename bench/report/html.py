@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import base64
 import html
-from collections.abc import Iterable, Mapping
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 import pandas as pd
 
+from bench.errors import ReportError, ReportInterrupted
 from bench.report import capacity, faults, markdown, store, verdicts
-from bench.report.plots import Plot, report_plots, write_pngs
+from bench.report.plots import Plot, report_plots
 from bench.report.tables import (
     Run,
     environment_frame,
@@ -24,7 +28,6 @@ from bench.report.tables import (
     run_overview,
     summary_frame,
 )
-from bench.store import atomic_write_text
 
 HTML_NAME = "report.html"
 MD_NAME = "report.md"
@@ -97,7 +100,7 @@ def image(plot: Plot) -> str:
 def verdict_banner(run: Run) -> str:
     """Pass only when every point ran and passed; otherwise each point that did not, with its
     status and the verdict's reasons in words."""
-    found = verdicts.banner(run.points)
+    found = verdicts.banner(run.points, run.completion_note())
     body = f"<p><strong>{html.escape(found.headline)}</strong></p>"
     if found.lines:
         items = "".join(f"<li>{html.escape(line)}</li>" for line in found.lines)
@@ -191,17 +194,77 @@ def render_report(run: Run, plots: Iterable[Plot]) -> str:
     return page(f"eventbench report: {run.scenario_name} {run.run_id}", "\n".join(parts))
 
 
-def write_report(run_dir: Path, output_dir: Path | None = None) -> tuple[Path, Path]:
+def write_report(
+    run_dir: Path, output_dir: Path | None = None, stop: Callable[[], bool] | None = None
+) -> tuple[Path, Path]:
     """Write ``report.html`` and ``report.md`` (into the run directory unless told otherwise);
-    returns their paths."""
+    returns their paths.
+
+    All or nothing: the files are written into a hidden staging directory and moved into
+    place at the end, so a full disk (``ReportError``, naming the file) or ``stop()`` turning
+    true (``ReportInterrupted``) leaves any earlier report as it was and no half-written one."""
     run = load(Path(run_dir))
     target = Path(output_dir) if output_dir is not None else run.path
-    curve = capacity.curve_plot(run) if run.capacity is not None else None
-    matrix = store.matrix_plot(run.points)
-    plots = [p for p in (curve, matrix) if p is not None] + report_plots(run)
-    write_pngs(plots, target / PLOTS_DIR)
     html_path = target / HTML_NAME
     md_path = target / MD_NAME
-    atomic_write_text(html_path, render_report(run, plots))
-    atomic_write_text(md_path, markdown.render_report(run, plots, PLOTS_DIR))
+    staging: Path | None = None
+    try:
+        try:
+            target.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=".report-", dir=target))
+        except OSError as exc:
+            raise _not_written(exc, target) from None
+        _check_stop(stop)
+        curve = capacity.curve_plot(run) if run.capacity is not None else None
+        matrix = store.matrix_plot(run.points)
+        plots = [p for p in (curve, matrix) if p is not None] + report_plots(run)
+        _check_stop(stop)
+        (staging / PLOTS_DIR).mkdir()
+        for plot in plots:
+            name = f"{plot.name}.png"
+            _stage(staging / PLOTS_DIR / name, plot.png, target / PLOTS_DIR / name)
+        _stage(staging / HTML_NAME, render_report(run, plots).encode(), html_path)
+        _stage(staging / MD_NAME, markdown.render_report(run, plots, PLOTS_DIR).encode(), md_path)
+        _check_stop(stop)
+        _commit(staging, target)
+    finally:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
     return html_path, md_path
+
+
+def _check_stop(stop: Callable[[], bool] | None) -> None:
+    if stop is not None and stop():
+        raise ReportInterrupted("report not written: interrupted")
+
+
+def _not_written(exc: OSError, path: Path) -> ReportError:
+    return ReportError(
+        f"report not written: {path}: {exc.strerror or exc}",
+        hint="the results stand: free some space, then bench report RUN_DIR (or -o elsewhere)",
+    )
+
+
+def _stage(path: Path, data: bytes, final: Path) -> None:
+    """One file of the report, written and flushed to disk; a failure names its final path."""
+    try:
+        with path.open("wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as exc:
+        raise _not_written(exc, final) from None
+
+
+def _commit(staging: Path, target: Path) -> None:
+    """Move the staged report into place: renames, which need no space. The plots go first,
+    so report.html and report.md never link PNGs that are not there."""
+    plots = target / PLOTS_DIR
+    try:
+        if plots.exists():
+            plots.rename(staging / f"{PLOTS_DIR}.old")  # removed with the staging directory
+        (staging / PLOTS_DIR).rename(plots)
+        os.replace(staging / MD_NAME, target / MD_NAME)
+        os.replace(staging / HTML_NAME, target / HTML_NAME)
+    except OSError as exc:
+        raise _not_written(exc, target) from None

@@ -49,7 +49,7 @@ def key_values(items: Mapping[str, str]) -> str:
 def verdict_banner(run: Run) -> str:
     """Pass only when every point ran and passed; otherwise each point that did not, with its
     status and the verdict's reasons in words."""
-    found = verdicts.banner(run.points)
+    found = verdicts.banner(run.points, run.completion_note())
     out = f"**{found.headline}**\n"
     if found.lines:
         out += "\n" + "\n".join(f"- {cell(line)}" for line in found.lines) + "\n"

@@ -23,7 +23,19 @@ import pandas as pd
 from bench.errors import ResultsError
 from bench.redaction import redact
 from bench.scenario import LATENCY_KINDS
-from bench.store import MANIFEST, SCHEMA_VERSION, SUMMARY, RunResults, load_capacity, migrate
+from bench.store import (
+    CUT_OFF,
+    MANIFEST,
+    RUNNING,
+    SCHEMA_VERSION,
+    SUMMARY,
+    UNFINISHED,
+    RunResults,
+    RunState,
+    load_capacity,
+    migrate,
+    run_state,
+)
 from bench.units import format_count, format_latency_us, format_rate
 
 LATENCY_STATS = ("p50", "p90", "p99", "p999", "max", "mean")
@@ -397,6 +409,29 @@ class Run:
         value = self.manifest.get("status")
         return value if isinstance(value, str) else None
 
+    @property
+    def state(self) -> RunState:
+        """The status a reader is told: "cut off" for a "running" run whose coordinator died."""
+        return run_state(self.manifest)
+
+    def completion_note(self) -> str | None:
+        """Why this report is not the whole run, in words (the run was cut off, stopped on an
+        error, or some points have no summary), or None. What it did complete is reported."""
+        state = self.state
+        parts = []
+        if state.status in (CUT_OFF, UNFINISHED, RUNNING) or (
+            state.note and state.status not in COMPLETE_STATUSES
+        ):
+            parts.append(f"the run is {state.status}" + (f" ({state.note})" if state.note else ""))
+        if self.missing:
+            total = len(self.missing) + len(self.probes or self.points)
+            shown = ", ".join(self.missing[:5]) + (", ..." if len(self.missing) > 5 else "")
+            parts.append(
+                f"{total - len(self.missing)} of {total} points completed; without a summary: "
+                f"{shown}"
+            )
+        return "; ".join(parts) or None
+
     def incomplete(self) -> str | None:
         """Why this run did not complete (its manifest's status, points without a summary), or
         None when it did. A manifest without a status (none was ever written without one) is
@@ -704,6 +739,14 @@ def environment_frame(run: Run) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _status_text(run: Run) -> str:
+    """The manifest's status, or what it turned out to be ("cut off") and why."""
+    if run.manifest.get("status") is None:
+        return "?"
+    state = run.state
+    return f"{state.status} ({state.note})" if state.note else state.status
+
+
 def run_overview(run: Run) -> dict[str, str]:
     """Headline facts about a run for the top of a report."""
     scenario = run.manifest.get("scenario") or {}
@@ -711,7 +754,7 @@ def run_overview(run: Run) -> dict[str, str]:
     return {
         "run": run.run_id,
         "scenario": f"{meta.get('name', '?')}: {meta.get('description', '')}".rstrip(": "),
-        "status": str(run.manifest.get("status", "?")),
+        "status": _status_text(run),
         "measure": f"{meta.get('duration', '?')} after {meta.get('warmup', '?')} warm-up",
         "overrides": ", ".join(run.manifest.get("overrides") or []) or "-",
         "points": str(len(run.points)),

@@ -72,6 +72,7 @@ class Banner:
     result: str  # pass, fail or inconclusive: the worst of the points'
     lines: list[str]  # one per point that did not pass: "label: status · FAIL: reasons"
     others_passed: bool  # some points passed besides the ones listed
+    incomplete: bool = False  # the run did not finish (cut off, stopped): never a pass
 
     @property
     def headline(self) -> str:
@@ -79,14 +80,21 @@ class Banner:
             return PASS_BANNER
         if self.result == FAIL:
             return "FAIL: the target did not do what it must at these points."
+        if self.incomplete:
+            return "Incomplete: the run did not finish; this report holds what it completed."
         return "Inconclusive: these points could not be judged in full."
 
 
-def banner(points: Iterable[Point]) -> Banner:
-    """Pass only when every point ran (status ok) and every verdict is pass."""
+def banner(points: Iterable[Point], incomplete: str | None = None) -> Banner:
+    """Pass only when every point ran (status ok) and every verdict is pass, and the run itself
+    completed: ``incomplete`` (``Run.completion_note``) says why it did not, and the banner is
+    then inconclusive at best, whatever the points that did complete measured."""
     lines = []
     results = []
     count = 0
+    if incomplete:
+        results.append(INCONCLUSIVE)
+        lines.append(f"Not the whole run: {incomplete}.")
     for p in points:
         count += 1
         result = result_of(p.summary)
@@ -98,7 +106,8 @@ def banner(points: Iterable[Point]) -> Banner:
     if not lines:
         return Banner(PASS, [], count > 0)
     worst = FAIL if FAIL in results else INCONCLUSIVE
-    return Banner(worst, lines, len(lines) < count)
+    listed = len(lines) - (1 if incomplete else 0)
+    return Banner(worst, lines, listed < count, bool(incomplete))
 
 
 # --------------------------------------------------------------------------- verdict table

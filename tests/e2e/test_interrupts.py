@@ -134,3 +134,31 @@ def test_a_second_interrupt_leaves_at_once_with_valid_files(tmp_path):
     manifest = json.loads((run_dir / "manifest.json").read_text())  # valid JSON
     assert manifest["status"] == "interrupted"
     assert _rows(tmp_path)  # the intervals up to that moment
+
+
+def test_an_interrupt_while_the_report_is_written_marks_the_run_interrupted(tmp_path):
+    # Issue 14: Ctrl-C while report.html was written exited 130 while the manifest said "ok".
+    # The report step is all or nothing: interrupted, none of it is kept, and the manifest says
+    # the run was interrupted (its report too), as the exit code does.
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bench.cli", "run", "scenarios/quickstart.toml",
+         "--set", "scenario.duration=2s", "--set", "scenario.warmup=500ms", "-q",
+         "-o", str(tmp_path)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+    def finished() -> bool:
+        run_dir = _run_dir(tmp_path)
+        try:
+            return json.loads((run_dir / "manifest.json").read_text())["status"] == "ok"
+        except (TypeError, OSError, ValueError):
+            return False
+
+    _wait_for(finished, timeout_s=60)  # the run is complete: the report is being written
+    process.send_signal(signal.SIGINT)
+    manifest = _check_interrupted(tmp_path, process, 130)
+    assert manifest["report"] == {"status": "interrupted"}
+    assert manifest["points"][0]["status"] == "ok"  # the point itself ran to its end
+    run_dir = _run_dir(tmp_path)
+    assert sorted(p.name for p in run_dir.iterdir()) == [manifest["points"][0]["dir"],
+                                                         "manifest.json"]  # fmt: skip
