@@ -18,7 +18,7 @@ from hdrh.histogram import HdrHistogram
 from bench import verdict as verdict_mod
 from bench.drivers.base import Topology, capabilities_of, load_driver
 from bench.engine import reread
-from bench.engine.store import StoreTotals, load_latency_by_length
+from bench.engine.eventstore import StoreTotals, load_latency_by_length
 from bench.engine.target import StoreCheck
 from bench.engine.workers import KINDS
 from bench.faults import figures as fault_figures

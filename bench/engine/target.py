@@ -18,7 +18,7 @@ import numpy as np
 
 from bench.drivers.base import DriverContext, ServerCounters, SharedStore, Topology, load_driver
 from bench.engine import reread
-from bench.engine.store import StoreTotals, check_store, unchecked_invariants
+from bench.engine.eventstore import StoreTotals, check_store, unchecked_invariants
 from bench.errors import DriverError
 from bench.scenario import RunPoint
 

@@ -48,6 +48,7 @@ from bench.drivers.base import (
     Topology,
     load_driver,
 )
+from bench.engine.eventstore import StoreWriters, check_store, unchecked_invariants
 from bench.engine.messages import (
     Control,
     Failed,
@@ -63,7 +64,6 @@ from bench.engine.messages import (
 )
 from bench.engine.reread import classify_losses
 from bench.engine.schedule import make_schedule
-from bench.engine.store import StoreWriters, check_store, unchecked_invariants
 from bench.errors import BenchError
 from bench.metrics.audit import (
     ACK_FAILED,
@@ -492,7 +492,7 @@ class Worker:
             seed=spec.seed * 1_000_003 + producer_id,
         )
 
-    # -- the event-store workload (engine/store.py does the work)
+    # -- the event-store workload (engine/eventstore.py does the work)
     async def _setup_store(self, driver: Any) -> None:
         if self.spec.prepare_here:
             await driver.prepare_store()

@@ -11,7 +11,7 @@ from bench import verdict
 from bench.drivers import base
 from bench.drivers.memory import MemoryDriver
 from bench.drivers.postgres import PostgresDriver
-from bench.engine.store import StoreTotals, check_store, unchecked_invariants
+from bench.engine.eventstore import StoreTotals, check_store, unchecked_invariants
 
 ENGINE = Path(__file__).resolve().parents[3] / "bench" / "engine"
 
