@@ -112,6 +112,17 @@ QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No live progre
 NoReportOption = Annotated[
     bool, typer.Option("--no-report", help="Do not write report.html and report.md.")
 ]
+# A matrix is refused, with its point count, above the limit (bench.scenario.MAX_MATRIX_POINTS).
+MaxPointsOption = Annotated[
+    int | None,
+    typer.Option(
+        "--max-points", min=1, help="Refuse a matrix of more points than this (default 10,000)."
+    ),
+]
+AllowLargeMatrixOption = Annotated[
+    bool,
+    typer.Option("--allow-large-matrix", help="Expand a matrix of any size (no --max-points)."),
+]
 
 
 class FailOn(StrEnum):
@@ -155,6 +166,8 @@ def run(
             "then judge groups with a significance test instead of a bare threshold.",
         ),
     ] = 1,
+    max_points: MaxPointsOption = None,
+    allow_large_matrix: AllowLargeMatrixOption = False,
 ) -> None:
     """Run scenarios and write results/<run-id>/ (manifest, summaries, .hlog, timeseries).
 
@@ -163,7 +176,18 @@ def run(
     ran (with --fail-on verdict: and every verdict is pass), 1 otherwise, 2 for bad input,
     130/143 when interrupted.
     """
-    _run(scenarios, set_, results_dir, target, quiet, no_report, repeat, fail_on=fail_on)
+    _run(
+        scenarios,
+        set_,
+        results_dir,
+        target,
+        quiet,
+        no_report,
+        repeat,
+        fail_on=fail_on,
+        max_points=max_points,
+        allow_large_matrix=allow_large_matrix,
+    )
 
 
 def _run(
@@ -176,12 +200,14 @@ def _run(
     repeat: int,
     launcher_for: Any = None,
     fail_on: FailOn = FailOn.status,
+    max_points: int | None = None,
+    allow_large_matrix: bool = False,
 ) -> None:
     """``bench run``'s work; ``launcher_for(point)`` replaces local worker processes."""
     from bench.engine.runner import IntervalView, PointRunner
     from bench.interrupts import Interrupts
     from bench.redaction import redact_override
-    from bench.scenario import expand, load_scenario
+    from bench.scenario import expand, load_scenario, matrix_limit
     from bench.store import (
         MANIFEST,
         SpaceReserve,
@@ -197,10 +223,11 @@ def _run(
         default_path, default_targets = _default_plan()
         scenarios = [default_path]
         target = target or default_targets
-    loaded = [(path, load_scenario(path, set_ or [])) for path in scenarios]
+    limit = matrix_limit(max_points, allow_large_matrix)
+    loaded = [(path, load_scenario(path, set_ or [], max_points=limit)) for path in scenarios]
     plans = []
     for path, scenario in loaded:
-        points = expand(scenario, str(path))
+        points = expand(scenario, str(path), max_points=limit)
         if target:
             unknown = set(target) - set(scenario.targets)
             if unknown:
@@ -486,6 +513,8 @@ def locust(
     quiet: QuietOption = False,
     no_report: NoReportOption = False,
     fail_on: FailOnOption = FailOn.status,
+    max_points: MaxPointsOption = None,
+    allow_large_matrix: AllowLargeMatrixOption = False,
 ) -> None:
     """Run scenarios on a Locust cluster: a master and N workers, each worker one engine.
 
@@ -497,14 +526,14 @@ def locust(
     import tempfile
 
     from bench.locust.cluster import LocustCluster
-    from bench.scenario import load_scenario
+    from bench.scenario import load_scenario, matrix_limit
 
     total = workers + remote_workers
     if total < 1:
         raise typer.BadParameter("at least one worker: --workers 2", param_hint="--workers")
     overrides = [*(set_ or []), f"workload.workers={total}"]
     for path in scenarios:  # bad input fails before any process starts
-        load_scenario(path, overrides)
+        load_scenario(path, overrides, max_points=matrix_limit(max_points, allow_large_matrix))
     log_dir = Path(tempfile.mkdtemp(prefix="eventbench-locust-"))
     with LocustCluster(workers, remote_workers, master_bind_host, master_port, log_dir) as cluster:
         console.print(
@@ -521,6 +550,8 @@ def locust(
             1,
             cluster.launcher,
             fail_on=fail_on,
+            max_points=max_points,
+            allow_large_matrix=allow_large_matrix,
         )
 
 
@@ -587,19 +618,24 @@ def validate(
     set_: Annotated[
         list[str] | None, typer.Option("--set", "-s", help="Override a field, as for run.")
     ] = None,
+    max_points: MaxPointsOption = None,
+    allow_large_matrix: AllowLargeMatrixOption = False,
 ) -> None:
     """Check scenario files (every field, every driver option, every matrix point) without
-    running them."""
-    from bench.scenario import expand, load_scenario
+    running them, and count the points each would run."""
+    from bench.scenario import expand, load_scenario, matrix_limit
 
+    limit = matrix_limit(max_points, allow_large_matrix)
     for path in scenarios:
-        scenario = load_scenario(path, set_ or [])
-        points = expand(scenario, str(path))
+        scenario = load_scenario(path, set_ or [], max_points=limit)
+        points = expand(scenario, str(path), max_points=limit)
         console.print(
             f"[green]ok[/] {path}: {len(scenario.targets)} target(s), {len(points)} point(s)"
         )
-        for point in points:
-            console.print(f"  {point.index:3d}  {point.label}")
+        # One plain write: rich's markup and wrapping per line cost more than the checks.
+        console.out(
+            "\n".join(f"  {point.index:3d}  {point.label}" for point in points), highlight=False
+        )
 
 
 @app.command()

@@ -198,18 +198,18 @@ class CapacityRun:
 
 
 def _bases(
-    path: Path, overrides: list[str], targets: list[str] | None
+    path: Path, overrides: list[str], targets: list[str] | None, max_points: int | None
 ) -> tuple[Scenario, list[RunPoint]]:
     from bench.scenario import expand, load_scenario
 
-    scenario = load_scenario(path, overrides)
+    scenario = load_scenario(path, overrides, max_points=max_points)
     if "workload.rate" in scenario.matrix:
         raise ScenarioError(
             str(path),
             "matrix.workload.rate",
             "a capacity search sets the rate itself: remove workload.rate from [matrix]",
         )
-    points = expand(scenario, str(path))
+    points = expand(scenario, str(path), max_points=max_points)
     if targets:
         unknown = set(targets) - set(scenario.targets)
         if unknown:
@@ -362,6 +362,17 @@ ProbeDurationOpt = Annotated[
 ErrorsOpt = Annotated[
     str, typer.Option("--errors", help="Highest sustainable error (and loss) rate.")
 ]
+# As bench run's: a matrix over the limit is refused with its point count.
+MaxPointsOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--max-points", min=1, help="Refuse a matrix of more points than this (default 10,000)."
+    ),
+]
+AllowLargeMatrixOpt = Annotated[
+    bool,
+    typer.Option("--allow-large-matrix", help="Expand a matrix of any size (no --max-points)."),
+]
 
 
 def find_max(
@@ -401,16 +412,20 @@ def find_max(
             "(0: the engine's own worker processes).",
         ),
     ] = 0,
+    max_points: MaxPointsOpt = None,
+    allow_large_matrix: AllowLargeMatrixOpt = False,
 ) -> None:
     """Find the highest rate each target sustains: SLOs hold, it keeps up with the schedule,
     the consumer backlog stays bounded, errors stay under the threshold, and the harness is
     not the limit. Writes every probe, capacity.json and the latency-vs-throughput curve."""
     from bench.capacity.search import Search
+    from bench.scenario import matrix_limit
 
     path = Path(scenario)
     if locust_workers:
         set_ = [*(set_ or []), f"workload.workers={locust_workers}"]
-    loaded, bases = _bases(path, set_ or [], target)
+    limit = matrix_limit(max_points, allow_large_matrix)
+    loaded, bases = _bases(path, set_ or [], target, limit)
     settings = _search_settings(
         loaded,
         slo,
@@ -481,13 +496,16 @@ def sweep(
     results_dir: ResultsOpt = Path("results"),
     quiet: QuietOpt = False,
     no_report: NoReportOpt = False,
+    max_points: MaxPointsOpt = None,
+    allow_large_matrix: AllowLargeMatrixOpt = False,
 ) -> None:
     """Latency versus throughput: open-loop points at fractions of each target's max
     sustainable rate (RabbitMQ PerfTest style). Without --max or --from, runs find-max first."""
     from bench.capacity.search import Search
+    from bench.scenario import matrix_limit
 
     path = Path(scenario)
-    loaded, bases = _bases(path, set_ or [], target)
+    loaded, bases = _bases(path, set_ or [], target, matrix_limit(max_points, allow_large_matrix))
     try:
         parts = [float(x) for x in fractions.split(",") if x.strip()]
     except ValueError:

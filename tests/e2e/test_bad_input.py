@@ -648,6 +648,42 @@ def test_an_unwritable_results_directory_is_one_line(tmp_path, capsys):
     assert code == 2 and "cannot create the results directory" in err
 
 
+def _matrix_scenario(tmp_path: Path, rates: int, aggregates: int) -> Path:
+    path = tmp_path / "matrix.toml"
+    path.write_text(
+        GOOD
+        + f'\n[matrix]\n"workload.rate" = {list(range(1, rates + 1))}\n'
+        + f'"workload.aggregates" = {list(range(1, aggregates + 1))}\n'
+    )
+    return path
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("command", ["validate", "run", "find-max", "sweep"])
+def test_a_matrix_over_the_point_limit_is_refused_at_once_in_one_line(command, tmp_path, capsys):
+    # Issue 14: a 10^6-point matrix never answered (each point was validated, at 12 ms a point).
+    path = _matrix_scenario(tmp_path, 1000, 1000)
+    argv = [command, str(path)] + ([] if command == "validate" else ["-o", str(tmp_path / "r")])
+    code, _, err = run_bench_captured(argv, capsys)
+    assert code == 2
+    assert err.splitlines()[0] == (
+        f"error: {path}: matrix: 1,000,000 points (1 target(s) x 1000 x 1000 values) is more "
+        "than the limit of 10,000: pass --allow-large-matrix (or --max-points N) to expand it"
+    )
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_the_matrix_point_limit_is_an_option_of_validate(tmp_path, capsys):
+    path = _matrix_scenario(tmp_path, 10, 30)  # 300 points
+    code, _, err = run_bench_captured(["validate", str(path), "--max-points", "299"], capsys)
+    assert code == 2 and "matrix: 300 points" in err and "limit of 299" in err
+    for extra in (["--max-points", "300"], ["--max-points", "5", "--allow-large-matrix"], []):
+        code, out, err = run_bench_captured(["validate", str(path), *extra], capsys)
+        assert code == 0, err
+        assert f"ok {path}: 1 target(s), 300 point(s)" in out.splitlines()[0]
+
+
 @pytest.mark.parametrize("text", [RMQ_BAD_PORT, NATS_BAD_PORT], ids=["rabbitmq", "nats"])
 @pytest.mark.parametrize("command", ["validate", "run"])
 def test_a_malformed_broker_url_never_shows_its_password(text, command, tmp_path, capsys):
