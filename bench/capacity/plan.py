@@ -20,16 +20,11 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from bench.errors import ScenarioError
+from bench.drivers.base import Sizing, load_driver, sizing_of
+from bench.errors import BenchError, ScenarioError
 
 # Beyond this multiple of the highest measured total, a row is flagged as a far extrapolation.
 FAR_EXTRAPOLATION = 2.0
-PARTITION_NOUN = {
-    "kafka": "partitions",
-    "rabbitmq": "queues",
-    "nats": "subjects",
-    "memory": "partitions",
-}
 
 _RATE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmM]?)\s*(?:/\s*s)?\s*$")
 
@@ -144,6 +139,15 @@ def _store_line(search: dict[str, Any], rate: float, required: float) -> str:
     return line
 
 
+def _sizing(driver: str) -> Sizing:
+    """The driver's own sizing facts (bench/drivers/base.py); the defaults when the driver is
+    not installed here (a plan can be made on a machine without the client libraries)."""
+    try:
+        return sizing_of(load_driver(driver))
+    except BenchError:
+        return Sizing()
+
+
 def _group(search: dict[str, Any]) -> str:
     """Searches that differ only in their partition (queue) count size one row."""
     params = search.get("params") or {}
@@ -164,12 +168,13 @@ def _row(name: str, basis: dict[str, Any], found: list[dict[str, Any]], required
     need_partitions = max(1, math.ceil(required / per_partition))
     need_consumers = math.ceil(required / per_consumer) if per_consumer else None
     driver = str(basis.get("driver") or basis.get("target"))
+    sizing = _sizing(driver)
     flags = []
-    if driver == "kafka" and need_consumers is not None and need_consumers > need_partitions:
-        # A Kafka consumer group gives each partition to one member: more members sit idle.
+    limit = sizing.one_consumer_per_partition
+    if limit and need_consumers is not None and need_consumers > need_partitions:
+        # More consumers than partitions would sit idle (a Kafka consumer group, say).
         flags.append(
-            f"{need_consumers} consumers need {need_consumers} partitions (one member per "
-            "partition in a consumer group)"
+            f"{need_consumers} consumers need {need_consumers} {sizing.partition_noun} ({limit})"
         )
         need_partitions = need_consumers
     scale = required / rate
@@ -181,12 +186,8 @@ def _row(name: str, basis: dict[str, Any], found: list[dict[str, Any]], required
         )
     elif scale > 1:
         flags.append(f"extrapolated {scale:.1f}x beyond the measured total ({rate:,.0f}/s)")
-    if driver == "nats" and scale > 1:
-        # The driver's partitions are subjects of one stream: one leader writes them all.
-        flags.append(
-            "the subjects share one JetStream stream, written through one leader: beyond the "
-            "measured total, split the load over streams rather than subjects"
-        )
+    if sizing.scale_out_advice and scale > 1:
+        flags.append(sizing.scale_out_advice)
     if lower_bound:
         flags.append(
             "the measured rate is a lower bound (the harness or the search ceiling was the "
@@ -222,7 +223,7 @@ def _row(name: str, basis: dict[str, Any], found: list[dict[str, Any]], required
         target=str(basis.get("target")),
         label=name,
         driver=driver,
-        unit=PARTITION_NOUN.get(driver, "partitions"),
+        unit=sizing.partition_noun,
         measured_rate_per_s=rate,
         measured_partitions=partitions,
         measured_consumers=consumers,

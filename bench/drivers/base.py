@@ -432,6 +432,43 @@ class InProcessFaults(Protocol):
 
 
 @runtime_checkable
+class BenchService(Protocol):
+    """A target that ``bench up`` can start here, which faults can then act on (kill, pause,
+    restart): the service's name among ``bench up``'s services."""
+
+    @classmethod
+    def service_name(cls) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Sizing:
+    """What ``bench plan`` needs to know of how a stream target scales out."""
+
+    # What one partition is called on this target ("partitions", "queues", "subjects").
+    partition_noun: str = "partitions"
+    # Why consumers beyond the partition count sit idle, when they do (None: they share).
+    one_consumer_per_partition: str | None = None
+    # What to say when the plan extrapolates beyond the measured total (None: nothing).
+    scale_out_advice: str | None = None
+
+
+@runtime_checkable
+class SizingAdvice(Protocol):
+    """A stream target that tells ``bench plan`` how it scales (partition noun, consumer limits,
+    advice beyond the measured rate). Without it, the plan uses ``Sizing()``'s defaults."""
+
+    @classmethod
+    def sizing(cls) -> Sizing: ...
+
+
+def sizing_of(cls: type | None) -> Sizing:
+    """The driver class's sizing facts, or the defaults."""
+    if cls is not None and issubclass(cls, SizingAdvice):
+        return cls.sizing()
+    return Sizing()
+
+
+@runtime_checkable
 class BoundedSends(Protocol):
     """A target whose every send completes or fails by itself, within a bound it keeps (the
     memory target): the engine sets no ``send_timeout`` timer per send, the largest cost of

@@ -68,6 +68,7 @@ from bench.drivers.base import (
     DriverContext,
     Message,
     OnMessage,
+    Sizing,
     StoredIds,
     Topology,
     assigned_partitions,
@@ -434,6 +435,23 @@ class NatsDriver:
     name: ClassVar[str] = "nats"
     kind: ClassVar[Literal["stream", "store", "both"]] = "stream"
     config_model: ClassVar[type[DriverConfig]] = NatsConfig
+
+    @classmethod
+    def service_name(cls) -> str:
+        """The ``bench up`` service this target runs on, here."""
+        return "nats"
+
+    @classmethod
+    def sizing(cls) -> Sizing:
+        """For ``bench plan``: the driver's partitions are subjects of one stream, which one
+        leader writes."""
+        return Sizing(
+            partition_noun="subjects",
+            scale_out_advice=(
+                "the subjects share one JetStream stream, written through one leader: beyond "
+                "the measured total, split the load over streams rather than subjects"
+            ),
+        )
 
     def __init__(self, config: NatsConfig, context: DriverContext) -> None:
         self.config = config

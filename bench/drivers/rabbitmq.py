@@ -67,6 +67,7 @@ from bench.drivers.base import (
     DriverContext,
     Message,
     OnMessage,
+    Sizing,
     StoredIds,
     Topology,
     assigned_partitions,
@@ -391,6 +392,16 @@ class RabbitMQDriver:
     name: ClassVar[str] = "rabbitmq"
     kind: ClassVar[Literal["stream", "store", "both"]] = "stream"
     config_model: ClassVar[type[DriverConfig]] = RabbitMQConfig
+
+    @classmethod
+    def service_name(cls) -> str:
+        """The ``bench up`` service this target runs on, here."""
+        return "rabbitmq"
+
+    @classmethod
+    def sizing(cls) -> Sizing:
+        """For ``bench plan``: a partition is a queue."""
+        return Sizing(partition_noun="queues")
 
     def __init__(self, config: RabbitMQConfig, context: DriverContext) -> None:
         self.config = config

@@ -25,6 +25,7 @@ from typing import Any
 import psutil
 
 from bench import infra
+from bench.drivers.base import BenchService, load_driver
 from bench.errors import BenchError, InfraError
 from bench.scenario import Fault
 
@@ -51,17 +52,23 @@ class FaultEvent:
 
 
 def service_for(driver: str) -> str | None:
-    """The ``bench up`` service a driver's target runs on (None: not one eventbench starts)."""
-    return driver if driver in infra.SERVICES else None
+    """The ``bench up`` service a driver's target runs on (None: not one eventbench starts).
+    The driver says which (``BenchService`` in bench/drivers/base.py)."""
+    cls = load_driver(driver)
+    if not issubclass(cls, BenchService):
+        return None
+    name = cls.service_name()
+    return name if name in infra.SERVICES else None
 
 
 def check_faultable(driver: str, state_dir: Path | None = None) -> infra.ServiceFaults:
     """Fail before the load starts if the faults cannot be acted out on this target."""
     service = service_for(driver)
     if service is None:
+        services = ", ".join(sorted(infra.SERVICES))
         raise BenchError(
             f"faults: the {driver!r} driver's target is not a service bench up manages",
-            hint="faults act on kafka, rabbitmq, nats, postgres (via bench up) and memory",
+            hint=f"faults act on {services} (via bench up) and on in-process targets (memory)",
         )
     return infra.ServiceFaults(service, state_dir)
 

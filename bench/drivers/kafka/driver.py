@@ -24,6 +24,7 @@ from bench.drivers.base import (
     DriverContext,
     OnMessage,
     Producer,
+    Sizing,
     StoredIds,
     Topology,
 )
@@ -67,12 +68,20 @@ class KafkaDriver:
     name: ClassVar[str] = "kafka"
     kind: ClassVar[Literal["stream", "store", "both"]] = "stream"
     config_model: ClassVar[type[DriverConfig]] = KafkaConfig
-    # Sizing facts for `bench plan` (bench/capacity/plan.py still keeps its own copy by
-    # driver name): what a partition is called here, and that a consumer group gives each
-    # partition to one member, so members beyond the partition count sit idle.
-    partition_noun: ClassVar[str] = "partitions"
-    max_consumers_per_partition: ClassVar[int] = 1
-    consumer_limit_reason: ClassVar[str] = "one member per partition in a consumer group"
+
+    @classmethod
+    def service_name(cls) -> str:
+        """The ``bench up`` service this target runs on, here."""
+        return "kafka"
+
+    @classmethod
+    def sizing(cls) -> Sizing:
+        """For ``bench plan``: a consumer group gives each partition to one member, so members
+        beyond the partition count sit idle."""
+        return Sizing(
+            partition_noun="partitions",
+            one_consumer_per_partition="one member per partition in a consumer group",
+        )
 
     def __init__(self, config: KafkaConfig, context: DriverContext) -> None:
         self.config = config

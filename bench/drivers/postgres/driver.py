@@ -35,6 +35,11 @@ class PostgresDriver:
     kind: ClassVar[Literal["stream", "store", "both"]] = "store"
     config_model: ClassVar[type[DriverConfig]] = PostgresConfig
 
+    @classmethod
+    def service_name(cls) -> str:
+        """The ``bench up`` service this target runs on, here."""
+        return "postgres"
+
     def __init__(self, config: PostgresConfig, context: DriverContext | None = None) -> None:
         self.config = config
         self.context = context or DriverContext()

@@ -126,3 +126,19 @@ def test_a_driver_lacking_a_required_member_is_refused_when_loaded_not_when_run(
 def test_only_a_target_that_bounds_its_sends_goes_without_a_send_timer():
     assert isinstance(_bare(MemoryDriver), base.BoundedSends)
     assert not isinstance(_bare(PostgresDriver), base.BoundedSends)
+
+
+def test_broker_knowledge_lives_on_the_driver_classes():
+    from bench.drivers.nats import NatsDriver
+    from bench.drivers.rabbitmq import RabbitMQDriver
+    from bench.faults.inject import service_for
+
+    assert base.sizing_of(RabbitMQDriver).partition_noun == "queues"
+    assert "one leader" in (base.sizing_of(NatsDriver).scale_out_advice or "")
+    assert base.sizing_of(MemoryDriver) == base.Sizing()
+    assert [service_for(d) for d in ("nats", "rabbitmq", "postgres", "memory")] == [
+        "nats",
+        "rabbitmq",
+        "postgres",
+        None,
+    ]
