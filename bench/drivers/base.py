@@ -17,7 +17,9 @@ file is an error naming the field.
 
 from __future__ import annotations
 
+import functools
 import importlib
+import sys
 import zlib
 from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -529,7 +531,14 @@ class DriverInfo:
 
 
 def _registered() -> dict[str, str]:
-    return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    # Scanning every installed distribution's entry points costs milliseconds, and validating
+    # a matrix asks once per point: keep the answer for as long as the import path is the same.
+    return dict(_registered_on(tuple(sys.path)))
+
+
+@functools.lru_cache(maxsize=8)
+def _registered_on(path: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    return tuple((ep.name, ep.value) for ep in entry_points(group=ENTRY_POINT_GROUP))
 
 
 def available_drivers() -> list[DriverInfo]:
