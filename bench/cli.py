@@ -319,6 +319,11 @@ def _run(
                 if interrupts.requested:
                     break
                 console.print(f"[bold cyan]▶ {point.label}[/]  ({_describe_load(point)})")
+                for warning in point.warnings:
+                    err_console.print(
+                        f"[yellow]warning:[/] {_one_line(f'{point.label}: {warning}')}",
+                        soft_wrap=True,
+                    )
 
                 def show(view: IntervalView) -> None:
                     if quiet:
@@ -600,12 +605,14 @@ def _fmt(value_us: float | None) -> str:
 
 
 def _describe_load(point: Any) -> str:
+    from bench.units import format_duration
+
     w = point.workload
     meta = point.scenario.scenario
     load = f"max, concurrency {w.concurrency}" if w.closed_loop else f"{w.rate:g}/s {w.schedule}"
     return (
         f"{load}, {w.producers}p/{w.consumers}c on {w.workers} worker(s), "
-        f"warmup {meta.warmup:g}s, measure {meta.duration:g}s"
+        f"warmup {format_duration(meta.warmup)}, measure {format_duration(meta.duration)}"
     )
 
 
@@ -636,6 +643,12 @@ def validate(
         console.out(
             "\n".join(f"  {point.index:3d}  {point.label}" for point in points), highlight=False
         )
+        for point in points:
+            for warning in point.warnings:
+                err_console.print(
+                    f"[yellow]warning:[/] {_one_line(f'{path}: {point.label}: {warning}')}",
+                    soft_wrap=True,
+                )
 
 
 @app.command()

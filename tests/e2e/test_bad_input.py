@@ -708,11 +708,6 @@ def test_durations_are_shown_back_as_written(tmp_path, capsys):
     assert manifest["scenario"]["scenario"]["duration"] == "1.2345678s"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bench/cli.py must print RunPoint.warnings in validate and run (issue 14; the "
-    "warning comes from bench/scenario.py, the two print loops are not in yet)",
-)
 @pytest.mark.parametrize("command", ["validate", "run"])
 def test_a_rate_whose_window_holds_no_event_is_a_warning_not_an_error(command, tmp_path, capsys):
     (tmp_path / "s.toml").write_text(scenario_with("rate = 100", "rate = 0.5"))
