@@ -315,3 +315,40 @@ def test_every_type_name_validation_accepts_makes_valid_event_json():
 def test_a_name_with_a_trailing_newline_is_refused(raw):
     # A regex "$" matches before a final newline; names become directories.
     _error(raw)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("bootstrap_servers", "127.0.0.1:abc"),
+        ("bootstrap_servers", "127.0.0.1:9092,h:0"),
+        ("bootstrap_servers", ":9092"),
+    ],
+)
+def test_a_malformed_kafka_address_is_refused_at_validation(field, value):
+    # Before: validate said ok, and the run failed at connect.
+    error = _error(_raw(targets={"k": {"driver": "kafka", field: value}}))
+    assert f"targets.k.{field}" in str(error)
+
+
+@pytest.mark.parametrize(
+    "dsn",
+    ["postgresql://u:s3cret@127.0.0.1:xyz/test", "postgresql://[::1]:x/t", "mysql://h:3306/t"],
+)
+def test_a_malformed_postgres_dsn_is_refused_without_its_password(dsn):
+    # Before: validate said ok, and the run ended in "internal error: ValueError" (exit 70).
+    raw = _raw(targets={"pg": {"driver": "postgres", "dsn": dsn}})
+    raw["workload"] = {"rate": 100, "kind": "store", "consumers": 0}
+    error = _error(raw)
+    assert "targets.pg.dsn" in str(error) and "s3cret" not in str(error)
+
+
+@pytest.mark.parametrize(
+    "dsn",
+    ["postgresql://u:pw@127.0.0.1:5432/test", "postgresql://[::1]:5432/t",
+     "postgresql:///test?host=/tmp", "postgresql://h1:5432,h2:5433/t", "host=localhost port=5432"],
+)  # fmt: skip
+def test_sound_postgres_dsns_still_pass(dsn):
+    raw = _raw(targets={"pg": {"driver": "postgres", "dsn": dsn}})
+    raw["workload"] = {"rate": 100, "kind": "store", "consumers": 0}
+    assert expand(scenario_from_dict(raw, SOURCE))

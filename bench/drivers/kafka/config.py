@@ -83,6 +83,14 @@ class KafkaConfig(DriverConfig):
                 "holds credentials (a user before an @): Kafka takes them as sasl_username "
                 "and sasl_password, with security_protocol = 'SASL_PLAINTEXT' or 'SASL_SSL'"
             )
+        for entry in value.split(","):
+            host, colon, port = entry.strip().rpartition(":")
+            if not entry.strip() or (colon and not host):
+                raise ValueError("an address has no host: write host:9092[,host:9092]")
+            if colon and not (port.isdigit() and 1 <= int(port) <= 65535):
+                raise ValueError(
+                    "a port is not a number from 1 to 65535: write host:9092[,host:9092]"
+                )
         return value
 
     @field_validator("compression")

@@ -59,6 +59,27 @@ class PostgresConfig(DriverConfig):
     # libpq's sslmode names; None: whatever the DSN says (asyncpg's default is "prefer").
     ssl: SslMode | None = None
 
+    @field_validator("dsn")
+    @classmethod
+    def _dsn_parses(cls, value: SecretStr) -> SecretStr:
+        # asyncpg reads the port only when it connects, and a bad one raised a bare ValueError
+        # there (exit 70). The message names the problem, never the DSN (it may hold a password).
+        dsn = value.get_secret_value()
+        if "://" in dsn:
+            parts = urlsplit(dsn)
+            if parts.scheme not in ("postgres", "postgresql"):
+                raise ValueError("the scheme must be postgresql:// (or postgres://)")
+            for address in parts.netloc.rpartition("@")[2].split(","):
+                # "[::1]:5432" keeps its colons inside the brackets.
+                tail = address.rpartition("]")[2] if address.startswith("[") else address
+                _, colon, port = tail.rpartition(":")
+                if colon and (not port.isdigit() or not 1 <= int(port) <= 65535):
+                    raise ValueError(
+                        "a port is not a number from 1 to 65535: "
+                        "write postgresql://host:5432/database"
+                    )
+        return value
+
     @field_validator("schema_name")
     @classmethod
     def _identifier(cls, value: str) -> str:
