@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 
 from bench import __version__
-from bench.errors import BenchError, ResultsError, ScenarioError
+from bench.errors import BenchError, ResultsError, ScenarioError, clip
 
 app = typer.Typer(
     name="bench",
@@ -42,6 +42,9 @@ if not err_console.is_terminal:
     err_console = Console(stderr=True, highlight=False, width=200)
 
 
+MESSAGE_MAX_CHARS = 2000  # an error line; longer ones keep their start and end
+
+
 def _one_line(text: str) -> str:
     """A message as one line, safe from rich markup (client libraries put newlines and
     brackets such as "[Errno 111]" in theirs), with any credentials it quotes removed."""
@@ -49,7 +52,7 @@ def _one_line(text: str) -> str:
 
     from bench.redaction import redact_text
 
-    return escape(redact_text(" ".join(str(text).split())))
+    return escape(redact_text(clip(" ".join(str(text).split()), MESSAGE_MAX_CHARS)))
 
 
 _debug = False

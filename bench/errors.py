@@ -7,6 +7,17 @@ exits with the error's ``exit_code``; tracebacks are only shown with ``--debug``
 
 from __future__ import annotations
 
+FIELD_MAX_CHARS = 120  # a field path as an error quotes it (a pasted 100 KB key stays short)
+
+
+def clip(text: str, limit: int) -> str:
+    """``text`` if it fits in ``limit`` characters, else its start and end around an ellipsis
+    that says how much was left out."""
+    if len(text) <= limit:
+        return text
+    keep = max(limit - 30, 10)
+    return f"{text[: keep - 10]}…({len(text) - keep:,} characters)…{text[-10:]}"
+
 
 class BenchError(Exception):
     """Base class for errors that the CLI renders as one line."""
@@ -33,6 +44,7 @@ class ScenarioError(BenchError):
     def __init__(
         self, source: str, field: str | None, problem: str, *, hint: str | None = None
     ) -> None:
+        field = clip(field, FIELD_MAX_CHARS) if field else field
         where = f"{source}: {field}" if field else source
         super().__init__(f"{where}: {problem}", hint=hint)
         self.source = source

@@ -647,7 +647,10 @@ def apply_override(raw: dict[str, Any], override: str, source: str = "--set") ->
     path = path.strip()
     if not sep or not path:
         raise ScenarioError(
-            "--set", None, f"{override!r} is not PATH=VALUE", hint="--set workload.rate=5000"
+            "--set",
+            None,
+            f"{_shown(override)} is not PATH=VALUE",
+            hint="--set workload.rate=5000",
         )
     parts = _split_path(path)
     node = raw

@@ -352,3 +352,12 @@ def test_sound_postgres_dsns_still_pass(dsn):
     raw = _raw(targets={"pg": {"driver": "postgres", "dsn": dsn}})
     raw["workload"] = {"rate": 100, "kind": "store", "consumers": 0}
     assert expand(scenario_from_dict(raw, SOURCE))
+
+
+def test_a_100kb_matrix_key_or_override_is_not_echoed_in_full():
+    key = "workload." + "x" * 100_000
+    error = _error(_raw(matrix={key: [1]}))
+    assert "characters)" in str(error)
+    with pytest.raises(ScenarioError) as info:
+        scenario_from_dict(_raw(), SOURCE, ["y" * 100_000])
+    assert len(str(info.value)) < 200
