@@ -1,0 +1,1 @@
+"""One module per service ``bench up`` manages, each a :class:`bench.infra.service.Service`."""
