@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_cli import bench, only_run
+from tests.cli_support import bench, only_run
 
 pytestmark = pytest.mark.slow
 

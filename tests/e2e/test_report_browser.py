@@ -21,8 +21,8 @@ import pytest
 from bench.engine.workers import KINDS
 from bench.report.html import write_report
 from tests.cli_support import run_bench
+from tests.fabricate import PointSpec, make_run
 from tests.report_numbers import missing_numbers, numbers
-from tests.unit.report.fabricate import PointSpec, make_run
 
 CHROMIUM = shutil.which("chromium") or (
     "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None

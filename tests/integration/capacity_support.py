@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.capacity.checks import Criteria, judge, verdict
-from tests.e2e.test_cli import bench, only_run
+from tests.cli_support import bench, only_run
 
 MAX_PROBES = 20
 # Each probe: spawn, 1 s warm-up, a 2 s window (4 s to verify), the drain.

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from bench import infra
-from tests.e2e.test_cli import bench, only_run
+from tests.cli_support import bench, only_run
 from tests.integration.server_support import free_port, leaks, make_ca, make_cert
 
 SECRET = "Tls-Pl4nted-0c1d"

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_cli import bench, only_run
+from tests.cli_support import bench, only_run
 from tests.integration.server_support import (
     free_port,
     leaks,

@@ -5,7 +5,7 @@ import subprocess
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from tests.e2e.test_cli import bench
+from tests.cli_support import bench
 
 SECRET = "Pl4nted-S3cret-9f2c"
 

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from tests.e2e.test_cli import bench, only_run
+from tests.cli_support import bench, only_run
 
 PLANT = "s3cr3tPLANT-live"
 

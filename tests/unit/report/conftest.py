@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.report.fabricate import PointSpec, make_run, points
+from tests.fabricate import PointSpec, make_run, points
 
 # Run-level noise of repetitions: each run's latencies scaled by one of these.
 NOISY_BASELINE = (1.0, 1.3, 0.8, 1.2, 0.9)

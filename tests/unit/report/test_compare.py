@@ -39,7 +39,7 @@ def test_slower_latency_is_worse_and_faster_is_better(golden):
 
 
 def test_lower_throughput_is_worse(golden, tmp_path):
-    from tests.unit.report.fabricate import make_run, points
+    from tests.fabricate import make_run, points
 
     slow = make_run(tmp_path, "slow", points(kafka={"throughput_factor": 0.8}), seed=9)
     rows = _rows(compare(Group.from_specs([golden.base]), Group.from_specs([slow])), "kafka")

@@ -24,7 +24,7 @@ from bench.report.compare import (
     to_markdown,
 )
 from bench.report.tables import metric
-from tests.unit.report.fabricate import make_run, points
+from tests.fabricate import make_run, points
 
 
 def _row(key: str, base: list[float], cand: list[float]):

@@ -21,7 +21,7 @@ from bench.report.faults import Fault, faults_frame, faults_of, mark_faults, poi
 from bench.report.html import write_report
 from bench.report.tables import load
 from bench.report.terminal import faults_table
-from tests.unit.report.fabricate import make_run, points
+from tests.fabricate import make_run, points
 
 KILL: dict[str, Any] = {
     "index": 0,

@@ -73,7 +73,7 @@ def test_a_failed_verdict_fails_the_gate_even_when_the_baseline_failed_alike(gol
 
 
 def test_a_missing_point_fails(golden, tmp_path):
-    from tests.unit.report.fabricate import make_run, points
+    from tests.fabricate import make_run, points
 
     only_memory = make_run(tmp_path, "only-memory", points()[:1], seed=3)
     result = _check(only_memory, golden.base)

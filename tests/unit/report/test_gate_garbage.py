@@ -16,7 +16,7 @@ from bench.errors import ResultsError
 from bench.report.compare import Group
 from bench.report.gate import check
 from tests.cli_support import run_bench_captured
-from tests.unit.report.fabricate import make_run, points
+from tests.fabricate import make_run, points
 
 runner = CliRunner()
 

@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from bench.cli import app
 from bench.report.history import build, change_points, noise_scale
-from tests.unit.report.fabricate import make_run, points
+from tests.fabricate import make_run, points
 
 DAY = 86_400.0
 

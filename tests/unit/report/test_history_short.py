@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from bench.cli import app
 from bench.report.history import build
-from tests.unit.report.fabricate import PointSpec, make_run, points
+from tests.fabricate import PointSpec, make_run, points
 
 DAY = 86_400.0
 

@@ -7,7 +7,7 @@ import re
 from bench.report.html import write_report
 from bench.report.plots import measured_histogram, spectrum
 from bench.report.tables import load
-from tests.unit.report.fabricate import WARMUP_OUTLIER_NS
+from tests.fabricate import WARMUP_OUTLIER_NS
 
 
 def test_the_spectrum_uses_only_the_measurement_window(golden):

@@ -8,7 +8,7 @@ from pathlib import Path
 from bench.report import store
 from bench.report.html import write_report
 from bench.report.tables import load
-from tests.unit.report.fabricate import PointSpec, make_run
+from tests.fabricate import PointSpec, make_run
 
 STRATEGIES = ("insert_only", "serializable")
 MATRIX = [(s, a, c) for s in STRATEGIES for a in (10, 1000) for c in (1, 8, 32)]

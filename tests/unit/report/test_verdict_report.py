@@ -12,8 +12,8 @@ from bench.report.html import write_report
 from bench.report.tables import load
 from bench.report.terminal import store_table, summary_table
 from bench.report.verdicts import PASS_BANNER, banner, status_text
+from tests.fabricate import PointSpec, make_run
 from tests.report_numbers import banner_and_tables, missing_numbers, numbers
-from tests.unit.report.fabricate import PointSpec, make_run
 
 
 def _render(table) -> str:
