@@ -5,12 +5,8 @@ Each test uses its own exchange and queues (a unique topology name) and removes 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
-import uuid
-from collections import defaultdict
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aio_pika
@@ -19,19 +15,20 @@ import numpy as np
 import pytest
 from yarl import URL
 
-from bench.drivers.base import DriverContext, Message, Topology
+from bench.drivers.base import DriverContext
 from bench.drivers.rabbitmq import RabbitMQConfig, RabbitMQConsumer, RabbitMQDriver
 from bench.engine.reread import classify_losses
-from bench.errors import DriverError
 from bench.metrics import audit
 from tests.integration.driver_harness import (
-    DRAIN_DEADLINE_S,
     MESSAGES_PER_PRODUCER,
     PRODUCERS,
     Received,
-    T,
-    keyed_messages,
+    assert_exactly_once,
+    assert_unreachable_fails_fast,
+    produce_and_consume,
     run,
+    topology,
+    with_driver,
 )
 from tests.integration.reread_support import (
     PER_PRODUCER,
@@ -40,88 +37,18 @@ from tests.integration.reread_support import (
     run_with_losses,
 )
 
-
-def topology(*, queues: int, consumers: int) -> Topology:
-    return Topology(
-        name=f"eb-test-rmq-{uuid.uuid4().hex[:10]}",
-        partitions=queues,
-        producers=PRODUCERS,
-        consumers=consumers,
-        consumer_group="eb-test",
-    )
-
-
-async def produce_and_consume(
-    driver: RabbitMQDriver, topo: Topology, consumers: int
-) -> tuple[Received, list[RabbitMQConsumer], int]:
-    """2 producers x 16 concurrent senders (one per key, so per-key send order is fixed)."""
-    received = Received()
-    clients = [await driver.consumer(topo, i, received.callback(i)) for i in range(consumers)]
-    for client in clients:
-        await client.start()
-    peak = 0
-    try:
-        producers = [await driver.producer(topo, p) for p in range(PRODUCERS)]
-
-        async def sender(producer: Any, msgs: list[Message]) -> None:
-            for msg in msgs:
-                await producer.send(msg)
-
-        senders = []
-        for p, producer in enumerate(producers):
-            by_key: dict[str, list[Message]] = defaultdict(list)
-            for msg in keyed_messages(p):
-                by_key[msg.key].append(msg)
-            senders += [sender(producer, msgs) for msgs in by_key.values()]
-        await asyncio.gather(*senders)
-        peak = max(producer.inflight_peak for producer in producers)
-        for producer in producers:
-            await producer.close()
-
-        expected = PRODUCERS * MESSAGES_PER_PRODUCER
-        deadline = time.monotonic() + DRAIN_DEADLINE_S
-        while sum(received.by_id.values()) < expected and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        # A little longer, so that a duplicate arriving late is seen too.
-        await asyncio.sleep(0.3)
-    finally:
-        for client in clients:
-            await client.stop()
-    return received, clients, peak
-
-
-def assert_exactly_once(received: Received) -> None:
-    expected = {(p, s) for p in range(PRODUCERS) for s in range(MESSAGES_PER_PRODUCER)}
-    missing = expected - set(received.by_id)
-    duplicated = {k: n for k, n in received.by_id.items() if n > 1}
-    assert not missing, f"{len(missing)} messages lost, e.g. {sorted(missing)[:5]}"
-    assert not duplicated, f"{len(duplicated)} messages duplicated"
-    assert set(received.by_id) == expected
-
-
-async def with_driver(
-    config: RabbitMQConfig, topo: Topology, body: Callable[[RabbitMQDriver], Awaitable[T]]
-) -> tuple[T, list[str]]:
-    errors: list[str] = []
-    driver = RabbitMQDriver(config, DriverContext(count_error=errors.append))
-    await driver.connect()
-    try:
-        await driver.prepare(topo)
-        return await body(driver), errors
-    finally:
-        await driver.cleanup(topo)
-        await driver.close()
+PREFIX = "eb-test-rmq"  # of each test's own topology name
 
 
 def test_one_consumer_per_queue_gets_every_message_once_in_key_order(rabbitmq_url: str) -> None:
     window = 8
     config = RabbitMQConfig(url=rabbitmq_url, confirms=True, confirm_window=window)
-    topo = topology(queues=2, consumers=2)
+    topo = topology(PREFIX, partitions=2, consumers=2)
 
     async def body(driver: RabbitMQDriver) -> tuple[Received, list[RabbitMQConsumer], int]:
         return await produce_and_consume(driver, topo, consumers=2)
 
-    (received, clients, peak), errors = run(lambda: with_driver(config, topo, body))
+    (received, clients, peak), errors = run(lambda: with_driver(RabbitMQDriver, config, topo, body))
 
     assert_exactly_once(received)
     assert received.reordered() == 0
@@ -135,12 +62,12 @@ def test_one_consumer_per_queue_gets_every_message_once_in_key_order(rabbitmq_ur
 
 def test_competing_consumers_on_one_queue_share_the_work_without_loss(rabbitmq_url: str) -> None:
     config = RabbitMQConfig(url=rabbitmq_url, confirm_window=32, prefetch=16)
-    topo = topology(queues=1, consumers=2)
+    topo = topology(PREFIX, partitions=1, consumers=2)
 
     async def body(driver: RabbitMQDriver) -> tuple[Received, list[RabbitMQConsumer], int]:
         return await produce_and_consume(driver, topo, consumers=2)
 
-    (received, _clients, peak), _ = run(lambda: with_driver(config, topo, body))
+    (received, _clients, peak), _ = run(lambda: with_driver(RabbitMQDriver, config, topo, body))
 
     assert_exactly_once(received)
     assert all(received.per_consumer[i] > 0 for i in range(2))
@@ -154,12 +81,12 @@ def test_competing_consumers_on_one_queue_share_the_work_without_loss(rabbitmq_u
 
 def test_single_active_consumer_keeps_key_order_with_spare_consumers(rabbitmq_url: str) -> None:
     config = RabbitMQConfig(url=rabbitmq_url, single_active_consumer=True, queue_type="quorum")
-    topo = topology(queues=1, consumers=2)
+    topo = topology(PREFIX, partitions=1, consumers=2)
 
     async def body(driver: RabbitMQDriver) -> tuple[Received, list[RabbitMQConsumer], int]:
         return await produce_and_consume(driver, topo, consumers=2)
 
-    (received, _clients, _peak), _ = run(lambda: with_driver(config, topo, body))
+    (received, _clients, _peak), _ = run(lambda: with_driver(RabbitMQDriver, config, topo, body))
 
     assert_exactly_once(received)
     assert received.reordered() == 0
@@ -168,7 +95,7 @@ def test_single_active_consumer_keeps_key_order_with_spare_consumers(rabbitmq_ur
 
 
 def test_prepare_replaces_a_queue_of_another_type(rabbitmq_url: str) -> None:
-    topo = topology(queues=2, consumers=1)
+    topo = topology(PREFIX, partitions=2, consumers=1)
 
     async def scenario() -> None:
         classic = RabbitMQDriver(RabbitMQConfig(url=rabbitmq_url), DriverContext())
@@ -209,15 +136,7 @@ def test_prepare_replaces_a_queue_of_another_type(rabbitmq_url: str) -> None:
 def test_unreachable_broker_fails_fast_with_one_line_and_no_password() -> None:
     config = RabbitMQConfig(url="amqp://bench:s3cr3t-pw@127.0.0.1:1/", connect_timeout="2s")
     driver = RabbitMQDriver(config, DriverContext())
-    started = time.monotonic()
-    with pytest.raises(DriverError) as caught:
-        run(driver.connect)
-    elapsed = time.monotonic() - started
-    assert elapsed < 2.0 + 1.5
-    message = str(caught.value)
-    assert "127.0.0.1:1" in message
-    assert "\n" not in message
-    assert "s3cr3t-pw" not in message
+    assert_unreachable_fails_fast(driver, 2.0, "127.0.0.1:1", "s3cr3t-pw")
 
 
 def test_describe_names_the_server_and_hides_credentials(rabbitmq_url: str) -> None:
@@ -242,7 +161,7 @@ def test_describe_names_the_server_and_hides_credentials(rabbitmq_url: str) -> N
 def test_a_stream_queue_re_read_sorts_losses_into_not_stored_and_not_delivered(
     rabbitmq_url: str,
 ) -> None:
-    topo = topology(queues=2, consumers=1)
+    topo = topology(PREFIX, partitions=2, consumers=1)
     driver = RabbitMQDriver(
         RabbitMQConfig(url=rabbitmq_url, queue_type="stream", prefetch=256), DriverContext()
     )
@@ -279,7 +198,7 @@ def test_a_stream_queue_re_read_sorts_losses_into_not_stored_and_not_delivered(
 
 
 def test_a_classic_queue_cannot_be_re_read_and_says_so(rabbitmq_url: str) -> None:
-    topo = topology(queues=1, consumers=1)
+    topo = topology(PREFIX, partitions=1, consumers=1)
     driver = RabbitMQDriver(RabbitMQConfig(url=rabbitmq_url), DriverContext())
     result = run(lambda: classify_losses(driver, topo, {0: np.array([1, 2])}, budget_s=5))
     assert not result["checked"] and result["unclassified"] == 2
