@@ -17,7 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.e2e.test_cli import ROOT
+from tests.cli_support import ROOT
 
 pytestmark = pytest.mark.slow
 
