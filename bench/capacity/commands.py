@@ -12,7 +12,6 @@ import contextlib
 import math
 import re
 import tempfile
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -20,7 +19,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from bench.errors import BenchError, ResultsError, ScenarioError
+from bench.errors import ResultsError, ScenarioError
 from bench.units import format_latency_us, parse_duration_s
 
 if TYPE_CHECKING:  # the heavy modules load when a command runs, not for `bench --help`
@@ -97,9 +96,10 @@ def _duration(text: str | None, option: str, allow_zero: bool = False) -> float 
 
 
 class CapacityRun:
-    """A results directory being filled by probes; written after every probe, so an
-    interrupted search leaves every finished probe and the answer so far. It owns the
-    Ctrl-C handling: the first stops the probe, the second writes the files and leaves."""
+    """A results directory being filled by probes (a ``RunSession``, bench/session.py), plus
+    ``capacity.json``; both are written after every probe, so an interrupted search leaves
+    every finished probe and the answer so far. The session owns the Ctrl-C handling: the
+    first stops the probe, the second writes the files and leaves."""
 
     def __init__(
         self,
@@ -110,46 +110,41 @@ class CapacityRun:
         settings: dict[str, Any],
         overrides: list[str],
         quiet: bool,
+        expected_probes: int,
     ) -> None:
         from bench.interrupts import Interrupts
-        from bench.store import create_run_dir, environment
+        from bench.session import RunSession
 
         self.kind = kind
         self.quiet = quiet
         self.interrupts = Interrupts()
         self.interrupts.install()
-        self.run_id, self.dir = create_run_dir(results_dir, f"{scenario.scenario.name}-{kind}")
         self.settings = settings
         self.results: list[SearchResult] = []
-        self.manifest: dict[str, Any] = {
-            "schema_version": 1,
-            "kind": kind,
-            "run_id": self.run_id,
-            "scenario_file": str(path),
-            "scenario": scenario.model_dump(mode="json"),
-            "overrides": overrides,
-            "capacity": settings,
-            "environment": environment(),
-            "started_at": time.time(),
-            "ended_at": None,
-            "status": "running",
-            "points": [],
-        }
-        self.write()
-        self.interrupts.on_second = [lambda: self.write("interrupted")]
-        # bench find-max --locust-workers: probes run on a Locust cluster's workers.
+        self.session = RunSession(
+            results_dir,
+            f"{scenario.scenario.name}-{kind}",
+            path,
+            scenario,
+            overrides,
+            self.interrupts,
+            expected_points=expected_probes,
+            fields={"kind": kind, "capacity": settings},
+            out=console,
+            err=err_console,
+        )
+        self.run_id, self.dir = self.session.run_id, self.session.dir
+        self.manifest = self.session.manifest
+        self.write_capacity()
+        self.interrupts.on_second = [lambda: self.write("interrupted"), self.session.close]
         self.launcher_for: Any = None
 
     def stop_requested(self) -> bool:
         return self.interrupts.requested
 
-    def write(self, status: str | None = None) -> None:
-        from bench.store import CAPACITY, MANIFEST, atomic_write_json
+    def write_capacity(self) -> None:
+        from bench.store import CAPACITY, atomic_write_json
 
-        if status:
-            self.manifest["status"] = status
-            self.manifest["ended_at"] = time.time()
-        atomic_write_json(self.dir / MANIFEST, self.manifest)
         atomic_write_json(
             self.dir / CAPACITY,
             {
@@ -160,18 +155,14 @@ class CapacityRun:
             },
         )
 
+    def write(self, status: str | None = None) -> None:
+        self.session.write(status)
+        self.write_capacity()
+
     def execute(self, point: RunPoint, slug: str) -> tuple[dict[str, Any], Path]:
         from bench.engine.runner import PointRunner
 
-        entry = {
-            "index": point.index,
-            "target": point.target,
-            "label": point.label,
-            "dir": slug,
-            "status": "running",
-        }
-        self.manifest["points"].append(entry)
-        self.write()
+        entry = self.session.entry(point, slug)
         runner = PointRunner(
             point,
             self.run_id,
@@ -180,10 +171,8 @@ class CapacityRun:
             launcher=self.launcher_for(point) if self.launcher_for is not None else None,
         )
         summary = runner.run()
-        entry["status"] = summary["status"]
-        info = summary.get("target_info") or {}
-        entry["server"] = {"product": info.get("product"), "version": info.get("version")}
-        self.write()
+        self.session.record(entry, summary)
+        self.write_capacity()
         return summary, self.dir / slug
 
     def report(self, result: SearchResult, probe: Probe) -> None:
@@ -209,13 +198,10 @@ def _bases(
             "matrix.workload.rate",
             "a capacity search sets the rate itself: remove workload.rate from [matrix]",
         )
+    from bench.session import select_targets
+
     points = expand(scenario, str(path), max_points=max_points)
-    if targets:
-        unknown = set(targets) - set(scenario.targets)
-        if unknown:
-            raise ScenarioError(str(path), "--target", f"no target named {sorted(unknown)[0]!r}")
-        points = [p for p in points if p.target in targets]
-    return scenario, points
+    return scenario, select_targets(points, scenario, targets, path)
 
 
 def _criteria(scenario: Scenario, slo: list[str] | None, error_threshold: str) -> Criteria:
@@ -231,9 +217,9 @@ def _check_slo_kinds(criteria: Criteria, points: list[RunPoint], path: Path) -> 
         kind = key.split(".")[0]
         for point in points:
             if kind == "e2e" and point.workload.kind == "store":
-                from bench.drivers.base import load_driver
+                from bench.drivers.base import Projector, load_driver
 
-                has_projector = hasattr(load_driver(point.driver), "project")
+                has_projector = issubclass(load_driver(point.driver), Projector)
                 if not (point.workload.store.projector and has_projector):
                     why = (
                         "workload.store.projector is off"
@@ -309,28 +295,47 @@ def _results_table(results: list[SearchResult], title: str) -> Table:
     return table
 
 
+def _search_all(run: CapacityRun, searches: Any) -> None:
+    """Run the searches; a full disk stops them with one line, keeping what finished."""
+    try:
+        searches()
+    except OSError as exc:
+        problem = run.session.disk_full(exc)
+        with contextlib.suppress(OSError):
+            run.write_capacity()
+        console.print(_results_table(run.results, f"{run.kind} ({run.run_id})"))
+        run.session.print_disk_full(problem)
+        console.print(f"results: {run.dir}")
+        raise typer.Exit(1) from None
+
+
 def _finish(run: CapacityRun, no_report: bool, title: str) -> None:
+    from bench.session import INTERRUPTED, NOT_WRITTEN
+
     interrupts = run.interrupts
     status = "interrupted" if interrupts.requested else "ok"
     if any(r.status == "failed" for r in run.results) and status == "ok":
         status = "failed"
-    run.write(status)
+    problem = run.session.finish(status)
+    with contextlib.suppress(OSError):
+        run.write_capacity()
     console.print(_results_table(run.results, title))
     for result in run.results:
         console.print(result.headline)
         for note in result.notes:
             console.print(f"  note: {note}")
+    if problem is not None:
+        run.session.print_disk_full(problem)
+        raise typer.Exit(1)
+    outcome = None
     if not no_report and run.manifest["points"]:
-        from bench.report.html import write_report
-
-        try:
-            html_path, _ = write_report(run.dir)
-            console.print(f"report: {html_path}")
-        except BenchError as exc:
-            err_console.print(f"[yellow]warning:[/] no report: {exc.message}")
+        outcome = run.session.report(status == "interrupted")
+    run.session.close()
     console.print(f"results: {run.dir}")
-    if interrupts.requested:
+    if interrupts.requested or outcome == INTERRUPTED:
         raise typer.Exit(interrupts.exit_code)
+    if outcome == NOT_WRITTEN:
+        raise typer.Exit(1)
     raise typer.Exit(1 if status == "failed" else 0)
 
 
@@ -446,6 +451,7 @@ def find_max(
         _settings_dict(settings, {}),
         set_ or [],
         quiet,
+        expected_probes=len(bases) * (max_probes + 1),
     )
     console.print(
         f"[bold]{loaded.scenario.name}[/]: find-max on {len(bases)} point(s) -> {run.dir}"
@@ -458,14 +464,21 @@ def find_max(
             cluster = stack.enter_context(LocustCluster(locust_workers, log_dir=logs))
             console.print(f"locust: {len(cluster.workers)} workers; logs in {logs}")
             run.launcher_for = cluster.launcher
-        for ordinal, base in enumerate(bases):
-            if run.stop_requested():
-                break
-            console.print(f"[bold cyan]▶ {base.label}[/]: searching ({_criteria_text(settings)})")
-            search = Search(base, ordinal, settings, run.execute, run.report, run.stop_requested)
-            run.results.append(search.result)
-            search.find_max()
-            console.print(f"  [bold]{search.result.headline}[/]")
+
+        def searches() -> None:
+            for ordinal, base in enumerate(bases):
+                if run.stop_requested():
+                    break
+                criteria = _criteria_text(settings)
+                console.print(f"[bold cyan]▶ {base.label}[/]: searching ({criteria})")
+                search = Search(
+                    base, ordinal, settings, run.execute, run.report, run.stop_requested
+                )
+                run.results.append(search.result)
+                search.find_max()
+                console.print(f"  [bold]{search.result.headline}[/]")
+
+        _search_all(run, searches)
     _finish(run, no_report, f"{loaded.scenario.name} find-max ({run.run_id})")
 
 
@@ -543,26 +556,31 @@ def sweep(
         _settings_dict(settings, {"fractions": parts, "sweep_duration_s": window}),
         set_ or [],
         quiet,
+        expected_probes=len(bases) * (30 + len(parts)),
     )
     console.print(f"[bold]{loaded.scenario.name}[/]: sweep on {len(bases)} point(s) -> {run.dir}")
-    for ordinal, base in enumerate(bases):
-        if run.stop_requested():
-            break
-        search = Search(base, ordinal, settings, run.execute, run.report, run.stop_requested)
-        run.results.append(search.result)
-        top = known.get(_base_key(base))
-        if top is None:
-            console.print(f"[bold cyan]▶ {base.label}[/]: no max given, searching it first")
-            search.find_max()
-            top = search.result.max_rate_per_s
+
+    def searches() -> None:
+        for ordinal, base in enumerate(bases):
+            if run.stop_requested():
+                break
+            search = Search(base, ordinal, settings, run.execute, run.report, run.stop_requested)
+            run.results.append(search.result)
+            top = known.get(_base_key(base))
             if top is None:
-                err_console.print(f"[yellow]warning:[/] {base.label}: no max found, no sweep")
-                continue
-        else:
-            search.result.max_rate_per_s = top
-            search.result.status = "given"
-        console.print(f"[bold cyan]▶ {base.label}[/]: sweep at {fractions} x {top:,.0f}/s")
-        search.sweep(top, parts, window)
+                console.print(f"[bold cyan]▶ {base.label}[/]: no max given, searching it first")
+                search.find_max()
+                top = search.result.max_rate_per_s
+                if top is None:
+                    err_console.print(f"[yellow]warning:[/] {base.label}: no max found, no sweep")
+                    continue
+            else:
+                search.result.max_rate_per_s = top
+                search.result.status = "given"
+            console.print(f"[bold cyan]▶ {base.label}[/]: sweep at {fractions} x {top:,.0f}/s")
+            search.sweep(top, parts, window)
+
+    _search_all(run, searches)
     _finish(run, no_report, f"{loaded.scenario.name} sweep ({run.run_id})")
 
 
