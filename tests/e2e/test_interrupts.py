@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_cli import ROOT
+from tests.cli_support import ROOT
 
 pytestmark = pytest.mark.slow
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_cli import ROOT, bench
+from tests.cli_support import ROOT, bench
 
 pytestmark = pytest.mark.slow
 
@@ -220,3 +220,43 @@ def test_a_disk_too_full_for_the_first_manifest_is_one_line_exit_2(small_disk):
     assert lines[0].startswith(f"error: results not written: {small_disk}/"), lines
     assert lines[0].endswith("/manifest.json: No space left on device"), lines
     assert [p.name for p in small_disk.iterdir()] == []  # no empty run directory left
+
+
+# find-max shares bench run's session (bench/session.py) since issue 15: the same outcomes.
+FIND_MAX = [
+    "find-max", "scenarios/quickstart.toml", "--probe-duration", "1s", "--warmup", "200ms",
+    "--verify-duration", "0s", "--max-probes", "6", "-q",
+]  # fmt: skip
+
+
+def test_a_full_disk_during_find_max_is_one_line_not_an_internal_error(small_disk):
+    process = start(*FIND_MAX, "--no-report", "-o", str(small_disk))
+    wait_for(lambda: bool(list(small_disk.glob("*/00-memory-01-*/*.hlog"))))
+    filler = fill(small_disk)
+    _, stderr = process.communicate(timeout=120)
+    filler.unlink()
+
+    # Was: exit 70, "internal error: OSError: [Errno 28] No space left on device".
+    assert process.returncode == 1, stderr
+    lines = error_lines(stderr)
+    run_dir = run_dir_in(small_disk)
+    assert lines[0].startswith(f"error: results not written: {run_dir}"), lines
+    assert lines[0].endswith("No space left on device"), lines
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["status"] == "failed" and "No space left" in manifest["error"]
+    assert manifest["points"][0]["status"] == "ok"  # the first probe stands
+
+
+def test_a_killed_find_max_reads_cut_off_not_unfinished(tmp_path):
+    results = tmp_path / "results"
+    process = start(*FIND_MAX, "--no-report", "-o", str(results), new_session=True)
+    wait_for(lambda: results.exists() and bool(list(results.glob("*/00-memory-00-*/summary.json"))))
+    os.killpg(process.pid, signal.SIGKILL)
+    process.communicate(timeout=30)
+    run_dir = run_dir_in(results)
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    # Was: no coordinator in a capacity manifest, so a killed search read "unfinished".
+    assert manifest["coordinator"]["pid"] == process.pid
+    shown = bench("show", str(run_dir))
+    assert shown.returncode == 0, shown.stderr
+    assert "the run is cut off" in shown.stderr
