@@ -66,7 +66,7 @@ def _main(
     version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
 ) -> None:
     global _debug
-    _debug = debug
+    _debug = _debug or debug  # main() already took a --debug given after the subcommand
     if version:
         console.print(f"eventbench {__version__}")
         raise typer.Exit(0)
@@ -76,26 +76,43 @@ BROKERS_SCENARIO = Path("scenarios/brokers.toml")
 _BROKER_TARGETS = {"kafka": "kafka", "rabbitmq": "rabbitmq", "nats": "nats"}
 
 
-def _scenario_path(relative: Path) -> Path:
-    for candidate in (relative, Path(__file__).resolve().parent.parent / relative):
-        if candidate.exists():
-            return candidate
-    raise ScenarioError(
-        str(relative), None, "not found", hint="run from the eventbench checkout, or name a file"
-    )
-
-
 def _default_plan() -> tuple[Path, list[str] | None]:
     """The main job: the broker comparison on whichever local brokers answer (after `bench
-    up`), else the memory-only quickstart."""
-    from bench import infra
+    up`) and have their driver installed, else the memory-only quickstart. The scenarios are
+    ./scenarios/ when there (`bench init`), else the ones shipped with eventbench."""
+    from rich.markup import escape
 
-    running = [name for name in _BROKER_TARGETS if infra.status(name).running]
+    from bench import infra
+    from bench.examples import scenario_path
+
+    answering = [name for name in _BROKER_TARGETS if infra.status(name).running]
+    running = [name for name in answering if _driver_installed(_BROKER_TARGETS[name])]
+    if len(running) < len(answering):
+        missing = [name for name in answering if name not in running]
+        console.print(
+            f"{', '.join(missing)} answer, but without the driver installed: "
+            + escape(f"pip install 'eventbench[{','.join(missing)}]'"),
+            soft_wrap=True,
+        )
     if not running:
-        console.print("no local broker answers (start them with `bench up`): memory quickstart")
-        return _scenario_path(DEFAULT_SCENARIO), None
+        if answering:
+            console.print("no broker to run: memory quickstart")
+        else:
+            console.print("no local broker answers (start them with `bench up`): memory quickstart")
+        return scenario_path(DEFAULT_SCENARIO), None
     console.print(f"brokers answering: {', '.join(running)}: running the broker comparison")
-    return _scenario_path(BROKERS_SCENARIO), ["memory", *(_BROKER_TARGETS[n] for n in running)]
+    return scenario_path(BROKERS_SCENARIO), ["memory", *(_BROKER_TARGETS[n] for n in running)]
+
+
+def _driver_installed(name: str) -> bool:
+    from bench.drivers.base import load_driver
+    from bench.errors import DriverNotFound
+
+    try:
+        load_driver(name)
+    except DriverNotFound:
+        return False
+    return True
 
 
 # --------------------------------------------------------------------------- run
@@ -227,7 +244,10 @@ def _run(
         scenarios = [default_path]
         target = target or default_targets
     limit = matrix_limit(max_points, allow_large_matrix)
-    loaded = [(path, load_scenario(path, set_ or [], max_points=limit)) for path in scenarios]
+    loaded = [
+        (path, load_scenario(path, set_ or [], max_points=limit, targets=target))
+        for path in scenarios
+    ]
     plans = []
     for path, scenario in loaded:
         points = expand(scenario, str(path), max_points=limit)
@@ -453,18 +473,29 @@ def _write_run_report(
     ``report.status``. Returns "written"; "not written" on a full disk (one error line, exit 1:
     the run's results stand); "interrupted" when Ctrl-C came while it was written (none of it
     is kept, and the manifest says the run was interrupted, as the exit code does); "skipped"
-    when damaged results made a report impossible (a warning, as before)."""
+    when damaged results or a missing ``report`` extra made a report impossible (a warning)."""
+    from rich.markup import escape
+
     from bench.errors import ReportError, ReportInterrupted
-    from bench.report.html import write_report
+    from bench.report import ReportExtraMissing, report_extra
 
     # An interrupted run still gets its report; only a second Ctrl-C stops that (at once).
     stop = None if interrupted else (lambda: interrupts.requested)
     status = None
     try:
+        with report_extra("the report"):
+            from bench.report.html import write_report
         html_path, _ = write_report(run_dir, stop=stop)
         console.print(f"report: {html_path}")
         manifest["report"] = {"status": "written"}
         outcome = "written"
+    except ReportExtraMissing as exc:  # the core install: the results stand, one line says why
+        err_console.print(
+            f"[yellow]warning:[/] no report: it needs {exc.module}: {escape(exc.hint or '')}",
+            soft_wrap=True,
+        )
+        manifest["report"] = {"status": "skipped", "error": f"{exc.module} not installed"}
+        outcome = "skipped"
     except ReportInterrupted:
         err_console.print("interrupted: report not written; the run is marked interrupted")
         manifest["report"] = {"status": "interrupted"}
@@ -680,6 +711,7 @@ def show(
 @app.command()
 def drivers() -> None:
     """List the registered drivers, their kind and options (third-party ones included)."""
+    from rich.markup import escape
     from rich.table import Table
 
     from bench.drivers.base import available_drivers
@@ -691,13 +723,33 @@ def drivers() -> None:
     table.add_column("options")
     for info in available_drivers():
         if info.cls is None:
-            table.add_row(info.name, "?", f"[red]{info.problem}[/]", "")
+            table.add_row(info.name, "?", f"[red]{escape(info.problem or '')}[/]", "")
             continue
         config_model = getattr(info.cls, "config_model", None)
         fields = [n for n in getattr(config_model, "model_fields", {}) if n != "driver"]
         kind = str(getattr(info.cls, "kind", "?"))
         table.add_row(info.name, kind, "[green]ok[/]", ", ".join(fields))
     console.print(table)
+
+
+@app.command()
+def init(
+    folder: Annotated[
+        Path, typer.Argument(help="Where to copy the example scenarios (created if need be).")
+    ] = Path("scenarios"),
+) -> None:
+    """Copy the example scenarios that ship with eventbench into FOLDER, for editing.
+
+    Refuses (and copies nothing) when one of them is there already. `bench run` without
+    arguments uses ./scenarios/ when it is there, else the shipped copies."""
+    from bench.examples import copy_examples
+
+    copied = copy_examples(folder)
+    console.print(
+        f"copied {len(copied)} example scenarios to {folder}/: "
+        f"bench run {folder / 'quickstart.toml'}",
+        markup=False,
+    )
 
 
 # --------------------------------------------------------------------------- reports
@@ -780,10 +832,20 @@ def status(service: Annotated[str, typer.Argument(help=_SERVICE_HELP)] = "all") 
 # --------------------------------------------------------------------------- entry point
 
 
+def _take_debug(argv: list[str]) -> tuple[list[str], bool]:
+    """``argv`` without ``--debug``, and whether it was there: before the subcommand (the
+    callback's option) or after it (``bench run --debug ...``), up to a ``--``."""
+    end = argv.index("--") if "--" in argv else len(argv)
+    kept = [arg for arg in argv[:end] if arg != "--debug"]
+    return kept + argv[end:], len(kept) < end
+
+
 def main() -> None:
+    global _debug
+    args, _debug = _take_debug(sys.argv[1:])
     try:
         # Without standalone mode click *returns* a command's exit code instead of exiting.
-        code = app(standalone_mode=False)
+        code = app(args=args, standalone_mode=False)
         sys.exit(code if isinstance(code, int) else 0)
     except BenchError as exc:
         if _debug:

@@ -23,7 +23,7 @@ import math
 import os
 import re
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -32,6 +32,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -366,6 +367,16 @@ class Scenario(_Model):
     slo: dict[str, Duration] = {}
     verdict: VerdictRules = VerdictRules()
     faults: list[Fault] = []
+    # The targets that --target chose (None: every one); load_scenario sets it.
+    _selected: tuple[str, ...] | None = PrivateAttr(default=None)
+
+    @property
+    def selected_targets(self) -> list[str]:
+        """The targets that run, in file order: the ones --target named, else every one.
+        Only their drivers are loaded and only their points are expanded."""
+        if self._selected is None:
+            return list(self.targets)
+        return [name for name in self.targets if name in self._selected]
 
     @model_validator(mode="after")
     def _faults_fit_the_load(self) -> Scenario:
@@ -490,9 +501,13 @@ def load_scenario(
     overrides: list[str] | None = None,
     *,
     max_points: int | None = MAX_MATRIX_POINTS,
+    targets: Sequence[str] | None = None,
 ) -> Scenario:
     """Read, override (``--set a.b=v``) and validate a scenario file, driver options included
-    (and every matrix point: refused when there are more than ``max_points``, None: no limit)."""
+    (and every matrix point: refused when there are more than ``max_points``, None: no limit).
+
+    ``targets`` (``--target``) selects targets before their drivers are loaded: a target that
+    is not selected needs no client library installed."""
     path = Path(path)
     source = str(path)
     try:
@@ -509,7 +524,7 @@ def load_scenario(
         raise ScenarioError(source, None, f"cannot read ({exc.strerror})") from None
     except tomllib.TOMLDecodeError as exc:
         raise ScenarioError(source, None, f"invalid TOML: {exc}") from None
-    return scenario_from_dict(raw, source, overrides, max_points=max_points)
+    return scenario_from_dict(raw, source, overrides, max_points=max_points, targets=targets)
 
 
 def scenario_from_dict(
@@ -518,13 +533,19 @@ def scenario_from_dict(
     overrides: list[str] | None = None,
     *,
     max_points: int | None = MAX_MATRIX_POINTS,
+    targets: Sequence[str] | None = None,
 ) -> Scenario:
     raw = copy.deepcopy(raw)
     for override in overrides or []:
         apply_override(raw, override, source)
     scenario = _validate(raw, source)
-    for name, options in scenario.targets.items():
-        validate_target(name, options, source)
+    if targets:
+        unknown = set(targets) - set(scenario.targets)
+        if unknown:
+            raise ScenarioError(source, "--target", f"no target named {sorted(unknown)[0]!r}")
+        scenario._selected = tuple(targets)
+    for name in scenario.selected_targets:
+        validate_target(name, scenario.targets[name], source)
     _check_matrix(scenario, raw, source, max_points)
     return scenario
 
@@ -722,7 +743,8 @@ def expand(
     *,
     max_points: int | None = MAX_MATRIX_POINTS,
 ) -> list[RunPoint]:
-    """The run points: each target x the cross product of the matrix (in file order).
+    """The run points: each selected target x the cross product of the matrix (in file
+    order; a point keeps the index it has in the whole file).
 
     Refused (ScenarioError on ``matrix``) when there would be more than ``max_points``
     (None: no limit); the count comes first, so nothing large is built to find that out.
@@ -739,8 +761,13 @@ def _points(scenario: Scenario, source: str, raw: dict[str, Any] | None) -> Iter
     # Looking a driver up scans every installed package's entry points (~6 ms; it made a
     # point cost 12 ms): once per target's distinct options, not twice per point.
     configs: dict[tuple[str, str], tuple[DriverConfig, type]] = {}
+    per_target = math.prod(len(scenario.matrix[k]) for k in keys)
+    selected = scenario.selected_targets
     index = 0
     for target in scenario.targets:
+        if target not in selected:
+            index += per_target
+            continue
         for combo in itertools.product(*(scenario.matrix[k] for k in keys)):
             params = dict(zip(keys, combo, strict=True))
             point_raw = dict(base)  # shallow: _set_point_value copies the tables it changes

@@ -61,6 +61,10 @@ class RemoteWorker:
 
 
 class LocustCluster:
+    """The master and local workers of ``bench locust``. Their output goes to ``log_dir``
+    while they run; a clean end removes those logs (and ``log_dir`` when that leaves it empty),
+    any other end keeps them, since the error may be explained there."""
+
     def __init__(
         self,
         local_workers: int,
@@ -82,6 +86,7 @@ class LocustCluster:
         self._listener: Listener | None = None
         self._control: Connection | None = None
         self._processes: list[subprocess.Popen[bytes]] = []
+        self._logs: list[Path] = []
         self.workers: list[dict[str, Any]] = []
         self.hostname = socket.gethostname()
 
@@ -90,12 +95,13 @@ class LocustCluster:
         try:
             self.start()
         except BaseException:
-            self.close()
+            self.close(keep_logs=True)
             raise
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        # The CLI ends a run by raising its exit: only code 0 counts as a clean end.
+        self.close(keep_logs=exc is not None and getattr(exc, "exit_code", 1) != 0)
 
     def start(self) -> None:
         self._listener = Listener(("127.0.0.1", 0), authkey=self._authkey)
@@ -141,7 +147,7 @@ class LocustCluster:
             )
         self.workers = list(reply[1])
 
-    def close(self) -> None:
+    def close(self, keep_logs: bool = False) -> None:
         if self._control is not None and not self._control.closed:
             with contextlib.suppress(OSError):
                 self._control.send(("quit",))
@@ -156,6 +162,16 @@ class LocustCluster:
         if self._listener is not None:
             self._listener.close()
             self._listener = None
+        if not keep_logs:
+            self._remove_logs()
+
+    def _remove_logs(self) -> None:
+        for log in self._logs:
+            log.unlink(missing_ok=True)
+        self._logs.clear()
+        if self.log_dir is not None:
+            with contextlib.suppress(OSError):  # not empty: someone else's files stay
+                self.log_dir.rmdir()
 
     # -- points
     def launcher(self, point: RunPoint) -> Any:
@@ -197,6 +213,7 @@ class LocustCluster:
         log = (self.log_dir / log_name) if self.log_dir else None
         if log is not None:
             log.parent.mkdir(parents=True, exist_ok=True)
+            self._logs.append(log)
         with open(log or os.devnull, "ab") as output:
             self._processes.append(
                 subprocess.Popen(

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from bench.errors import ResultsError, ScenarioError
+from bench.report import report_extra
 from bench.store import atomic_write_text
 
 console = Console(highlight=False)
@@ -33,7 +34,8 @@ def report(
     ] = None,
 ) -> None:
     """Write report.html (one self-contained file, opens offline) and report.md for a run."""
-    from bench.report.html import write_report
+    with report_extra("bench report"):
+        from bench.report.html import write_report
     from bench.report.tables import load
 
     html_path, md_path = write_report(run_dir, output_dir)
@@ -81,7 +83,8 @@ def compare(
     """Put runs side by side: Metric / Baseline / Candidate / Diff / Diff% for every point,
     green when better and red when worse for that metric; with repetitions, Mann-Whitney U
     says what is within noise."""
-    from bench.report import compare as cmp
+    with report_extra("bench compare"):
+        from bench.report import compare as cmp
     from bench.report.tables import COMPARE_METRICS
 
     specs = list(runs or [])
@@ -164,8 +167,9 @@ def check(
     the candidate run did not complete. Exit 2 (a usage error naming the manifest and its
     status) when the baseline did not complete: its manifest is not "ok", or some of its points
     have no summary. Exit 2 also for damaged results files, named with their field."""
-    from bench.report import gate
-    from bench.report.compare import Group
+    with report_extra("bench check"):
+        from bench.report import gate
+        from bench.report.compare import Group
 
     try:
         max_pct = gate.parse_percent(max_regression)
@@ -222,7 +226,8 @@ def history(
     between neighbours)."""
     from rich.table import Table
 
-    from bench.report import history as hist
+    with report_extra("bench history"):
+        from bench.report import history as hist
 
     try:
         built = hist.build(results_dir, metric, scenario)

@@ -22,15 +22,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
 from bench.errors import ResultsError
 from bench.metrics.audit import SEGMENT_FIELDS
 from bench.report.tables import Point, point_label
 from bench.store import SUMMARY
 from bench.units import format_duration, format_latency_us
 
+# pandas is the report extra: it is imported where a frame is built, so the terminal
+# tables (bench run, bench show) work on a core install.
 if TYPE_CHECKING:
+    import pandas as pd
     from matplotlib.artist import Artist
     from matplotlib.axes import Axes
 
@@ -320,6 +321,8 @@ def point_rows(label: str, faults: list[Fault]) -> list[dict[str, str]]:
 def faults_frame(points: Iterable[Point]) -> pd.DataFrame:
     """One row per fault of every point, in point order (formatted strings); empty when the
     run injected none."""
+    import pandas as pd
+
     rows = [row for p in points for row in point_rows(p.label, point_faults(p))]
     return pd.DataFrame(rows, columns=list(FAULT_COLUMNS))
 

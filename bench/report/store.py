@@ -20,14 +20,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
 from bench.report.tables import Point
 from bench.report.verdicts import result_of, verdict_word
 from bench.units import format_count, format_latency_us, format_percent, format_rate
 from bench.verdict import FAIL, PASS
 
+# pandas is the report extra: it is imported where a frame is built, so the terminal
+# tables (bench run, bench show) work on a core install.
 if TYPE_CHECKING:
+    import pandas as pd
     from matplotlib.axes import Axes
 
     from bench.report.plots import Plot
@@ -106,6 +107,8 @@ def invariants_text(store: dict[str, Any]) -> str:
 def violations_frame(points: Iterable[Point]) -> pd.DataFrame:
     """Every invariant violation the store check found, one row each (the summary keeps the
     first 20 of a point)."""
+    import pandas as pd
+
     rows = [
         {"point": p.label, "violation": str(violation)}
         for p in store_points(points)
@@ -123,6 +126,8 @@ def _other_params(point: Point) -> list[str]:
 
 def store_frame(points: Iterable[Point]) -> pd.DataFrame:
     """One row per store point: the figures of its commands, appends and projection."""
+    import pandas as pd
+
     rows = []
     chosen = store_points(points)
     # The strategy column only when a target's name does not already say it.
@@ -170,6 +175,8 @@ LOAD_CAPTION = (
 
 def load_latency_frame(points: Iterable[Point]) -> pd.DataFrame:
     """Aggregate load latency by stream length: one row per point, one column per length."""
+    import pandas as pd
+
     rows = []
     lengths: dict[str, int] = {}
     for p in store_points(points):
@@ -198,6 +205,8 @@ def _low_end(length: str) -> int:
 def server_counters_frame(points: Iterable[Point]) -> pd.DataFrame:
     """The server's own counters over each point (PostgreSQL: pg_stat_database, whole
     database), when the store reports them."""
+    import pandas as pd
+
     rows = []
     for p in store_points(points):
         counters = p.summary["store"].get("server_counters")

@@ -16,9 +16,7 @@ import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from bench.errors import ResultsError
 from bench.redaction import redact
@@ -37,6 +35,11 @@ from bench.store import (
     run_state,
 )
 from bench.units import format_count, format_latency_us, format_rate
+
+# pandas is the report extra: it is imported where a frame is built, so the terminal
+# tables (bench run, bench show) work on a core install.
+if TYPE_CHECKING:
+    import pandas as pd
 
 LATENCY_STATS = ("p50", "p90", "p99", "p999", "max", "mean")
 STAT_LABELS = {"p50": "p50", "p90": "p90", "p99": "p99", "p999": "p99.9", "max": "max"}
@@ -638,6 +641,8 @@ def invariants_text(summary: dict[str, Any]) -> str:
 
 def summary_frame(points: Iterable[Point]) -> pd.DataFrame:
     """One row per point: throughput, correctness, flags and SLO verdicts (formatted)."""
+    import pandas as pd
+
     rows = []
     for p in points:
         s = p.summary
@@ -672,6 +677,8 @@ def summary_frame(points: Iterable[Point]) -> pd.DataFrame:
 
 def latency_frame(points: Iterable[Point]) -> pd.DataFrame:
     """One row per point and latency kind: count and p50/p90/p99/p99.9/max (formatted)."""
+    import pandas as pd
+
     rows = []
     for p in points:
         latency = p.summary.get("latency_us") or {}
@@ -693,6 +700,8 @@ def latency_frame(points: Iterable[Point]) -> pd.DataFrame:
 
 def environment_frame(run: Run) -> pd.DataFrame:
     """What ran where: each target's product and version, the host, the harness."""
+    import pandas as pd
+
     rows: list[dict[str, str]] = []
     seen: set[str] = set()
     for p in run.points:

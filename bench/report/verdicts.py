@@ -11,9 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from bench.report import faults
 from bench.report.tables import Point, Run
@@ -29,6 +27,11 @@ from bench.verdict import (
     verdict_text,
 )
 
+# pandas is the report extra: it is imported where a frame is built, so the terminal
+# tables (bench run, bench show) work on a core install.
+if TYPE_CHECKING:
+    import pandas as pd
+
 SEPARATOR = " · "
 PASS_BANNER = (
     "Pass. Every point ran, every SLO holds on enough samples, no acknowledged event was lost, "
@@ -41,6 +44,7 @@ TABLE_CAPTION = (
     "commands) against its limit, the audit of acknowledged events, the store's "
     "abandoned commands and invariants, and each SLO against the samples it needs."
 )
+
 # Columns of the verdict table shown even when every row is 0 or empty.
 ALWAYS_SHOWN = ("point", "status", "verdict", "error rate", "max error rate", "failed or skipped")
 # Shown with the list of points that did not pass, when some did.
@@ -215,6 +219,8 @@ def verdict_frame(points: Iterable[Point]) -> pd.DataFrame:
     """One row per point that did not pass: its status, its verdict, and the figures the verdict
     judged, read from the summary (not from the verdict's words) with the report's formatters.
     A column that is 0 or empty on every row is left out: the banner names no figure there."""
+    import pandas as pd
+
     rows = []
     for p in points:
         s = p.summary
