@@ -21,8 +21,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+from tests.bad_input_support import CORRUPT_RESULTS, Case, materialise, results_files
 from tests.cli_support import run_bench_captured
-from tests.e2e.test_bad_input import CORRUPT_RESULTS, Case, _materialise, _results
 
 CASES = [
     pytest.param(Case(f"show: {name}", files, ["show", "{tmp}/run"], needles))
@@ -31,7 +31,7 @@ CASES = [
     pytest.param(
         Case(
             "report: a binary .hlog",
-            {**_results(), "run/p/e2e.hlog": bytes(range(256)) * 16},
+            {**results_files(), "run/p/e2e.hlog": bytes(range(256)) * 16},
             ["report", "{tmp}/run", "-o", "{tmp}/out"],
             ("p/e2e.hlog", "not a text file"),
         ),
@@ -41,7 +41,7 @@ CASES = [
 
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case.name)
 def test_a_corrupt_results_file_is_one_line_exit_2(case, tmp_path, capsys):
-    argv = _materialise(case, tmp_path)
+    argv = materialise(case, tmp_path)
     code, out, err = run_bench_captured(argv, capsys)
     assert code == 2, (code, out, err)
     lines = [line for line in err.splitlines() if line.strip()]
@@ -65,7 +65,7 @@ def _left_running(tmp_path, coordinator: dict | None) -> Path:
     }
     if coordinator is not None:
         manifest["coordinator"] = coordinator
-    for name, content in _results(manifest=manifest).items():
+    for name, content in results_files(manifest=manifest).items():
         path = tmp_path / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(content)
