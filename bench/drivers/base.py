@@ -24,11 +24,11 @@ import zlib
 from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
+from typing import Any, ClassVar, Literal, Protocol, cast, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
-from bench.errors import DriverNotFound
+from bench.errors import DriverError, DriverNotFound
 from bench.units import Duration
 
 ENTRY_POINT_GROUP = "bench.drivers"
@@ -206,8 +206,10 @@ class Consumer(Protocol):
     async def stop(self) -> None: ...
 
 
-class StreamDriver(Protocol):
-    """A target that moves messages: the memory broker, Kafka, RabbitMQ, NATS JetStream."""
+@runtime_checkable
+class Driver(Protocol):
+    """What every driver is: a class built from its validated options and the engine's
+    context, that connects, describes its target and closes. ``load_driver`` returns one."""
 
     name: ClassVar[str]
     kind: ClassVar[Literal["stream", "store", "both"]]
@@ -218,6 +220,17 @@ class StreamDriver(Protocol):
     async def connect(self) -> None:
         """Reach the target within ``connect_timeout``; raise DriverError with one clear line."""
         ...
+
+    async def describe(self) -> dict[str, Any]:
+        """What answered: product, version, cluster id, effective settings. No secrets."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+@runtime_checkable
+class StreamDriver(Driver, Protocol):
+    """A target that moves messages: the memory broker, Kafka, RabbitMQ, NATS JetStream."""
 
     async def prepare(self, topology: Topology) -> None:
         """Create or purge what the run point needs (idempotent). Called once per point."""
@@ -232,12 +245,6 @@ class StreamDriver(Protocol):
     async def cleanup(self, topology: Topology) -> None:
         """Remove what prepare created, when the scenario asks for it."""
         ...
-
-    async def describe(self) -> dict[str, Any]:
-        """What answered: product, version, cluster id, effective settings. No secrets."""
-        ...
-
-    async def close(self) -> None: ...
 
 
 # A batch of stored messages as the audit names them: (producer_id, seq).
@@ -291,16 +298,9 @@ class AppendResult:
     version: int | None = None
 
 
-class StoreDriver(Protocol):
+@runtime_checkable
+class StoreDriver(Driver, Protocol):
     """A target that stores events per aggregate with optimistic concurrency."""
-
-    name: ClassVar[str]
-    kind: ClassVar[Literal["stream", "store", "both"]]
-    config_model: ClassVar[type[DriverConfig]]
-
-    def __init__(self, config: Any, context: DriverContext) -> None: ...
-
-    async def connect(self) -> None: ...
 
     async def prepare_store(self) -> None:
         """Create (or empty) the store. A ``SharedStore`` is given the point's namespace."""
@@ -316,9 +316,19 @@ class StoreDriver(Protocol):
         """The store's invariants; each violation as one sentence. Empty: all hold."""
         ...
 
-    async def describe(self) -> dict[str, Any]: ...
 
-    async def close(self) -> None: ...
+def as_stream(driver: Driver) -> StreamDriver:
+    """The driver as a stream driver; DriverError when it is not one."""
+    if not isinstance(driver, StreamDriver):
+        raise DriverError(f"driver {driver.name!r} is not a stream driver (kind {driver.kind!r})")
+    return driver
+
+
+def as_store(driver: Driver) -> StoreDriver:
+    """The driver as a store driver; DriverError when it is not one."""
+    if not isinstance(driver, StoreDriver):
+        raise DriverError(f"driver {driver.name!r} is not a store driver (kind {driver.kind!r})")
+    return driver
 
 
 # --------------------------------------------------------------------------- optional capabilities
@@ -553,7 +563,7 @@ def available_drivers() -> list[DriverInfo]:
     return infos
 
 
-def load_driver(name: str) -> type:
+def load_driver(name: str) -> type[Driver]:
     """The driver class registered as ``name``; DriverNotFound with a hint otherwise."""
     registered = _registered()
     if not registered:
@@ -578,13 +588,14 @@ def load_driver(name: str) -> type:
     return cls
 
 
-def _load(target: str) -> type:
+def _load(target: str) -> type[Driver]:
     module_name, _, attr = target.partition(":")
     module = importlib.import_module(module_name)
     cls = getattr(module, attr)
     if not isinstance(cls, type):
         raise ImportError(f"{target} is not a class")
-    return cls
+    # Checked by name just after (missing_members): a complete driver for its kind.
+    return cast("type[Driver]", cls)
 
 
 def missing_members(cls: type) -> list[str]:

@@ -32,12 +32,14 @@ import numpy as np
 
 from bench.domain import ADD, OrderState, decide, fold, fold_all, next_command
 from bench.drivers.base import (
+    Driver,
     ErrorKinds,
     IdempotentConsumer,
     Projector,
     Snapshots,
     StoredEvent,
     StoredEventIds,
+    StoreDriver,
     StoreLedgerCheck,
 )
 from bench.scenario import Workload
@@ -77,7 +79,7 @@ class StoreWriters:
 
     def __init__(
         self,
-        driver: Any,
+        driver: StoreDriver,
         workload: Workload,
         worker_index: int,
         seed: int,
@@ -401,7 +403,7 @@ class StoreWriters:
             self.count_error("idempotency_mismatch")
 
 
-async def check_store(driver: Any, totals: StoreTotals) -> list[str]:
+async def check_store(driver: StoreDriver, totals: StoreTotals) -> list[str]:
     """The store's invariants after a run, each violation as one sentence.
 
     The driver's own checks (no duplicate versions, no gaps, projection = fold, no duplicate
@@ -429,7 +431,7 @@ async def check_store(driver: Any, totals: StoreTotals) -> list[str]:
     return problems
 
 
-def unchecked_invariants(driver: Any) -> list[str]:
+def unchecked_invariants(driver: Driver) -> list[str]:
     """The invariants ``check_store`` cannot check on this driver, each with the reason."""
     if isinstance(driver, StoreLedgerCheck | StoredEventIds):
         return []

@@ -16,7 +16,16 @@ from typing import Any
 
 import numpy as np
 
-from bench.drivers.base import DriverContext, ServerCounters, SharedStore, Topology, load_driver
+from bench.drivers.base import (
+    Driver,
+    DriverContext,
+    ServerCounters,
+    SharedStore,
+    Topology,
+    as_store,
+    as_stream,
+    load_driver,
+)
 from bench.engine import reread
 from bench.engine.eventstore import StoreTotals, check_store, unchecked_invariants
 from bench.errors import DriverError
@@ -48,7 +57,7 @@ class SharedTarget:
         self.timeout = point.driver_config.connect_timeout
 
     @contextlib.asynccontextmanager
-    async def _connected(self, step: str) -> AsyncIterator[Any]:
+    async def _connected(self, step: str) -> AsyncIterator[Driver]:
         driver = load_driver(self.point.driver)(self.point.driver_config, DriverContext())
         try:
             await asyncio.wait_for(driver.connect(), self.timeout + CONNECT_MARGIN_S)
@@ -69,13 +78,13 @@ class SharedTarget:
                 prepare = (
                     driver.prepare_store(self.topology.name)
                     if isinstance(driver, SharedStore)
-                    else driver.prepare_store()
+                    else as_store(driver).prepare_store()
                 )
                 await self._bounded(prepare, SETUP_TIMEOUT_S)
                 if isinstance(driver, ServerCounters):
                     check.counters_before = await driver.server_counters()
             else:
-                await self._bounded(driver.prepare(self.topology), SETUP_TIMEOUT_S)
+                await self._bounded(as_stream(driver).prepare(self.topology), SETUP_TIMEOUT_S)
             described: dict[str, Any] = await self._bounded(driver.describe(), CONNECT_MARGIN_S)
             return described
 
@@ -84,7 +93,8 @@ class SharedTarget:
         async with self._connected("verify") as driver:
             if isinstance(driver, SharedStore):
                 await driver.attach_store(self.topology.name)
-            check.violations = await self._bounded(check_store(driver, merged), VERIFY_TIMEOUT_S)
+            store = as_store(driver)
+            check.violations = await self._bounded(check_store(store, merged), VERIFY_TIMEOUT_S)
             check.not_checked = unchecked_invariants(driver)
             if isinstance(driver, ServerCounters):
                 check.counters_after = await driver.server_counters()
@@ -102,4 +112,4 @@ class SharedTarget:
                     await driver.attach_store(self.topology.name)
                     await self._bounded(driver.drop_store(), SETUP_TIMEOUT_S)
             else:
-                await self._bounded(driver.cleanup(self.topology), SETUP_TIMEOUT_S)
+                await self._bounded(as_stream(driver).cleanup(self.topology), SETUP_TIMEOUT_S)

@@ -39,13 +39,19 @@ import numpy as np
 
 from bench.drivers.base import (
     BoundedSends,
+    Consumer,
+    Driver,
     DriverConfig,
     DriverContext,
     InProcessFaults,
     Message,
+    Producer,
     Projector,
     SharedStore,
+    StoreDriver,
     Topology,
+    as_store,
+    as_stream,
     load_driver,
 )
 from bench.engine.eventstore import StoreWriters, check_store, unchecked_invariants
@@ -353,28 +359,29 @@ class Worker:
         driver_cls = load_driver(spec.driver)
         driver = driver_cls(spec.driver_config, DriverContext(count_error=self.count_error))
         self.sends_bounded = isinstance(driver, BoundedSends) and driver.sends_are_bounded()
-        consumers: list[Any] = []
-        producers: list[Any] = []
+        consumers: list[Consumer] = []
+        producers: list[Producer] = []
         try:
             try:
                 await asyncio.wait_for(driver.connect(), spec.driver_config.connect_timeout + 5)
                 if spec.workload.kind == "store":
-                    await self._setup_store(driver)
-                elif spec.prepare_here:
-                    await driver.prepare(spec.topology)
-                for consumer_id in spec.consumer_ids:
-                    consumers.append(
-                        await driver.consumer(spec.topology, consumer_id, self.on_message)
+                    await self._setup_store(as_store(driver))
+                else:
+                    stream = as_stream(driver)
+                    if spec.prepare_here:
+                        await stream.prepare(spec.topology)
+                    for consumer_id in spec.consumer_ids:
+                        consumers.append(
+                            await stream.consumer(spec.topology, consumer_id, self.on_message)
+                        )
+                    # Together, so a consumer group forms in one round rather than one
+                    # rebalance per member (Tansu holds each join for half the session timeout).
+                    await asyncio.wait_for(
+                        asyncio.gather(*(consumer.start() for consumer in consumers)),
+                        spec.driver_config.connect_timeout + 30,
                     )
-                # Together, so a consumer group forms in one round rather than one rebalance
-                # per member (Tansu holds each join for half the session timeout).
-                await asyncio.wait_for(
-                    asyncio.gather(*(consumer.start() for consumer in consumers)),
-                    spec.driver_config.connect_timeout + 30,
-                )
-                if spec.workload.kind == "stream":
                     for producer_id in spec.producer_ids:
-                        producers.append(await driver.producer(spec.topology, producer_id))
+                        producers.append(await stream.producer(spec.topology, producer_id))
                 described = await driver.describe() if spec.describe else None
             except BenchError as exc:
                 self._send(Failed(spec.index, exc.message))
@@ -400,7 +407,7 @@ class Worker:
                 await asyncio.wait_for(driver.close(), 10)
             self.timer.release()
 
-    async def _run_load(self, start_ns: int, producers: list[Any], driver: Any) -> None:
+    async def _run_load(self, start_ns: int, producers: list[Producer], driver: Driver) -> None:
         spec = self.spec
         self.start_ns = start_ns
         self.window_start_ns = start_ns + spec.warmup_ns
@@ -493,7 +500,7 @@ class Worker:
         )
 
     # -- the event-store workload (engine/eventstore.py does the work)
-    async def _setup_store(self, driver: Any) -> None:
+    async def _setup_store(self, driver: StoreDriver) -> None:
         if self.spec.prepare_here:
             await driver.prepare_store()
         elif isinstance(driver, SharedStore):
@@ -524,7 +531,7 @@ class Worker:
                 )
         return slots
 
-    async def _finish_store(self, driver: Any) -> None:
+    async def _finish_store(self, driver: Driver) -> None:
         """Let the projector catch up, then check the store's invariants (in-process only:
         a shared store is checked once, by the coordinator)."""
         assert self.store is not None
@@ -540,7 +547,7 @@ class Worker:
                 if not processed:
                     break
         if self.spec.prepare_here:
-            self.invariants = await check_store(driver, store.totals)
+            self.invariants = await check_store(as_store(driver), store.totals)
             self.invariants_not_checked = unchecked_invariants(driver)
 
     async def _slot(
@@ -700,7 +707,7 @@ class Worker:
         counts[: added.size] += added
         return counts
 
-    async def _act_out_faults(self, driver: Any) -> None:
+    async def _act_out_faults(self, driver: Driver) -> None:
         """The fault timeline of an in-process target: each fault at its time, in order."""
         if not isinstance(driver, InProcessFaults):
             # Validation refuses this; should a third-party driver slip through, every fault
@@ -821,7 +828,9 @@ class Worker:
         self._interval_errors.clear()
         self._send(Interval(self.spec.index, payload))
 
-    async def _finish(self, driver: Any, consumers: list[Any], producers: list[Any]) -> None:
+    async def _finish(
+        self, driver: Driver, consumers: list[Consumer], producers: list[Producer]
+    ) -> None:
         for consumer in consumers:
             try:
                 await asyncio.wait_for(consumer.stop(), 10)
@@ -883,7 +892,7 @@ class Worker:
             )
         )
 
-    async def _classify_losses(self, driver: Any) -> dict[str, Any] | None:
+    async def _classify_losses(self, driver: Driver) -> dict[str, Any] | None:
         """An in-process target's broker lives here: its losses are sorted here, after the
         consumers stopped (a shared target's are sorted once, by the coordinator)."""
         if not (self.spec.prepare_here and self.factories and self.spec.consumer_ids):
