@@ -6,10 +6,8 @@ error's exit code (2 for bad input); tracebacks only with ``--debug``.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
-import time
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -18,7 +16,7 @@ import typer
 from rich.console import Console
 
 from bench import __version__
-from bench.errors import BenchError, ResultsError, ScenarioError, clip
+from bench.errors import BenchError, ScenarioError, clip
 
 app = typer.Typer(
     name="bench",
@@ -226,18 +224,9 @@ def _run(
     """``bench run``'s work; ``launcher_for(point)`` replaces local worker processes."""
     from bench.engine.runner import IntervalView, PointRunner
     from bench.interrupts import Interrupts
-    from bench.redaction import redact_override
     from bench.scenario import expand, load_scenario, matrix_limit
-    from bench.store import (
-        MANIFEST,
-        SpaceReserve,
-        atomic_write_json,
-        coordinator,
-        create_run_dir,
-        environment,
-        reserve_size,
-        write_problem,
-    )
+    from bench.session import INTERRUPTED, NOT_WRITTEN, RunSession, select_targets
+    from bench.store import create_run_dir
 
     if not scenarios:
         default_path, default_targets = _default_plan()
@@ -248,23 +237,16 @@ def _run(
         (path, load_scenario(path, set_ or [], max_points=limit, targets=target))
         for path in scenarios
     ]
-    plans = []
-    for path, scenario in loaded:
-        points = expand(scenario, str(path), max_points=limit)
-        if target:
-            unknown = set(target) - set(scenario.targets)
-            if unknown:
-                raise ScenarioError(
-                    str(path), "--target", f"no target named {sorted(unknown)[0]!r}"
-                )
-            points = [p for p in points if p.target in target]
-        plans.append((path, scenario, points))
+    plans = [
+        (path, scenario, select_targets(expand(scenario, str(path), max_points=limit), scenario,
+                                        target, path))
+        for path, scenario in loaded
+    ]  # fmt: skip
 
     interrupts = Interrupts()
     interrupts.install()
     any_failed = False
     verdicts_failed: list[str] = []
-    env = environment()
     runs = [
         (path, scenario, points, repetition)
         for path, scenario, points in plans
@@ -288,55 +270,21 @@ def _run(
             if name not in groups:
                 groups[name] = create_run_dir(results_dir, f"{name}-x{repeat}")[1]
             root = groups[name]
-        run_id, run_dir = create_run_dir(root, name)
-        manifest: dict[str, Any] = {
-            "schema_version": 1,
-            "repetition": {"index": repetition, "of": repeat},
-            "run_id": run_id,
-            "scenario_file": str(path),
-            "scenario": scenario.model_dump(mode="json"),
-            "overrides": [redact_override(o) for o in set_ or []],
-            "environment": env,
-            "started_at": time.time(),
-            "ended_at": None,
-            "status": "running",
-            # Who writes this manifest: bench show and report tell a run still going from one
-            # whose coordinator was killed (the manifest then stays "running").
-            "coordinator": coordinator(),
-            "points": [
-                {
-                    "index": p.index,
-                    "target": p.target,
-                    "label": p.label,
-                    "dir": p.slug,
-                    "status": "pending",
-                }
-                for p in points
-            ],
-        }
-
-        def write_manifest(
-            status: str | None = None, manifest: dict[str, Any] = manifest, run_dir: Path = run_dir
-        ) -> None:
-            if status:
-                manifest["status"] = status
-                manifest["ended_at"] = time.time()
-            atomic_write_json(run_dir / MANIFEST, manifest)
-
-        try:
-            write_manifest()
-        except OSError as exc:
-            with contextlib.suppress(OSError):
-                run_dir.rmdir()  # nothing was written: leave no empty run behind
-            raise ResultsError(
-                f"results not written: {write_problem(exc, run_dir / MANIFEST)}",
-                hint="free some space or choose another --results-dir",
-            ) from None
-        reserve = SpaceReserve(run_dir, reserve_size(len(points)))
-        interrupts.on_second = [lambda: write_manifest("interrupted"), reserve.release]
+        session = RunSession(
+            root,
+            name,
+            path,
+            scenario,
+            set_ or [],
+            interrupts,
+            points=points,
+            fields={"repetition": {"index": repetition, "of": repeat}},
+            out=console,
+            err=err_console,
+        )
+        run_id, run_dir = session.run_id, session.dir
         console.print(f"[bold]{scenario.scenario.name}[/]: {len(points)} point(s) -> {run_dir}")
         summaries = []
-        current: dict[str, Any] | None = None  # the manifest entry of the point running
         try:
             for point in points:
                 if interrupts.requested:
@@ -368,18 +316,10 @@ def _run(
                     on_interval=show,
                     launcher=launcher_for(point) if launcher_for is not None else None,
                 )
-                entry = next(e for e in manifest["points"] if e["index"] == point.index)
-                current = entry
+                entry = session.entry(point)
                 summary = runner.run()
                 summaries.append(summary)
-                current = None  # its summary is written: it finished, whatever comes next
-                entry["status"] = summary["status"]
-                info = summary.get("target_info") or {}
-                entry["server"] = {
-                    "product": info.get("product"),
-                    "version": info.get("version"),
-                }
-                write_manifest()
+                session.record(entry, summary)
                 if summary.get("verdict", {}).get("result") != "pass":
                     verdicts_failed.append(point.label)
                 if summary["status"] == "failed":
@@ -396,48 +336,28 @@ def _run(
                             soft_wrap=True,
                         )
         except OSError as exc:
-            # A full disk: stop here. The manifest (written with the reserved room) says the
-            # run failed and why; the points that finished keep their summaries.
-            reserve.release()
-            where = run_dir / current["dir"] if current is not None else run_dir
-            problem = f"results not written: {write_problem(exc, where)}"
-            manifest["error"] = problem
-            if current is not None:
-                current["status"] = "failed"
-            with contextlib.suppress(OSError):
-                write_manifest("failed")
+            # A full disk: stop here, with what finished kept.
+            problem = session.disk_full(exc)
             _print_summaries(summaries, f"{scenario.scenario.name} ({run_id})")
-            err_console.print(f"[red]error:[/] {_one_line(problem)}", soft_wrap=True)
-            err_console.print(
-                f"  hint: free some space; what finished stands: bench show {run_dir}",
-                soft_wrap=True,
-            )
+            session.print_disk_full(problem)
             console.print(f"results: {run_dir}")
             not_written = True
             break
         status = "interrupted" if interrupts.requested else ("failed" if any_failed else "ok")
-        try:
-            write_manifest(status)
-        except OSError as exc:
-            reserve.release()  # the room kept for this very write
-            try:
-                write_manifest(status)
-            except OSError:
-                _print_summaries(summaries, f"{scenario.scenario.name} ({run_id})")
-                problem = f"results not written: {write_problem(exc, run_dir / MANIFEST)}"
-                err_console.print(f"[red]error:[/] {_one_line(problem)}", soft_wrap=True)
-                not_written = True
-                break
+        problem = session.finish(status)
+        if problem is not None:
+            _print_summaries(summaries, f"{scenario.scenario.name} ({run_id})")
+            err_console.print(f"[red]error:[/] {_one_line(problem)}", soft_wrap=True)
+            not_written = True
+            break
         if status == "interrupted":
             cut_short = True
         _print_summaries(summaries, f"{scenario.scenario.name} ({run_id})")
         if summaries and not no_report:
-            outcome = _write_run_report(
-                run_dir, manifest, write_manifest, reserve, interrupts, status == "interrupted"
-            )
-            cut_short = cut_short or outcome == "interrupted"
-            not_written = not_written or outcome == "not written"
-        reserve.release()
+            outcome = session.report(status == "interrupted")
+            cut_short = cut_short or outcome == INTERRUPTED
+            not_written = not_written or outcome == NOT_WRITTEN
+        session.close()
         console.print(f"results: {run_dir}")
         if cut_short or not_written:
             break
@@ -459,67 +379,6 @@ def _run(
         )
         raise typer.Exit(1)
     raise typer.Exit(1 if any_failed else 0)
-
-
-def _write_run_report(
-    run_dir: Path,
-    manifest: dict[str, Any],
-    write_manifest: Any,
-    reserve: Any,
-    interrupts: Any,
-    interrupted: bool,
-) -> str:
-    """The report of the run just finished; the manifest records what became of it under
-    ``report.status``. Returns "written"; "not written" on a full disk (one error line, exit 1:
-    the run's results stand); "interrupted" when Ctrl-C came while it was written (none of it
-    is kept, and the manifest says the run was interrupted, as the exit code does); "skipped"
-    when damaged results or a missing ``report`` extra made a report impossible (a warning)."""
-    from rich.markup import escape
-
-    from bench.errors import ReportError, ReportInterrupted
-    from bench.report import ReportExtraMissing, report_extra
-
-    # An interrupted run still gets its report; only a second Ctrl-C stops that (at once).
-    stop = None if interrupted else (lambda: interrupts.requested)
-    status = None
-    try:
-        with report_extra("the report"):
-            from bench.report.html import write_report
-        html_path, _ = write_report(run_dir, stop=stop)
-        console.print(f"report: {html_path}")
-        manifest["report"] = {"status": "written"}
-        outcome = "written"
-    except ReportExtraMissing as exc:  # the core install: the results stand, one line says why
-        err_console.print(
-            f"[yellow]warning:[/] no report: it needs {exc.module}: {escape(exc.hint or '')}",
-            soft_wrap=True,
-        )
-        manifest["report"] = {"status": "skipped", "error": f"{exc.module} not installed"}
-        outcome = "skipped"
-    except ReportInterrupted:
-        err_console.print("interrupted: report not written; the run is marked interrupted")
-        manifest["report"] = {"status": "interrupted"}
-        status = "interrupted"
-        outcome = "interrupted"
-    except ReportError as exc:
-        err_console.print(f"[red]error:[/] {_one_line(exc.message)}", soft_wrap=True)
-        err_console.print(
-            f"  hint: the run's results stand: free some space, then bench report {run_dir}",
-            soft_wrap=True,
-        )
-        manifest["report"] = {"status": "not written", "error": exc.message}
-        outcome = "not written"
-    except BenchError as exc:  # the results stand without a report
-        err_console.print(f"[yellow]warning:[/] no report: {_one_line(exc.message)}")
-        manifest["report"] = {"status": "not written", "error": exc.message}
-        outcome = "skipped"
-    try:
-        write_manifest(status)
-    except OSError:
-        reserve.release()
-        with contextlib.suppress(OSError):
-            write_manifest(status)
-    return outcome
 
 
 @app.command()
@@ -572,7 +431,12 @@ def locust(
         raise typer.BadParameter("at least one worker: --workers 2", param_hint="--workers")
     overrides = [*(set_ or []), f"workload.workers={total}"]
     for path in scenarios:  # bad input fails before any process starts
-        load_scenario(path, overrides, max_points=matrix_limit(max_points, allow_large_matrix))
+        load_scenario(
+            path,
+            overrides,
+            max_points=matrix_limit(max_points, allow_large_matrix),
+            targets=target,
+        )
     log_dir = Path(tempfile.mkdtemp(prefix="eventbench-locust-"))
     with LocustCluster(workers, remote_workers, master_bind_host, master_port, log_dir) as cluster:
         console.print(

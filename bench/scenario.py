@@ -464,7 +464,9 @@ class RunPoint:
 
     @property
     def label(self) -> str:
-        parts = [self.target] + [f"{k.split('.')[-1]}={_short(v)}" for k, v in self.params.items()]
+        parts = [self.target] + [
+            f"{k.split('.')[-1]}={_param(k, v)}" for k, v in self.params.items()
+        ]
         return " ".join(parts)
 
     @property
@@ -477,9 +479,16 @@ class RunPoint:
     def slug(self) -> str:
         raw = "-".join(
             [f"{self.index:03d}", self.target]
-            + [f"{k.split('.')[-1]}{_short(v)}" for k, v in self.params.items()]
+            + [f"{k.split('.')[-1]}{_param(k, v)}" for k, v in self.params.items()]
         )
         return re.sub(r"[^A-Za-z0-9_.=-]+", "_", raw)[:120]
+
+
+def _param(key: str, value: Any) -> str:
+    """A matrix value as a point's label and directory name show it: a secret never."""
+    from bench.redaction import MASK, is_secret_field, redact_text
+
+    return MASK if is_secret_field(key.split(".")[-1]) else redact_text(_short(value))
 
 
 def _short(value: Any) -> str:

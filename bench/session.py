@@ -197,16 +197,17 @@ class RunSession:
         says the run was interrupted, as the exit code does); SKIPPED when the report could
         not be made (damaged results, a missing extra: a warning).
         """
+        from bench.report import REPORT_INSTALL, ReportExtraMissing, report_extra
+
         try:
-            from bench.report.html import write_report
-        except ImportError as exc:  # the report extra is not installed
-            missing = exc.name or "a report library"
+            with report_extra("the report"):
+                from bench.report.html import write_report
+        except ReportExtraMissing as exc:  # the core install: the run's results stand
             self.err.print(
-                f"[yellow]warning:[/] no report: it needs {missing}: "
-                "pip install 'eventbench\\[report]'",
+                f"[yellow]warning:[/] no report: it needs {exc.module}: {escape(REPORT_INSTALL)}",
                 soft_wrap=True,
             )
-            self.manifest["report"] = {"status": SKIPPED, "error": f"{missing} not installed"}
+            self.manifest["report"] = {"status": SKIPPED, "error": f"{exc.module} not installed"}
             self._write_keeping_room(None)
             return SKIPPED
         # An interrupted run still gets its report; only a second Ctrl-C stops that (at once).

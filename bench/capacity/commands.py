@@ -191,7 +191,7 @@ def _bases(
 ) -> tuple[Scenario, list[RunPoint]]:
     from bench.scenario import expand, load_scenario
 
-    scenario = load_scenario(path, overrides, max_points=max_points)
+    scenario = load_scenario(path, overrides, max_points=max_points, targets=targets)
     if "workload.rate" in scenario.matrix:
         raise ScenarioError(
             str(path),

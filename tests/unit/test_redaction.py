@@ -167,3 +167,19 @@ def test_a_non_secret_field_still_shows_what_it_rejected():
     with pytest.raises(ScenarioError) as caught:
         scenario_from_dict(raw, "s.toml")
     assert "(got 'abc')" in caught.value.message
+
+
+def test_a_matrix_over_a_secret_field_never_names_the_secret_in_a_label_or_directory():
+    from bench.scenario import expand, scenario_from_dict
+
+    raw = {
+        "scenario": {"name": "m", "duration": "1s"},
+        "workload": {"rate": 10},
+        "targets": {"n": {"driver": "nats", "user": "u"}},
+        "matrix": {"targets.n.password": ["hunter2", "s3cret"]},
+    }
+    points = expand(scenario_from_dict(raw, "x.toml"))
+    shown = " ".join(p.label + " " + p.slug for p in points)
+    assert "hunter2" not in shown and "s3cret" not in shown
+    assert [p.label for p in points] == ["n password=***", "n password=***"]
+    assert len({p.slug for p in points}) == 2  # the index keeps the directories apart
