@@ -71,6 +71,8 @@ def _main(
 
 
 BROKERS_SCENARIO = Path("scenarios/brokers.toml")
+# The targets of the shipped scenarios/brokers.toml, by the bench up service each runs on: what
+# `bench run` with no arguments runs when those services answer (a fact about that file).
 _BROKER_TARGETS = {"kafka": "kafka", "rabbitmq": "rabbitmq", "nats": "nats"}
 
 
@@ -589,10 +591,8 @@ def drivers() -> None:
         if info.cls is None:
             table.add_row(info.name, "?", f"[red]{escape(info.problem or '')}[/]", "")
             continue
-        config_model = getattr(info.cls, "config_model", None)
-        fields = [n for n in getattr(config_model, "model_fields", {}) if n != "driver"]
-        kind = str(getattr(info.cls, "kind", "?"))
-        table.add_row(info.name, kind, "[green]ok[/]", ", ".join(fields))
+        fields = [n for n in info.cls.config_model.model_fields if n != "driver"]
+        table.add_row(info.name, info.cls.kind, "[green]ok[/]", ", ".join(fields))
     console.print(table)
 
 

@@ -18,6 +18,8 @@ run_pytest() {
 
 echo "== lint =="
 .venv/bin/ruff check bench tests benchmarks
+# The engine is checked against the driver seam's protocols (bench/drivers/base.py).
+.venv/bin/mypy bench
 echo "== quick tests =="
 run_pytest -q -m "not slow and not integration" "$@"
 echo "== slow and integration tests =="

@@ -536,8 +536,8 @@ def driver_kind(cls: type) -> str:
 class DriverInfo:
     name: str
     target: str  # "module:Class" as registered
-    cls: type | None
-    problem: str | None  # why it cannot be loaded (client library missing, …)
+    cls: type[Driver] | None
+    problem: str | None  # why it cannot be loaded (client library missing, incomplete, …)
 
 
 def _registered() -> dict[str, str]:
@@ -557,9 +557,14 @@ def available_drivers() -> list[DriverInfo]:
     for name, target in sorted(_registered().items()):
         try:
             cls = _load(target)
-            infos.append(DriverInfo(name, target, cls, None))
         except ImportError as exc:
             infos.append(DriverInfo(name, target, None, _missing_hint(name, exc)))
+            continue
+        missing = missing_members(cls)
+        if missing:
+            infos.append(DriverInfo(name, target, None, f"incomplete: lacks {', '.join(missing)}"))
+        else:
+            infos.append(DriverInfo(name, target, cls, None))
     return infos
 
 

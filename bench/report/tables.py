@@ -287,7 +287,7 @@ def read_json(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ResultsError(f"{path}: expected a JSON object")
     version = data.get("schema_version")
-    if _is_number(version) and version < 1:
+    if isinstance(version, int | float) and _is_number(version) and version < 1:
         # No eventbench wrote it, and there is no migration from it.
         raise ResultsError(
             f"{path}: schema_version: {_show(version)} is not a schema eventbench writes "

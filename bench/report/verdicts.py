@@ -179,7 +179,8 @@ def slo_cell(key: str, slo: dict[str, Any]) -> str:
     """One SLO as judged: value, threshold, samples against those needed, result in words."""
     result = slo.get("result")
     if result is None:  # an older summary
-        result = {True: "pass", False: "fail"}.get(slo.get("pass"), "no data")
+        passed = slo.get("pass")
+        result = "pass" if passed is True else "fail" if passed is False else "no data"
     stat = key.partition(".")[2]
     samples = slo.get("samples")
     needed = slo.get("samples_needed") or samples_needed(stat)
