@@ -13,9 +13,19 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
 from bench import __version__
+from bench.console import (  # the consoles, and the options run and locust share with find-max
+    AllowLargeMatrixOption,
+    MaxPointsOption,
+    NoReportOption,
+    QuietOption,
+    ResultsDirOption,
+    SetOption,
+    TargetOption,
+    console,
+    err_console,
+)
 from bench.errors import BenchError, ScenarioError, clip
 
 app = typer.Typer(
@@ -31,13 +41,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console(highlight=False)
-if not console.is_terminal:
-    # Logs and CI: wide enough for the summary table instead of rich's 80-column default.
-    console = Console(highlight=False, width=200)
-err_console = Console(stderr=True, highlight=False)
-if not err_console.is_terminal:
-    err_console = Console(stderr=True, highlight=False, width=200)
 
 
 MESSAGE_MAX_CHARS = 2000  # an error line; longer ones keep their start and end
@@ -116,33 +119,6 @@ def _driver_installed(name: str) -> bool:
 
 
 # --------------------------------------------------------------------------- run
-
-# Options that run and locust share.
-SetOption = Annotated[
-    list[str] | None,
-    typer.Option("--set", "-s", help="Override a field: --set workload.rate=5000 (repeatable)."),
-]
-ResultsDirOption = Annotated[
-    Path, typer.Option("--results-dir", "-o", help="Where run directories are written.")
-]
-TargetOption = Annotated[
-    list[str] | None, typer.Option("--target", "-t", help="Run only these targets.")
-]
-QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No live progress line.")]
-NoReportOption = Annotated[
-    bool, typer.Option("--no-report", help="Do not write report.html and report.md.")
-]
-# A matrix is refused, with its point count, above the limit (bench.scenario.MAX_MATRIX_POINTS).
-MaxPointsOption = Annotated[
-    int | None,
-    typer.Option(
-        "--max-points", min=1, help="Refuse a matrix of more points than this (default 10,000)."
-    ),
-]
-AllowLargeMatrixOption = Annotated[
-    bool,
-    typer.Option("--allow-large-matrix", help="Expand a matrix of any size (no --max-points)."),
-]
 
 
 class FailOn(StrEnum):

@@ -16,9 +16,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from bench.console import (
+    AllowLargeMatrixOption,
+    MaxPointsOption,
+    NoReportOption,
+    QuietOption,
+    ResultsDirOption,
+    SetOption,
+    TargetOption,
+    console,
+    err_console,
+)
 from bench.errors import ResultsError, ScenarioError
 from bench.units import format_latency_us, parse_duration_s
 
@@ -27,10 +37,6 @@ if TYPE_CHECKING:  # the heavy modules load when a command runs, not for `bench 
     from bench.capacity.search import Probe, SearchResult, Settings
     from bench.scenario import RunPoint, Scenario
 
-console = Console(highlight=False)
-if not console.is_terminal:
-    console = Console(highlight=False, width=200)
-err_console = Console(stderr=True, highlight=False)
 
 CAPACITY_SCHEMA_VERSION = 1
 _SLO_RE = re.compile(r"^\s*([a-z0-9_]+)\.([a-z0-9]+)\s*(<=|<)\s*(\S+)\s*$")
@@ -342,12 +348,6 @@ def _finish(run: CapacityRun, no_report: bool, title: str) -> None:
 # --------------------------------------------------------------------------- commands
 
 ScenarioArg = Annotated[Path, typer.Argument(help="A scenario file (TOML).")]
-TargetOpt = Annotated[
-    list[str] | None, typer.Option("--target", "-t", help="Only these targets (repeatable).")
-]
-SetOpt = Annotated[
-    list[str] | None, typer.Option("--set", "-s", help="Override a field, as for run.")
-]
 SloOpt = Annotated[
     list[str] | None,
     typer.Option(
@@ -355,9 +355,6 @@ SloOpt = Annotated[
         help='An SLO such as "e2e.p99<50ms" (repeatable; replaces the scenario\'s slo table).',
     ),
 ]
-ResultsOpt = Annotated[Path, typer.Option("--results-dir", "-o", help="Where runs are written.")]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No line per probe.")]
-NoReportOpt = Annotated[bool, typer.Option("--no-report", help="Do not write report.html.")]
 PrecisionOpt = Annotated[
     str, typer.Option("--precision", help="Stop when the bracket is this narrow.")
 ]
@@ -367,22 +364,11 @@ ProbeDurationOpt = Annotated[
 ErrorsOpt = Annotated[
     str, typer.Option("--errors", help="Highest sustainable error (and loss) rate.")
 ]
-# As bench run's: a matrix over the limit is refused with its point count.
-MaxPointsOpt = Annotated[
-    int | None,
-    typer.Option(
-        "--max-points", min=1, help="Refuse a matrix of more points than this (default 10,000)."
-    ),
-]
-AllowLargeMatrixOpt = Annotated[
-    bool,
-    typer.Option("--allow-large-matrix", help="Expand a matrix of any size (no --max-points)."),
-]
 
 
 def find_max(
     scenario: ScenarioArg,
-    target: TargetOpt = None,
+    target: TargetOption = None,
     slo: SloOpt = None,
     precision: PrecisionOpt = "5%",
     probe_duration: ProbeDurationOpt = "5s",
@@ -404,10 +390,10 @@ def find_max(
     max_probes: Annotated[
         int, typer.Option("--max-probes", min=3, max=200, help="Probe budget per search.")
     ] = 30,
-    set_: SetOpt = None,
-    results_dir: ResultsOpt = Path("results"),
-    quiet: QuietOpt = False,
-    no_report: NoReportOpt = False,
+    set_: SetOption = None,
+    results_dir: ResultsDirOption = Path("results"),
+    quiet: QuietOption = False,
+    no_report: NoReportOption = False,
     locust_workers: Annotated[
         int,
         typer.Option(
@@ -417,8 +403,8 @@ def find_max(
             "(0: the engine's own worker processes).",
         ),
     ] = 0,
-    max_points: MaxPointsOpt = None,
-    allow_large_matrix: AllowLargeMatrixOpt = False,
+    max_points: MaxPointsOption = None,
+    allow_large_matrix: AllowLargeMatrixOption = False,
 ) -> None:
     """Find the highest rate each target sustains: SLOs hold, it keeps up with the schedule,
     the consumer backlog stays bounded, errors stay under the threshold, and the harness is
@@ -496,7 +482,7 @@ def sweep(
         Path | None,
         typer.Option("--from", help="A find-max results directory holding each target's max."),
     ] = None,
-    target: TargetOpt = None,
+    target: TargetOption = None,
     slo: SloOpt = None,
     duration: Annotated[
         str | None,
@@ -505,12 +491,12 @@ def sweep(
     precision: PrecisionOpt = "5%",
     probe_duration: ProbeDurationOpt = "5s",
     errors: ErrorsOpt = "0.1%",
-    set_: SetOpt = None,
-    results_dir: ResultsOpt = Path("results"),
-    quiet: QuietOpt = False,
-    no_report: NoReportOpt = False,
-    max_points: MaxPointsOpt = None,
-    allow_large_matrix: AllowLargeMatrixOpt = False,
+    set_: SetOption = None,
+    results_dir: ResultsDirOption = Path("results"),
+    quiet: QuietOption = False,
+    no_report: NoReportOption = False,
+    max_points: MaxPointsOption = None,
+    allow_large_matrix: AllowLargeMatrixOption = False,
 ) -> None:
     """Latency versus throughput: open-loop points at fractions of each target's max
     sustainable rate (RabbitMQ PerfTest style). Without --max or --from, runs find-max first."""
