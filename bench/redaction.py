@@ -104,6 +104,16 @@ def redact_override(override: str) -> str:
     return f"{path}={redact_text(value)}"
 
 
+def without_user_info(message: str, url: str) -> str:
+    """``message`` (about ``url``) without the user information of ``url``: a client library's
+    error may quote the user, the password or both, whatever the URL's shape."""
+    user_info = url.partition("://")[2].rpartition("@")[0]
+    for secret in sorted({user_info, user_info.partition(":")[2]}, key=len, reverse=True):
+        if secret:
+            message = message.replace(secret, MASK)
+    return redact_text(message)
+
+
 def secret_values(text: str) -> list[str]:
     """The secrets ``redact_text`` would remove from ``text`` (to scrub client errors that
     quote them in other forms), longest first."""

@@ -78,7 +78,7 @@ from bench.drivers.base import (
     partition_of,
 )
 from bench.errors import DriverError
-from bench.redaction import MASK, redact_text
+from bench.redaction import redact_text, without_user_info
 from bench.units import Duration
 
 DEFAULT_SERVERS = "nats://127.0.0.1:4222"
@@ -111,7 +111,9 @@ def server_problem(server: str) -> str | None:
         return f"is empty: {_SERVER_FORM}"
     scheme, sep, _ = server.partition("://")
     if sep and scheme not in ("nats", "tls", "ws", "wss"):
-        return _scrub(f"has the scheme {scheme!r}: use nats://, tls://, ws:// or wss://", server)
+        return without_user_info(
+            f"has the scheme {scheme!r}: use nats://, tls://, ws:// or wss://", server
+        )
     try:
         parts = urlsplit(server if sep else f"nats://{server}")
         port = parts.port
@@ -122,21 +124,12 @@ def server_problem(server: str) -> str | None:
         if "Port" in reason:
             encode = " (percent-encode '/', '@' and ':' in a password)" if "@" in server else ""
             return f"the port is not a number: {_SERVER_FORM}{encode}"
-        return _scrub(f"is not a valid URL: {reason}", server)
+        return without_user_info(f"is not a valid URL: {reason}", server)
     if not parts.hostname or parts.hostname == "none":
         return f"has no host: {_SERVER_FORM}"
     if port is not None and not 1 <= port <= 65535:
         return "the port is out of range: use 1-65535"
     return None
-
-
-def _scrub(message: str, url: str) -> str:
-    """``message`` without the user information of ``url``."""
-    user_info = url.partition("://")[2].rpartition("@")[0]
-    for secret in sorted({user_info, user_info.partition(":")[2]}, key=len, reverse=True):
-        if secret:
-            message = message.replace(secret, MASK)
-    return redact_text(message)
 
 
 class NatsConfig(DriverConfig):

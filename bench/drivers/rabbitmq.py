@@ -77,7 +77,7 @@ from bench.drivers.base import (
     partition_of,
 )
 from bench.errors import DriverError
-from bench.redaction import MASK, redact_text
+from bench.redaction import redact_text, without_user_info
 from bench.units import Duration
 
 DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672/"
@@ -136,23 +136,16 @@ def url_problem(text: str) -> str | None:
             return f"the port is not a number: {_URL_FORM}{encode}"
         if "out of range" in reason:
             return "the port is out of range: use 1-65535"
-        return _scrub(f"is not a valid URL: {reason.removeprefix('Invalid URL: ')}", text)
+        return without_user_info(
+            f"is not a valid URL: {reason.removeprefix('Invalid URL: ')}", text
+        )
     if url.scheme not in URL_SCHEMES:
-        return _scrub(f"has the scheme {url.scheme!r}: use amqp:// or amqps://", text)
+        return without_user_info(f"has the scheme {url.scheme!r}: use amqp:// or amqps://", text)
     if not url.host:
         return f"has no host: {_URL_FORM}"
     if url.explicit_port is not None and not 1 <= url.explicit_port <= 65535:
         return "the port is out of range: use 1-65535"
     return None
-
-
-def _scrub(message: str, url: str) -> str:
-    """``message`` without the password (or user information) of ``url``."""
-    user_info = url.partition("://")[2].rpartition("@")[0]
-    for secret in sorted({user_info, user_info.partition(":")[2]}, key=len, reverse=True):
-        if secret:
-            message = message.replace(secret, MASK)
-    return redact_text(message)
 
 
 class RabbitMQConfig(DriverConfig):
