@@ -184,8 +184,10 @@ class PointRunner:
                     self.problems.extend(fault_problems)
                     if self.status == "ok":
                         self.status = "failed"
-            self.intervals.close()
-            reap(states)
+            try:
+                self.intervals.close()  # a full disk raises here: the workers still go
+            finally:
+                reap(states)
             if shared is not None and self.status == "ok":
                 # After a fault brought the target back, before cleanup deletes the topic.
                 self._classify_losses(shared)
