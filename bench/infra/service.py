@@ -10,6 +10,7 @@ stopped), waiting for a start to answer, and stopping what eventbench started.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 import socket
@@ -25,7 +26,7 @@ import psutil
 
 from bench.errors import InfraError
 from bench.infra.commands import COMMAND_TIMEOUT_S, last_line, read_log, run
-from bench.infra.processes import service_processes, terminate
+from bench.infra.processes import service_processes, spawn, terminate
 from bench.infra.resume import resume_stopped
 from bench.infra.state import (
     POLL_INTERVAL_S,
@@ -173,6 +174,22 @@ class Service(ABC):
             if probe.running or time.monotonic() >= deadline:
                 return probe
             time.sleep(POLL_INTERVAL_S)
+
+    def spawn_and_wait(
+        self, argv: list[str], address: Address, directory: Path, deadline: float, log: Path
+    ) -> tuple[ServiceStatus, int]:
+        """Start ``argv`` as this service's process (logging to ``log``) and wait until it
+        answers; its status and pid."""
+        process, record = spawn(argv, directory, log)
+        status = self.wait_started(
+            address,
+            directory,
+            deadline,
+            lambda: process.poll() is None,
+            log,
+            functools.partial(terminate, record),
+        )
+        return status, process.pid
 
     def wait_started(
         self,

@@ -131,11 +131,24 @@ async def _append_checked(
     """Read the stream's version, compare, insert: max_then_insert (and its unsafe twin) in
     READ COMMITTED, where the unique constraint catches the race; serializable in SSI."""
     async with conn.transaction(isolation=isolation):
-        found = await conn.fetchval(ns.sql.max_version, aggregate_id)
-        if found != expected:
-            raise _Conflict(found)
-        new_version = await _insert(conn, ns, aggregate_id, args, expected)
-        remember(args[0])
+        return await _compare_and_insert(conn, ns, aggregate_id, args, expected, remember)
+
+
+async def _compare_and_insert(
+    conn: asyncpg.Connection,
+    ns: Namespace,
+    aggregate_id: str,
+    args: _EventArgs,
+    expected: int,
+    remember: _Remember,
+) -> int:
+    """Inside the caller's transaction: read the stream's version, and insert when it is the
+    expected one (a conflict otherwise)."""
+    found = await conn.fetchval(ns.sql.max_version, aggregate_id)
+    if found != expected:
+        raise _Conflict(found)
+    new_version = await _insert(conn, ns, aggregate_id, args, expected)
+    remember(args[0])
     return new_version
 
 
@@ -163,12 +176,7 @@ async def _append_advisory_lock(
         # statement takes its snapshot when it starts, so one combined statement would read
         # the version as it was before the lock holder committed.
         await conn.execute(ns.sql.lock, ns.lock_space, aggregate_id)
-        found = await conn.fetchval(ns.sql.max_version, aggregate_id)
-        if found != expected:
-            raise _Conflict(found)
-        new_version = await _insert(conn, ns, aggregate_id, args, expected)
-        remember(args[0])
-    return new_version
+        return await _compare_and_insert(conn, ns, aggregate_id, args, expected, remember)
 
 
 async def _append_streams_cas(

@@ -8,7 +8,6 @@ gives a long test session a fresh, empty broker. The probe is ApiVersions v0.
 from __future__ import annotations
 
 import contextlib
-import functools
 import importlib.util
 import os
 import shutil
@@ -21,7 +20,6 @@ import psutil
 
 from bench.errors import InfraError
 from bench.infra.commands import binary_version
-from bench.infra.processes import spawn, terminate
 from bench.infra.service import (
     PROBE_TIMEOUT_S,
     Address,
@@ -108,15 +106,8 @@ class KafkaService(Service):
             "--storage-engine",
             "memory://tansu/",
         ]
-        log = directory / "tansu.log"
-        process, record = spawn(argv, directory, log)
-        result = self.wait_started(
-            address,
-            directory,
-            deadline,
-            lambda: process.poll() is None,
-            log,
-            functools.partial(terminate, record),
+        result, pid = self.spawn_and_wait(
+            argv, address, directory, deadline, directory / "tansu.log"
         )
         if not result.managed:
             return result
@@ -124,7 +115,7 @@ class KafkaService(Service):
             result,
             product=TANSU_PRODUCT,
             version=binary_version(binary),
-            detail=f"started pid {process.pid}",
+            detail=f"started pid {pid}",
         )
 
 

@@ -6,7 +6,6 @@ the service's state directory. The probe reads the ``INFO`` banner the server se
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import shutil
@@ -16,7 +15,6 @@ from dataclasses import replace
 from pathlib import Path
 
 from bench.errors import InfraError
-from bench.infra.processes import spawn, terminate
 from bench.infra.service import PROBE_TIMEOUT_S, Address, Probe, Service, ServiceStatus
 
 
@@ -75,15 +73,7 @@ class NatsService(Service):
             str(directory),
         ]
         log = directory / "nats-server.log"
-        process, record = spawn(argv, directory, log)
-        result = self.wait_started(
-            address,
-            directory,
-            deadline,
-            lambda: process.poll() is None,
-            log,
-            functools.partial(terminate, record),
-        )
+        result, pid = self.spawn_and_wait(argv, address, directory, deadline, log)
         if not result.managed:
             return result
-        return replace(result, detail=f"started pid {process.pid}; {result.detail.split('; ')[-1]}")
+        return replace(result, detail=f"started pid {pid}; {result.detail.split('; ')[-1]}")
