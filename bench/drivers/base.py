@@ -363,6 +363,17 @@ class SharedStore(Protocol):
 
 
 @runtime_checkable
+class ConsumerLag(Protocol):
+    """What the broker still holds for a topology's consumers: messages stored and not yet
+    delivered (or delivered and not yet acknowledged), summed over its partitions. The
+    coordinator asks from its own connection during the drain, so a drain does not end on
+    ``drain_quiet`` while the broker says messages are still on their way. ``None``: the broker
+    cannot tell (never a guess)."""
+
+    async def consumer_lag(self, topology: Topology) -> int | None: ...
+
+
+@runtime_checkable
 class ServerCounters(Protocol):
     """The server's own cumulative counters (commits, rollbacks, …): the engine reads them
     before and after a run point and reports the difference."""

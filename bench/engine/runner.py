@@ -38,7 +38,7 @@ from bench.engine.workers import WorkerSpec
 from bench.errors import BenchError, DriverError
 from bench.faults.inject import FaultInjector, check_faultable
 from bench.metrics import audit as audit_mod
-from bench.scenario import RunPoint
+from bench.scenario import RunPoint, Workload
 from bench.store import SUMMARY, atomic_write_json
 
 __all__ = ["TIMESERIES_COLUMNS", "IntervalView", "PointRunner", "WorkerState"]
@@ -83,6 +83,9 @@ class PointRunner:
         self.fault_handle: Any = None  # infra.ServiceFaults of the target's service
         self.injector: FaultInjector | None = None
         self.loss: dict[str, Any] | None = None  # the lost messages sorted (engine/reread.py)
+        self.shared: SharedTarget | None = None
+        # The drain: how it ended, and how often the broker's consumer lag kept it going.
+        self.drain: dict[str, Any] = {"ended_by": None, "extended_for_lag": 0, "broker_lag": None}
 
     # ------------------------------------------------------------------ topology and workers
     def _topology(self) -> Topology:
@@ -158,6 +161,7 @@ class PointRunner:
         topology = self._topology()
         in_process = runs_in_process(load_driver(self.point.driver))
         shared = None if in_process else SharedTarget(self.point, topology)
+        self.shared = shared
         started_at = time.time()
         states: list[WorkerState] = []
         try:
@@ -222,6 +226,7 @@ class PointRunner:
             loss=self.loss,
             fault_events=[dataclasses.asdict(e) for e in events] if events is not None else None,
             store_check=self.store_check,
+            drain=self.drain,
         )
 
     def _classify_losses(self, shared: SharedTarget) -> None:
@@ -241,6 +246,23 @@ class PointRunner:
         except Exception as exc:  # the run's figures stand; the losses stay unsorted
             why = exc.message if isinstance(exc, BenchError) else f"{type(exc).__name__}: {exc}"
             self.loss = reread.not_checked(total, f"not checked: {why}")
+
+    def _broker_still_holds(self, missing: int) -> bool:
+        """Whether the broker reports messages still on their way to the consumers (asked when
+        the deliveries went quiet with ``missing`` acknowledged messages not yet received).
+        A broker that cannot tell, or does not answer, ends the drain as before."""
+        if self.shared is None or self.workload.kind != "stream":
+            return False
+        try:
+            lag = asyncio.run(self.shared.consumer_lag())
+        except Exception:
+            return False
+        if lag is None or lag <= 0:
+            return False
+        if self.drain["extended_for_lag"] == 0:
+            self.drain["broker_lag"] = {"missing": missing, "held": lag}
+        self.drain["extended_for_lag"] += 1
+        return True
 
     def _run_workers(self, states: list[WorkerState]) -> None:
         deadline = time.monotonic() + READY_TIMEOUT_S + self.point.driver_config.connect_timeout
@@ -297,13 +319,24 @@ class PointRunner:
                     last_delivered, last_change = delivered, now
                 acked = sum(s.acked for s in states)
                 unique = sum(s.received_unique for s in states)
+                quiet = now - last_change >= self.meta.drain_quiet
+                timed_out = now - produced_at >= self.meta.drain_timeout
+                waiting = unique < acked and self.workload.consumers > 0
+                if (
+                    quiet
+                    and waiting
+                    and not (stop_sent or timed_out)
+                    and self._broker_still_holds(acked - unique)
+                ):
+                    last_change = time.monotonic()  # late, not lost: another quiet period
+                    continue
                 if (
                     stop_sent
                     or self.workload.consumers == 0
                     or self.workload.kind == "store"
                     or unique >= acked
-                    or now - last_change >= self.meta.drain_quiet
-                    or now - produced_at >= self.meta.drain_timeout
+                    or quiet
+                    or timed_out
                 ):
                     if (
                         unique < acked
@@ -311,15 +344,14 @@ class PointRunner:
                         and self.workload.consumers
                         and self.workload.kind == "stream"
                     ):
-                        reason = (
-                            "drain timeout"
-                            if now - produced_at >= self.meta.drain_timeout
-                            else "no deliveries for drain_quiet"
-                        )
+                        reason = "drain timeout" if timed_out else "no deliveries for drain_quiet"
                         self.problems.append(
                             f"drain ended by {reason} with {acked - unique} acknowledged "
                             "messages not received"
                         )
+                    self.drain["ended_by"] = _drain_end(
+                        stop_sent, self.workload, unique >= acked, timed_out
+                    )
                     break
             if time.monotonic() > hard_deadline:
                 raise BenchError(f"{self.point.target}: workers did not finish in time")
@@ -331,3 +363,14 @@ class PointRunner:
                 raise BenchError(f"{self.point.target}: workers did not report their results")
             receive(states, 0.1)
         self.intervals.emit_ready(states, flush_all=True)
+
+
+def _drain_end(stopped: bool, workload: Workload, all_received: bool, timed_out: bool) -> str:
+    """Why the drain ended, as the summary's ``drain.ended_by`` says it."""
+    if stopped:
+        return "interrupted"
+    if workload.kind != "stream" or workload.consumers == 0:
+        return "nothing to receive"
+    if all_received:
+        return "all received"
+    return "drain_timeout" if timed_out else "drain_quiet"

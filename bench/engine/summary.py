@@ -77,6 +77,8 @@ class PointFacts:
     loss: dict[str, Any] | None = None  # a shared target's lost messages, sorted
     fault_events: list[dict[str, Any]] | None = None  # the injector's, for a shared target
     store_check: StoreCheck = field(default_factory=StoreCheck)
+    # How the drain ended, and how often the broker's consumer lag extended it (runner.py).
+    drain: dict[str, Any] | None = None
     ended_at: float = field(default_factory=time.time)
 
 
@@ -233,6 +235,7 @@ def summarize(facts: PointFacts) -> dict[str, Any]:
                 for i, f in enumerate(finals)
             ],
         },
+        "drain": facts.drain,
         "slo": slo,
         "faults": fault_rows,
         "kind": w.kind,

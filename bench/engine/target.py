@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from bench.drivers.base import (
+    ConsumerLag,
     Driver,
     DriverContext,
     ServerCounters,
@@ -36,6 +37,7 @@ SETUP_TIMEOUT_S = 60.0  # creating, purging or dropping what a point needs
 VERIFY_TIMEOUT_S = 300.0  # checking a store's invariants over everything it stored
 CLOSE_TIMEOUT_S = 10.0
 REREAD_BUDGET_S = 60.0  # how long sorting the lost messages may re-read a shared target
+LAG_TIMEOUT_S = 5.0  # asking the broker for its consumer lag during the drain
 
 
 @dataclass
@@ -98,6 +100,14 @@ class SharedTarget:
             check.not_checked = unchecked_invariants(driver)
             if isinstance(driver, ServerCounters):
                 check.counters_after = await driver.server_counters()
+
+    async def consumer_lag(self) -> int | None:
+        """The messages the broker still holds for the consumers; None if it cannot tell."""
+        async with self._connected("consumer lag") as driver:
+            if not isinstance(driver, ConsumerLag):
+                return None
+            lag: int | None = await self._bounded(driver.consumer_lag(self.topology), LAG_TIMEOUT_S)
+            return lag
 
     async def classify(self, lost: dict[int, np.ndarray]) -> dict[str, Any]:
         """Sort the lost messages: not stored, or stored and not delivered (engine/reread.py)."""
