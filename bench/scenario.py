@@ -182,6 +182,10 @@ class Workload(_Model):
     producers: int = Field(default=1, ge=1, le=10_000)
     consumers: int = Field(default=1, ge=0, le=10_000)
     workers: int = Field(default=1, ge=1, le=256)
+    # Worker processes that only consume (the others only produce), so that consuming never
+    # caps producing on a multi-core machine. 0: every worker produces and consumes. Also
+    # written ``workers = { producers = P, consumers = C }`` (workers = P + C).
+    consumer_workers: int = Field(default=0, ge=0, le=255)
     max_in_flight: int = Field(default=64, ge=1, le=1_000_000)
     partitions: int = Field(default=8, ge=1, le=100_000)
     send_timeout: Duration = 30.0
@@ -191,6 +195,40 @@ class Workload(_Model):
     # recorded as schedule lag either way.
     exact_pacing: bool | Literal["auto"] = "auto"
     store: StoreOptions = StoreOptions()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _worker_roles(cls, data: Any) -> Any:
+        """``workers = { producers = P, consumers = C }``: P producing and C consuming worker
+        processes, i.e. ``workers = P + C`` and ``consumer_workers = C``."""
+        if not isinstance(data, dict) or not isinstance(data.get("workers"), dict):
+            return data
+        roles = dict(data["workers"])
+        unknown = sorted(set(roles) - {"producers", "consumers"})
+        if unknown:
+            raise ValueError(
+                f"workers.{_shown(unknown[0])}: unknown role; give workers = "
+                "{ producers = P, consumers = C } or a number of workers"
+            )
+        counts = {}
+        for role in ("producers", "consumers"):
+            value = roles.get(role)
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 128:
+                raise ValueError(
+                    f"workers.{role}: give a number of worker processes from 1 to 128 "
+                    f"(got {_shown(value)})"
+                )
+            counts[role] = value
+        if "consumer_workers" in data:
+            raise ValueError(
+                "give either workers = { producers = P, consumers = C } or consumer_workers, "
+                "not both"
+            )
+        return {
+            **data,
+            "workers": counts["producers"] + counts["consumers"],
+            "consumer_workers": counts["consumers"],
+        }
 
     @field_validator("rate", mode="before")
     @classmethod
@@ -264,6 +302,36 @@ class Workload(_Model):
                 )
         return value
 
+    @model_validator(mode="after")
+    def _roles_fit(self) -> Workload:
+        if not self.consumer_workers:
+            return self
+        if self.kind != "stream":
+            raise ValueError(
+                "consumer_workers: a store workload has no consumers; give workers as a number"
+            )
+        if self.consumer_workers >= self.workers:
+            raise ValueError(
+                f"consumer_workers: {self.consumer_workers} of {self.workers} workers would "
+                "consume, leaving none to produce"
+            )
+        if self.consumers < self.consumer_workers:
+            raise ValueError(
+                f"consumers: {self.consumers} consumers cannot fill {self.consumer_workers} "
+                "consuming workers (give at least one consumer per consuming worker)"
+            )
+        if self.producers < self.producer_workers:
+            raise ValueError(
+                f"producers: {self.producers} producers cannot fill {self.producer_workers} "
+                "producing workers (give at least one producer per producing worker)"
+            )
+        return self
+
+    @property
+    def producer_workers(self) -> int:
+        """The worker processes that run producers (all of them unless roles are split)."""
+        return self.workers - self.consumer_workers
+
     @property
     def closed_loop(self) -> bool:
         return self.rate == "max"
@@ -296,7 +364,7 @@ class Workload(_Model):
             return False
         if self.exact_pacing == "auto":
             assert isinstance(self.rate, float)
-            return self.rate / self.workers <= EXACT_PACING_MAX_RATE
+            return self.rate / self.producer_workers <= EXACT_PACING_MAX_RATE
         return bool(self.exact_pacing)
 
 
@@ -844,6 +912,14 @@ def _check_point(
             f"target {target!r} (driver {config.driver!r}) is a {kind} target, but the workload "
             f"is {workload.kind!r}",
             hint='set workload.kind = "store" for event stores, "stream" for brokers',
+        )
+    if getattr(driver_cls, "in_process", False) and workload.consumer_workers:
+        raise ScenarioError(
+            source,
+            "workload.consumer_workers",
+            f"target {target!r} runs inside each worker process, so a worker's consumers can only "
+            "read what its own producers sent: producers and consumers cannot be split over "
+            "workers (give workers as a number)",
         )
     if getattr(driver_cls, "in_process", False) and workload.kind == "stream":
         # An in-process target lives inside each worker: every worker needs both sides.

@@ -105,9 +105,16 @@ class PointRunner:
     def _specs(self, topology: Topology, in_process: bool) -> list[WorkerSpec]:
         w = self.workload
         workers = w.workers
-        producer_ids = [list(range(i, w.producers, workers)) for i in range(workers)]
         consumers = w.consumers if w.kind == "stream" else 0
-        consumer_ids = [list(range(i, consumers, workers)) for i in range(workers)]
+        if w.consumer_workers:
+            # Split roles: the first workers only produce, the last ones only consume.
+            pw, cw = w.producer_workers, w.consumer_workers
+            none: list[list[int]] = [[] for _ in range(workers)]
+            producer_ids = [list(range(i, w.producers, pw)) for i in range(pw)] + none[pw:]
+            consumer_ids = none[:pw] + [list(range(i, consumers, cw)) for i in range(cw)]
+        else:
+            producer_ids = [list(range(i, w.producers, workers)) for i in range(workers)]
+            consumer_ids = [list(range(i, consumers, workers)) for i in range(workers)]
         if w.closed_loop:
             rate_per_producer = None
             slots = max(1, w.concurrency // w.producers)

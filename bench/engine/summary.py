@@ -185,6 +185,7 @@ def summarize(facts: PointFacts) -> dict[str, Any]:
             "producers": w.producers,
             "consumers": w.consumers,
             "workers": w.workers,
+            "consumer_workers": w.consumer_workers,
             "max_in_flight": w.max_in_flight,
             "concurrency": w.concurrency,
             "partitions": w.partitions,
