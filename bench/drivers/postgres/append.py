@@ -1,15 +1,22 @@
 """Appends: the six strategies a user compares, how each detects a conflict, and the
 client-side counts of what every attempt became.
 
+Every strategy checks and inserts in one statement (``sql.Checked``, or the
+``append_locked`` function that ``prepare_store`` creates), so an append is one round trip in
+autocommit; ``serializable`` alone needs its BEGIN and COMMIT around that statement (three).
+
 Strategies (``strategy``)
-    ``max_then_insert``   BEGIN; SELECT max(version); compare; INSERT; COMMIT. The unique
-                          constraint catches the race between the read and the insert.
-    ``insert_only``       one autocommit INSERT at expected+1..; the unique violation is the
-                          conflict (one round trip: the fastest path).
-    ``streams_cas``       BEGIN; UPDATE streams … WHERE version = expected (or INSERT … ON
-                          CONFLICT DO NOTHING for a new stream); 0 rows = conflict; INSERT; COMMIT.
-    ``advisory_lock``     BEGIN; pg_advisory_xact_lock(schema, aggregate); max; compare; INSERT.
-    ``serializable``      as max_then_insert at SERIALIZABLE; 40001 and 23505 are conflicts.
+    ``max_then_insert``   one statement: max(version), compare, INSERT when it is the expected
+                          one; returns the version found. The unique constraint catches the race
+                          between the read and the insert.
+    ``insert_only``       one INSERT at expected+1..; the unique violation is the conflict.
+    ``streams_cas``       one statement: UPDATE streams … WHERE version = expected (or INSERT …
+                          ON CONFLICT DO NOTHING for a new stream) and the events' INSERT from
+                          its RETURNING row; 0 rows = conflict (a cas miss).
+    ``advisory_lock``     ``append_locked()``: pg_advisory_xact_lock(schema, aggregate), then
+                          max, compare, INSERT, each statement on a fresh snapshot.
+    ``serializable``      BEGIN ISOLATION LEVEL SERIALIZABLE; the max_then_insert statement;
+                          COMMIT. 40001 and 23505 are conflicts.
     ``unsafe_max_then_insert``  max_then_insert on a schema *without* the unique constraint:
                           the negative control. It forks streams under contention and
                           ``verify()`` reports the duplicate versions.
@@ -17,6 +24,14 @@ Strategies (``strategy``)
 SQLSTATE 23505 on the (aggregate, version) constraint and 40001 are conflicts
 (``AppendResult(committed=False)``); 40P01 is counted as ``"deadlock"`` and raised as
 ``RetryableStoreError``; every other database error is raised as ``StoreError``.
+
+A version mismatch or a cas miss inserted nothing, but in autocommit its one statement's
+transaction ends as a commit of nothing (it was a rollback when the check was its own
+statement): the server's ``xact_rollback`` counts only the conflicts that raised an error.
+
+Statements go through asyncpg's per-connection statement cache (``statement_cache_size``,
+100 by default, ample for these few): each is parsed once per connection, then every call is
+one Bind/Execute/Sync.
 """
 
 from __future__ import annotations
@@ -69,18 +84,29 @@ class _Conflict(Exception):
         self.cas_miss = found is None
 
 
-def _rows_affected(status: str) -> int:
-    # asyncpg returns the command tag: "INSERT 0 1", "UPDATE 0".
-    return int(status.rsplit(" ", 1)[-1])
-
-
 # --------------------------------------------------------------------------- strategies
 
 
-async def _insert(
-    conn: asyncpg.Connection, ns: Namespace, aggregate_id: str, args: _EventArgs, expected: int
-) -> int:
+def _params(aggregate_id: str, args: _EventArgs, expected: int) -> tuple[object, ...]:
+    """The one-statement appends' parameters (see ``sql.Checked``): scalars for one event,
+    arrays for several."""
     ids, types, event_types, payloads, metadata = args
+    if len(ids) == 1:
+        return (ids[0], aggregate_id, types[0], event_types[0], expected, payloads[0], metadata[0])
+    return (ids, aggregate_id, expected, types, event_types, payloads, metadata)
+
+
+async def _append_insert_only(
+    conn: asyncpg.Connection,
+    ns: Namespace,
+    aggregate_id: str,
+    args: _EventArgs,
+    expected: int,
+    remember: _Remember,
+) -> int:
+    # One autocommit statement: the commit happens within this round trip.
+    ids, types, event_types, payloads, metadata = args
+    remember(ids)
     if len(ids) == 1:
         await conn.execute(
             ns.sql.insert_one,
@@ -94,29 +120,9 @@ async def _insert(
         )
     else:
         await conn.execute(
-            ns.sql.insert_many,
-            ids,
-            aggregate_id,
-            expected,
-            types,
-            event_types,
-            payloads,
-            metadata,
+            ns.sql.insert_many, ids, aggregate_id, expected, types, event_types, payloads, metadata
         )
     return expected + len(ids)
-
-
-async def _append_insert_only(
-    conn: asyncpg.Connection,
-    ns: Namespace,
-    aggregate_id: str,
-    args: _EventArgs,
-    expected: int,
-    remember: _Remember,
-) -> int:
-    # One autocommit statement: the commit happens within this round trip.
-    remember(args[0])
-    return await _insert(conn, ns, aggregate_id, args, expected)
 
 
 async def _append_checked(
@@ -126,30 +132,15 @@ async def _append_checked(
     args: _EventArgs,
     expected: int,
     remember: _Remember,
-    isolation: str = "read_committed",
 ) -> int:
-    """Read the stream's version, compare, insert: max_then_insert (and its unsafe twin) in
-    READ COMMITTED, where the unique constraint catches the race; serializable in SSI."""
-    async with conn.transaction(isolation=isolation):
-        return await _compare_and_insert(conn, ns, aggregate_id, args, expected, remember)
-
-
-async def _compare_and_insert(
-    conn: asyncpg.Connection,
-    ns: Namespace,
-    aggregate_id: str,
-    args: _EventArgs,
-    expected: int,
-    remember: _Remember,
-) -> int:
-    """Inside the caller's transaction: read the stream's version, and insert when it is the
-    expected one (a conflict otherwise)."""
-    found = await conn.fetchval(ns.sql.max_version, aggregate_id)
+    """max_then_insert (and its unsafe twin): one autocommit statement reads the version and
+    inserts when it is the expected one."""
+    remember(args[0])
+    statement = ns.sql.checked.max_then_insert[len(args[0]) > 1]
+    found = await conn.fetchval(statement, *_params(aggregate_id, args, expected))
     if found != expected:
         raise _Conflict(found)
-    new_version = await _insert(conn, ns, aggregate_id, args, expected)
-    remember(args[0])
-    return new_version
+    return expected + len(args[0])
 
 
 async def _append_serializable(
@@ -160,7 +151,15 @@ async def _append_serializable(
     expected: int,
     remember: _Remember,
 ) -> int:
-    return await _append_checked(conn, ns, aggregate_id, args, expected, remember, "serializable")
+    # The same statement as max_then_insert, in a SERIALIZABLE transaction (SSI): the
+    # isolation level can only be chosen by the BEGIN.
+    statement = ns.sql.checked.max_then_insert[len(args[0]) > 1]
+    async with conn.transaction(isolation="serializable"):
+        found = await conn.fetchval(statement, *_params(aggregate_id, args, expected))
+        if found != expected:
+            raise _Conflict(found)
+        remember(args[0])
+    return expected + len(args[0])
 
 
 async def _append_advisory_lock(
@@ -171,12 +170,24 @@ async def _append_advisory_lock(
     expected: int,
     remember: _Remember,
 ) -> int:
-    async with conn.transaction():
-        # The max must be read by a later statement than the lock: in READ COMMITTED each
-        # statement takes its snapshot when it starts, so one combined statement would read
-        # the version as it was before the lock holder committed.
-        await conn.execute(ns.sql.lock, ns.lock_space, aggregate_id)
-        return await _compare_and_insert(conn, ns, aggregate_id, args, expected, remember)
+    # append_locked() takes the lock, then reads the max on a fresh snapshot (sql.py says why
+    # that needs a function), in one autocommit round trip.
+    ids, types, event_types, payloads, metadata = args
+    remember(ids)
+    found = await conn.fetchval(
+        ns.sql.append_locked,
+        ns.lock_space,
+        aggregate_id,
+        expected,
+        ids,
+        types,
+        event_types,
+        payloads,
+        metadata,
+    )
+    if found != expected:
+        raise _Conflict(found)
+    return expected + len(ids)
 
 
 async def _append_streams_cas(
@@ -187,17 +198,14 @@ async def _append_streams_cas(
     expected: int,
     remember: _Remember,
 ) -> int:
-    new_version = expected + len(args[0])
-    async with conn.transaction():
-        if expected == 0:
-            status = await conn.execute(ns.sql.cas_new, aggregate_id, new_version)
-        else:
-            status = await conn.execute(ns.sql.cas_update, aggregate_id, expected, new_version)
-        if _rows_affected(status) != 1:
-            raise _Conflict(None)
-        await _insert(conn, ns, aggregate_id, args, expected)
-        remember(args[0])
-    return new_version
+    checked = ns.sql.checked
+    many = len(args[0]) > 1
+    statement = checked.cas_new[many] if expected == 0 else checked.cas_update[many]
+    remember(args[0])
+    changed = await conn.fetchval(statement, *_params(aggregate_id, args, expected))
+    if changed != 1:
+        raise _Conflict(None)
+    return expected + len(args[0])
 
 
 STRATEGIES: dict[Strategy, _AppendFn] = {

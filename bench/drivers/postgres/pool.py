@@ -15,6 +15,8 @@ from bench.redaction import redact_text
 
 # What a store operation may raise from the database or the network.
 DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
+# How often a connect retries while the server says it is starting up (57P03).
+STARTING_UP_RETRY_S = 0.1
 
 
 class StoreError(DriverError):
@@ -170,10 +172,23 @@ async def open_connections(
     if config.ssl is not None:
         kwargs["ssl"] = config.ssl
 
-    def connect() -> Awaitable[asyncpg.Connection]:
-        return asyncpg.connect(
-            dsn, timeout=config.connect_timeout, server_settings=settings, **kwargs
-        )
+    async def connect() -> asyncpg.Connection:
+        # A server that is starting up (after a restart, or a crash recovery) refuses with
+        # SQLSTATE 57P03 for a moment: that is worth waiting for, within connect_timeout.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + config.connect_timeout
+        while True:
+            try:
+                return await asyncpg.connect(
+                    dsn,
+                    timeout=max(0.001, deadline - loop.time()),
+                    server_settings=settings,
+                    **kwargs,
+                )
+            except asyncpg.CannotConnectNowError:
+                if loop.time() + STARTING_UP_RETRY_S >= deadline:
+                    raise
+                await asyncio.sleep(STARTING_UP_RETRY_S)
 
     connections = Connections(connect, config.pool_size, config.acquire_timeout, on_reconnect)
     try:

@@ -24,6 +24,9 @@ EXAMPLES = 10
 EVENT_DATA = "coalesce(e.payload -> 'data', e.payload)"
 
 
+EVENT_COLUMNS = "event_id, aggregate_id, aggregate_type, event_type, version, payload, metadata"
+
+
 def quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
@@ -108,7 +111,7 @@ class Sql:
             )""",
         ]
         self.drop = f"DROP SCHEMA IF EXISTS {s} CASCADE"
-        cols = "event_id, aggregate_id, aggregate_type, event_type, version, payload, metadata"
+        cols = EVENT_COLUMNS
         self.insert_one = f"INSERT INTO {s}.events ({cols}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
         # One statement for any number of events (one round trip); ORDER BY keeps the
         # identity values in version order.
@@ -118,17 +121,12 @@ class Sql:
             FROM unnest($1::uuid[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[])
                  WITH ORDINALITY AS e(event_id, aggregate_type, event_type, payload, metadata, ord)
             ORDER BY e.ord"""
-        self.max_version = (
-            f"SELECT coalesce(max(version), 0) FROM {s}.events WHERE aggregate_id = $1"
+        self.checked = Checked(s)
+        self.append_locked = (
+            f"SELECT {s}.append_locked($1::int, $2::text, $3::int, $4::uuid[], $5::text[], "
+            "$6::text[], $7::jsonb[], $8::jsonb[])"
         )
-        self.cas_new = (
-            f"INSERT INTO {s}.streams (aggregate_id, version) VALUES ($1, $2) "
-            "ON CONFLICT (aggregate_id) DO NOTHING"
-        )
-        self.cas_update = (
-            f"UPDATE {s}.streams SET version = $3 WHERE aggregate_id = $1 AND version = $2"
-        )
-        self.lock = "SELECT pg_advisory_xact_lock($1::int, hashtext($2))"
+        self.create.append(_append_locked_function(s, cols))
         event_cols = "e.event_id, e.aggregate_type, e.event_type, e.version, e.payload, e.metadata"
         self.load = (
             f"SELECT {event_cols} FROM {s}.events e WHERE e.aggregate_id = $1 "
@@ -237,3 +235,121 @@ class Sql:
             FROM {s}.events e
             WHERE (e.txid, e.global_position) <= ($1::text::xid8, $2::bigint)
             ORDER BY e.aggregate_id, e.version, e.txid, e.global_position"""
+
+
+# --------------------------------------------------------------------------- one-statement appends
+#
+# Each append strategy's check and insert in one statement, so that an append is one round trip
+# in autocommit (serializable alone wraps it in BEGIN … COMMIT: an isolation level cannot be
+# chosen from inside a statement). Parameters, for one event:
+#     $1 event_id, $2 aggregate_id, $3 aggregate_type, $4 event_type, $5 expected, $6 payload,
+#     $7 metadata
+# and for several (arrays, in version order):
+#     $1 event_ids, $2 aggregate_id, $3 expected, $4 aggregate_types, $5 event_types,
+#     $6 payloads, $7 metadata
+# The events get versions expected+1, expected+2, … Every statement returns one value.
+
+
+def _insert_guarded(s: str, source: str, where: str, many: bool) -> str:
+    """INSERT the append's events, selected FROM ``source`` WHERE ``where``: no row of the
+    guard, no events (the guard decides, in the same statement and snapshot)."""
+    if many:
+        return f"""INSERT INTO {s}.events ({EVENT_COLUMNS})
+            SELECT e.event_id, $2::text, e.aggregate_type, e.event_type, $3::int + e.ord::int,
+                   e.payload, e.metadata
+            FROM {source},
+                 unnest($1::uuid[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[])
+                 WITH ORDINALITY AS e(event_id, aggregate_type, event_type, payload, metadata, ord)
+            WHERE {where}
+            ORDER BY e.ord"""
+    return f"""INSERT INTO {s}.events ({EVENT_COLUMNS})
+            SELECT $1::uuid, $2::text, $3::text, $4::text, $5::int + 1, $6::jsonb, $7::jsonb
+            FROM {source} WHERE {where}"""
+
+
+def _expected(many: bool) -> str:
+    return "$3::int" if many else "$5::int"
+
+
+def _new_version(many: bool) -> str:
+    return "$3::int + cardinality($1::uuid[])" if many else "$5::int + 1"
+
+
+class Checked:
+    """The one-statement appends, each as (one event, several events).
+
+    ``max_then_insert`` (and its unsafe twin, and serializable inside its transaction):
+        reads max(version) and inserts only when it is the expected one, in one statement (one
+        snapshot); returns the version found. Found ≠ expected: a version mismatch, nothing
+        inserted. The race between the read and the insert is still caught by the unique
+        constraint (23505), as with two statements: a read-committed snapshot is per statement.
+    ``streams_cas``:
+        the compare-and-set on ``streams`` (UPDATE … WHERE version = expected, or INSERT … ON
+        CONFLICT DO NOTHING for a new stream) and the events' INSERT selected from its RETURNING
+        row; returns the rows the compare-and-set changed (0: a cas miss, nothing inserted).
+        A concurrent UPDATE makes this one wait for its row and re-check ``version = expected``
+        on the committed row (read committed's re-evaluation), exactly as the two statements did.
+    """
+
+    def __init__(self, s: str) -> None:
+        self.max_then_insert = tuple(
+            f"""WITH cur AS (
+                    SELECT coalesce(max(version), 0) AS v FROM {s}.events
+                    WHERE aggregate_id = $2::text
+                ), ins AS ({_insert_guarded(s, "cur", f"cur.v = {_expected(many)}", many)}
+                    RETURNING 1)
+                SELECT v FROM cur"""
+            for many in (False, True)
+        )
+        self.cas_new = tuple(
+            f"""WITH cas AS (
+                    INSERT INTO {s}.streams (aggregate_id, version)
+                    VALUES ($2::text, {_new_version(many)})
+                    ON CONFLICT (aggregate_id) DO NOTHING RETURNING 1
+                ), ins AS ({_insert_guarded(s, "cas", "true", many)} RETURNING 1)
+                SELECT count(*)::int FROM cas"""
+            for many in (False, True)
+        )
+        self.cas_update = tuple(
+            f"""WITH cas AS (
+                    UPDATE {s}.streams SET version = {_new_version(many)}
+                    WHERE aggregate_id = $2::text AND version = {_expected(many)} RETURNING 1
+                ), ins AS ({_insert_guarded(s, "cas", "true", many)} RETURNING 1)
+                SELECT count(*)::int FROM cas"""
+            for many in (False, True)
+        )
+
+
+def _append_locked_function(s: str, cols: str) -> str:
+    """``advisory_lock`` as a server-side function: one round trip in autocommit.
+
+    The max must be read after the lock is held, by a statement that starts after it: a
+    read-committed statement reads a snapshot taken when it starts, so a single SQL statement
+    would read the version as it was before the previous lock holder committed. In a VOLATILE
+    PL/pgSQL function each statement takes a fresh snapshot (as separate statements from the
+    client did), and the transaction-level lock is held until the implicit transaction ends.
+    Returns the version found: ≠ expected is a version mismatch, and nothing was inserted.
+    """
+    return f"""CREATE FUNCTION {s}.append_locked(
+            p_space int, p_aggregate text, p_expected int, p_ids uuid[], p_types text[],
+            p_event_types text[], p_payloads jsonb[], p_metadata jsonb[]
+        ) RETURNS int LANGUAGE plpgsql VOLATILE AS $fn$
+        DECLARE
+            found_version int;
+        BEGIN
+            PERFORM pg_advisory_xact_lock(p_space, hashtext(p_aggregate));
+            SELECT coalesce(max(ev.version), 0) INTO found_version
+              FROM {s}.events ev WHERE ev.aggregate_id = p_aggregate;
+            IF found_version <> p_expected THEN
+                RETURN found_version;
+            END IF;
+            INSERT INTO {s}.events ({cols})
+            SELECT e.event_id, p_aggregate, e.aggregate_type, e.event_type,
+                   p_expected + e.ord::int, e.payload, e.metadata
+              FROM unnest(p_ids, p_types, p_event_types, p_payloads, p_metadata)
+                   WITH ORDINALITY AS e(event_id, aggregate_type, event_type, payload, metadata,
+                                        ord)
+             ORDER BY e.ord;
+            RETURN found_version;
+        END
+        $fn$"""
