@@ -77,6 +77,8 @@ from bench.drivers.base import (
     message_headers,
     partition_of,
 )
+from bench.drivers.nats_publish import AckWindow, NoStreamError, PubAckError
+from bench.drivers.nats_pull import PullReader
 from bench.errors import DriverError
 from bench.redaction import redact_text, without_user_info
 from bench.units import Duration
@@ -156,6 +158,10 @@ class NatsConfig(DriverConfig):
     publish_window: int = Field(default=256, ge=1)
     publish_timeout: Duration = 10.0
     dedup_window: Duration = 120.0
+    # Nats-Msg-Id = event_id on every message, so JetStream drops a copy re-sent within
+    # dedup_window (the server keeps an id per message for that long). False: no id, no
+    # server-side dedup, a re-sent message is stored twice (and the audit counts it).
+    msg_id: bool = True
     consumer_type: Literal["pull", "push", "ordered"] = "pull"
     fetch_batch: int = Field(default=256, ge=1)
     fetch_timeout: Duration = 1.0
@@ -241,7 +247,8 @@ _ACK_POLICIES = {
 
 
 class NatsProducer:
-    """One producer. Pipelined: its own JetStream context, so the window is per producer."""
+    """One producer. Pipelined: its own window of PubAcks (``AckWindow``), ``publish_window``
+    wide."""
 
     def __init__(self, driver: NatsDriver, topology: Topology) -> None:
         self._driver = driver
@@ -249,46 +256,54 @@ class NatsProducer:
         self._prefix = subject_prefix(topology)
         self._stream = stream_name(topology)
         self._partitions = max(1, topology.partitions)
-        self._js: JetStreamContext = driver.client.jetstream(
-            timeout=self._config.publish_timeout,
-            publish_async_max_pending=self._config.publish_window,
+        # The partition subjects, made once: a send only indexes them.
+        self._subjects = [f"{self._prefix}.{p}" for p in range(self._partitions)]
+        self._js: JetStreamContext = driver.client.jetstream(timeout=self._config.publish_timeout)
+        self._window = AckWindow(
+            driver.client, self._config.publish_window, self._config.publish_timeout
         )
+        self._msg_id = self._config.msg_id
         self._lock = asyncio.Lock()
         self.inflight_peak = 0
+
+    async def start(self) -> None:
+        if self._config.publish == "pipelined":
+            await self._window.start()
 
     def _headers(self, msg: Message) -> dict[str, str]:
         headers = message_headers(msg)
         headers[H_KEY] = msg.key
-        headers[H_MSG_ID] = msg.event_id
+        if self._msg_id:
+            headers[H_MSG_ID] = msg.event_id
         return headers
 
     async def send(self, msg: Message) -> None:
-        subject = f"{self._prefix}.{partition_of(msg.key, self._partitions)}"
+        subject = self._subjects[partition_of(msg.key, self._partitions)]
         headers = self._headers(msg)
-        timeout_s = self._config.publish_timeout
         try:
             if self._config.publish == "sync":
                 async with self._lock:
                     self._observe(1)
-                    await self._js.publish(subject, msg.value, timeout=timeout_s, headers=headers)
+                    await self._js.publish(
+                        subject, msg.value, timeout=self._config.publish_timeout, headers=headers
+                    )
                 return
-            # publish_async waits (up to timeout_s) for a free slot in the window, writes the
-            # message and returns a future for its PubAck. It awaits before writing (the slot,
-            # and on first use a reply subscription), so concurrent sends could reach the wire
-            # out of call order and break per-key order; the lock (FIFO) keeps call order.
-            async with self._lock:
-                future = await self._js.publish_async(
-                    subject, msg.value, wait_stall=timeout_s, headers=headers
-                )
-            self._observe(self._js.publish_async_pending())
-            # The future has no deadline of its own; cancelling it on timeout frees the slot.
-            await asyncio.wait_for(future, timeout_s)
-        except (TimeoutError, nats.errors.TimeoutError, nats.js.errors.TooManyStalledMsgsError):
-            raise TimeoutError(f"nats: no PubAck for {subject} within {timeout_s:g}s") from None
-        except nats.js.errors.NoStreamResponseError:
+            window = self._window
+            try:
+                await window.publish(subject, msg.value, headers)
+            finally:
+                if window.peak > self.inflight_peak:
+                    self._observe(window.peak)
+        except (TimeoutError, nats.errors.TimeoutError):
+            raise TimeoutError(
+                f"nats: no PubAck for {subject} within {self._config.publish_timeout:g}s"
+            ) from None
+        except (nats.js.errors.NoStreamResponseError, NoStreamError):
             raise DriverError(
                 f"nats: no stream captures {subject}; prepare() must run before producers start"
             ) from None
+        except PubAckError as exc:
+            raise DriverError(f"nats: publish to {subject} refused: {exc}") from None
         except (nats.js.errors.APIError, nats.errors.Error) as exc:
             raise DriverError(f"nats: publish to {subject} failed: {exc}") from None
 
@@ -300,10 +315,7 @@ class NatsProducer:
     async def close(self) -> None:
         if self._config.publish == "pipelined":
             # Let acks already on their way land rather than cancel them mid-flight.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    self._js.publish_async_completed(), self._config.publish_timeout
-                )
+            await self._window.close()
 
 
 class NatsConsumer:
@@ -324,7 +336,7 @@ class NatsConsumer:
         self._partitions = partitions
         self._on_message = on_message
         self._js = driver.client.jetstream(timeout=driver.config.publish_timeout)
-        self._tasks: list[asyncio.Task[None]] = []
+        self._readers: list[PullReader] = []
         self._subs: list[Any] = []
         self._stopping = False
         self.received = 0
@@ -349,11 +361,20 @@ class NatsConsumer:
                 name = self._driver.consumer_name(self._topology, partition)
                 subject = f"{self._prefix}.{partition}"
                 if self._config.consumer_type == "pull":
-                    psub = await self._js.pull_subscribe_bind(consumer=name, stream=self._stream)
-                    self._subs.append(psub)
-                    self._tasks.append(
-                        asyncio.create_task(self._pull_loop(psub), name=f"nats-pull-{name}")
+                    # Binding checks that the consumer exists (NotFoundError otherwise).
+                    await self._js.consumer_info(self._stream, name)
+                    reader = PullReader(
+                        self._driver.client,
+                        self._stream,
+                        name,
+                        self._handle,
+                        batch=self._config.fetch_batch,
+                        expires_s=self._config.fetch_timeout,
+                        ack_policy=self._config.ack_policy,
+                        on_error=self._driver.context.count_error,
                     )
+                    await reader.start(f"nats-pull-{name}")
+                    self._readers.append(reader)
                 elif self._config.consumer_type == "push":
                     info = await self._js.consumer_info(self._stream, name)
                     sub = await self._js.subscribe_bind(
@@ -379,43 +400,19 @@ class NatsConsumer:
                 "prepare() must run before consumers start"
             ) from None
 
-    async def _pull_loop(self, psub: JetStreamContext.PullSubscription) -> None:
-        batch, timeout_s = self._config.fetch_batch, self._config.fetch_timeout
-        ack_policy = self._config.ack_policy
-        while not self._stopping:
-            try:
-                msgs = await psub.fetch(batch, timeout=timeout_s)
-            except (TimeoutError, nats.errors.TimeoutError):
-                continue  # nothing to read within the fetch window
-            except (nats.errors.ConnectionClosedError, nats.errors.ConnectionDrainingError):
-                return
-            except nats.errors.Error:
-                self._driver.context.count_error("fetch_error")
-                await asyncio.sleep(timeout_s)
-                continue
-            for msg in msgs:
-                self._handle(msg)
-                if ack_policy == "explicit":
-                    await msg.ack()
-            if ack_policy == "all" and msgs:
-                # AckAll: acknowledging the last message acknowledges the whole batch.
-                await msgs[-1].ack()
-
     async def _push_callback(self, msg: Msg) -> None:
         # nats-py runs one subscription's callbacks one after another, so order is kept.
         self._handle(msg)
         if self._config.consumer_type != "ordered" and self._config.ack_policy != "none":
             # Push delivery has no batch boundary, so AckAll acks every message too.
-            await msg.ack()
+            # An ack is an empty message to the reply subject; nothing to wait for.
+            await self._driver.client.publish(msg.reply)
 
     async def stop(self) -> None:
         self._stopping = True
-        tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        readers, self._readers = self._readers, []
+        for reader in readers:
+            await reader.stop()
         subs, self._subs = self._subs, []
         for sub in subs:
             with contextlib.suppress(nats.errors.Error, nats.js.errors.Error):
@@ -631,7 +628,12 @@ class NatsDriver:
         self._streams[name] = _public_stream_config(created.config)
 
     async def producer(self, topology: Topology, producer_id: int) -> NatsProducer:
-        return NatsProducer(self, topology)
+        producer = NatsProducer(self, topology)
+        try:
+            await producer.start()
+        except nats.errors.Error as exc:
+            raise DriverError(f"nats: cannot subscribe to the PubAck inbox: {exc}") from None
+        return producer
 
     async def consumer(
         self, topology: Topology, consumer_id: int, on_message: OnMessage
@@ -651,6 +653,26 @@ class NatsDriver:
         except (nats.js.errors.Error, nats.errors.Error) as exc:
             raise DriverError(f"nats: cannot delete stream {name!r}: {exc}") from None
         self._streams.pop(name, None)
+
+    # ------------------------------------------------------------------ lag (ConsumerLag)
+
+    async def consumer_lag(self, topology: Topology) -> int | None:
+        """Messages the run's JetStream consumers still owe: stored and not yet delivered
+        (``num_pending``) plus delivered and not yet acknowledged (``num_ack_pending``), summed
+        over the partitions' consumers. None when the server cannot tell: ordered consumers
+        are ephemeral and unnamed, and a missing consumer or stream has no count."""
+        if self.config.consumer_type == "ordered":
+            return None
+        name = stream_name(topology)
+        js = self.client.jetstream(timeout=self.config.connect_timeout)
+        lag = 0
+        try:
+            for partition in range(max(1, topology.partitions)):
+                info = await js.consumer_info(name, self.consumer_name(topology, partition))
+                lag += (info.num_pending or 0) + (info.num_ack_pending or 0)
+        except (nats.js.errors.Error, nats.errors.Error, TimeoutError):
+            return None
+        return lag
 
     # ------------------------------------------------------------------ re-read (Rereadable)
 
