@@ -29,6 +29,7 @@ from typing import Any
 
 from bench.drivers.base import Topology, load_driver, runs_in_process
 from bench.engine import reread
+from bench.engine.host import HostSampler, local_ports
 from bench.engine.intervals import TIMESERIES_COLUMNS, IntervalMerger, IntervalView
 from bench.engine.messages import Finish, Start, Stop
 from bench.engine.pool import WorkerState, broadcast, reap, receive, spawn_local
@@ -84,6 +85,7 @@ class PointRunner:
         self.injector: FaultInjector | None = None
         self.loss: dict[str, Any] | None = None  # the lost messages sorted (engine/reread.py)
         self.shared: SharedTarget | None = None
+        self.host: dict[str, Any] | None = None  # the host's CPU over the window (engine/host.py)
         # The drain: how it ended, and how often the broker's consumer lag kept it going.
         self.drain: dict[str, Any] = {"ended_by": None, "extended_for_lag": 0, "broker_lag": None}
 
@@ -234,6 +236,7 @@ class PointRunner:
             fault_events=[dataclasses.asdict(e) for e in events] if events is not None else None,
             store_check=self.store_check,
             drain=self.drain,
+            host=self.host,
         )
 
     def _classify_losses(self, shared: SharedTarget) -> None:
@@ -253,6 +256,14 @@ class PointRunner:
         except Exception as exc:  # the run's figures stand; the losses stay unsorted
             why = exc.message if isinstance(exc, BenchError) else f"{type(exc).__name__}: {exc}"
             self.loss = reread.not_checked(total, f"not checked: {why}")
+
+    def _sample_host(self, sampler: HostSampler, window_start: int, window_end: int) -> None:
+        """The host's CPU over the measurement window (engine/host.py)."""
+        now = time.monotonic_ns()
+        if not sampler.marked and window_start <= now < window_end:
+            sampler.mark()
+        elif sampler.marked and self.host is None and now >= window_end:
+            self.host = sampler.result()
 
     def _broker_still_holds(self, missing: int) -> bool:
         """Whether the broker reports messages still on their way to the consumers (asked when
@@ -298,6 +309,12 @@ class PointRunner:
                 lambda: [s.process.pid for s in states if s.process.pid],
             )
             self.injector.start()
+        window_start = self.t0_ns + int(self.meta.warmup * 1e9)
+        window_end = window_start + int(self.meta.duration * 1e9)
+        sampler = HostSampler(
+            set() if self.shared is None else local_ports(self.point.driver_config.model_dump()),
+            lambda: [s.process.pid for s in states if s.process is not None and s.process.pid],
+        )
         load_s = self.meta.warmup + self.meta.duration
         ends_in_s = START_DELAY_NS / 1e9 + load_s + self.meta.drain_timeout + FINISH_MARGIN_S
         hard_deadline = time.monotonic() + ends_in_s
@@ -307,6 +324,7 @@ class PointRunner:
         while True:
             receive(states, 0.05)
             self.intervals.emit_ready(states)
+            self._sample_host(sampler, window_start, window_end)
             if self.stop_requested() and not stop_sent:
                 self.status = "interrupted"
                 broadcast(states, Stop())
@@ -362,6 +380,8 @@ class PointRunner:
                     break
             if time.monotonic() > hard_deadline:
                 raise BenchError(f"{self.point.target}: workers did not finish in time")
+        if sampler.marked and self.host is None:  # interrupted inside the window
+            self.host = sampler.result()
         self.finished_ns = time.monotonic_ns()
         broadcast(states, Finish())
         deadline = time.monotonic() + FINAL_TIMEOUT_S

@@ -19,6 +19,7 @@ from bench import verdict as verdict_mod
 from bench.drivers.base import Topology, capabilities_of, load_driver
 from bench.engine import reread
 from bench.engine.eventstore import StoreTotals, load_latency_by_length
+from bench.engine.host import host_bound
 from bench.engine.target import StoreCheck
 from bench.engine.workers import KINDS
 from bench.faults import figures as fault_figures
@@ -79,6 +80,7 @@ class PointFacts:
     store_check: StoreCheck = field(default_factory=StoreCheck)
     # How the drain ended, and how often the broker's consumer lag extended it (runner.py).
     drain: dict[str, Any] | None = None
+    host: dict[str, Any] | None = None  # the host's CPU over the window (engine/host.py)
     ended_at: float = field(default_factory=time.time)
 
 
@@ -127,6 +129,7 @@ def summarize(facts: PointFacts) -> dict[str, Any]:
     loop_lag = stats_us(facts.loop_lag)
     cpu_pct = max(facts.cpu_samples) if facts.cpu_samples else None
     bound, reasons = client_bound(w, duration, latency, totals, cpu_pct, loop_lag.p90)
+    shared_host, shared_host_reasons = host_bound(facts.host)
     slo = {
         key: verdict_mod.slo_entry(key, threshold_us, latency)
         for key, threshold_us in slo_thresholds(point.scenario).items()
@@ -214,6 +217,10 @@ def summarize(facts: PointFacts) -> dict[str, Any]:
         },
         "client_bound": bound,
         "client_bound_reasons": reasons,
+        # The client and a target on this host saturated its CPU (engine/host.py).
+        "host_bound": shared_host,
+        "host_bound_reasons": shared_host_reasons,
+        "host": facts.host,
         "harness": {
             "cpu_pct_max_worker": cpu_pct,
             "loop_lag_us": loop_lag.as_dict(),

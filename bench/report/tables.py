@@ -651,6 +651,7 @@ def summary_frame(points: Iterable[Point]) -> pd.DataFrame:
         flags = [str(s.get("status", "?"))]
         if s.get("client_bound"):
             flags.append("client-bound: " + "; ".join(s.get("client_bound_reasons") or []))
+        flags += list(s.get("host_bound_reasons") or [])
         if s.get("closed_loop"):
             flags.append("closed-loop")
         rows.append(

@@ -34,6 +34,8 @@ def _flags(summary: dict[str, Any]) -> str:
     flags = []
     if summary.get("client_bound"):
         flags.append("[yellow]client-bound[/]")
+    if summary.get("host_bound"):
+        flags.append("[yellow]host-bound[/]")
     if summary.get("closed_loop"):
         flags.append("closed-loop")
     return text + (f" ({', '.join(flags)})" if flags else "")

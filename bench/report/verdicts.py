@@ -288,6 +288,7 @@ def notes(run: Run) -> list[str]:
         if s.get("client_bound"):
             reasons = "; ".join(s.get("client_bound_reasons") or [])
             found.append(f"{p.label}: client-bound (the harness was the limit: {reasons})")
+        found += [f"{p.label}: {reason}" for reason in s.get("host_bound_reasons") or []]
         found += [f"{p.label}: {problem}" for problem in s.get("problems") or []]
     found += faults.warnings(run.points)
     if run.capacity is not None:
