@@ -2,9 +2,14 @@
 concurrency, and a projector that tails the store.
 
 A writer slot takes an intended time from the open-loop schedule (or runs closed loop),
-picks an aggregate from the key distribution, and runs one command on it:
+picks an aggregate of its worker's partition (``AggregatePartition``: with W workers, worker i
+writes the aggregates whose index % W == i) from the key distribution, and runs one command
+on it:
 
     know or load the aggregate → decide (domain.decide) → append(expected version)
+      (an aggregate is loaded on first sight and after a conflict or an error; otherwise the
+       worker knows its state and version from its own last commit, as no other worker
+       writes it)
       committed  → done
       conflict   → back off (full jitter), reload and decide again, up to max_retries
       rejection  → the aggregate said no: counted apart from conflicts, nothing appended
@@ -74,8 +79,69 @@ class StoreTotals:
         return dict(self.__dict__)
 
 
+@dataclass(frozen=True)
+class AggregatePartition:
+    """The aggregates one worker's writers append to: indexes ``first``, ``first + step``, …
+
+    With ``workload.workers`` = W worker processes, worker i writes only the aggregates whose
+    index % W == i. Each worker caches the versions it wrote (``StoreWriters._known``); were
+    two workers to write one aggregate, each would append at a version the other had already
+    moved, and the worker count would add conflicts that the workload never asked for.
+
+    What the user sets keeps its meaning: ``aggregates`` is still the total number of
+    aggregates written (the partitions cover them all, each exactly once), and contention is
+    still writers per aggregate (each worker has 1/W of the writers on 1/W of the aggregates).
+    Within a partition, each aggregate keeps its weight in ``keys`` (renormalised over the
+    partition). Across partitions each worker issues its share of the commands (its share of
+    the writers or of the rate), not its partition's share of the weight: for ``uniform`` and
+    ``hot`` the two agree (up to one aggregate of rounding, as the hot ones interleave across
+    partitions); for ``zipf`` the partition holding rank 1 carries a little more weight than
+    its workers' share (with s = 1, 1000 aggregates and 2 workers: 54.6% of the weight, 50% of
+    the commands), so its hottest aggregate receives slightly fewer of all commands than the
+    global distribution says. With fewer aggregates than workers a partition would be empty,
+    so every worker writes every aggregate: then the workers do share aggregates, as the
+    scenario asked for more of them than there are aggregates.
+    """
+
+    first: int
+    step: int
+    size: int  # how many aggregates the partition holds
+    probabilities: np.ndarray | None  # over the partition; None: uniform
+
+    @classmethod
+    def of(cls, workload: Workload, worker_index: int) -> AggregatePartition:
+        n, workers = workload.aggregates, workload.workers
+        probs = key_probabilities(workload.keys, n)
+        if workers <= 1 or n < workers:
+            return cls(0, 1, n, probs)
+        first = worker_index % workers
+        size = len(range(first, n, workers))
+        if probs is not None:
+            probs = probs[first::workers].copy()
+            probs /= probs.sum()
+        return cls(first, workers, size, probs)
+
+    def draw(self, rng: np.random.Generator, count: int) -> list[int]:
+        """``count`` aggregate indexes (global ones) drawn from the partition."""
+        if self.probabilities is None:
+            draws = rng.integers(0, self.size, size=count)
+        else:
+            draws = rng.choice(self.size, size=count, p=self.probabilities)
+        if self.step != 1:
+            draws = draws * self.step + self.first
+        elif self.first:
+            draws = draws + self.first
+        result: list[int] = draws.tolist()
+        return result
+
+    def __contains__(self, index: int) -> bool:
+        offset = index - self.first
+        return offset >= 0 and offset % self.step == 0 and offset // self.step < self.size
+
+
 class StoreWriters:
-    """Writer slots and the projector of one worker."""
+    """Writer slots and the projector of one worker: its writers append only to the
+    aggregates of this worker's ``AggregatePartition``."""
 
     def __init__(
         self,
@@ -96,7 +162,7 @@ class StoreWriters:
         self.totals = StoreTotals()
         self._rng = random.Random(seed * 7919 + worker_index)
         self._np_rng = np.random.default_rng([seed, 99991, worker_index])
-        self._key_probs = key_probabilities(workload.keys, workload.aggregates)
+        self._partition = AggregatePartition.of(workload, worker_index)
         self._keys: list[int] = []
         self._pos = _BATCH
         self._known: dict[str, OrderState] = {}
@@ -132,12 +198,7 @@ class StoreWriters:
     # ------------------------------------------------------------------ keys and ids
     def _key(self) -> str:
         if self._pos >= _BATCH:
-            n = self.workload.aggregates
-            if self._key_probs is None:
-                draws = self._np_rng.integers(0, n, size=_BATCH)
-            else:
-                draws = self._np_rng.choice(n, size=_BATCH, p=self._key_probs)
-            self._keys = draws.tolist()
+            self._keys = self._partition.draw(self._np_rng, _BATCH)
             self._pos = 0
         index = self._keys[self._pos]
         self._pos += 1

@@ -1,11 +1,14 @@
 """The event-store workload on the in-process store: accounting, invariants, contention."""
 
+import itertools
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from bench.engine.eventstore import AggregatePartition
 from bench.engine.runner import PointRunner
-from bench.scenario import expand, scenario_from_dict
+from bench.scenario import Workload, expand, scenario_from_dict
 
 pytestmark = pytest.mark.slow
 
@@ -41,3 +44,42 @@ def test_without_contention_there_are_no_conflicts(tmp_path):
     assert store["goodput_per_s"] == pytest.approx(
         300 * (1 - store["rejections"] / store["commands"]), rel=0.1
     )
+
+
+# --------------------------------------------------------------------------- partitions
+
+
+def _workload(**fields: object) -> Workload:
+    return Workload.model_validate({"kind": "store", "producers": 4, **fields})
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3, 4])
+@pytest.mark.parametrize("keys", ["uniform", "zipf:1.0", "hot:0.2:0.8"])
+def test_two_workers_never_write_the_same_aggregate(workers, keys):
+    workload = _workload(aggregates=50, workers=workers, keys=keys)
+    partitions = [AggregatePartition.of(workload, i) for i in range(workers)]
+    drawn = [set(p.draw(np.random.default_rng([7, i]), 20_000)) for i, p in enumerate(partitions)]
+    for i, j in itertools.combinations(range(workers), 2):
+        assert not drawn[i] & drawn[j], (i, j)
+    # Together they write every aggregate, each in exactly one partition.
+    assert set().union(*drawn) == set(range(50))
+    for index in range(50):
+        assert sum(index in p for p in partitions) == 1
+    assert sum(p.size for p in partitions) == 50
+
+
+def test_a_partition_keeps_the_relative_weights_of_its_aggregates():
+    workload = _workload(aggregates=100, workers=2, keys="hot:0.1:0.9")
+    for index in range(2):
+        part = AggregatePartition.of(workload, index)
+        draws = np.array(part.draw(np.random.default_rng(index), 100_000))
+        # 5 of the 10 hot aggregates (0..9) fall in each partition, and they keep 90% of it.
+        assert np.isin(draws, range(10)).mean() == pytest.approx(0.9, abs=0.01)
+        assert set(draws[draws < 10].tolist()) == set(range(index, 10, 2))
+
+
+def test_fewer_aggregates_than_workers_are_shared_by_every_worker():
+    workload = _workload(aggregates=2, workers=3)
+    for index in range(3):
+        part = AggregatePartition.of(workload, index)
+        assert set(part.draw(np.random.default_rng(index), 1000)) == {0, 1}
