@@ -16,13 +16,18 @@ Layout
     consumer is discarded at once).
 
 Publishing
-    Every message carries ``Nats-Msg-Id = event_id``, so JetStream drops a re-sent copy within
-    ``dedup_window``, plus the envelope headers. ``publish = "sync"`` sends one message at a
-    time per producer and waits for its PubAck (a lock serialises concurrent ``send()`` calls).
-    ``publish = "pipelined"`` uses nats-py's ``publish_async``: each producer has its own
-    JetStream context whose pending-ack semaphore is ``publish_window`` wide, so up to that many
-    publishes are on the wire at once while each ``send()`` still resolves on its own PubAck.
-    ``inflight_peak`` records the most acks a producer was waiting for.
+    Every message carries ``Nats-Msg-Id = event_id`` (``msg_id = true``, the default), so
+    JetStream drops a re-sent copy within ``dedup_window``, plus the envelope headers (the
+    event id travels once, as Nats-Msg-Id). ``msg_id = false`` sends the event id as an
+    ordinary header and gives up server-side dedup. ``publish = "sync"`` sends one message
+    at a time per producer and waits for its PubAck (a lock serialises concurrent ``send()``
+    calls). ``publish = "pipelined"`` keeps up to ``publish_window`` publishes per producer
+    awaiting their PubAck (``nats_publish.AckWindow``): a send publishes at once when the
+    window has room, otherwise it waits its turn (FIFO), so sends reach the wire in call
+    order; the publishes of one turn of the loop leave in one socket write. A send has no
+    timer of its own: the engine bounds it with ``send_timeout``, and a PubAck older than
+    ``publish_timeout`` fails its send with ``TimeoutError`` anyway. ``inflight_peak``
+    records the most acks a producer was waiting for.
 
 Consuming and ordering
     JetStream keeps order per subject, so per-key order holds when each partition's consumer
@@ -30,7 +35,13 @@ Consuming and ordering
     otherwise every partition ``p`` with ``p % C == i``. With ``C > P`` several clients share a
     partition's consumer and per-key order is not guaranteed. ``consumer_type = "ordered"``
     uses ephemeral ordered consumers that each read a whole partition, so it needs ``C <= P``.
-    Redeliveries (ack timeout) can reorder and duplicate; the audit counts them.
+    Redeliveries (ack timeout) can reorder and duplicate; the audit counts them. Pull
+    consumers are read with continuous pull requests (``nats_pull.PullReader``), acks sent
+    without waiting for each.
+
+Lag
+    ``consumer_lag(topology)`` sums ``num_pending + num_ack_pending`` over the partitions'
+    consumers, so the drain can wait for what the broker still holds.
 
 Errors
     ``connect()`` gives up after ``connect_timeout`` with a one-line ``DriverError`` naming the
@@ -64,6 +75,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from bench.drivers.base import (
     H_ENVELOPE,
+    H_EVENT_ID,
     DriverConfig,
     DriverContext,
     Message,
@@ -274,6 +286,9 @@ class NatsProducer:
         headers = message_headers(msg)
         headers[H_KEY] = msg.key
         if self._msg_id:
+            # Nats-Msg-Id is the event id: the consumer reads it from there, so it does not
+            # travel twice (every header costs encoding and parsing on both sides).
+            del headers[H_EVENT_ID]
             headers[H_MSG_ID] = msg.event_id
         return headers
 
@@ -306,6 +321,16 @@ class NatsProducer:
             raise DriverError(f"nats: publish to {subject} refused: {exc}") from None
         except (nats.js.errors.APIError, nats.errors.Error) as exc:
             raise DriverError(f"nats: publish to {subject} failed: {exc}") from None
+
+    @property
+    def in_flight(self) -> int:
+        """Publishes awaiting their PubAck (pipelined), or 0."""
+        return self._window.in_flight
+
+    @property
+    def waiting(self) -> int:
+        """Sends queued for a slot in a full window."""
+        return self._window.waiting
 
     def _observe(self, inflight: int) -> None:
         if inflight > self.inflight_peak:
@@ -348,6 +373,8 @@ class NatsConsumer:
 
     def _handle(self, msg: Msg) -> None:
         headers = msg.headers or {}
+        if H_EVENT_ID not in headers and H_MSG_ID in headers:
+            headers[H_EVENT_ID] = headers[H_MSG_ID]  # sent once, as Nats-Msg-Id
         decoded = message_from_headers(headers.get(H_KEY, ""), msg.data, headers)
         if decoded is None:
             self.foreign += 1
@@ -505,6 +532,9 @@ class NatsDriver:
             "error_cb": self._on_error,
             "disconnected_cb": self._on_disconnected,
             "reconnected_cb": self._on_reconnected,
+            # Every subject the driver publishes to is built from sanitised names and inboxes;
+            # nats-py's check of each one is a regex per publish.
+            "skip_subject_validation": True,
         }
         if cfg.user is not None:
             options["user"] = cfg.user

@@ -68,7 +68,17 @@ class AckWindow:
 
     @property
     def in_flight(self) -> int:
+        """Slots taken: publishes awaiting their PubAck (and ones handed a slot just now)."""
         return self.size - self._free
+
+    @property
+    def waiting(self) -> int:
+        return sum(1 for waiter in self._waiters if not waiter.done())
+
+    @property
+    def tokens(self) -> int:
+        """Publishes whose PubAck is still awaited (a cancelled send forgets its own)."""
+        return len(self._acks)
 
     async def start(self) -> None:
         """Subscribe to the reply inbox (before the first send, so no send awaits it)."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections import Counter
 from typing import Any
 
@@ -16,8 +17,10 @@ import pytest
 from bench.drivers.base import DriverContext, partition_of
 from bench.drivers.nats import NatsConfig, NatsConsumer, NatsDriver, stream_name
 from bench.engine.reread import classify_losses
+from bench.errors import DriverError
 from bench.metrics import audit
 from tests.integration.driver_harness import (
+    MESSAGES_PER_PRODUCER,
     Received,
     assert_exactly_once,
     assert_unreachable_fails_fast,
@@ -209,3 +212,261 @@ def test_a_re_read_sorts_losses_into_not_stored_and_not_delivered(
     assert result["read"] == len(sent) - purged
     assert f"{gone[0].producer_id}:{gone[0].seq}" in result["samples"]["not_stored"]
     assert errors == []
+
+
+def _no_stream_topology(prefix: str) -> Any:
+    return topology(prefix, partitions=1, consumers=1)
+
+
+def test_a_publish_whose_puback_never_comes_fails_and_frees_its_slot(nats_url: str) -> None:
+    """A core subscriber on the subjects stands in for a stream that never answers: no 503 (no
+    responders), no PubAck. The driver's own publish_timeout fails the send with TimeoutError;
+    the engine's send timeout (asyncio.timeout, as in workers._slot) cancels it earlier. Either
+    way the slot and the token are given back."""
+    topo = _no_stream_topology(PREFIX)
+    config = NatsConfig(servers=[nats_url], publish_window=2, publish_timeout="0.6s")
+
+    async def scenario() -> tuple[list[str], int, int, int, float]:
+        driver = NatsDriver(config, DriverContext())
+        await driver.connect()
+        silent = await driver.client.subscribe(f"{stream_name(topo)}.>")
+        try:
+            producer = await driver.producer(topo, 0)
+            msgs = keyed_messages(0)
+            outcomes: list[str] = []
+            started = time.monotonic()
+            try:
+                await producer.send(msgs[0])  # the driver's own bound
+            except TimeoutError:
+                outcomes.append("timeout")
+            waited = time.monotonic() - started
+
+            async def engine_send(msg: Any) -> str:
+                try:
+                    async with asyncio.timeout(0.2):
+                        await producer.send(msg)
+                except TimeoutError:
+                    return "timeout"
+                return "acked"
+
+            # Four sends on a window of two: two publish, two queue; all time out.
+            outcomes += await asyncio.gather(*(engine_send(m) for m in msgs[1:5]))
+            left = (producer.in_flight, producer.waiting, producer._window.tokens)
+            await producer.close()
+            return outcomes, *left, waited
+        finally:
+            await silent.unsubscribe()
+            await driver.close()
+
+    outcomes, in_flight, waiting, tokens, waited = run(scenario)
+    assert outcomes == ["timeout"] * 5
+    assert (in_flight, waiting, tokens) == (0, 0, 0)
+    assert 0.5 <= waited < 3.0
+
+
+def test_a_publish_no_stream_captures_fails_at_once(nats_url: str) -> None:
+    topo = _no_stream_topology(PREFIX)
+
+    async def scenario() -> tuple[str, float, int]:
+        driver = NatsDriver(NatsConfig(servers=[nats_url]), DriverContext())
+        await driver.connect()
+        try:
+            producer = await driver.producer(topo, 0)
+            started = time.monotonic()
+            with pytest.raises(DriverError) as caught:
+                await producer.send(keyed_messages(0)[0])
+            took = time.monotonic() - started
+            in_flight = producer.in_flight
+            await producer.close()
+            return str(caught.value), took, in_flight
+        finally:
+            await driver.close()
+
+    text, took, in_flight = run(scenario)
+    assert "no stream captures" in text
+    assert took < 2.0
+    assert in_flight == 0
+
+
+def test_cancelled_sends_give_their_slots_to_the_next_sends(nats_url: str) -> None:
+    """A window of two stalls (nobody answers); the stalled sends and a queued one are
+    cancelled. Then a responder answers with PubAcks: the next sends go through, which they
+    could not if the cancelled ones had kept their slots."""
+    topo = _no_stream_topology(PREFIX)
+    config = NatsConfig(servers=[nats_url], publish_window=2, publish_timeout="30s")
+
+    async def scenario() -> tuple[int, int, list[None]]:
+        driver = NatsDriver(config, DriverContext())
+        await driver.connect()
+        replies = await nats.connect(nats_url)
+        answering = asyncio.Event()
+
+        async def answer(msg: Any) -> None:
+            if answering.is_set():
+                await replies.publish(msg.reply, b'{"stream":"fake","seq":1}')
+
+        responder = await replies.subscribe(f"{stream_name(topo)}.>", cb=answer)
+        await replies.flush()
+        try:
+            producer = await driver.producer(topo, 0)
+            msgs = keyed_messages(0)
+            stalled = [asyncio.create_task(producer.send(m)) for m in msgs[:3]]
+            await asyncio.sleep(0.3)
+            assert (producer.in_flight, producer.waiting) == (2, 1)
+            for task in stalled:
+                task.cancel()
+            await asyncio.gather(*stalled, return_exceptions=True)
+            freed = (producer.in_flight, producer._window.tokens)
+            answering.set()
+            async with asyncio.timeout(5):
+                done = await asyncio.gather(*(producer.send(m) for m in msgs[3:9]))
+            await producer.close()
+            return *freed, done
+        finally:
+            await responder.unsubscribe()
+            await replies.close()
+            await driver.close()
+
+    in_flight, tokens, done = run(scenario)
+    assert (in_flight, tokens) == (0, 0)
+    assert done == [None] * 6
+
+
+def test_sends_started_together_reach_the_stream_in_call_order(nats_url: str) -> None:
+    """Every message of a producer is sent at once, as its own task, in seq order, through a
+    window of 4: most sends queue for a slot. Nothing awaits before a write when the window has
+    room, and the queue is FIFO, so each key's messages are stored, and read, in call order."""
+    config = NatsConfig(servers=[nats_url], publish_window=4, storage="memory")
+    topo = topology(PREFIX, partitions=2, consumers=1)
+
+    async def body(driver: NatsDriver) -> tuple[Received, int]:
+        received = Received()
+        producer = await driver.producer(topo, 0)
+        msgs = keyed_messages(0)
+        tasks = [asyncio.create_task(producer.send(m)) for m in msgs]
+        await asyncio.gather(*tasks)
+        peak = producer.inflight_peak
+        await producer.close()
+        consumer = await driver.consumer(topo, 0, received.callback(0))
+        await consumer.start()
+        try:
+            await received.wait_for(len(msgs))
+        finally:
+            await consumer.stop()
+        return received, peak
+
+    (received, peak), errors = run(lambda: with_driver(NatsDriver, config, topo, body))
+    assert received.by_id == Counter({(0, s): 1 for s in range(MESSAGES_PER_PRODUCER)})
+    assert received.reordered() == 0
+    assert peak == 4
+    assert errors == []
+
+
+def test_consumer_lag_counts_what_the_consumers_still_owe(nats_url: str) -> None:
+    topo = topology(PREFIX, partitions=2, consumers=1)
+    config = NatsConfig(servers=[nats_url], storage="memory")
+
+    async def body(driver: NatsDriver) -> tuple[int | None, int | None, int | None]:
+        observer = NatsDriver(config, DriverContext())  # as the coordinator: its own connection
+        await observer.connect()
+        try:
+            producer = await driver.producer(topo, 0)
+            msgs = keyed_messages(0)
+            await asyncio.gather(*(producer.send(m) for m in msgs))
+            await producer.close()
+            before = await observer.consumer_lag(topo)
+            received = Received()
+            consumer = await driver.consumer(topo, 0, received.callback(0))
+            await consumer.start()
+            try:
+                await received.wait_for(len(msgs))
+                deadline = time.monotonic() + 5
+                after = await observer.consumer_lag(topo)
+                while after and time.monotonic() < deadline:
+                    await asyncio.sleep(0.1)
+                    after = await observer.consumer_lag(topo)
+            finally:
+                await consumer.stop()
+            missing = await observer.consumer_lag(_no_stream_topology(PREFIX))
+            return before, after, missing
+        finally:
+            await observer.close()
+
+    (before, after, missing), _ = run(lambda: with_driver(NatsDriver, config, topo, body))
+    assert before == MESSAGES_PER_PRODUCER
+    assert after == 0
+    assert missing is None
+
+
+def test_consumer_lag_is_unknown_for_ordered_consumers(nats_url: str) -> None:
+    topo = topology(PREFIX, partitions=1, consumers=1)
+    config = NatsConfig(servers=[nats_url], consumer_type="ordered", ack_policy="none")
+
+    async def body(driver: NatsDriver) -> int | None:
+        return await driver.consumer_lag(topo)
+
+    lag, _ = run(lambda: with_driver(NatsDriver, config, topo, body))
+    assert lag is None
+
+
+@pytest.mark.parametrize("ack_policy", ["explicit", "all"])
+def test_pull_acks_leave_nothing_pending(nats_url: str, ack_policy: str) -> None:
+    """After every message was read, the broker holds none as unacknowledged: the acks sent
+    without waiting (explicit) or once per half batch and at stop (all) all arrived."""
+    topo = topology(PREFIX, partitions=1, consumers=1)
+    config = NatsConfig(servers=[nats_url], storage="memory", ack_policy=ack_policy, fetch_batch=64)
+
+    async def body(driver: NatsDriver) -> tuple[Received, int | None]:
+        producer = await driver.producer(topo, 0)
+        msgs = keyed_messages(0)
+        await asyncio.gather(*(producer.send(m) for m in msgs))
+        await producer.close()
+        received = Received()
+        consumer = await driver.consumer(topo, 0, received.callback(0))
+        await consumer.start()
+        try:
+            await received.wait_for(len(msgs))
+        finally:
+            await consumer.stop()
+        deadline = time.monotonic() + 5
+        lag = await driver.consumer_lag(topo)
+        while lag and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+            lag = await driver.consumer_lag(topo)
+        return received, lag
+
+    (received, lag), _ = run(lambda: with_driver(NatsDriver, config, topo, body))
+    assert received.by_id == Counter({(0, s): 1 for s in range(MESSAGES_PER_PRODUCER)})
+    assert lag == 0
+
+
+def test_msg_id_off_sends_the_event_id_as_a_header_and_stores_a_resend_twice(
+    nats_url: str,
+) -> None:
+    config = NatsConfig(servers=[nats_url], msg_id=False, storage="memory")
+    topo = topology(PREFIX, partitions=1, consumers=1)
+
+    async def body(driver: NatsDriver) -> tuple[Received, list[str]]:
+        received = Received()
+        ids: list[str] = []
+        producer = await driver.producer(topo, 0)
+        msg = keyed_messages(0)[0]
+        await producer.send(msg)
+        await producer.send(msg)
+        await producer.close()
+
+        def on_message(m: Any) -> None:
+            ids.append(m.event_id)
+            received.callback(0)(m)
+
+        consumer = await driver.consumer(topo, 0, on_message)
+        await consumer.start()
+        try:
+            await received.wait_for(2)
+        finally:
+            await consumer.stop()
+        assert ids == [msg.event_id, msg.event_id]
+        return received, ids
+
+    (received, _ids), _ = run(lambda: with_driver(NatsDriver, config, topo, body))
+    assert received.by_id == Counter({(0, 0): 2})
