@@ -54,6 +54,7 @@ from bench.drivers.base import (
     as_stream,
     load_driver,
 )
+from bench.engine.deadlines import SendDeadlines, SendExpired
 from bench.engine.eventstore import StoreWriters, check_store, unchecked_invariants
 from bench.engine.messages import (
     Control,
@@ -259,6 +260,7 @@ class Worker:
         self.on_orphaned = on_orphaned
         self.orphaned = False
         self.sends_bounded = False  # the target bounds its own sends: no timer per send
+        self.deadlines: SendDeadlines | None = None  # send_timeout, for every other target
         self.totals = _Totals()
         self.recorders = {kind: LatencyRecorder(kind) for kind in KINDS}
         self.loop_lag = LatencyRecorder("loop_lag")
@@ -359,6 +361,8 @@ class Worker:
         driver_cls = load_driver(spec.driver)
         driver = driver_cls(spec.driver_config, DriverContext(count_error=self.count_error))
         self.sends_bounded = isinstance(driver, BoundedSends) and driver.sends_are_bounded()
+        if not self.sends_bounded:
+            self.deadlines = SendDeadlines(spec.workload.send_timeout)
         consumers: list[Consumer] = []
         producers: list[Producer] = []
         try:
@@ -419,6 +423,8 @@ class Worker:
         ]
         if spec.faults:
             background.append(loop.create_task(self._act_out_faults(driver)))
+        if self.deadlines is not None:
+            background.append(loop.create_task(self.deadlines.watch()))
         slots = []
         projector: asyncio.Task[None] | None = None
         if self.store is not None:
@@ -562,17 +568,17 @@ class Worker:
         log_intended = self.ack_intended.append
         log_start = self.ack_start.append
         log_end = self.ack_end.append
-        log_fail_intended = self.fail_intended.append
-        log_fail_end = self.fail_end.append
-        window_start, window_end = self.window_start_ns, self.window_end_ns
+        window_end = self.window_end_ns
         backlog_end = window_end + self.spec.backlog_ns
         totals = self.totals
         closed_loop = schedule is None
         next_time = schedule.next if schedule is not None else (lambda: None)
         exact = self.spec.exact_pacing
-        # A send is bounded by workload.send_timeout (a timer per send), unless the target
-        # bounds its sends itself (the memory target, whose hot path is the harness's ceiling).
-        send_timeout_s = None if self.sends_bounded else self.spec.workload.send_timeout
+        # A send is bounded by workload.send_timeout (one watchdog for every send, see
+        # engine/deadlines.py), unless the target bounds its sends itself (the memory target).
+        deadlines = self.deadlines
+        task = asyncio.current_task()
+        assert task is not None
         since_yield = 0
         while not self.stopping:
             if closed_loop:
@@ -613,25 +619,22 @@ class Worker:
             if in_flight > self.in_flight_peak:
                 self.in_flight_peak = in_flight
             try:
-                if send_timeout_s is None:
+                if deadlines is None:
                     await send(msg)
                 else:
-                    async with asyncio.timeout(send_timeout_s):
-                        await send(msg)
+                    deadlines.begin(task, start)
+                    await send(msg)
+                    deadlines.end(task)
             except asyncio.CancelledError:
-                raise
+                if deadlines is None or not deadlines.expired(task):
+                    raise
+                expired = SendExpired(f"no ack within send_timeout ({deadlines.timeout_s:g}s)")
+                self._send_failed(acks, msg.seq, intended, start, expired)
+                continue
             except Exception as exc:
-                failed_at = monotonic_ns()
-                self.in_flight -= 1
-                acks[msg.seq] = ACK_FAILED
-                totals.failed += 1
-                log_fail_intended(intended)
-                log_fail_end(failed_at)
-                if len(self.fail_at) < FAILURES_KEPT:
-                    self.fail_at.append(failed_at)
-                if window_start <= start < window_end:
-                    totals.failed_in_window += 1
-                self.count_error(_error_kind(exc))
+                if deadlines is not None:
+                    deadlines.end(task)
+                self._send_failed(acks, msg.seq, intended, start, exc)
                 continue
             end = monotonic_ns()
             self.in_flight -= 1
@@ -643,6 +646,23 @@ class Worker:
             if since_yield >= YIELD_EVERY:
                 since_yield = 0
                 await asyncio.sleep(0)
+
+    def _send_failed(
+        self, acks: bytearray, seq: int, intended: int, start: int, exc: BaseException
+    ) -> None:
+        """A send failed (an error, or no ack within send_timeout): counted, never a success."""
+        failed_at = time.monotonic_ns()
+        self.in_flight -= 1
+        acks[seq] = ACK_FAILED
+        totals = self.totals
+        totals.failed += 1
+        self.fail_intended.append(intended)
+        self.fail_end.append(failed_at)
+        if len(self.fail_at) < FAILURES_KEPT:
+            self.fail_at.append(failed_at)
+        if self.window_start_ns <= start < self.window_end_ns:
+            totals.failed_in_window += 1
+        self.count_error(_error_kind(exc))
 
     def on_message(self, msg: Message) -> None:
         """Consumer callback (the other hot path): a timestamp and the audit."""

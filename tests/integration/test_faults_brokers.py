@@ -211,3 +211,48 @@ def test_a_nats_kill_table_counts_every_error_the_run_counted(tmp_path, private,
     kill_line = next(line for line in out.splitlines() if "kill 1.5s at 2s" in line)
     cells = [c.strip() for c in kill_line.split("│")[1:-1]]
     assert cells[FAULT_COLUMNS.index("errors")] == str(kill["errors"]), kill_line
+
+
+PAUSED = """
+[scenario]
+name = "paused-it"
+duration = "4s"
+warmup = "500ms"
+drain_timeout = "10s"
+
+[workload]
+rate = 200
+schedule = "constant"
+producers = 1
+consumers = 1
+partitions = 1
+send_timeout = "1s"
+
+[targets.t]
+driver = "nats"
+servers = ["{url}"]
+
+[[faults]]
+at = "1500ms"
+action = "pause"
+down_for = "2500ms"
+"""
+
+
+def test_sends_a_paused_broker_never_acknowledges_fail_at_send_timeout(tmp_path, private):
+    """The engine's one watchdog (engine/deadlines.py) bounds every send by send_timeout: a
+    publish the paused broker never answers fails as a timeout, at no less than 1 s."""
+    (tmp_path / "s.toml").write_text(PAUSED.format(url=private("nats")))
+    code = run_bench(["run", str(tmp_path / "s.toml"), "-o", str(tmp_path / "r"), "--no-report"])
+    assert code in (0, 1), code
+    summary = json.loads(next((tmp_path / "r").glob("*/*/summary.json")).read_text())
+    (pause,) = summary["faults"]
+    assert pause["status"] == "done", pause
+    timeouts = summary["errors"]["by_kind"].get("timeout", 0)
+    # 2.5 s paused at 200/s, less the last second's sends that were acknowledged on resume.
+    assert timeouts >= 100, summary["errors"]
+    assert summary["audit"]["failed"] == timeouts
+    # A failed send counts in response latency at no less than send_timeout.
+    assert summary["latency_us"]["response"]["max"] >= 1_000_000
+    # And nothing failed is shown as delivered-and-acknowledged success.
+    assert summary["audit"]["acked"] + summary["audit"]["failed"] == summary["audit"]["sent"]
