@@ -45,3 +45,42 @@ def test_split_roles_deliver_everything_exactly_once_in_order(tmp_path: Path, na
     # e2e latency is measured across processes on the shared monotonic clock.
     assert summary["latency_us"]["e2e"]["count"] > 1000
     assert 0 < summary["latency_us"]["e2e"]["p50"] < 1_000_000
+
+
+def test_the_drain_goes_on_while_the_broker_still_holds_messages(tmp_path: Path, nats_url):
+    """Deliveries went quiet with messages missing: the coordinator asks the broker, from its
+    own connection, and keeps draining while the consumers' lag is above 0."""
+    import asyncio
+
+    from bench.drivers.base import DriverContext, Message, as_stream, load_driver
+    from bench.engine.target import SharedTarget
+
+    point = _point({"driver": "nats", "servers": [nats_url]})
+    runner = PointRunner(point, "lag", tmp_path / "p", stop_requested=lambda: False)
+    topology = runner._topology()
+    runner.shared = SharedTarget(point, topology)
+
+    async def publish(n: int) -> None:
+        driver = as_stream(load_driver("nats")(point.driver_config, DriverContext()))
+        await driver.connect()
+        try:
+            producer = await driver.producer(topology, 0)
+            for seq in range(n):
+                key = f"order-{seq % 5}"
+                await producer.send(
+                    Message(key, b"{}", "OrderPlaced", f"id-{seq}", "c", 0, seq, seq // 5 + 1, 0)
+                )
+            await producer.close()
+        finally:
+            await driver.close()
+
+    asyncio.run(runner.shared.prepare(runner.store_check))
+    try:
+        asyncio.run(publish(40))  # stored, and no consumer has read them
+        assert runner._broker_still_holds(40) is True
+        assert runner.drain["broker_lag"] == {"missing": 40, "held": 40}
+        assert runner.drain["extended_for_lag"] == 1
+    finally:
+        asyncio.run(runner.shared.cleanup())
+    # A broker with nothing left (the stream is gone: it cannot tell) ends the drain.
+    assert runner._broker_still_holds(40) is False
