@@ -1,12 +1,19 @@
-"""Raw aiokafka throughput baseline: what the client library alone does on this machine.
+"""The fastest plain aiokafka loops on this machine: the reference for the Kafka driver.
 
-This owns nothing in the harness. It is the yardstick for the Kafka driver: a closed loop of
-``--in-flight`` concurrent keyed sends of ``--size``-byte values, each awaiting its broker ack,
-with one consumer in a group reading them back. It prints the producer's acked msgs/s and the
-end-to-end msgs/s (until the consumer has seen every message). Every client setting that the
-driver sets is a flag here, with the driver's defaults, so the two can be matched exactly.
+One topic ``<name>`` of ``--partitions`` partitions; a keyed record goes to partition
+``crc32(key) % partitions``, passed to ``send()`` so that aiokafka's pure-Python murmur2 does
+not run per record (a plain loop that knows its partitions would do the same).
 
-    .venv/bin/python benchmarks/raw_kafka.py --messages 100000 --in-flight 256
+- ``publish``: ``send()`` futures with a window of ``--in-flight`` unacknowledged records
+  (acks all, linger 0, batches of up to 16 KiB: the harness's Kafka scenario); only the oldest
+  future is awaited, and only when the window is full. The rate is acknowledged records / time
+  to the last ack.
+- ``consume``: fills the topic with the publish loop, then one consumer (no group: assigned
+  every partition, from the beginning) reads it back with ``getmany``.
+- ``pubsub``: the same consumer (from the end) runs while the publish loop produces, in one
+  process.
+
+    .venv/bin/python benchmarks/raw_kafka.py publish --seconds 5
 """
 
 from __future__ import annotations
@@ -14,167 +21,138 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import time
+from collections import deque
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError, UnknownTopicOrPartitionError
+from aiokafka.errors import KafkaError
+from rawloop import Meter, Result, keys, parser, partition_of, run
+
+BOOTSTRAP = "127.0.0.1:9092"
 
 
-def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--bootstrap", default=os.environ.get("BENCH_KAFKA_BOOTSTRAP", "127.0.0.1:9092"))
-    p.add_argument("--topic", default=f"raw-bench-{os.getpid()}")
-    p.add_argument("--partitions", type=int, default=8)
-    p.add_argument("--messages", type=int, default=100_000)
-    p.add_argument("--size", type=int, default=1024, help="value bytes")
-    p.add_argument("--keys", type=int, default=1000, help="distinct keys (aggregates)")
-    p.add_argument("--in-flight", type=int, default=256, help="concurrent awaited sends")
-    p.add_argument(
-        "--producers", type=int, default=1, help="AIOKafkaProducer instances the sends share"
-    )
-    p.add_argument("--acks", default="all", choices=["0", "1", "all"])
-    p.add_argument("--idempotence", action="store_true")
-    p.add_argument("--linger-ms", type=int, default=0)
-    p.add_argument("--max-batch-bytes", type=int, default=16384)
-    p.add_argument("--compression", default="none")
-    p.add_argument("--fetch-max-wait-ms", type=int, default=10)
-    p.add_argument("--fetch-min-bytes", type=int, default=1)
-    p.add_argument("--max-poll-records", type=int, default=500)
-    p.add_argument("--no-consumer", action="store_true", help="measure the producer only")
-    p.add_argument("--timeout", type=float, default=300.0, help="give up after this many s")
-    return p.parse_args()
-
-
-async def recreate_topic(admin: AIOKafkaAdminClient, topic: str, partitions: int) -> None:
-    with contextlib.suppress(UnknownTopicOrPartitionError):
-        await admin.delete_topics([topic])
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            await admin.create_topics([NewTopic(topic, partitions, 1)])
-            return
-        except TopicAlreadyExistsError:
-            # Deletion is asynchronous on Apache Kafka; retry until it has finished.
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.2)
-
-
-async def consume(
-    consumer: AIOKafkaConsumer, expected: int, max_records: int, done: asyncio.Future[float]
-) -> None:
-    while consumed[0] < expected:
-        batches = await consumer.getmany(timeout_ms=200, max_records=max_records)
-        consumed[0] += sum(len(records) for records in batches.values())
-    done.set_result(time.perf_counter())
-
-
-# How many records the consumer has seen, kept outside the task so a timeout can report it.
-consumed = [0]
-
-
-async def run(args: argparse.Namespace) -> None:
-    acks: int | str = args.acks if args.acks == "all" else int(args.acks)
-    compression = None if args.compression == "none" else args.compression
-    admin = AIOKafkaAdminClient(bootstrap_servers=args.bootstrap)
-    await admin.start()
-    await recreate_topic(admin, args.topic, args.partitions)
-
-    producers = [
-        AIOKafkaProducer(
-            bootstrap_servers=args.bootstrap,
-            acks=acks,
-            enable_idempotence=args.idempotence,
-            linger_ms=args.linger_ms,
-            max_batch_size=args.max_batch_bytes,
-            compression_type=compression,
-        )
-        for _ in range(args.producers)
-    ]
-    consumer = AIOKafkaConsumer(
-        args.topic,
-        bootstrap_servers=args.bootstrap,
-        group_id=f"{args.topic}-g",
-        auto_offset_reset="earliest",
-        fetch_max_wait_ms=args.fetch_max_wait_ms,
-        fetch_min_bytes=args.fetch_min_bytes,
-        max_poll_records=args.max_poll_records,
-    )
-    consumer_task: asyncio.Task[None] | None = None
-    try:
-        for producer in producers:
-            await producer.start()
-        loop = asyncio.get_running_loop()
-        consumed_at: asyncio.Future[float] = loop.create_future()
-        if not args.no_consumer:
-            await consumer.start()
-            # Wait for the assignment so the consumer's join is not part of the measurement.
-            while not consumer.assignment():
-                await asyncio.sleep(0.05)
-            for tp in consumer.assignment():
-                await consumer.position(TopicPartition(tp.topic, tp.partition))
-            consumer_task = asyncio.create_task(
-                consume(consumer, args.messages, args.max_poll_records, consumed_at)
-            )
-
-        value = os.urandom(args.size)
-        keys = [f"agg-{i}".encode() for i in range(args.keys)]
-        next_index = 0
-
-        async def sender(worker: int) -> None:
-            nonlocal next_index
-            producer = producers[worker % len(producers)]
-            while next_index < args.messages:
-                i = next_index
-                next_index += 1
-                ack = await producer.send(args.topic, value, key=keys[i % len(keys)])
-                await ack
-
-        started = time.perf_counter()
-        await asyncio.wait_for(
-            asyncio.gather(*(sender(w) for w in range(args.in_flight))), args.timeout
-        )
-        acked_at = time.perf_counter()
-        produce_rate = args.messages / (acked_at - started)
-        print(
-            f"produce: {args.messages} msgs of {args.size} B in {acked_at - started:.2f}s "
-            f"= {produce_rate:,.0f} msgs/s acked "
-            f"(in-flight {args.in_flight}, producers {args.producers}, acks {args.acks}, "
-            f"linger {args.linger_ms}ms, batch {args.max_batch_bytes}B, "
-            f"compression {args.compression})"
-        )
-        if consumer_task is not None:
+async def publish(producer: AIOKafkaProducer, args: argparse.Namespace) -> tuple[int, int, float]:
+    """Produce until --seconds or --messages; the count acknowledged, the errors, and the
+    time of the last ack."""
+    value = b"x" * args.size
+    table = [(k, partition_of(k, args.partitions)) for k in keys(args.keys)]
+    nkeys = len(table)
+    topic = args.name
+    window = args.in_flight
+    pending: deque[asyncio.Future[object]] = deque()
+    send = producer.send
+    now = time.perf_counter
+    stop = now() + args.seconds
+    limit = args.messages
+    n = errors = 0
+    while n < limit and ((n & 63) or now() < stop):
+        key, partition = table[n % nkeys]
+        pending.append(await send(topic, value, key=key, partition=partition))
+        n += 1
+        if len(pending) >= window:
             try:
-                end = await asyncio.wait_for(consumed_at, args.timeout)
-            except TimeoutError:
-                raise SystemExit(
-                    f"end-to-end: only {consumed[0]} of {args.messages} consumed "
-                    f"within {args.timeout}s"
-                ) from None
-            print(
-                f"end-to-end: all {args.messages} consumed after {end - started:.2f}s "
-                f"= {args.messages / (end - started):,.0f} msgs/s "
-                f"(fetch_max_wait {args.fetch_max_wait_ms}ms)"
+                await pending.popleft()
+            except KafkaError:
+                errors += 1
+    for future in pending:
+        try:
+            await future
+        except KafkaError:
+            errors += 1
+    return n - errors, errors, now()
+
+
+def consumer(args: argparse.Namespace) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(
+        bootstrap_servers=BOOTSTRAP,
+        enable_auto_commit=False,
+        fetch_max_wait_ms=args.fetch_max_wait_ms,
+        max_partition_fetch_bytes=args.max_partition_fetch_bytes,
+    )
+
+
+async def read(
+    c: AIOKafkaConsumer, args: argparse.Namespace, counter: list[float], target: list[int]
+) -> None:
+    """getmany until the count reaches target[0]; counter = [received, time of the last]."""
+    while counter[0] < target[0]:
+        batches = await c.getmany(timeout_ms=200, max_records=args.max_records)
+        if batches:
+            counter[0] += sum(len(records) for records in batches.values())
+            counter[1] = time.perf_counter()
+
+
+async def main(args: argparse.Namespace) -> Result:
+    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+    await admin.start()
+    producer = AIOKafkaProducer(
+        bootstrap_servers=BOOTSTRAP,
+        acks="all",
+        linger_ms=args.linger_ms,
+        max_batch_size=args.max_batch_bytes,
+        enable_idempotence=False,
+    )
+    c = consumer(args)
+    partitions = [TopicPartition(args.name, p) for p in range(args.partitions)]
+    try:
+        await admin.create_topics([NewTopic(args.name, args.partitions, 1)])
+        await producer.start()
+        # Metadata and a first batch per partition, outside the timed phase.
+        for p in range(args.partitions):
+            await (await producer.send(args.name, b"w", partition=p))
+        await c.start()
+        c.assign(partitions)
+        notes = {"fetch_max_wait_ms": args.fetch_max_wait_ms, "max_records": args.max_records}
+        if args.mode == "publish":
+            meter = Meter()
+            sent, errors, end = await publish(producer, args)
+            return meter.result("kafka", "publish", sent, end, errors=errors)
+        if args.mode == "consume":
+            sent, errors, _ = await publish(producer, args)
+            await c.seek_to_beginning(*partitions)
+            counter: list[float] = [0, 0.0]
+            # The warm-up records count as read, not as measured.
+            target = [sent + args.partitions]
+            meter = Meter()
+            await asyncio.wait_for(read(c, args, counter, target), args.timeout)
+            return meter.result(
+                "kafka",
+                "consume",
+                int(counter[0]) - args.partitions,
+                counter[1],
+                errors=errors,
+                notes=notes,
             )
+        await c.seek_to_end(*partitions)
+        for tp in partitions:
+            await c.position(tp)
+        counter = [0, 0.0]
+        target = [args.messages]
+        meter = Meter()
+        reader = asyncio.create_task(read(c, args, counter, target))
+        sent, errors, _ = await publish(producer, args)
+        target[0] = sent
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(reader, args.timeout)
+        got = int(counter[0])
+        return meter.result(
+            "kafka", "pubsub", got, counter[1], errors=errors + sent - got, notes=notes
+        )
     finally:
-        if consumer_task is not None:
-            consumer_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await consumer_task
-        for producer in producers:
-            await producer.stop()
-        await consumer.stop()
-        # Tansu's memory storage keeps every record: free it for the next run.
+        await producer.stop()
+        await c.stop()
+        # Tansu's memory storage keeps every record: drop them with the topic.
         with contextlib.suppress(Exception):
-            await admin.delete_topics([args.topic])
+            await admin.delete_topics([args.name])
         await admin.close()
 
 
-def main() -> None:
-    asyncio.run(run(parse_args()))
-
-
 if __name__ == "__main__":
-    main()
+    p = parser("kafka", __doc__)
+    p.add_argument("--linger-ms", type=int, default=0)
+    p.add_argument("--max-batch-bytes", type=int, default=16384)
+    p.add_argument("--fetch-max-wait-ms", type=int, default=10)
+    p.add_argument("--max-partition-fetch-bytes", type=int, default=1024 * 1024)
+    p.add_argument("--max-records", type=int, default=None)
+    run(p.parse_args(), main)

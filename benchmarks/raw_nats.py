@@ -1,15 +1,17 @@
-"""Raw nats-py JetStream throughput baseline: what the client library alone does on this machine.
+"""The fastest plain nats-py JetStream loops on this machine: the reference for the NATS driver.
 
-This owns nothing in the harness. It is the yardstick for the NATS driver: a closed loop of
-``--in-flight`` concurrent keyed publishes of ``--size``-byte payloads to
-``<stream>.<crc32(key) % partitions>``, each awaiting its PubAck, with one client reading every
-partition's pull consumer (fetch ``--fetch-batch``, explicit ack). ``--publish pipelined`` uses
-``publish_async`` with a pending window of ``--in-flight`` (the driver's default mode);
-``--publish sync`` uses request/reply ``js.publish`` from ``--in-flight`` coroutines (the
-driver's sync mode is this with ``--in-flight 1`` per producer). It prints the acked publish
-msgs/s and the end-to-end msgs/s. The flags default to the driver's defaults.
+One stream ``<name>`` (file storage) with subjects ``<name>.<partition>``; a key goes to
+partition ``crc32(key) % partitions``.
 
-    .venv/bin/python benchmarks/raw_nats.py --messages 100000 --in-flight 256
+- ``publish``: ``js.publish_async`` with ``publish_async_max_pending = --in-flight``; the loop
+  never awaits an ack itself (the library's pending window stalls it when full), then waits
+  for ``publish_async_completed()``. The rate is confirmed messages / time to the last ack.
+- ``consume``: fills the stream with the publish loop, then one pull consumer per partition,
+  ``fetch(--fetch-batch)`` in a loop, acknowledged with ``--ack``: ``all`` (ack policy all, the
+  last message of each batch acknowledged), ``explicit`` (every message) or ``none``.
+- ``pubsub``: the consumers run while the publish loop publishes, in one process.
+
+    .venv/bin/python benchmarks/raw_nats.py publish --seconds 5
 """
 
 from __future__ import annotations
@@ -17,140 +19,135 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import time
-import uuid
-import zlib
 
 import nats
 import nats.errors
 import nats.js.errors
 from nats.js import JetStreamContext, api
+from rawloop import Meter, Result, keys, parser, partition_of, run
 
 
-def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--server", default=os.environ.get("BENCH_NATS_URL", "nats://127.0.0.1:4222"))
-    p.add_argument("--stream", default=f"raw-bench-{os.getpid()}")
-    p.add_argument("--partitions", type=int, default=4)
-    p.add_argument("--storage", default="file", choices=["file", "memory"])
-    p.add_argument("--messages", type=int, default=100_000)
-    p.add_argument("--size", type=int, default=1024, help="payload bytes")
-    p.add_argument("--keys", type=int, default=1000, help="distinct keys (aggregates)")
-    p.add_argument("--in-flight", type=int, default=256, help="concurrent awaited publishes")
-    p.add_argument("--publish", default="pipelined", choices=["pipelined", "sync"])
-    p.add_argument(
-        "--dedup",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="send Nats-Msg-Id (the driver always does)",
+async def publish(js: JetStreamContext, args: argparse.Namespace) -> tuple[int, int, float, float]:
+    """Publish until --seconds or --messages; the count confirmed, the errors, and the
+    start and end (last ack) times."""
+    payload = b"x" * args.size
+    subjects = [f"{args.name}.{partition_of(k, args.partitions)}" for k in keys(args.keys)]
+    nkeys = len(subjects)
+    futures = []
+    append = futures.append
+    publish_async = js.publish_async
+    now = time.perf_counter
+    started = now()
+    stop = started + args.seconds
+    limit = args.messages
+    n = 0
+    while n < limit and ((n & 63) or now() < stop):
+        append(await publish_async(subjects[n % nkeys], payload))
+        n += 1
+    await asyncio.wait_for(js.publish_async_completed(), args.timeout)
+    end = now()
+    errors = sum(1 for f in futures if f.exception() is not None)
+    return n - errors, errors, started, end
+
+
+async def consumers(
+    js: JetStreamContext, args: argparse.Namespace
+) -> list[JetStreamContext.PullSubscription]:
+    policy = {"all": api.AckPolicy.ALL, "explicit": api.AckPolicy.EXPLICIT}.get(
+        args.ack, api.AckPolicy.NONE
     )
-    p.add_argument("--fetch-batch", type=int, default=256)
-    p.add_argument("--no-consumer", action="store_true", help="measure the publisher only")
-    p.add_argument("--timeout", type=float, default=300.0, help="give up after this many s")
-    return p.parse_args()
+    subs = []
+    for p in range(args.partitions):
+        name = f"raw-p{p}"
+        await js.add_consumer(
+            args.name,
+            config=api.ConsumerConfig(
+                durable_name=name,
+                filter_subject=f"{args.name}.{p}",
+                ack_policy=policy,
+                deliver_policy=api.DeliverPolicy.ALL,
+                max_ack_pending=-1 if policy == api.AckPolicy.NONE else 8192,
+            ),
+        )
+        subs.append(await js.pull_subscribe_bind(consumer=name, stream=args.name))
+    return subs
 
 
 async def pull(
-    psub: JetStreamContext.PullSubscription, batch: int, counter: list[int], stop: asyncio.Event
+    psub: JetStreamContext.PullSubscription,
+    args: argparse.Namespace,
+    counter: list[float],
+    target: list[int],
 ) -> None:
-    while not stop.is_set():
+    """Fetch and acknowledge until the shared count reaches target[0] (which pubsub raises
+    once it knows how many were confirmed); counter = [received, time of the last one]."""
+    ack = args.ack
+    while counter[0] < target[0]:
         try:
-            msgs = await psub.fetch(batch, timeout=1.0)
+            msgs = await psub.fetch(args.fetch_batch, timeout=0.5)
         except (TimeoutError, nats.errors.TimeoutError):
             continue
-        for msg in msgs:
-            await msg.ack()
+        if ack == "explicit":
+            for msg in msgs:
+                await msg.ack()
+        elif ack == "all":
+            await msgs[-1].ack()
         counter[0] += len(msgs)
+        counter[1] = time.perf_counter()
 
 
-async def run(args: argparse.Namespace) -> None:
-    nc = await nats.connect(args.server, connect_timeout=10, max_reconnect_attempts=1)
+async def main(args: argparse.Namespace) -> Result:
+    nc = await nats.connect("nats://127.0.0.1:4222", connect_timeout=10, max_reconnect_attempts=0)
     js = nc.jetstream(timeout=10, publish_async_max_pending=args.in_flight)
-    tasks: list[asyncio.Task[None]] = []
-    stop = asyncio.Event()
     try:
         with contextlib.suppress(nats.js.errors.NotFoundError):
-            await js.delete_stream(args.stream)
+            await js.delete_stream(args.name)
         await js.add_stream(
-            name=args.stream,
-            subjects=[f"{args.stream}.>"],
-            storage=api.StorageType(args.storage),
-            duplicate_window=120.0,
+            name=args.name, subjects=[f"{args.name}.>"], storage=api.StorageType.FILE
         )
-        counter = [0]
-        if not args.no_consumer:
-            for p in range(args.partitions):
-                name = f"raw-p{p}"
-                await js.add_consumer(
-                    args.stream,
-                    config=api.ConsumerConfig(
-                        durable_name=name,
-                        filter_subject=f"{args.stream}.{p}",
-                        ack_policy=api.AckPolicy.EXPLICIT,
-                        max_ack_pending=4096,
-                    ),
-                )
-                psub = await js.pull_subscribe_bind(consumer=name, stream=args.stream)
-                tasks.append(asyncio.create_task(pull(psub, args.fetch_batch, counter, stop)))
-
-        payload = os.urandom(args.size)
-        subjects = [
-            f"{args.stream}.{zlib.crc32(f'agg-{k}'.encode()) % args.partitions}"
-            for k in range(args.keys)
-        ]
-        next_index = 0
-
-        async def sender() -> None:
-            nonlocal next_index
-            while next_index < args.messages:
-                i = next_index
-                next_index += 1
-                headers = {"eb-key": f"agg-{i % args.keys}"}
-                if args.dedup:
-                    headers["Nats-Msg-Id"] = uuid.uuid4().hex
-                subject = subjects[i % args.keys]
-                if args.publish == "sync":
-                    await js.publish(subject, payload, headers=headers)
-                else:
-                    ack = await js.publish_async(subject, payload, headers=headers)
-                    await asyncio.wait_for(ack, 10)
-
-        started = time.perf_counter()
-        await asyncio.wait_for(
-            asyncio.gather(*(sender() for _ in range(args.in_flight))), args.timeout
-        )
-        acked_at = time.perf_counter()
-        print(
-            f"publish: {args.messages} msgs of {args.size} B in {acked_at - started:.2f}s "
-            f"= {args.messages / (acked_at - started):,.0f} msgs/s acked "
-            f"(in-flight {args.in_flight}, {args.publish}, partitions {args.partitions}, "
-            f"storage {args.storage}, dedup {args.dedup})"
-        )
-        if not args.no_consumer:
-            deadline = started + args.timeout
-            while counter[0] < args.messages and time.perf_counter() < deadline:
-                await asyncio.sleep(0.005)
-            end = time.perf_counter()
-            print(
-                f"end-to-end: {counter[0]} of {args.messages} consumed after {end - started:.2f}s "
-                f"= {counter[0] / (end - started):,.0f} msgs/s (fetch batch {args.fetch_batch})"
+        await js.publish(f"{args.name}.warmup", b"w")
+        if args.mode == "publish":
+            meter = Meter()
+            sent, errors, _, end = await publish(js, args)
+            return meter.result("nats", "publish", sent, end, errors=errors)
+        if args.mode == "consume":
+            sent, errors, _, _ = await publish(js, args)
+            subs = await consumers(js, args)
+            counter: list[float] = [0, 0.0]
+            meter = Meter()
+            await asyncio.wait_for(
+                asyncio.gather(*(pull(s, args, counter, [sent]) for s in subs)), args.timeout
             )
-    finally:
-        stop.set()
+            return meter.result(
+                "nats", "consume", int(counter[0]), counter[1], errors=errors, notes=_notes(args)
+            )
+        subs = await consumers(js, args)
+        counter = [0, 0.0]
+        target = [args.messages]
+        meter = Meter()
+        tasks = [asyncio.create_task(pull(s, args, counter, target)) for s in subs]
+        sent, errors, _, _ = await publish(js, args)
+        target[0] = sent
+        await asyncio.wait(tasks, timeout=args.timeout)
         for task in tasks:
             task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        got = int(counter[0])
+        return meter.result(
+            "nats", "pubsub", got, counter[1], errors=errors + sent - got, notes=_notes(args)
+        )
+    finally:
         with contextlib.suppress(Exception):
-            await js.delete_stream(args.stream)
+            await js.delete_stream(args.name)
         await nc.close()
 
 
-def main() -> None:
-    asyncio.run(run(parse_args()))
+def _notes(args: argparse.Namespace) -> dict[str, object]:
+    return {"ack": args.ack, "fetch_batch": args.fetch_batch}
 
 
 if __name__ == "__main__":
-    main()
+    p = parser("nats", __doc__)
+    p.add_argument("--ack", choices=["all", "explicit", "none"], default="all")
+    p.add_argument("--fetch-batch", type=int, default=256)
+    run(p.parse_args(), main)

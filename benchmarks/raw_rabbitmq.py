@@ -1,14 +1,18 @@
-"""Raw aio-pika throughput baseline: what the client library alone does on this machine.
+"""The fastest plain aio-pika loops on this machine: the reference for the RabbitMQ driver.
 
-This owns nothing in the harness. It is the yardstick for the RabbitMQ driver: a closed loop of
-``--in-flight`` concurrent keyed publishes of ``--size``-byte bodies (each awaiting its
-publisher confirm when ``--confirms`` is on, as the driver's ``send()`` does), routed by key
-hash to ``--queues`` queues behind a direct exchange, with one consumer (QoS ``--prefetch``,
-manual acks) reading every queue. It prints the acked publish msgs/s and the end-to-end msgs/s
-(until the consumer has seen every message). The flags default to the driver's defaults:
-durable queues, persistent messages, confirms on, prefetch 256, manual ack.
+``--partitions`` durable classic queues ``<name>.<partition>`` behind the default exchange; a
+key goes to queue ``crc32(key) % partitions``. Messages are persistent.
 
-    .venv/bin/python benchmarks/raw_rabbitmq.py --messages 100000 --in-flight 64
+- ``publish``: a channel with publisher confirms and ``--in-flight`` coroutines, each
+  publishing and awaiting its own confirm in a loop, so that the window of unconfirmed
+  messages stays full without a task per message. The rate is confirmed messages / time to
+  the last confirm.
+- ``consume``: fills the queues with the publish loop, then one channel (QoS
+  ``--prefetch``) consumes every queue with manual acks, one ``multiple`` ack per
+  ``--ack-every`` messages (``--ack-every 1`` acks each message).
+- ``pubsub``: the consumer runs while the publish loop publishes, in one process.
+
+    .venv/bin/python benchmarks/raw_rabbitmq.py publish --seconds 5
 """
 
 from __future__ import annotations
@@ -16,132 +20,123 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import time
-import zlib
 
 import aio_pika
 import aio_pika.abc
+from rawloop import Meter, Result, keys, parser, partition_of, run
+
+URL = "amqp://guest:guest@127.0.0.1:5672/"
 
 
-def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument(
-        "--url", default=os.environ.get("BENCH_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
+async def publish(
+    channel: aio_pika.abc.AbstractChannel, args: argparse.Namespace
+) -> tuple[int, int, float]:
+    """Publish until --seconds or --messages; the count confirmed, the errors, and the time
+    of the last confirm."""
+    body = b"x" * args.size
+    routes = [f"{args.name}.{partition_of(k, args.partitions)}" for k in keys(args.keys)]
+    nkeys = len(routes)
+    exchange = channel.default_exchange
+    persistent = aio_pika.DeliveryMode.PERSISTENT
+    message = aio_pika.Message
+    now = time.perf_counter
+    stop = now() + args.seconds
+    limit = args.messages
+    state = [0, 0]  # issued, errors
+
+    async def sender() -> None:
+        while state[0] < limit and now() < stop:
+            i = state[0]
+            state[0] = i + 1
+            try:
+                await exchange.publish(message(body, delivery_mode=persistent), routes[i % nkeys])
+            except aio_pika.exceptions.AMQPError:
+                state[1] += 1
+
+    await asyncio.wait_for(
+        asyncio.gather(*(sender() for _ in range(args.in_flight))), args.seconds + args.timeout
     )
-    p.add_argument("--name", default=f"raw-bench-{os.getpid()}", help="exchange/queue prefix")
-    p.add_argument("--queues", type=int, default=4)
-    p.add_argument("--queue-type", default="classic", choices=["classic", "quorum", "stream"])
-    p.add_argument("--messages", type=int, default=100_000)
-    p.add_argument("--size", type=int, default=1024, help="body bytes")
-    p.add_argument("--keys", type=int, default=1000, help="distinct keys (aggregates)")
-    p.add_argument(
-        "--in-flight", type=int, default=64, help="concurrent publishes (the confirm window)"
-    )
-    p.add_argument("--channels", type=int, default=1, help="publishing channels the sends share")
-    p.add_argument("--confirms", action=argparse.BooleanOptionalAction, default=True)
-    p.add_argument("--persistent", action=argparse.BooleanOptionalAction, default=True)
-    p.add_argument("--prefetch", type=int, default=256)
-    p.add_argument("--no-consumer", action="store_true", help="measure the publisher only")
-    p.add_argument("--timeout", type=float, default=300.0, help="give up after this many s")
-    return p.parse_args()
+    return state[0] - state[1], state[1], now()
 
 
-async def run(args: argparse.Namespace) -> None:
-    connection = await aio_pika.connect(args.url, timeout=10)
-    consumer_channel: aio_pika.abc.AbstractChannel | None = None
-    queue_names = [f"{args.name}.{i}" for i in range(args.queues)]
+async def consume(
+    channel: aio_pika.abc.AbstractChannel,
+    args: argparse.Namespace,
+    counter: list[float],
+    target: list[int],
+    done: asyncio.Event,
+) -> None:
+    """Consume every queue; counter = [received, time of the last]; done is set when the
+    count reaches target[0] (which pubsub lowers once it knows how many were confirmed)."""
+    every = args.ack_every
+
+    async def on_message(msg: aio_pika.abc.AbstractIncomingMessage) -> None:
+        n = counter[0] + 1
+        counter[0] = n
+        counter[1] = time.perf_counter()
+        if n % every == 0:
+            await msg.ack(multiple=every > 1)
+        if n >= target[0]:
+            done.set()
+
+    await channel.set_qos(prefetch_count=args.prefetch)
+    for p in range(args.partitions):
+        queue = await channel.get_queue(f"{args.name}.{p}", ensure=False)
+        await queue.consume(on_message)
+
+
+async def main(args: argparse.Namespace) -> Result:
+    connection = await aio_pika.connect(URL, timeout=10)
+    queues = [f"{args.name}.{p}" for p in range(args.partitions)]
+    notes = {"prefetch": args.prefetch, "ack_every": args.ack_every}
+    reader = await connection.channel()
     try:
-        admin = await connection.channel()
-        exchange = await admin.declare_exchange(
-            args.name, aio_pika.ExchangeType.DIRECT, durable=True
-        )
-        for name in queue_names:
-            await admin.queue_delete(name)
-            queue = await admin.declare_queue(
-                name, durable=True, arguments={"x-queue-type": args.queue_type}
+        setup = await connection.channel()
+        for name in queues:
+            await setup.declare_queue(name, durable=True)
+        publisher = await connection.channel(publisher_confirms=True)
+        await publisher.default_exchange.publish(aio_pika.Message(b"w"), "eb-raw-none")
+        counter: list[float] = [0, 0.0]
+        done = asyncio.Event()
+        if args.mode == "publish":
+            meter = Meter()
+            sent, errors, end = await publish(publisher, args)
+            return meter.result("rabbitmq", "publish", sent, end, errors=errors)
+        if args.mode == "consume":
+            sent, errors, _ = await publish(publisher, args)
+            meter = Meter()
+            await consume(reader, args, counter, [sent], done)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), args.timeout)
+            return meter.result(
+                "rabbitmq", "consume", int(counter[0]), counter[1], errors=errors, notes=notes
             )
-            await queue.bind(exchange, routing_key=name)
-
-        seen = 0
-        loop = asyncio.get_running_loop()
-        consumed_at: asyncio.Future[float] = loop.create_future()
-
-        async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
-            nonlocal seen
-            await message.ack()
-            seen += 1
-            if seen == args.messages and not consumed_at.done():
-                consumed_at.set_result(time.perf_counter())
-
-        if not args.no_consumer:
-            consumer_channel = await connection.channel()
-            await consumer_channel.set_qos(prefetch_count=args.prefetch)
-            offset = {"x-stream-offset": "first"} if args.queue_type == "stream" else None
-            for name in queue_names:
-                queue = await consumer_channel.get_queue(name)
-                await queue.consume(on_message, arguments=offset)
-
-        channels = [
-            await connection.channel(publisher_confirms=args.confirms) for _ in range(args.channels)
-        ]
-        exchanges = [await ch.get_exchange(args.name) for ch in channels]
-        body = os.urandom(args.size)
-        routing = [
-            queue_names[zlib.crc32(f"agg-{k}".encode()) % args.queues] for k in range(args.keys)
-        ]
-        mode = (
-            aio_pika.DeliveryMode.PERSISTENT
-            if args.persistent
-            else aio_pika.DeliveryMode.NOT_PERSISTENT
+        target = [args.messages]
+        meter = Meter()
+        await consume(reader, args, counter, target, done)
+        sent, errors, _ = await publish(publisher, args)
+        target[0] = sent
+        if counter[0] >= sent:
+            done.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(done.wait(), args.timeout)
+        got = int(counter[0])
+        return meter.result(
+            "rabbitmq", "pubsub", got, counter[1], errors=errors + sent - got, notes=notes
         )
-        next_index = 0
-
-        async def sender(worker: int) -> None:
-            nonlocal next_index
-            target = exchanges[worker % len(exchanges)]
-            while next_index < args.messages:
-                i = next_index
-                next_index += 1
-                key = f"agg-{i % args.keys}"
-                await target.publish(
-                    aio_pika.Message(body, headers={"eb-key": key}, delivery_mode=mode),
-                    routing[i % args.keys],
-                )
-
-        started = time.perf_counter()
-        await asyncio.wait_for(
-            asyncio.gather(*(sender(w) for w in range(args.in_flight))), args.timeout
-        )
-        acked_at = time.perf_counter()
-        print(
-            f"publish: {args.messages} msgs of {args.size} B in {acked_at - started:.2f}s "
-            f"= {args.messages / (acked_at - started):,.0f} msgs/s "
-            f"{'confirmed' if args.confirms else 'written (no confirms)'} "
-            f"(in-flight {args.in_flight}, channels {args.channels}, queues {args.queues} "
-            f"{args.queue_type}, persistent {args.persistent})"
-        )
-        if not args.no_consumer:
-            end = await asyncio.wait_for(consumed_at, args.timeout)
-            print(
-                f"end-to-end: all {args.messages} consumed after {end - started:.2f}s "
-                f"= {args.messages / (end - started):,.0f} msgs/s (prefetch {args.prefetch})"
-            )
     finally:
-        # Stop consuming first, so deleting the queues does not cancel live consumers.
-        if consumer_channel is not None:
-            await consumer_channel.close()
+        # Stop consuming first, so deleting the queues does not cancel a live consumer.
+        await reader.close()
         with contextlib.suppress(Exception):
             cleanup = await connection.channel()
-            for name in queue_names:
+            for name in queues:
                 await cleanup.queue_delete(name)
-            await cleanup.exchange_delete(args.name)
         await connection.close()
 
 
-def main() -> None:
-    asyncio.run(run(parse_args()))
-
-
 if __name__ == "__main__":
-    main()
+    p = parser("rabbitmq", __doc__)
+    p.add_argument("--prefetch", type=int, default=256)
+    p.add_argument("--ack-every", type=int, default=64)
+    run(p.parse_args(), main)
