@@ -65,26 +65,20 @@ from bench.drivers.base import (
     H_ENVELOPE,
     DriverConfig,
     DriverContext,
-    Message,
     OnMessage,
     Sizing,
     StoredIds,
     Topology,
     assigned_partitions,
     envelope_ids,
-    message_from_headers,
-    message_headers,
-    partition_of,
 )
+from bench.drivers.rabbitmq_clients import RabbitMQConsumer, RabbitMQProducer
+from bench.drivers.rabbitmq_transport import CoalescingTransportFactory
 from bench.errors import DriverError
 from bench.redaction import redact_text, without_user_info
 from bench.units import Duration
 
 DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672/"
-
-# AMQP has no message key; the aggregate key travels as a header so consumers can rebuild the
-# Message (the routing key only names the queue).
-H_KEY = "eb-key"
 
 # A re-read of a stream queue reads up to a marker message it appends first, carrying this
 # header: AMQP does not say how long a stream is (a stream queue's message count is 0).
@@ -234,151 +228,6 @@ class _Scrubber:
         return redact_text(text)
 
 
-class RabbitMQProducer:
-    """One producer: a channel (in confirm mode when configured) bound to the run's exchange."""
-
-    def __init__(
-        self,
-        driver: RabbitMQDriver,
-        channel: aio_pika.abc.AbstractRobustChannel,
-        exchange: aio_pika.abc.AbstractExchange,
-        topology_name: str,
-        queues: int,
-    ) -> None:
-        self._driver = driver
-        self._config = driver.config
-        self._channel = channel
-        self._exchange = exchange
-        self._name = topology_name
-        self._queues = queues
-        self._window = asyncio.Semaphore(driver.config.confirm_window)
-        self._delivery_mode = (
-            aio_pika.DeliveryMode.PERSISTENT
-            if driver.config.persistent
-            else aio_pika.DeliveryMode.NOT_PERSISTENT
-        )
-        self.inflight = 0
-        self.inflight_peak = 0
-
-    async def send(self, msg: Message) -> None:
-        headers: dict[str, Any] = dict(message_headers(msg))
-        headers[H_KEY] = msg.key
-        amqp_message = aio_pika.Message(
-            body=msg.value,
-            headers=headers,
-            message_id=msg.event_id,
-            correlation_id=msg.correlation_id,
-            type=msg.event_type,
-            delivery_mode=self._delivery_mode,
-        )
-        routing_key = f"{self._name}.{partition_of(msg.key, self._queues)}"
-        async with self._window:
-            self.inflight += 1
-            if self.inflight > self.inflight_peak:
-                self.inflight_peak = self.inflight
-                self._driver.note_inflight(self.inflight)
-            try:
-                await self._exchange.publish(
-                    amqp_message,
-                    routing_key,
-                    mandatory=True,
-                    timeout=self._config.publish_timeout,
-                )
-            except TimeoutError:
-                raise TimeoutError(
-                    f"rabbitmq: no publisher confirm for {routing_key} within "
-                    f"{self._config.publish_timeout:g}s"
-                ) from None
-            except aio_pika.exceptions.DeliveryError as exc:
-                raise DriverError(
-                    f"rabbitmq: broker refused the message for {routing_key} ({type(exc).__name__})"
-                ) from None
-            except (
-                aiormq.exceptions.AMQPError,
-                aiormq.exceptions.ChannelInvalidStateError,
-                ConnectionError,
-            ) as exc:
-                raise DriverError(
-                    f"rabbitmq: publish to {routing_key} failed: {self._driver.scrub(repr(exc))}"
-                ) from None
-            finally:
-                self.inflight -= 1
-
-    async def close(self) -> None:
-        await self._driver.close_channel(self._channel)
-
-
-class RabbitMQConsumer:
-    """One consumer: a channel with QoS, subscribed to its assigned queues."""
-
-    def __init__(
-        self,
-        driver: RabbitMQDriver,
-        queue_names: list[str],
-        on_message: OnMessage,
-    ) -> None:
-        self._driver = driver
-        self._config = driver.config
-        self._queue_names = queue_names
-        self._on_message = on_message
-        self._channel: aio_pika.abc.AbstractRobustChannel | None = None
-        self._subscriptions: list[tuple[aio_pika.abc.AbstractQueue, str]] = []
-        self.received = 0
-        self.foreign = 0
-
-    @property
-    def queue_names(self) -> list[str]:
-        return list(self._queue_names)
-
-    async def start(self) -> None:
-        channel = await self._driver.open_channel(publisher_confirms=False)
-        self._channel = channel
-        if self._config.prefetch:
-            await channel.set_qos(prefetch_count=self._config.prefetch)
-        no_ack = self._config.ack == "auto"
-        # Stream queues are logs: a consumer chooses where to start; "first" means nothing
-        # published after prepare() is missed, whenever the consumer subscribes.
-        arguments: aio_pika.abc.Arguments = (
-            {"x-stream-offset": "first"} if self._config.queue_type == "stream" else None
-        )
-        try:
-            for name in self._queue_names:
-                queue = await channel.get_queue(name, ensure=True)
-                tag = await queue.consume(self._deliver, no_ack=no_ack, arguments=arguments)
-                self._subscriptions.append((queue, tag))
-        except aio_pika.exceptions.ChannelNotFoundEntity as exc:
-            raise DriverError(
-                f"rabbitmq: queue missing ({exc.reason if hasattr(exc, 'reason') else exc}); "
-                "prepare() must run before consumers start"
-            ) from None
-
-    async def _deliver(self, incoming: aio_pika.abc.AbstractIncomingMessage) -> None:
-        # aiormq runs each delivery in its own task, created in delivery order; on_message runs
-        # before the first await here, so the callback sees a queue's messages in order.
-        headers = incoming.headers or {}
-        raw_key = headers.get(H_KEY, b"")
-        key = raw_key.decode() if isinstance(raw_key, bytes | bytearray) else str(raw_key)
-        msg = message_from_headers(key, incoming.body, headers)  # type: ignore[arg-type]
-        if msg is None:
-            self.foreign += 1
-        else:
-            self.received += 1
-            self._on_message(msg)
-        if self._config.ack == "manual":
-            await incoming.ack()
-
-    async def stop(self) -> None:
-        channel = self._channel
-        if channel is None:
-            return
-        for queue, tag in self._subscriptions:
-            with contextlib.suppress(aiormq.exceptions.AMQPError, ConnectionError):
-                await queue.cancel(tag, timeout=self._driver.config.publish_timeout)
-        self._subscriptions.clear()
-        self._channel = None
-        await self._driver.close_channel(channel)
-
-
 class RabbitMQDriver:
     """RabbitMQ through aio-pika: one robust connection per driver, a channel per client."""
 
@@ -446,6 +295,9 @@ class RabbitMQDriver:
             # Fail the first attempt instead of retrying forever; retries are for runs.
             fail_fast=True,
         )
+        # aiormq's transport hook, kept across reconnects (aio-pika passes its kwargs on).
+        self._transport = CoalescingTransportFactory(tls=self._url.scheme == "amqps")
+        connection.kwargs["transport_factory"] = self._transport
         try:
             await asyncio.wait_for(connection.connect(timeout=timeout_s), timeout_s)
         except BaseException as exc:
@@ -578,14 +430,14 @@ class RabbitMQDriver:
     async def producer(self, topology: Topology, producer_id: int) -> RabbitMQProducer:
         channel = await self.open_channel(publisher_confirms=self.config.confirms)
         try:
-            exchange = await channel.get_exchange(topology.name, ensure=True)
+            await channel.get_exchange(topology.name, ensure=True)
         except aiormq.exceptions.AMQPError as exc:
             await self.close_channel(channel)
             raise DriverError(
                 f"rabbitmq: exchange {topology.name!r} missing ({type(exc).__name__}); "
                 "prepare() must run before producers start"
             ) from None
-        return RabbitMQProducer(self, channel, exchange, topology.name, self.queue_count(topology))
+        return RabbitMQProducer(self, channel, topology.name, self.queue_count(topology))
 
     async def consumer(
         self, topology: Topology, consumer_id: int, on_message: OnMessage
