@@ -22,7 +22,9 @@ callback for one message at a time). Acknowledgement happens after ``on_message`
   it (AckAll);
 * ``none``: nothing.
 
-A request the server never ends (a reconnect lost it) is forgotten ``expires + 1s`` later.
+A request the server never ends (a reconnect lost it) is forgotten ``expires + 1s`` later. A
+request that ends in trouble (no responders, consumer deleted, leadership change) is counted
+as a ``fetch_error``, and the next one waits ``expires``.
 """
 
 from __future__ import annotations
@@ -73,6 +75,7 @@ class PullReader:
         self._open: dict[int, float] = {}
         self._owed = 0
         self._next_id = 0
+        self._trouble = False  # a request ended badly: back off before the next
         self._last_unacked: Msg | None = None  # ack "all": the last message not yet covered
         self.received = 0
 
@@ -97,8 +100,12 @@ class PullReader:
             self._next_subject, body.encode(), reply=self._prefix + str(request_id)
         )
 
-    def _ended(self, request_id: int, unfilled: int | None) -> None:
-        """A request ended with a status; ``unfilled`` is what it still owed, when said."""
+    def _ended(self, request_id: int, unfilled: int | None, trouble: bool = False) -> None:
+        """A request ended with a status; ``unfilled`` is what it still owed, when said.
+        ``trouble``: not a plain expiry (no responders, consumer deleted, leadership change):
+        the next request waits a while, rather than spin against a consumer that is gone."""
+        if trouble:
+            self._trouble = True
         if self._open.pop(request_id, None) is None:
             return
         if not self._open:
@@ -110,6 +117,10 @@ class PullReader:
     async def _run(self) -> None:
         half = self._batch // 2
         while True:
+            if self._trouble:
+                self._trouble = False
+                self._on_error("fetch_error")
+                await asyncio.sleep(self._expires_s)
             try:
                 while self._owed <= half:
                     await self._request()
@@ -141,7 +152,9 @@ class PullReader:
                 except ValueError:
                     return
                 unfilled = headers.get("Nats-Pending-Messages")
-                self._ended(request_id, int(unfilled) if unfilled else None)
+                # 408: the request expired; 404: nothing to deliver. Anything else is trouble.
+                trouble = status not in ("408", "404")
+                self._ended(request_id, int(unfilled) if unfilled else None, trouble)
             return
         self.received += 1
         self._handle(msg)

@@ -470,3 +470,25 @@ def test_msg_id_off_sends_the_event_id_as_a_header_and_stores_a_resend_twice(
 
     (received, _ids), _ = run(lambda: with_driver(NatsDriver, config, topo, body))
     assert received.by_id == Counter({(0, 0): 2})
+
+
+def test_a_pull_reader_whose_consumer_is_deleted_counts_errors_without_spinning(
+    nats_url: str,
+) -> None:
+    topo = topology(PREFIX, partitions=1, consumers=1)
+    config = NatsConfig(servers=[nats_url], storage="memory", fetch_timeout="0.5s")
+
+    async def body(driver: NatsDriver) -> None:
+        consumer = await driver.consumer(topo, 0, Received().callback(0))
+        await consumer.start()
+        try:
+            await asyncio.sleep(0.2)
+            js = driver.client.jetstream()
+            await js.delete_consumer(stream_name(topo), driver.consumer_name(topo, 0))
+            await asyncio.sleep(2.0)
+        finally:
+            await consumer.stop()
+
+    _, errors = run(lambda: with_driver(NatsDriver, config, topo, body))
+    # Each failed request waits fetch_timeout before the next: a handful in 2 s, not a spin.
+    assert 1 <= errors.count("fetch_error") <= 6, errors
