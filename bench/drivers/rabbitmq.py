@@ -15,11 +15,12 @@ Publishing
     Each producer has its own channel. With ``confirms`` on, the channel is in confirm mode and
     ``send()`` resolves when the broker acks that message (a nack, an unroutable message or a
     channel error raises ``DriverError``; no confirm within ``publish_timeout`` raises
-    ``TimeoutError``). aio-pika awaits each confirm inside ``exchange.publish()``, so overlap
-    comes from several coroutines publishing on the same channel at once; ``confirm_window``
-    is a semaphore around those publishes, i.e. the most unconfirmed messages a producer has
-    in flight. With ``confirms`` off, ``send()`` resolves once the frame is written to the
-    socket: nothing was acknowledged, and reports must say so.
+    ``TimeoutError``). ``confirm_window`` bounds a producer's unconfirmed publishes; overlap
+    comes from the engine's concurrent sends on the same channel. With ``confirms`` off,
+    ``send()`` resolves once the frame is queued for the socket: nothing was acknowledged, and
+    reports must say so. The hot paths (publish, delivery, batched acks) are in
+    ``rabbitmq_clients``; the socket writer that sends a loop turn's frames in one write is in
+    ``rabbitmq_transport``.
 
 Consuming and ordering
     Consumer ``i`` of ``C`` reads queue ``i % N`` when ``C >= N`` and otherwise every queue
@@ -30,8 +31,14 @@ Consuming and ordering
     use one consumer per queue (``queues >= consumers``) or set ``single_active_consumer``,
     which makes the broker deliver each queue to one consumer at a time (the others stand by).
     Redeliveries after a consumer failure can still reorder and duplicate; the audit counts it.
+    With ``ack = "manual"`` a delivery is acknowledged after it was handed to the engine, in
+    batches (one ``multiple`` ack per up to ``prefetch / 4`` deliveries, or per loop turn).
     Stream queues (``queue_type = "stream"``) are not competing queues at all: every consumer
     reads every message, so they need ``queues >= consumers``.
+
+Lag
+    ``consumer_lag()`` (the ``ConsumerLag`` capability) sums the *ready* messages of the
+    topology's queues from passive declares: AMQP does not report unacknowledged ones.
 
 Errors
     ``connect()`` gives up after ``connect_timeout`` with a one-line ``DriverError``. During a
@@ -262,6 +269,8 @@ class RabbitMQDriver:
         self._closing_ids: set[int] = set()
         self._queue_counts: dict[str, int] = {}
         self.inflight_peak = 0
+        # consumer_lag()'s own channel, opened on first use and again after a failed ask.
+        self._lag_channel: aiormq.abc.AbstractChannel | None = None
 
     # ------------------------------------------------------------------ connection
 
@@ -568,6 +577,46 @@ class RabbitMQDriver:
             with contextlib.suppress(aiormq.exceptions.AMQPError, ConnectionError, TimeoutError):
                 await queue.cancel(tag, timeout=self.config.publish_timeout)
 
+    # ------------------------------------------------------------------ lag (ConsumerLag)
+
+    async def consumer_lag(self, topology: Topology) -> int | None:
+        """Messages ready in the topology's queues, i.e. stored and not yet delivered to a consumer.
+
+        A passive ``queue.declare`` per queue, on a channel of this driver's own: the
+        declare-ok's ``message_count`` is the queue's *ready* messages. AMQP 0-9-1 does not
+        report delivered-but-unacknowledged messages (those are only in the management API,
+        which may not be enabled), so they are not counted: at most ``prefetch`` per consumer
+        channel, already in the consumer's hands. ``None`` for stream queues (a stream's count
+        is not its consumers' lag) and whenever the broker does not answer (a missing queue, a
+        closed channel, no answer within ``connect_timeout``).
+        """
+        if self.config.queue_type == "stream":
+            return None
+        timeout_s = self.config.connect_timeout
+        try:
+            channel = self._lag_channel
+            if channel is None or channel.is_closed:
+                # A plain aiormq channel: nothing in it needs restoring after a reconnect.
+                underlay = self._require().transport
+                if underlay is None:
+                    return None
+                channel = await asyncio.wait_for(underlay.connection.channel(), timeout_s)
+                self._lag_channel = channel
+            ready = 0
+            for name in self.queue_names(topology):
+                declared = await channel.queue_declare(name, passive=True, timeout=timeout_s)
+                ready += declared.message_count or 0
+            return ready
+        except (
+            aiormq.exceptions.AMQPError,
+            aiormq.exceptions.ChannelInvalidStateError,
+            ConnectionError,
+            TimeoutError,
+        ):
+            # A passive declare of a missing queue closes the channel: open another next time.
+            self._lag_channel = None
+            return None
+
     # ------------------------------------------------------------------ reporting
 
     async def describe(self) -> dict[str, Any]:
@@ -587,9 +636,15 @@ class RabbitMQDriver:
             "cluster_name": text("cluster_name"),
             "erlang": text("platform"),
             "server": public_url(self._url),
+            # aio-pika owns the connection and channels; publishes, deliveries and acks go
+            # through its aiormq channels directly, with pamqp encoding the frames.
             "client": {
+                "library": "aio-pika",
+                "version": _package_version("aio-pika"),
                 "aio-pika": _package_version("aio-pika"),
                 "aiormq": _package_version("aiormq"),
+                "pamqp": _package_version("pamqp"),
+                "hot_path": "aiormq channel (basic_publish, basic_consume, multiple basic_ack)",
             },
             "settings": settings,
             "queues_per_topology": dict(self._queue_counts),
@@ -598,6 +653,7 @@ class RabbitMQDriver:
 
     async def close(self) -> None:
         self._closing = True
+        self._lag_channel = None
         connection, self._connection = self._connection, None
         if connection is not None and not connection.is_closed:
             with contextlib.suppress(Exception):

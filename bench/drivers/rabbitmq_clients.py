@@ -172,6 +172,8 @@ class RabbitMQConsumer:
         self._ack_tag = 0
         self._acked_through = 0
         self._ack_lock = asyncio.Lock()
+        # A channel on which on_message failed once: acknowledged one delivery at a time.
+        self._single_ack_channel: aiormq.abc.AbstractChannel | None = None
         self._unacked = 0
         self._ack_scheduled = False
         self._ack_tasks: set[asyncio.Task[None]] = set()
@@ -246,13 +248,22 @@ class RabbitMQConsumer:
             self.foreign += 1
         else:
             self.received += 1
-            self._on_message(msg)
+            try:
+                self._on_message(msg)
+            except BaseException:
+                if self._manual:
+                    await self._stop_batching(delivered.channel)
+                raise
         if not self._manual:
             return
         tag: int = delivered.delivery.delivery_tag  # type: ignore[union-attr,assignment]
-        if delivered.channel is not self._ack_channel:
+        channel = delivered.channel
+        if channel is self._single_ack_channel:
+            await self._ack_one(channel, tag)
+            return
+        if channel is not self._ack_channel:
             # The first delivery on a (re)opened channel.
-            self._ack_channel, self._acked_through, self._unacked = delivered.channel, 0, 0
+            self._ack_channel, self._acked_through, self._unacked = channel, 0, 0
         self._ack_tag = tag
         self._unacked += 1
         if self._unacked >= self.ack_every:
@@ -260,6 +271,27 @@ class RabbitMQConsumer:
         elif not self._ack_scheduled:
             self._ack_scheduled = True
             asyncio.get_running_loop().call_soon(self._ack_soon)
+
+    async def _stop_batching(self, channel: aiormq.abc.AbstractChannel) -> None:
+        """``on_message`` failed for a delivery: it must stay unacknowledged (the broker
+        redelivers it when the channel closes), so no multiple ack may cover it. What was
+        handled before it is acknowledged now, and each later delivery on its own."""
+        # Set first: a later delivery handled while the ack below waits is acked on its own.
+        self._single_ack_channel = channel
+        if channel is self._ack_channel:
+            await self._ack()
+
+    async def _ack_one(self, channel: aiormq.abc.AbstractChannel, tag: int) -> None:
+        async with self._ack_lock:
+            try:
+                await channel.basic_ack(tag, wait=False)
+                self.acks_sent += 1
+            except (
+                aiormq.exceptions.AMQPError,
+                aiormq.exceptions.ChannelInvalidStateError,
+                ConnectionError,
+            ):
+                self._driver.context.count_error("ack_failed")
 
     def _ack_soon(self) -> None:
         self._ack_scheduled = False

@@ -5,6 +5,8 @@ Each test uses its own exchange and queues (a unique topology name) and removes 
 
 from __future__ import annotations
 
+import asyncio
+import importlib.metadata
 import json
 import time
 from typing import Any
@@ -15,7 +17,7 @@ import numpy as np
 import pytest
 from yarl import URL
 
-from bench.drivers.base import DriverContext
+from bench.drivers.base import DriverContext, Message
 from bench.drivers.rabbitmq import RabbitMQConfig, RabbitMQConsumer, RabbitMQDriver
 from bench.engine.reread import classify_losses
 from bench.metrics import audit
@@ -25,6 +27,7 @@ from tests.integration.driver_harness import (
     Received,
     assert_exactly_once,
     assert_unreachable_fails_fast,
+    keyed_messages,
     produce_and_consume,
     run,
     topology,
@@ -203,3 +206,146 @@ def test_a_classic_queue_cannot_be_re_read_and_says_so(rabbitmq_url: str) -> Non
     result = run(lambda: classify_losses(driver, topo, {0: np.array([1, 2])}, budget_s=5))
     assert not result["checked"] and result["unclassified"] == 2
     assert result["reason"].startswith("not checked: rabbitmq classic queues cannot be re-read")
+
+
+def test_consumer_lag_counts_what_the_queues_still_hold_until_a_consumer_takes_it(
+    rabbitmq_url: str,
+) -> None:
+    """The coordinator's view from its own connection: every confirmed message is lag until
+    the consumer has it, and the lag is back to 0 once everything handled was acknowledged."""
+    topo = topology(PREFIX, partitions=4, consumers=1)
+    config = RabbitMQConfig(url=rabbitmq_url, prefetch=64)
+
+    async def scenario() -> tuple[int | None, int | None, int | None, int, int]:
+        driver = RabbitMQDriver(config, DriverContext())
+        observer = RabbitMQDriver(config, DriverContext())
+        await driver.connect()
+        await observer.connect()
+        try:
+            await driver.prepare(topo)
+            before = await observer.consumer_lag(topo)
+            producer = await driver.producer(topo, 0)
+            await asyncio.gather(*(producer.send(m) for m in keyed_messages(0)))
+            await producer.close()
+            queued = await observer.consumer_lag(topo)
+            received = Received()
+            consumer = await driver.consumer(topo, 0, received.callback(0))
+            await consumer.start()
+            await received.wait_for(MESSAGES_PER_PRODUCER)
+            # Handled deliveries are acknowledged within a loop turn or two: nothing is left.
+            deadline = time.monotonic() + 5
+            after = await observer.consumer_lag(topo)
+            while after != 0 and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+                after = await observer.consumer_lag(topo)
+            acks = consumer.acks_sent
+            await consumer.stop()
+            await driver.cleanup(topo)
+            return before, queued, after, acks, consumer.received
+        finally:
+            await driver.close()
+            await observer.close()
+
+    before, queued, after, acks, received = run(scenario)
+    assert before == 0
+    assert queued == MESSAGES_PER_PRODUCER
+    assert after == 0
+    assert received == MESSAGES_PER_PRODUCER
+    # Acknowledged in batches (multiple acks), not one by one.
+    assert 0 < acks < MESSAGES_PER_PRODUCER / 4, acks
+
+
+def test_consumer_lag_is_unknown_for_a_missing_topology_and_for_stream_queues(
+    rabbitmq_url: str,
+) -> None:
+    topo = topology(PREFIX, partitions=2, consumers=1)
+
+    async def scenario() -> tuple[int | None, int | None, int | None]:
+        classic = RabbitMQDriver(RabbitMQConfig(url=rabbitmq_url), DriverContext())
+        stream = RabbitMQDriver(
+            RabbitMQConfig(url=rabbitmq_url, queue_type="stream", prefetch=64), DriverContext()
+        )
+        await classic.connect()
+        await stream.connect()
+        try:
+            missing = await classic.consumer_lag(topo)  # closes its channel: 404
+            await classic.prepare(topo)
+            present = await classic.consumer_lag(topo)  # on a new channel
+            await classic.cleanup(topo)
+            return missing, present, await stream.consumer_lag(topo)
+        finally:
+            await classic.close()
+            await stream.close()
+
+    missing, present, streamed = run(scenario)
+    assert missing is None
+    assert present == 0
+    assert streamed is None
+
+
+def test_a_delivery_whose_handler_failed_is_redelivered_not_acknowledged(
+    rabbitmq_url: str,
+) -> None:
+    """No batched ack covers a delivery the engine did not take: it comes back once its
+    channel closes, and every other one is acknowledged."""
+    topo = topology(PREFIX, partitions=1, consumers=1)
+    config = RabbitMQConfig(url=rabbitmq_url, prefetch=32)
+    count = 200
+    poisoned = 7
+
+    async def scenario() -> tuple[list[int], list[int], int | None]:
+        driver = RabbitMQDriver(config, DriverContext())
+        await driver.connect()
+        try:
+            await driver.prepare(topo)
+            producer = await driver.producer(topo, 0)
+            for msg in keyed_messages(0)[:count]:
+                await producer.send(msg)
+            await producer.close()
+            first: list[int] = []
+
+            def failing(msg: Message) -> None:
+                if msg.seq == poisoned:
+                    raise RuntimeError("handler failed")
+                first.append(msg.seq)
+
+            consumer = await driver.consumer(topo, 0, failing)
+            await consumer.start()
+            deadline = time.monotonic() + 10
+            while len(first) < count - 1 and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+            await consumer.stop()
+            second: list[int] = []
+            again = await driver.consumer(topo, 0, lambda msg: second.append(msg.seq))
+            await again.start()
+            deadline = time.monotonic() + 10
+            while not second and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+            await asyncio.sleep(0.2)
+            await again.stop()
+            left = await driver.consumer_lag(topo)
+            await driver.cleanup(topo)
+            return first, second, left
+        finally:
+            await driver.close()
+
+    first, second, left = run(scenario)
+    assert sorted(first) == [s for s in range(count) if s != poisoned]
+    assert second == [poisoned]
+    assert left == 0
+
+
+def test_describe_names_the_client_library_and_its_version(rabbitmq_url: str) -> None:
+    async def scenario() -> dict[str, Any]:
+        driver = RabbitMQDriver(RabbitMQConfig(url=rabbitmq_url), DriverContext())
+        await driver.connect()
+        try:
+            return await driver.describe()
+        finally:
+            await driver.close()
+
+    client = run(scenario)["client"]
+    assert client["library"] == "aio-pika"
+    assert client["version"] == importlib.metadata.version("aio-pika")
+    assert client["aiormq"] == importlib.metadata.version("aiormq")
+    assert client["pamqp"] == importlib.metadata.version("pamqp")
