@@ -854,7 +854,12 @@ class NatsDriver:
             "jetstream": jetstream,
             "jetstream_account": account,
             "connected_url": public_server(_url_text(nc)),
-            "client": {"nats-py": _package_version("nats-py")},
+            "client": {
+                "library": "nats-py",
+                "version": _package_version("nats-py"),
+                "nats-py": _package_version("nats-py"),
+                "hot_path": _hot_path(self.config),
+            },
             "settings": settings,
             "streams": dict(self._streams),
             "publish_inflight_peak": self.inflight_peak,
@@ -866,6 +871,20 @@ class NatsDriver:
             self._connected_once = False  # the disconnect that follows is ours
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(nc.close(), self.config.connect_timeout)
+
+
+def _hot_path(config: NatsConfig) -> str:
+    """How messages move through nats-py, in words, for describe()."""
+    if config.publish == "pipelined":
+        publish = f"nc.publish, one PubAck inbox per producer, window {config.publish_window}"
+    else:
+        publish = "js.publish, one request per message"
+    consume = {
+        "pull": "pull requests on an inbox (PullReader)",
+        "push": "push subscription",
+        "ordered": "ordered push consumer",
+    }[config.consumer_type]
+    return f"{publish}; {consume}, ack {config.ack_policy}"
 
 
 def _url_text(nc: NatsClient) -> str:

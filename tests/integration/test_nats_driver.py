@@ -167,6 +167,8 @@ def test_describe_names_the_server_and_hides_the_password(nats_url: str) -> None
     assert described["product"] == "NATS Server"
     assert described["version"]
     assert described["jetstream"] is True
+    assert described["client"]["library"] == "nats-py"
+    assert described["client"]["version"]
     assert described["settings"]["password_set"] is True
     assert "s3cr3t-pw" not in json.dumps(described)
 
