@@ -1,38 +1,54 @@
-"""pgbench running the ``insert_only`` append SQL, next to the driver doing the same appends.
+"""The event-store append path against pgbench running the same SQL, at several client counts.
 
-The ceiling for the event-store append path on this machine: ``pgbench`` (C, libpq, prepared
-statements) runs the same single-event INSERT as ``PostgresDriver`` with
-``strategy = "insert_only"`` against a schema created by the driver's own ``prepare_store``
-(identical table, constraints and indexes), at concurrency C for T seconds. Each client appends
-to its own stream at versions 1, 2, 3, … (``-D v=0`` and ``\\set v :v + 1``), so the number is
-the append ceiling without contention.
+Four runs per client count, interleaved (one after the other, ``--repeat`` rounds), all on a
+schema created by the driver's own ``prepare_store`` (identical table, constraints, indexes):
 
-Two differences from the driver's statement, both forced by pgbench: the event id comes from
-``gen_random_uuid()`` (pgbench has no client-side uuid), and the INSERT ends with
-``ON CONFLICT DO NOTHING``, because pgbench aborts a client on a unique violation even with
-``--max-tries``; a conflict is then a transaction that inserted no row (rows < transactions).
+``pgbench select-max``  pgbench (C, libpq, ``-M prepared``) running the two-statement append:
+                        BEGIN; SELECT max(version); INSERT at max+1; END (4 round trips). The
+                        shape of ``../shared/reference/raw-loops/pgb_append_noconf.sql``.
+``pgbench one-stmt``    pgbench running the driver's own ``max_then_insert`` statement
+                        (``Sql.checked``; its text is taken from the driver, its parameters
+                        replaced by pgbench variables): one round trip per append.
+``driver``              ``PostgresDriver`` (max_then_insert): C asyncio writers on one event loop
+                        (uvloop), C connections, each writer on its own aggregates.
+``harness``             the whole engine (worker process, recording, ledgers, invariants): a
+                        store workload, closed loop (rate = "max", concurrency = C), 1000
+                        aggregates, uniform keys, one event per append, projector and snapshots
+                        off, strategy max_then_insert.
 
-Unless ``--no-driver`` is given, the script then runs the driver itself: C asyncio writers on
-one event loop (uvloop when installed, as in the engine's workers) over C connections, each
-writer appending to its own stream for T seconds, and prints the ratio driver ÷ pgbench.
+Each pgbench client appends to its own 1000 aggregates in turn (aggregate ``i % 1000`` at
+version ``i / 1000``), so it knows every expected version, as the harness's writers do, and
+nothing conflicts. Two differences from the driver's parameters, forced by pgbench: the event
+id is ``gen_random_uuid()`` and the payload is a literal of the same size.
+
+Printed per client count: appends/s of each, client CPU µs per append (pgbench: its own
+process's CPU from rusage; driver: this process; harness: the worker's CPU over the measured
+intervals), write syscalls per append (driver and harness worker: each round trip is one
+write), the ratios, and the goal: **harness ≥ 0.8x pgbench on the same SQL at 4 and 16
+clients**.
 
 Usage::
 
-    .venv/bin/python benchmarks/pgbench_append.py [--clients 16] [--seconds 10]
-        [--payload-bytes 100] [--dsn postgresql://postgres@127.0.0.1:5432/postgres] [--no-driver]
+    flock /tmp/bench.lock .venv/bin/python benchmarks/pgbench_append.py \\
+        [--clients 4 16] [--seconds 8] [--repeat 1] [--payload-bytes 256] \\
+        [--dsn postgresql://postgres@127.0.0.1:5432/test] [--no-driver] [--no-harness]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
+import contextlib
+import csv
 import os
 import re
+import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -40,8 +56,11 @@ from typing import Any
 
 from bench.drivers.base import DriverContext, StoredEvent
 from bench.drivers.postgres import DEFAULT_DSN, PostgresConfig, PostgresDriver, public_dsn
+from bench.drivers.postgres.sql import Sql
 
 SCHEMA = "eventbench_pgbench"
+AGGREGATES = 1000  # per pgbench client and per driver writer; in total for the harness
+GOAL = 0.8
 
 
 def find_pgbench() -> str:
@@ -54,8 +73,8 @@ def find_pgbench() -> str:
 
 
 def payload(size: int) -> str:
-    """A JSON object of about ``size`` bytes (jsonb stores it re-encoded, the same both ways)."""
-    head = '{"sku": "sku-1", "quantity": 1, "pad": "'
+    """A JSON object of about ``size`` bytes, shaped like the workload's (data + padding)."""
+    head = '{"data": {"order_no": 1}, "pad": "'
     return head + "x" * max(0, size - len(head) - 2) + '"}'
 
 
@@ -64,7 +83,7 @@ def driver_for(dsn: str, clients: int) -> PostgresDriver:
         {
             "driver": "postgres",
             "dsn": dsn,
-            "strategy": "insert_only",
+            "strategy": "max_then_insert",
             "pool_size": clients,
             "schema": SCHEMA,
             "snapshot_every": 0,
@@ -73,72 +92,102 @@ def driver_for(dsn: str, clients: int) -> PostgresDriver:
     return PostgresDriver(config, DriverContext())
 
 
-async def prepare(dsn: str) -> None:
+async def _with_driver(dsn: str, action: str) -> Any:
     driver = driver_for(dsn, 1)
     await driver.connect()
     try:
-        await driver.prepare_store()
+        if action == "prepare":
+            await driver.prepare_store()
+        elif action == "drop":
+            await driver.drop_store()
+        elif action == "count":
+            return len(await driver.stored_event_ids())
+        elif action == "verify":
+            return await driver.verify()
     finally:
         await driver.close()
+    return None
 
 
-async def count_rows(dsn: str) -> int:
-    driver = driver_for(dsn, 1)
-    await driver.connect()
-    try:
-        return len(await driver.stored_event_ids())
-    finally:
-        await driver.close()
+# --------------------------------------------------------------------------- pgbench
 
 
-def run_pgbench(dsn: str, clients: int, seconds: int, body: str) -> dict[str, float]:
-    script = (
-        "\\set v :v + 1\n"
-        f'INSERT INTO "{SCHEMA}".events '
-        "(event_id, aggregate_id, aggregate_type, event_type, version, payload, metadata) "
-        "VALUES (gen_random_uuid(), 'pgbench-' || :client_id::text, 'Order', 'OrderItemAdded', "
-        f"(:v)::int, '{body}', '{{}}') ON CONFLICT DO NOTHING;\n"
+def pgbench_scripts(body: str) -> dict[str, str]:
+    """The two pgbench scripts: the two-statement append and the driver's one statement."""
+    s = f'"{SCHEMA}"'
+    prelude = (
+        "\\set i :i + 1\n"
+        f"\\set agg :client_id * 1000000 + (:i - 1) % {AGGREGATES}\n"
+        f"\\set expected (:i - 1) / {AGGREGATES}\n"
     )
+    cols = "event_id, aggregate_id, aggregate_type, event_type, version, payload, metadata"
+    select_max = (
+        prelude + "BEGIN;\n"
+        f"SELECT coalesce(max(version), 0) AS cur FROM {s}.events "
+        "WHERE aggregate_id = (:agg)::text \\gset\n"
+        f"INSERT INTO {s}.events ({cols}) VALUES (gen_random_uuid(), (:agg)::text, 'Order', "
+        f"'OrderItemAdded', :cur + 1, '{body}', '{{\"command\": \"AddItem\"}}') "
+        "ON CONFLICT DO NOTHING;\n"
+        "END;\n"
+    )
+    # The driver's statement, its parameters replaced by pgbench's variables and literals.
+    one = Sql(SCHEMA, unsafe=False).checked.max_then_insert[0]
+    substitutions = {
+        "$1::uuid": "gen_random_uuid()",
+        "$2::text": "(:agg)::text",
+        "$3::text": "'Order'::text",
+        "$4::text": "'OrderItemAdded'::text",
+        "$5::int": "(:expected)::int",
+        "$6::jsonb": f"'{body}'::jsonb",
+        "$7::jsonb": '\'{"command": "AddItem"}\'::jsonb',
+    }
+    for param, value in substitutions.items():
+        one = one.replace(param, value)
+    assert "$" not in one, one
+    one_statement = prelude + " ".join(one.split()) + ";\n"
+    return {"select_max": select_max, "one_statement": one_statement}
+
+
+def run_pgbench(dsn: str, clients: int, seconds: int, script: str) -> dict[str, float]:
     with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as handle:
         handle.write(script)
         path = handle.name
     threads = max(1, min(clients, os.cpu_count() or 1))
-    command = [
-        find_pgbench(),
-        "-n",  # no vacuum of pgbench's own tables (there are none)
-        "-M",
-        "prepared",  # asyncpg prepares its statements too
-        "-c",
-        str(clients),
-        "-j",
-        str(threads),
-        "-T",
-        str(seconds),
-        "-D",
-        "v=0",
-        "-f",
-        path,
-        dsn,
-    ]
+    command = [find_pgbench(), "-n", "-M", "prepared", "-c", str(clients), "-j", str(threads)]
+    command += ["-T", str(seconds), "-D", "i=0", "-f", path, dsn]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     try:
         done = subprocess.run(
             command, capture_output=True, text=True, timeout=seconds + 60, check=False
         )
     finally:
         os.unlink(path)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
-        sys.exit(f"pgbench failed ({done.returncode}): {done.stderr.strip()[-500:]}")
+        sys.exit(f"pgbench failed ({done.returncode}): {done.stderr.strip()[-800:]}")
     out = done.stdout
     tps = re.search(r"tps = ([\d.]+) \(without initial connection time\)", out)
     processed = re.search(r"number of transactions actually processed: (\d+)", out)
-    latency = re.search(r"latency average = ([\d.]+) ms", out)
     if not (tps and processed):
         sys.exit(f"could not read pgbench's output:\n{out}")
+    transactions = int(processed.group(1))
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     return {
-        "tps": float(tps.group(1)),
-        "transactions": int(processed.group(1)),
-        "latency_ms": float(latency.group(1)) if latency else float("nan"),
+        "per_s": float(tps.group(1)),
+        "appends": transactions,
+        "cpu_us": cpu * 1e6 / max(1, transactions),
     }
+
+
+# --------------------------------------------------------------------------- driver
+
+
+def _write_syscalls(pid: int | str = "self") -> int:
+    with open(f"/proc/{pid}/io") as handle:
+        for line in handle:
+            if line.startswith("syscw:"):
+                return int(line.split()[1])
+    return 0
 
 
 async def run_driver(dsn: str, clients: int, seconds: int, body: str) -> dict[str, float]:
@@ -150,127 +199,195 @@ async def run_driver(dsn: str, clients: int, seconds: int, body: str) -> dict[st
         deadline = 0.0
 
         async def writer(index: int) -> int:
-            stream = f"driver-{index}"
-            version = 0
+            versions = [0] * AGGREGATES
+            appended = 0
             while time.monotonic() < deadline:
+                slot = appended % AGGREGATES
+                stream = f"driver-{index}-{slot}"
                 event = StoredEvent(
-                    str(uuid.uuid4()), stream, "Order", "OrderItemAdded", 0, payload_bytes
+                    str(uuid.uuid4()),
+                    stream,
+                    "Order",
+                    "OrderItemAdded",
+                    0,
+                    payload_bytes,
+                    {"command": "AddItem"},
                 )
-                result = await driver.append(stream, [event], version)
+                result = await driver.append(stream, [event], versions[slot])
                 if not result.committed:
-                    raise RuntimeError(f"{stream}: unexpected conflict at version {version}")
-                version += 1
-            return version
+                    raise RuntimeError(f"{stream}: unexpected conflict at {versions[slot]}")
+                versions[slot] += 1
+                appended += 1
+            return appended
 
-        start = time.monotonic()
+        writes, cpu, start = _write_syscalls(), time.process_time(), time.monotonic()
         deadline = start + seconds
-        appended = await asyncio.gather(*(writer(i) for i in range(clients)))
+        appends = sum(await asyncio.gather(*(writer(i) for i in range(clients))))
         elapsed = time.monotonic() - start
-        assert await driver.verify() == []
-        return {"appends": sum(appended), "per_s": sum(appended) / elapsed}
+        cpu, writes = time.process_time() - cpu, _write_syscalls() - writes
+        problems = await driver.verify()
+        if problems:
+            raise RuntimeError(f"driver run broke the store: {problems}")
+        return {
+            "per_s": appends / elapsed,
+            "appends": appends,
+            "cpu_us": cpu * 1e6 / appends,
+            "writes": writes / appends,
+        }
     finally:
         await driver.close()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dsn", default=os.environ.get("BENCH_POSTGRES_DSN", DEFAULT_DSN))
-    parser.add_argument("--clients", type=int, default=16)
-    parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--payload-bytes", type=int, default=100)
-    parser.add_argument("--no-driver", dest="driver", action="store_false")
-    parser.add_argument("--no-harness", dest="harness", action="store_false")
-    args = parser.parse_args()
-    body = payload(args.payload_bytes)
-    assert "'" not in body and json.loads(body)
-
-    asyncio.run(prepare(args.dsn))
-    print(
-        f"pgbench: insert_only append SQL, {args.clients} clients, {args.seconds}s, "
-        f"{len(body)}-byte payload, {public_dsn(args.dsn)} schema {SCHEMA}"
-    )
-    result = run_pgbench(args.dsn, args.clients, args.seconds, body)
-    rows = asyncio.run(count_rows(args.dsn))
-    elapsed = result["transactions"] / result["tps"] if result["tps"] else float("nan")
-    conflicts = result["transactions"] - rows
-    print(
-        f"  transactions/s {result['tps']:.0f}   rows inserted/s {rows / elapsed:.0f}   "
-        f"(transactions {result['transactions']}, rows {rows}, conflicts {conflicts}, "
-        f"latency avg {result['latency_ms']:.3f} ms)"
-    )
-    if args.driver:
-        # The engine's workers run on uvloop when it is installed; so does this measurement.
-        try:
-            import uvloop
-
-            uvloop.install()
-        except ImportError:
-            pass
-        measured = asyncio.run(run_driver(args.dsn, args.clients, args.seconds, body))
-        ratio = measured["per_s"] / (rows / elapsed)
-        print(
-            f"driver (PostgresDriver insert_only, {args.clients} writers, pool {args.clients}): "
-            f"appends/s {measured['per_s']:.0f} (appends {measured['appends']:.0f})"
-        )
-        print(f"  ratio driver / pgbench rows: {ratio:.2f}")
-    if args.harness:
-        harness = run_harness(args.dsn, args.clients, args.seconds, args.payload_bytes)
-        print(
-            f"harness (bench engine, insert_only, {args.clients} writers, 1000 aggregates, "
-            f"projector off): appends/s {harness['attempts_per_s']:.0f}, "
-            f"committed/s {harness['goodput_per_s']:.0f}, conflict rate "
-            f"{harness['conflict_rate']:.1%}, invariants "
-            f"{'hold' if harness['invariants']['ok'] else 'VIOLATED'}"
-        )
-        ratio = harness["attempts_per_s"] / (rows / elapsed)
-        print(f"  ratio harness appends / pgbench rows: {ratio:.2f}")
-    asyncio.run(_drop(args.dsn))
+# --------------------------------------------------------------------------- harness
 
 
 def run_harness(dsn: str, clients: int, seconds: int, payload_bytes: int) -> dict[str, Any]:
-    """The whole engine (worker process, recording, ledgers, invariants) on the same append
-    path: writers that know their aggregates' versions append once per command."""
-    import tempfile
-    from pathlib import Path
+    """The whole engine on the same append path (see the module)."""
+    import psutil
 
     from bench.engine.runner import PointRunner
     from bench.scenario import expand, scenario_from_dict
 
     raw = {
-        "scenario": {"name": "pgbench-vs-harness", "duration": f"{seconds}s", "warmup": "3s"},
+        "scenario": {"name": "pgbench-vs-harness", "duration": f"{seconds}s", "warmup": "2s"},
         "workload": {
             "kind": "store",
             "rate": "max",
             "concurrency": clients,
             "producers": 1,
-            "aggregates": 1000,
+            "workers": 1,
+            "aggregates": AGGREGATES,
+            "keys": "uniform",
             "payload_bytes": payload_bytes,
-            "store": {"projector": False, "snapshots": False, "redeliver_fraction": 0.0},
+            "store": {
+                "projector": False,
+                "snapshots": False,
+                "redeliver_fraction": 0.0,
+                "events_per_append": 1,
+            },
         },
         "targets": {
             "pg": {
                 "driver": "postgres",
                 "dsn": dsn,
-                "strategy": "insert_only",
+                "strategy": "max_then_insert",
                 "pool_size": clients,
             }
         },
     }
     point = expand(scenario_from_dict(raw, "pgbench_append"))[0]
+    # The worker's write syscalls over its life (each round trip is one write; its loads
+    # included), read from /proc until it exits.
+    last_writes: dict[int, int] = {}
+    done = threading.Event()
+
+    def sample() -> None:
+        me = psutil.Process()
+        while not done.is_set():
+            for child in me.children(recursive=True):
+                if "spawn_main" in " ".join(child.cmdline()):
+                    with contextlib.suppress(OSError):
+                        last_writes[child.pid] = _write_syscalls(child.pid)
+            time.sleep(0.05)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
     with tempfile.TemporaryDirectory() as tmp:
         summary = PointRunner(point, "pgbench", Path(tmp) / "p", lambda: False).run()
+        with open(Path(tmp) / "p" / "timeseries.csv") as handle:
+            rows = [r for r in csv.DictReader(handle) if r["phase"] == "measure" and r["cpu_pct"]]
+    done.set()
+    sampler.join()
     if summary["status"] != "ok":
         raise SystemExit(f"harness run failed: {summary['problems']}")
-    return dict(summary["store"])
+    store = summary["store"]
+    cpu_pct = statistics.fmean(float(r["cpu_pct"]) for r in rows)
+    return {
+        "per_s": store["attempts_per_s"],
+        "appends": store["attempts"],
+        "cpu_us": cpu_pct * 1e4 / store["attempts_per_s"],
+        "writes": sum(last_writes.values()) / max(1, store["attempts"]),
+        "conflicts": store["conflicts"],
+        "invariants": store["invariants"]["ok"],
+    }
 
 
-async def _drop(dsn: str) -> None:
-    driver = driver_for(dsn, 1)
-    await driver.connect()
+# --------------------------------------------------------------------------- report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dsn", default=os.environ.get("BENCH_POSTGRES_DSN", DEFAULT_DSN))
+    parser.add_argument("--clients", type=int, nargs="+", default=[4, 16])
+    parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--payload-bytes", type=int, default=256)
+    parser.add_argument("--no-driver", dest="driver", action="store_false")
+    parser.add_argument("--no-harness", dest="harness", action="store_false")
+    args = parser.parse_args()
+    body = payload(args.payload_bytes)
+    assert "'" not in body
+    scripts = pgbench_scripts(body)
     try:
-        await driver.drop_store()
-    finally:
-        await driver.close()
+        import uvloop  # the engine's workers run on uvloop when installed; so does the driver
+
+        uvloop.install()
+    except ImportError:
+        pass
+
+    print(
+        f"append path vs pgbench: {args.seconds}s per run, {len(body)}-byte payload, "
+        f"{public_dsn(args.dsn)} schema {SCHEMA}, strategy max_then_insert, no conflicts"
+    )
+    results: dict[tuple[int, str], list[dict[str, Any]]] = {}
+    for round_ in range(args.repeat):
+        for clients in args.clients:
+            for name, script in scripts.items():
+                asyncio.run(_with_driver(args.dsn, "prepare"))
+                result = run_pgbench(args.dsn, clients, args.seconds, script)
+                stored = asyncio.run(_with_driver(args.dsn, "count"))
+                if stored != result["appends"]:
+                    sys.exit(f"pgbench {name}: {result['appends']} appends but {stored} rows")
+                results.setdefault((clients, f"pgbench {name}"), []).append(result)
+            if args.driver:
+                measured = asyncio.run(run_driver(args.dsn, clients, args.seconds, body))
+                results.setdefault((clients, "driver"), []).append(measured)
+            if args.harness:
+                measured = run_harness(args.dsn, clients, args.seconds, args.payload_bytes)
+                results.setdefault((clients, "harness"), []).append(measured)
+            print(f"  round {round_ + 1}, {clients} clients done", file=sys.stderr)
+    asyncio.run(_with_driver(args.dsn, "drop"))
+
+    def median(key: tuple[int, str], field: str) -> float:
+        values = [r[field] for r in results.get(key, []) if field in r]
+        return statistics.median(values) if values else float("nan")
+
+    print(
+        f"{'clients':>7}  {'run':<22} {'appends/s':>10} {'CPU µs/append':>14} "
+        f"{'writes/append':>14} {'÷ pgbench one-stmt':>19}"
+    )
+    verdicts = []
+    for clients in args.clients:
+        reference = median((clients, "pgbench one_statement"), "per_s")
+        for name in ("pgbench select_max", "pgbench one_statement", "driver", "harness"):
+            key = (clients, name)
+            if key not in results:
+                continue
+            per_s = median(key, "per_s")
+            print(
+                f"{clients:>7}  {name:<22} {per_s:>10.0f} {median(key, 'cpu_us'):>14.1f} "
+                f"{median(key, 'writes'):>14.2f} {per_s / reference:>19.2f}"
+            )
+        if (clients, "harness") in results:
+            ratio = median((clients, "harness"), "per_s") / reference
+            verdicts.append(f"{clients} clients {ratio:.2f}x {'ok' if ratio >= GOAL else 'MISSED'}")
+            extra = results[(clients, "harness")][-1]
+            print(
+                f"{'':>7}  harness conflicts {extra['conflicts']}, invariants "
+                f"{'hold' if extra['invariants'] else 'VIOLATED'}"
+            )
+    if verdicts:
+        print(f"goal: harness >= {GOAL}x pgbench on the same SQL: " + "; ".join(verdicts))
 
 
 if __name__ == "__main__":

@@ -37,8 +37,9 @@ one Bind/Execute/Sync.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, fields
+from typing import Any
 
 import asyncpg
 
@@ -72,6 +73,24 @@ class AppendCounters:
 
     def as_dict(self) -> dict[str, int]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+# Metadata repeats (the workload's is {"command": name}): the JSON of string-only metadata is
+# encoded once per content (only strings: 1, 1.0 and True are equal keys with different JSON).
+_METADATA_JSON: dict[tuple[tuple[str, str], ...], str] = {}
+_METADATA_JSON_LIMIT = 4096
+
+
+def _metadata_json(metadata: Mapping[str, Any]) -> str:
+    items = tuple(metadata.items())
+    if not all(type(value) is str for _, value in items):
+        return json.dumps(dict(metadata))
+    text = _METADATA_JSON.get(items)
+    if text is None:
+        text = json.dumps(dict(metadata))
+        if len(_METADATA_JSON) < _METADATA_JSON_LIMIT:
+            _METADATA_JSON[items] = text
+    return text
 
 
 class _Conflict(Exception):
@@ -251,13 +270,23 @@ class Appender:
         counters = self.counters
         commits = self._commits
         counters.attempts += 1
-        args: _EventArgs = (
-            [e.event_id for e in events],
-            [e.aggregate_type for e in events],
-            [e.event_type for e in events],
-            [e.payload.decode() for e in events],
-            [json.dumps(dict(e.metadata)) for e in events],
-        )
+        if len(events) == 1:
+            e = events[0]
+            args: _EventArgs = (
+                [e.event_id],
+                [e.aggregate_type],
+                [e.event_type],
+                [e.payload.decode()],
+                [_metadata_json(e.metadata)],
+            )
+        else:
+            args = (
+                [e.event_id for e in events],
+                [e.aggregate_type for e in events],
+                [e.event_type for e in events],
+                [e.payload.decode() for e in events],
+                [_metadata_json(e.metadata) for e in events],
+            )
         try:
             async with pool.acquire() as conn:
                 new_version = await self._append_fn(
