@@ -87,6 +87,7 @@ class RabbitMQProducer:
         self._delivery_mode = PERSISTENT if driver.config.persistent else NOT_PERSISTENT
         self._timeout = driver.config.publish_timeout
         self._confirms = driver.config.confirms
+        self._underlay: aiormq.Channel | None = None
         self.inflight = 0
         self.inflight_peak = 0
 
@@ -105,8 +106,9 @@ class RabbitMQProducer:
                 self.inflight_peak = self.inflight
                 self._driver.note_inflight(self.inflight)
             try:
-                # aiormq's Channel (its abstract type lacks basic_publish's ``wait``).
-                channel = cast(aiormq.Channel, await self._channel.get_underlay_channel())
+                channel = self._underlay
+                if channel is None or channel.is_closed:
+                    channel = await self._reopened()
                 # wait=False: the publish does not wait for its frame to be flushed to the
                 # socket; with confirms it waits for the broker's confirm, which comes later.
                 result = await channel.basic_publish(
@@ -143,7 +145,16 @@ class RabbitMQProducer:
                 f"rabbitmq: no ack for the message to {routing_key} ({type(result).__name__})"
             )
 
+    async def _reopened(self) -> aiormq.Channel:
+        """The channel under the robust one, once it is open again (bounded: during a
+        reconnect aio-pika would wait for ever)."""
+        underlay = await asyncio.wait_for(self._channel.get_underlay_channel(), self._timeout)
+        # aiormq's Channel (its abstract type lacks basic_publish's ``wait``).
+        self._underlay = cast(aiormq.Channel, underlay)
+        return self._underlay
+
     async def close(self) -> None:
+        self._underlay = None
         await self._driver.close_channel(self._channel)
 
 

@@ -20,6 +20,7 @@ from yarl import URL
 from bench.drivers.base import DriverContext, Message
 from bench.drivers.rabbitmq import RabbitMQConfig, RabbitMQConsumer, RabbitMQDriver
 from bench.engine.reread import classify_losses
+from bench.errors import DriverError
 from bench.metrics import audit
 from tests.integration.driver_harness import (
     MESSAGES_PER_PRODUCER,
@@ -349,3 +350,100 @@ def test_describe_names_the_client_library_and_its_version(rabbitmq_url: str) ->
     assert client["version"] == importlib.metadata.version("aio-pika")
     assert client["aiormq"] == importlib.metadata.version("aiormq")
     assert client["pamqp"] == importlib.metadata.version("pamqp")
+
+
+class _CuttableProxy:
+    """A TCP relay to the broker whose connections the test can cut (the broker keeps running)."""
+
+    def __init__(self, target: URL) -> None:
+        self._target = (target.host or "127.0.0.1", target.port or 5672)
+        self._writers: list[asyncio.StreamWriter] = []
+        self._server: asyncio.Server | None = None
+        self.port = 0
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def _serve(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        broker_r, broker_w = await asyncio.open_connection(*self._target)
+        self._writers += [client_w, broker_w]
+
+        async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                while data := await reader.read(65536):
+                    writer.write(data)
+                    await writer.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                writer.close()
+
+        await asyncio.gather(pipe(client_r, broker_w), pipe(broker_r, client_w))
+
+    def cut(self) -> None:
+        for writer in self._writers:
+            writer.transport.abort()
+        self._writers.clear()
+
+    async def close(self) -> None:
+        self.cut()
+        if self._server is not None:
+            self._server.close()
+
+
+def test_after_a_cut_connection_the_consumer_is_subscribed_again_and_nothing_acked_is_lost(
+    rabbitmq_url: str,
+) -> None:
+    """The consumers subscribe on aiormq's channel, which aio-pika does not restore: the driver
+    subscribes again when the robust channel reopens. Every send that succeeded is delivered."""
+    topo = topology(PREFIX, partitions=2, consumers=1)
+    url = URL(rabbitmq_url)
+
+    async def scenario() -> tuple[set[int], set[int], list[str]]:
+        proxy = _CuttableProxy(url)
+        await proxy.start()
+        errors: list[str] = []
+        config = RabbitMQConfig(
+            url=str(url.with_host("127.0.0.1").with_port(proxy.port)),
+            reconnect_interval="200ms",
+            publish_timeout="5s",
+        )
+        driver = RabbitMQDriver(config, DriverContext(count_error=errors.append))
+        await driver.connect()
+        acked: set[int] = set()
+        received: set[int] = set()
+        try:
+            await driver.prepare(topo)
+            consumer = await driver.consumer(topo, 0, lambda msg: received.add(msg.seq))
+            await consumer.start()
+            producer = await driver.producer(topo, 0)
+            messages = keyed_messages(0)
+
+            async def send(msg: Message) -> None:
+                try:
+                    await producer.send(msg)
+                    acked.add(msg.seq)
+                except (DriverError, TimeoutError):
+                    pass
+
+            await asyncio.gather(*(send(m) for m in messages[:300]))
+            proxy.cut()
+            await asyncio.sleep(1.0)  # reconnected by now (reconnect_interval 0.2 s)
+            for msg in messages[300:600]:
+                await send(msg)
+            deadline = time.monotonic() + 10
+            while not acked <= received and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            await consumer.stop()
+            await producer.close()
+            await driver.cleanup(topo)
+            return acked, received, errors
+        finally:
+            await driver.close()
+            await proxy.close()
+
+    acked, received, errors = run(scenario)
+    assert "reconnect" in errors, errors
+    assert set(range(300, 600)) <= acked, "sends after the reconnect failed"
+    assert acked <= received, f"{len(acked - received)} acknowledged messages never delivered"
