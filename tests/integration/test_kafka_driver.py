@@ -509,3 +509,61 @@ def test_a_topic_that_is_gone_stores_none_of_its_losses(kafka_bootstrap: str) ->
     assert result["not_stored"] == 3 and result["unclassified"] == 0
     assert result["samples"]["not_stored"] == ["0:1", "0:2", "0:3"]
     assert missing.name not in topics, "the re-read created the topic"
+
+
+def test_consumer_lag_is_what_the_group_has_not_committed(kafka_bootstrap: str) -> None:
+    """Asked from a second, separately connected driver (as the coordinator does during the
+    drain): None before the group committed anything, 0 once it committed all it consumed,
+    and exactly the records sent while no member was consuming."""
+    topo = topology(partitions=4, consumers=1)
+    received = Received()
+    sent, later = 200, 37
+
+    async def scenario() -> dict[str, int | None]:
+        run_driver = KafkaDriver(config(kafka_bootstrap), DriverContext())
+        observer = KafkaDriver(config(kafka_bootstrap), DriverContext())
+        await run_driver.connect()
+        await observer.connect()
+        seen: dict[str, int | None] = {}
+        try:
+            await run_driver.prepare(topo)
+            seen["before_any_commit"] = await observer.consumer_lag(topo)
+            consumer = await run_driver.consumer(topo, 0, received.callback(0))
+            await consumer.start()
+            seen["after_join"] = await observer.consumer_lag(topo)
+            producer = await run_driver.producer(topo, 0)
+            await asyncio.gather(
+                *(producer.send(message(0, s, f"agg-{s % 8}", s // 8)) for s in range(sent))
+            )
+            await wait_for_count(received, sent)
+            seen["delivered"] = received.total
+            # The group commits once a second: the lag reaches 0 after the next commit.
+            deadline = time.monotonic() + 10
+            while (lag := await observer.consumer_lag(topo)) != 0 and time.monotonic() < deadline:
+                seen["max_while_committing"] = max(seen.get("max_while_committing") or 0, lag or 0)
+                await asyncio.sleep(0.2)
+            seen["caught_up"] = lag
+            await consumer.stop()
+            await asyncio.gather(
+                *(
+                    producer.send(message(0, s, f"agg-{s % 8}", s // 8))
+                    for s in range(sent, sent + later)
+                )
+            )
+            seen["nobody_consuming"] = await observer.consumer_lag(topo)
+            await producer.close()
+            await run_driver.cleanup(topo)
+            seen["topic_gone"] = await observer.consumer_lag(topo)
+        finally:
+            await observer.close()
+            await run_driver.close()
+        return seen
+
+    seen = run(scenario)
+    assert seen["before_any_commit"] is None, seen
+    assert seen["after_join"] == 0, seen
+    assert seen["delivered"] == sent, seen
+    assert seen.get("max_while_committing", 0) <= sent, seen
+    assert seen["caught_up"] == 0, seen
+    assert seen["nobody_consuming"] == later, seen
+    assert seen["topic_gone"] is None, seen

@@ -17,6 +17,8 @@ import aiokafka
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import KafkaError, for_code
+from aiokafka.protocol.fetch import FetchRequest
+from aiokafka.structs import TopicPartition
 
 from bench.drivers.base import (
     Consumer,
@@ -46,6 +48,10 @@ from bench.errors import DriverError
 from bench.units import format_duration
 
 log = logging.getLogger(__name__)
+
+# Fetch isolation levels (the Fetch API's numbers).
+_READ_UNCOMMITTED = 0
+_READ_COMMITTED = 1
 
 # Kafka error codes that prepare/cleanup treat as outcomes rather than failures.
 _TOPIC_ALREADY_EXISTS = 36
@@ -241,6 +247,77 @@ class KafkaDriver:
     def reread(self, topology: Topology) -> AsyncGenerator[StoredIds, None]:
         """Every record of the topic as (producer, seq); see ``reread.reread_topic``."""
         return reread_topic(self._require_admin(), self.config, topology)
+
+    # ----------------------------------------------------------------- lag (ConsumerLag)
+
+    async def consumer_lag(self, topology: Topology) -> int | None:
+        """Messages stored in the topic beyond the consumer group's *committed* offsets:
+        the sum over partitions of (end offset - committed offset).
+
+        It measures commits, not deliveries: the run's consumers commit every second
+        (``commit = "auto"``) or after every batch (``"explicit"``), and when they stop, so
+        between commits it also counts messages already delivered and not yet committed. It
+        over-states, never under-states, what is still on its way. The end offset is each
+        partition's high watermark from a Fetch (the last stable offset for a transactional
+        run, which is all a read_committed consumer can reach), not ListOffsets, which Tansu
+        0.6.0 answers behind the records it serves. None when the broker cannot tell: a
+        partition without a committed offset or without a leader, an error answer, or no
+        answer within ``setup_timeout``.
+        """
+        admin = self._require_admin()
+        try:
+            async with asyncio.timeout(self.config.setup_timeout):
+                return await self._consumer_lag(admin, topology)
+        except (TimeoutError, KafkaError, DriverError) as exc:
+            log.debug("kafka consumer_lag of %s: %r", topology.name, exc)
+            return None
+
+    async def _consumer_lag(self, admin: AIOKafkaAdminClient, topology: Topology) -> int | None:
+        assert self._client is not None  # connect() made both
+        partitions = await self._partitions(admin, topology.name)
+        if len(partitions) != topology.partitions:
+            return None
+        tps = [TopicPartition(topology.name, p["partition"]) for p in partitions]
+        committed = await admin.list_consumer_group_offsets(topology.consumer_group, partitions=tps)
+        offsets = {tp: committed[tp].offset for tp in tps if tp in committed}
+        if len(offsets) != len(tps) or min(offsets.values()) < 0:
+            return None
+        ends = await self._end_offsets(partitions, topology.name, offsets)
+        if ends is None or set(ends) != set(offsets):
+            return None
+        return sum(max(0, ends[tp] - offsets[tp]) for tp in tps)
+
+    async def _end_offsets(
+        self, partitions: list[dict[str, Any]], topic: str, starts: dict[TopicPartition, int]
+    ) -> dict[TopicPartition, int] | None:
+        """Each partition's end as a Fetch from ``starts`` answers it (one request per
+        leader); None if any partition is missing from the answers or answered an error."""
+        assert self._client is not None
+        by_leader: dict[int, list[int]] = {}
+        for p in partitions:
+            if p["leader"] < 0:
+                return None
+            by_leader.setdefault(p["leader"], []).append(p["partition"])
+        committed_only = bool(self.config.transactional)
+        isolation = _READ_COMMITTED if committed_only else _READ_UNCOMMITTED
+        ends: dict[TopicPartition, int] = {}
+        for leader, numbers in by_leader.items():
+            # Room for one byte: the answer carries the watermarks and (almost) no records.
+            # A 1 ms wait, not 0: Tansu 0.6.0 answers a 0 ms fetch with no partitions at all.
+            wanted = [(n, starts[TopicPartition(topic, n)], 1) for n in numbers]
+            request = FetchRequest(1, 1, 1, isolation, [(topic, wanted)])
+            response = await self._client.send(leader, request)
+            for name, answers in response.topics:
+                for number, error_code, highwater, *rest in answers:
+                    if name != topic or error_code:
+                        return None
+                    end = highwater
+                    if committed_only:
+                        if response.API_VERSION < 4 or rest[0] is None or rest[0] < 0:
+                            return None
+                        end = rest[0]
+                    ends[TopicPartition(topic, number)] = end
+        return ends
 
     # ----------------------------------------------------------------- describe
 
