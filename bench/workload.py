@@ -25,6 +25,13 @@ from bench.scenario import PayloadDistribution, Workload
 
 _BATCH = 4096
 _PAD = b"x" * 65536
+_EVENT_ID_OPEN = b'{"event_id":"'
+_TIMESTAMP_OPEN = b',"timestamp":"'
+_LOW_HEX = [f"{i:03x}" for i in range(4096)]  # an event id's last three hex digits
+_VERSIONS_KEPT = 10_000
+_VERSIONS = [b"%d" % v for v in range(_VERSIONS_KEPT)]
+_TAILS_KEPT = 4096  # padding lengths whose encoded tail a factory keeps
+_time_ns = time.time_ns
 
 
 def key_probabilities(spec: str, n: int) -> np.ndarray | None:
@@ -55,7 +62,14 @@ def aggregate_id(aggregate_type: str, index: int) -> str:
 
 
 class EventFactory:
-    """Builds the messages of one producer: ``next(intended_ns)`` returns the next Message."""
+    """Builds the messages of one producer: ``next(intended_ns)`` returns the next Message.
+
+    The body is assembled from pre-encoded pieces rather than formatted field by field: the
+    text that never changes (per event type, per aggregate, per padding length) is encoded
+    once, and each event only joins it with its event id, version, timestamp and causation id.
+    The bytes are exactly those of a field-by-field JSON encoding (tests/unit/test_workload.py
+    pins a body).
+    """
 
     def __init__(
         self, workload: Workload, producer_id: int, seed: int, ledger: ProducerLedger | None = None
@@ -76,20 +90,33 @@ class EventFactory:
         self._aggregate_type = workload.aggregate_type
         self._prefix = workload.aggregate_type.lower() + "-"
         # A uuid-shaped, unique id: 8 hex from the seed, 4+3 from the producer, then the sequence
-        # (below 16**12, i.e. 10**14 events, so the last group is the sequence itself).
+        # (below 16**12, i.e. 10**14 events, so the last group is the sequence itself). The
+        # sequence's last three hex digits come from a table, the rest once per 4096 events.
         seed_part = (seed * 2654435761) & 0xFFFFFFFF
         pid_hi, pid_lo = (producer_id >> 16) & 0xFFF, producer_id & 0xFFFF
         self._id_prefix = f"{seed_part:08x}-{pid_lo:04x}-4{pid_hi:03x}-8000-"
-        # Per aggregate: [version, aggregate id, first event id, last event id].
+        self._id_high = self._id_prefix + "000000000"
+        # The body's constant pieces: '{"event_id":"' <id> '","event_type":"<type>",' (one per
+        # type) <aggregate's head> <version> '","timestamp":"' ... see _aggregate().
+        self._type_pieces = [f'","event_type":"{name}",'.encode() for name in self._type_names]
+        self._type_lengths = np.array([len(piece) for piece in self._type_pieces], np.int64)
+        self._tail_head = f'","producer":{producer_id}}},"payload":{{"pad":"'.encode()
+        # Everything but the type, the aggregate's pieces, the version and the padding.
+        self._fixed_length = (
+            len(_EVENT_ID_OPEN) + 36 + len(_TIMESTAMP_OPEN) + 24 + 36 + len(self._tail_head) + 3
+        )
+        self._tails: dict[int, bytes] = {}
+        # Per aggregate: [version, aggregate id, first event id, last event id (bytes),
+        # head piece, metadata piece, their length].
         self._aggregates: dict[int, list[Any]] = {}
-        self._keys: list[int] = []
-        self._types: list[int] = []
-        self._sizes: list[int] = []
+        # The batch's draws, per event: (key index, type index, room), where room is the size
+        # less everything but the aggregate's pieces, the version and the padding.
+        self._draws: list[tuple[int, int, int]] = []
         self._pos = _BATCH
         self._ts_second = -1
         self._ts_ms = -1
         self._ts_prefix = ""
-        self._ts_text = ""
+        self._ts = b""
         self.oversize = 0  # events whose fields alone exceed the requested payload size
         self.seq = 0
 
@@ -100,72 +127,98 @@ class EventFactory:
             keys = rng.integers(0, self._n_keys, size=_BATCH)
         else:
             keys = rng.choice(self._n_keys, size=_BATCH, p=self._key_probs)
-        self._keys = keys.tolist()
-        self._types = rng.choice(len(self._type_names), size=_BATCH, p=self._type_probs).tolist()
+        types = rng.choice(len(self._type_names), size=_BATCH, p=self._type_probs)
         payload = self._payload
         if isinstance(payload, int):
-            self._sizes = [payload] * _BATCH
+            sizes = np.full(_BATCH, payload, dtype=np.int64)
         else:
-            self._sizes = _draw_sizes(rng, payload, _BATCH).tolist()
+            sizes = _draw_sizes(rng, payload, _BATCH).astype(np.int64)
+        room = sizes - self._fixed_length - self._type_lengths[types]
+        self._draws = list(zip(keys.tolist(), types.tolist(), room.tolist(), strict=True))
         self._pos = 0
 
-    def _timestamp(self) -> str:
+    def _timestamp(self, now_ms: int) -> bytes:
         # Millisecond precision, formatted once per millisecond (hundreds of events share it).
-        now_ms = time.time_ns() // 1_000_000
-        if now_ms != self._ts_ms:
-            self._ts_ms = now_ms
-            second, ms = divmod(now_ms, 1000)
-            if second != self._ts_second:
-                self._ts_second = second
-                self._ts_prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-            self._ts_text = f"{self._ts_prefix}.{ms:03d}Z"
-        return self._ts_text
+        self._ts_ms = now_ms
+        second, ms = divmod(now_ms, 1000)
+        if second != self._ts_second:
+            self._ts_second = second
+            self._ts_prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        self._ts = ts = f"{self._ts_prefix}.{ms:03d}Z".encode()
+        return ts
+
+    def _aggregate(self, key_index: int, event_id: str) -> list[Any]:
+        key = f"{self._prefix}{key_index:08d}"
+        head = f'"aggregate_id":"{key}","aggregate_type":"{self._aggregate_type}","version":'
+        meta = f'","metadata":{{"correlation_id":"{event_id}","causation_id":"'
+        head_b, meta_b = head.encode(), meta.encode()
+        state = [0, key, event_id, b"", head_b, meta_b, len(head_b) + len(meta_b)]
+        self._aggregates[key_index] = state
+        return state
+
+    def _tail(self, pad: int) -> bytes:
+        if pad < 0:  # not kept: every such event is counted
+            self.oversize += 1
+            return self._tail_head + b'"}}'
+        tail = self._tail_head + (_PAD[:pad] if pad <= 65536 else b"x" * pad) + b'"}}'
+        if len(self._tails) < _TAILS_KEPT:
+            self._tails[pad] = tail
+        return tail
 
     def next(self, intended_ns: int) -> Message:
-        if self._pos >= _BATCH:
-            self._refill()
         pos = self._pos
+        if pos >= _BATCH:
+            self._refill()
+            pos = 0
         self._pos = pos + 1
-        key_index = self._keys[pos]
-        event_type = self._type_names[self._types[pos]]
-        size = self._sizes[pos]
+        key_index, type_index, room = self._draws[pos]
         seq = self.seq
         self.seq = seq + 1
-        event_id = f"{self._id_prefix}{seq:012x}"
+        low = seq & 0xFFF
+        if not low:
+            self._id_high = f"{self._id_prefix}{seq >> 12:09x}"
+        event_id = self._id_high + _LOW_HEX[low]
+        event_id_b = event_id.encode()
         # Per aggregate: [version, aggregate id, first event id (correlation), last event id].
         state = self._aggregates.get(key_index)
         if state is None:
-            key = f"{self._prefix}{key_index:08d}"
-            state = self._aggregates[key_index] = [1, key, event_id, event_id]
-            version = 1
-            correlation_id = causation_id = event_id
+            state = self._aggregate(key_index, event_id)
+            causation_b = event_id_b
         else:
-            version = state[0] = state[0] + 1
-            key = state[1]
-            correlation_id = state[2]
-            causation_id = state[3]
-            state[3] = event_id
+            causation_b = state[3]
+        version = state[0] = state[0] + 1
+        state[3] = event_id_b
         self._ledger_keys(key_index)
         self._ledger_acks(ACK_PENDING)
         if self._ledger_intended is not None:
             self._ledger_intended(intended_ns)
-        head = (
-            f'{{"event_id":"{event_id}","event_type":"{event_type}","aggregate_id":"{key}",'
-            f'"aggregate_type":"{self._aggregate_type}","version":{version},'
-            f'"timestamp":"{self._timestamp()}","metadata":{{"correlation_id":"{correlation_id}",'
-            f'"causation_id":"{causation_id}","producer":{self.producer_id}}},"payload":{{"pad":"'
-        ).encode()
-        pad = size - len(head) - 3  # the closing '"}}'
-        if pad < 0:
-            self.oversize += 1
-            pad = 0
-        value = head + (_PAD[:pad] if pad <= 65536 else b"x" * pad) + b'"}}'
+        version_b = _VERSIONS[version] if version < _VERSIONS_KEPT else b"%d" % version
+        now_ms = _time_ns() // 1_000_000
+        ts = self._ts if now_ms == self._ts_ms else self._timestamp(now_ms)
+        pad = room - state[6] - len(version_b)
+        tail = self._tails.get(pad)
+        if tail is None:
+            tail = self._tail(pad)
+        value = b"".join(
+            (
+                _EVENT_ID_OPEN,
+                event_id_b,
+                self._type_pieces[type_index],
+                state[4],
+                version_b,
+                _TIMESTAMP_OPEN,
+                ts,
+                state[5],
+                causation_b,
+                tail,
+            )
+        )
         return Message(
-            key,
+            state[1],
             value,
-            event_type,
+            self._type_names[type_index],
             event_id,
-            correlation_id,
+            state[2],
             self.producer_id,
             seq,
             version,

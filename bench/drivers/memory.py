@@ -40,6 +40,7 @@ import random
 import time
 from collections import deque
 from collections.abc import AsyncGenerator
+from itertools import repeat
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
@@ -122,6 +123,8 @@ class _Topic:
         self.groups: dict[str, _Group] = {}
         self.last_due_ns = [0] * partitions
         self._partition_of: dict[str, int] = {}
+        # Per key: its partition in every group (the send's hot path); reset with the groups.
+        self.routes: dict[str, list[_Partition]] = {}
 
     def partition_of(self, key: str) -> int:
         index = self._partition_of.get(key)
@@ -133,7 +136,13 @@ class _Topic:
         group = self.groups.get(name)
         if group is None:
             group = self.groups[name] = _Group(self.partition_count)
+            self.routes.clear()
         return group
+
+    def route(self, key: str) -> list[_Partition]:
+        index = self.partition_of(key)
+        parts = self.routes[key] = [group.partitions[index] for group in self.groups.values()]
+        return parts
 
 
 REREAD_BATCH = 10_000
@@ -148,6 +157,23 @@ class MemoryProducer:
     async def send(self, msg: Message) -> None:
         driver = self._driver
         topic = self._topic
+        if driver.plain and driver.fault is None and not driver.admit_waiting:
+            # The hand-off alone (no delay, loss, duplication, client cost or fault): what
+            # commit() does, unrolled, unless a partition is full.
+            parts = topic.routes.get(msg.key)
+            if parts is None:
+                parts = topic.route(msg.key)
+            limit = driver.max_backlog
+            for part in parts:
+                if len(part.queue) >= limit:
+                    break
+            else:
+                for part in parts:
+                    part.queue.append(msg)
+                    consumer = part.consumer
+                    if consumer is not None and consumer.waiter is not None:
+                        consumer.wake()
+                return
         if driver.fault is not None or driver.admit_waiting:
             await driver.admit()
         if driver.client_cost_ns:
@@ -187,11 +213,11 @@ class MemoryConsumer:
         self._on_message = on_message
         self._batch = batch
         self.partitions: list[_Partition] = []
-        self._waiter: asyncio.Future[None] | None = None
+        self.waiter: asyncio.Future[None] | None = None
         self._task: asyncio.Task[None] | None = None
 
     def wake(self) -> None:
-        waiter = self._waiter
+        waiter = self.waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
@@ -211,10 +237,15 @@ class MemoryConsumer:
             delivered = 0
             for part in self.partitions:
                 queue = part.queue
-                n = 0
-                while queue and n < batch:
-                    on_message(queue.popleft())
-                    n += 1
+                n = len(queue)
+                if not n:
+                    continue
+                if n > batch:
+                    n = batch
+                popleft = queue.popleft
+                # on_message is synchronous: nothing takes from this queue meanwhile.
+                for _ in repeat(None, n):
+                    on_message(popleft())
                 delivered += n
                 if part.space_waiters and n:
                     waiters, part.space_waiters = part.space_waiters, []
@@ -224,12 +255,12 @@ class MemoryConsumer:
             if delivered:
                 await asyncio.sleep(0)  # let producers run between batches
                 continue
-            self._waiter = loop.create_future()
+            self.waiter = loop.create_future()
             if any(part.queue for part in self.partitions):
-                self._waiter = None
+                self.waiter = None
                 continue
-            await self._waiter
-            self._waiter = None
+            await self.waiter
+            self.waiter = None
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -265,6 +296,12 @@ class MemoryDriver:
         self.delayed = bool(
             self._service_ns or self._jitter_ns or self._capacity_gap_ns or config.stall_for
         )
+        # Publishes take the plain hand-off (MemoryProducer.send's fast path) when nothing is
+        # injected; a fault in progress still goes through admit() and commit().
+        self.plain = not (
+            self.delayed or self.client_cost_ns or config.drop_rate or config.duplicate_rate
+        )
+        self.max_backlog = config.max_backlog
         self.dropped = 0
         self.duplicated = 0
         # Faults: the one in progress (None: healthy), what it did, and what it holds back.

@@ -141,3 +141,68 @@ def test_event_store_appends_with_expected_version_and_detects_conflicts():
 def test_rates_out_of_range_are_rejected(field):
     with pytest.raises(ValueError):
         MemoryConfig(**{field: 1.5})
+
+
+def test_a_group_that_joins_after_publishing_began_gets_what_follows():
+    async def main():
+        driver, producer, _consumers, received = await _setup(consumers=1)
+        for seq in range(50):
+            await producer.send(_msg(f"k{seq % 5}", seq))
+        late: list[Message] = []
+        topo = Topology(name="t", partitions=4, producers=1, consumers=1, consumer_group="late")
+        consumer = await driver.consumer(topo, 0, late.append)
+        await consumer.start()
+        for seq in range(50, 80):
+            await producer.send(_msg(f"k{seq % 5}", seq))
+        await _settle([received[0], late], 80 + 30)
+        await driver.close()
+        return received[0], late
+
+    first, late = asyncio.run(main())
+    assert sorted(m.seq for m in first) == list(range(80))
+    assert sorted(m.seq for m in late) == list(range(50, 80))
+
+
+def test_a_full_partition_holds_the_publish_until_the_consumer_takes_from_it():
+    async def main():
+        driver = MemoryDriver(MemoryConfig(max_backlog=3))
+        await driver.prepare(TOPO)
+        producer = await driver.producer(TOPO, 0)
+        received: list[Message] = []
+        consumer = await driver.consumer(TOPO, 0, received.append)  # not started yet
+        for seq in range(3):
+            await producer.send(_msg("k", seq))
+        blocked = asyncio.ensure_future(producer.send(_msg("k", 3)))
+        await asyncio.sleep(0.01)
+        held = not blocked.done()
+        await consumer.start()
+        await asyncio.wait_for(blocked, 1)
+        await _settle([received], 4)
+        await consumer.stop()
+        return held, [m.seq for m in received]
+
+    held, seqs = asyncio.run(main())
+    assert held, "the fourth publish waited for room"
+    assert seqs == [0, 1, 2, 3]
+
+
+def test_a_pause_holds_plain_publishes_and_lets_them_through_in_order():
+    async def main():
+        driver, producer, _consumers, received = await _setup(consumers=1)
+        for seq in range(10):
+            await producer.send(_msg("k", seq, seq + 1))
+        pause = asyncio.ensure_future(driver.inject_fault("pause", 0.05))
+        await asyncio.sleep(0)
+        sends = [asyncio.ensure_future(producer.send(_msg("k", s, s + 1))) for s in range(10, 20)]
+        await asyncio.sleep(0.02)
+        during = len(received[0])
+        held = not any(s.done() for s in sends)
+        await pause
+        await asyncio.gather(*sends)
+        await _settle(received, 20)
+        await driver.close()
+        return during, held, [m.key_seq for m in received[0]]
+
+    during, held, key_seqs = asyncio.run(main())
+    assert during == 10 and held
+    assert key_seqs == list(range(1, 21))

@@ -1,4 +1,5 @@
 import json
+import re
 from collections import Counter
 
 import numpy as np
@@ -98,3 +99,95 @@ def test_payload_distribution_stays_within_bounds():
 def test_the_ledger_records_every_message_built():
     factory, _ = _events(Workload(), n=100)
     assert len(factory.ledger.acks) == 100 and len(factory.ledger.keys) == 100
+
+
+_TIMESTAMP = re.compile(rb'"timestamp":"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z)"')
+
+
+def _without_timestamp(value: bytes) -> bytes:
+    stripped, n = _TIMESTAMP.subn(b'"timestamp":""', value)
+    assert n == 1, value[:200]
+    return stripped
+
+
+def test_the_same_seed_gives_the_same_bodies_and_another_seed_other_ones():
+    w = Workload(
+        keys="zipf:1.1",
+        aggregates=50,
+        event_types={"OrderPlaced": 0.5, "OrderShipped": 0.3, "X": 0.2},
+        payload_bytes=PayloadDistribution(min=300, max=5000),
+    )
+    n = 9000  # more than one batch of draws and of event ids
+    bodies = [[_without_timestamp(m.value) for m in _events(w, n=n, seed=s)[1]] for s in (5, 5, 6)]
+    assert bodies[0] == bodies[1]
+    assert sum(a != c for a, c in zip(bodies[0], bodies[2], strict=True)) > n * 0.9
+
+
+def test_bodies_are_exactly_the_field_by_field_json_encoding():
+    w = Workload(
+        aggregates=7,
+        aggregate_type="Cart",
+        event_types={"ItemAdded": 0.7, "CartCheckedOut": 0.3},
+        payload_bytes=PayloadDistribution(min=400, max=70_000),
+    )
+    factory, events = _events(w, n=5000, seed=3, producer=70_001)
+    first: dict[str, str] = {}
+    last: dict[str, str] = {}
+    for msg in events:
+        body = json.loads(msg.value)
+        timestamp = body["timestamp"]
+        correlation = first.setdefault(msg.key, msg.event_id)
+        head = (
+            f'{{"event_id":"{msg.event_id}","event_type":"{msg.event_type}",'
+            f'"aggregate_id":"{msg.key}","aggregate_type":"Cart","version":{msg.key_seq},'
+            f'"timestamp":"{timestamp}","metadata":{{"correlation_id":"{correlation}",'
+            f'"causation_id":"{last.get(msg.key, msg.event_id)}","producer":70001}},'
+            f'"payload":{{"pad":"'
+        )
+        pad = len(msg.value) - len(head) - 3
+        assert pad >= 0
+        assert msg.value == (head + "x" * pad + '"}}').encode()
+        assert msg.correlation_id == correlation and msg.producer_id == 70_001
+        last[msg.key] = msg.event_id
+    assert max(len(m.value) for m in events) > 65_536  # beyond the shared padding
+    assert factory.oversize == 0
+
+
+def test_an_event_too_small_for_its_fields_is_counted_oversize():
+    factory, events = _events(Workload(payload_bytes=100), n=300)
+    assert factory.oversize == 300
+    for msg in events:
+        assert json.loads(msg.value)["payload"] == {"pad": ""}
+
+
+def test_a_pinned_body():
+    factory = EventFactory(
+        Workload(aggregates=1, event_types={"OrderPlaced": 1}, payload_bytes=400), 2, 9
+    )
+    factory.next(0)
+    msg = factory.next(1)
+    head = (
+        b'{"event_id":"8ff34739-0002-4000-8000-000000000001","event_type":"OrderPlaced",'
+        b'"aggregate_id":"order-00000000","aggregate_type":"Order","version":2,"timestamp":"",'
+        b'"metadata":{"correlation_id":"8ff34739-0002-4000-8000-000000000000",'
+        b'"causation_id":"8ff34739-0002-4000-8000-000000000000","producer":2},"payload":{"pad":"'
+    )
+    assert _without_timestamp(msg.value) == head + b"x" * (400 - 24 - len(head) - 3) + b'"}}'
+
+
+def test_event_ids_stay_unique_and_ordered_across_id_batches():
+    _, events = _events(Workload(), n=4096 * 2 + 5)
+    ids = [m.event_id for m in events]
+    assert len(set(ids)) == len(ids) and ids == sorted(ids)
+    assert [int(i.rsplit("-", 1)[1], 16) for i in ids] == list(range(len(ids)))
+
+
+def test_the_ledger_keeps_intended_times_when_asked():
+    from bench.metrics.audit import ProducerLedger
+
+    ledger = ProducerLedger(0, track_intended=True)
+    factory = EventFactory(Workload(), 0, 1, ledger)
+    for i in range(10):
+        factory.next(1000 + i)
+    assert list(ledger.intended) == [1000 + i for i in range(10)]
+    assert bytes(ledger.acks) == bytes(10) and len(ledger.keys) == 10
