@@ -172,6 +172,8 @@ def run_harness(root: Root, broker: str, shape: str, args: argparse.Namespace) -
     audit = summary.get("audit") or {}
     rate = acked if shape == "producer_only" else min(acked, received)
     detail: dict[str, object] = {
+        # A checkout others commit to can change between repetitions: say which code ran.
+        "harness": label_of(root.path),
         "status": summary.get("status"),
         "verdict": summary.get("verdict"),
         "acked_per_s": round(acked, 1),
@@ -363,6 +365,17 @@ def tabulate(
                 f"{'':8s}  {root.label}: worker CPU {fmt(cpu_full, '.1f')} us/msg full, "
                 f"{fmt(cpu_prod, '.1f')} producer-only"
             )
+            ran = sorted(
+                {
+                    str(s.detail["harness"])
+                    for key in by_key
+                    if key.endswith(f":{r}")
+                    for s in by_key[key]
+                    if "harness" in s.detail
+                }
+            )
+            if len(ran) > 1:
+                note += f"; the code changed during the run: {', '.join(ran)}"
             if lost:
                 note += f"; lost {lost}"
             if errors:
