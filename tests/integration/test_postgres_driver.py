@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -642,3 +643,84 @@ def test_unreachable_port_fails_fast_without_leaking_the_password(postgres_dsn: 
     assert described["product"] == "PostgreSQL"
     assert described["version"].startswith(("15", "16", "17"))
     assert described["strategy"] == "max_then_insert" and described["pool_size"] == 2
+
+
+# --------------------------------------------------------------------------- starting up (57P03)
+
+_SSL_REQUEST, _GSSENC_REQUEST = 80877103, 80877104
+
+
+async def _starting_up_then_proxy(
+    upstream: tuple[str, int], refusals: int | None
+) -> tuple[asyncio.Server, list[int]]:
+    """A server on a free port that answers the first ``refusals`` connections (every one when
+    None) as PostgreSQL does while it starts up (FATAL 57P03), then relays to ``upstream``."""
+    attempts: list[int] = []
+
+    async def refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:  # SSLRequest / GSSENCRequest: "N", then the StartupMessage
+            length = int.from_bytes(await reader.readexactly(4), "big")
+            body = await reader.readexactly(length - 4)
+            if int.from_bytes(body[:4], "big") not in (_SSL_REQUEST, _GSSENC_REQUEST):
+                break
+            writer.write(b"N")
+        fields = b"SFATAL\0VFATAL\0C57P03\0Mthe database system is starting up\0\0"
+        writer.write(b"E" + (len(fields) + 4).to_bytes(4, "big") + fields)
+        await writer.drain()
+        writer.close()
+
+    async def relay(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+        try:
+            while data := await source.read(65536):
+                sink.write(data)
+                await sink.drain()
+        finally:
+            sink.close()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        attempts.append(1)
+        if refusals is None or len(attempts) <= refusals:
+            await refuse(reader, writer)
+            return
+        up_reader, up_writer = await asyncio.open_connection(*upstream)
+        await asyncio.gather(
+            relay(reader, up_writer), relay(up_reader, writer), return_exceptions=True
+        )
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return server, attempts
+
+
+def test_connect_waits_while_the_server_is_starting_up(postgres_dsn: str) -> None:
+    parts = urlsplit(postgres_dsn)
+    upstream = (parts.hostname or "127.0.0.1", parts.port or 5432)
+
+    async def scenario() -> None:
+        server, attempts = await _starting_up_then_proxy(upstream, refusals=3)
+        port = server.sockets[0].getsockname()[1]
+        dsn = urlunsplit(parts._replace(netloc=f"{parts.username}@127.0.0.1:{port}"))
+        driver = PostgresDriver(config(dsn, pool_size=1, connect_timeout="5s"), DriverContext())
+        try:
+            await driver.connect()
+            assert (await driver.describe())["product"] == "PostgreSQL"
+            assert len(attempts) == 4  # three refusals, then the connection
+        finally:
+            await driver.close()
+            server.close()
+
+        # A server that never finishes starting up: a one-line error within connect_timeout.
+        server, attempts = await _starting_up_then_proxy(upstream, refusals=None)
+        port = server.sockets[0].getsockname()[1]
+        dsn = urlunsplit(parts._replace(netloc=f"{parts.username}@127.0.0.1:{port}"))
+        driver = PostgresDriver(config(dsn, pool_size=1, connect_timeout="1s"), DriverContext())
+        start = time.monotonic()
+        try:
+            with pytest.raises(DriverError) as info:
+                await driver.connect()
+        finally:
+            server.close()
+        assert time.monotonic() - start < 2.0
+        assert len(attempts) > 2
+        assert "\n" not in str(info.value)
+
+    run(scenario)
