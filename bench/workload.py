@@ -138,13 +138,14 @@ class EventFactory:
         self._pos = 0
 
     def _timestamp(self, now_ms: int) -> bytes:
+        """The body's ',"timestamp":"...' piece for this millisecond."""
         # Millisecond precision, formatted once per millisecond (hundreds of events share it).
         self._ts_ms = now_ms
         second, ms = divmod(now_ms, 1000)
         if second != self._ts_second:
             self._ts_second = second
             self._ts_prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        self._ts = ts = f"{self._ts_prefix}.{ms:03d}Z".encode()
+        self._ts = ts = _TIMESTAMP_OPEN + f"{self._ts_prefix}.{ms:03d}Z".encode()
         return ts
 
     def _aggregate(self, key_index: int, event_id: str) -> list[Any]:
@@ -206,7 +207,6 @@ class EventFactory:
                 self._type_pieces[type_index],
                 state[4],
                 version_b,
-                _TIMESTAMP_OPEN,
                 ts,
                 state[5],
                 causation_b,
