@@ -31,7 +31,8 @@ statement): the server's ``xact_rollback`` counts only the conflicts that raised
 
 Statements go through asyncpg's per-connection statement cache (``statement_cache_size``,
 100 by default, ample for these few): each is parsed once per connection, then every call is
-one Bind/Execute/Sync.
+one Bind/Execute/Sync. An explicit ``Connection.prepare`` object measured no cheaper here than
+``fetchval`` through the cache (about 40 µs of client CPU per call either way).
 """
 
 from __future__ import annotations
@@ -94,7 +95,8 @@ def _metadata_json(metadata: Mapping[str, Any]) -> str:
 
 
 class _Conflict(Exception):
-    """Raised inside an append transaction to roll it back; carries the version found."""
+    """The append's check failed (nothing was inserted; inside serializable's transaction it
+    rolls the transaction back); carries the version found."""
 
     def __init__(self, found: int | None) -> None:
         super().__init__(found)
