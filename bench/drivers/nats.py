@@ -363,7 +363,6 @@ class NatsConsumer:
         self._js = driver.client.jetstream(timeout=driver.config.publish_timeout)
         self._readers: list[PullReader] = []
         self._subs: list[Any] = []
-        self._stopping = False
         self.received = 0
         self.foreign = 0
 
@@ -436,7 +435,6 @@ class NatsConsumer:
             await self._driver.client.publish(msg.reply)
 
     async def stop(self) -> None:
-        self._stopping = True
         readers, self._readers = self._readers, []
         for reader in readers:
             await reader.stop()
