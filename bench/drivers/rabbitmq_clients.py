@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import struct
 from typing import TYPE_CHECKING, Any, cast
 
 import aio_pika.abc
@@ -66,6 +67,79 @@ H_KEY = "eb-key"
 PERSISTENT = 2
 NOT_PERSISTENT = 1
 
+_PROPERTY_FLAGS = Basic.Properties.flags
+_HEADERS_KEYS = (H_ENVELOPE.encode(), H_KEY.encode())  # a table's keys go sorted
+assert list(_HEADERS_KEYS) == sorted(_HEADERS_KEYS)
+_SHORT_MAX = 255
+_pack_long = struct.Struct(">I").pack
+
+
+class EnvelopeProperties(Basic.Properties):
+    """The properties of one published event, encoded once, by hand.
+
+    pamqp encodes properties generically (a type look-up and a ``struct`` call per field and
+    per header), about a tenth of a publish's CPU. This class holds the same fields and
+    encodes to the same bytes (the tests compare it with pamqp's own encoding) for the fields
+    a publish sets: the ``eb`` and ``eb-key`` headers as long strings, ``delivery_mode``, and
+    ``correlation_id``, ``message_id`` and ``type`` as short strings (omitted when empty, as
+    pamqp does). Anything it cannot encode (a short string over 255 bytes) is left to pamqp,
+    which raises.
+    """
+
+    def __init__(
+        self,
+        envelope: str,
+        key: str,
+        delivery_mode: int,
+        message_id: str,
+        correlation_id: str,
+        message_type: str,
+    ) -> None:
+        super().__init__(
+            headers={H_ENVELOPE: envelope, H_KEY: key},
+            delivery_mode=delivery_mode,
+            message_id=message_id,
+            correlation_id=correlation_id,
+            message_type=message_type,
+        )
+        flags = _PROPERTY_FLAGS["headers"] | _PROPERTY_FLAGS["delivery_mode"]
+        table = b"".join(
+            (
+                b"\x02",
+                _HEADERS_KEYS[0],
+                b"S",
+                _long(envelope),
+                b"\x06",
+                _HEADERS_KEYS[1],
+                b"S",
+                _long(key),
+            )
+        )
+        parts = [b"", _pack_long(len(table)), table, bytes((delivery_mode,))]
+        for name, value in (
+            ("correlation_id", correlation_id),
+            ("message_id", message_id),
+            ("message_type", message_type),
+        ):
+            if value:
+                raw = value.encode()
+                if len(raw) > _SHORT_MAX:
+                    self._wire: bytes | None = None
+                    return
+                flags |= _PROPERTY_FLAGS[name]
+                parts.append(bytes((len(raw),)))
+                parts.append(raw)
+        parts[0] = flags.to_bytes(2, "big")
+        self._wire = b"".join(parts)
+
+    def marshal(self) -> bytes:
+        return self._wire if self._wire is not None else super().marshal()
+
+
+def _long(value: str) -> bytes:
+    raw = value.encode()
+    return _pack_long(len(raw)) + raw
+
 
 class RabbitMQProducer:
     """One producer: a channel (in confirm mode when configured) bound to the run's exchange."""
@@ -92,12 +166,13 @@ class RabbitMQProducer:
         self.inflight_peak = 0
 
     async def send(self, msg: Message) -> None:
-        properties = Basic.Properties(
-            headers={H_ENVELOPE: message_headers(msg)[H_ENVELOPE], H_KEY: msg.key},
-            delivery_mode=self._delivery_mode,
-            message_id=msg.event_id,
-            correlation_id=msg.correlation_id,
-            message_type=msg.event_type,
+        properties = EnvelopeProperties(
+            message_headers(msg)[H_ENVELOPE],
+            msg.key,
+            self._delivery_mode,
+            msg.event_id,
+            msg.correlation_id,
+            msg.event_type,
         )
         routing_key = self._routing_keys[partition_of(msg.key, self._queues)]
         async with self._window:

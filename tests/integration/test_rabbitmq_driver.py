@@ -15,10 +15,12 @@ import aio_pika
 import aiormq.exceptions
 import numpy as np
 import pytest
+from pamqp.commands import Basic
 from yarl import URL
 
 from bench.drivers.base import DriverContext, Message
 from bench.drivers.rabbitmq import RabbitMQConfig, RabbitMQConsumer, RabbitMQDriver
+from bench.drivers.rabbitmq_clients import EnvelopeProperties
 from bench.engine.reread import classify_losses
 from bench.errors import DriverError
 from bench.metrics import audit
@@ -447,3 +449,32 @@ def test_after_a_cut_connection_the_consumer_is_subscribed_again_and_nothing_ack
     assert "reconnect" in errors, errors
     assert set(range(300, 600)) <= acked, "sends after the reconnect failed"
     assert acked <= received, f"{len(acked - received)} acknowledged messages never delivered"
+
+
+@pytest.mark.parametrize(
+    ("envelope", "key", "mode", "message_id", "correlation_id", "event_type"),
+    [
+        ("0:1:2:3", "agg-1", 2, "6f1c2a0e-5b4d-4f3e-9a8b-7c6d5e4f3a2b", "corr-0", "OrderPlaced"),
+        ("12:9999:3:172000000000", "ключ-ü", 1, "", "", "T"),
+        ("x", "k", 2, "a" * 255, "", ""),
+        ("x", "k", 2, "a" * 256, "c", "t"),  # too long for a short string: pamqp decides
+    ],
+)
+def test_hand_encoded_publish_properties_are_the_bytes_pamqp_would_write(
+    envelope: str, key: str, mode: int, message_id: str, correlation_id: str, event_type: str
+) -> None:
+    fast = EnvelopeProperties(envelope, key, mode, message_id, correlation_id, event_type)
+    reference = Basic.Properties(
+        headers={"eb": envelope, "eb-key": key},
+        delivery_mode=mode,
+        message_id=message_id,
+        correlation_id=correlation_id,
+        message_type=event_type,
+    )
+    if len(message_id) > 255:
+        with pytest.raises(TypeError):
+            reference.marshal()
+        with pytest.raises(TypeError):
+            fast.marshal()
+        return
+    assert fast.marshal() == reference.marshal()
