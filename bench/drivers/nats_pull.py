@@ -96,9 +96,15 @@ class PullReader:
         self._open[request_id] = time.monotonic() + self._expires_s
         self._owed += self._batch
         body = json.dumps({"batch": self._batch, "expires": int(self._expires_s * 1e9)})
-        await self._nc.publish(
-            self._next_subject, body.encode(), reply=self._prefix + str(request_id)
-        )
+        try:
+            await self._nc.publish(
+                self._next_subject, body.encode(), reply=self._prefix + str(request_id)
+            )
+        except BaseException:
+            # Not sent (a reconnect's full buffer, a closed connection): nothing is owed.
+            self._open.pop(request_id, None)
+            self._owed -= self._batch
+            raise
 
     def _ended(self, request_id: int, unfilled: int | None, trouble: bool = False) -> None:
         """A request ended with a status; ``unfilled`` is what it still owed, when said.
