@@ -45,7 +45,12 @@ class KafkaConfig(DriverConfig):
     acks: Literal[0, 1, "all"] = "all"
     enable_idempotence: bool = False
     linger_ms: int = Field(default=0, ge=0)
-    max_batch_bytes: int = Field(default=16384, gt=0)
+    # A cap per partition, not a wait (linger_ms is the wait): with linger 0 a batch holds
+    # what queued while the previous request was out. Kafka's 16 KiB (~14 records of 1 KiB)
+    # parks senders on a full batch at 64 in flight over 4 partitions, and each stored batch
+    # costs a Kafka-protocol broker a read per consumer fetch: measured on Tansu, 128 KiB
+    # took the harness from 6.9k to 9.7k msgs/s (1 KiB, 64 in flight, with a consumer).
+    max_batch_bytes: int = Field(default=131072, gt=0)
     compression: Literal["none", "gzip", "lz4", "zstd", "snappy"] = "none"
     # Publish in transactions of this many events (0: no transactions).
     transactional: int = Field(default=0, ge=0)
