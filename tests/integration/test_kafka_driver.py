@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import aiokafka
 import numpy as np
 import pytest
 from pydantic import ValidationError
@@ -434,7 +435,7 @@ def test_describe_names_the_server_and_settings_without_secrets(kafka_bootstrap:
     assert described["broker_count"] >= 1
     assert described["controller_id"] is not None
     assert described["api_versions"]["Produce"]
-    assert described["client"]["library"] == "aiokafka"
+    assert described["client"] == {"library": "aiokafka", "version": aiokafka.__version__}
     assert described["settings"]["fetch_max_wait_ms"] == 10
     assert described["effective"]["consumer"]["fetch_max_wait_ms"] == 10
     assert described["product"] in {"Tansu", "Apache Kafka", "Redpanda"} or described[
