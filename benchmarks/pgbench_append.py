@@ -1,6 +1,6 @@
 """The event-store append path against pgbench running the same SQL, at several client counts.
 
-Four runs per client count, interleaved (one after the other, ``--repeat`` rounds), all on a
+Five runs per client count, interleaved (one after the other, ``--repeat`` rounds), all on a
 schema created by the driver's own ``prepare_store`` (identical table, constraints, indexes):
 
 ``pgbench select-max``  pgbench (C, libpq, ``-M prepared``) running the two-statement append:
@@ -9,6 +9,8 @@ schema created by the driver's own ``prepare_store`` (identical table, constrain
 ``pgbench one-stmt``    pgbench running the driver's own ``max_then_insert`` statement
                         (``Sql.checked``; its text is taken from the driver, its parameters
                         replaced by pgbench variables): one round trip per append.
+``raw asyncpg``         the plainest asyncpg loop on the same statement (prepared once per
+                        connection, ``fetchval``): the client library's ceiling.
 ``driver``              ``PostgresDriver`` (max_then_insert): C asyncio writers on one event loop
                         (uvloop), C connections, each writer on its own aggregates.
 ``harness``             the whole engine (worker process, recording, ledgers, invariants): a
@@ -242,6 +244,59 @@ async def run_driver(dsn: str, clients: int, seconds: int, body: str) -> dict[st
         await driver.close()
 
 
+# --------------------------------------------------------------------------- raw asyncpg
+
+
+async def run_raw_asyncpg(dsn: str, clients: int, seconds: int, body: str) -> dict[str, float]:
+    """The plainest asyncpg loop on the driver's statement: one connection per client, the
+    statement prepared once, ``fetchval`` in a loop (the library's ceiling on this path)."""
+    import asyncpg
+
+    statement = Sql(SCHEMA, unsafe=False).checked.max_then_insert[0]
+    await _with_driver(dsn, "prepare")
+    conns = [await asyncpg.connect(dsn) for _ in range(clients)]
+    prepared = [await conn.prepare(statement) for conn in conns]
+    try:
+        deadline = 0.0
+
+        async def writer(index: int) -> int:
+            stmt = prepared[index]
+            versions = [0] * AGGREGATES
+            appended = 0
+            while time.monotonic() < deadline:
+                slot = appended % AGGREGATES
+                stream = f"raw-{index}-{slot}"
+                found = await stmt.fetchval(
+                    str(uuid.uuid4()),
+                    stream,
+                    "Order",
+                    "OrderItemAdded",
+                    versions[slot],
+                    body,
+                    '{"command": "AddItem"}',
+                )
+                if found != versions[slot]:
+                    raise RuntimeError(f"{stream}: version {found}, expected {versions[slot]}")
+                versions[slot] += 1
+                appended += 1
+            return appended
+
+        writes, cpu, start = _write_syscalls(), time.process_time(), time.monotonic()
+        deadline = start + seconds
+        appends = sum(await asyncio.gather(*(writer(i) for i in range(clients))))
+        elapsed = time.monotonic() - start
+        cpu, writes = time.process_time() - cpu, _write_syscalls() - writes
+        return {
+            "per_s": appends / elapsed,
+            "appends": appends,
+            "cpu_us": cpu * 1e6 / appends,
+            "writes": writes / appends,
+        }
+    finally:
+        for conn in conns:
+            await conn.close()
+
+
 # --------------------------------------------------------------------------- harness
 
 
@@ -327,6 +382,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--payload-bytes", type=int, default=256)
     parser.add_argument("--no-pgbench", dest="pgbench", action="store_false")
+    parser.add_argument("--no-raw", dest="raw", action="store_false")
     parser.add_argument("--no-driver", dest="driver", action="store_false")
     parser.add_argument("--no-harness", dest="harness", action="store_false")
     args = parser.parse_args()
@@ -354,6 +410,9 @@ def main() -> None:
                 if stored != result["appends"]:
                     sys.exit(f"pgbench {name}: {result['appends']} appends but {stored} rows")
                 results.setdefault((clients, f"pgbench {name}"), []).append(result)
+            if args.raw:
+                measured = asyncio.run(run_raw_asyncpg(args.dsn, clients, args.seconds, body))
+                results.setdefault((clients, "raw asyncpg"), []).append(measured)
             if args.driver:
                 measured = asyncio.run(run_driver(args.dsn, clients, args.seconds, body))
                 results.setdefault((clients, "driver"), []).append(measured)
@@ -374,7 +433,13 @@ def main() -> None:
     verdicts = []
     for clients in args.clients:
         reference = median((clients, "pgbench one_statement"), "per_s")  # nan: --no-pgbench
-        for name in ("pgbench select_max", "pgbench one_statement", "driver", "harness"):
+        for name in (
+            "pgbench select_max",
+            "pgbench one_statement",
+            "raw asyncpg",
+            "driver",
+            "harness",
+        ):
             key = (clients, name)
             if key not in results:
                 continue
