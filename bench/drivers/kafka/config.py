@@ -63,9 +63,9 @@ class KafkaConfig(DriverConfig):
     # Measured on Tansu 0.6.0 (1 KiB, 4 partitions): a fetch that finds records returns at
     # once whatever the wait, so at full rate the fetch count is set by the consumer's cycle
     # (~100/s), not by these two; raising the wait to 50 ms or min bytes to 16 KiB cut the
-    # fetches at 1000 msgs/s (214/s to 30-91/s) but not the broker's CPU unless both were
-    # raised, and that doubled e2e p50 (8 to 22 ms). What costs the broker is stored
-    # batches, hence the larger max_batch_bytes.
+    # fetches at 1000 msgs/s (from 214/s to 176/s and 91/s) but not the broker's CPU; both
+    # together cut it (68% to 41% of a core) and nearly tripled e2e p50 (8 to 22 ms).
+    # Stored batches are what cost the broker, hence the larger max_batch_bytes.
     fetch_max_wait_ms: int = Field(default=10, ge=0)
     fetch_min_bytes: int = Field(default=1, ge=1)
     max_poll_records: int = Field(default=500, gt=0)
