@@ -568,3 +568,51 @@ def test_consumer_lag_is_what_the_group_has_not_committed(kafka_bootstrap: str) 
     assert seen["caught_up"] == 0, seen
     assert seen["nobody_consuming"] == later, seen
     assert seen["topic_gone"] is None, seen
+
+
+def test_sends_called_in_order_stay_in_key_order_when_batches_fill(kafka_bootstrap: str) -> None:
+    """The engine calls send() in event order with up to 64 in flight. With small batches the
+    partition's last batch is often full and senders wait for it to drain; a send called
+    meanwhile must not append ahead of them (KafkaProducer's append lock)."""
+    topo = topology(partitions=1, consumers=1)
+    received = Received()
+    count, window = 1500, 64
+
+    async def scenario() -> None:
+        # A batch holds about two 1 KiB records: nearly every append finds it full.
+        driver = KafkaDriver(config(kafka_bootstrap, max_batch_bytes=2500), DriverContext())
+        await driver.connect()
+        try:
+            await driver.prepare(topo)
+            consumer = await driver.consumer(topo, 0, received.callback(0))
+            await consumer.start()
+            producer = await driver.producer(topo, 0)
+            slots = asyncio.Semaphore(window)
+            key_seqs: Counter[str] = Counter()
+            tasks = []
+
+            async def one(msg: Message) -> None:
+                try:
+                    await producer.send(msg)
+                finally:
+                    slots.release()
+
+            for seq in range(count):
+                await slots.acquire()  # a slot frees on an ack, as in the engine
+                key = f"agg-{seq % 3}"
+                msg = message(0, seq, key, key_seqs[key])
+                key_seqs[key] += 1
+                tasks.append(asyncio.create_task(one(msg)))
+            await asyncio.gather(*tasks)
+            await wait_for_count(received, count)
+            await consumer.stop()
+            await producer.close()
+            await driver.cleanup(topo)
+        finally:
+            await driver.close()
+
+    run(scenario)
+    assert received.total >= count * 0.99, received.total
+    for (_, _, key), seqs in received.key_seqs.items():
+        inversions = sum(1 for a, b in itertools.pairwise(seqs) if a > b)
+        assert inversions == 0, f"{key}: {inversions} inversions, first {seqs[:30]}"
