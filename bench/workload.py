@@ -111,8 +111,7 @@ class EventFactory:
         self._aggregates: dict[int, list[Any]] = {}
         # The batch's draws, per event: (key index, type index, room), where room is the size
         # less everything but the aggregate's pieces, the version and the padding.
-        self._draws: list[tuple[int, int, int]] = []
-        self._pos = _BATCH
+        self._draw: Callable[[], tuple[int, int, int]] = iter(()).__next__
         self._ts_second = -1
         self._ts_ms = -1
         self._ts_prefix = ""
@@ -134,8 +133,7 @@ class EventFactory:
         else:
             sizes = _draw_sizes(rng, payload, _BATCH).astype(np.int64)
         room = sizes - self._fixed_length - self._type_lengths[types]
-        self._draws = list(zip(keys.tolist(), types.tolist(), room.tolist(), strict=True))
-        self._pos = 0
+        self._draw = zip(keys.tolist(), types.tolist(), room.tolist(), strict=True).__next__
 
     def _timestamp(self, now_ms: int) -> bytes:
         """The body's ',"timestamp":"...' piece for this millisecond."""
@@ -167,12 +165,11 @@ class EventFactory:
         return tail
 
     def next(self, intended_ns: int) -> Message:
-        pos = self._pos
-        if pos >= _BATCH:
+        try:
+            key_index, type_index, room = self._draw()
+        except StopIteration:
             self._refill()
-            pos = 0
-        self._pos = pos + 1
-        key_index, type_index, room = self._draws[pos]
+            key_index, type_index, room = self._draw()
         seq = self.seq
         self.seq = seq + 1
         low = seq & 0xFFF
