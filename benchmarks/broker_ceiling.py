@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
+import itertools
 import json
 import os
 import statistics
@@ -71,8 +72,15 @@ TARGETS = {
         f"publish_window = {IN_FLIGHT}\n"
     ),
 }
-# The harness shapes: (producers = consumers = workers, consumers on?).
-SHAPES = {"full": (1, True), "producer_only": (1, False), "workers_2": (2, True)}
+# The harness shapes: (worker processes, consumers on?, roles split?). Unsplit, every worker has
+# one producer and one consumer; split (workers = { producers = 1, consumers = 1 }, a harness
+# newer than 3f17098), one process produces and the other consumes the same load as "full".
+SHAPES = {
+    "full": (1, True, False),
+    "producer_only": (1, False, False),
+    "workers_2": (2, True, False),
+    "split_2": (2, True, True),
+}
 RAW_MODES = ("publish", "consume", "pubsub")
 
 
@@ -128,13 +136,15 @@ def check_root(root: Path) -> None:
 
 
 def scenario_toml(broker: str, shape: str, args: argparse.Namespace) -> str:
-    workers, consuming = SHAPES[shape]
+    workers, consuming, split = SHAPES[shape]
+    clients = 1 if split else workers
+    placement = "{ producers = 1, consumers = 1 }" if split else str(workers)
     return (
         f'[scenario]\nname = "ceiling-{broker}-{shape}"\nduration = "{args.seconds:g}s"\n'
         f'warmup = "{args.warmup:g}s"\ndrain_timeout = "30s"\nseed = 1\n\n'
-        f'[workload]\nrate = "max"\nconcurrency = {IN_FLIGHT * workers}\n'
-        f"producers = {workers}\nconsumers = {workers if consuming else 0}\n"
-        f"workers = {workers}\npartitions = {PARTITIONS}\npayload_bytes = {PAYLOAD_BYTES}\n"
+        f'[workload]\nrate = "max"\nconcurrency = {IN_FLIGHT * clients}\n'
+        f"producers = {clients}\nconsumers = {clients if consuming else 0}\n"
+        f"workers = {placement}\npartitions = {PARTITIONS}\npayload_bytes = {PAYLOAD_BYTES}\n"
         f"aggregates = 1000\nevent_types = {{ OrderPlaced = 1.0 }}\n\n[targets.{broker}]\n"
         f"{TARGETS[broker]}"
     )
@@ -244,8 +254,9 @@ def measure(
         b: {key: [] for key in keys_of(roots)} for b in brokers
     }
     steps: list[tuple[str, str | None]] = []
-    for mode, shape in zip(RAW_MODES, SHAPES, strict=True):
-        steps.append((mode, None))
+    for mode, shape in itertools.zip_longest(RAW_MODES, SHAPES):
+        if mode is not None:
+            steps.append((mode, None))
         steps += [(shape, f"{i}") for i in range(len(roots))]
     for rep in range(args.repeat):
         for broker in brokers:
@@ -286,6 +297,7 @@ GOALS = [
     ("full 1w / raw produce+consume", "full:{r}", "raw:pubsub", RATIO_GOAL),
     ("producer-only / raw publish-only", "producer_only:{r}", "raw:publish", RATIO_GOAL),
     ("2 workers / full 1w", "workers_2:{r}", "full:{r}", WORKERS_GOAL),
+    ("producing + consuming worker / full 1w", "split_2:{r}", "full:{r}", None),
     ("full 1w received / raw consume-only", "full:{r}", "raw:consume", None),
 ]
 
