@@ -67,6 +67,12 @@ H_KEY = "eb-key"
 PERSISTENT = 2
 NOT_PERSISTENT = 1
 
+# What a publish or an ack on a channel that closed (or a connection that dropped) raises.
+CHANNEL_ERRORS = (
+    aiormq.exceptions.AMQPError,
+    aiormq.exceptions.ChannelInvalidStateError,
+    ConnectionError,
+)
 _PROPERTY_FLAGS = Basic.Properties.flags
 _HEADERS_KEYS = (H_ENVELOPE.encode(), H_KEY.encode())  # a table's keys go sorted
 assert list(_HEADERS_KEYS) == sorted(_HEADERS_KEYS)
@@ -204,11 +210,7 @@ class RabbitMQProducer:
                 raise DriverError(
                     f"rabbitmq: broker refused the message for {routing_key} ({type(exc).__name__})"
                 ) from None
-            except (
-                aiormq.exceptions.AMQPError,
-                aiormq.exceptions.ChannelInvalidStateError,
-                ConnectionError,
-            ) as exc:
+            except CHANNEL_ERRORS as exc:
                 raise DriverError(
                     f"rabbitmq: publish to {routing_key} failed: {self._driver.scrub(repr(exc))}"
                 ) from None
@@ -372,11 +374,7 @@ class RabbitMQConsumer:
             try:
                 await channel.basic_ack(tag, wait=False)
                 self.acks_sent += 1
-            except (
-                aiormq.exceptions.AMQPError,
-                aiormq.exceptions.ChannelInvalidStateError,
-                ConnectionError,
-            ):
+            except CHANNEL_ERRORS:
                 self._driver.context.count_error("ack_failed")
 
     def _ack_soon(self) -> None:
@@ -398,11 +396,7 @@ class RabbitMQConsumer:
             try:
                 await channel.basic_ack(tag, multiple=True, wait=False)
                 self.acks_sent += 1
-            except (
-                aiormq.exceptions.AMQPError,
-                aiormq.exceptions.ChannelInvalidStateError,
-                ConnectionError,
-            ):
+            except CHANNEL_ERRORS:
                 # The channel closed: the broker redelivers what this ack would have covered.
                 self._driver.context.count_error("ack_failed")
 
@@ -414,12 +408,7 @@ class RabbitMQConsumer:
         underlay = self._underlay
         if underlay is not None and not underlay.is_closed:
             for tag in self._tags:
-                with contextlib.suppress(
-                    aiormq.exceptions.AMQPError,
-                    aiormq.exceptions.ChannelInvalidStateError,
-                    ConnectionError,
-                    TimeoutError,
-                ):
+                with contextlib.suppress(*CHANNEL_ERRORS, TimeoutError):
                     await underlay.basic_cancel(tag, timeout=self._config.publish_timeout)
         self._tags.clear()
         # What was handled is acknowledged before the channel closes; the rest is requeued.
