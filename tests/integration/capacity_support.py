@@ -38,7 +38,12 @@ def bounded_find_max(path: Path, out: Path) -> tuple[dict[str, Any], Path]:
 
 
 def assert_a_fixed_rate_run_agrees(
-    path: Path, out: Path, search: dict[str, Any], criteria: Criteria, achieved: str
+    path: Path,
+    out: Path,
+    search: dict[str, Any],
+    criteria: Criteria,
+    achieved: str,
+    margin: float = 1.0,
 ) -> None:
     """The scenario as an ordinary run at the answer's rate, judged by the search's own checks
     and by its rule that one failure is not a verdict: the answer sits at the knee, where a 4 s
@@ -60,6 +65,10 @@ def assert_a_fixed_rate_run_agrees(
             if p["phase"] == "verify" and p["verdict"] == "pass"
         ]
         rate = max(verified) if verified else 0.9 * rate
+    # margin < 1: the run goes one bracket step under the answer, for a knee that is the
+    # host's CPU (the client and the target on the same 2 cores), where a short window at
+    # exactly the knee falls behind as often as not.
+    rate *= margin
     agreeing = {"pass", "client-bound"} if search["status"] == "harness-bound" else {"pass"}
     outcomes = []
     for attempt in range(3):

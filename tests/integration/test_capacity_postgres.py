@@ -67,4 +67,8 @@ def test_find_max_on_the_postgres_store_is_bounded_and_agrees_with_a_fixed_rate_
         summary = json.loads((run_dir / point["dir"] / "summary.json").read_text())
         assert summary["store"]["invariants"]["ok"], summary["store"]["invariants"]
     criteria = Criteria(slo_us={"response.p99": 2 * SLO_P99_US})
-    assert_a_fixed_rate_run_agrees(path, tmp_path, search, criteria, "sent_per_s")
+    # Since appends take one round trip (issue 16) the knee is about 3,400 appends/s, where
+    # PostgreSQL and the client saturate this machine's 2 cores together (host-bound): fixed
+    # 4 s runs at exactly that rate fell behind 3 times of 3 in CI. One bracket step (10%)
+    # under the answer must hold.
+    assert_a_fixed_rate_run_agrees(path, tmp_path, search, criteria, "sent_per_s", margin=0.9)
