@@ -21,7 +21,9 @@ the median of the paired ratios (each harness run divided by the raw run next to
 - full, 1 worker / raw publish-only >= 0.9 (the fastest plain loop: the issue's goal)
 - full, 1 worker / raw produce+consume >= 0.9
 - producer-only / raw publish-only >= 0.9
-- 2 workers / full, 1 worker >= 1.7
+- 2 workers / full, 1 worker >= 1.7, where the broker is not the limit: a shortfall in runs
+  whose summary says ``host_bound`` (client and broker saturate this host's cores) shows
+  as "host", not FAIL
 - received by the harness / raw consume-only (shown, no goal: the consumer can only read what
   the producer sends)
 
@@ -191,6 +193,11 @@ def run_harness(root: Root, broker: str, shape: str, args: argparse.Namespace) -
         "lost": audit.get("lost"),
         "cpu_pct_max_worker": cpu_pct,
         "client_bound": summary.get("client_bound"),
+        # The client and a local broker share this host's cores: when they are saturated,
+        # a second worker cannot add throughput, whatever the harness's own cost.
+        "host_bound": summary.get("host_bound"),
+        "host_busy_pct": (summary.get("host") or {}).get("busy_pct"),
+        "target_pct": (summary.get("host") or {}).get("target_pct"),
     }
     if cpu_pct and rate and SHAPES[shape][0] == 1:
         # One worker: its CPU per message, comparable with the raw loops' figure.
@@ -325,6 +332,13 @@ def tabulate(
             f"({fmt(cpu['consume'], '.1f')} us/msg), produce+consume {fmt(raw['pubsub'])}/s "
             f"({fmt(cpu['pubsub'], '.1f')} us/msg)"
         )
+        # A worker that also consumes cannot beat a raw loop that also consumes: this is the
+        # ceiling of the first goal on this host, from the same raw runs.
+        ceiling = paired_ratio(by_key["raw:pubsub"], by_key["raw:publish"])
+        lines.append(
+            f"{'':8s}  raw produce+consume / raw publish-only: {fmt(ceiling, '.2f')} "
+            "(the most a producing-and-consuming worker can reach of publish-only)"
+        )
         for figure, num, den, goal in GOALS:
             ref_key = den.format(r=0)
             reference = median([s.rate for s in by_key[ref_key]]) if den.startswith("raw") else None
@@ -343,8 +357,14 @@ def tabulate(
                 ratio = paired_ratio(num_samples, den_samples)
                 if goal is None or ratio is None:
                     verdict = "" if goal is None else "FAIL"
+                elif ratio >= goal:
+                    verdict = "pass"
+                elif goal == WORKERS_GOAL and _host_bound(num_samples):
+                    # The goal holds "where the broker is not the limit": on a saturated
+                    # shared host it cannot be met, and the table says so instead of FAIL.
+                    verdict = "host"
                 else:
-                    verdict = "pass" if ratio >= goal else "FAIL"
+                    verdict = "FAIL"
                 line += f"  {fmt(value):>14s}  {fmt(ratio, '.2f'):>6s}  {verdict:4s}"
                 row["columns"][root.label] = {  # type: ignore[index]
                     "harness_per_s": value,
@@ -352,6 +372,8 @@ def tabulate(
                     "pass": None if goal is None else verdict == "pass",
                     "lost": [s.detail.get("lost") for s in num_samples],
                     "cpu_us_per_msg": median([_cpu(s) for s in num_samples]),
+                    "host_bound": [s.detail.get("host_bound") for s in num_samples],
+                    "host_busy_pct": [s.detail.get("host_busy_pct") for s in num_samples],
                 }
             line += f"  {'>= ' + format(goal, '.1f') if goal else '-':>6s}"
             lines.append(line)
@@ -394,6 +416,12 @@ def tabulate(
                 note += f"; {len(errors)} failed: {str(errors[0])[:160]}"
             lines.append(note)
     return "\n".join(lines), rows
+
+
+def _host_bound(samples: list[Sample]) -> bool:
+    """Most of these runs reported the shared host's CPU saturated."""
+    flags = [s.detail.get("host_bound") for s in samples]
+    return sum(1 for f in flags if f) * 2 > len(flags) > 0
 
 
 def _cpu(sample: Sample) -> float | None:
