@@ -91,7 +91,7 @@ class AckWindow:
         self._sub = await self._nc.subscribe(inbox + ".*", cb=self._on_reply)
         self._reaper = self._loop.create_task(self._reap(), name="nats-pubacks-reaper")
 
-    async def publish(self, subject: str, payload: bytes, headers: dict[str, str]) -> None:
+    async def publish(self, subject: str, payload: bytes, headers: dict[str, str] | None) -> None:
         """Publish one message and return once JetStream stored it; raise when it did not."""
         if self._free > 0 and not self._waiters:
             self._free -= 1

@@ -14,8 +14,16 @@ from typing import Any
 import nats
 import pytest
 
-from bench.drivers.base import DriverContext, partition_of
-from bench.drivers.nats import NatsConfig, NatsConsumer, NatsDriver, stream_name
+from bench.drivers.base import DriverContext, Message, partition_of
+from bench.drivers.nats import (
+    NatsConfig,
+    NatsConsumer,
+    NatsDriver,
+    decode_body,
+    encode_body,
+    stream_name,
+    subject_prefix,
+)
 from bench.engine.reread import classify_losses
 from bench.errors import DriverError
 from bench.metrics import audit
@@ -442,7 +450,84 @@ def test_pull_acks_leave_nothing_pending(nats_url: str, ack_policy: str) -> None
     assert lag == 0
 
 
-def test_msg_id_off_sends_the_event_id_as_a_header_and_stores_a_resend_twice(
+def test_every_envelope_field_travels_in_the_body_and_a_foreign_body_is_not_delivered(
+    nats_url: str,
+) -> None:
+    """Key, type, ids, correlation, audit fields and value arrive exactly as sent; the only
+    header on the stored message is Nats-Msg-Id; a message another client published to the
+    stream's subject is counted as foreign, not handed to the harness."""
+    config = NatsConfig(servers=[nats_url], storage="memory")
+    topo = topology(PREFIX, partitions=1, consumers=1)
+    sent = Message(
+        key="agg-ü:1 x",  # non-ASCII, a colon and a space
+        value=bytes(range(256)) * 4,  # every byte, separators included
+        event_type="Order Placed",
+        event_id="3f9c0a5e-0000-4000-8000-000000000001",
+        correlation_id="corr:7",
+        producer_id=3,
+        seq=41,
+        key_seq=12,
+        intended_ns=1_733_000_000_123_456_789,
+    )
+
+    async def body(driver: NatsDriver) -> tuple[list[Message], dict[str, str] | None, int]:
+        producer = await driver.producer(topo, 0)
+        await producer.send(sent)
+        await producer.close()
+        await driver.client.publish(f"{subject_prefix(topo)}.0", b'{"not": "ours"}')
+        stored = await driver.client.jetstream().get_msg(stream_name(topo), seq=1)
+        got: list[Message] = []
+        consumer = await driver.consumer(topo, 0, got.append)
+        await consumer.start()
+        try:
+            deadline = time.monotonic() + 5
+            while consumer.received + consumer.foreign < 2 and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+        finally:
+            await consumer.stop()
+        return got, stored.headers, consumer.foreign
+
+    (got, headers, foreign), _ = run(lambda: with_driver(NatsDriver, config, topo, body))
+    assert got == [sent]
+    assert headers == {"Nats-Msg-Id": sent.event_id}
+    assert foreign == 1
+
+
+def test_the_body_envelope_refuses_separators_and_rejects_what_is_not_one() -> None:
+    msg = keyed_messages(0)[0]
+    body = encode_body(msg)
+    assert decode_body(body) == msg
+    for bad in ("a\x1fb", "a\x1eb"):
+        with pytest.raises(DriverError, match="0x1e or 0x1f"):
+            encode_body(_with_key(msg, bad))
+    cut = body.index(b"\x1e")
+    for foreign in (
+        b"",
+        msg.value,
+        body[:cut],  # no end of envelope
+        body.replace(b"eb1", b"eb2", 1),
+        body[:cut].rsplit(b"\x1f", 1)[0] + body[cut:],  # a field short
+        body.replace(b":", b":x", 1),  # not a number
+        b"eb1\x1f\xff\x1f\x1f\x1f\x1f\x1e",  # not UTF-8
+    ):
+        assert decode_body(foreign) is None, foreign
+
+
+def _with_key(msg: Message, key: str) -> Message:
+    return Message(
+        key,
+        msg.value,
+        msg.event_type,
+        msg.event_id,
+        msg.correlation_id,
+        msg.producer_id,
+        msg.seq,
+        msg.key_seq,
+        msg.intended_ns,
+    )
+
+
+def test_msg_id_off_sends_no_header_and_stores_a_resend_twice(
     nats_url: str,
 ) -> None:
     config = NatsConfig(servers=[nats_url], msg_id=False, storage="memory")
@@ -456,6 +541,8 @@ def test_msg_id_off_sends_the_event_id_as_a_header_and_stores_a_resend_twice(
         await producer.send(msg)
         await producer.send(msg)
         await producer.close()
+        stored = await driver.client.jetstream().get_msg(stream_name(topo), seq=1)
+        assert not stored.headers  # no Nats-Msg-Id, nothing else either
 
         def on_message(m: Any) -> None:
             ids.append(m.event_id)
