@@ -68,6 +68,23 @@ def test_kafka_through_the_engine_loses_nothing_even_when_consumers_trail(
     assert summary["target_info"]["cluster_id"]
 
 
+def test_kafka_on_confluent_kafka_through_the_engine(tmp_path, kafka_bootstrap):
+    confluent_kafka = pytest.importorskip("confluent_kafka")
+    summary = run(
+        tmp_path,
+        {
+            "driver": "kafka",
+            "bootstrap_servers": kafka_bootstrap,
+            "client": "confluent",
+            "session_timeout_ms": 6000,
+        },
+    )
+    assert_clean_run(summary, ordered=True, delivery_gaps=True)
+    client = summary["target_info"]["client"]
+    assert client["library"] == "confluent-kafka"
+    assert client["version"] == confluent_kafka.__version__
+
+
 def test_rabbitmq_through_the_engine(tmp_path, rabbitmq_url):
     summary = run(tmp_path, {"driver": "rabbitmq", "url": rabbitmq_url})
     # Two consumers on four queues: one consumer per queue, so per-key order holds.

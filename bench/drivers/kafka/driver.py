@@ -11,7 +11,7 @@ import contextlib
 import errno
 import logging
 from collections.abc import AsyncGenerator, Awaitable, Iterable
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import aiokafka
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -47,6 +47,9 @@ from bench.drivers.kafka.reread import REREAD_METHOD, reread_topic
 from bench.errors import DriverError
 from bench.units import format_duration
 
+if TYPE_CHECKING:
+    from bench.drivers.kafka.confluent import ConfluentConsumer, ConfluentProducer
+
 log = logging.getLogger(__name__)
 
 # Fetch isolation levels (the Fetch API's numbers).
@@ -69,7 +72,8 @@ def _check_topic_errors(pairs: Iterable[tuple[Any, ...]], allowed: set[int], wha
 
 
 class KafkaDriver:
-    """The Kafka stream driver (aiokafka). See the package docstring."""
+    """The Kafka stream driver (aiokafka, or confluent-kafka for producers and consumers with
+    ``client = "confluent"``). See the package docstring."""
 
     name: ClassVar[str] = "kafka"
     kind: ClassVar[Literal["stream", "store", "both"]] = "stream"
@@ -94,8 +98,8 @@ class KafkaDriver:
         self.context = context
         self._admin: AIOKafkaAdminClient | None = None
         self._client: AIOKafkaClient | None = None
-        self._producers: list[KafkaProducer | KafkaTransactionalProducer] = []
-        self._consumers: list[KafkaConsumer] = []
+        self._producers: list[KafkaProducer | KafkaTransactionalProducer | ConfluentProducer] = []
+        self._consumers: list[KafkaConsumer | ConfluentConsumer] = []
 
     def _where(self) -> str:
         return where(self.config)
@@ -225,7 +229,14 @@ class KafkaDriver:
 
     async def producer(self, topology: Topology, producer_id: int) -> Producer:
         self._require_admin()
-        producer = await start_producer(self.config, topology, producer_id)
+        producer: KafkaProducer | KafkaTransactionalProducer | ConfluentProducer
+        if self.config.client == "confluent":
+            # Imported here: confluent-kafka is an optional extra (kafka-confluent).
+            from bench.drivers.kafka import confluent
+
+            producer = await confluent.start_producer(self.config, topology, producer_id)
+        else:
+            producer = await start_producer(self.config, topology, producer_id)
         self._producers.append(producer)
         return producer
 
@@ -233,7 +244,15 @@ class KafkaDriver:
         self, topology: Topology, consumer_id: int, on_message: OnMessage
     ) -> Consumer:
         self._require_admin()
-        consumer = new_consumer(self.config, topology, consumer_id, on_message, self.context)
+        consumer: KafkaConsumer | ConfluentConsumer
+        if self.config.client == "confluent":
+            from bench.drivers.kafka import confluent
+
+            consumer = confluent.ConfluentConsumer(
+                self.config, topology, consumer_id, on_message, self.context
+            )
+        else:
+            consumer = new_consumer(self.config, topology, consumer_id, on_message, self.context)
         self._consumers.append(consumer)
         return consumer
 
@@ -331,11 +350,23 @@ class KafkaDriver:
 
     async def _describe(self, admin: AIOKafkaAdminClient) -> dict[str, Any]:
         assert self._client is not None  # connect() made both
-        return {
-            **await describe_server(admin, self._client),
-            "client": {"library": "aiokafka", "version": aiokafka.__version__},
-            "settings": self.config.settings(),
-            "effective": {
+        if self.config.client == "confluent":
+            from bench.drivers.kafka import confluent
+
+            client = {**confluent.client_info(), "admin": f"aiokafka {aiokafka.__version__}"}
+            effective = {
+                "producer": {
+                    **confluent.common_settings(self.config, secrets=False),
+                    **confluent.producer_settings(self.config),
+                    "one_client_per_producer": True,
+                },
+                "consumer": confluent.consumer_settings(self.config),
+                "fetch_max_wait_ms": self.config.fetch_max_wait_ms,
+                "compressions_usable": ["none", "gzip", "lz4", "zstd", "snappy"],
+            }
+        else:
+            client = {"library": "aiokafka", "version": aiokafka.__version__}
+            effective = {
                 "producer": {
                     **producer_settings(self.config),
                     "one_client_per_producer": True,
@@ -344,7 +375,12 @@ class KafkaDriver:
                 "consumer": consumer_settings(self.config),
                 "fetch_max_wait_ms": self.config.fetch_max_wait_ms,
                 "compressions_usable": available_compressions(),
-            },
+            }
+        return {
+            **await describe_server(admin, self._client),
+            "client": client,
+            "settings": self.config.settings(),
+            "effective": effective,
         }
 
     async def close(self) -> None:

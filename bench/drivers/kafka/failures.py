@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from typing import Any
 
 from bench.redaction import redact_text
 
@@ -14,5 +15,11 @@ def reason(exc: BaseException) -> str:
         return os.strerror(exc.errno).lower()
     if isinstance(exc, TimeoutError | asyncio.TimeoutError):
         return "no answer"
+    # confluent-kafka raises KafkaException(KafkaError): name librdkafka's error, not the
+    # wrapper (duck-typed: confluent-kafka is an optional extra).
+    error: Any = exc.args[0] if len(exc.args) == 1 else None
+    if callable(getattr(error, "name", None)) and callable(getattr(error, "str", None)):
+        text = redact_text(str(error.str()).strip())
+        return f"{error.name()}: {text}" if text else str(error.name())
     text = redact_text(str(exc).strip())
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
