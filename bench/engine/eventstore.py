@@ -217,25 +217,38 @@ class StoreWriters:
             types = types * count
         events = []
         datas: list[dict[str, Any]] = []
+        order_no = state.order_no + (command == "PlaceOrder")
+        aggregate_type = self.workload.aggregate_type
+        metadata = {"command": command}
+        randrange = self._rng.randrange
+        pad_json = self._pad_json
         for offset, event_type in enumerate(types, start=1):
-            data: dict[str, Any] = {"order_no": state.order_no + (command == "PlaceOrder")}
+            # The text is json.dumps({"data": data}) without its closing brace, then the
+            # padding: formatted directly (only ints and a plain ASCII sku), about 4 µs less
+            # per event; test_store_workload checks it against json.dumps.
             if event_type == "OrderItemAdded":
-                data.update(
-                    sku=f"sku-{self._rng.randrange(1000)}",
-                    qty=1 + self._rng.randrange(3),
-                    price_cents=100 + self._rng.randrange(10000),
+                sku = randrange(1000)
+                qty = 1 + randrange(3)
+                price = 100 + randrange(10000)
+                datas.append(
+                    {"order_no": order_no, "sku": f"sku-{sku}", "qty": qty, "price_cents": price}
                 )
-            datas.append(data)
-            payload = (json.dumps({"data": data})[:-1] + self._pad_json).encode()
+                text = (
+                    f'{{"data": {{"order_no": {order_no}, "sku": "sku-{sku}", "qty": {qty}, '
+                    f'"price_cents": {price}}}{pad_json}'
+                )
+            else:
+                datas.append({"order_no": order_no})
+                text = f'{{"data": {{"order_no": {order_no}}}{pad_json}'
             events.append(
                 StoredEvent(
-                    event_id=self._event_id(),
-                    aggregate_id=aggregate,
-                    aggregate_type=self.workload.aggregate_type,
-                    event_type=event_type,
-                    version=state.version + offset,
-                    payload=payload,
-                    metadata={"command": command},
+                    self._event_id(),
+                    aggregate,
+                    aggregate_type,
+                    event_type,
+                    state.version + offset,
+                    text.encode(),
+                    metadata,
                 )
             )
         return events, datas
@@ -345,13 +358,15 @@ class StoreWriters:
                 self.commit_at.append(t1)
                 totals.commits += 1
                 totals.events_committed += len(events)
-                totals.committed_ids.extend(e.event_id for e in events)
                 if window_start <= t1 < window_end:
                     totals.commits_in_window += 1
+                committed_ids = totals.committed_ids
                 for event, data in zip(events, datas, strict=True):
+                    committed_ids.append(event.event_id)
                     fold(state, event.event_type, data)
                 self._known[aggregate] = state
-                await self._maybe_snapshot(aggregate, state)
+                if self._snapshots:
+                    await self._maybe_snapshot(aggregate, state)
                 return True
             totals.conflicts += 1
             if window_start <= t1 < window_end:

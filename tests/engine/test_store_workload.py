@@ -83,3 +83,47 @@ def test_fewer_aggregates_than_workers_are_shared_by_every_worker():
     for index in range(3):
         part = AggregatePartition.of(workload, index)
         assert set(part.draw(np.random.default_rng(index), 1000)) == {0, 1}
+
+
+# --------------------------------------------------------------------------- events
+
+
+def test_event_payloads_are_the_json_of_their_data_and_padding():
+    """The writers format payloads directly: the text must be json.dumps of the data the
+    writer folds, wrapped in "data", then the padding, for every event type."""
+    import asyncio
+    import json
+
+    from bench.domain import COMMANDS, OrderState, decide
+    from bench.engine.eventstore import StoreWriters
+    from bench.timing import PreciseTimer
+
+    workload = _workload(aggregates=10, payload_bytes=400, store={"events_per_append": [1, 3]})
+    writers = StoreWriters(
+        None,  # type: ignore[arg-type]  # _events never touches the driver
+        workload,
+        0,
+        7,
+        PreciseTimer(loop := asyncio.new_event_loop()),
+        lambda kind: None,
+        lambda: False,
+    )
+    seen = set()
+    for status in ("none", "placed", "confirmed"):
+        state = OrderState(version=3, status=status, order_no=2)
+        for command in COMMANDS:
+            types = decide(state, command)
+            if types is None:
+                continue
+            events, datas = writers._events("order-1", state, types, command)
+            assert len(events) == len(datas) >= 1
+            for offset, (event, data) in enumerate(zip(events, datas, strict=True), start=1):
+                seen.add(event.event_type)
+                pad = "x" * (400 - 120)
+                expected = json.dumps({"data": data})[:-1] + ', "pad": "' + pad + '"}'
+                assert event.payload == expected.encode()
+                assert json.loads(event.payload)["data"] == data
+                assert event.version == state.version + offset
+                assert event.metadata == {"command": command}
+    loop.close()
+    assert "OrderItemAdded" in seen and "OrderPlaced" in seen

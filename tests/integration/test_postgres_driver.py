@@ -609,6 +609,39 @@ def test_database_errors_are_raised_not_swallowed(postgres_dsn: str) -> None:
     run(scenario)
 
 
+def test_more_writers_than_connections_queue_for_them_and_time_out(postgres_dsn: str) -> None:
+    """Writers beyond pool_size wait for a connection (each handed over in turn), and one
+    that waits longer than acquire_timeout fails as an error, leaving the pool whole."""
+
+    async def scenario() -> None:
+        driver = await open_store(
+            postgres_dsn, strategy="max_then_insert", pool_size=2, acquire_timeout="300ms"
+        )
+        try:
+            results = await asyncio.gather(
+                *(
+                    driver.append(f"order-{i}", [event(f"order-{i}", ORDER_PLACED)], 0)
+                    for i in range(12)
+                )
+            )
+            assert all(r.committed for r in results)
+            pool = driver._pool
+            assert pool is not None
+            held = [await pool.get(), await pool.get()]  # every connection busy
+            with pytest.raises(StoreError, match="TimeoutError"):
+                await driver.append("order-x", [event("order-x", ORDER_PLACED)], 0)
+            for conn in held:
+                pool.give(conn)
+            assert (await driver.append("order-x", [event("order-x", ORDER_PLACED)], 0)).committed
+            counters = driver.counters
+            assert (counters.attempts, counters.commits, counters.errors) == (14, 13, 1)
+            assert len(pool._idle) == 2 and not pool._waiters
+        finally:
+            await close_store(driver)
+
+    run(scenario)
+
+
 def test_unreachable_port_fails_fast_without_leaking_the_password(postgres_dsn: str) -> None:
     secret = "s3cret-pw"
 

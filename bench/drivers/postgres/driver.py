@@ -155,11 +155,14 @@ class PostgresDriver:
                     await conn.execute(statement)
         except DB_ERRORS as exc:
             raise self._error(f"creating schema {self.schema!r}", exc) from exc
+        pool.forget_statements()
         self._new_run()
 
     async def attach_store(self, namespace: str) -> None:
         """Use the schema that ``prepare_store(namespace)`` created (another process did)."""
         self._ns = self._namespace(schema_for(namespace))
+        if self._pool is not None:
+            self._pool.forget_statements()
 
     async def drop_store(self) -> None:
         """Drop the current run point's schema and everything in it."""
