@@ -165,6 +165,8 @@ class StoreWriters:
         self._partition = AggregatePartition.of(workload, worker_index)
         self._keys: list[int] = []
         self._pos = _BATCH
+        # aggregate_id()'s text up to the index (test_store_workload checks they agree).
+        self._id_head = aggregate_id(workload.aggregate_type, 0)[:-8]
         self._known: dict[str, OrderState] = {}
         seed_part = (seed * 2654435761 + worker_index) & 0xFFFFFFFF
         self._id_prefix = f"{seed_part:08x}-{worker_index & 0xFFFF:04x}-4000-9000-"
@@ -202,7 +204,7 @@ class StoreWriters:
             self._pos = 0
         index = self._keys[self._pos]
         self._pos += 1
-        return aggregate_id(self.workload.aggregate_type, index)
+        return f"{self._id_head}{index:08d}"  # aggregate_id(aggregate_type, index)
 
     def _event_id(self) -> str:
         self._next_id += 1

@@ -97,8 +97,14 @@ def test_event_payloads_are_the_json_of_their_data_and_padding():
     from bench.domain import COMMANDS, OrderState, decide
     from bench.engine.eventstore import StoreWriters
     from bench.timing import PreciseTimer
+    from bench.workload import aggregate_id
 
-    workload = _workload(aggregates=10, payload_bytes=400, store={"events_per_append": [1, 3]})
+    workload = _workload(
+        aggregates=10,
+        payload_bytes=400,
+        aggregate_type="Invoice",
+        store={"events_per_append": [1, 3]},
+    )
     writers = StoreWriters(
         None,  # type: ignore[arg-type]  # _events never touches the driver
         workload,
@@ -127,3 +133,8 @@ def test_event_payloads_are_the_json_of_their_data_and_padding():
                 assert event.metadata == {"command": command}
     loop.close()
     assert "OrderItemAdded" in seen and "OrderPlaced" in seen
+    # Aggregate ids are formatted in place too: the same text as aggregate_id().
+    writers._keys, writers._pos = [0, 7, 123_456_789], 0
+    assert [writers._key() for _ in range(3)] == [
+        aggregate_id(workload.aggregate_type, i) for i in (0, 7, 123_456_789)
+    ]

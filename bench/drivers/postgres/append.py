@@ -88,13 +88,13 @@ _METADATA_JSON_LIMIT = 4096
 
 def _metadata_json(metadata: Mapping[str, Any]) -> str:
     items = tuple(metadata.items())
-    if not all(type(value) is str for _, value in items):
-        return json.dumps(dict(metadata))
+    # Only string-valued items are cached, and a str never equals a non-str: a hit is exact.
     text = _METADATA_JSON.get(items)
-    if text is None:
-        text = json.dumps(dict(metadata))
-        if len(_METADATA_JSON) < _METADATA_JSON_LIMIT:
-            _METADATA_JSON[items] = text
+    if text is not None:
+        return text
+    text = json.dumps(dict(metadata))
+    if len(_METADATA_JSON) < _METADATA_JSON_LIMIT and all(type(v) is str for _, v in items):
+        _METADATA_JSON[items] = text
     return text
 
 
