@@ -86,15 +86,13 @@ from bench.drivers.base import (
     assigned_partitions,
     partition_of,
 )
-from bench.drivers.nats_publish import AckWindow, NoStreamError, PubAckError
+from bench.drivers.nats_publish import H_MSG_ID, AckWindow, NoStreamError, PubAckError
 from bench.drivers.nats_pull import PullReader
 from bench.errors import DriverError
 from bench.redaction import redact_text, without_user_info
 from bench.units import Duration
 
 DEFAULT_SERVERS = "nats://127.0.0.1:4222"
-
-H_MSG_ID = "Nats-Msg-Id"
 
 # The envelope travels at the head of the message body, not in headers: nats-py encodes each
 # header with a regex check, strip and translate, and parses every header block back into a
@@ -353,18 +351,21 @@ class NatsProducer:
         body = encode_body(msg)
         # Nats-Msg-Id is the event id, for JetStream's dedup; the consumer reads the event id
         # from the body like everything else.
-        headers = {H_MSG_ID: msg.event_id} if self._msg_id else None
+        msg_id = msg.event_id if self._msg_id else None
         try:
             if self._config.publish == "sync":
                 async with self._lock:
                     self._observe(1)
                     await self._js.publish(
-                        subject, body, timeout=self._config.publish_timeout, headers=headers
+                        subject,
+                        body,
+                        timeout=self._config.publish_timeout,
+                        headers={H_MSG_ID: msg_id} if msg_id is not None else None,
                     )
                 return
             window = self._window
             try:
-                await window.publish(subject, body, headers)
+                await window.publish(subject, body, msg_id)
             finally:
                 if window.peak > self.inflight_peak:
                     self._observe(window.peak)

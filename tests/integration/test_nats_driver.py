@@ -24,6 +24,7 @@ from bench.drivers.nats import (
     stream_name,
     subject_prefix,
 )
+from bench.drivers.nats_publish import hpub_frame
 from bench.engine.reread import classify_losses
 from bench.errors import DriverError
 from bench.metrics import audit
@@ -472,6 +473,8 @@ def test_every_envelope_field_travels_in_the_body_and_a_foreign_body_is_not_deli
 
     async def body(driver: NatsDriver) -> tuple[list[Message], dict[str, str] | None, int]:
         producer = await driver.producer(topo, 0)
+        # The installed nats-py has the internals the hand-built HPUB frames rely on.
+        assert producer._window.fast
         await producer.send(sent)
         await producer.close()
         await driver.client.publish(f"{subject_prefix(topo)}.0", b'{"not": "ours"}')
@@ -491,6 +494,28 @@ def test_every_envelope_field_travels_in_the_body_and_a_foreign_body_is_not_deli
     assert got == [sent]
     assert headers == {"Nats-Msg-Id": sent.event_id}
     assert foreign == 1
+
+
+def test_a_hand_built_hpub_frame_is_the_one_nats_py_builds(nats_url: str) -> None:
+    payload = bytes(range(256))
+
+    async def body() -> list[bytes]:
+        nc = await nats.connect(nats_url)
+        frames: list[bytes] = []
+
+        async def capture(cmd: bytes, priority: bool = False) -> None:
+            frames.append(cmd)
+
+        try:
+            nc._send_command = capture  # type: ignore[method-assign]
+            await nc.publish("s.1", payload, reply="_INBOX.a.7", headers={"Nats-Msg-Id": "id-1"})
+        finally:
+            del nc._send_command
+            await nc.close()
+        return frames
+
+    frames = run(body)
+    assert frames == [hpub_frame("s.1", "_INBOX.a.7", "id-1", payload)]
 
 
 def test_the_body_envelope_refuses_separators_and_rejects_what_is_not_one() -> None:
