@@ -21,7 +21,10 @@ echo "== lint =="
 # The engine is checked against the driver seam's protocols (bench/drivers/base.py).
 .venv/bin/mypy bench
 echo "== quick tests =="
-run_pytest -q -m "not slow and not integration" "$@"
+# The quick tests share nothing (temporary directories, no fixed ports, no services), so two
+# processes run them; the slow and integration tests measure throughput and latency and run
+# one at a time.
+run_pytest -q -n 2 -m "not slow and not integration" "$@"
 echo "== slow and integration tests =="
 # The slowest tests are listed at the end: CI's time budget is 20 minutes in all.
 run_pytest -q -m "slow or integration" --durations=15 "$@"
