@@ -26,6 +26,7 @@ The admin work (topics, the consumer-lag query, the re-read, describe) stays on 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
 import logging
@@ -81,6 +82,10 @@ def _first(value: object) -> object:
     return value[0] if isinstance(value, tuple) else value
 
 
+# Batches a consumer thread may have handed to the loop and not yet seen delivered.
+_BATCHES_AHEAD = 2
+
+
 # --------------------------------------------------------------------------- settings
 
 
@@ -117,6 +122,12 @@ def producer_settings(config: KafkaConfig) -> dict[str, Any]:
         "compression.type": config.compression,
         # Kafka's murmur2 of the key, as aiokafka's default partitioner and the Java client.
         "partitioner": "murmur2_random",
+        # One produce request in flight per broker connection, as aiokafka: with linger 0 a
+        # batch is what queued while the previous request was out, and a retried request can
+        # never land behind a later one of its partition (per-key order without idempotence).
+        # librdkafka's default (1,000,000) with linger 0 sends nearly every record in a request
+        # of its own: measured on Tansu, raw publish 15.7k msgs/s against 39.0k with 1.
+        "max.in.flight.requests.per.connection": 1,
         "request.timeout.ms": timeout_ms,
         # A record not acknowledged within this fails its send (aiokafka: request_timeout_ms).
         "message.timeout.ms": timeout_ms,
@@ -381,6 +392,9 @@ class ConfluentConsumer:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._failure: BaseException | None = None
+        self._ahead = threading.Semaphore(1)
+        # Offsets of batches the loop delivered, for the consumer thread to store.
+        self._delivered: collections.deque[list[RdTopicPartition]] = collections.deque()
 
     def count_error(self, kind: str) -> None:
         if self._loop is not None:
@@ -472,17 +486,27 @@ class ConfluentConsumer:
         limit = self._config.max_poll_records
         explicit = self._config.commit == "explicit"
         topic = self._topic
-        delivered = threading.Event()
-        while not self._stopping.is_set():
+        stopping = self._stopping
+        # Batches handed to the loop and not yet delivered: with commit = "auto" the thread
+        # fetches the next batch while the loop delivers this one (the loop stores the
+        # offsets); "explicit" commits each batch before fetching the next, as on aiokafka.
+        ahead = self._ahead = threading.Semaphore(1 if explicit else _BATCHES_AHEAD)
+        while not stopping.is_set():
+            if not ahead.acquire(timeout=_THREAD_WAIT_S):
+                continue
+            if not explicit:
+                self._store_delivered(client)
             try:
                 records = client.consume(limit, _THREAD_WAIT_S)
             except (KafkaException, RuntimeError):
-                if self._stopping.is_set():
+                ahead.release()
+                if stopping.is_set():
                     return
                 self.count_error("consumer_fetch")
-                self._stopping.wait(0.1)
+                stopping.wait(0.1)
                 continue
             if not records:
+                ahead.release()
                 continue
             batch: list[Message] = []
             ends: dict[int, int] = {}
@@ -502,39 +526,46 @@ class ConfluentConsumer:
                 )
                 if msg is not None:
                     batch.append(msg)
-            delivered.clear()
-            if not _post(loop, self._deliver, batch, errors, delivered):
-                return
-            # The offsets move on only once the loop has handed every record to the engine.
-            while not delivered.wait(_THREAD_WAIT_S):
-                if self._stopping.is_set():
-                    return
-            if self._failure is not None:
-                return
-            if not ends:
-                continue
             offsets = [RdTopicPartition(topic, p, end) for p, end in ends.items()]
+            if not _post(loop, self._deliver, batch, errors, offsets):
+                return
             if explicit:
-                self._commit(client, offsets)
-            else:
-                try:
-                    client.store_offsets(offsets=offsets)
-                except KafkaException:
-                    self.count_error("commit")
+                # The offsets are committed only once the loop handed every record over.
+                while not ahead.acquire(timeout=_THREAD_WAIT_S):
+                    if stopping.is_set():
+                        return
+                ahead.release()
+                if self._failure is not None:
+                    return
+                if offsets:
+                    self._commit(client, offsets)
 
-    def _deliver(self, batch: list[Message], errors: int, delivered: threading.Event) -> None:
+    def _store_delivered(self, client: RdConsumer) -> None:
+        """Store the offsets of the batches the loop has delivered (commit = "auto")."""
+        delivered = self._delivered
+        while delivered:
+            try:
+                client.store_offsets(offsets=delivered.popleft())
+            except KafkaException:
+                self.count_error("commit")
+
+    def _deliver(self, batch: list[Message], errors: int, offsets: list[RdTopicPartition]) -> None:
         try:
             deliver = self._on_message
             for msg in batch:
                 deliver(msg)
             for _ in range(errors):
                 self._context.count_error("consumer_fetch")
+            if offsets:
+                # The thread stores them (librdkafka blocked a store made from this thread
+                # while its consumer thread ran); committed each second and on close.
+                self._delivered.append(offsets)
         except Exception as exc:
             # The callback raised: a harness bug; the consumer stops, and stop() raises it.
             self._failure = exc
             self._stopping.set()
         finally:
-            delivered.set()
+            self._ahead.release()
 
     async def stop(self) -> None:
         await self._shut()
@@ -549,6 +580,9 @@ class ConfluentConsumer:
             await asyncio.to_thread(thread.join)
         client, self._client = self._client, None
         if client is not None:
+            if self._config.commit == "auto":
+                # What the loop delivered after the thread's last turn (the thread is gone).
+                await asyncio.to_thread(self._store_delivered, client)
             # Leaves the group; with commit = "auto" it commits the stored offsets first.
             try:
                 await asyncio.wait_for(asyncio.to_thread(client.close), self._config.setup_timeout)
