@@ -345,12 +345,18 @@ def run_harness(
     done = threading.Event()
 
     def sample() -> None:
+        # Looking for the workers (psutil, every process's command line) only until all of
+        # them are found: the sampler shares the host's 2 cores with what it measures.
         me = psutil.Process()
         while not done.is_set():
-            for child in me.children(recursive=True):
-                with contextlib.suppress(OSError, psutil.Error):
-                    if "spawn_main" in " ".join(child.cmdline()):
-                        last_writes[child.pid] = _write_syscalls(child.pid)
+            if len(last_writes) < workers:
+                for child in me.children(recursive=True):
+                    with contextlib.suppress(OSError, psutil.Error):
+                        if "spawn_main" in " ".join(child.cmdline()):
+                            last_writes.setdefault(child.pid, 0)
+            for pid in last_writes:
+                with contextlib.suppress(OSError):
+                    last_writes[pid] = _write_syscalls(pid)
             time.sleep(0.05)
 
     sampler = threading.Thread(target=sample, daemon=True)
