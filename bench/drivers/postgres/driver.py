@@ -5,7 +5,7 @@ optional capabilities of ``bench/drivers/base.py`` by implementing their methods
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, ClassVar, Literal
 
@@ -174,15 +174,16 @@ class PostgresDriver:
             raise self._error(f"dropping schema {self.schema!r}", exc) from exc
 
     # -- append
-    async def append(
+    def append(
         self, aggregate_id: str, events: list[StoredEvent], expected_version: int
-    ) -> AppendResult:
-        """Append ``events`` at versions expected+1.. or report a conflict.
+    ) -> Coroutine[Any, Any, AppendResult]:
+        """Append ``events`` at versions expected+1.. or report a conflict (awaitable).
 
         The events' own ``version`` fields are ignored: the store assigns versions. Raises
         ``RetryableStoreError`` on a deadlock and ``StoreError`` on any other database error.
+        The appender's coroutine itself, not one wrapped around it (one frame less per append).
         """
-        return await self._appender.append(
+        return self._appender.append(
             self._require_pool(), self._ns, aggregate_id, events, expected_version
         )
 
