@@ -133,6 +133,27 @@ async def send_per_key(producer: Producer, per_key: dict[str, list[Message]]) ->
     await asyncio.gather(*(one_key(msgs) for msgs in per_key.values()))
 
 
+async def send_in_window(producer: Any, count: int, window: int, keys: int) -> None:
+    """Send ``count`` messages over ``keys`` keys with at most ``window`` in flight, a slot
+    freed on each ack, as the engine does; return once every send is acknowledged."""
+    slots = asyncio.Semaphore(window)
+    key_seqs: Counter[str] = Counter()
+    tasks = []
+
+    async def one(msg: Message) -> None:
+        try:
+            await producer.send(msg)
+        finally:
+            slots.release()
+
+    for seq in range(count):
+        await slots.acquire()
+        key = f"agg-{seq % keys}"
+        tasks.append(asyncio.create_task(one(message(0, seq, key, key_seqs[key]))))
+        key_seqs[key] += 1
+    await asyncio.gather(*tasks)
+
+
 def test_two_consumers_in_a_group_receive_every_message_once_and_in_key_order(
     kafka_bootstrap: str,
 ) -> None:
@@ -593,23 +614,7 @@ def test_sends_called_in_order_stay_in_key_order_when_batches_fill(kafka_bootstr
             consumer = await driver.consumer(topo, 0, received.callback(0))
             await consumer.start()
             producer = await driver.producer(topo, 0)
-            slots = asyncio.Semaphore(window)
-            key_seqs: Counter[str] = Counter()
-            tasks = []
-
-            async def one(msg: Message) -> None:
-                try:
-                    await producer.send(msg)
-                finally:
-                    slots.release()
-
-            for seq in range(count):
-                await slots.acquire()  # a slot frees on an ack, as in the engine
-                key = f"agg-{seq % 3}"
-                msg = message(0, seq, key, key_seqs[key])
-                key_seqs[key] += 1
-                tasks.append(asyncio.create_task(one(msg)))
-            await asyncio.gather(*tasks)
+            await send_in_window(producer, count, window, keys=3)
             await wait_for_count(received, count)
             await consumer.stop()
             await producer.close()
@@ -648,22 +653,7 @@ def test_the_confluent_client_keeps_key_order_partitions_and_describes_itself(
             consumer = await driver.consumer(topo, 0, received.callback(0))
             await consumer.start()
             producer = await driver.producer(topo, 0)
-            slots = asyncio.Semaphore(window)
-            key_seqs: Counter[str] = Counter()
-            tasks = []
-
-            async def one(msg: Message) -> None:
-                try:
-                    await producer.send(msg)
-                finally:
-                    slots.release()
-
-            for seq in range(count):
-                await slots.acquire()  # a slot frees on an ack, as in the engine
-                key = f"agg-{seq % 37}"
-                tasks.append(asyncio.create_task(one(message(0, seq, key, key_seqs[key]))))
-                key_seqs[key] += 1
-            await asyncio.gather(*tasks)
+            await send_in_window(producer, count, window, keys=37)
             await wait_for_count(received, count)
             await consumer.stop()
             await producer.close()
@@ -682,11 +672,12 @@ def test_the_confluent_client_keeps_key_order_partitions_and_describes_itself(
                 reader.assign(parts)
                 await reader.seek_to_beginning(*parts)
                 seen = 0
-                while seen < count - len(missed):
-                    batches = await reader.getmany(timeout_ms=500)
-                    for tp, records in batches.items():
-                        seen += len(records)
-                        keys_on[tp.partition].update(r.key.decode() for r in records)
+                async with asyncio.timeout(30):  # a read-back that stalls fails, never hangs
+                    while seen < count - len(missed):
+                        batches = await reader.getmany(timeout_ms=500)
+                        for tp, records in batches.items():
+                            seen += len(records)
+                            keys_on[tp.partition].update(r.key.decode() for r in records)
             finally:
                 await reader.stop()
             described = await driver.describe()

@@ -53,7 +53,7 @@ from bench.drivers.base import (
     message_from_headers,
 )
 from bench.drivers.kafka.config import KafkaConfig, where
-from bench.drivers.kafka.failures import reason
+from bench.drivers.kafka.failures import no_assignment, reason
 from bench.errors import DriverError
 from bench.units import format_duration
 
@@ -418,12 +418,7 @@ class ConfluentConsumer:
             await asyncio.wait_for(asyncio.shield(self._assigned), self._config.setup_timeout)
         except TimeoutError:
             await self._shut()
-            raise DriverError(
-                f"kafka: consumer did not get its assignment of {self._topic!r} within "
-                f"{format_duration(self._config.setup_timeout)}",
-                hint="is the group coordinator available? raise setup_timeout if the "
-                "cluster is slow to rebalance",
-            ) from None
+            raise no_assignment(self._topic, self._config.setup_timeout) from None
 
     # Rebalance callbacks (run in the consumer thread, inside consume()) ----------------------
 

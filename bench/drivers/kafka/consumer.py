@@ -11,9 +11,8 @@ from aiokafka.errors import ConsumerStoppedError, KafkaError
 
 from bench.drivers.base import DriverContext, OnMessage, Topology, message_from_headers
 from bench.drivers.kafka.config import KafkaConfig, client_settings, consumer_settings
-from bench.drivers.kafka.failures import reason
+from bench.drivers.kafka.failures import no_assignment, reason
 from bench.errors import DriverError
-from bench.units import format_duration
 
 
 def new_consumer(
@@ -103,12 +102,7 @@ class KafkaConsumer:
                 await listener.assigned
         except TimeoutError:
             await self._stop_client()
-            raise DriverError(
-                f"kafka: consumer did not get its assignment of {self._topic!r} within "
-                f"{format_duration(self._config.setup_timeout)}",
-                hint="is the group coordinator available? raise setup_timeout if the "
-                "cluster is slow to rebalance",
-            ) from None
+            raise no_assignment(self._topic, self._config.setup_timeout) from None
         except KafkaError as exc:
             await self._stop_client()
             raise DriverError(f"kafka: consumer could not join its group: {reason(exc)}") from exc

@@ -6,7 +6,9 @@ import asyncio
 import os
 from typing import Any
 
+from bench.errors import DriverError
 from bench.redaction import redact_text
+from bench.units import format_duration
 
 
 def reason(exc: BaseException) -> str:
@@ -23,3 +25,13 @@ def reason(exc: BaseException) -> str:
         return f"{error.name()}: {text}" if text else str(error.name())
     text = redact_text(str(exc).strip())
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def no_assignment(topic: str, timeout_s: float) -> DriverError:
+    """A consumer that was not given its partitions in time (either client)."""
+    return DriverError(
+        f"kafka: consumer did not get its assignment of {topic!r} within "
+        f"{format_duration(timeout_s)}",
+        hint="is the group coordinator available? raise setup_timeout if the "
+        "cluster is slow to rebalance",
+    )
