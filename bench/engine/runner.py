@@ -274,11 +274,13 @@ class PointRunner:
         try:
             lag = asyncio.run(self.shared.consumer_lag())
         except Exception:
-            return False
+            lag = None
+        # The broker's last answer, whether or not it extended the drain: a drain that ends
+        # with messages missing and "held" 0 means the consumer group's committed offsets are
+        # past them (skipped, not late); "held" None means the broker could not tell.
+        self.drain["broker_lag"] = {"missing": missing, "held": lag}
         if lag is None or lag <= 0:
             return False
-        if self.drain["extended_for_lag"] == 0:
-            self.drain["broker_lag"] = {"missing": missing, "held": lag}
         self.drain["extended_for_lag"] += 1
         return True
 

@@ -76,6 +76,10 @@ def test_the_drain_goes_on_while_the_broker_still_holds_messages(tmp_path: Path,
 
     asyncio.run(runner.shared.prepare(runner.store_check))
     try:
+        # Nothing stored: the broker holds none, the drain ends, and the answer is kept.
+        assert runner._broker_still_holds(3) is False
+        assert runner.drain["broker_lag"] == {"missing": 3, "held": 0}
+        assert runner.drain["extended_for_lag"] == 0
         asyncio.run(publish(40))  # stored, and no consumer has read them
         assert runner._broker_still_holds(40) is True
         assert runner.drain["broker_lag"] == {"missing": 40, "held": 40}
@@ -84,3 +88,5 @@ def test_the_drain_goes_on_while_the_broker_still_holds_messages(tmp_path: Path,
         asyncio.run(runner.shared.cleanup())
     # A broker with nothing left (the stream is gone: it cannot tell) ends the drain.
     assert runner._broker_still_holds(40) is False
+    assert runner.drain["broker_lag"] == {"missing": 40, "held": None}
+    assert runner.drain["extended_for_lag"] == 1
