@@ -21,11 +21,25 @@ from dataclasses import dataclass
 from typing import Any
 
 import psutil
+from pydantic import SecretStr
 
 HOST_SATURATED_PCT = 90.0  # of every core together, over the measurement window
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]", "0.0.0.0"})
 # host:port in a URL ("nats://h:4222", "amqp://u:p@h:5672/"), a bootstrap list or a DSN.
 _ENDPOINT = re.compile(r"(?:^|//|@|,)\s*(?P<host>\[[^\]]+\]|[^/:@,\s\[\]]+):(?P<port>\d{1,5})\b")
+# A URL that names no port uses its scheme's (``amqp://guest:guest@127.0.0.1/``).
+_NO_PORT_URL = re.compile(
+    r"(?P<scheme>[a-z][a-z0-9+.-]*)://(?:[^@/\s]*@)?(?P<host>\[[^\]]+\]|[^/:@,\s\[\]]+)(?=[/?,\s]|$)"
+)
+DEFAULT_PORTS = {
+    "amqp": 5672,
+    "amqps": 5671,
+    "nats": 4222,
+    "tls": 4222,
+    "postgres": 5432,
+    "postgresql": 5432,
+    "kafka": 9092,
+}
 
 
 def local_ports(settings: Any) -> set[int]:
@@ -37,12 +51,19 @@ def local_ports(settings: Any) -> set[int]:
             port = int(match.group("port"))
             if match.group("host").lower() in LOCAL_HOSTS and 0 < port < 65536:
                 ports.add(port)
+        for match in _NO_PORT_URL.finditer(text):
+            port = DEFAULT_PORTS.get(match.group("scheme").lower(), 0)
+            if port and match.group("host").lower() in LOCAL_HOSTS:
+                ports.add(port)
     return ports
 
 
 def _texts(value: Any) -> Iterable[str]:
     if isinstance(value, str):
         yield value
+    elif isinstance(value, SecretStr):
+        # A URL with credentials is a secret (RabbitMQ's url, a DSN): only its ports are kept.
+        yield value.get_secret_value()
     elif isinstance(value, dict):
         for item in value.values():
             yield from _texts(item)

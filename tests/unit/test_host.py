@@ -6,6 +6,7 @@ import sys
 import time
 
 import pytest
+from pydantic import SecretStr
 
 from bench.engine.host import HOST_SATURATED_PCT, HostSampler, host_bound, local_ports
 
@@ -20,6 +21,13 @@ from bench.engine.host import HOST_SATURATED_PCT, HostSampler, host_bound, local
         ({"dsn": "postgresql://postgres@127.0.0.1:5432/test"}, {5432}),
         ({"dsn": "postgresql://db.example.com:5432/test"}, set()),
         ({"nested": {"list": [{"x": "127.0.0.1:1234"}]}, "n": 5}, {1234}),
+        # Credentials make RabbitMQ's url a SecretStr: its port still counts (issue 16: a
+        # RabbitMQ run was never found host-bound). A URL without a port uses its scheme's.
+        ({"url": SecretStr("amqp://guest:guest@127.0.0.1:5672/")}, {5672}),
+        ({"url": SecretStr("amqp://guest:guest@127.0.0.1/")}, {5672}),
+        ({"servers": ["nats://localhost"], "dsn": "postgresql://u@127.0.0.1/db"}, {4222, 5432}),
+        ({"url": "amqp://guest:guest@rabbit.example.com/"}, set()),
+        ({"url": "weird://127.0.0.1/"}, set()),
     ],
 )
 def test_the_local_ports_a_target_names(settings, ports):
