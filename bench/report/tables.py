@@ -715,7 +715,7 @@ def environment_frame(run: Run) -> pd.DataFrame:
                 "item": f"target {p.target}",
                 "value": f"{info.get('product', p.summary.get('driver', '?'))} "
                 f"{info.get('version', '')}".strip()
-                + f" (driver {p.summary.get('driver', '?')})",
+                + f" (driver {p.summary.get('driver', '?')}{_client_text(info)})",
             }
         )
     env = run.environment
@@ -747,6 +747,18 @@ def environment_frame(run: Run) -> pd.DataFrame:
         },
     ]
     return pd.DataFrame(rows)
+
+
+def _client_text(info: dict[str, Any]) -> str:
+    """ ", client confluent-kafka 2.16.1, librdkafka 2.16.0": the client library the driver
+    ran on, as its describe() names it (two runs of one driver may differ only there)."""
+    client = info.get("client")
+    if not isinstance(client, dict) or not client.get("library"):
+        return ""
+    text = f", client {client['library']} {client.get('version', '')}".rstrip()
+    if client.get("librdkafka"):
+        text += f", librdkafka {client['librdkafka']}"
+    return text
 
 
 def _status_text(run: Run) -> str:

@@ -9,6 +9,7 @@ import pytest
 from bench.errors import ResultsError
 from bench.report.tables import (
     METRICS,
+    environment_frame,
     expand_group,
     latency_frame,
     load,
@@ -17,6 +18,7 @@ from bench.report.tables import (
     summary_frame,
 )
 from bench.scenario import LATENCY_KINDS
+from tests.fabricate import PointSpec, make_run
 
 
 def test_every_metric_knows_its_direction():
@@ -73,3 +75,22 @@ def test_a_broken_summary_is_one_error_naming_the_file(tmp_path, golden):
     (run / "000-memory" / "summary.json").write_text(json.dumps({"schema_version": 99}))
     with pytest.raises(ResultsError, match="schema_version"):
         load(run)
+
+
+def test_the_environment_names_the_client_library_a_target_ran_on(tmp_path):
+    # Two runs of the Kafka driver may differ only in their client (client = "confluent"):
+    # the report must say which, as describe() recorded it.
+    run = make_run(tmp_path, "clients", [PointSpec("kafka"), PointSpec("nats")], seed=3)
+    clients = {
+        "kafka": {"library": "confluent-kafka", "version": "2.16.1", "librdkafka": "2.16.0"},
+        "nats": {"library": "nats-py", "version": "2.7.2"},
+    }
+    for path in run.glob("*/summary.json"):
+        summary = json.loads(path.read_text())
+        summary["target_info"]["client"] = clients[summary["target"]]
+        path.write_text(json.dumps(summary))
+    values = dict(environment_frame(load(run)).itertuples(index=False, name=None))
+    assert values["target kafka"].endswith(
+        "(driver memory, client confluent-kafka 2.16.1, librdkafka 2.16.0)"
+    )
+    assert values["target nats"].endswith("client nats-py 2.7.2)")
