@@ -77,6 +77,7 @@ class PointRunner:
         self.describe: dict[str, Any] | None = None
         self.t0_ns = 0
         self.finished_ns = 0  # when the drain ended and workers were told to finish
+        self.stopped_ns = 0  # when an interrupt stopped the load (the window ends there)
         self.epoch_at_t0 = 0.0
         self.states: list[WorkerState] = []
         self.store_check = StoreCheck()
@@ -232,6 +233,7 @@ class PointRunner:
             started_at=started_at,
             t0_ns=self.t0_ns,
             finished_ns=self.finished_ns,
+            stopped_ns=self.stopped_ns,
             loss=self.loss,
             fault_events=[dataclasses.asdict(e) for e in events] if events is not None else None,
             store_check=self.store_check,
@@ -329,6 +331,7 @@ class PointRunner:
             self._sample_host(sampler, window_start, window_end)
             if self.stop_requested() and not stop_sent:
                 self.status = "interrupted"
+                self.stopped_ns = time.monotonic_ns()
                 broadcast(states, Stop())
                 stop_sent = True
                 if self.injector is not None:

@@ -75,6 +75,7 @@ class PointFacts:
     started_at: float
     t0_ns: int = 0
     finished_ns: int = 0  # when the drain ended (0: it did not)
+    stopped_ns: int = 0  # when an interrupt stopped the load (0: it ran its course)
     loss: dict[str, Any] | None = None  # a shared target's lost messages, sorted
     fault_events: list[dict[str, Any]] | None = None  # the injector's, for a shared target
     store_check: StoreCheck = field(default_factory=StoreCheck)
@@ -97,7 +98,7 @@ def summarize(facts: PointFacts) -> dict[str, Any]:
         if final.get("describe"):
             # What the target says at the end (the memory target's injected faults, …).
             describe = {**(describe or {}), **final["describe"]}
-    duration = meta.duration
+    duration = measured_s(facts)
     totals = {key: sum(f[key] for f in finals) for key in SUMMED}
     errors: dict[str, int] = {}
     for f in finals:
@@ -134,7 +135,7 @@ def summarize(facts: PointFacts) -> dict[str, Any]:
         key: verdict_mod.slo_entry(key, threshold_us, latency)
         for key, threshold_us in slo_thresholds(point.scenario).items()
     }
-    store = store_summary(point, finals, facts.store_check) if w.kind == "store" else None
+    store = store_summary(point, finals, facts.store_check, duration) if w.kind == "store" else None
     if store is not None:
         totals["skipped"] += sum(f.get("store_skipped", 0) for f in finals)
         if not store["invariants"]["ok"] and status != "interrupted":
@@ -198,9 +199,9 @@ def summarize(facts: PointFacts) -> dict[str, Any]:
         },
         "topology": {"name": facts.topology.name, "partitions": facts.topology.partitions},
         "throughput": {
-            "sent_per_s": totals["sent_in_window"] / duration,
-            "acked_per_s": totals["acked_in_window"] / duration,
-            "received_per_s": totals["received_in_window"] / duration,
+            "sent_per_s": per_s(totals["sent_in_window"], duration),
+            "acked_per_s": per_s(totals["acked_in_window"], duration),
+            "received_per_s": per_s(totals["received_in_window"], duration),
             "skipped": totals["skipped"],
         },
         "latency_us": latency,
@@ -263,6 +264,21 @@ def judged(summary: dict[str, Any], point: RunPoint) -> dict[str, Any]:
     summary["errors"]["rate"] = verdict_mod.error_rate(summary)[0]
     summary["verdict"] = verdict_mod.judge(summary, rules).as_dict()
     return summary
+
+
+def measured_s(facts: PointFacts) -> float:
+    """The seconds of measurement window the counts cover: the scenario's duration, or less
+    when an interrupt stopped the load inside the window (0 when it stopped before it)."""
+    duration = facts.point.scenario.scenario.duration
+    if not facts.stopped_ns or not facts.t0_ns:
+        return duration
+    window_start_ns = facts.t0_ns + int(facts.point.scenario.scenario.warmup * 1e9)
+    return min(duration, max(0.0, (facts.stopped_ns - window_start_ns) / 1e9))
+
+
+def per_s(count: float, duration_s: float) -> float:
+    """A count over the window as a rate; 0 for a window that never began."""
+    return count / duration_s if duration_s > 0 else 0.0
 
 
 def client_bound(
@@ -330,11 +346,11 @@ def _store_loads(finals: list[dict[str, Any]], column: int) -> np.ndarray:
 
 
 def store_summary(
-    point: RunPoint, finals: list[dict[str, Any]], check: StoreCheck
+    point: RunPoint, finals: list[dict[str, Any]], check: StoreCheck, duration: float
 ) -> dict[str, Any]:
-    """The event-store part of the summary: the workers' counts and the checks."""
+    """The event-store part of the summary: the workers' counts and the checks, as rates over
+    the ``duration`` seconds measured."""
     totals = merged_store_totals(finals)
-    duration = point.scenario.scenario.duration
     invariants = list(check.violations)
     not_checked = list(check.not_checked)
     for final in finals:
@@ -359,8 +375,8 @@ def store_summary(
         "events_committed": totals.events_committed,
         "conflict_rate": totals.conflicts / totals.attempts if totals.attempts else 0.0,
         "retries_per_command": totals.retries / totals.commands if totals.commands else 0.0,
-        "goodput_per_s": totals.commits_in_window / duration,
-        "attempts_per_s": totals.attempts_in_window / duration,
+        "goodput_per_s": per_s(totals.commits_in_window, duration),
+        "attempts_per_s": per_s(totals.attempts_in_window, duration),
         "accounting_adds_up": ok_attempts == totals.attempts,
         "snapshots_written": totals.snapshots_written,
         "load_latency_by_stream_length": load_latency_by_length(

@@ -123,3 +123,23 @@ def test_the_harness_is_the_limit_only_when_it_was_saturated_and_missed_the_sche
     bound, reasons = client_bound(workload, 2.0, latency, missed, 99.0, 100.0)
     assert bound and reasons == ["a worker used 99% of a core", "sent 100 of 200 scheduled events"]
     assert client_bound(workload, 2.0, latency, missed, 50.0, 100.0) == (False, [])
+
+
+def test_an_interrupted_point_gives_rates_over_the_window_it_measured():
+    # 1 s of warm-up, 2 s planned window; the interrupt came 0.5 s into the window.
+    point = _point()
+    finals = [_final(0, 50, 50, point), _final(1, 50, 50, point)]
+    t0 = 10_000_000_000
+    stopped = summarize(
+        _facts(point, finals, status="interrupted", t0_ns=t0, stopped_ns=t0 + 1_500_000_000)
+    )
+    assert stopped["workload"]["duration_s"] == pytest.approx(0.5)
+    assert stopped["throughput"]["acked_per_s"] == pytest.approx(100 / 0.5)
+    # Stopped during the warm-up: no window at all, and no rate made up.
+    early = summarize(_facts(point, finals, status="interrupted", t0_ns=t0, stopped_ns=t0 + 1))
+    assert early["workload"]["duration_s"] == 0
+    assert early["throughput"]["acked_per_s"] == 0
+    # A run that went its course keeps the planned window.
+    full = summarize(_facts(point, finals, t0_ns=t0))
+    assert full["workload"]["duration_s"] == 2
+    assert full["throughput"]["acked_per_s"] == pytest.approx(100 / 2)
