@@ -249,6 +249,14 @@ class NatsConfig(DriverConfig):
     max_reconnect_attempts: int = Field(default=60, ge=-1)
     reconnect_wait: Duration = 1.0
 
+    @field_validator("servers", mode="before")
+    @classmethod
+    def _servers_text(cls, value: Any) -> Any:
+        # One text, as BENCH_NATS_URL is written: "nats://a:4222" or "nats://a:4222,nats://b:4222".
+        if isinstance(value, str):
+            return [s.strip() for s in value.split(",") if s.strip()]
+        return value
+
     @field_validator("servers")
     @classmethod
     def _servers(cls, value: list[str]) -> list[str]:
@@ -916,7 +924,9 @@ class NatsDriver:
                 "hot_path": _hot_path(self.config),
             },
             "settings": settings,
-            "streams": dict(self._streams),
+            # Only a driver that prepared streams names them: a worker's describe() at the end
+            # is merged over the coordinator's, and an empty dict there hid the streams.
+            **({"streams": dict(self._streams)} if self._streams else {}),
             "publish_inflight_peak": self.inflight_peak,
         }
 

@@ -361,3 +361,15 @@ def test_a_100kb_matrix_key_or_override_is_not_echoed_in_full():
     with pytest.raises(ScenarioError) as info:
         scenario_from_dict(_raw(), SOURCE, ["y" * 100_000])
     assert len(str(info.value)) < 200
+
+
+def test_nats_servers_may_be_one_text_as_bench_nats_url_is_written():
+    from bench.drivers.nats import NatsConfig
+
+    one = NatsConfig(driver="nats", servers="nats://127.0.0.1:4222")  # type: ignore[arg-type]
+    assert one.servers == ["nats://127.0.0.1:4222"]
+    two = NatsConfig(driver="nats", servers=" nats://a:4222, nats://b:4223 ")  # type: ignore[arg-type]
+    assert two.servers == ["nats://a:4222", "nats://b:4223"]
+    raw = _raw(targets={"n": {"driver": "nats", "servers": "nats://127.0.0.1:4222,nats://h:0"}})
+    error = _error(raw)
+    assert error.field == "targets.n.servers" and "server 2 of 2" in error.problem
