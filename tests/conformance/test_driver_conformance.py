@@ -86,3 +86,11 @@ def test_the_suite_fails_a_driver_that_loses_or_duplicates(
     # A lost message never arrives: waiting a second for it is enough here.
     problems = support.run(lambda: support.check_exchange(broken, None, drain_deadline_s=1.0))
     assert any(p.startswith(problem) for p in problems), problems
+
+
+def test_a_loss_the_target_no_longer_stores_is_never_excused_as_a_delivery_gap() -> None:
+    # A driver allowed Tansu's delivery gaps still fails when the re-read finds the lost
+    # messages gone (the memory target's drops are never stored).
+    broken = DriverUnderTest("memory", options={"drop_rate": 0.05}, kind="both", delivery_gaps=1000)
+    problems = support.run(lambda: support.check_exchange(broken, None, drain_deadline_s=1.0))
+    assert any(p.startswith("lost is ") for p in problems), problems
