@@ -458,15 +458,18 @@ def locust_worker(
 def _print_summaries(summaries: list[dict[str, Any]], title: str) -> None:
     from rich.markup import escape
 
-    from bench.report.terminal import faults_table, store_table, summary_table
+    from bench.report.terminal import faults_table, pipeline_table, store_table, summary_table
     from bench.report.verdicts import loss_lines
 
     streams = [s for s in summaries if s.get("kind", "stream") == "stream"]
     stores = [s for s in summaries if s.get("kind") == "store"]
+    pipelines = [s for s in summaries if s.get("kind") == "pipeline"]
     if streams:
         console.print(summary_table(streams, title=title))
     if stores:
         console.print(store_table(stores, title=title))
+    if pipelines:
+        console.print(pipeline_table(pipelines, title=title))
     faulted = [s for s in summaries if s.get("faults")]
     if faulted:
         console.print(faults_table(faulted, title=f"{title}: faults"))

@@ -39,7 +39,7 @@ from pydantic import (
     model_validator,
 )
 
-from bench.drivers.base import DriverConfig, load_driver
+from bench.drivers.base import DriverConfig, Outbox, driver_kind, load_driver
 from bench.errors import DriverNotFound, ScenarioError
 from bench.redaction import MASK, redact, redact_text, shows_input
 from bench.units import Duration, format_duration, parse_duration_s
@@ -167,8 +167,40 @@ class StoreOptions(_Model):
         return value
 
 
+class PipelineOptions(_Model):
+    """The CQRS pipeline (``workload.kind = "pipeline"``): command -> store -> relay -> broker
+    -> projection -> read model. ``bench/engine/pipeline.py`` says what each stage is."""
+
+    # The target the commands append to (a store target of this file). Every other target is
+    # a broker the pipeline runs through, one point each; a file whose only target is the
+    # store (the memory target) runs through that target's broker.
+    store: str | None = Field(default=None, max_length=NAME_MAX_CHARS)
+    # "outbox": the transactional outbox and a relay; "dual_write": publish after the commit,
+    # outside the transaction (the negative control: a crash in between loses the event).
+    relay: Literal["outbox", "dual_write"] = "outbox"
+    relays: int = Field(default=2, ge=1, le=64)  # relay shards (producers), per aggregate order
+    relay_batch: int = Field(default=256, ge=1, le=100_000)  # outbox entries per fetch
+    poll_interval: Duration = 0.002  # how long an idle relay waits before polling again
+    # "processed_events": a processed-events record in the read model's transaction skips a
+    # redelivered event; "none": a redelivery is applied again (the negative control).
+    idempotency: Literal["processed_events", "none"] = "processed_events"
+    appliers: int = Field(default=4, ge=1, le=256)  # concurrent appliers, by aggregate
+    queries_per_s: float = Field(default=0.0, ge=0.0, le=100_000.0, allow_inf_nan=False)
+    # A relay crash on the timeline (from the load's start): dual write loses what commits
+    # during it; an outbox relay stops, and after it publishes again what it had not marked.
+    crash_at: Duration | None = None
+    crash_for: Duration = 0.5
+
+    @field_validator("poll_interval", "crash_for")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("must be longer than 0s")
+        return value
+
+
 class Workload(_Model):
-    kind: Literal["stream", "store"] = "stream"
+    kind: Literal["stream", "store", "pipeline"] = "stream"
     rate: float | Literal["max"] = 1000.0
     concurrency: int = Field(default=16, ge=1, le=100_000)
     schedule: Literal["constant", "poisson"] = "constant"
@@ -195,6 +227,7 @@ class Workload(_Model):
     # recorded as schedule lag either way.
     exact_pacing: bool | Literal["auto"] = "auto"
     store: StoreOptions = StoreOptions()
+    pipeline: PipelineOptions = PipelineOptions()
 
     @model_validator(mode="before")
     @classmethod
@@ -525,6 +558,10 @@ class RunPoint:
     driver_config: DriverConfig
     scenario: Scenario
     params: dict[str, Any]  # the matrix values of this point (dotted path -> value)
+    # A pipeline point: ``target`` is its broker, and these its store (workload.pipeline.store).
+    store_target: str | None = None
+    store_driver: str | None = None
+    store_config: DriverConfig | None = None
 
     @property
     def workload(self) -> Workload:
@@ -840,9 +877,10 @@ def _points(scenario: Scenario, source: str, raw: dict[str, Any] | None) -> Iter
     configs: dict[tuple[str, str], tuple[DriverConfig, type]] = {}
     per_target = math.prod(len(scenario.matrix[k]) for k in keys)
     selected = scenario.selected_targets
+    store = pipeline_store(scenario, source)
     index = 0
     for target in scenario.targets:
-        if target not in selected:
+        if target not in selected or (target == store and len(scenario.targets) > 1):
             index += per_target
             continue
         for combo in itertools.product(*(scenario.matrix[k] for k in keys)):
@@ -853,6 +891,12 @@ def _points(scenario: Scenario, source: str, raw: dict[str, Any] | None) -> Iter
             point = _validate(point_raw, source)
             config, driver_cls = _target_config(target, point.targets[target], source, configs)
             _check_point(point, config, driver_cls, target, source)
+            store_config = None
+            if store is not None:
+                store_config, store_cls = _target_config(
+                    store, point.targets[store], source, configs
+                )
+                _check_pipeline_point(point, store, store_cls, target, driver_cls, source)
             yield RunPoint(
                 index=index,
                 target=target,
@@ -860,6 +904,9 @@ def _points(scenario: Scenario, source: str, raw: dict[str, Any] | None) -> Iter
                 driver_config=config,
                 scenario=point,
                 params=params,
+                store_target=store,
+                store_driver=store_config.driver if store_config is not None else None,
+                store_config=store_config,
             )
             index += 1
 
@@ -900,11 +947,79 @@ def _set_point_value(
     node[parts[-1]] = value
 
 
+def pipeline_store(scenario: Scenario, source: str = "scenario") -> str | None:
+    """The store target of a pipeline scenario (None for any other kind): the one
+    ``workload.pipeline.store`` names, else the only target. ScenarioError when it names none
+    of the file's targets, or a pipeline has no broker to run through."""
+    workload = scenario.workload
+    if workload.kind != "pipeline":
+        return None
+    named = workload.pipeline.store
+    targets = list(scenario.targets)
+    if named is None:
+        if len(targets) == 1:
+            return targets[0]
+        raise ScenarioError(
+            source,
+            "workload.pipeline.store",
+            f"a pipeline with {len(targets)} targets needs the name of its store target",
+            hint=f"give workload.pipeline.store = one of {', '.join(targets)}",
+        )
+    if named not in scenario.targets:
+        raise ScenarioError(
+            source,
+            "workload.pipeline.store",
+            f"{named!r} is not a target of this file",
+            hint=f"give one of {', '.join(targets)}",
+        )
+    return named
+
+
+def _check_pipeline_point(
+    point: Scenario, store: str, store_cls: type, broker: str, broker_cls: type, source: str
+) -> None:
+    """A pipeline point's store and broker, and the limits of this first version."""
+    workload = point.workload
+    if driver_kind(store_cls) not in ("store", "both"):
+        raise ScenarioError(
+            source,
+            "workload.pipeline.store",
+            f"target {store!r} is a {driver_kind(store_cls)} target, not an event store",
+        )
+    if driver_kind(broker_cls) not in ("stream", "both"):
+        raise ScenarioError(
+            source,
+            f"targets.{broker}",
+            f"target {broker!r} is a {driver_kind(broker_cls)} target: a pipeline runs through "
+            "a broker (memory, kafka, rabbitmq, nats)",
+        )
+    if workload.pipeline.relay == "outbox" and not issubclass(store_cls, Outbox):
+        raise ScenarioError(
+            source,
+            "workload.pipeline.relay",
+            f"target {store!r} keeps no transactional outbox",
+            hint='use relay = "dual_write", or a store with an outbox (memory, postgres)',
+        )
+    if workload.workers != 1:
+        raise ScenarioError(
+            source,
+            "workload.workers",
+            f"a pipeline runs in one worker process for now (got {workload.workers}): its relays "
+            "time each event from the commit its own writers saw",
+        )
+    if workload.consumers < 1:
+        raise ScenarioError(
+            source, "workload.consumers", "a pipeline needs at least one projection consumer"
+        )
+
+
 def _check_point(
     point: Scenario, config: DriverConfig, driver_cls: type, target: str, source: str
 ) -> None:
     workload = point.workload
     kind = getattr(driver_cls, "kind", "stream")
+    if workload.kind == "pipeline":
+        return  # _check_pipeline_point checks the store and the broker
     if workload.kind not in (kind, "both") and kind != "both":
         raise ScenarioError(
             source,

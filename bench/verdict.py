@@ -101,7 +101,7 @@ def error_rate(summary: dict[str, Any]) -> tuple[float | None, int, int]:
     failure)."""
     errors = summary.get("errors") or {}
     skipped = int((summary.get("throughput") or {}).get("skipped") or 0)
-    if summary.get("kind") == "store" and summary.get("store"):
+    if summary.get("kind") in ("store", "pipeline") and summary.get("store"):
         store = summary["store"]
         failed = int(store.get("abandoned") or 0) + skipped
         scheduled = int(store.get("commands") or 0) + skipped
@@ -123,7 +123,8 @@ def judge(summary: dict[str, Any], rules: dict[str, Any] | None = None) -> Verdi
     verdict = Verdict()
     status = summary.get("status")
     audit = summary.get("audit") or {}
-    store = summary.get("store") if summary.get("kind") == "store" else None
+    store = summary.get("store") if summary.get("kind") in ("store", "pipeline") else None
+    pipeline = summary.get("pipeline") if summary.get("kind") == "pipeline" else None
 
     lost = int(audit.get("lost") or 0)
     if lost:
@@ -149,6 +150,15 @@ def judge(summary: dict[str, Any], rules: dict[str, Any] | None = None) -> Verdi
         for what in invariants.get("not_checked") or []:
             # A check the driver cannot make is never counted as passed.
             verdict.doubt(f"not checked: {what}")
+    if pipeline is not None:
+        invariants = pipeline.get("invariants") or {}
+        for violation in (invariants.get("violations") or [])[:3]:
+            verdict.fail(f"pipeline: {violation}")
+        if invariants.get("ok") is False and not invariants.get("violations"):
+            if invariants.get("checked"):
+                verdict.fail("pipeline invariant violated")
+            elif status != "interrupted":
+                verdict.doubt("pipeline invariants not checked")
     rate, failed, scheduled = error_rate(summary)
     if rate is not None and rate > max_error_rate:
         over = f"{format_percent(rate)} > {format_percent(max_error_rate)}"

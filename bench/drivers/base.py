@@ -424,6 +424,77 @@ class IdempotentConsumer(Protocol):
         ...
 
 
+# --------------------------------------------------------------------------- pipeline capabilities
+# (``workload.kind = "pipeline"``: command -> event store -> outbox -> broker -> read model;
+# bench/engine/pipeline.py composes them with a stream driver.)
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    """One committed event waiting in the outbox: ``position`` is the outbox's own order,
+    increasing in commit order (per aggregate, the event versions' order)."""
+
+    position: int
+    event: StoredEvent
+
+
+@runtime_checkable
+class Outbox(Protocol):
+    """A store that writes each committed append's events to an outbox **in the append's
+    transaction** (the transactional outbox), for a relay to publish and then mark."""
+
+    def use_outbox(self) -> None:
+        """From now on (before ``prepare_store``), every committed append also writes its events
+        to the outbox, atomically with the append; a conflicted one writes nothing."""
+        ...
+
+    async def outbox_fetch(self, shard: int, shards: int, limit: int) -> list[OutboxEntry]:
+        """Up to ``limit`` unpublished entries of the aggregates in ``shard`` of ``shards``
+        (``partition_of(aggregate_id, shards) == shard``), in position order. An entry stays
+        unpublished (fetched again) until ``outbox_mark``."""
+        ...
+
+    async def outbox_mark(self, positions: Sequence[int]) -> None:
+        """Mark these entries published (or delete them): they are never fetched again."""
+        ...
+
+    async def outbox_pending(self) -> int:
+        """Entries not yet marked published: the outbox backlog."""
+        ...
+
+
+APPLIED = "applied"  # the read model changed
+DUPLICATE_SKIPPED = "duplicate_skipped"  # the guard knew the event id: nothing changed
+DUPLICATE_APPLIED = "duplicate_applied"  # no guard, an event already applied: applied again
+OUT_OF_ORDER = "out_of_order"  # ahead of the next version: rejected, nothing changed
+
+
+@runtime_checkable
+class ReadModel(Protocol):
+    """A read model of order summaries (status, item count, total, last version) that a
+    projection applies events to, kept where the store keeps its data. A store without one is
+    projected into the engine's own in-memory read model (bench/engine/pipeline.py)."""
+
+    async def prepare_read_model(self, guard: bool) -> None:
+        """Create (or empty) the read model, with a processed-events table when ``guard``."""
+        ...
+
+    async def apply_event(self, event: StoredEvent, guard: bool) -> str:
+        """Apply one event in one transaction; return APPLIED, DUPLICATE_SKIPPED (``guard``:
+        its event id was processed, recorded in the same transaction as the update),
+        DUPLICATE_APPLIED (no guard, version <= the row's last version: applied again, as a
+        naive projection does) or OUT_OF_ORDER (version > last + 1: rejected, not applied)."""
+        ...
+
+    async def read_summary(self, aggregate_id: str) -> dict[str, Any] | None:
+        """The aggregate's row (``bench.domain.summary_of`` shape), None when it has none."""
+        ...
+
+    async def read_summaries(self) -> dict[str, dict[str, Any]]:
+        """Every row, by aggregate id: the invariant check compares them with the store."""
+        ...
+
+
 @runtime_checkable
 class StoreLedgerCheck(Protocol):
     """Checks the engine's ledger in the store itself (the fast way, for large stores)."""

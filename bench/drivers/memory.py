@@ -39,7 +39,7 @@ import contextlib
 import random
 import time
 from collections import deque
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from itertools import repeat
 from typing import Any, ClassVar, Literal
 
@@ -52,6 +52,7 @@ from bench.drivers.base import (
     DriverContext,
     Message,
     OnMessage,
+    OutboxEntry,
     StoredEvent,
     StoredIds,
     Topology,
@@ -319,6 +320,10 @@ class MemoryDriver:
         # Event store state.
         self._streams: dict[str, list[StoredEvent]] = {}
         self._log: list[StoredEvent] = []
+        # The transactional outbox (``use_outbox``): position -> entry, in commit order.
+        self._outbox_on = False
+        self._outbox: dict[int, OutboxEntry] = {}
+        self._outbox_next = 0
         self.conflicts = 0
 
     # -- lifecycle
@@ -526,6 +531,27 @@ class MemoryDriver:
     async def prepare_store(self) -> None:
         self._streams.clear()
         self._log.clear()
+        self._outbox.clear()
+
+    # -- the transactional outbox (Outbox)
+    def use_outbox(self) -> None:
+        self._outbox_on = True
+
+    async def outbox_fetch(self, shard: int, shards: int, limit: int) -> list[OutboxEntry]:
+        found: list[OutboxEntry] = []
+        for entry in self._outbox.values():
+            if partition_of(entry.event.aggregate_id, shards) == shard:
+                found.append(entry)
+                if len(found) >= limit:
+                    break
+        return found
+
+    async def outbox_mark(self, positions: Sequence[int]) -> None:
+        for position in positions:
+            self._outbox.pop(position, None)
+
+    async def outbox_pending(self) -> int:
+        return len(self._outbox)
 
     async def append(
         self, aggregate_id: str, events: list[StoredEvent], expected_version: int
@@ -550,6 +576,10 @@ class MemoryDriver:
             )
             stream.append(stored)
             self._log.append(stored)
+            if self._outbox_on:
+                # In the append's step: no await between the stream and the outbox.
+                self._outbox_next += 1
+                self._outbox[self._outbox_next] = OutboxEntry(self._outbox_next, stored)
         return AppendResult(committed=True, version=len(stream))
 
     async def load(self, aggregate_id: str) -> list[StoredEvent]:

@@ -29,7 +29,7 @@ import json
 import random
 import time
 from array import array
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -191,6 +191,9 @@ class StoreWriters:
         self.stop_projector = False
         self._snapshots = self.options.snapshots and isinstance(driver, Snapshots)
         self.skipped = 0  # commands the schedule dropped: the backlog outlived its bound
+        # Called after every committed append with (its events, the command's intended time,
+        # the commit time), before the command ends: the pipeline's dual write publishes here.
+        self.on_commit: Callable[[list[StoredEvent], int, int], Awaitable[None]] | None = None
         self._pad = max(
             0, (workload.payload_bytes if isinstance(workload.payload_bytes, int) else 256) - 120
         )
@@ -301,7 +304,7 @@ class StoreWriters:
                     if self.stopping():
                         return
             started = monotonic_ns()
-            completed = await self._command(self._key(), started)
+            completed = await self._command(self._key(), started, intended)
             ended = monotonic_ns()
             totals.commands += 1
             self.cmd_intended.append(intended)
@@ -309,7 +312,7 @@ class StoreWriters:
             self.cmd_end.append(ended)
             self.cmd_completed.append(1 if completed else 0)
 
-    async def _command(self, aggregate: str, started: int) -> bool:
+    async def _command(self, aggregate: str, started: int, intended: int = 0) -> bool:
         """Run one command to its end; False when it was given up (abandoned)."""
         totals = self.totals
         options = self.options
@@ -369,6 +372,8 @@ class StoreWriters:
                 self._known[aggregate] = state
                 if self._snapshots:
                     await self._maybe_snapshot(aggregate, state)
+                if self.on_commit is not None:
+                    await self.on_commit(events, intended, t1)
                 return True
             totals.conflicts += 1
             if window_start <= t1 < window_end:

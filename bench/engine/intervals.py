@@ -17,7 +17,7 @@ from typing import IO, Any
 from hdrh.histogram import HdrHistogram
 
 from bench.engine.pool import WorkerState
-from bench.engine.workers import KINDS
+from bench.engine.workers import latency_kinds
 from bench.metrics.hlog import HlogWriter
 from bench.metrics.recorder import encode, merge_into, new_histogram, value_at_percentiles
 from bench.scenario import ScenarioMeta, Workload
@@ -43,7 +43,6 @@ TIMESERIES_COLUMNS = (
     # Acknowledged but not yet delivered at the interval's end (consumer backlog, all groups).
     "backlog",
 )
-HLOG_KINDS = (*KINDS, "loop_lag")
 EPSILON_S = 1e-9  # interval boundaries are compared with this slack
 
 
@@ -79,7 +78,9 @@ class IntervalMerger:
         self.workload = workload
         self.on_interval = on_interval
         # The measurement window's histograms, by intended time, and the harness's health.
-        self.measured = {kind: new_histogram() for kind in KINDS}
+        self.kinds = latency_kinds(workload)
+        self.hlog_kinds = (*self.kinds, "loop_lag")
+        self.measured = {kind: new_histogram() for kind in self.kinds}
         self.loop_lag = new_histogram()
         self.cpu_samples: list[float] = []  # the busiest worker's CPU, per measured interval
         self.errors_timeline: dict[str, int] = {}
@@ -95,7 +96,8 @@ class IntervalMerger:
     def open(self, t0_ns: int, epoch_at_t0: float) -> None:
         self.t0_ns = t0_ns
         self._hlogs = {
-            kind: HlogWriter(self.dir / f"{kind}.hlog", epoch_at_t0, kind) for kind in HLOG_KINDS
+            kind: HlogWriter(self.dir / f"{kind}.hlog", epoch_at_t0, kind)
+            for kind in self.hlog_kinds
         }
         self._timeseries_file = (self.dir / "timeseries.csv").open("w", newline="")
         self._timeseries = csv.writer(self._timeseries_file)
@@ -147,14 +149,14 @@ class IntervalMerger:
         length_s = max(end_s - start_s, 1e-6)
         self._last_end_s = end_s
         merged: dict[str, HdrHistogram] = {}
-        for kind in HLOG_KINDS:
+        for kind in self.hlog_kinds:
             hist = new_histogram()
             for p in payloads:
                 merge_into(hist, p["hist"][kind] if kind != "loop_lag" else p["loop_lag"])
             merged[kind] = hist
             self._hlogs[kind].write(start_s, length_s, encode(hist), hist.get_max_value())
         for p in payloads:
-            for kind in KINDS:
+            for kind in self.kinds:
                 merge_into(self.measured[kind], p["measured"][kind])
             merge_into(self.loop_lag, p["loop_lag_measured"])
         phase = self._phase(k)

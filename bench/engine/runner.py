@@ -89,6 +89,9 @@ class PointRunner:
         self.host: dict[str, Any] | None = None  # the host's CPU over the window (engine/host.py)
         # The drain: how it ended, and how often the broker's consumer lag kept it going.
         self.drain: dict[str, Any] = {"ended_by": None, "extended_for_lag": 0, "broker_lag": None}
+        # A pipeline point's store: in each worker (the memory target), or shared.
+        self.store_in_process = False
+        self.shared_store: SharedTarget | None = None
 
     # ------------------------------------------------------------------ topology and workers
     def _topology(self) -> Topology:
@@ -108,7 +111,7 @@ class PointRunner:
     def _specs(self, topology: Topology, in_process: bool) -> list[WorkerSpec]:
         w = self.workload
         workers = w.workers
-        consumers = w.consumers if w.kind == "stream" else 0
+        consumers = w.consumers if w.kind in ("stream", "pipeline") else 0
         if w.consumer_workers:
             # Split roles: the first workers only produce, the last ones only consume.
             pw, cw = w.producer_workers, w.consumer_workers
@@ -161,6 +164,9 @@ class PointRunner:
                     faults=tuple((float(f.at), f.action, f.down_for_s) for f in self.faults)
                     if in_process
                     else (),
+                    store_driver=self.point.store_driver,
+                    store_config=self.point.store_config,
+                    store_prepare_here=self.store_in_process,
                 )
             )
         return specs
@@ -172,6 +178,13 @@ class PointRunner:
         in_process = runs_in_process(load_driver(self.point.driver))
         shared = None if in_process else SharedTarget(self.point, topology)
         self.shared = shared
+        store_point = pipeline_store_point(self.point)
+        if store_point is not None:
+            self.store_in_process = runs_in_process(load_driver(store_point.driver))
+            if not self.store_in_process:
+                self.shared_store = SharedTarget(
+                    store_point, topology, outbox=self.workload.pipeline.relay == "outbox"
+                )
         started_at = time.time()
         states: list[WorkerState] = []
         try:
@@ -180,6 +193,9 @@ class PointRunner:
                 self.fault_handle = check_faultable(self.point.driver)
             if shared is not None:
                 self.describe = asyncio.run(shared.prepare(self.store_check))
+            if self.shared_store is not None:
+                described = asyncio.run(self.shared_store.prepare(self.store_check))
+                self.describe = {**(self.describe or {}), "store": described}
             states = self.launcher(self._specs(topology, in_process))
             self.states = states
             self._run_workers(states)
@@ -187,6 +203,9 @@ class PointRunner:
             if verify and shared is not None:
                 merged = merged_store_totals(self._finals())
                 asyncio.run(shared.verify(merged, self.store_check))
+            if self.shared_store is not None and self.status != "interrupted":
+                merged = merged_store_totals(self._finals())
+                asyncio.run(self.shared_store.verify(merged, self.store_check))
         except BenchError as exc:
             self.status = "failed"
             self.problems.append(f"{exc.message} ({exc.hint})" if exc.hint else exc.message)
@@ -208,6 +227,9 @@ class PointRunner:
             if shared is not None and self.meta.cleanup and self.status != "failed":
                 with contextlib.suppress(Exception):
                     asyncio.run(shared.cleanup())
+            if self.shared_store is not None and self.meta.cleanup and self.status != "failed":
+                with contextlib.suppress(Exception):
+                    asyncio.run(self.shared_store.cleanup())
         summary = summarize(self._facts(topology, started_at))
         atomic_write_json(self.dir / SUMMARY, summary)
         return summary
@@ -363,7 +385,7 @@ class PointRunner:
                 if (
                     stop_sent
                     or self.workload.consumers == 0
-                    or self.workload.kind == "store"
+                    or self.workload.kind in ("store", "pipeline")
                     or unique >= acked
                     or quiet
                     or timed_out
@@ -395,6 +417,25 @@ class PointRunner:
                 raise BenchError(f"{self.point.target}: workers did not report their results")
             receive(states, 0.1)
         self.intervals.emit_ready(states, flush_all=True)
+
+
+def pipeline_store_point(point: RunPoint) -> RunPoint | None:
+    """A pipeline point's store as a store point of its own (target, driver, options, and
+    workload.kind = "store"), for the store's shared lifecycle; None for any other point."""
+    if point.workload.kind != "pipeline" or point.store_config is None:
+        return None
+    assert point.store_target is not None and point.store_driver is not None
+    workload = point.workload.model_copy(update={"kind": "store"})
+    return dataclasses.replace(
+        point,
+        target=point.store_target,
+        driver=point.store_driver,
+        driver_config=point.store_config,
+        scenario=point.scenario.model_copy(update={"workload": workload}),
+        store_target=None,
+        store_driver=None,
+        store_config=None,
+    )
 
 
 def _drain_end(stopped: bool, workload: Workload, all_received: bool, timed_out: bool) -> str:

@@ -20,8 +20,9 @@ from bench.drivers.base import Topology, capabilities_of, load_driver
 from bench.engine import reread
 from bench.engine.eventstore import StoreTotals, load_latency_by_length
 from bench.engine.host import host_bound
+from bench.engine.pipeline import STAGES
 from bench.engine.target import StoreCheck
-from bench.engine.workers import KINDS
+from bench.engine.workers import latency_kinds
 from bench.faults import figures as fault_figures
 from bench.metrics import audit as audit_mod
 from bench.metrics.recorder import stats_us
@@ -123,8 +124,9 @@ def summarize(facts: PointFacts) -> dict[str, Any]:
     )
     if finals and len(finals) < facts.workers:
         problems.append(f"only {len(finals)} of {facts.workers} workers reported results")
-    latency = {kind: stats_us(facts.measured[kind]).as_dict() for kind in KINDS}
-    for kind in KINDS:
+    kinds = latency_kinds(w)
+    latency = {kind: stats_us(facts.measured[kind]).as_dict() for kind in kinds}
+    for kind in kinds:
         latency[kind]["negative"] = sum(f["negatives"][kind] for f in finals)
         latency[kind]["clamped"] = sum(f["clamped"][kind] for f in finals)
     loop_lag = stats_us(facts.loop_lag)
@@ -135,7 +137,22 @@ def summarize(facts: PointFacts) -> dict[str, Any]:
         key: verdict_mod.slo_entry(key, threshold_us, latency)
         for key, threshold_us in slo_thresholds(point.scenario).items()
     }
-    store = store_summary(point, finals, facts.store_check, duration) if w.kind == "store" else None
+    store = (
+        store_summary(point, finals, facts.store_check, duration)
+        if w.kind in ("store", "pipeline")
+        else None
+    )
+    pipeline = pipeline_summary(point, finals, latency, duration) if w.kind == "pipeline" else None
+    if pipeline is not None and status != "interrupted":
+        if pipeline["invariants"]["violations"]:
+            problems.append(
+                "pipeline invariants violated: "
+                + "; ".join(pipeline["invariants"]["violations"][:3])
+            )
+        if facts.drain is not None:
+            facts.drain["ended_by"] = (
+                "all applied" if pipeline["drained"] else "drain_timeout (not all applied)"
+            )
     if store is not None:
         totals["skipped"] += sum(f.get("store_skipped", 0) for f in finals)
         if not store["invariants"]["ok"] and status != "interrupted":
@@ -148,8 +165,8 @@ def summarize(facts: PointFacts) -> dict[str, Any]:
         # A sender or writer slot died of an exception: a harness bug, not a target's error;
         # the figures of this point cannot be trusted.
         status = "failed" if status == "ok" else status
-        kinds = ", ".join(f"{kind[len('harness:') :]} x{n}" for kind, n in crashed.items())
-        problems.append(f"harness slots crashed ({kinds}); see {facts.dir_name}/worker-*.log")
+        which = ", ".join(f"{kind[len('harness:') :]} x{n}" for kind, n in crashed.items())
+        problems.append(f"harness slots crashed ({which}); see {facts.dir_name}/worker-*.log")
     if totals["skipped"]:
         problems.append(
             f"{format_count(totals['skipped'])} events scheduled in the window were never "
@@ -249,6 +266,7 @@ def summarize(facts: PointFacts) -> dict[str, Any]:
         "faults": fault_rows,
         "kind": w.kind,
         "store": store,
+        "pipeline": pipeline,
         "target_info": describe,
         "started_at": facts.started_at,
         "ended_at": facts.ended_at,
@@ -387,10 +405,82 @@ def store_summary(
         "duplicates_skipped": totals.duplicates_skipped,
         "server_counters": counters,
         # What the driver could do: an option its driver lacks did nothing (its count is 0).
-        "capabilities": capabilities_of(load_driver(point.driver)),
+        "capabilities": capabilities_of(load_driver(point.store_driver or point.driver)),
         "invariants": {
             "ok": not invariants,
             "violations": invariants[:VIOLATIONS_KEPT],
             "not_checked": not_checked,
+        },
+    }
+
+
+def pipeline_summary(
+    point: RunPoint,
+    finals: list[dict[str, Any]],
+    latency: dict[str, dict[str, Any]],
+    duration: float,
+) -> dict[str, Any]:
+    """The pipeline part of the summary (engine/pipeline.py): its settings, the stages' p50
+    and p99, what each side counted, and the invariants, which its verdict fails on."""
+    options = point.workload.pipeline
+    parts = [f["pipeline"] for f in finals if f.get("pipeline")]
+    totals: dict[str, Any] = {}
+    for part in parts:
+        for name, value in part["totals"].items():
+            if isinstance(value, list):
+                totals.setdefault(name, []).extend(value)
+            else:
+                totals[name] = totals.get(name, 0) + value
+    checks = [part["check"] for part in parts if part.get("check") is not None]
+    violations = [v for check in checks for v in check.get("violations", [])]
+    figures: dict[str, Any] = {}
+    for check in checks:
+        for name, value in check.items():
+            if name == "violations":
+                continue
+            if isinstance(value, list):
+                figures.setdefault(name, []).extend(value)
+            elif isinstance(value, int | float):
+                figures[name] = figures.get(name, 0) + value
+            else:
+                figures.setdefault(name, value)
+    backlog = [sample for part in parts for sample in part.get("outbox_backlog") or []]
+    outbox_peak = max((s[1] for s in backlog if s[1] is not None), default=None)
+    queries = int(totals.get("queries", 0))
+    return {
+        "store_target": point.store_target,
+        "store_driver": point.store_driver,
+        "broker_target": point.target,
+        "relay": options.relay,
+        "relays": options.relays,
+        "idempotency": options.idempotency,
+        "appliers": options.appliers,
+        "read_model": parts[0]["read_model"] if parts else None,
+        "crash": (
+            {"at_s": options.crash_at, "for_s": options.crash_for}
+            if options.crash_at is not None
+            else None
+        ),
+        "stages_us": {
+            stage: {"p50": latency[stage]["p50"], "p99": latency[stage]["p99"]} for stage in STAGES
+        },
+        "applied_per_s": per_s(
+            sum(int(f.get("received_in_window") or 0) for f in finals), duration
+        ),
+        "totals": totals,
+        "queries": {
+            "count": queries,
+            "stale": int(totals.get("queries_stale", 0)),
+            "read_your_writes": (
+                1.0 - int(totals.get("queries_stale", 0)) / queries if queries else None
+            ),
+        },
+        "outbox_backlog": {"peak": outbox_peak, "samples": backlog},
+        "drained": all(part.get("drained") for part in parts) if parts else False,
+        "invariants": {
+            "checked": bool(checks) and len(checks) == len(parts),
+            "ok": bool(checks) and not violations,
+            "violations": violations[:VIOLATIONS_KEPT],
+            **figures,
         },
     }

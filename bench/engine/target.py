@@ -20,6 +20,7 @@ from bench.drivers.base import (
     ConsumerLag,
     Driver,
     DriverContext,
+    Outbox,
     ServerCounters,
     SharedStore,
     Topology,
@@ -53,10 +54,12 @@ class StoreCheck:
 class SharedTarget:
     """The steps of one run point on a target outside the workers."""
 
-    def __init__(self, point: RunPoint, topology: Topology) -> None:
+    def __init__(self, point: RunPoint, topology: Topology, outbox: bool = False) -> None:
         self.point = point
         self.topology = topology
         self.timeout = point.driver_config.connect_timeout
+        # A pipeline's store: prepared with its transactional outbox (``Outbox.use_outbox``).
+        self.outbox = outbox
 
     @contextlib.asynccontextmanager
     async def _connected(self, step: str) -> AsyncIterator[Driver]:
@@ -76,6 +79,8 @@ class SharedTarget:
     async def prepare(self, check: StoreCheck) -> dict[str, Any]:
         """Create or purge what the point needs; the target's describe()."""
         async with self._connected("prepare") as driver:
+            if self.outbox and isinstance(driver, Outbox):
+                driver.use_outbox()
             if self.point.workload.kind == "store":
                 prepare = (
                     driver.prepare_store(self.topology.name)

@@ -69,6 +69,7 @@ from bench.engine.messages import (
     Start,
     Stop,
 )
+from bench.engine.pipeline import STAGES, Pipeline
 from bench.engine.reread import classify_losses
 from bench.engine.schedule import make_schedule
 from bench.errors import BenchError
@@ -84,6 +85,11 @@ from bench.metrics.recorder import LatencyRecorder
 from bench.scenario import LATENCY_KINDS, Workload
 from bench.timing import PreciseTimer
 from bench.workload import EventFactory
+
+
+def latency_kinds(workload: Workload) -> tuple[str, ...]:
+    """The latency kinds a point records: every kind, and a pipeline's stages."""
+    return (*KINDS, *STAGES) if workload.kind == "pipeline" else KINDS
 
 
 def _take(buf: array[int]) -> np.ndarray:
@@ -128,6 +134,10 @@ class WorkerSpec:
     timeline: bool = False
     # Faults the worker acts out itself, on its in-process target: (at_s, action, down_for_s).
     faults: tuple[tuple[float, str, float], ...] = ()
+    # A pipeline point (workload.kind = "pipeline"): ``driver`` is its broker, this its store.
+    store_driver: str | None = None
+    store_config: DriverConfig | None = None
+    store_prepare_here: bool = False  # an in-process store is prepared inside the worker
 
 
 @dataclass
@@ -264,7 +274,10 @@ class Worker:
         self.sends_bounded = False  # the target bounds its own sends: no timer per send
         self.deadlines: SendDeadlines | None = None  # send_timeout, for every other target
         self.totals = _Totals()
-        self.recorders = {kind: LatencyRecorder(kind) for kind in KINDS}
+        self.recorders = {kind: LatencyRecorder(kind) for kind in latency_kinds(spec.workload)}
+        self.pipeline: Pipeline | None = None
+        self.pipeline_drained: bool | None = None
+        self.pipeline_check: dict[str, Any] | None = None
         self.loop_lag = LatencyRecorder("loop_lag")
         # The hot paths only append raw timestamps here; flush() derives the latency kinds,
         # the window classification and the counters with numpy, once per interval.
@@ -367,10 +380,13 @@ class Worker:
             self.deadlines = SendDeadlines(spec.workload.send_timeout)
         consumers: list[Consumer] = []
         producers: list[Producer] = []
+        store_driver: Driver | None = None
         try:
             try:
                 await asyncio.wait_for(driver.connect(), spec.driver_config.connect_timeout + 5)
-                if spec.workload.kind == "store":
+                if spec.workload.kind == "pipeline":
+                    store_driver = await self._setup_pipeline(driver)
+                elif spec.workload.kind == "store":
                     await self._setup_store(as_store(driver))
                 else:
                     stream = as_stream(driver)
@@ -405,12 +421,19 @@ class Worker:
             if isinstance(message, Start):
                 await self._run_load(message.t0_ns, producers, driver)
                 await self._wait_control(Finish)
-            if self.store is not None:
+            if self.pipeline is not None and store_driver is not None:
+                await self._finish_pipeline(store_driver)
+            elif self.store is not None:
                 await self._finish_store(driver)
             await self._finish(driver, consumers, producers)
         finally:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(driver.close(), 10)
+            if self.pipeline is not None:
+                with contextlib.suppress(Exception):
+                    await self.pipeline.stop()
+            for target in (store_driver, driver):
+                if target is not None:
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(target.close(), 10)
             self.timer.release()
 
     async def _run_load(self, start_ns: int, producers: list[Producer], driver: Driver) -> None:
@@ -432,7 +455,9 @@ class Worker:
         if self.store is not None:
             self.store.window = (self.window_start_ns, self.window_end_ns)
             slots = self._store_slots(start_ns)
-            if spec.describe:
+            if self.pipeline is not None:
+                self.pipeline.start(start_ns)
+            elif spec.describe:
                 projector = loop.create_task(self.store.project())
         for position, producer in enumerate(producers):
             producer_id = spec.producer_ids[position]
@@ -447,6 +472,12 @@ class Worker:
         await self.timer.sleep_until(start_ns)
         try:
             await self._await_slots(slots)
+            if self.pipeline is not None:
+                # The pipeline drains itself (outbox, broker, appliers): the coordinator's drain
+                # knows only commands.
+                self.pipeline_drained = (
+                    False if self.stopping else await self.pipeline.drain(spec.backlog_ns / 1e9)
+                )
             self._send(Produced(spec.index))
             while not self.stopping:
                 # During the drain the coordinator decides when everything has arrived.
@@ -508,8 +539,8 @@ class Worker:
         )
 
     # -- the event-store workload (engine/eventstore.py does the work)
-    async def _setup_store(self, driver: StoreDriver) -> None:
-        if self.spec.prepare_here:
+    async def _setup_store(self, driver: StoreDriver, prepare_here: bool | None = None) -> None:
+        if self.spec.prepare_here if prepare_here is None else prepare_here:
             await driver.prepare_store()
         elif isinstance(driver, SharedStore):
             await driver.attach_store(self.spec.topology.name)
@@ -522,6 +553,58 @@ class Worker:
             self.count_error,
             lambda: self.stopping,
         )
+
+    # -- the pipeline workload (engine/pipeline.py does the work)
+    async def _setup_pipeline(self, broker: Driver) -> Driver:
+        """The store (connected, prepared or attached, its outbox on), the broker's topology
+        (in-process), the read model, the consumers and the relays' producers."""
+        spec = self.spec
+        assert spec.store_driver is not None and spec.store_config is not None
+        store = load_driver(spec.store_driver)(
+            spec.store_config, DriverContext(count_error=self.count_error)
+        )
+        await asyncio.wait_for(store.connect(), spec.store_config.connect_timeout + 5)
+        stream = as_stream(broker)
+        options = spec.workload.pipeline
+        pipeline = Pipeline(
+            as_store(store),
+            stream,
+            spec.topology,
+            options,
+            spec.workload.aggregate_type,
+            self.count_error,
+        )
+        pipeline.before_prepare()
+        self.pipeline = pipeline
+        await self._setup_store(as_store(store), prepare_here=spec.store_prepare_here)
+        if spec.prepare_here:
+            await stream.prepare(spec.topology)
+        await asyncio.wait_for(
+            pipeline.setup(spec.consumer_ids, options.relays),
+            spec.driver_config.connect_timeout + 30,
+        )
+        assert self.store is not None
+        pipeline.attach(self.store)
+        if options.crash_at is not None:
+            pipeline.crash_after(float(options.crash_at), float(options.crash_for))
+        return store
+
+    async def _finish_pipeline(self, store: Driver) -> None:
+        """The invariants of the pipeline (every committed event applied once, the read model
+        equal to the fold of the store, the outbox empty), and the store's own."""
+        assert self.pipeline is not None and self.store is not None
+        pipeline = self.pipeline
+        await pipeline.stop()
+        if self.stopping or self.pipeline_drained is None:
+            self.pipeline_check = None
+        else:
+            problems, figures = await asyncio.wait_for(
+                pipeline.check(self.store.totals.committed_ids), 300
+            )
+            self.pipeline_check = {"violations": problems, **figures}
+        if self.spec.store_prepare_here:
+            self.invariants = await check_store(as_store(store), self.store.totals)
+            self.invariants_not_checked = unchecked_invariants(store)
 
     def _store_slots(self, start_ns: int) -> list[asyncio.Task[None]]:
         spec = self.spec
@@ -710,6 +793,10 @@ class Worker:
             rec["response"].record(np.full(new, floor, dtype=np.int64), np.ones(new, dtype=bool))
         if self.store is not None:
             self._flush_store(window)
+        if self.pipeline is not None:
+            applied = self.pipeline.times.flush_into(rec, window)
+            totals.delivered += applied[0]
+            totals.received_in_window += applied[1]
         if len(self.recv_at):
             intended = _take(self.recv_intended)
             at = _take(self.recv_at)
@@ -879,8 +966,16 @@ class Worker:
             Final(
                 self.spec.index,
                 {
-                    "producers": [f.ledger.export() for f in self.factories],
-                    "consumers": self.consumer_ledger.export(),
+                    "producers": (
+                        [ledger.export() for ledger in self.pipeline.relays.ledgers]
+                        if self.pipeline is not None and self.pipeline.relays is not None
+                        else [f.ledger.export() for f in self.factories]
+                    ),
+                    "consumers": (
+                        self.pipeline.projection.ledger.export()
+                        if self.pipeline is not None
+                        else self.consumer_ledger.export()
+                    ),
                     "sent": totals.sent,
                     "acked": totals.acked,
                     "failed": totals.failed,
@@ -910,9 +1005,24 @@ class Worker:
                     "pid": os.getpid(),
                     "timeline": self._timeline_export() if self.spec.timeline else None,
                     "loss": loss,
+                    "pipeline": self._pipeline_export(),
                 },
             )
         )
+
+    def _pipeline_export(self) -> dict[str, Any] | None:
+        pipeline = self.pipeline
+        if pipeline is None:
+            return None
+        return {
+            "totals": pipeline.totals.export(),
+            "drained": self.pipeline_drained,
+            "check": self.pipeline_check,
+            "read_model": pipeline.read_model_where,
+            "relays": len(pipeline.producers),
+            "appliers": pipeline.appliers,
+            "outbox_backlog": pipeline.backlog_samples,
+        }
 
     async def _classify_losses(self, driver: Driver) -> dict[str, Any] | None:
         """An in-process target's broker lives here: its losses are sorted here, after the

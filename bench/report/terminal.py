@@ -139,6 +139,65 @@ def store_table(summaries: list[dict[str, Any]], title: str | None = None) -> Ta
     return table
 
 
+def pipeline_table(summaries: list[dict[str, Any]], title: str | None = None) -> Table:
+    """Pipeline points: the ``visible`` window first (command intended -> the read model
+    reflects it), the stages' p99, and the invariants (every committed event applied once,
+    the read model equal to the fold of the store, the outbox empty)."""
+    table = Table(title=title, header_style="bold")
+    for name, justify in (
+        ("broker", "left"),
+        ("point", "left"),
+        ("mode", "left"),
+        ("visible p50", "right"),
+        ("visible p99", "right"),
+        ("append p99", "right"),
+        ("relay p99", "right"),
+        ("broker p99", "right"),
+        ("apply p99", "right"),
+        ("applied/s", "right"),
+        ("never applied", "right"),
+        ("dup applied", "right"),
+        ("invariants", "left"),
+        ("status", "left"),
+    ):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for s in summaries:
+        pipeline = s.get("pipeline") or {}
+        params = s.get("params") or {}
+        point = " ".join(f"{k.split('.')[-1]}={v}" for k, v in params.items()) or s.get("mode", "")
+        invariants = pipeline.get("invariants") or {}
+        totals = pipeline.get("totals") or {}
+        if invariants.get("ok"):
+            inv_text = "[green]hold[/]"
+        elif invariants.get("checked"):
+            inv_text = f"[red]{len(invariants.get('violations') or [])} violated[/]"
+        else:
+            inv_text = "[yellow]not checked[/]"
+
+        def red(count: int) -> str:
+            return f"[red]{format_count(count)}[/]" if count else "0"
+
+        mode = "outbox" if pipeline.get("relay") == "outbox" else "dual write"
+        mode += ", no guard" if pipeline.get("idempotency") == "none" else ", guard"
+        table.add_row(
+            f"{s.get('target', '?')} (store {pipeline.get('store_target') or '?'})",
+            point,
+            mode,
+            _lat(s, "visible", "p50"),
+            _lat(s, "visible", "p99"),
+            _lat(s, "append", "p99"),
+            _lat(s, "relay", "p99"),
+            _lat(s, "broker", "p99"),
+            _lat(s, "apply", "p99"),
+            format_rate(pipeline.get("applied_per_s") or 0.0),
+            red(int(invariants.get("never_applied") or 0)),
+            red(int(totals.get("duplicates_applied") or 0)),
+            inv_text,
+            _flags(s),
+        )
+    return table
+
+
 def faults_table(summaries: list[dict[str, Any]], title: str | None = None) -> Table:
     """One row per injected fault of every point: what it did to the producers and consumers,
     how long recovery took, and the exact audit of its window. No rows when no point had a

@@ -1,0 +1,193 @@
+"""The CQRS pipeline (workload.kind = "pipeline") on the memory targets: stage figures that
+follow injected delays, the invariants, and both negative controls caught.
+
+Each point runs 2 s of load at 300 commands/s in one worker: a few seconds per test.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench.engine.runner import PointRunner
+from bench.errors import ScenarioError
+from bench.scenario import expand, scenario_from_dict
+
+MS = 1000.0  # µs
+
+
+def scenario(pipeline: dict[str, Any] | None = None, **targets: dict[str, Any]) -> dict:
+    return {
+        "scenario": {"name": "pl", "duration": "2s", "warmup": "500ms", "drain_timeout": "10s"},
+        "workload": {
+            "kind": "pipeline",
+            "rate": 300,
+            "aggregates": 100,
+            "payload_bytes": 256,
+            "consumers": 2,
+            "partitions": 4,
+            "pipeline": pipeline or {},
+        },
+        "targets": targets or {"memory": {"driver": "memory"}},
+    }
+
+
+def run(tmp_path: Path, raw: dict) -> list[dict]:
+    points = expand(scenario_from_dict(raw, "pl.toml"))
+    return [
+        PointRunner(point, "pl", tmp_path / f"p{point.index}", stop_requested=lambda: False).run()
+        for point in points
+    ]
+
+
+def test_a_delay_in_the_broker_shows_in_its_stages_and_not_in_the_append(tmp_path: Path) -> None:
+    raw = scenario(
+        {"store": "store"},
+        store={"driver": "memory"},
+        slow_broker={"driver": "memory", "service_time": "2ms"},
+        slow_store={"driver": "memory", "service_time": "2ms"},
+    )
+    # Two points, one per broker; the store target is the store of both.
+    broker, store_too = run(tmp_path, raw)
+    assert broker["target"] == "slow_broker" and store_too["target"] == "slow_store"
+    for summary in (broker, store_too):
+        assert summary["status"] == "ok", summary["problems"]
+        assert summary["verdict"]["result"] == "pass", summary["verdict"]
+        pipeline = summary["pipeline"]
+        assert pipeline["invariants"]["ok"] and pipeline["drained"], pipeline["invariants"]
+        assert pipeline["invariants"]["never_applied"] == 0
+        assert pipeline["invariants"]["outbox_pending"] == 0
+        assert pipeline["totals"]["applied"] == summary["store"]["events_committed"] > 500
+        latency = summary["latency_us"]
+        for stage in ("append", "relay", "broker", "apply", "visible"):
+            assert latency[stage]["count"] > 400, stage
+        # visible is the whole: command intended -> read model; e2e says the same.
+        assert latency["visible"]["p50"] >= latency["append"]["p50"]
+        assert latency["e2e"]["p50"] == latency["visible"]["p50"]
+    # The memory broker's 2 ms: acknowledged (relay) and delivered (broker) that late.
+    stages = broker["latency_us"]
+    assert stages["broker"]["p50"] >= 2 * MS and stages["relay"]["p50"] >= 2 * MS
+    assert stages["append"]["p50"] < 1 * MS
+    assert stages["visible"]["p50"] >= 2 * MS
+    # The store is the other memory target here: its 2 ms is not this point's store.
+    assert broker["pipeline"]["store_target"] == "store"
+    assert store_too["latency_us"]["broker"]["p50"] >= 2 * MS  # slow_store is its broker
+
+
+def test_a_delay_in_the_store_shows_in_the_append_and_not_in_the_broker(tmp_path: Path) -> None:
+    raw = scenario(
+        {"store": "store"},
+        store={"driver": "memory", "service_time": "2ms"},
+        broker={"driver": "memory"},
+    )
+    (summary,) = run(tmp_path, raw)
+    assert summary["verdict"]["result"] == "pass", summary["verdict"]
+    stages = summary["latency_us"]
+    assert stages["append"]["p50"] >= 2 * MS
+    assert stages["broker"]["p50"] < 1 * MS
+    assert summary["pipeline"]["invariants"]["ok"]
+
+
+def test_an_outbox_relay_crash_republishes_and_the_guard_applies_each_event_once(
+    tmp_path: Path,
+) -> None:
+    (summary,) = run(tmp_path, scenario({"crash_at": "1s", "crash_for": "200ms"}))
+    pipeline = summary["pipeline"]
+    totals = pipeline["totals"]
+    assert totals["relay_restarts"] == 2  # each of the 2 relays died once
+    assert totals["republished"] > 0
+    assert totals["duplicates_skipped"] == totals["republished"]
+    assert totals["duplicates_applied"] == 0
+    assert pipeline["invariants"]["ok"], pipeline["invariants"]
+    assert summary["verdict"]["result"] == "pass", summary["verdict"]
+
+
+def test_without_the_guard_a_republished_event_is_applied_twice_and_the_check_says_so(
+    tmp_path: Path,
+) -> None:
+    raw = scenario({"crash_at": "1s", "crash_for": "200ms", "idempotency": "none"})
+    (summary,) = run(tmp_path, raw)
+    pipeline = summary["pipeline"]
+    totals = pipeline["totals"]
+    assert totals["republished"] > 0
+    assert totals["duplicates_applied"] == totals["republished"]
+    assert pipeline["invariants"]["applied_twice"] == totals["republished"]
+    assert not pipeline["invariants"]["ok"]
+    assert summary["verdict"]["result"] == "fail"
+    assert any("duplicate applications" in r for r in summary["verdict"]["reasons"])
+
+
+def test_a_dual_write_crash_loses_the_events_committed_inside_it(tmp_path: Path) -> None:
+    raw = scenario({"relay": "dual_write", "crash_at": "1s", "crash_for": "200ms"})
+    (summary,) = run(tmp_path, raw)
+    pipeline = summary["pipeline"]
+    totals = pipeline["totals"]
+    invariants = pipeline["invariants"]
+    # About 200 ms x 300 commands/s were committed and never published.
+    assert 30 <= totals["not_published"] <= 120, totals
+    # Every event published was received (the broker lost nothing) ...
+    assert summary["audit"]["lost"] == 0 and summary["audit"]["sent"] == totals["published"]
+    # ... yet the read model misses the crash's events, and those behind them per aggregate.
+    assert invariants["never_applied"] >= totals["not_published"]
+    # By id: the first events the read model never saw are the crash's first commits.
+    assert invariants["never_applied_ids"] == totals["not_published_ids"]
+    assert invariants["aggregates_differing"] > 0
+    assert summary["verdict"]["result"] == "fail"
+    assert any("never published" in r for r in summary["verdict"]["reasons"])
+    # The store kept every commit: the loss is the pipeline's, never the store's.
+    assert summary["store"]["invariants"]["ok"]
+
+
+def test_the_terminal_table_leads_with_visible_and_the_invariants(tmp_path: Path) -> None:
+    path = tmp_path / "pl.toml"
+    path.write_text(
+        "\n".join(
+            [
+                '[scenario]\nname = "pl"\nduration = "1s"\nwarmup = "500ms"',
+                '[workload]\nkind = "pipeline"\nrate = 200\naggregates = 50\nconsumers = 1',
+                '[targets.memory]\ndriver = "memory"',
+            ]
+        )
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.cli", "run", str(path), "-o", str(tmp_path / "r")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"COLUMNS": "250", "PATH": "/usr/bin:/bin"},
+    )
+    assert done.returncode == 0, done.stderr
+    header = next(line for line in done.stdout.splitlines() if "visible p50" in line)
+    assert header.index("visible p50") < header.index("append p99") < header.index("invariants")
+    assert "hold" in done.stdout
+    (summary_path,) = (tmp_path / "r").glob("*/*/summary.json")
+    summary = json.loads(summary_path.read_text())
+    assert summary["kind"] == "pipeline" and summary["pipeline"]["invariants"]["ok"]
+
+
+@pytest.mark.parametrize(
+    ("pipeline", "targets", "field"),
+    [
+        ({"store": "nope"}, {"memory": {"driver": "memory"}}, "workload.pipeline.store"),
+        ({}, {"a": {"driver": "memory"}, "b": {"driver": "memory"}}, "workload.pipeline.store"),
+    ],
+)
+def test_a_pipeline_without_its_store_is_refused_naming_the_field(
+    pipeline: dict[str, Any], targets: dict[str, Any], field: str
+) -> None:
+    with pytest.raises(ScenarioError) as caught:
+        expand(scenario_from_dict(scenario(pipeline, **targets), "pl.toml"))
+    assert caught.value.field == field
+
+
+def test_a_pipeline_on_several_workers_is_refused_for_now() -> None:
+    raw = scenario()
+    raw["workload"]["workers"] = 2
+    with pytest.raises(ScenarioError) as caught:
+        expand(scenario_from_dict(raw, "pl.toml"))
+    assert caught.value.field == "workload.workers"
