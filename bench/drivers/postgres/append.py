@@ -21,6 +21,12 @@ Strategies (``strategy``)
                           the negative control. It forks streams under contention and
                           ``verify()`` reports the duplicate versions.
 
+With the outbox (``use_outbox()``), each strategy's statement also copies the events it
+inserted into ``outbox`` (``sql.py``; for ``advisory_lock`` inside ``append_locked``, for
+``serializable`` inside its transaction), and takes the aggregate's shard key as its last
+parameter: still one statement, so the outbox rows commit or vanish with the events, and a
+conflict, which inserts no event, writes no outbox row (``outbox.py``).
+
 SQLSTATE 23505 on the (aggregate, version) constraint and 40001 are conflicts
 (``AppendResult(committed=False)``); 40P01 is counted as ``"deadlock"`` and raised as
 ``RetryableStoreError``; every other database error is raised as ``StoreError``.
@@ -47,6 +53,7 @@ import asyncpg
 
 from bench.drivers.base import AppendResult, StoredEvent
 from bench.drivers.postgres.config import Strategy
+from bench.drivers.postgres.outbox import shard_key
 from bench.drivers.postgres.pool import (
     Connections,
     RetryableStoreError,
@@ -112,13 +119,25 @@ class _Conflict(Exception):
 # --------------------------------------------------------------------------- strategies
 
 
-def _params(aggregate_id: str, args: _EventArgs, expected: int) -> tuple[object, ...]:
+def _params(
+    ns: Namespace, aggregate_id: str, args: _EventArgs, expected: int
+) -> tuple[object, ...]:
     """The one-statement appends' parameters (see ``sql.Checked``): scalars for one event,
-    arrays for several."""
+    arrays for several, and the shard key last when the appends write the outbox."""
     ids, types, event_types, payloads, metadata = args
     if len(ids) == 1:
-        return (ids[0], aggregate_id, types[0], event_types[0], expected, payloads[0], metadata[0])
-    return (ids, aggregate_id, expected, types, event_types, payloads, metadata)
+        params: tuple[object, ...] = (
+            ids[0],
+            aggregate_id,
+            types[0],
+            event_types[0],
+            expected,
+            payloads[0],
+            metadata[0],
+        )
+    else:
+        params = (ids, aggregate_id, expected, types, event_types, payloads, metadata)
+    return (*params, shard_key(aggregate_id)) if ns.outbox else params
 
 
 async def _append_insert_only(
@@ -130,26 +149,13 @@ async def _append_insert_only(
     remember: _Remember,
 ) -> int:
     # One autocommit statement: the commit happens within this round trip.
-    ids, types, event_types, payloads, metadata = args
+    ids = args[0]
     remember(ids)
     if len(ids) == 1:
-        await conn.value(
-            ns.sql.insert_one,
-            (
-                ids[0],
-                aggregate_id,
-                types[0],
-                event_types[0],
-                expected + 1,
-                payloads[0],
-                metadata[0],
-            ),
-        )
+        # insert_one's $5 is the version itself, not the expected one.
+        await conn.value(ns.sql.insert_one, _params(ns, aggregate_id, args, expected + 1))
     else:
-        await conn.value(
-            ns.sql.insert_many,
-            (ids, aggregate_id, expected, types, event_types, payloads, metadata),
-        )
+        await conn.value(ns.sql.insert_many, _params(ns, aggregate_id, args, expected))
     return expected + len(ids)
 
 
@@ -165,7 +171,7 @@ async def _append_checked(
     inserts when it is the expected one."""
     remember(args[0])
     statement = ns.sql.checked.max_then_insert[len(args[0]) > 1]
-    found = await conn.value(statement, _params(aggregate_id, args, expected))
+    found = await conn.value(statement, _params(ns, aggregate_id, args, expected))
     if found != expected:
         raise _Conflict(found)
     return expected + len(args[0])
@@ -183,7 +189,7 @@ async def _append_serializable(
     # isolation level can only be chosen by the BEGIN.
     statement = ns.sql.checked.max_then_insert[len(args[0]) > 1]
     async with conn.transaction(isolation="serializable"):
-        found = await conn.value(statement, _params(aggregate_id, args, expected))
+        found = await conn.value(statement, _params(ns, aggregate_id, args, expected))
         if found != expected:
             raise _Conflict(found)
         remember(args[0])
@@ -202,10 +208,19 @@ async def _append_advisory_lock(
     # that needs a function), in one autocommit round trip.
     ids, types, event_types, payloads, metadata = args
     remember(ids)
-    found = await conn.value(
-        ns.sql.append_locked,
-        (ns.lock_space, aggregate_id, expected, ids, types, event_types, payloads, metadata),
+    params: tuple[object, ...] = (
+        ns.lock_space,
+        aggregate_id,
+        expected,
+        ids,
+        types,
+        event_types,
+        payloads,
+        metadata,
     )
+    if ns.outbox:
+        params = (*params, shard_key(aggregate_id))
+    found = await conn.value(ns.sql.append_locked, params)
     if found != expected:
         raise _Conflict(found)
     return expected + len(ids)
@@ -223,7 +238,7 @@ async def _append_streams_cas(
     many = len(args[0]) > 1
     statement = checked.cas_new[many] if expected == 0 else checked.cas_update[many]
     remember(args[0])
-    changed = await conn.value(statement, _params(aggregate_id, args, expected))
+    changed = await conn.value(statement, _params(ns, aggregate_id, args, expected))
     if changed != 1:
         raise _Conflict(None)
     return expected + len(args[0])

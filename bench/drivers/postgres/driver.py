@@ -11,8 +11,14 @@ from typing import Any, ClassVar, Literal
 
 import asyncpg
 
-from bench.drivers.base import AppendResult, DriverConfig, DriverContext, StoredEvent
-from bench.drivers.postgres import projector
+from bench.drivers.base import (
+    AppendResult,
+    DriverConfig,
+    DriverContext,
+    OutboxEntry,
+    StoredEvent,
+)
+from bench.drivers.postgres import outbox, projector
 from bench.drivers.postgres import verify as checks
 from bench.drivers.postgres.append import AppendCounters, Appender
 from bench.drivers.postgres.config import PostgresConfig, dsn_address, schema_for
@@ -46,12 +52,15 @@ class PostgresDriver:
         self._address = dsn_address(config.dsn.get_secret_value())
         self._scrubber = Scrubber(config.dsn.get_secret_value())
         self._pool: Connections | None = None
+        self._outbox = False
         self._ns = self._namespace(config.schema_name)
         self._new_run()
 
     # -- helpers
     def _namespace(self, schema: str) -> Namespace:
-        return Namespace.of(schema, self.config.strategy == "unsafe_max_then_insert")
+        return Namespace.of(
+            schema, self.config.strategy == "unsafe_max_then_insert", outbox=self._outbox
+        )
 
     def _new_run(self) -> None:
         """Fresh append counts and projection lags (a new run point starts)."""
@@ -136,6 +145,7 @@ class PostgresDriver:
             ),
             "snapshot_every": self.config.snapshot_every,
             "pool_size": self.config.pool_size,
+            "outbox": self._outbox,
             "settings": self.config.public_settings(),
             "server_settings": settings,
         }
@@ -308,6 +318,74 @@ class PostgresDriver:
         except DB_ERRORS as exc:
             raise self._error(f"consumption by {consumer!r}", exc) from exc
         return processed, len(event_ids) - processed
+
+    # -- the transactional outbox (Outbox)
+    def use_outbox(self) -> None:
+        """From now on every append writes its events to the outbox in its own statement.
+
+        Before ``prepare_store`` (which then creates the table) or ``attach_store``: every
+        process that appends to a point with an outbox must call it, since this driver's
+        statements decide whether an append writes the outbox, not the schema it attaches to.
+        """
+        if self._outbox:
+            return
+        self._outbox = True
+        self._ns = self._namespace(self._ns.schema)
+        if self._pool is not None:
+            self._pool.forget_statements()
+
+    async def outbox_fetch(self, shard: int, shards: int, limit: int) -> list[OutboxEntry]:
+        """Up to ``limit`` unpublished entries of the aggregates of ``shard`` of ``shards``
+        (``partition_of``), in position order (per aggregate, version order: outbox.py)."""
+        try:
+            return await outbox.fetch(self._require_pool(), self._ns, shard, shards, limit)
+        except DB_ERRORS as exc:
+            raise self._error("outbox fetch", exc) from exc
+
+    async def outbox_mark(self, positions: Sequence[int]) -> None:
+        """Delete these published entries: they are never fetched again."""
+        try:
+            await outbox.mark(self._require_pool(), self._ns, positions)
+        except DB_ERRORS as exc:
+            raise self._error("outbox mark", exc) from exc
+
+    async def outbox_pending(self) -> int:
+        """Entries not yet marked: the outbox backlog."""
+        try:
+            return await outbox.pending(self._require_pool(), self._ns)
+        except DB_ERRORS as exc:
+            raise self._error("outbox count", exc) from exc
+
+    # -- the pipeline's read model (ReadModel)
+    async def prepare_read_model(self, guard: bool) -> None:
+        """Empty the read model and the processed event ids (the schema has both, ``guard``
+        or not: without it the processed ids stay empty)."""
+        try:
+            await projector.prepare_read_model(self._require_pool(), self._ns)
+        except DB_ERRORS as exc:
+            raise self._error("emptying the read model", exc) from exc
+
+    async def apply_event(self, event: StoredEvent, guard: bool) -> str:
+        """Apply one event in one transaction: APPLIED, DUPLICATE_SKIPPED, DUPLICATE_APPLIED
+        or OUT_OF_ORDER (``sql.py``'s ``apply_event`` function says when)."""
+        try:
+            return await projector.apply_event(self._require_pool(), self._ns, event, guard)
+        except DB_ERRORS as exc:
+            raise self._error(f"applying {event.event_id} to the read model", exc) from exc
+
+    async def read_summary(self, aggregate_id: str) -> dict[str, Any] | None:
+        """The aggregate's read-model row (``OrderState.as_dict()``), None when it has none."""
+        try:
+            return await projector.read_summary(self._require_pool(), self._ns, aggregate_id)
+        except DB_ERRORS as exc:
+            raise self._error(f"read of {aggregate_id!r}", exc) from exc
+
+    async def read_summaries(self) -> dict[str, dict[str, Any]]:
+        """Every read-model row, by aggregate id."""
+        try:
+            return await projector.read_summaries(self._require_pool(), self._ns)
+        except DB_ERRORS as exc:
+            raise self._error("read of the read model", exc) from exc
 
     # -- checks (StoredEventIds, StoreLedgerCheck, ServerCounters)
     async def verify(self) -> list[str]:

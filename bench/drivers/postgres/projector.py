@@ -1,5 +1,6 @@
-"""The read side that tails the store: the order-summary projector, its catch-up, the
-projection lags it measures, and the idempotent consumer.
+"""The read side: the order-summary projector that tails the store, its catch-up, the
+projection lags it measures, the idempotent consumer, and the pipeline's read model that a
+projection consumer applies events to one by one (``bench.drivers.base.ReadModel``).
 
 Identity values are assigned at insert but transactions commit in another order, so a tailer
 that remembers "the highest position seen" skips an event whose transaction was still in
@@ -229,3 +230,58 @@ async def consume(pool: Connections, ns: Namespace, consumer: str, event_ids: Se
     """
     async with pool.acquire() as conn:
         return int(await conn.fetchval(ns.sql.consume, consumer, list(event_ids)))
+
+
+# ------------------------------------------------------------------- the pipeline's read model
+
+
+async def prepare_read_model(pool: Connections, ns: Namespace) -> None:
+    """Empty ``pipeline_summaries`` and ``pipeline_processed`` (``prepare_store`` created them
+    and the ``apply_event`` function: creating a function from several workers at once fails,
+    emptying a table does not)."""
+    async with pool.acquire() as conn:
+        await conn.execute(ns.sql.read_model_empty)
+
+
+async def apply_event(pool: Connections, ns: Namespace, event: StoredEvent, guard: bool) -> str:
+    """Apply one event to the read model in one autocommit round trip (``sql.py``'s
+    ``apply_event`` function: the guard, the version check and the fold); its outcome."""
+    async with pool.acquire() as conn:
+        outcome: str = await conn.value(
+            ns.sql.apply_event,
+            (
+                guard,
+                event.event_id,
+                event.aggregate_id,
+                event.event_type,
+                event.version,
+                event.payload.decode(),
+            ),
+        )
+    return outcome
+
+
+def _summary(row: asyncpg.Record) -> dict[str, Any]:
+    return OrderState(
+        version=row["version"],
+        status=row["status"],
+        order_no=row["order_no"],
+        items=row["items"],
+        total_cents=row["total_cents"],
+    ).as_dict()
+
+
+async def read_summary(
+    pool: Connections, ns: Namespace, aggregate_id: str
+) -> dict[str, Any] | None:
+    """The aggregate's row as ``OrderState.as_dict()``; None when nothing was applied to it."""
+    async with pool.acquire() as conn:
+        row = await conn.fetchrow(ns.sql.read_summary, aggregate_id)
+    return None if row is None else _summary(row)
+
+
+async def read_summaries(pool: Connections, ns: Namespace) -> dict[str, dict[str, Any]]:
+    """Every row, by aggregate id, as ``OrderState.as_dict()``."""
+    async with pool.acquire() as conn:
+        rows = await conn.fetch(ns.sql.read_summaries)
+    return {row["aggregate_id"]: _summary(row) for row in rows}

@@ -6,13 +6,18 @@
 control, a ``global_position`` identity and the writing transaction's ``txid``),
 ``streams`` (for ``streams_cas``), ``snapshots``, ``order_summaries`` (the read model),
 ``projections`` (the projector's checkpoint), ``processed_events`` and
-``consumer_tallies`` (idempotent consumption).
+``consumer_tallies`` (idempotent consumption), and the pipeline's read model
+(``pipeline_summaries``, ``pipeline_processed`` and the ``apply_event`` function). After
+``use_outbox()`` it also holds ``outbox``, and every append statement writes it.
 """
 
 from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
+
+from bench.domain import ADD, CANCEL, CONFIRM, EVENT_OF, PLACE, SHIP
+from bench.drivers.base import APPLIED, DUPLICATE_APPLIED, DUPLICATE_SKIPPED, OUT_OF_ORDER
 
 # The unique constraint whose violation is a version conflict (a duplicate event id is not).
 VERSION_CONSTRAINT = "events_stream_version"
@@ -25,6 +30,7 @@ EVENT_DATA = "coalesce(e.payload -> 'data', e.payload)"
 
 
 EVENT_COLUMNS = "event_id, aggregate_id, aggregate_type, event_type, version, payload, metadata"
+OUTBOX_COLUMNS = f"shard_key, {EVENT_COLUMNS}"
 
 
 def quote(identifier: str) -> str:
@@ -33,22 +39,29 @@ def quote(identifier: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Namespace:
-    """One run point's schema: its name, its statements and its advisory lock space."""
+    """One run point's schema: its name, its statements and its advisory lock space, and
+    whether its appends write the outbox (their statements then take the shard key last)."""
 
     schema: str
     sql: Sql
     lock_space: int
+    outbox: bool = False
 
     @classmethod
-    def of(cls, schema: str, unsafe: bool) -> Namespace:
+    def of(cls, schema: str, unsafe: bool, outbox: bool = False) -> Namespace:
         # Advisory locks are cluster-wide; keying them by schema keeps run points apart.
-        return cls(schema, Sql(schema, unsafe), zlib.crc32(schema.encode()) - 2**31)
+        return cls(schema, Sql(schema, unsafe, outbox), lock_space_of(schema), outbox)
+
+
+def lock_space_of(key: str) -> int:
+    """An advisory lock space (int4) for ``key``: crc32, shifted into int4's range."""
+    return zlib.crc32(key.encode()) - 2**31
 
 
 class Sql:
     """Every statement, qualified with one run point's schema (quoted, never interpolated raw)."""
 
-    def __init__(self, schema: str, unsafe: bool) -> None:
+    def __init__(self, schema: str, unsafe: bool, outbox: bool = False) -> None:
         s = quote(schema)
         self.schema = schema
         version_key = (
@@ -109,24 +122,37 @@ class Sql:
                 events bigint NOT NULL,
                 PRIMARY KEY (consumer, aggregate_id)
             )""",
+            *_read_model_tables(s),
+            _apply_event_function(s, lock_space_of(f"{schema}/read_model")),
         ]
+        if outbox:
+            self.create.append(_outbox_table(s))
         self.drop = f"DROP SCHEMA IF EXISTS {s} CASCADE"
         cols = EVENT_COLUMNS
-        self.insert_one = f"INSERT INTO {s}.events ({cols}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+        insert_one = f"INSERT INTO {s}.events ({cols}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
         # One statement for any number of events (one round trip); ORDER BY keeps the
         # identity values in version order.
-        self.insert_many = f"""INSERT INTO {s}.events ({cols})
+        insert_many = f"""INSERT INTO {s}.events ({cols})
             SELECT e.event_id, $2, e.aggregate_type, e.event_type, $3::int + e.ord::int,
                    e.payload, e.metadata
             FROM unnest($1::uuid[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[])
                  WITH ORDINALITY AS e(event_id, aggregate_type, event_type, payload, metadata, ord)
             ORDER BY e.ord"""
-        self.checked = Checked(s)
+        if outbox:
+            # The outbox rows come from the events INSERT's RETURNING, in the same statement:
+            # a unique violation aborts both, and a commit commits both.
+            insert_one, insert_many = (
+                f"WITH ins AS ({insert} RETURNING {cols}) {_to_outbox(s, '$8::bigint')}"
+                for insert in (insert_one, insert_many)
+            )
+        self.insert_one = insert_one
+        self.insert_many = insert_many
+        self.checked = Checked(s, outbox)
         self.append_locked = (
             f"SELECT {s}.append_locked($1::int, $2::text, $3::int, $4::uuid[], $5::text[], "
-            "$6::text[], $7::jsonb[], $8::jsonb[])"
+            "$6::text[], $7::jsonb[], $8::jsonb[]" + (", $9::bigint)" if outbox else ")")
         )
-        self.create.append(_append_locked_function(s, cols))
+        self.create.append(_append_locked_function(s, cols, outbox))
         event_cols = "e.event_id, e.aggregate_type, e.event_type, e.version, e.payload, e.metadata"
         self.load = (
             f"SELECT {event_cols} FROM {s}.events e WHERE e.aggregate_id = $1 "
@@ -235,6 +261,25 @@ class Sql:
             FROM {s}.events e
             WHERE (e.txid, e.global_position) <= ($1::text::xid8, $2::bigint)
             ORDER BY e.aggregate_id, e.version, e.txid, e.global_position"""
+        # -- the outbox (bench/drivers/postgres/outbox.py)
+        self.outbox_fetch = f"""SELECT o.position, o.event_id::text, o.aggregate_id,
+                   o.aggregate_type, o.event_type, o.version, o.payload, o.metadata
+            FROM {s}.outbox o
+            WHERE o.shard_key % $2::bigint = $1::bigint
+            ORDER BY o.position
+            LIMIT $3"""
+        self.outbox_mark = f"DELETE FROM {s}.outbox WHERE position = ANY($1::bigint[])"
+        self.outbox_pending = f"SELECT count(*) FROM {s}.outbox"
+        # -- the pipeline's read model (projector.py)
+        self.read_model_empty = f"TRUNCATE {s}.pipeline_summaries, {s}.pipeline_processed"
+        self.apply_event = (
+            f"SELECT {s}.apply_event($1::bool, $2::uuid, $3::text, $4::text, $5::int, $6::jsonb)"
+        )
+        summary_cols = "aggregate_id, version, status, order_no, items, total_cents"
+        self.read_summary = (
+            f"SELECT {summary_cols} FROM {s}.pipeline_summaries WHERE aggregate_id = $1"
+        )
+        self.read_summaries = f"SELECT {summary_cols} FROM {s}.pipeline_summaries"
 
 
 # --------------------------------------------------------------------------- one-statement appends
@@ -248,6 +293,8 @@ class Sql:
 #     $1 event_ids, $2 aggregate_id, $3 expected, $4 aggregate_types, $5 event_types,
 #     $6 payloads, $7 metadata
 # The events get versions expected+1, expected+2, … Every statement returns one value.
+# With the outbox, every statement takes one more parameter, $8 shard_key (outbox.shard_key),
+# and copies the events INSERT's RETURNING rows into the outbox in the same statement.
 
 
 def _insert_guarded(s: str, source: str, where: str, many: bool) -> str:
@@ -265,6 +312,26 @@ def _insert_guarded(s: str, source: str, where: str, many: bool) -> str:
     return f"""INSERT INTO {s}.events ({EVENT_COLUMNS})
             SELECT $1::uuid, $2::text, $3::text, $4::text, $5::int + 1, $6::jsonb, $7::jsonb
             FROM {source} WHERE {where}"""
+
+
+def _to_outbox(s: str, shard_key: str) -> str:
+    """INSERT the rows of ``ins`` (the events INSERT's RETURNING) into the outbox. ORDER BY
+    version: within one append, the outbox positions follow the versions (RETURNING's order
+    is not promised)."""
+    return f"""INSERT INTO {s}.outbox ({OUTBOX_COLUMNS})
+            SELECT {shard_key}, {EVENT_COLUMNS} FROM ins ORDER BY version"""
+
+
+def _inserted(s: str, source: str, where: str, many: bool, outbox: bool) -> str:
+    """The WITH items that run the guarded events INSERT (``ins``), and with the outbox, copy
+    what it inserted there: a guard that inserts no event leaves no outbox row either."""
+    insert = _insert_guarded(s, source, where, many)
+    if not outbox:
+        return f"ins AS ({insert} RETURNING 1)"
+    return (
+        f"ins AS ({insert} RETURNING {EVENT_COLUMNS}), "
+        f"ob AS ({_to_outbox(s, '$8::bigint')} RETURNING 1)"
+    )
 
 
 def _expected(many: bool) -> str:
@@ -291,13 +358,12 @@ class Checked:
         on the committed row (read committed's re-evaluation), exactly as the two statements did.
     """
 
-    def __init__(self, s: str) -> None:
+    def __init__(self, s: str, outbox: bool = False) -> None:
         self.max_then_insert = tuple(
             f"""WITH cur AS (
                     SELECT coalesce(max(version), 0) AS v FROM {s}.events
                     WHERE aggregate_id = $2::text
-                ), ins AS ({_insert_guarded(s, "cur", f"cur.v = {_expected(many)}", many)}
-                    RETURNING 1)
+                ), {_inserted(s, "cur", f"cur.v = {_expected(many)}", many, outbox)}
                 SELECT v FROM cur"""
             for many in (False, True)
         )
@@ -306,7 +372,7 @@ class Checked:
                     INSERT INTO {s}.streams (aggregate_id, version)
                     VALUES ($2::text, {_new_version(many)})
                     ON CONFLICT (aggregate_id) DO NOTHING RETURNING 1
-                ), ins AS ({_insert_guarded(s, "cas", "true", many)} RETURNING 1)
+                ), {_inserted(s, "cas", "true", many, outbox)}
                 SELECT count(*)::int FROM cas"""
             for many in (False, True)
         )
@@ -314,13 +380,13 @@ class Checked:
             f"""WITH cas AS (
                     UPDATE {s}.streams SET version = {_new_version(many)}
                     WHERE aggregate_id = $2::text AND version = {_expected(many)} RETURNING 1
-                ), ins AS ({_insert_guarded(s, "cas", "true", many)} RETURNING 1)
+                ), {_inserted(s, "cas", "true", many, outbox)}
                 SELECT count(*)::int FROM cas"""
             for many in (False, True)
         )
 
 
-def _append_locked_function(s: str, cols: str) -> str:
+def _append_locked_function(s: str, cols: str, outbox: bool) -> str:
     """``advisory_lock`` as a server-side function: one round trip in autocommit.
 
     The max must be read after the lock is held, by a statement that starts after it: a
@@ -329,10 +395,22 @@ def _append_locked_function(s: str, cols: str) -> str:
     PL/pgSQL function each statement takes a fresh snapshot (as separate statements from the
     client did), and the transaction-level lock is held until the implicit transaction ends.
     Returns the version found: ≠ expected is a version mismatch, and nothing was inserted.
+    With the outbox it takes the shard key last and copies the inserted events to the outbox
+    in the same statement as their INSERT (so in the lock's transaction).
     """
+    insert = f"""INSERT INTO {s}.events ({cols})
+            SELECT e.event_id, p_aggregate, e.aggregate_type, e.event_type,
+                   p_expected + e.ord::int, e.payload, e.metadata
+              FROM unnest(p_ids, p_types, p_event_types, p_payloads, p_metadata)
+                   WITH ORDINALITY AS e(event_id, aggregate_type, event_type, payload, metadata,
+                                        ord)
+             ORDER BY e.ord"""
+    if outbox:
+        insert = f"WITH ins AS ({insert} RETURNING {cols}) {_to_outbox(s, 'p_shard')}"
+    shard_arg = ", p_shard bigint" if outbox else ""
     return f"""CREATE FUNCTION {s}.append_locked(
             p_space int, p_aggregate text, p_expected int, p_ids uuid[], p_types text[],
-            p_event_types text[], p_payloads jsonb[], p_metadata jsonb[]
+            p_event_types text[], p_payloads jsonb[], p_metadata jsonb[]{shard_arg}
         ) RETURNS int LANGUAGE plpgsql VOLATILE AS $fn$
         DECLARE
             found_version int;
@@ -343,13 +421,154 @@ def _append_locked_function(s: str, cols: str) -> str:
             IF found_version <> p_expected THEN
                 RETURN found_version;
             END IF;
-            INSERT INTO {s}.events ({cols})
-            SELECT e.event_id, p_aggregate, e.aggregate_type, e.event_type,
-                   p_expected + e.ord::int, e.payload, e.metadata
-              FROM unnest(p_ids, p_types, p_event_types, p_payloads, p_metadata)
-                   WITH ORDINALITY AS e(event_id, aggregate_type, event_type, payload, metadata,
-                                        ord)
-             ORDER BY e.ord;
+            {insert};
             RETURN found_version;
+        END
+        $fn$"""
+
+
+# --------------------------------------------------------------------------- the pipeline
+
+
+def _outbox_table(s: str) -> str:
+    """The transactional outbox (outbox.py says how it is written, read and why in order).
+
+    ``position`` is an identity with the sequence's default CACHE 1, so positions are drawn in
+    time order across sessions (a cache per session would hand out interleaved ranges).
+    ``shard_key`` is the aggregate id's full crc32 (0 to 2^32-1, hence bigint), written by the
+    append, so that ``shard_key % shards`` is ``partition_of(aggregate_id, shards)`` for any
+    number of relays chosen after the rows were written.
+    """
+    return f"""CREATE TABLE {s}.outbox (
+                position bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                shard_key bigint NOT NULL,
+                event_id uuid NOT NULL,
+                aggregate_id text NOT NULL,
+                aggregate_type text NOT NULL,
+                event_type text NOT NULL,
+                version int NOT NULL,
+                payload jsonb NOT NULL,
+                metadata jsonb NOT NULL
+            )"""
+
+
+def _read_model_tables(s: str) -> list[str]:
+    """The pipeline's read model (``OrderState.as_dict()``'s fields, one row per aggregate)
+    and its guard's processed event ids. Apart from ``order_summaries``, which the tailing
+    projector owns (its checkpoint and its rows are updated together)."""
+    return [
+        f"""CREATE TABLE {s}.pipeline_summaries (
+                aggregate_id text PRIMARY KEY,
+                version int NOT NULL,
+                status text NOT NULL,
+                order_no int NOT NULL,
+                items bigint NOT NULL,
+                total_cents bigint NOT NULL,
+                updated_at timestamptz NOT NULL DEFAULT now()
+            )""",
+        f"""CREATE TABLE {s}.pipeline_processed (
+                event_id uuid PRIMARY KEY,
+                processed_at timestamptz NOT NULL DEFAULT now()
+            )""",
+    ]
+
+
+def _apply_event_function(s: str, lock_space: int) -> str:
+    """``apply_event(guard, event_id, aggregate, event_type, version, payload)``: one event
+    applied to ``pipeline_summaries`` in one autocommit round trip; returns the outcome
+    (``bench.drivers.base``'s APPLIED, DUPLICATE_SKIPPED, DUPLICATE_APPLIED, OUT_OF_ORDER).
+
+    One aggregate's applications are serialised by a transaction-level advisory lock (its own
+    space, apart from ``append_locked``'s), taken before the row is read: a redelivery racing
+    the first delivery waits, then reads the committed row (each PL/pgSQL statement takes a
+    fresh snapshot), and the first event of an aggregate needs no insert-or-retry loop.
+
+    With the guard, the event id is recorded first (ON CONFLICT DO NOTHING: known means
+    DUPLICATE_SKIPPED, nothing changed). A rejected event's id is deleted again, so that it is
+    not taken for processed when it comes back in order. An id never processed at a version
+    already applied is rejected as OUT_OF_ORDER: another event took that version (a forked
+    stream, as ``unsafe_max_then_insert`` makes), so applying it would fold two histories into
+    one row and skipping it would claim it was seen (bench/engine/pipeline.py's
+    MemoryReadModel does the same). Without the guard, such an event is folded again, as a
+    naive projection does (DUPLICATE_APPLIED), and the version stays the highest applied.
+
+    The fold is the SQL twin of ``bench.domain.fold`` (a projection written in SQL, one round
+    trip; folding in Python would need BEGIN, the guard's insert, a locked read, the write and
+    COMMIT: three or four round trips more per event). The payload's domain data is read as
+    ``projector.event_data`` reads it. tests/integration/test_postgres_pipeline.py compares
+    the rows with ``bench.domain.fold`` of the stored events, every event type included.
+    """
+    r = f"{s}.pipeline_summaries"
+    return f"""CREATE FUNCTION {s}.apply_event(
+            p_guard bool, p_event_id uuid, p_aggregate text, p_event_type text, p_version int,
+            p_payload jsonb
+        ) RETURNS text LANGUAGE plpgsql VOLATILE AS $fn$
+        DECLARE
+            cur_version int := 0;
+            cur_status text := 'none';
+            cur_order_no int := 0;
+            cur_items bigint := 0;
+            cur_total bigint := 0;
+            has_row bool;
+            outcome text;
+            data jsonb;
+            qty bigint;
+        BEGIN
+            PERFORM pg_advisory_xact_lock({lock_space}, hashtext(p_aggregate));
+            SELECT r.version, r.status, r.order_no, r.items, r.total_cents
+              INTO cur_version, cur_status, cur_order_no, cur_items, cur_total
+              FROM {r} r WHERE r.aggregate_id = p_aggregate;
+            has_row := FOUND;
+            IF NOT has_row THEN
+                cur_version := 0; cur_status := 'none'; cur_order_no := 0;
+                cur_items := 0; cur_total := 0;
+            END IF;
+            IF p_guard THEN
+                INSERT INTO {s}.pipeline_processed (event_id) VALUES (p_event_id)
+                ON CONFLICT DO NOTHING;
+                IF NOT FOUND THEN
+                    RETURN '{DUPLICATE_SKIPPED}';
+                END IF;
+            END IF;
+            IF p_version > cur_version + 1 OR (p_guard AND p_version <= cur_version) THEN
+                IF p_guard THEN
+                    DELETE FROM {s}.pipeline_processed WHERE event_id = p_event_id;
+                END IF;
+                RETURN '{OUT_OF_ORDER}';
+            END IF;
+            outcome := CASE WHEN p_version <= cur_version THEN '{DUPLICATE_APPLIED}'
+                            ELSE '{APPLIED}' END;
+            data := coalesce(p_payload -> 'data', p_payload);
+            IF jsonb_typeof(data) IS DISTINCT FROM 'object' THEN
+                data := '{{}}';
+            END IF;
+            CASE p_event_type
+            WHEN '{EVENT_OF[PLACE]}' THEN
+                cur_status := 'placed'; cur_items := 0; cur_total := 0;
+                cur_order_no := cur_order_no + 1;
+            WHEN '{EVENT_OF[ADD]}' THEN
+                qty := coalesce(trunc((data ->> 'qty')::numeric), 1);
+                cur_items := cur_items + qty;
+                cur_total := cur_total
+                             + coalesce(trunc((data ->> 'price_cents')::numeric), 0) * qty;
+            WHEN '{EVENT_OF[CONFIRM]}' THEN
+                cur_status := 'confirmed';
+            WHEN '{EVENT_OF[SHIP]}' THEN
+                cur_status := 'shipped';
+            WHEN '{EVENT_OF[CANCEL]}' THEN
+                cur_status := 'cancelled';
+            ELSE
+                NULL;  -- an unknown event type only moves the version, as the fold does
+            END CASE;
+            IF has_row THEN
+                UPDATE {r} SET version = greatest(cur_version, p_version), status = cur_status,
+                       order_no = cur_order_no, items = cur_items, total_cents = cur_total,
+                       updated_at = now()
+                 WHERE aggregate_id = p_aggregate;
+            ELSE
+                INSERT INTO {r} (aggregate_id, version, status, order_no, items, total_cents)
+                VALUES (p_aggregate, p_version, cur_status, cur_order_no, cur_items, cur_total);
+            END IF;
+            RETURN outcome;
         END
         $fn$"""
