@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.errors import ReportError, ReportInterrupted
-from bench.report import capacity, faults, markdown, store, verdicts
+from bench.report import capacity, faults, markdown, pipeline, store, verdicts
 from bench.report.plots import Plot, report_plots
 from bench.report.tables import (
     Run,
@@ -150,6 +150,22 @@ def store_section(run: Run, plots: Iterable[Plot]) -> list[str]:
     return parts
 
 
+def pipeline_section(run: Run, plots: Iterable[Plot]) -> list[str]:
+    """The pipeline figures, its invariant violations, the waterfall and the backlog."""
+    parts = [
+        "<h2>Pipeline</h2>",
+        f"<p>{html.escape(pipeline.CAPTION)}</p>",
+        frame_table(pipeline.pipeline_frame(run.points), "pipeline"),
+    ]
+    violations = pipeline.violations_frame(run.points)
+    if not violations.empty:
+        parts += ["<h3>Invariant violations</h3>", frame_table(violations, "pipeline-violations")]
+    for plot in plots:
+        if plot.name in pipeline.SECTION_PLOTS:
+            parts += [f"<h3>{html.escape(plot.title)}</h3>", image(plot)]
+    return parts
+
+
 def render_report(run: Run, plots: Iterable[Plot]) -> str:
     """The whole report as one HTML document."""
     plots = list(plots)
@@ -175,6 +191,8 @@ def render_report(run: Run, plots: Iterable[Plot]) -> str:
         ]
     if store.store_points(run.points):
         parts += store_section(run, plots)
+    if pipeline.pipeline_points(run.points):
+        parts += pipeline_section(run, plots)
     summary = verdicts.with_verdicts(summary_frame(run.points), run.points)
     parts += ["<h2>Summary</h2>", frame_table(summary, "summary")]
     parts += [
@@ -188,7 +206,7 @@ def render_report(run: Run, plots: Iterable[Plot]) -> str:
             frame_table(faults.faults_frame(run.points), "faults"),
         ]
     for plot in plots:
-        if plot.name not in store.SECTION_PLOTS:
+        if plot.name not in store.SECTION_PLOTS + pipeline.SECTION_PLOTS:
             parts += [f"<h2>{html.escape(plot.title)}</h2>", image(plot)]
     parts += ["<h2>Environment</h2>", frame_table(environment_frame(run), "environment")]
     return page(f"eventbench report: {run.scenario_name} {run.run_id}", "\n".join(parts))
@@ -217,7 +235,8 @@ def write_report(
         _check_stop(stop)
         curve = capacity.curve_plot(run) if run.capacity is not None else None
         matrix = store.matrix_plot(run.points)
-        plots = [p for p in (curve, matrix) if p is not None] + report_plots(run)
+        plots = [p for p in (curve, matrix) if p is not None]
+        plots += pipeline.section_plots(run.points) + report_plots(run)
         _check_stop(stop)
         (staging / PLOTS_DIR).mkdir()
         for plot in plots:

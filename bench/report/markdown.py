@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from bench.report import faults, store, verdicts
+from bench.report import faults, pipeline, store, verdicts
 from bench.report.plots import Plot
 from bench.report.tables import (
     Run,
@@ -81,6 +81,21 @@ def store_section(run: Run, plots: list[Plot], image_dir: str) -> list[str]:
     return out
 
 
+def pipeline_section(run: Run, plots: list[Plot], image_dir: str) -> list[str]:
+    """The pipeline figures, its invariant violations, the waterfall and the backlog."""
+    out = ["## Pipeline\n", f"{pipeline.CAPTION}\n", table(pipeline.pipeline_frame(run.points))]
+    violations = pipeline.violations_frame(run.points)
+    if not violations.empty:
+        out += ["### Invariant violations\n", table(violations)]
+    for plot in plots:
+        if plot.name in pipeline.SECTION_PLOTS:
+            out.append(
+                f"### {plot.title}\n\n{plot.caption}\n\n"
+                f"![{plot.title}]({image_dir}/{plot.name}.png)\n"
+            )
+    return out
+
+
 def render_report(run: Run, plots: Iterable[Plot], image_dir: str) -> str:
     """The whole report as Markdown; images are linked as ``image_dir/<name>.png``."""
     plots = list(plots)
@@ -100,13 +115,15 @@ def render_report(run: Run, plots: Iterable[Plot], image_dir: str) -> str:
         out += ["## Capacity probes\n", table(capacity.probes_frame(run))]
     if store.store_points(run.points):
         out += store_section(run, plots, image_dir)
+    if pipeline.pipeline_points(run.points):
+        out += pipeline_section(run, plots, image_dir)
     summary = verdicts.with_verdicts(summary_frame(run.points), run.points)
     out += ["## Summary\n", table(summary)]
     out += ["## Latency (measurement window)\n", table(latency_frame(run.points))]
     if faults.has_faults(run.points):
         out += ["## Faults\n", f"{faults.CAPTION}\n", table(faults.faults_frame(run.points))]
     for plot in plots:
-        if plot.name in store.SECTION_PLOTS:
+        if plot.name in store.SECTION_PLOTS + pipeline.SECTION_PLOTS:
             continue
         out.append(
             f"## {plot.title}\n\n{plot.caption}\n\n![{plot.title}]({image_dir}/{plot.name}.png)\n"

@@ -9,7 +9,10 @@
   counts differ);
 - throughput and p99 over time, from ``timeseries.csv``, with each point's injected faults
   marked (``faults.mark_faults``);
-- latency versus throughput, when the run swept ``workload.rate``.
+- latency versus throughput, when the run swept ``workload.rate``;
+- for a pipeline (``workload.kind = "pipeline"``), the ``visible`` spectrum first: a
+  pipeline's ``e2e`` is the same histogram, so its points are left out of the e2e spectrum.
+  The pipeline's own plots (the stage waterfall, the backlog) are ``bench.report.pipeline``'s.
 
 Figures are drawn on ``matplotlib.figure.Figure`` with the Agg canvas directly, so importing this
 module selects no backend and touches no global pyplot state.
@@ -38,6 +41,7 @@ from bench.errors import ResultsError
 from bench.metrics.hlog import read_intervals, read_window
 from bench.metrics.recorder import merge_into, new_histogram
 from bench.report.faults import mark_faults, point_faults
+from bench.report.pipeline import VISIBLE, is_pipeline
 from bench.report.tables import Point, Run
 from bench.units import format_count
 
@@ -152,9 +156,12 @@ def _percentile_axis(ax: Axes, x_max: float) -> None:
 
 
 def spectrum_plot(points: Iterable[Point], kind: str, slo_us: float | None = None) -> Plot | None:
-    """The percentile spectrum of ``kind`` for every point, overlaid."""
+    """The percentile spectrum of ``kind`` for every point, overlaid. A pipeline point's e2e
+    is drawn as its ``visible`` spectrum, not twice."""
     curves = []
     for point in points:
+        if kind == "e2e" and is_pipeline(point.summary):
+            continue
         population = window_population(point, kind)
         if population is not None:
             curves.append((point.label, population))
@@ -184,6 +191,13 @@ def spectrum_plot(points: Iterable[Point], kind: str, slo_us: float | None = Non
         f"The {kind} latency at every percentile of the events intended in the measurement "
         "window (warm-up and drain excluded): the histogram the tables are computed from."
     )
+    if kind == VISIBLE:
+        caption += (
+            " visible runs from a command's intended start to the read model reflecting its "
+            "event: the pipeline's eventual-consistency window (its e2e). Events that never "
+            "reached the read model have no visible latency and are not in the curve: the "
+            "pipeline table counts them (never applied)."
+        )
     if rebuilt:
         caption += (
             f" {', '.join(rebuilt)}: a run from before the window histogram was kept, so the "
@@ -275,6 +289,11 @@ def timeseries_plot(points: Iterable[Point]) -> Plot | None:
         "Per-interval acknowledged rate and p99 latency (solid: end-to-end, dashed: response) "
         "from timeseries.csv."
     )
+    if any(is_pipeline(p.summary) for p, _ in series):
+        caption += (
+            " For a pipeline, an acknowledged event is a committed one and e2e is visible "
+            "(command intended -> read model); the backlog plot shows its outbox and projection."
+        )
     if faulted:
         caption += (
             " Shaded in each point's colour: a fault, from its start until the target answered "
@@ -376,8 +395,12 @@ def report_plots(run: Run) -> list[Plot]:
     kinds = list(SPECTRUM_KINDS)
     if _has_failed_sends(run.points):
         kinds.insert(kinds.index("response") + 1, SUCCESS_ONLY_KIND)
+    if any(is_pipeline(p.summary) for p in run.points):
+        kinds.insert(0, VISIBLE)
     for kind in kinds:
-        plots.append(spectrum_plot(run.points, kind, _slo_us(run, f"{kind}.p99")))
+        # A pipeline's SLO is written on e2e, which is its visible latency.
+        slo_key = "e2e.p99" if kind == VISIBLE else f"{kind}.p99"
+        plots.append(spectrum_plot(run.points, kind, _slo_us(run, slo_key)))
     plots.append(timeseries_plot(run.points))
     plots.append(latency_vs_throughput_plot(run.points, _slo_us(run, "e2e.p99")))
     return [p for p in plots if p is not None]

@@ -18,8 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bench.engine.pipeline import STAGES
 from bench.errors import ResultsError
 from bench.redaction import redact
+from bench.report import pipeline as pipeline_words
 from bench.scenario import LATENCY_KINDS
 from bench.store import (
     CUT_OFF,
@@ -42,6 +44,9 @@ if TYPE_CHECKING:
     import pandas as pd
 
 LATENCY_STATS = ("p50", "p90", "p99", "p999", "max", "mean")
+# Every latency kind a summary can hold: the stream's, then a pipeline's stages (whose
+# ``visible`` is its headline; its ``e2e`` is the same histogram).
+ALL_LATENCY_KINDS = (*LATENCY_KINDS, *(k for k in STAGES if k not in LATENCY_KINDS))
 STAT_LABELS = {"p50": "p50", "p90": "p90", "p99": "p99", "p999": "p99.9", "max": "max"}
 
 
@@ -122,7 +127,7 @@ def _build_registry() -> dict[str, Metric]:
             _path_getter("capacity", "max_rate_per_s"),
         ),
     ]
-    for kind in LATENCY_KINDS:
+    for kind in ALL_LATENCY_KINDS:
         for stat in LATENCY_STATS:
             metrics.append(
                 Metric(
@@ -143,6 +148,28 @@ def _build_registry() -> dict[str, Metric]:
         Metric(
             "throughput.skipped", "skipped", "count", False, _path_getter("throughput", "skipped")
         ),
+        # A pipeline's projection and its invariants (engine/summary.py pipeline_summary).
+        Metric(
+            "pipeline.applied_per_s",
+            "applied/s",
+            "/s",
+            True,
+            _path_getter("pipeline", "applied_per_s"),
+        ),
+        Metric(
+            "pipeline.never_applied",
+            "never applied",
+            "count",
+            False,
+            _path_getter("pipeline", "invariants", "never_applied"),
+        ),
+        Metric(
+            "pipeline.applied_twice",
+            "applied twice",
+            "count",
+            False,
+            _path_getter("pipeline", "invariants", "applied_twice"),
+        ),
     ]
     return {m.key: m for m in metrics}
 
@@ -157,6 +184,9 @@ ALIASES = {
     "duplicated": "audit.duplicated",
     "reordered": "audit.reordered",
     "skipped": "throughput.skipped",
+    "applied_per_s": "pipeline.applied_per_s",
+    "never_applied": "pipeline.never_applied",
+    "applied_twice": "pipeline.applied_twice",
     "max_rate": "capacity.max_rate_per_s",
     "capacity": "capacity.max_rate_per_s",
 }
@@ -179,6 +209,20 @@ COMPARE_METRICS = (
     "audit.lost",
     "audit.duplicated",
     "audit.reordered",
+    # A pipeline's: shown only for points that have them (compare skips a metric neither
+    # side has).
+    "visible.p50",
+    "visible.p90",
+    "visible.p99",
+    "visible.p999",
+    "visible.max",
+    "append.p99",
+    "relay.p99",
+    "broker.p99",
+    "apply.p99",
+    "pipeline.applied_per_s",
+    "pipeline.never_applied",
+    "pipeline.applied_twice",
 )
 
 
@@ -619,7 +663,12 @@ def slo_text(summary: dict[str, Any]) -> str:
 
 
 def invariants_text(summary: dict[str, Any]) -> str:
-    """Store invariants, when the point ran against an event store."""
+    """Store invariants, when the point ran against an event store; a pipeline's own and its
+    store's, as the pipeline table words them."""
+    if pipeline_words.is_pipeline(summary):
+        found = pipeline_words.violations(summary)
+        text = pipeline_words.invariants_text(summary)
+        return f"VIOLATED: {'; '.join(found[:3])}" if found else text
     invariants = summary.get("invariants") or (summary.get("store") or {}).get("invariants")
     if not invariants:
         return "-"
@@ -683,7 +732,7 @@ def latency_frame(points: Iterable[Point]) -> pd.DataFrame:
     rows = []
     for p in points:
         latency = p.summary.get("latency_us") or {}
-        for kind in LATENCY_KINDS:
+        for kind in ALL_LATENCY_KINDS:
             stats = latency.get(kind)
             if not stats or not stats.get("count"):
                 continue

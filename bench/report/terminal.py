@@ -8,8 +8,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from bench.report import faults
+from bench.report import pipeline as pipeline_words
 from bench.report.store import strategy_of
-from bench.report.verdicts import SEPARATOR, result_of
+from bench.report.verdicts import SEPARATOR, passed, result_of, verdict_word
 from bench.units import format_count, format_latency_us, format_percent, format_rate
 from bench.verdict import FAIL, INCONCLUSIVE, PASS, verdict_text
 
@@ -22,14 +23,16 @@ _STATUS_COLOUR = {"ok": "green", "failed": "red"}
 _VERDICT_COLOUR = {PASS: "green", FAIL: "red", INCONCLUSIVE: "yellow"}
 
 
-def _flags(summary: dict[str, Any]) -> str:
-    """The status and the verdict in words (``ok · FAIL: lost 4 acknowledged``), then the
-    harness's flags; colour only adds to the words."""
+def _flags(summary: dict[str, Any], reasons: bool = True) -> str:
+    """The status and the verdict in words (``ok · FAIL: lost 4 acknowledged``, or without
+    its reasons ``ok · FAIL`` when the table quotes them under it), then the harness's flags;
+    colour only adds to the words."""
     status = str(summary.get("status", "?"))
     result = result_of(summary)
+    words = verdict_text(summary) if reasons else verdict_word(summary)
     text = (
         f"[{_STATUS_COLOUR.get(status, 'yellow')}]{escape(status)}[/]{SEPARATOR}"
-        f"[{_VERDICT_COLOUR.get(result, 'yellow')}]{escape(verdict_text(summary))}[/]"
+        f"[{_VERDICT_COLOUR.get(result, 'yellow')}]{escape(words)}[/]"
     )
     flags = []
     if summary.get("client_bound"):
@@ -140,12 +143,28 @@ def store_table(summaries: list[dict[str, Any]], title: str | None = None) -> Ta
 
 
 def pipeline_table(summaries: list[dict[str, Any]], title: str | None = None) -> Table:
-    """Pipeline points: the ``visible`` window first (command intended -> the read model
-    reflects it), the stages' p99, and the invariants (every committed event applied once,
-    the read model equal to the fold of the store, the outbox empty)."""
-    table = Table(title=title, header_style="bold")
+    """Pipeline points, led by the ``visible`` window (command intended -> the read model
+    reflects it) and the invariants (every committed event applied once, the read model equal
+    to the fold of the store, the outbox empty); then the stages' p99 and what the invariants
+    counted. The words and figures are the report's pipeline table's (``bench.report.pipeline``).
+
+    The status column says ``ok · FAIL``; the verdicts' reasons (the invariant violations, as
+    the check wrote them) are quoted under the table, one line per point that did not pass,
+    because fifteen columns leave none of them the room to be read."""
+    failing = [
+        f"{escape(str(s.get('label') or s.get('target') or '?'))}: "
+        f"{escape(str(s.get('status', '?')))}{SEPARATOR}{escape(verdict_text(s))}"
+        for s in summaries
+        if not passed(s)
+    ]
+    table = Table(
+        title=title,
+        header_style="bold",
+        caption="\n".join(failing) or None,
+        caption_justify="left",
+    )
     for name, justify in (
-        ("broker", "left"),
+        ("store → broker", "left"),
         ("point", "left"),
         ("mode", "left"),
         ("visible p50", "right"),
@@ -154,10 +173,11 @@ def pipeline_table(summaries: list[dict[str, Any]], title: str | None = None) ->
         ("relay p99", "right"),
         ("broker p99", "right"),
         ("apply p99", "right"),
+        ("invariants", "left"),
         ("applied/s", "right"),
         ("never applied", "right"),
-        ("dup applied", "right"),
-        ("invariants", "left"),
+        ("dup applied/skipped", "right"),
+        ("not published", "right"),
         ("status", "left"),
     ):
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
@@ -167,33 +187,27 @@ def pipeline_table(summaries: list[dict[str, Any]], title: str | None = None) ->
         point = " ".join(f"{k.split('.')[-1]}={v}" for k, v in params.items()) or s.get("mode", "")
         invariants = pipeline.get("invariants") or {}
         totals = pipeline.get("totals") or {}
-        if invariants.get("ok"):
-            inv_text = "[green]hold[/]"
-        elif invariants.get("checked"):
-            inv_text = f"[red]{len(invariants.get('violations') or [])} violated[/]"
-        else:
-            inv_text = "[yellow]not checked[/]"
+        words = pipeline_words.invariants_text(s)
+        colour = "green" if words == "hold" else "yellow" if words == "not checked" else "red"
 
         def red(count: int) -> str:
             return f"[red]{format_count(count)}[/]" if count else "0"
 
-        mode = "outbox" if pipeline.get("relay") == "outbox" else "dual write"
-        mode += ", no guard" if pipeline.get("idempotency") == "none" else ", guard"
+        dup_applied = int(totals.get("duplicates_applied") or 0)
+        dup_text = f"{red(dup_applied)}/{format_count(int(totals.get('duplicates_skipped') or 0))}"
         table.add_row(
-            f"{s.get('target', '?')} (store {pipeline.get('store_target') or '?'})",
+            f"{pipeline.get('store_target') or '?'} → {s.get('target', '?')}",
             point,
-            mode,
+            pipeline_words.mode_text(pipeline),
             _lat(s, "visible", "p50"),
             _lat(s, "visible", "p99"),
-            _lat(s, "append", "p99"),
-            _lat(s, "relay", "p99"),
-            _lat(s, "broker", "p99"),
-            _lat(s, "apply", "p99"),
+            *(_lat(s, stage, "p99") for stage in pipeline_words.HOPS),
+            f"[{colour}]{escape(words)}[/]",
             format_rate(pipeline.get("applied_per_s") or 0.0),
             red(int(invariants.get("never_applied") or 0)),
-            red(int(totals.get("duplicates_applied") or 0)),
-            inv_text,
-            _flags(s),
+            dup_text,
+            red(int(totals.get("not_published") or 0)),
+            _flags(s, reasons=False),
         )
     return table
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from bench.report import faults
+from bench.report import pipeline as pipeline_words
 from bench.report.tables import Point, Run
 from bench.units import format_count, format_latency_us, format_percent
 from bench.verdict import (
@@ -42,7 +43,9 @@ TABLE_CAPTION = (
     "summary: the error rate (failed or skipped events over every event intended in the "
     "measurement window; for an event store, abandoned or skipped commands over all its "
     "commands) against its limit, the audit of acknowledged events, the store's "
-    "abandoned commands and invariants, and each SLO against the samples it needs."
+    "abandoned commands and invariants (a pipeline's: its own and its store's, with the "
+    "committed events never applied and the events applied twice), and each SLO against the "
+    "samples it needs."
 )
 
 # Columns of the verdict table shown even when every row is 0 or empty.
@@ -196,7 +199,9 @@ def slo_cell(key: str, slo: dict[str, Any]) -> str:
 
 
 def _store_cells(summary: dict[str, Any]) -> tuple[str, str]:
-    store = summary.get("store") if summary.get("kind") == "store" else None
+    """(abandoned commands, invariants): a store's, or a pipeline's command side and its
+    invariants (the pipeline's and the store's), as ``bench.verdict.judge`` reads them."""
+    store = summary.get("store") if summary.get("kind") in ("store", "pipeline") else None
     if not store:
         return "-", "-"
     commands = int(store.get("commands") or 0)
@@ -206,6 +211,8 @@ def _store_cells(summary: dict[str, Any]) -> tuple[str, str]:
         abandoned_text += (
             f" of {format_count(commands)} commands ({format_percent(abandoned / commands)})"
         )
+    if pipeline_words.is_pipeline(summary):
+        return abandoned_text, pipeline_words.invariants_text(summary)
     invariants = store.get("invariants") or {}
     violations = invariants.get("violations") or []
     if invariants.get("ok", True) and not violations:
@@ -214,6 +221,20 @@ def _store_cells(summary: dict[str, Any]) -> tuple[str, str]:
         # Quoted one by one in the report's invariant violations table.
         inv_text = f"{format_count(len(violations))} violated" if violations else "violated"
     return abandoned_text, inv_text
+
+
+def _pipeline_cells(summary: dict[str, Any]) -> dict[str, str]:
+    """A pipeline's counts behind its invariants; "-" for any other point."""
+    if not pipeline_words.is_pipeline(summary):
+        return {"never applied": "-", "applied twice": "-", "read model ≠ fold": "-"}
+    invariants = summary["pipeline"].get("invariants") or {}
+    differing = invariants.get("aggregates_differing")
+    return {
+        "never applied": format_count(int(invariants.get("never_applied") or 0)),
+        "applied twice": format_count(int(invariants.get("applied_twice") or 0)),
+        # "0 of 200" is no finding: shown only when some aggregate differs.
+        "read model ≠ fold": pipeline_words.differing_text(invariants) if differing else "-",
+    }
 
 
 def verdict_frame(points: Iterable[Point]) -> pd.DataFrame:
@@ -244,6 +265,7 @@ def verdict_frame(points: Iterable[Point]) -> pd.DataFrame:
                 "reordered": _reordered_cell(audit),
                 "abandoned": abandoned,
                 "invariants": invariants,
+                **_pipeline_cells(s),
                 "SLOs": "; ".join(slo_cell(k, v) for k, v in slo.items()) or "-",
                 "problems": "; ".join(s.get("problems") or []) or "-",
             }
