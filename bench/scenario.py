@@ -48,6 +48,9 @@ from bench.units import Duration, format_duration, parse_duration_s
 # timeout); response_ok: the acknowledged sends alone; service: send -> ack; schedule_lag:
 # intended -> actual send; e2e: intended -> consumed.
 LATENCY_KINDS = ("response", "response_ok", "service", "schedule_lag", "e2e")
+# A pipeline's stages (workload.kind = "pipeline"; bench/engine/pipeline.py), each a latency kind
+# of its points too: SLOs may name them ("visible.p99").
+PIPELINE_STAGES = ("append", "relay", "broker", "apply", "visible")
 SLO_STATS = ("p50", "p90", "p99", "p999", "max", "mean")
 EXACT_PACING_MAX_RATE = 2000.0
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # fullmatch: "$" lets a final "\n" in
@@ -173,8 +176,10 @@ class PipelineOptions(_Model):
 
     # The target the commands append to (a store target of this file). Every other target is
     # a broker the pipeline runs through, one point each; a file whose only target is the
-    # store (the memory target) runs through that target's broker.
-    store: str | None = Field(default=None, max_length=NAME_MAX_CHARS)
+    # store (the memory target) runs through that target's broker. Or a table of broker target
+    # -> store target: one point per broker named, each with its own store (a target may be
+    # both, as the memory target is).
+    store: str | dict[str, str] | None = None
     # "outbox": the transactional outbox and a relay; "dual_write": publish after the commit,
     # outside the transaction (the negative control: a crash in between loses the event).
     relay: Literal["outbox", "dual_write"] = "outbox"
@@ -197,6 +202,21 @@ class PipelineOptions(_Model):
         if value <= 0:
             raise ValueError("must be longer than 0s")
         return value
+
+    @field_validator("store")
+    @classmethod
+    def _store_names(cls, value: str | dict[str, str] | None) -> str | dict[str, str] | None:
+        names = [value] if isinstance(value, str) else [*(value or {}), *(value or {}).values()]
+        for name in names:
+            if not name or len(name) > NAME_MAX_CHARS:
+                raise ValueError(f"{_shown(name)} is not a target name")
+        return value
+
+    def store_of(self, broker: str) -> str | None:
+        """The store target of ``broker``'s point (None: the broker has no point)."""
+        if isinstance(self.store, dict):
+            return self.store.get(broker)
+        return self.store
 
 
 class Workload(_Model):
@@ -524,12 +544,24 @@ class Scenario(_Model):
             return value
         for key in value:
             kind, _, stat = key.partition(".")
-            if kind not in LATENCY_KINDS or stat not in SLO_STATS:
+            if kind not in (*LATENCY_KINDS, *PIPELINE_STAGES) or stat not in SLO_STATS:
                 raise ValueError(
                     f"{_shown(key)} is not a latency SLO: use KIND.STAT with KIND in "
-                    f"{', '.join(LATENCY_KINDS)} and STAT in {', '.join(SLO_STATS)}"
+                    f"{', '.join(LATENCY_KINDS)} (a pipeline's stages too: "
+                    f"{', '.join(PIPELINE_STAGES)}) and STAT in {', '.join(SLO_STATS)}"
                 )
         return value
+
+    @model_validator(mode="after")
+    def _stage_slos_need_a_pipeline(self) -> Scenario:
+        for key in self.slo:
+            kind = key.partition(".")[0]
+            if kind in PIPELINE_STAGES and self.workload.kind != "pipeline":
+                raise ValueError(
+                    f"slo.{key}: {kind} is a pipeline stage, and workload.kind is "
+                    f"{self.workload.kind!r}"
+                )
+        return self
 
 
 def _check_option_lengths(value: Any, source: str, field: str) -> None:
@@ -877,12 +909,13 @@ def _points(scenario: Scenario, source: str, raw: dict[str, Any] | None) -> Iter
     configs: dict[tuple[str, str], tuple[DriverConfig, type]] = {}
     per_target = math.prod(len(scenario.matrix[k]) for k in keys)
     selected = scenario.selected_targets
-    store = pipeline_store(scenario, source)
+    stores = pipeline_stores(scenario, source)
     index = 0
     for target in scenario.targets:
-        if target not in selected or (target == store and len(scenario.targets) > 1):
+        if target not in selected or (stores is not None and target not in stores):
             index += per_target
             continue
+        store = stores.get(target) if stores is not None else None
         for combo in itertools.product(*(scenario.matrix[k] for k in keys)):
             params = dict(zip(keys, combo, strict=True))
             point_raw = dict(base)  # shallow: _set_point_value copies the tables it changes
@@ -947,32 +980,41 @@ def _set_point_value(
     node[parts[-1]] = value
 
 
-def pipeline_store(scenario: Scenario, source: str = "scenario") -> str | None:
-    """The store target of a pipeline scenario (None for any other kind): the one
-    ``workload.pipeline.store`` names, else the only target. ScenarioError when it names none
-    of the file's targets, or a pipeline has no broker to run through."""
+def pipeline_stores(scenario: Scenario, source: str = "scenario") -> dict[str, str] | None:
+    """A pipeline scenario's points as broker target -> store target (None for any other
+    kind), from ``workload.pipeline.store``: a table of them; or one store target, every other
+    target a broker; or, unnamed, the only target as both. ScenarioError naming the field when
+    a name is not a target of the file, or there is no broker to run through."""
     workload = scenario.workload
     if workload.kind != "pipeline":
         return None
     named = workload.pipeline.store
     targets = list(scenario.targets)
+    field = "workload.pipeline.store"
     if named is None:
         if len(targets) == 1:
-            return targets[0]
+            return {targets[0]: targets[0]}
         raise ScenarioError(
             source,
-            "workload.pipeline.store",
+            field,
             f"a pipeline with {len(targets)} targets needs the name of its store target",
-            hint=f"give workload.pipeline.store = one of {', '.join(targets)}",
+            hint=f"give workload.pipeline.store = one of {', '.join(targets)}, or a table of "
+            "broker = store",
         )
-    if named not in scenario.targets:
-        raise ScenarioError(
-            source,
-            "workload.pipeline.store",
-            f"{named!r} is not a target of this file",
-            hint=f"give one of {', '.join(targets)}",
-        )
-    return named
+    pairs = named if isinstance(named, dict) else {t: named for t in targets if t != named}
+    if isinstance(named, str) and not pairs:
+        pairs = {named: named}  # the only target: its own broker
+    for broker, store in pairs.items():
+        for what, name in (("broker", broker), ("store", store)):
+            if name not in scenario.targets:
+                where = field if isinstance(named, str) else f"{field}.{broker}"
+                raise ScenarioError(
+                    source,
+                    where,
+                    f"{what} {_shown(name)} is not a target of this file",
+                    hint=f"give one of {', '.join(targets)}",
+                )
+    return pairs
 
 
 def _check_pipeline_point(
@@ -1068,6 +1110,7 @@ def slo_thresholds(scenario: Scenario) -> dict[str, float]:
 __all__ = [
     "LATENCY_KINDS",
     "MAX_MATRIX_POINTS",
+    "PIPELINE_STAGES",
     "RunPoint",
     "Scenario",
     "ScenarioMeta",

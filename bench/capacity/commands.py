@@ -47,7 +47,7 @@ _SLO_RE = re.compile(r"^\s*([a-z0-9_]+)\.([a-z0-9]+)\s*(<=|<)\s*(\S+)\s*$")
 
 def parse_slo(texts: list[str]) -> dict[str, float]:
     """``["e2e.p99<50ms"]`` -> {"e2e.p99": 50000.0} (µs)."""
-    from bench.scenario import LATENCY_KINDS, SLO_STATS
+    from bench.scenario import LATENCY_KINDS, PIPELINE_STAGES, SLO_STATS
 
     out = {}
     for text in texts:
@@ -57,12 +57,13 @@ def parse_slo(texts: list[str]) -> dict[str, float]:
                 "bench", "--slo", f"{text!r} is not an SLO", hint='write it as "e2e.p99<50ms"'
             )
         kind, stat, _, value = match.groups()
-        if kind not in LATENCY_KINDS or stat not in SLO_STATS:
+        if kind not in (*LATENCY_KINDS, *PIPELINE_STAGES) or stat not in SLO_STATS:
             raise ScenarioError(
                 "bench",
                 "--slo",
-                f"{kind}.{stat}: use KIND.STAT with KIND in {', '.join(LATENCY_KINDS)} and STAT "
-                f"in {', '.join(SLO_STATS)}",
+                f"{kind}.{stat}: use KIND.STAT with KIND in {', '.join(LATENCY_KINDS)} (a "
+                f"pipeline's stages too: {', '.join(PIPELINE_STAGES)}) and STAT in "
+                f"{', '.join(SLO_STATS)}",
             )
         try:
             out[f"{kind}.{stat}"] = parse_duration_s(value) * 1e6
@@ -219,9 +220,19 @@ def _criteria(scenario: Scenario, slo: list[str] | None, error_threshold: str) -
 
 
 def _check_slo_kinds(criteria: Criteria, points: list[RunPoint], path: Path) -> None:
+    from bench.scenario import PIPELINE_STAGES
+
     for key in criteria.slo_us:
         kind = key.split(".")[0]
         for point in points:
+            if kind in PIPELINE_STAGES and point.workload.kind != "pipeline":
+                raise ScenarioError(
+                    str(path),
+                    "slo",
+                    f"{key}: {kind} is a pipeline stage, and target {point.target} runs a "
+                    f"{point.workload.kind} workload",
+                    hint='use "e2e.p99<…" or "response.p99<…"',
+                )
             if kind == "e2e" and point.workload.kind == "store":
                 from bench.drivers.base import Projector, load_driver
 

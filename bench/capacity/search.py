@@ -24,6 +24,7 @@ a directory and returns its summary, and a ``report`` function after each probe.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -173,7 +174,7 @@ class Search:
             params=dict(base.params),
             partitions=w.partitions,
             producers=w.producers,
-            consumers=w.consumers if w.kind == "stream" else 0,
+            consumers=w.consumers if w.kind in ("stream", "pipeline") else 0,
             workers=w.workers,
             kind=w.kind,
             # Open loop, a store runs max_in_flight commands at once per producer.
@@ -221,11 +222,10 @@ class Search:
             params["fraction"] = fraction
         else:
             params[RATE_PARAM] = round(rate, 1)
-        return RunPoint(
+        # replace(): a pipeline point keeps its store (store_target, store_config).
+        return dataclasses.replace(
+            base,
             index=self.ordinal * 1000 + len(self.result.probes) + len(self.result.sweep),
-            target=base.target,
-            driver=base.driver,
-            driver_config=base.driver_config,
             scenario=scenario,
             params=params,
         )
@@ -251,7 +251,11 @@ class Search:
                 stat: (summary.get("latency_us") or {}).get(kind, {}).get(stat)
                 for stat in ("p50", "p99", "p999", "max")
             }
-            for kind in ("e2e", "response", "service", "schedule_lag")
+            for kind in (
+                ("e2e", "response", "service", "schedule_lag", "visible")
+                if point.workload.kind == "pipeline"
+                else ("e2e", "response", "service", "schedule_lag")
+            )
         }
         if rate is None:
             checks: list[Check] = []

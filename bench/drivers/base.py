@@ -487,7 +487,7 @@ class ReadModel(Protocol):
         ...
 
     async def read_summary(self, aggregate_id: str) -> dict[str, Any] | None:
-        """The aggregate's row (``bench.domain.summary_of`` shape), None when it has none."""
+        """The aggregate's row (``bench.domain.OrderState.as_dict()``), None when it has none."""
         ...
 
     async def read_summaries(self) -> dict[str, dict[str, Any]]:
@@ -592,6 +592,8 @@ STORE_CAPABILITIES: tuple[type, ...] = (
     StoreLedgerCheck,
     StoredEventIds,
     ErrorKinds,
+    Outbox,
+    ReadModel,
 )
 
 

@@ -57,10 +57,11 @@ from bench.drivers.base import (
     StoreDriver,
     partition_of,
 )
-from bench.metrics.audit import ACK_FAILED, ACK_OK, ConsumerLedger, ProducerLedger
+from bench.metrics.audit import ACK_FAILED, ACK_NOT_SENT, ACK_OK, ConsumerLedger, ProducerLedger
 from bench.metrics.recorder import LatencyRecorder
+from bench.scenario import PIPELINE_STAGES
 
-STAGES = ("append", "relay", "broker", "apply", "visible")
+STAGES = PIPELINE_STAGES
 SAMPLES_KEPT = 10
 BACKLOG_EVERY_S = 0.1
 BACKLOG_SAMPLES_KEPT = 36_000  # an hour at BACKLOG_EVERY_S
@@ -132,6 +133,10 @@ class PipelineTotals:
     queries: int = 0
     queries_stale: int = 0  # reads that did not yet reflect the aggregate's last commit
     relay_restarts: int = 0
+    # Republished sends the broker acknowledged and never delivered because it had delivered
+    # the event already (JetStream's Nats-Msg-Id window): not owed to the consumers, so not
+    # in the audit's sent, and never counted lost.
+    broker_deduplicated: int = 0
     not_published_ids: list[str] = field(default_factory=list)
 
     def export(self) -> dict[str, Any]:
@@ -269,6 +274,10 @@ class Relays:
         self.command_times: dict[str, tuple[int, int]] = {}
         self.sent_ids: set[str] = set()
         self.committed_aggregates: set[str] = set()
+        # The sends of events not yet marked published, and every send of a republished event:
+        # a broker that deduplicates the republish never delivers it (``settle_republished``).
+        self.unmarked: dict[str, tuple[int, int]] = {}
+        self.resends: dict[str, list[tuple[int, int]]] = {}
         self.stopping = False
         # A crash window (monotonic ns). Dual write loses what commits inside it. Each outbox
         # relay dies once, after publishing its first batch at or after the crash and before
@@ -302,10 +311,16 @@ class Relays:
         seq = len(ledger.acks)
         ledger.keys.append(_key_index(event.aggregate_id))
         ledger.acks.append(0)
-        if event.event_id in self.sent_ids:
+        event_id = event.event_id
+        if event_id in self.sent_ids:
             self.totals.republished += 1
+            earlier = self.unmarked.get(event_id)
+            sends = self.resends.setdefault(event_id, [] if earlier is None else [earlier])
+            sends.append((shard, seq))
         else:
-            self.sent_ids.add(event.event_id)
+            self.sent_ids.add(event_id)
+        if self.mode == "outbox":
+            self.unmarked[event_id] = (shard, seq)
         msg = encode(event, shard, seq, intended, committed)
         try:
             await self.producers[shard].send(msg)
@@ -323,6 +338,27 @@ class Relays:
         times.relay_committed.append(committed)
         times.relay_acked.append(time.monotonic_ns())
         return True
+
+    def settle_republished(self, received: dict[int, bytearray]) -> int:
+        """After the drain: each acknowledged send of a republished event that the consumers
+        never received, while another send of the same event was received, was deduplicated
+        by the broker. Marked not owed (``ACK_NOT_SENT``) so the audit does not count it lost,
+        and counted in ``broker_deduplicated``. ``received`` is the consumers' ledger."""
+        settled = 0
+        for sends in self.resends.values():
+            got = [
+                seq < len(received.get(shard, b"")) and received[shard][seq] > 0
+                for shard, seq in sends
+            ]
+            if not any(got):
+                continue
+            for (shard, seq), was_received in zip(sends, got, strict=True):
+                acks = self.ledgers[shard].acks
+                if not was_received and acks[seq] == ACK_OK:
+                    acks[seq] = ACK_NOT_SENT
+                    settled += 1
+        self.totals.broker_deduplicated += settled
+        return settled
 
     # ------------------------------------------------------------------ the outbox relay
     async def run_outbox(self, shard: int) -> None:
@@ -362,6 +398,7 @@ class Relays:
                 if ok and aggregate not in failed:
                     done.append(entry.position)
                     self.command_times.pop(entry.event.event_id, None)
+                    self.unmarked.pop(entry.event.event_id, None)
                 else:
                     failed.add(aggregate)
             if done:
@@ -470,6 +507,7 @@ class Pipeline:
         self._tasks: list[asyncio.Task[None]] = []
         self._recent: list[tuple[str, int]] = []  # (aggregate, version) just committed
         self._crash: tuple[float, float] | None = None  # (at_s, for_s) from the load's start
+        self._settled = False
         # [seconds from the load's start, outbox entries pending (None: no outbox), deliveries
         # waiting for an applier], every BACKLOG_EVERY_S.
         self.backlog_samples: list[list[float | int | None]] = []
@@ -619,6 +657,13 @@ class Pipeline:
                 return True
             await asyncio.sleep(0.02)
         return False
+
+    def settle(self) -> None:
+        """After the consumers stopped: sort the broker's deduplicated republishes out of the
+        audit (``Relays.settle_republished``). Once."""
+        if self.relays is not None and not self._settled:
+            self._settled = True
+            self.relays.settle_republished(self.projection.ledger.received)
 
     async def stop(self) -> None:
         for task in self._tasks:

@@ -595,6 +595,7 @@ class Worker:
         assert self.pipeline is not None and self.store is not None
         pipeline = self.pipeline
         await pipeline.stop()
+        pipeline.settle()
         if self.stopping or self.pipeline_drained is None:
             self.pipeline_check = None
         else:

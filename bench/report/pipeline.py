@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from bench.engine.pipeline import STAGES
+from bench.scenario import PIPELINE_STAGES as STAGES
 from bench.units import format_count, format_latency_us, format_percent, format_rate
 
 # pandas and matplotlib are the report extra: imported where a frame or a figure is built, so

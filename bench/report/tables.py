@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench.engine.pipeline import STAGES
 from bench.errors import ResultsError
 from bench.redaction import redact
 from bench.report import pipeline as pipeline_words
 from bench.scenario import LATENCY_KINDS
+from bench.scenario import PIPELINE_STAGES as STAGES
 from bench.store import (
     CUT_OFF,
     MANIFEST,

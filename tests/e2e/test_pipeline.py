@@ -163,7 +163,7 @@ def test_the_terminal_table_leads_with_visible_and_the_invariants(tmp_path: Path
     )
     assert done.returncode == 0, done.stderr
     header = next(line for line in done.stdout.splitlines() if "visible p50" in line)
-    assert header.index("visible p50") < header.index("append p99") < header.index("invariants")
+    assert header.index("visible p50") < header.index("invariants") < header.index("append p99")
     assert "hold" in done.stdout
     (summary_path,) = (tmp_path / "r").glob("*/*/summary.json")
     summary = json.loads(summary_path.read_text())
@@ -191,3 +191,70 @@ def test_a_pipeline_on_several_workers_is_refused_for_now() -> None:
     with pytest.raises(ScenarioError) as caught:
         expand(scenario_from_dict(raw, "pl.toml"))
     assert caught.value.field == "workload.workers"
+
+
+def test_a_table_of_broker_to_store_gives_each_broker_its_own_store() -> None:
+    raw = scenario(
+        {"store": {"both": "both", "broker": "store"}},
+        both={"driver": "memory"},
+        store={"driver": "memory", "service_time": "1ms"},
+        broker={"driver": "memory"},
+        unused={"driver": "memory"},
+    )
+    points = expand(scenario_from_dict(raw, "pl.toml"))
+    assert [(p.target, p.store_target) for p in points] == [("both", "both"), ("broker", "store")]
+    assert points[1].store_config is not None and points[1].store_config.service_time == 0.001
+    bad = scenario({"store": {"broker": "nope"}}, broker={"driver": "memory"})
+    with pytest.raises(ScenarioError) as caught:
+        expand(scenario_from_dict(bad, "pl.toml"))
+    assert caught.value.field == "workload.pipeline.store.broker"
+
+
+def test_a_stage_slo_is_judged_and_refused_outside_a_pipeline(tmp_path: Path) -> None:
+    raw = scenario()
+    raw["slo"] = {"visible.p99": "1us"}
+    (summary,) = run(tmp_path, raw)
+    assert summary["slo"]["visible.p99"]["result"] == "fail"
+    assert summary["verdict"]["result"] == "fail"
+    raw["workload"]["kind"] = "stream"
+    with pytest.raises(ScenarioError) as caught:
+        scenario_from_dict(raw, "pl.toml")
+    assert "pipeline stage" in str(caught.value)
+
+
+def test_the_pipeline_scenario_on_the_memory_target_shows_the_fix_and_both_negative_controls(
+    tmp_path: Path,
+) -> None:
+    scenario_file = Path(__file__).resolve().parents[2] / "scenarios" / "pipeline.toml"
+    sets = [
+        "scenario.duration=1500ms",
+        "scenario.warmup=500ms",
+        "workload.rate=800",  # 1,200 visible samples: enough for the scenario's p99 SLO
+        "workload.pipeline.crash_at=1s",
+        "workload.pipeline.crash_for=150ms",
+    ]
+    argv = [sys.executable, "-m", "bench.cli", "run", str(scenario_file), "-t", "memory"]
+    for item in sets:
+        argv += ["--set", item]
+    done = subprocess.run(
+        [*argv, "-o", str(tmp_path / "r"), "-q", "--no-report"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    summaries = {
+        (s["params"]["workload.pipeline.relay"], s["params"]["workload.pipeline.idempotency"]): s
+        for s in (json.loads(p.read_text()) for p in (tmp_path / "r").glob("*/*/summary.json"))
+    }
+    assert len(summaries) == 4
+    fix = summaries[("outbox", "processed_events")]
+    assert fix["verdict"]["result"] == "pass", fix["verdict"]
+    assert fix["pipeline"]["totals"]["duplicates_skipped"] > 0
+    no_guard = summaries[("outbox", "none")]
+    assert no_guard["pipeline"]["totals"]["duplicates_applied"] > 0
+    assert no_guard["verdict"]["result"] == "fail"
+    for guard in ("processed_events", "none"):
+        dual = summaries[("dual_write", guard)]
+        assert dual["pipeline"]["totals"]["not_published"] > 0
+        assert dual["verdict"]["result"] == "fail"

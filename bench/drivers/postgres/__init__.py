@@ -9,7 +9,8 @@ aggregate itself is ``bench/domain.py``'s: its fold is the read model's and the 
 Modules: ``config`` (options, DSN hygiene, schema names), ``sql`` (every statement, per run
 point's schema), ``pool`` (connections and database errors), ``append`` (the strategies,
 conflict detection, counters), ``projector`` (projection, catch-up, lags, the idempotent
-consumer), ``verify`` (invariants, ledger, stored ids, server counters) and ``driver``
+consumer), ``outbox`` (a pipeline's transactional outbox and read model: ``Outbox``,
+``ReadModel``), ``verify`` (invariants, ledger, stored ids, server counters) and ``driver``
 (``PostgresDriver``). The entry point ``bench.drivers.postgres:PostgresDriver`` and the names
 below are re-exported here.
 """

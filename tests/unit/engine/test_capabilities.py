@@ -45,6 +45,8 @@ def test_the_built_in_drivers_declare_their_capabilities_by_type():
             base.ErrorKinds,
             base.InProcessFaults,
             base.Rereadable,
+            base.Outbox,
+            base.ReadModel,
         )
         if isinstance(postgres_driver, cap)
     }
@@ -57,7 +59,11 @@ def test_the_built_in_drivers_declare_their_capabilities_by_type():
         "StoreLedgerCheck",
         "StoredEventIds",
         "ErrorKinds",
+        "Outbox",
+        "ReadModel",
     }
+    # The memory target keeps an outbox; its read model is the pipeline engine's own.
+    assert isinstance(memory, base.Outbox) and not isinstance(memory, base.ReadModel)
     assert isinstance(memory, base.InProcessFaults)
     assert isinstance(memory, base.StoredEventIds)
     assert isinstance(memory, base.Rereadable)
@@ -65,7 +71,7 @@ def test_the_built_in_drivers_declare_their_capabilities_by_type():
     assert base.runs_in_process(MemoryDriver) and not base.runs_in_process(PostgresDriver)
     # What the store summary lists (store.capabilities): the same answer, from the class.
     assert set(base.capabilities_of(PostgresDriver)) == postgres
-    assert base.capabilities_of(MemoryDriver) == ["StoredEventIds"]
+    assert base.capabilities_of(MemoryDriver) == ["StoredEventIds", "Outbox"]
 
 
 def test_a_store_that_cannot_list_its_events_says_the_check_was_not_made():
