@@ -64,6 +64,7 @@ from bench.scenario import PIPELINE_STAGES
 STAGES = PIPELINE_STAGES
 SAMPLES_KEPT = 10
 BACKLOG_EVERY_S = 0.1
+RELAY_BACKOFF_MAX_S = 0.5
 BACKLOG_SAMPLES_KEPT = 36_000  # an hour at BACKLOG_EVERY_S
 
 
@@ -164,6 +165,9 @@ class StageTimes:
         # Per committed event: intended, committed (the append stage).
         self.append_intended: array[int] = array("q")
         self.append_committed: array[int] = array("q")
+        # Each stage's events that completed inside the measurement window (its throughput):
+        # committed, published (acknowledged), consumed and applied (first applications).
+        self.in_window = {"committed": 0, "published": 0, "consumed": 0, "applied": 0}
 
     def recorders(self, window: tuple[int, int]) -> dict[str, LatencyRecorder]:
         """Every stage recorded so far, in fresh recorders."""
@@ -173,9 +177,10 @@ class StageTimes:
 
     def flush_into(
         self, out: dict[str, LatencyRecorder], window: tuple[int, int]
-    ) -> tuple[int, int]:
+    ) -> tuple[np.ndarray, int]:
         """Record (and clear) what was timed since the last flush: every stage, and ``e2e`` as
-        ``visible`` where ``out`` has it. (events applied, of them applied in ``window``)."""
+        ``visible`` where ``out`` has it. (when each event was applied, how many of them inside
+        ``window``)."""
 
         def take(buf: array[int]) -> np.ndarray:
             if not len(buf):
@@ -201,7 +206,17 @@ class StageTimes:
         out["visible"].record(applied - intended, measured)
         if "e2e" in out:
             out["e2e"].record(applied - intended, measured)
-        return int(applied.size), int(((applied >= start) & (applied < end)).sum())
+
+        def inside(times: np.ndarray) -> int:
+            return int(((times >= start) & (times < end)).sum())
+
+        counts = self.in_window
+        counts["committed"] += inside(a_com)
+        counts["published"] += inside(r_ack)
+        counts["consumed"] += inside(consumed)
+        applied_inside = inside(applied)
+        counts["applied"] += applied_inside
+        return applied, applied_inside
 
 
 def encode(event: StoredEvent, relay: int, seq: int, intended: int, committed: int) -> Message:
@@ -366,6 +381,7 @@ class Relays:
         shard's part of the outbox is empty."""
         store = self.store
         assert isinstance(store, Outbox)
+        failures = 0
         while True:
             entries = await store.outbox_fetch(shard, self.shards, self.batch)
             if not entries:
@@ -404,7 +420,12 @@ class Relays:
             if done:
                 await store.outbox_mark(done)
             if failed:
-                await asyncio.sleep(self.poll_interval_s)
+                # The broker refused: back off (doubling, up to RELAY_BACKOFF_MAX_S) rather than
+                # spin on it; the entries stay in the outbox and go out again in order.
+                failures += 1
+                await asyncio.sleep(min(self.poll_interval_s * 2**failures, RELAY_BACKOFF_MAX_S))
+            else:
+                failures = 0
 
 
 class Projection:

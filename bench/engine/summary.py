@@ -114,13 +114,15 @@ def summarize(facts: PointFacts) -> dict[str, Any]:
         list(point.scenario.faults),
         facts.fault_events,
         [f["timeline"] for f in finals if f.get("timeline")],
-        producers,
+        # A pipeline's broker hop is audited once, over the run: its relays' ledgers carry no
+        # intended times to split at each fault (its invariants are checked instead).
+        producers if w.kind == "stream" else [],
         consumers,
         facts.t0_ns,
         None if w.closed_loop else float(w.rate),
         meta.warmup + meta.duration,
         facts.finished_ns or time.monotonic_ns(),
-        consuming=w.kind == "stream" and w.consumers > 0,
+        consuming=w.kind in ("stream", "pipeline") and w.consumers > 0,
     )
     if finals and len(finals) < facts.workers:
         problems.append(f"only {len(finals)} of {facts.workers} workers reported results")
@@ -467,6 +469,14 @@ def pipeline_summary(
         "applied_per_s": per_s(
             sum(int(f.get("received_in_window") or 0) for f in finals), duration
         ),
+        # Each stage's events per second over the window: committed (events, not commands),
+        # published (acknowledged by the broker), consumed and applied (first applications).
+        "throughput_per_s": {
+            stage: per_s(
+                sum(int((part.get("in_window") or {}).get(stage, 0)) for part in parts), duration
+            )
+            for stage in ("committed", "published", "consumed", "applied")
+        },
         "totals": totals,
         "queries": {
             "count": queries,

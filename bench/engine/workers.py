@@ -795,9 +795,12 @@ class Worker:
         if self.store is not None:
             self._flush_store(window)
         if self.pipeline is not None:
-            applied = self.pipeline.times.flush_into(rec, window)
-            totals.delivered += applied[0]
-            totals.received_in_window += applied[1]
+            applied_at, applied_in_window = self.pipeline.times.flush_into(rec, window)
+            totals.delivered += applied_at.size
+            totals.received_in_window += applied_in_window
+            if self.spec.timeline and applied_at.size:
+                # The fault timeline's deliveries are the read model's applications.
+                self.timeline_delivered = self._bucket(self.timeline_delivered, applied_at)
         if len(self.recv_at):
             intended = _take(self.recv_intended)
             at = _take(self.recv_at)
@@ -1023,6 +1026,7 @@ class Worker:
             "relays": len(pipeline.producers),
             "appliers": pipeline.appliers,
             "outbox_backlog": pipeline.backlog_samples,
+            "in_window": dict(pipeline.times.in_window),
         }
 
     async def _classify_losses(self, driver: Driver) -> dict[str, Any] | None:

@@ -258,3 +258,31 @@ def test_the_pipeline_scenario_on_the_memory_target_shows_the_fix_and_both_negat
         dual = summaries[("dual_write", guard)]
         assert dual["pipeline"]["totals"]["not_published"] > 0
         assert dual["verdict"]["result"] == "fail"
+
+
+def test_each_stage_has_its_throughput_over_the_window_and_they_agree(tmp_path: Path) -> None:
+    (summary,) = run(tmp_path, scenario())
+    rates = summary["pipeline"]["throughput_per_s"]
+    # 300 commands/s, one or more events each; nothing lost, so every stage passes them all.
+    assert rates["committed"] >= 250
+    for stage in ("published", "consumed", "applied"):
+        assert rates[stage] == pytest.approx(rates["committed"], rel=0.1), (stage, rates)
+    assert rates["applied"] == summary["pipeline"]["applied_per_s"]
+    assert rates["applied"] == summary["throughput"]["received_per_s"]
+
+
+def test_a_broker_kill_under_a_pipeline_keeps_the_invariants_and_shows_the_applies_stop(
+    tmp_path: Path,
+) -> None:
+    raw = scenario()
+    raw["faults"] = [{"at": "1200ms", "action": "kill", "down_for": "300ms"}]
+    (summary,) = run(tmp_path, raw)
+    (fault,) = summary["faults"]
+    assert fault["status"] == "done"
+    # The read model stopped changing while the broker was down; the commands did not.
+    assert fault["consumer_outage_s"] >= 0.3 and fault["producer_outage_s"] < 0.05
+    # Sends refused while it was down stayed in the outbox and went out afterwards, once.
+    totals = summary["pipeline"]["totals"]
+    assert totals["publish_failed"] > 0 and totals["duplicates_applied"] == 0
+    assert summary["pipeline"]["invariants"]["ok"], summary["pipeline"]["invariants"]
+    assert fault["audit"] is None  # a pipeline's broker hop is audited over the run
