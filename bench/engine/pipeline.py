@@ -293,6 +293,9 @@ class Relays:
         # a broker that deduplicates the republish never delivers it (``settle_republished``).
         self.unmarked: dict[str, tuple[int, int]] = {}
         self.resends: dict[str, list[tuple[int, int]]] = {}
+        # Events with at least one send the broker acknowledged: what the drain waits for, by
+        # event (a republish the broker deduplicated is never delivered, and owed nothing).
+        self.acked_ids: set[str] = set()
         self.stopping = False
         # A crash window (monotonic ns). Dual write loses what commits inside it. Each outbox
         # relay dies once, after publishing its first batch at or after the crash and before
@@ -347,6 +350,7 @@ class Relays:
             self.count_error(f"relay:{type(exc).__name__}")
             return False
         ledger.acks[seq] = ACK_OK
+        self.acked_ids.add(event_id)
         self.totals.published += 1
         times = self.times
         times.relay_intended.append(intended)
@@ -521,7 +525,8 @@ class Pipeline:
         self._queues: list[asyncio.Queue[tuple[Message, int]]] = [
             asyncio.Queue() for _ in range(self.appliers)
         ]
-        self.received_unique = 0
+        self.received_ids: set[str] = set()  # events delivered at least once
+        self._applying = 0  # deliveries an applier is applying now
         self.relays: Relays | None = None
         self.consumers: list[Any] = []
         self.producers: list[Producer] = []
@@ -602,17 +607,19 @@ class Pipeline:
     # ------------------------------------------------------------------ consuming
     def _on_message(self, msg: Message) -> None:
         now = time.monotonic_ns()
-        if self.projection.ledger.record(msg.producer_id, msg.seq, msg.key, msg.key_seq):
-            self.received_unique += 1
+        self.projection.ledger.record(msg.producer_id, msg.seq, msg.key, msg.key_seq)
+        self.received_ids.add(msg.event_id)
         self._queues[partition_of(msg.key, self.appliers)].put_nowait((msg, now))
 
     async def _applier(self, queue: asyncio.Queue[tuple[Message, int]]) -> None:
         projection = self.projection
         while True:
             msg, consumed = await queue.get()
+            self._applying += 1  # taken off the queue, not applied yet: still outstanding
             try:
                 await projection.apply(msg, consumed)
             finally:
+                self._applying -= 1
                 queue.task_done()
 
     async def _queries(self) -> None:
@@ -658,12 +665,11 @@ class Pipeline:
 
     # ------------------------------------------------------------------ the end
     def outstanding(self) -> int:
-        """Acknowledged publishes not yet received, plus deliveries not yet applied."""
-        published = sum(
-            ledger.acks.count(ACK_OK) for ledger in (self.relays.ledgers if self.relays else [])
-        )
-        waiting = sum(queue.qsize() for queue in self._queues)
-        return max(0, published - self.received_unique) + waiting
+        """Events the broker acknowledged and no consumer received yet, plus deliveries not
+        yet applied."""
+        acked = len(self.relays.acked_ids) if self.relays is not None else 0
+        waiting = sum(queue.qsize() for queue in self._queues) + self._applying
+        return max(0, acked - len(self.received_ids)) + waiting
 
     async def drain(self, deadline_s: float) -> bool:
         """After the writers: the relays empty the outbox, every acknowledged publish arrives

@@ -286,3 +286,13 @@ def test_a_broker_kill_under_a_pipeline_keeps_the_invariants_and_shows_the_appli
     assert totals["publish_failed"] > 0 and totals["duplicates_applied"] == 0
     assert summary["pipeline"]["invariants"]["ok"], summary["pipeline"]["invariants"]
     assert fault["audit"] is None  # a pipeline's broker hop is audited over the run
+
+
+def test_the_drain_waits_for_events_not_sends(tmp_path: Path) -> None:
+    # A crash makes the relays publish a batch twice; the drain ends once every event is in
+    # the read model, long before drain_timeout (10 s), and says so.
+    raw = scenario({"crash_at": "1s", "crash_for": "100ms"})
+    (summary,) = run(tmp_path, raw)
+    assert summary["pipeline"]["totals"]["republished"] > 0
+    assert summary["pipeline"]["drained"] and summary["drain"]["ended_by"] == "all applied"
+    assert summary["ended_at"] - summary["started_at"] < 8

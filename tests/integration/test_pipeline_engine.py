@@ -96,3 +96,26 @@ def test_without_the_guard_the_postgres_read_model_applies_a_republish_twice(
     assert totals["duplicates_applied"] == totals["republished"]
     assert pipeline["invariants"]["applied_twice"] == totals["republished"]
     assert summary["verdict"]["result"] == "fail"
+
+
+def test_jetstream_deduplicates_a_relay_republish_and_nothing_reads_as_lost(
+    tmp_path: Path, postgres_dsn: str, nats_url: str
+) -> None:
+    summary = run(
+        tmp_path,
+        {"driver": "nats", "servers": [nats_url]},
+        postgres_dsn,
+        idempotency="none",
+        crash_at="1500ms",
+        crash_for="200ms",
+    )
+    totals = summary["pipeline"]["totals"]
+    assert totals["republished"] > 0
+    # Nats-Msg-Id = event id: JetStream acknowledged each republish and delivered none.
+    assert totals["broker_deduplicated"] == totals["republished"]
+    assert totals["duplicates_applied"] == totals["duplicates_skipped"] == 0
+    assert summary["audit"]["lost"] == 0
+    assert summary["audit"]["sent"] + totals["broker_deduplicated"] == totals["published"]
+    # The drain waited for events, not sends: it ended with everything applied.
+    assert summary["drain"]["ended_by"] == "all applied"
+    assert_pipeline_held(summary)
