@@ -436,6 +436,8 @@ class Fault(_Model):
     at: Duration
     action: Literal["kill", "restart", "pause", "disconnect"]
     down_for: Duration | None = None
+    # What it acts on: the point's target (a pipeline's broker), or a pipeline's store.
+    on: Literal["target", "store"] = "target"
 
     @model_validator(mode="after")
     def _down_for(self) -> Fault:
@@ -551,6 +553,16 @@ class Scenario(_Model):
                     f"{', '.join(PIPELINE_STAGES)}) and STAT in {', '.join(SLO_STATS)}"
                 )
         return value
+
+    @model_validator(mode="after")
+    def _store_faults_need_a_pipeline(self) -> Scenario:
+        for i, fault in enumerate(self.faults):
+            if fault.on == "store" and self.workload.kind != "pipeline":
+                raise ValueError(
+                    f'faults[{i}].on = "store" acts on a pipeline\'s store, and workload.kind '
+                    f"is {self.workload.kind!r}"
+                )
+        return self
 
     @model_validator(mode="after")
     def _stage_slos_need_a_pipeline(self) -> Scenario:
@@ -1052,6 +1064,23 @@ def _check_pipeline_point(
     if workload.consumers < 1:
         raise ScenarioError(
             source, "workload.consumers", "a pipeline needs at least one projection consumer"
+        )
+    store_faults = [i for i, f in enumerate(point.faults) if f.on == "store"]
+    if store_faults and getattr(store_cls, "in_process", False):
+        raise ScenarioError(
+            source,
+            f"faults[{store_faults[0]}].on",
+            f"store {store!r} runs inside the worker: a fault acts on a service bench up "
+            "manages (postgres)",
+        )
+    mixed = store_faults and len(store_faults) < len(point.faults)
+    if mixed and getattr(broker_cls, "in_process", False):
+        raise ScenarioError(
+            source,
+            "faults",
+            f"broker {broker!r} runs inside the worker and acts out its faults there; "
+            "faults on the store and on an in-process broker cannot share a timeline",
+            hint="fault one of them per scenario",
         )
 
 

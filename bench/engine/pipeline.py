@@ -51,6 +51,7 @@ from bench.drivers.base import (
     OUT_OF_ORDER,
     Message,
     Outbox,
+    OutboxEntry,
     Producer,
     ReadModel,
     StoredEvent,
@@ -352,10 +353,11 @@ class Relays:
         ledger.acks[seq] = ACK_OK
         self.acked_ids.add(event_id)
         self.totals.published += 1
-        times = self.times
-        times.relay_intended.append(intended)
-        times.relay_committed.append(committed)
-        times.relay_acked.append(time.monotonic_ns())
+        if committed:  # 0: the commit was not seen here (an untimed event)
+            times = self.times
+            times.relay_intended.append(intended)
+            times.relay_committed.append(committed)
+            times.relay_acked.append(time.monotonic_ns())
         return True
 
     def settle_republished(self, received: dict[int, bytearray]) -> int:
@@ -387,7 +389,16 @@ class Relays:
         assert isinstance(store, Outbox)
         failures = 0
         while True:
-            entries = await store.outbox_fetch(shard, self.shards, self.batch)
+            try:
+                entries = await store.outbox_fetch(shard, self.shards, self.batch)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                # The store is away (a restart): poll again after a back-off.
+                self.count_error(f"relay:{type(exc).__name__}")
+                failures += 1
+                await asyncio.sleep(min(self.poll_interval_s * 2**failures, RELAY_BACKOFF_MAX_S))
+                continue
             if not entries:
                 if self.stopping:
                     return
@@ -411,18 +422,27 @@ class Relays:
                 await asyncio.sleep(max(0, crash[1] - now) / 1e9)
                 continue
             failed: set[str] = set()
-            done = []
+            done: list[OutboxEntry] = []
             for entry, ok in zip(entries, outcomes, strict=True):
                 aggregate = entry.event.aggregate_id
                 # After a failure, an aggregate's later entries wait too: order per aggregate.
                 if ok and aggregate not in failed:
-                    done.append(entry.position)
-                    self.command_times.pop(entry.event.event_id, None)
-                    self.unmarked.pop(entry.event.event_id, None)
+                    done.append(entry)
                 else:
                     failed.add(aggregate)
             if done:
-                await store.outbox_mark(done)
+                try:
+                    await store.outbox_mark([entry.position for entry in done])
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    # Published, not marked: they go out again (at least once).
+                    self.count_error(f"relay:{type(exc).__name__}")
+                    failed.add("")
+                else:
+                    for entry in done:
+                        self.command_times.pop(entry.event.event_id, None)
+                        self.unmarked.pop(entry.event.event_id, None)
             if failed:
                 # The broker refused: back off (doubling, up to RELAY_BACKOFF_MAX_S) rather than
                 # spin on it; the entries stay in the outbox and go out again in order.
@@ -462,26 +482,34 @@ class Projection:
         if decoded is None:
             totals.foreign += 1
             return
-        event, _committed, published = decoded
+        event, committed, published = decoded
         totals.consumed += 1
-        try:
-            outcome = await self.read_model.apply_event(event, self.guard)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            self.count_error(f"projection:{type(exc).__name__}")
-            return
+        failures = 0
+        while True:
+            try:
+                outcome = await self.read_model.apply_event(event, self.guard)
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                # The read model's database is away: the event is applied when it is back
+                # (a projection never skips an event; without the guard, a failure after its
+                # commit applies it twice, as a naive projection would).
+                self.count_error(f"projection:{type(exc).__name__}")
+                failures += 1
+                await asyncio.sleep(min(0.01 * 2**failures, RELAY_BACKOFF_MAX_S))
         applied = time.monotonic_ns()
         if outcome in (APPLIED, DUPLICATE_APPLIED):
             counts = self.applied_count
             counts[event.event_id] = counts.get(event.event_id, 0) + 1
             if outcome == APPLIED:
                 totals.applied += 1
-                times = self.times
-                times.intended.append(msg.intended_ns)
-                times.published.append(published)
-                times.consumed.append(consumed)
-                times.applied.append(applied)
+                if committed and msg.intended_ns:  # 0: committed elsewhere, untimed
+                    times = self.times
+                    times.intended.append(msg.intended_ns)
+                    times.published.append(published)
+                    times.consumed.append(consumed)
+                    times.applied.append(applied)
             else:
                 totals.duplicates_applied += 1
         elif outcome == DUPLICATE_SKIPPED:

@@ -37,7 +37,7 @@ from bench.engine.summary import PointFacts, merged_store_totals, summarize
 from bench.engine.target import SharedTarget, StoreCheck
 from bench.engine.workers import WorkerSpec
 from bench.errors import BenchError, DriverError
-from bench.faults.inject import FaultInjector, check_faultable
+from bench.faults.inject import FaultEvent, FaultInjector, check_faultable
 from bench.metrics import audit as audit_mod
 from bench.scenario import RunPoint, Workload
 from bench.store import SUMMARY, atomic_write_json
@@ -82,8 +82,14 @@ class PointRunner:
         self.states: list[WorkerState] = []
         self.store_check = StoreCheck()
         self.faults = list(point.scenario.faults)
+        # The faults on the point's target, and (a pipeline) on its store: each list goes to
+        # the injector of its service, or to the workers for an in-process target.
+        self.target_faults = [f for f in self.faults if f.on == "target"]
+        self.store_faults = [f for f in self.faults if f.on == "store"]
         self.fault_handle: Any = None  # infra.ServiceFaults of the target's service
+        self.store_fault_handle: Any = None  # ... and of a pipeline's store
         self.injector: FaultInjector | None = None
+        self.store_injector: FaultInjector | None = None
         self.loss: dict[str, Any] | None = None  # the lost messages sorted (engine/reread.py)
         self.shared: SharedTarget | None = None
         self.host: dict[str, Any] | None = None  # the host's CPU over the window (engine/host.py)
@@ -161,7 +167,7 @@ class PointRunner:
                     describe=(i == 0),
                     log_path=str(self.dir / f"worker-{i}.log"),
                     timeline=bool(self.faults),
-                    faults=tuple((float(f.at), f.action, f.down_for_s) for f in self.faults)
+                    faults=tuple((float(f.at), f.action, f.down_for_s) for f in self.target_faults)
                     if in_process
                     else (),
                     store_driver=self.point.store_driver,
@@ -188,7 +194,9 @@ class PointRunner:
         started_at = time.time()
         states: list[WorkerState] = []
         try:
-            if self.faults and shared is not None:
+            if self.store_faults and store_point is not None:
+                self.store_fault_handle = check_faultable(store_point.driver)
+            if self.target_faults and shared is not None:
                 # Before anything runs: faults act only on a service bench up started.
                 self.fault_handle = check_faultable(self.point.driver)
             if shared is not None:
@@ -210,9 +218,11 @@ class PointRunner:
             self.status = "failed"
             self.problems.append(f"{exc.message} ({exc.hint})" if exc.hint else exc.message)
         finally:
-            if self.injector is not None:
+            for injector in (self.injector, self.store_injector):
+                if injector is None:
+                    continue
                 # Whatever a fault took down comes back before anything else happens.
-                fault_problems = self.injector.stop()
+                fault_problems = injector.stop()
                 if fault_problems:
                     self.problems.extend(fault_problems)
                     if self.status == "ok":
@@ -238,7 +248,7 @@ class PointRunner:
         return [s.final for s in self.states if s.final is not None]
 
     def _facts(self, topology: Topology, started_at: float) -> PointFacts:
-        events = self.injector.events if self.injector is not None else None
+        events = self._fault_events()
         return PointFacts(
             point=self.point,
             run_id=self.run_id,
@@ -262,6 +272,23 @@ class PointRunner:
             drain=self.drain,
             host=self.host,
         )
+
+    def _fault_events(self) -> list[FaultEvent] | None:
+        """The injectors' events in the scenario's fault order (None: the workers acted the
+        faults out on their in-process target)."""
+        if self.injector is None and self.store_injector is None:
+            return None
+        by_fault: dict[int, FaultEvent] = {}
+        for injector, faults in (
+            (self.injector, self.target_faults),
+            (self.store_injector, self.store_faults),
+        ):
+            if injector is None:
+                continue
+            for fault, event in zip(faults, injector.events, strict=True):
+                original = next(i for i, f in enumerate(self.faults) if f is fault)
+                by_fault[original] = dataclasses.replace(event, index=original)
+        return [by_fault[i] for i in sorted(by_fault)]
 
     def _classify_losses(self, shared: SharedTarget) -> None:
         """Sort a shared stream target's lost messages by re-reading its topic (only when
@@ -327,9 +354,17 @@ class PointRunner:
         # The wall-clock time of t0 too: a worker on another host translates t0 to its own
         # monotonic clock through it (bench locust).
         broadcast(states, Start(self.t0_ns, self.epoch_at_t0))
+        if self.store_fault_handle is not None:
+            self.store_injector = FaultInjector(
+                self.store_faults,
+                self.store_fault_handle,
+                self.t0_ns,
+                lambda: [s.process.pid for s in states if s.process.pid],
+            )
+            self.store_injector.start()
         if self.fault_handle is not None:
             self.injector = FaultInjector(
-                self.faults,
+                self.target_faults,
                 self.fault_handle,
                 self.t0_ns,
                 lambda: [s.process.pid for s in states if s.process.pid],
@@ -356,9 +391,10 @@ class PointRunner:
                 self.stopped_ns = time.monotonic_ns()
                 broadcast(states, Stop())
                 stop_sent = True
-                if self.injector is not None:
-                    # A paused or killed broker comes back now, not after the drain.
-                    self.problems.extend(self.injector.stop())
+                for injector in (self.injector, self.store_injector):
+                    if injector is not None:
+                        # A paused or killed service comes back now, not after the drain.
+                        self.problems.extend(injector.stop())
             # Judge the drain only on counts reported after every producer finished.
             if all(s.produced and s.progressed for s in states) or (
                 stop_sent and all(s.produced for s in states)

@@ -296,3 +296,17 @@ def test_the_drain_waits_for_events_not_sends(tmp_path: Path) -> None:
     assert summary["pipeline"]["totals"]["republished"] > 0
     assert summary["pipeline"]["drained"] and summary["drain"]["ended_by"] == "all applied"
     assert summary["ended_at"] - summary["started_at"] < 8
+
+
+def test_a_fault_on_the_store_is_refused_where_it_cannot_act() -> None:
+    # The memory store lives in the worker: no service to act on.
+    raw = scenario()
+    raw["faults"] = [{"at": "1s", "action": "kill", "down_for": "300ms", "on": "store"}]
+    with pytest.raises(ScenarioError) as caught:
+        expand(scenario_from_dict(raw, "pl.toml"))
+    assert caught.value.field == "faults[0].on"
+    # A store fault on a stream workload names the field.
+    raw["workload"]["kind"] = "stream"
+    with pytest.raises(ScenarioError) as caught:
+        scenario_from_dict(raw, "pl.toml")
+    assert 'faults[0].on = "store"' in str(caught.value)

@@ -105,3 +105,57 @@ down_for = "1s"
     assert summary["store"]["invariants"]["ok"], summary["store"]["invariants"]
     assert code == 0 and summary["status"] == "ok", summary["problems"]
     assert infra.status("postgres").running
+
+
+def test_a_pipeline_keeps_its_invariants_through_a_restart_of_its_store(tmp_path, cluster):
+    # The store is this private cluster (outbox and read model in it); the broker is the
+    # memory target. A fault with on = "store" acts on the store's service.
+    (tmp_path / "p.toml").write_text(
+        f"""
+[scenario]
+name = "pl-pg-restart"
+duration = "5s"
+warmup = "500ms"
+interval = "500ms"
+drain_timeout = "20s"
+
+[workload]
+kind = "pipeline"
+rate = 150
+aggregates = 200
+consumers = 2
+partitions = 4
+
+[workload.pipeline]
+store = "pg"
+
+[targets.pg]
+driver = "postgres"
+dsn = "{cluster}"
+strategy = "max_then_insert"
+acquire_timeout = "5s"
+
+[targets.broker]
+driver = "memory"
+
+[[faults]]
+at = "2s"
+action = "kill"
+down_for = "1s"
+on = "store"
+"""
+    )
+    code = run_bench(["run", str(tmp_path / "p.toml"), "-o", str(tmp_path / "r"), "-q"])
+    summary = json.loads(next((tmp_path / "r").glob("*/*/summary.json")).read_text())
+    (fault,) = summary["faults"]
+    assert fault["status"] == "done" and fault["service"] == "postgres", fault
+    assert "SIGKILL pid" in fault["detail"]
+    # Commands failed while the store was down; the read model stopped changing too.
+    assert fault["errors"] > 0 and fault["producer_outage_s"] >= 0.8, fault
+    assert fault["consumer_outage_s"] >= 0.8, fault
+    # Afterwards every committed event reached the read model once, and it equals the store.
+    pipeline = summary["pipeline"]
+    assert pipeline["invariants"]["ok"], pipeline["invariants"]
+    assert pipeline["drained"] and pipeline["invariants"]["outbox_pending"] == 0
+    assert summary["store"]["invariants"]["ok"], summary["store"]["invariants"]
+    assert code == 0 and summary["status"] == "ok", summary["problems"]
