@@ -49,6 +49,7 @@ from bench.drivers.base import (
     DUPLICATE_APPLIED,
     DUPLICATE_SKIPPED,
     OUT_OF_ORDER,
+    ConsumerLag,
     Message,
     Outbox,
     OutboxEntry,
@@ -66,6 +67,7 @@ STAGES = PIPELINE_STAGES
 SAMPLES_KEPT = 10
 BACKLOG_EVERY_S = 0.1
 RELAY_BACKOFF_MAX_S = 0.5
+BROKER_LAG_EVERY = 10  # backlog samples between two questions to the broker (1 s)
 BACKLOG_SAMPLES_KEPT = 36_000  # an hour at BACKLOG_EVERY_S
 
 
@@ -672,10 +674,15 @@ class Pipeline:
                 totals.queries_stale += 1
 
     async def _sample_backlog(self, start_ns: int) -> None:
+        """Every BACKLOG_EVERY_S: the outbox rows pending, the deliveries waiting for an
+        applier, and every BROKER_LAG_EVERY samples what the broker holds for the consumers
+        (a broker with ``ConsumerLag``; None between its samples and where it cannot tell)."""
         outbox = self.store if self.options.relay == "outbox" else None
+        lag_of = self.stream if isinstance(self.stream, ConsumerLag) else None
         delay = (start_ns - time.monotonic_ns()) / 1e9
         if delay > 0:
             await asyncio.sleep(delay)
+        tick = 0
         while True:
             pending: int | None = None
             if isinstance(outbox, Outbox):
@@ -687,8 +694,17 @@ class Pipeline:
                     self.count_error(f"outbox:{type(exc).__name__}")
             waiting = sum(queue.qsize() for queue in self._queues)
             at_s = round((time.monotonic_ns() - start_ns) / 1e9, 3)
+            held: int | None = None
+            if lag_of is not None and tick % BROKER_LAG_EVERY == 0:
+                try:
+                    held = await asyncio.wait_for(lag_of.consumer_lag(self.topology), 2.0)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # the broker's own figure is best effort: None, never a guess
+                    held = None
+            tick += 1
             if len(self.backlog_samples) < BACKLOG_SAMPLES_KEPT:
-                self.backlog_samples.append([at_s, pending, waiting])
+                self.backlog_samples.append([at_s, pending, waiting, held])
             await asyncio.sleep(BACKLOG_EVERY_S)
 
     # ------------------------------------------------------------------ the end

@@ -265,13 +265,16 @@ def waterfall_plot(points: Iterable[Point]) -> Plot | None:
 # --------------------------------------------------------------------------- backlog
 
 
-def _samples(point: Point) -> list[tuple[float, float | None, float | None]]:
+def _samples(point: Point) -> list[tuple[float, float | None, float | None, float | None]]:
+    """(t, outbox pending, deliveries waiting, held by the broker) per sample; the broker's
+    figure is None between its (1 s) samples, where it cannot tell, and in older summaries."""
     backlog = point.summary["pipeline"].get("outbox_backlog") or {}
     out = []
     for sample in backlog.get("samples") or []:
         if not isinstance(sample, list | tuple) or len(sample) < 3:
             continue
         t, pending, waiting = sample[0], sample[1], sample[2]
+        held = sample[3] if len(sample) > 3 else None
         if not isinstance(t, int | float):
             continue
         out.append(
@@ -279,6 +282,7 @@ def _samples(point: Point) -> list[tuple[float, float | None, float | None]]:
                 float(t),
                 float(pending) if isinstance(pending, int | float) else None,
                 float(waiting) if isinstance(waiting, int | float) else None,
+                float(held) if isinstance(held, int | float) else None,
             )
         )
     return sorted(out)
@@ -295,8 +299,12 @@ def backlog_plot(points: Iterable[Point]) -> Plot | None:
     series = [(p, s) for p in pipeline_points(points) if (s := _samples(p))]
     if not series:
         return None
-    fig = Figure(figsize=(9, 6.4))
-    ax_outbox, ax_waiting = fig.subplots(2, 1, sharex=True)
+    # A third panel when a broker said what it holds for the consumers (ConsumerLag).
+    with_broker = any(s[3] is not None for _, samples in series for s in samples)
+    fig = Figure(figsize=(9, 9.0 if with_broker else 6.4))
+    axes = fig.subplots(3 if with_broker else 2, 1, sharex=True)
+    ax_outbox, ax_waiting = axes[0], axes[1]
+    ax_broker = axes[2] if with_broker else None
     no_outbox = []
     crashed = False
     for index, (point, samples) in enumerate(series):
@@ -320,15 +328,25 @@ def backlog_plot(points: Iterable[Point]) -> Plot | None:
             linewidth=1.4,
             color=colour,
         )
+        held = [(s[0], s[3]) for s in samples if s[3] is not None]
+        if ax_broker is not None and held:
+            ax_broker.plot(
+                [h[0] for h in held],
+                [h[1] for h in held],
+                label=point.label,
+                linewidth=1.4,
+                marker=".",
+                color=colour,
+            )
         crash = point.summary["pipeline"].get("crash") or {}
         at, length = crash.get("at_s"), crash.get("for_s")
         if isinstance(at, int | float) and isinstance(length, int | float):
             crashed = True
-            for ax in (ax_outbox, ax_waiting):
+            for ax in axes:
                 ax.axvspan(at, at + length, color=colour, alpha=0.12, linewidth=0)
     first = series[0][0]
     warmup, end = first.warmup_s, first.warmup_s + first.duration_s
-    for ax in (ax_outbox, ax_waiting):
+    for ax in axes:
         if warmup > 0:
             ax.axvspan(0, warmup, color="grey", alpha=0.12, linewidth=0)
         ax.axvline(end, color="grey", linestyle=":", linewidth=1)
@@ -336,7 +354,11 @@ def backlog_plot(points: Iterable[Point]) -> Plot | None:
         ax.set_ylim(bottom=0)
     ax_outbox.set_ylabel("outbox rows not yet published")
     ax_waiting.set_ylabel("deliveries waiting to be applied")
-    ax_waiting.set_xlabel("time since the load's start (s)")
+    if ax_broker is not None:
+        ax_broker.set_ylabel("held by the broker for the consumers")
+        if ax_broker.get_lines():
+            ax_broker.legend(fontsize=8, loc="upper left")
+    axes[-1].set_xlabel("time since the load's start (s)")
     legend = "grey: warm-up; dotted: end" + ("; coloured: relay crash" if crashed else "")
     ax_outbox.set_title(f"outbox backlog and projection lag ({legend})")
     if ax_outbox.get_lines():
@@ -349,9 +371,15 @@ def backlog_plot(points: Iterable[Point]) -> Plot | None:
     caption = (
         "Sampled every 100 ms from the load's start: the outbox rows committed and not yet "
         "published (top) and the deliveries consumed from the broker and waiting for an "
-        "applier (bottom). A backlog that keeps growing is a relay or a projection that "
+        "applier. A backlog that keeps growing is a relay or a projection that "
         "cannot keep up. The peak of the outbox is the pipeline table's."
     )
+    if with_broker:
+        caption += (
+            " Bottom: the messages the broker itself reports holding for the consumer group "
+            "(stored and not yet delivered, or delivered and not yet acknowledged), asked once "
+            "a second; a broker that cannot tell has no line."
+        )
     if crashed:
         caption += " Shaded in a point's colour: its relay crash window (crash_at, crash_for)."
     if no_outbox:
