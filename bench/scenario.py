@@ -1054,16 +1054,30 @@ def _check_pipeline_point(
             f"target {store!r} keeps no transactional outbox",
             hint='use relay = "dual_write", or a store with an outbox (memory, postgres)',
         )
-    if workload.workers != 1:
+    in_process = getattr(store_cls, "in_process", False) and getattr(
+        broker_cls, "in_process", False
+    )
+    if workload.workers != 1 and not in_process:
         raise ScenarioError(
             source,
             "workload.workers",
-            f"a pipeline runs in one worker process for now (got {workload.workers}): its relays "
-            "time each event from the commit its own writers saw",
+            f"a pipeline on {store!r} and {broker!r} runs in one worker process for now (got "
+            f"{workload.workers}): its relays time each event from the commit its own writers "
+            "saw. Several workers need a store and a broker inside each worker (memory)",
         )
-    if workload.consumers < 1:
+    if workload.producers < workload.workers:
         raise ScenarioError(
-            source, "workload.consumers", "a pipeline needs at least one projection consumer"
+            source,
+            "workload.producers",
+            f"a pipeline needs a command writer group in each worker ({workload.producers} < "
+            f"workers = {workload.workers})",
+        )
+    if workload.consumers < workload.workers:
+        raise ScenarioError(
+            source,
+            "workload.consumers",
+            f"a pipeline needs a projection consumer in each worker ({workload.consumers} < "
+            f"workers = {workload.workers})",
         )
     store_faults = [i for i, f in enumerate(point.faults) if f.on == "store"]
     if store_faults and getattr(store_cls, "in_process", False):

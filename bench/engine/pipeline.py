@@ -276,9 +276,12 @@ class Relays:
         times: StageTimes,
         totals: PipelineTotals,
         count_error: Callable[[str], None],
+        first_id: int = 0,
     ) -> None:
         self.store = store
         self.producers = list(producers)
+        # Relay r is the audit's producer first_id + r: unique across the workers of a point.
+        self.first_id = first_id
         self.shards = len(self.producers)
         self.mode = mode
         self.poll_interval_s = poll_interval_s
@@ -286,7 +289,7 @@ class Relays:
         self.times = times
         self.totals = totals
         self.count_error = count_error
-        self.ledgers = [ProducerLedger(relay) for relay in range(self.shards)]
+        self.ledgers = [ProducerLedger(first_id + relay) for relay in range(self.shards)]
         # The command times of committed events, by event id, until their publish is acked:
         # the outbox keeps the event, the engine keeps when its command was intended.
         self.command_times: dict[str, tuple[int, int]] = {}
@@ -342,7 +345,7 @@ class Relays:
             self.sent_ids.add(event_id)
         if self.mode == "outbox":
             self.unmarked[event_id] = (shard, seq)
-        msg = encode(event, shard, seq, intended, committed)
+        msg = encode(event, self.first_id + shard, seq, intended, committed)
         try:
             await self.producers[shard].send(msg)
         except asyncio.CancelledError:
@@ -369,10 +372,10 @@ class Relays:
         and counted in ``broker_deduplicated``. ``received`` is the consumers' ledger."""
         settled = 0
         for sends in self.resends.values():
-            got = [
-                seq < len(received.get(shard, b"")) and received[shard][seq] > 0
-                for shard, seq in sends
-            ]
+            got = []
+            for shard, seq in sends:
+                counts = received.get(self.first_id + shard, b"")
+                got.append(seq < len(counts) and counts[seq] > 0)
             if not any(got):
                 continue
             for (shard, seq), was_received in zip(sends, got, strict=True):
@@ -576,8 +579,9 @@ class Pipeline:
                 raise TypeError("the store has no outbox")
             self.store.use_outbox()
 
-    async def setup(self, consumer_ids: Sequence[int], relays: int) -> None:
-        """The read model, the consumers (started together) and one producer per relay."""
+    async def setup(self, consumer_ids: Sequence[int], relays: int, first_relay: int = 0) -> None:
+        """The read model, the consumers (started together) and one producer per relay (the
+        audit's producers ``first_relay`` onwards)."""
         await self.read_model.prepare_read_model(self.guard)
         for consumer_id in consumer_ids:
             self.consumers.append(
@@ -585,7 +589,7 @@ class Pipeline:
             )
         await asyncio.gather(*(consumer.start() for consumer in self.consumers))
         for relay in range(relays):
-            self.producers.append(await self.stream.producer(self.topology, relay))
+            self.producers.append(await self.stream.producer(self.topology, first_relay + relay))
         self.relays = Relays(
             self.store,
             self.producers,
@@ -595,6 +599,7 @@ class Pipeline:
             self.times,
             self.totals,
             self.count_error,
+            first_relay,
         )
 
     def attach(self, writers: Any) -> None:

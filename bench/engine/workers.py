@@ -580,7 +580,8 @@ class Worker:
         if spec.prepare_here:
             await stream.prepare(spec.topology)
         await asyncio.wait_for(
-            pipeline.setup(spec.consumer_ids, options.relays),
+            # Each worker's relays are their own producers in the point's audit.
+            pipeline.setup(spec.consumer_ids, options.relays, spec.index * options.relays),
             spec.driver_config.connect_timeout + 30,
         )
         assert self.store is not None

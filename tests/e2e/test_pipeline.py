@@ -185,12 +185,35 @@ def test_a_pipeline_without_its_store_is_refused_naming_the_field(
     assert caught.value.field == field
 
 
-def test_a_pipeline_on_several_workers_is_refused_for_now() -> None:
-    raw = scenario()
-    raw["workload"]["workers"] = 2
+def test_a_pipeline_on_a_shared_store_and_several_workers_is_refused_for_now() -> None:
+    raw = scenario({"store": "pg"}, pg={"driver": "postgres"}, broker={"driver": "memory"})
+    raw["workload"].update(workers=2, producers=2)
     with pytest.raises(ScenarioError) as caught:
         expand(scenario_from_dict(raw, "pl.toml"))
     assert caught.value.field == "workload.workers"
+    raw = scenario()
+    raw["workload"].update(workers=2, producers=1)
+    with pytest.raises(ScenarioError) as caught:
+        expand(scenario_from_dict(raw, "pl.toml"))
+    assert caught.value.field == "workload.producers"
+
+
+def test_memory_pipelines_on_two_workers_are_one_point_with_one_audit(tmp_path: Path) -> None:
+    # The memory store and broker live in each worker: two independent pipelines, each half
+    # the aggregates and half the rate, merged into one point.
+    raw = scenario({"crash_at": "1s", "crash_for": "100ms"})
+    raw["workload"].update(workers=2, producers=2, rate=600)
+    (summary,) = run(tmp_path, raw)
+    assert summary["verdict"]["result"] == "pass", summary["verdict"]
+    pipeline = summary["pipeline"]
+    assert pipeline["invariants"]["ok"] and pipeline["drained"]
+    assert pipeline["totals"]["relay_restarts"] == 4  # 2 relays in each of 2 workers
+    # Four relays, four producers in the audit: every acknowledged send received once.
+    audit = summary["audit"]
+    assert audit["sent"] == pipeline["totals"]["published"] and audit["lost"] == 0
+    assert audit["duplicated"] == 0 and audit["unknown_received"] == 0
+    assert summary["store"]["events_committed"] == pipeline["totals"]["applied"] > 1000
+    assert pipeline["throughput_per_s"]["applied"] >= 500
 
 
 def test_a_table_of_broker_to_store_gives_each_broker_its_own_store() -> None:
