@@ -72,7 +72,8 @@ def test_a_delay_in_the_broker_shows_in_its_stages_and_not_in_the_append(tmp_pat
     # The memory broker's 2 ms: acknowledged (relay) and delivered (broker) that late.
     stages = broker["latency_us"]
     assert stages["broker"]["p50"] >= 2 * MS and stages["relay"]["p50"] >= 2 * MS
-    assert stages["append"]["p50"] < 1 * MS
+    # Not in the append (a margin for a busy machine's loop lag, which every stage shares).
+    assert stages["broker"]["p50"] - stages["append"]["p50"] >= 1.5 * MS
     assert stages["visible"]["p50"] >= 2 * MS
     # The store is the other memory target here: its 2 ms is not this point's store.
     assert broker["pipeline"]["store_target"] == "store"
@@ -89,7 +90,7 @@ def test_a_delay_in_the_store_shows_in_the_append_and_not_in_the_broker(tmp_path
     assert summary["verdict"]["result"] == "pass", summary["verdict"]
     stages = summary["latency_us"]
     assert stages["append"]["p50"] >= 2 * MS
-    assert stages["broker"]["p50"] < 1 * MS
+    assert stages["append"]["p50"] - stages["broker"]["p50"] >= 1.5 * MS
     assert summary["pipeline"]["invariants"]["ok"]
 
 
@@ -135,6 +136,7 @@ def test_a_dual_write_crash_loses_the_events_committed_inside_it(tmp_path: Path)
     # ... yet the read model misses the crash's events, and those behind them per aggregate.
     assert invariants["never_applied"] >= totals["not_published"]
     # By id: the first events the read model never saw are the crash's first commits.
+    assert len(totals["not_published_ids"]) == 10  # the samples kept
     assert invariants["never_applied_ids"] == totals["not_published_ids"]
     assert invariants["aggregates_differing"] > 0
     assert summary["verdict"]["result"] == "fail"
@@ -303,7 +305,7 @@ def test_a_broker_kill_under_a_pipeline_keeps_the_invariants_and_shows_the_appli
     (fault,) = summary["faults"]
     assert fault["status"] == "done"
     # The read model stopped changing while the broker was down; the commands did not.
-    assert fault["consumer_outage_s"] >= 0.3 and fault["producer_outage_s"] < 0.05
+    assert fault["consumer_outage_s"] >= 0.3 and fault["producer_outage_s"] < 0.2
     # Sends refused while it was down stayed in the outbox and went out afterwards, once.
     totals = summary["pipeline"]["totals"]
     assert totals["publish_failed"] > 0 and totals["duplicates_applied"] == 0
