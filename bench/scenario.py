@@ -555,6 +555,18 @@ class Scenario(_Model):
         return value
 
     @model_validator(mode="after")
+    def _crash_inside_the_load(self) -> Scenario:
+        crash_at = self.workload.pipeline.crash_at
+        load_s = self.scenario.warmup + self.scenario.duration
+        if self.workload.kind == "pipeline" and crash_at is not None and crash_at >= load_s:
+            raise ValueError(
+                f"workload.pipeline.crash_at = {format_duration(crash_at)} is not inside the "
+                f"load (warmup + duration = {format_duration(load_s)}): the relay would never "
+                "crash"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _store_faults_need_a_pipeline(self) -> Scenario:
         for i, fault in enumerate(self.faults):
             if fault.on == "store" and self.workload.kind != "pipeline":
@@ -696,6 +708,19 @@ def scenario_from_dict(
     raw = copy.deepcopy(raw)
     for override in overrides or []:
         apply_override(raw, override, source)
+    matrix = raw.get("matrix")
+    for override in overrides or []:
+        path = override.partition("=")[0].strip()
+        if isinstance(matrix, dict) and path in matrix:
+            # The matrix sets it at every point: the override would change nothing, while
+            # the run's manifest and report would say it was applied.
+            raise ScenarioError(
+                "--set",
+                path,
+                f"the matrix of {source} sets {path} at every point, so this override would "
+                "change nothing",
+                hint=f"override the axis instead: --set 'matrix.{path}=[...]'",
+            )
     scenario = _validate(raw, source)
     if targets:
         unknown = set(targets) - set(scenario.targets)
@@ -1083,7 +1108,7 @@ def _check_pipeline_point(
     if store_faults and getattr(store_cls, "in_process", False):
         raise ScenarioError(
             source,
-            f"faults[{store_faults[0]}].on",
+            f"faults.{store_faults[0]}.on",
             f"store {store!r} runs inside the worker: a fault acts on a service bench up "
             "manages (postgres)",
         )

@@ -129,6 +129,18 @@ def judge(summary: dict[str, Any], point_dir: Path, criteria: Criteria) -> list[
         if workload.get("consumers"):
             checks.append(_backlog(summary, point_dir))
         checks.append(_errors(summary, criteria))
+    if summary.get("kind") == "pipeline":
+        # An event lost or applied twice on its way to the read model, or a store that forks
+        # a stream, is never sustainable (the audit above covers only the broker hop).
+        pipeline = summary.get("pipeline") or {}
+        invariants = dict(pipeline.get("invariants") or {})
+        store_inv = (summary.get("store") or {}).get("invariants") or {}
+        invariants["violations"] = [
+            *(invariants.get("violations") or []),
+            *(store_inv.get("violations") or []),
+        ]
+        invariants["ok"] = bool(invariants.get("ok")) and store_inv.get("ok", True) is not False
+        checks.append(_invariants({"invariants": invariants}))
     reasons = "; ".join(summary.get("client_bound_reasons") or [])
     checks.append(
         Check(

@@ -486,6 +486,9 @@ def _achieved(summary: dict[str, Any]) -> float:
     """The rate a probe achieved: events acknowledged, or for an event store commands run
     (a rejected command is an answer too, and it appends nothing)."""
     throughput = summary.get("throughput") or {}
+    if summary.get("kind") == "pipeline":
+        # A pipeline's rate is what reached the read model, not what the store committed.
+        return float(throughput.get("received_per_s") or 0.0)
     key = "sent_per_s" if summary.get("kind") == "store" else "acked_per_s"
     return float(throughput.get(key) or 0.0)
 

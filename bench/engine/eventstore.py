@@ -52,6 +52,7 @@ from bench.timing import PreciseTimer
 from bench.workload import aggregate_id, key_probabilities
 
 _BATCH = 4096
+YIELD_EVERY = 32  # commands between forced yields (see StoreWriters.slot)
 
 
 @dataclass
@@ -283,6 +284,7 @@ class StoreWriters:
         window_end = self.window[1]
         totals = self.totals
         closed_loop = schedule is None
+        since_yield = 0
         while not self.stopping():
             if closed_loop:
                 intended = monotonic_ns()
@@ -311,6 +313,13 @@ class StoreWriters:
             self.cmd_start.append(started)
             self.cmd_end.append(ended)
             self.cmd_completed.append(1 if completed else 0)
+            since_yield += 1
+            if since_yield >= YIELD_EVERY:
+                # A store that never suspends (the memory target) would otherwise hold the
+                # loop for ever in a closed loop: the pipeline's relays and appliers, the
+                # projector and the interval ticker run between commands too.
+                since_yield = 0
+                await asyncio.sleep(0)
 
     async def _command(self, aggregate: str, started: int, intended: int = 0) -> bool:
         """Run one command to its end; False when it was given up (abandoned)."""

@@ -356,9 +356,12 @@ class Relays:
             self.count_error(f"relay:{type(exc).__name__}")
             return False
         ledger.acks[seq] = ACK_OK
+        first_ack = event_id not in self.acked_ids
         self.acked_ids.add(event_id)
         self.totals.published += 1
-        if committed:  # 0: the commit was not seen here (an untimed event)
+        # One relay sample per event, its first acknowledged publish (a republish is counted in
+        # ``republished``); 0: the commit was not seen here (an untimed event).
+        if first_ack and committed:
             times = self.times
             times.relay_intended.append(intended)
             times.relay_committed.append(committed)

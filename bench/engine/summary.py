@@ -434,7 +434,12 @@ def pipeline_summary(
             else:
                 totals[name] = totals.get(name, 0) + value
     checks = [part["check"] for part in parts if part.get("check") is not None]
-    violations = [v for check in checks for v in check.get("violations", [])]
+    # One worker's check per worker (each its own in-process pipeline): say whose.
+    violations = [
+        f"worker {index}: {v}" if len(checks) > 1 else v
+        for index, check in enumerate(checks)
+        for v in check.get("violations", [])
+    ]
     figures: dict[str, Any] = {}
     for check in checks:
         for name, value in check.items():

@@ -21,6 +21,7 @@ from bench.errors import ReportError, ReportInterrupted
 from bench.report import capacity, faults, markdown, pipeline, store, verdicts
 from bench.report.plots import Plot, report_plots
 from bench.report.tables import (
+    SUMMARY_PIPELINE_NOTE,
     Run,
     environment_frame,
     latency_frame,
@@ -194,7 +195,10 @@ def render_report(run: Run, plots: Iterable[Plot]) -> str:
     if pipeline.pipeline_points(run.points):
         parts += pipeline_section(run, plots)
     summary = verdicts.with_verdicts(summary_frame(run.points), run.points)
-    parts += ["<h2>Summary</h2>", frame_table(summary, "summary")]
+    parts += ["<h2>Summary</h2>"]
+    if pipeline.pipeline_points(run.points):
+        parts += [f"<p>{html.escape(SUMMARY_PIPELINE_NOTE)}</p>"]
+    parts += [frame_table(summary, "summary")]
     parts += [
         "<h2>Latency (measurement window)</h2>",
         frame_table(latency_frame(run.points), "latency"),

@@ -14,6 +14,7 @@ import pandas as pd
 from bench.report import faults, pipeline, store, verdicts
 from bench.report.plots import Plot
 from bench.report.tables import (
+    SUMMARY_PIPELINE_NOTE,
     Run,
     environment_frame,
     latency_frame,
@@ -118,7 +119,10 @@ def render_report(run: Run, plots: Iterable[Plot], image_dir: str) -> str:
     if pipeline.pipeline_points(run.points):
         out += pipeline_section(run, plots, image_dir)
     summary = verdicts.with_verdicts(summary_frame(run.points), run.points)
-    out += ["## Summary\n", table(summary)]
+    out += ["## Summary\n"]
+    if pipeline.pipeline_points(run.points):
+        out += [f"{SUMMARY_PIPELINE_NOTE}\n"]
+    out += [table(summary)]
     out += ["## Latency (measurement window)\n", table(latency_frame(run.points))]
     if faults.has_faults(run.points):
         out += ["## Faults\n", f"{faults.CAPTION}\n", table(faults.faults_frame(run.points))]

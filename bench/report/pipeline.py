@@ -49,11 +49,20 @@ CAPTION = (
     "(processed events, or none). Never applied counts committed events that never reached "
     "the read model; duplicates applied changed the read model a second time, duplicates "
     "skipped were stopped by the guard; republished are events a relay published again after "
-    "a crash; not published are events committed inside a dual write's crash window. "
+    "a crash, and deduplicated by the broker those of them the broker acknowledged and never "
+    "delivered again (JetStream's Nats-Msg-Id window), so no guard was needed; not published "
+    "are events committed inside a dual write's crash window. "
     "Read-your-writes is the fraction of queries that saw the aggregate's latest write."
 )
 # Optional columns, left out when they are 0 or empty on every row.
-OPTIONAL = ("out of order", "applied twice", "applied not committed", "outbox peak", "outbox left")
+OPTIONAL = (
+    "out of order",
+    "applied twice",
+    "applied not committed",
+    "outbox peak",
+    "outbox left",
+    "deduplicated by the broker",
+)
 
 
 def pipeline_points(points: Iterable[Point]) -> list[Point]:
@@ -161,6 +170,7 @@ def pipeline_frame(points: Iterable[Point]) -> pd.DataFrame:
                 ),
                 "applied twice": _count(invariants.get("applied_twice")),
                 "republished": _count(totals.get("republished", 0)),
+                "deduplicated by the broker": _count(totals.get("broker_deduplicated", 0)),
                 "not published": _count(totals.get("not_published", 0)),
                 "out of order": _count(totals.get("out_of_order", 0)),
                 "applied not committed": _count(invariants.get("applied_not_committed")),

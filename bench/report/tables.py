@@ -688,14 +688,27 @@ def invariants_text(summary: dict[str, Any]) -> str:
     return str(invariants)
 
 
+SUMMARY_PIPELINE_NOTE = (
+    "For a pipeline point, acked/s counts events committed to the store, received/s events "
+    "applied to the read model, lost the committed events that never reached the read model "
+    "(a broker's loss among them) and duplicated the events applied more than once; the "
+    "pipeline section above breaks them down."
+)
+
+
 def summary_frame(points: Iterable[Point]) -> pd.DataFrame:
-    """One row per point: throughput, correctness, flags and SLO verdicts (formatted)."""
+    """One row per point: throughput, correctness, flags and SLO verdicts (formatted). A
+    pipeline's row counts its events end to end (``SUMMARY_PIPELINE_NOTE``)."""
     import pandas as pd
 
     rows = []
     for p in points:
         s = p.summary
-        audit = s.get("audit") or {}
+        audit = dict(s.get("audit") or {})
+        if s.get("kind") == "pipeline" and s.get("pipeline"):
+            invariants = s["pipeline"].get("invariants") or {}
+            audit["lost"] = invariants.get("never_applied") or 0
+            audit["duplicated"] = invariants.get("applied_twice") or 0
         throughput = s.get("throughput") or {}
         flags = [str(s.get("status", "?"))]
         if s.get("client_bound"):

@@ -195,6 +195,10 @@ def pipeline_table(summaries: list[dict[str, Any]], title: str | None = None) ->
 
         dup_applied = int(totals.get("duplicates_applied") or 0)
         dup_text = f"{red(dup_applied)}/{format_count(int(totals.get('duplicates_skipped') or 0))}"
+        deduplicated = int(totals.get("broker_deduplicated") or 0)
+        if deduplicated:
+            # Republished events the broker itself dropped (JetStream's Nats-Msg-Id window).
+            dup_text += f" +{format_count(deduplicated)} by broker"
         table.add_row(
             f"{pipeline.get('store_target') or '?'} → {s.get('target', '?')}",
             point,

@@ -101,6 +101,9 @@ def test_an_outbox_relay_crash_republishes_and_the_guard_applies_each_event_once
     pipeline = summary["pipeline"]
     totals = pipeline["totals"]
     assert totals["relay_restarts"] == 2  # each of the 2 relays died once
+    # One relay sample per event, as for every stage: a republish is not timed again.
+    latency = summary["latency_us"]
+    assert latency["relay"]["count"] == latency["visible"]["count"] == latency["append"]["count"]
     assert totals["republished"] > 0
     assert totals["duplicates_skipped"] == totals["republished"]
     assert totals["duplicates_applied"] == 0
@@ -329,9 +332,36 @@ def test_a_fault_on_the_store_is_refused_where_it_cannot_act() -> None:
     raw["faults"] = [{"at": "1s", "action": "kill", "down_for": "300ms", "on": "store"}]
     with pytest.raises(ScenarioError) as caught:
         expand(scenario_from_dict(raw, "pl.toml"))
-    assert caught.value.field == "faults[0].on"
+    assert caught.value.field == "faults.0.on"
     # A store fault on a stream workload names the field.
     raw["workload"]["kind"] = "stream"
     with pytest.raises(ScenarioError) as caught:
         scenario_from_dict(raw, "pl.toml")
     assert 'faults[0].on = "store"' in str(caught.value)
+
+
+def test_a_crash_after_the_load_and_an_override_of_a_matrix_axis_are_refused(
+    tmp_path: Path,
+) -> None:
+    raw = scenario({"crash_at": "2500ms"})  # warmup 500 ms + duration 2 s: the load's end
+    with pytest.raises(ScenarioError) as caught:
+        scenario_from_dict(raw, "pl.toml")
+    assert "crash_at" in str(caught.value) and "never crash" in str(caught.value)
+    raw = scenario()
+    raw["matrix"] = {"workload.pipeline.relay": ["outbox", "dual_write"]}
+    with pytest.raises(ScenarioError) as caught:
+        scenario_from_dict(raw, "pl.toml", ["workload.pipeline.relay=dual_write"])
+    assert caught.value.field == "workload.pipeline.relay"
+    narrowed = scenario_from_dict(raw, "pl.toml", ['matrix.workload.pipeline.relay=["outbox"]'])
+    assert [p.params for p in expand(narrowed)] == [{"workload.pipeline.relay": "outbox"}]
+
+
+def test_find_max_never_calls_a_rate_that_loses_events_sustainable(tmp_path: Path) -> None:
+    from bench.capacity.checks import Criteria, judge
+
+    raw = scenario({"relay": "dual_write", "crash_at": "1s", "crash_for": "200ms"})
+    (point,) = expand(scenario_from_dict(raw, "pl.toml"))
+    summary = PointRunner(point, "pl", tmp_path / "p", stop_requested=lambda: False).run()
+    checks = {c.name: c for c in judge(summary, tmp_path / "p", Criteria())}
+    assert not checks["invariants"].passed, checks["invariants"]
+    assert "never reached the read model" in checks["invariants"].value
