@@ -489,6 +489,18 @@ def _describe_load(point: Any) -> str:
     w = point.workload
     meta = point.scenario.scenario
     load = f"max, concurrency {w.concurrency}" if w.closed_loop else f"{w.rate:g}/s {w.schedule}"
+    if w.kind == "pipeline":
+        # What shapes a pipeline's figures: its relays and appliers, not producers/consumers.
+        p = w.pipeline
+        relay = "dual write" if p.relay == "dual_write" else "outbox"
+        guard = "no guard" if p.idempotency == "none" else "guard"
+        crash = f", relay crash at {format_duration(p.crash_at)}" if p.crash_at is not None else ""
+        return (
+            f"{load} commands, {w.producers} writer group(s) → {relay}, {p.relays} relay(s) → "
+            f"{w.consumers} consumer(s) → {p.appliers} applier(s), {guard}{crash} on "
+            f"{w.workers} worker(s), warmup {format_duration(meta.warmup)}, measure "
+            f"{format_duration(meta.duration)}"
+        )
     return (
         f"{load}, {w.producers}p/{w.consumers}c on {w.workers} worker(s), "
         f"warmup {format_duration(meta.warmup)}, measure {format_duration(meta.duration)}"

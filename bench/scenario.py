@@ -356,12 +356,25 @@ class Workload(_Model):
         return value
 
     @model_validator(mode="after")
+    def _pipeline_options_need_a_pipeline(self) -> Workload:
+        # [workload.pipeline] on another kind would be ignored, and the run would not be the
+        # one the file describes. (Compared with the defaults, not the fields set: a dumped
+        # scenario, as the points and the Locust wire rebuild it, carries the defaults.)
+        if self.kind != "pipeline" and self.pipeline != PipelineOptions():
+            raise ValueError(
+                f"pipeline: this table configures a pipeline, and kind is "
+                f'{self.kind!r}: set kind = "pipeline", or remove the table'
+            )
+        return self
+
+    @model_validator(mode="after")
     def _roles_fit(self) -> Workload:
         if not self.consumer_workers:
             return self
         if self.kind != "stream":
             raise ValueError(
-                "consumer_workers: a store workload has no consumers; give workers as a number"
+                f"workers: a {self.kind} workload has no consuming-only workers; give "
+                "workers as a number"
             )
         if self.consumer_workers >= self.workers:
             raise ValueError(
@@ -751,7 +764,14 @@ def _scenario_error(exc: ValidationError, source: str, prefix: str = "") -> Scen
     elif first["type"] == "missing":
         message = "is required"
     message = message.removeprefix("Value error, ")
-    if "input" in first and first["type"] not in ("missing", "extra_forbidden"):
+    named = re.match(r"([a-z_]+): (.+)", message, re.S)
+    if not (named and isinstance(first.get("input"), dict) and named[1] in first["input"]):
+        named = None
+    if named:
+        # A table's own check names one of its fields: point the user at that field.
+        field = ".".join(filter(None, [field, named[1]]))
+        message = named[2]
+    if "input" in first and not named and first["type"] not in ("missing", "extra_forbidden"):
         rejected = first["input"]
         if shows_input([*(prefix.split(".") if prefix else []), *loc]):
             shown = repr(redact(rejected))

@@ -524,6 +524,10 @@ def probe_line(probe: Probe, store: bool = False) -> str:
     lat = e2e if e2e.get("p99") is not None and not store else response
     name = "e2e" if lat is e2e else "resp"
     done = "ran" if store else "acked"
+    visible = probe.latency_us.get("visible") or {}
+    if visible.get("p99") is not None:
+        # A pipeline probe: rated by what reached the read model, judged on visible.
+        lat, name, done = visible, "visible", "applied"
     text = (
         f"  {probe.index:2d} {probe.phase:<7} {what:>16}  {done} {probe.achieved_per_s:9,.0f}/s  "
         f"{name} p50 {format_latency_us(lat.get('p50')):>8} "

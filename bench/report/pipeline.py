@@ -129,6 +129,15 @@ def _count(value: Any) -> str:
     return format_count(int(value)) if isinstance(value, int | float) else "-"
 
 
+def checked_count(invariants: dict[str, Any], key: str) -> int | None:
+    """A count the invariant check made (never applied, applied twice, ...); None when the
+    check was not made (an interrupted point): shown as "-", never as a clean 0."""
+    value = invariants.get(key)
+    if not invariants.get("checked") or not isinstance(value, int | float):
+        return None
+    return int(value)
+
+
 def differing_text(invariants: dict[str, Any]) -> str:
     """Aggregates whose read-model row differs from the fold of the store, of those checked."""
     checked = invariants.get("aggregates_checked")
@@ -163,20 +172,20 @@ def pipeline_frame(points: Iterable[Point]) -> pd.DataFrame:
         row.update(
             {
                 "applied/s": format_rate(float(pipeline.get("applied_per_s") or 0.0)),
-                "never applied": _count(invariants.get("never_applied")),
+                "never applied": _count(checked_count(invariants, "never_applied")),
                 "dup applied/skipped": (
                     f"{_count(totals.get('duplicates_applied', 0))}/"
                     f"{_count(totals.get('duplicates_skipped', 0))}"
                 ),
-                "applied twice": _count(invariants.get("applied_twice")),
+                "applied twice": _count(checked_count(invariants, "applied_twice")),
                 "republished": _count(totals.get("republished", 0)),
                 "deduplicated by the broker": _count(totals.get("broker_deduplicated", 0)),
                 "not published": _count(totals.get("not_published", 0)),
                 "out of order": _count(totals.get("out_of_order", 0)),
-                "applied not committed": _count(invariants.get("applied_not_committed")),
+                "applied not committed": _count(checked_count(invariants, "applied_not_committed")),
                 "read model ≠ fold": differing_text(invariants),
                 "outbox peak": _count((pipeline.get("outbox_backlog") or {}).get("peak")),
-                "outbox left": _count(invariants.get("outbox_pending")),
+                "outbox left": _count(checked_count(invariants, "outbox_pending")),
                 "read-your-writes": read_your_writes_text(pipeline),
                 "drained": "yes" if pipeline.get("drained") else "NO",
                 "invariants": invariants_text(s),

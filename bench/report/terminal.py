@@ -176,7 +176,7 @@ def pipeline_table(summaries: list[dict[str, Any]], title: str | None = None) ->
         ("apply p99", "right"),
         ("applied/s", "right"),
         ("never applied", "right"),
-        ("dup applied/skipped", "right"),
+        ("dup applied / skipped", "right"),
         ("not published", "right"),
         ("status", "left"),
     ):
@@ -190,7 +190,9 @@ def pipeline_table(summaries: list[dict[str, Any]], title: str | None = None) ->
         words = pipeline_words.invariants_text(s)
         colour = "green" if words == "hold" else "yellow" if words == "not checked" else "red"
 
-        def red(count: int) -> str:
+        def red(count: int | None) -> str:
+            if count is None:
+                return "-"  # not checked (an interrupted point): never a clean 0
             return f"[red]{format_count(count)}[/]" if count else "0"
 
         dup_applied = int(totals.get("duplicates_applied") or 0)
@@ -208,7 +210,7 @@ def pipeline_table(summaries: list[dict[str, Any]], title: str | None = None) ->
             f"[{colour}]{escape(words)}[/]",
             *(_lat(s, stage, "p99") for stage in pipeline_words.HOPS),
             format_rate(pipeline.get("applied_per_s") or 0.0),
-            red(int(invariants.get("never_applied") or 0)),
+            red(pipeline_words.checked_count(invariants, "never_applied")),
             dup_text,
             red(int(totals.get("not_published") or 0)),
             _flags(s, reasons=False),

@@ -223,6 +223,10 @@ def _store_cells(summary: dict[str, Any]) -> tuple[str, str]:
     return abandoned_text, inv_text
 
 
+def _shown(count: int | None) -> str:
+    return "-" if count is None else format_count(count)
+
+
 def _pipeline_cells(summary: dict[str, Any]) -> dict[str, str]:
     """A pipeline's counts behind its invariants; "-" for any other point."""
     if not pipeline_words.is_pipeline(summary):
@@ -230,8 +234,8 @@ def _pipeline_cells(summary: dict[str, Any]) -> dict[str, str]:
     invariants = summary["pipeline"].get("invariants") or {}
     differing = invariants.get("aggregates_differing")
     return {
-        "never applied": format_count(int(invariants.get("never_applied") or 0)),
-        "applied twice": format_count(int(invariants.get("applied_twice") or 0)),
+        "never applied": _shown(pipeline_words.checked_count(invariants, "never_applied")),
+        "applied twice": _shown(pipeline_words.checked_count(invariants, "applied_twice")),
         # "0 of 200" is no finding: shown only when some aggregate differs.
         "read model ≠ fold": pipeline_words.differing_text(invariants) if differing else "-",
     }

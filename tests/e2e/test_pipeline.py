@@ -238,6 +238,20 @@ def test_a_table_of_broker_to_store_gives_each_broker_its_own_store() -> None:
     assert caught.value.field == "workload.pipeline.store.broker"
 
 
+def test_pipeline_options_on_another_kind_are_refused_not_ignored() -> None:
+    # The table would be ignored, and the run would not be the one the file describes.
+    raw = scenario({"relays": 3})
+    raw["workload"]["kind"] = "stream"
+    with pytest.raises(ScenarioError) as caught:
+        scenario_from_dict(raw, "pl.toml")
+    assert caught.value.field == "workload.pipeline"
+    assert 'set kind = "pipeline"' in str(caught.value)
+    # An empty (default) table on a stream scenario is no change: it still expands.
+    raw["workload"]["pipeline"] = {}
+    (point,) = expand(scenario_from_dict(raw, "pl.toml"))
+    assert point.workload.kind == "stream"
+
+
 def test_a_stage_slo_is_judged_and_refused_outside_a_pipeline(tmp_path: Path) -> None:
     raw = scenario()
     raw["slo"] = {"visible.p99": "1us"}

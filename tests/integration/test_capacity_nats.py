@@ -45,7 +45,12 @@ def test_find_max_on_nats_is_bounded_and_agrees_with_a_fixed_rate_run(tmp_path, 
     path = scenario(tmp_path, nats_url)
     search, _ = bounded_find_max(path, tmp_path / "search")
     assert search["server"]["product"] == "NATS Server"
-    assert search["max_rate_per_s"] > 100
+    # Far under what NATS takes here (thousands/s): the probes say why if it ever is not.
+    probes = [
+        (p["phase"], p["rate_per_s"], p["achieved_per_s"], p["verdict"], p["latency_us"]["e2e"])
+        for p in search["probes"]
+    ]
+    assert search["max_rate_per_s"] > 100, probes
     # A single run's p99 at the very edge of the SLO gets twice the SLO; a rate past the knee
     # is far over.
     criteria = Criteria(slo_us={"e2e.p99": 2 * SLO_P99_US})

@@ -96,4 +96,5 @@ def test_a_store_workload_cannot_split_roles(tmp_path):
     store = NATS.replace("[workload]", '[workload]\nkind = "store"')
     with pytest.raises(ScenarioError) as info:
         _load(tmp_path, "workers = { producers = 1, consumers = 1 }", store)
-    assert "store workload has no consumers" in str(info.value)
+    assert "store workload has no consuming-only workers" in str(info.value)
+    assert info.value.field == "workload.workers"

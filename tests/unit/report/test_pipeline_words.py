@@ -89,3 +89,28 @@ def test_the_pipeline_metrics_read_the_summary() -> None:
     assert metric("visible.p99").value(summary) == 1500.0
     # A stream point has none of them: compare and check skip what neither side has.
     assert metric("pipeline.never_applied").value({"kind": "stream"}) is None
+
+
+def test_counts_of_a_check_not_made_read_dash_never_a_clean_zero() -> None:
+    from rich.console import Console
+
+    from bench.report.terminal import pipeline_table
+    from bench.report.verdicts import _pipeline_cells
+
+    # An interrupted point: the check never ran, and its counts were never counted.
+    interrupted = _with(checked=False, ok=False)
+    assert _pipeline_cells(interrupted)["never applied"] == "-"
+    assert _pipeline_cells(interrupted)["applied twice"] == "-"
+    assert _pipeline_cells(HELD)["never applied"] == "0"
+    console = Console(width=400, record=True)
+    console.print(pipeline_table([{**interrupted, "target": "memory"}]))
+    lines = console.export_text().splitlines()
+    row = next(line for line in lines if "memory" in line)
+    cells = [cell.strip() for cell in row.split("│")]
+    header = next(line for line in lines if "never applied" in line)
+    column = [cell.strip() for cell in header.split("┃")].index("never applied")
+    assert cells[column] == "-"
+    checked = Console(width=400, record=True)
+    checked.print(pipeline_table([{**_with(never_applied=3), "target": "memory"}]))
+    row = next(line for line in checked.export_text().splitlines() if "memory" in line)
+    assert [cell.strip() for cell in row.split("│")][column] == "3"
