@@ -13,8 +13,8 @@ SHIPPED = Path(__file__).resolve().parent / "scenarios"
 
 
 def shipped_scenarios() -> list[Path]:
-    """Every example scenario file, by name."""
-    return sorted(SHIPPED.glob("*.toml"))
+    """Every example scenario file, its folder's (failures/…) included."""
+    return sorted(SHIPPED.rglob("*.toml"))
 
 
 def scenario_path(relative: Path) -> Path:
@@ -38,7 +38,8 @@ def copy_examples(folder: Path) -> list[Path]:
         )
     if folder.exists() and not folder.is_dir():
         raise ScenarioError(str(folder), None, "is a file, not a folder")
-    taken = [folder / source.name for source in sources if (folder / source.name).exists()]
+    relative = [source.relative_to(SHIPPED) for source in sources]
+    taken = [folder / name for name in relative if (folder / name).exists()]
     if taken:
         more = f" (and {len(taken) - 1} more)" if len(taken) > 1 else ""
         raise ScenarioError(
@@ -49,8 +50,9 @@ def copy_examples(folder: Path) -> list[Path]:
         )
     folder.mkdir(parents=True, exist_ok=True)
     copied = []
-    for source in sources:
-        target = folder / source.name
+    for source, name in zip(sources, relative, strict=True):
+        target = folder / name
+        target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, target)
         copied.append(target)
     return copied

@@ -39,7 +39,7 @@ from pydantic import (
     model_validator,
 )
 
-from bench.drivers.base import DriverConfig, Outbox, driver_kind, load_driver
+from bench.drivers.base import DriverConfig, Outbox, PartitionKey, driver_kind, load_driver
 from bench.errors import DriverNotFound, ScenarioError
 from bench.redaction import MASK, redact, redact_text, shows_input
 from bench.units import Duration, format_duration, parse_duration_s
@@ -240,6 +240,11 @@ class Workload(_Model):
     consumer_workers: int = Field(default=0, ge=0, le=255)
     max_in_flight: int = Field(default=64, ge=1, le=1_000_000)
     partitions: int = Field(default=8, ge=1, le=100_000)
+    # What producers partition by: "aggregate" keeps each aggregate's events in one partition
+    # (per-key order); "none" sends no key (round robin, as a misconfigured producer does) and
+    # "event_id" keys by the event: both spread an aggregate over partitions (issue 18's
+    # order-inversion failure, counted by the audit and the order projection).
+    partition_key: PartitionKey = "aggregate"
     send_timeout: Duration = 30.0
     # Wake each send exactly on its intended time by busy-waiting its last 100 µs. "auto": on
     # while a worker paces at most EXACT_PACING_MAX_RATE events/s (it costs up to ~100 µs of
@@ -364,6 +369,15 @@ class Workload(_Model):
             raise ValueError(
                 f"pipeline: this table configures a pipeline, and kind is "
                 f'{self.kind!r}: set kind = "pipeline", or remove the table'
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _partition_key_needs_a_broker(self) -> Workload:
+        if self.kind == "store" and self.partition_key != "aggregate":
+            raise ValueError(
+                "partition_key: a store workload publishes nothing; it applies to stream and "
+                "pipeline workloads"
             )
         return self
 

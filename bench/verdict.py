@@ -116,6 +116,20 @@ def error_rate(summary: dict[str, Any]) -> tuple[float | None, int, int]:
     return failed / scheduled, failed, scheduled
 
 
+def projection_text(audit: dict[str, Any]) -> str:
+    """The order projection's failures in words: how many events arrived before the state they
+    need, over how many aggregates, and how many never got it."""
+    failures = int(audit.get("projection_failures") or 0)
+    keys = int(audit.get("keys_projection_failed") or 0)
+    stuck = int(audit.get("projection_stuck") or 0)
+    text = format_count(failures)
+    if keys:
+        text += f" over {format_count(keys)} aggregate{'s' if keys != 1 else ''}"
+    if stuck:
+        text += f", {format_count(stuck)} never applied (their state never came)"
+    return text
+
+
 def judge(summary: dict[str, Any], rules: dict[str, Any] | None = None) -> Verdict:
     """The verdict of one point's summary, under the scenario's ``[verdict]`` rules."""
     rules = rules or {}
@@ -141,6 +155,9 @@ def judge(summary: dict[str, Any], rules: dict[str, Any] | None = None) -> Verdi
             f"reordered {format_count(reordered)}"
             + (f" over {format_count(keys)} keys" if keys else "")
         )
+    failures = int(audit.get("projection_failures") or 0)
+    if failures and not rules.get("allow_reordering", False):
+        verdict.fail(f"projection failures {projection_text(audit)}")
     if store is not None:
         invariants = store.get("invariants") or {}
         for violation in (invariants.get("violations") or [])[:3]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import itertools
 import sys
 import zlib
 from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
@@ -126,6 +127,37 @@ def partition_of(key: str, partitions: int) -> int:
     return zlib.crc32(key.encode()) % partitions
 
 
+# What a producer partitions by (the workload's ``partition_key``): the aggregate (each
+# aggregate's events in one partition, in order), the event id, or nothing at all (no key: the
+# misconfigured producer whose events of one aggregate spread over every partition).
+PartitionKey = Literal["aggregate", "none", "event_id"]
+
+# The aggregate travels in this header when it is not the record's key (Kafka), so that the
+# consumer's audit and projection still know whose event it is.
+H_AGGREGATE = "aggregate-id"
+
+
+def partition_chooser(mode: str, partitions: int) -> Callable[[Message], int]:
+    """The partition of each message, for drivers that pick it themselves (NATS subjects,
+    RabbitMQ queues, the memory broker): by the aggregate's crc32, by the event id's, or round
+    robin over the partitions (per chooser: one per producer, as a client's own partitioner)."""
+    partitions = max(1, partitions)
+    if mode == "event_id":
+        return lambda msg: zlib.crc32(msg.event_id.encode()) % partitions
+    if mode == "none":
+        turn = itertools.cycle(range(partitions)).__next__
+        return lambda msg: turn()
+    cache: dict[str, int] = {}
+
+    def by_aggregate(msg: Message) -> int:
+        index = cache.get(msg.key)
+        if index is None:
+            index = cache[msg.key] = zlib.crc32(msg.key.encode()) % partitions
+        return index
+
+    return by_aggregate
+
+
 def assigned_partitions(consumer_id: int, consumers: int, partitions: int) -> list[int]:
     """The partitions consumer ``consumer_id`` of ``consumers`` reads; each gets >= 1 reader.
 
@@ -166,6 +198,7 @@ class Topology:
     producers: int
     consumers: int
     consumer_group: str
+    partition_key: str = "aggregate"  # PartitionKey: what producers partition by
 
 
 @dataclass(slots=True)

@@ -56,6 +56,7 @@ from bench.drivers.base import (
     StoredEvent,
     StoredIds,
     Topology,
+    partition_chooser,
     partition_of,
 )
 from bench.errors import DriverError
@@ -151,19 +152,30 @@ RECONNECT_S = 0.1  # how long a dropped client takes to reconnect (the disconnec
 
 
 class MemoryProducer:
-    def __init__(self, driver: MemoryDriver, topic: _Topic) -> None:
+    def __init__(self, driver: MemoryDriver, topic: _Topic, partition_key: str) -> None:
         self._driver = driver
         self._topic = topic
+        # Not by aggregate: this producer's own partitioner (round robin, or the event id's).
+        self._choose = (
+            None
+            if partition_key == "aggregate"
+            else partition_chooser(partition_key, topic.partition_count)
+        )
 
     async def send(self, msg: Message) -> None:
         driver = self._driver
         topic = self._topic
+        choose = self._choose
         if driver.plain and driver.fault is None and not driver.admit_waiting:
             # The hand-off alone (no delay, loss, duplication, client cost or fault): what
             # commit() does, unrolled, unless a partition is full.
-            parts = topic.routes.get(msg.key)
-            if parts is None:
-                parts = topic.route(msg.key)
+            if choose is None:
+                parts = topic.routes.get(msg.key)
+                if parts is None:
+                    parts = topic.route(msg.key)
+            else:
+                index = choose(msg)
+                parts = [group.partitions[index] for group in topic.groups.values()]
             limit = driver.max_backlog
             for part in parts:
                 if len(part.queue) >= limit:
@@ -181,7 +193,7 @@ class MemoryProducer:
             busy_until = time.perf_counter_ns() + driver.client_cost_ns
             while time.perf_counter_ns() < busy_until:
                 pass
-        partition = topic.partition_of(msg.key)
+        partition = topic.partition_of(msg.key) if choose is None else choose(msg)
         for group in topic.groups.values():
             part = group.partitions[partition]
             while len(part.queue) >= driver.config.max_backlog:
@@ -340,7 +352,7 @@ class MemoryDriver:
         return topic
 
     async def producer(self, topology: Topology, producer_id: int) -> MemoryProducer:
-        return MemoryProducer(self, self._topic(topology))
+        return MemoryProducer(self, self._topic(topology), topology.partition_key)
 
     async def consumer(
         self, topology: Topology, consumer_id: int, on_message: OnMessage

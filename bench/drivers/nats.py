@@ -84,7 +84,7 @@ from bench.drivers.base import (
     StoredIds,
     Topology,
     assigned_partitions,
-    partition_of,
+    partition_chooser,
 )
 from bench.drivers.nats_publish import H_MSG_ID, AckWindow, NoStreamError, PubAckError
 from bench.drivers.nats_pull import PullReader
@@ -342,6 +342,7 @@ class NatsProducer:
         self._partitions = max(1, topology.partitions)
         # The partition subjects, made once: a send only indexes them.
         self._subjects = [f"{self._prefix}.{p}" for p in range(self._partitions)]
+        self._partition = partition_chooser(topology.partition_key, self._partitions)
         self._js: JetStreamContext = driver.client.jetstream(timeout=self._config.publish_timeout)
         self._window = AckWindow(
             driver.client, self._config.publish_window, self._config.publish_timeout
@@ -355,7 +356,7 @@ class NatsProducer:
             await self._window.start()
 
     async def send(self, msg: Message) -> None:
-        subject = self._subjects[partition_of(msg.key, self._partitions)]
+        subject = self._subjects[self._partition(msg)]
         body = encode_body(msg)
         # Nats-Msg-Id is the event id, for JetStream's dedup; the consumer reads the event id
         # from the body like everything else.

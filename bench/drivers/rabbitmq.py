@@ -446,7 +446,9 @@ class RabbitMQDriver:
                 f"rabbitmq: exchange {topology.name!r} missing ({type(exc).__name__}); "
                 "prepare() must run before producers start"
             ) from None
-        return RabbitMQProducer(self, channel, topology.name, self.queue_count(topology))
+        return RabbitMQProducer(
+            self, channel, topology.name, self.queue_count(topology), topology.partition_key
+        )
 
     async def consumer(
         self, topology: Topology, consumer_id: int, on_message: OnMessage

@@ -53,7 +53,7 @@ from bench.drivers.base import (
     OnMessage,
     message_from_headers,
     message_headers,
-    partition_of,
+    partition_chooser,
 )
 from bench.errors import DriverError
 
@@ -156,6 +156,7 @@ class RabbitMQProducer:
         channel: aio_pika.abc.AbstractRobustChannel,
         topology_name: str,
         queues: int,
+        partition_key: str = "aggregate",
     ) -> None:
         self._driver = driver
         self._config = driver.config
@@ -163,6 +164,7 @@ class RabbitMQProducer:
         self._exchange = topology_name
         self._queues = queues
         self._routing_keys = [f"{topology_name}.{q}" for q in range(queues)]
+        self._queue_of = partition_chooser(partition_key, queues)
         self._window = asyncio.Semaphore(driver.config.confirm_window)
         self._delivery_mode = PERSISTENT if driver.config.persistent else NOT_PERSISTENT
         self._timeout = driver.config.publish_timeout
@@ -180,7 +182,7 @@ class RabbitMQProducer:
             msg.correlation_id,
             msg.event_type,
         )
-        routing_key = self._routing_keys[partition_of(msg.key, self._queues)]
+        routing_key = self._routing_keys[self._queue_of(msg)]
         async with self._window:
             self.inflight += 1
             if self.inflight > self.inflight_peak:

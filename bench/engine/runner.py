@@ -112,6 +112,7 @@ class PointRunner:
             producers=self.workload.producers,
             consumers=self.workload.consumers,
             consumer_group=f"{name}-g",
+            partition_key=self.workload.partition_key,
         )
 
     def _specs(self, topology: Topology, in_process: bool) -> list[WorkerSpec]:
@@ -145,6 +146,7 @@ class PointRunner:
                     producers=len(producer_ids[i]),
                     consumers=len(consumer_ids[i]),
                     consumer_group=topology.consumer_group,
+                    partition_key=topology.partition_key,
                 )
             specs.append(
                 WorkerSpec(

@@ -108,6 +108,8 @@ def summarize(facts: PointFacts) -> dict[str, Any]:
     producers = [p for f in finals for p in f["producers"]]
     consumers = [f["consumers"] for f in finals]
     audit = audit_mod.merge(producers, consumers, key_namer(w))
+    if w.kind == "stream":
+        audit_mod.add_projection(audit, [f["projection"] for f in finals if f.get("projection")])
     worker_losses = [f["loss"] for f in finals if f.get("loss")]
     loss = facts.loss or (reread.combine_losses(worker_losses) if worker_losses else None)
     fault_rows = fault_figures.summarize(
@@ -212,6 +214,7 @@ def summarize(facts: PointFacts) -> dict[str, Any]:
             "max_in_flight": w.max_in_flight,
             "concurrency": w.concurrency,
             "partitions": w.partitions,
+            "partition_key": w.partition_key,
             "exact_pacing": w.pacing_is_exact(),
             "duration_s": duration,
             "warmup_s": meta.warmup,

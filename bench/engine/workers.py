@@ -1011,6 +1011,10 @@ class Worker:
                     "timeline": self._timeline_export() if self.spec.timeline else None,
                     "loss": loss,
                     "pipeline": self._pipeline_export(),
+                    # The order projection over what this worker's consumers received.
+                    "projection": (
+                        self.consumer_ledger.projection() if self.spec.consumer_ids else None
+                    ),
                 },
             )
         )

@@ -52,9 +52,27 @@ class ProducerLedger:
 
 
 class ConsumerLedger:
-    """What the consumers of one worker received, per producer."""
+    """What the consumers of one worker received, per producer.
 
-    __slots__ = ("last_key_seq", "received", "reordered", "reordered_by_key", "reordered_seqs")
+    Beside the audit it runs the order projection every order-dependent read model is: an
+    aggregate's event N can only be applied to the state event N-1 left (OrderConfirmed needs
+    the OrderPlaced order, OrderShipped the confirmed one). An event that arrives before the
+    state it needs is a **projection failure**: counted, and parked until its predecessor
+    comes (as a projection that retries it would). One still parked at the end never found its
+    state here: **stuck** (its predecessor was lost, or went to another worker's consumer).
+    """
+
+    __slots__ = (
+        "applied",
+        "last_key_seq",
+        "parked",
+        "projection_failed_keys",
+        "projection_failures",
+        "received",
+        "reordered",
+        "reordered_by_key",
+        "reordered_seqs",
+    )
 
     def __init__(self) -> None:
         self.received: dict[int, bytearray] = {}
@@ -62,6 +80,12 @@ class ConsumerLedger:
         self.reordered = 0
         self.reordered_by_key: dict[tuple[int, str], int] = {}
         self.reordered_seqs: list[tuple[int, int]] = []  # (producer, seq), for segment audits
+        # The order projection, per (producer, key): the last key_seq applied, and the events
+        # parked ahead of it.
+        self.applied: dict[tuple[int, str], int] = {}
+        self.parked: dict[tuple[int, str], set[int]] = {}
+        self.projection_failures = 0
+        self.projection_failed_keys: set[tuple[int, str]] = set()
 
     def record(self, producer_id: int, seq: int, key: str, key_seq: int) -> bool:
         """Register one delivery; True if it is the first delivery of that message here."""
@@ -85,7 +109,40 @@ class ConsumerLedger:
                 self.reordered_seqs.append((producer_id, seq))
         else:
             self.last_key_seq[pk] = key_seq
+        applied = self.applied.get(pk, 0)
+        if key_seq == applied + 1:
+            self.applied[pk] = key_seq
+            if pk in self.parked:
+                self._unpark(pk, key_seq)
+        elif key_seq > applied:
+            # Ahead of the state it needs: the projection cannot apply it yet.
+            self.projection_failures += 1
+            self.projection_failed_keys.add(pk)
+            parked = self.parked.get(pk)
+            if parked is None:
+                parked = self.parked[pk] = set()
+            parked.add(key_seq)
         return True
+
+    def _unpark(self, pk: tuple[int, str], applied: int) -> None:
+        """The state an event waited for is there: apply what waited behind it, in order."""
+        parked = self.parked[pk]
+        while applied + 1 in parked:
+            applied += 1
+            parked.discard(applied)
+        self.applied[pk] = applied
+        if not parked:
+            del self.parked[pk]
+
+    def projection(self) -> dict[str, int]:
+        """The order projection's counts: failures (events that arrived before the state they
+        need), the aggregates they hit, and those still stuck at the end."""
+        return {
+            "failures": self.projection_failures,
+            "keys": len(self.projection_failed_keys),
+            "stuck": sum(len(parked) for parked in self.parked.values()),
+            "keys_stuck": len(self.parked),
+        }
 
     def export(self) -> tuple[dict[int, bytes], int, dict[str, int]]:
         by_key = {f"{p}/{k}": n for (p, k), n in self.reordered_by_key.items()}
@@ -107,6 +164,10 @@ class AuditResult:
     keys_with_loss: int = 0
     keys_with_duplicates: int = 0
     keys_reordered: int = 0
+    # The order projection (ConsumerLedger): None where no stream consumer ran one.
+    projection_failures: int | None = None
+    keys_projection_failed: int | None = None
+    projection_stuck: int | None = None
     worst_keys: list[dict[str, object]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, object]:
@@ -114,7 +175,23 @@ class AuditResult:
 
     @property
     def clean(self) -> bool:
-        return not (self.lost or self.duplicated or self.reordered or self.unknown_received)
+        return not (
+            self.lost
+            or self.duplicated
+            or self.reordered
+            or self.unknown_received
+            or self.projection_failures
+        )
+
+
+def add_projection(result: AuditResult, projections: list[dict[str, int]]) -> None:
+    """Every worker's order projection into the point's audit (each worker's consumers are one
+    projection instance, with the read model of the aggregates they received)."""
+    if not projections:
+        return
+    result.projection_failures = sum(p["failures"] for p in projections)
+    result.keys_projection_failed = sum(p["keys"] for p in projections)
+    result.projection_stuck = sum(p["stuck"] for p in projections)
 
 
 def merge(

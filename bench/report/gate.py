@@ -54,6 +54,7 @@ GATE_METRICS = (
     "audit.lost",
     "audit.duplicated",
     "audit.reordered",
+    "audit.projection_failures",
     # A pipeline's projection and invariants (its visible latency is gated as e2e, which is
     # the same histogram; a stream point has none of these, and a metric neither side has is
     # not compared).

@@ -146,6 +146,13 @@ def _build_registry() -> dict[str, Metric]:
         ),
         Metric("audit.reordered", "reordered", "count", False, _path_getter("audit", "reordered")),
         Metric(
+            "audit.projection_failures",
+            "projection failures",
+            "count",
+            False,
+            _path_getter("audit", "projection_failures"),
+        ),
+        Metric(
             "throughput.skipped", "skipped", "count", False, _path_getter("throughput", "skipped")
         ),
         # A pipeline's projection and its invariants (engine/summary.py pipeline_summary).
@@ -183,6 +190,7 @@ ALIASES = {
     "lost": "audit.lost",
     "duplicated": "audit.duplicated",
     "reordered": "audit.reordered",
+    "projection_failures": "audit.projection_failures",
     "skipped": "throughput.skipped",
     "applied_per_s": "pipeline.applied_per_s",
     "never_applied": "pipeline.never_applied",
@@ -209,6 +217,7 @@ COMPARE_METRICS = (
     "audit.lost",
     "audit.duplicated",
     "audit.reordered",
+    "audit.projection_failures",
     # A pipeline's: shown only for points that have them (compare skips a metric neither
     # side has).
     "visible.p50",
@@ -728,6 +737,13 @@ def summary_frame(points: Iterable[Point]) -> pd.DataFrame:
                 "lost": int(audit.get("lost") or 0),
                 "duplicated": int(audit.get("duplicated") or 0),
                 "reordered": int(audit.get("reordered") or 0),
+                # The order projection's early arrivals ("-": not run, as in a pipeline, whose
+                # own checks are in its section).
+                "projection failures": (
+                    "-"
+                    if audit.get("projection_failures") is None
+                    else int(audit["projection_failures"])
+                ),
                 "skipped": int(throughput.get("skipped") or 0),
                 "invariants": invariants_text(s),
                 "client_bound": "yes" if s.get("client_bound") else "no",

@@ -44,6 +44,25 @@ def _flags(summary: dict[str, Any], reasons: bool = True) -> str:
     return text + (f" ({', '.join(flags)})" if flags else "")
 
 
+def _projection_shown(summary: dict[str, Any]) -> bool:
+    audit = summary.get("audit") or {}
+    workload = summary.get("workload") or {}
+    return bool(audit.get("projection_failures")) or (
+        audit.get("projection_failures") is not None
+        and workload.get("partition_key", "aggregate") != "aggregate"
+    )
+
+
+def _projection_cell(audit: dict[str, Any]) -> str:
+    failures = audit.get("projection_failures")
+    if failures is None:
+        return "-"
+    if not failures:
+        return "0"
+    keys = int(audit.get("keys_projection_failed") or 0)
+    return f"[red]{format_count(failures)}[/] ({format_count(keys)} aggs)"
+
+
 def summary_table(summaries: list[dict[str, Any]], title: str | None = None) -> Table:
     table = Table(title=title, header_style="bold", show_lines=False)
     table.add_column("target")
@@ -58,6 +77,11 @@ def summary_table(summaries: list[dict[str, Any]], title: str | None = None) -> 
     table.add_column("e2e p99", justify="right")
     table.add_column("e2e max", justify="right")
     table.add_column("lost/dup/reord", justify="right")
+    # The order projection's failures: shown where a point ran it off the aggregate key, or
+    # where it failed (a 0 on every ordinary point is no finding).
+    projection = any(_projection_shown(s) for s in summaries)
+    if projection:
+        table.add_column("proj. failures", justify="right")
     table.add_column("errors", justify="right")
     table.add_column("status")
     for s in summaries:
@@ -74,6 +98,7 @@ def summary_table(summaries: list[dict[str, Any]], title: str | None = None) -> 
         params = s.get("params") or {}
         point = " ".join(f"{k.split('.')[-1]}={v}" for k, v in params.items()) or s.get("mode", "")
         errors = s.get("errors", {}).get("total", 0)
+        extra = [_projection_cell(audit)] if projection else []
         table.add_row(
             s.get("target", "?"),
             point,
@@ -87,6 +112,7 @@ def summary_table(summaries: list[dict[str, Any]], title: str | None = None) -> 
             _lat(s, "e2e", "p99"),
             _lat(s, "e2e", "max"),
             audit_text,
+            *extra,
             f"[red]{format_count(errors)}[/]" if errors else "0",
             _flags(s),
         )

@@ -23,6 +23,7 @@ from bench.verdict import (
     INCONCLUSIVE,
     PASS,
     error_rate,
+    projection_text,
     samples_needed,
     verdict_of,
     verdict_text,
@@ -267,6 +268,9 @@ def verdict_frame(points: Iterable[Point]) -> pd.DataFrame:
                 "lost": _lost_cell(audit),
                 "duplicated": format_count(int(audit.get("duplicated") or 0)),
                 "reordered": _reordered_cell(audit),
+                "projection failures": (
+                    projection_text(audit) if audit.get("projection_failures") else "-"
+                ),
                 "abandoned": abandoned,
                 "invariants": invariants,
                 **_pipeline_cells(s),

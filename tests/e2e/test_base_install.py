@@ -146,9 +146,10 @@ def test_init_copies_the_example_scenarios_and_never_overwrites(tmp_path, capsys
     code, out, _ = run_bench_captured(["init", str(folder)], capsys)
     assert code == 0
     assert f"copied {len(shipped_scenarios())} example scenarios" in out
-    names = sorted(p.name for p in folder.iterdir())
-    assert names == sorted(p.name for p in shipped_scenarios())
+    names = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.toml"))
+    assert names == sorted(p.relative_to(SHIPPED).as_posix() for p in shipped_scenarios())
     assert "quickstart.toml" in names and "brokers.toml" in names
+    assert "failures/order_inversion.toml" in names
     for name in names:
         assert (folder / name).read_bytes() == (ROOT / "scenarios" / name).read_bytes()
 
@@ -176,8 +177,9 @@ def test_the_wheel_carries_the_example_scenarios(tmp_path):
     assert built.returncode == 0, built.stderr
     [wheel] = list(tmp_path.glob("eventbench-*.whl"))
     with zipfile.ZipFile(wheel) as archive:
-        for source in (ROOT / "scenarios").glob("*.toml"):
-            assert archive.read(f"bench/scenarios/{source.name}") == source.read_bytes()
+        for source in (ROOT / "scenarios").rglob("*.toml"):
+            name = source.relative_to(ROOT / "scenarios").as_posix()
+            assert archive.read(f"bench/scenarios/{name}") == source.read_bytes()
 
 
 @pytest.mark.slow

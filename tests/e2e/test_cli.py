@@ -49,7 +49,7 @@ def test_run_quickstart_prints_a_summary_and_writes_results(tmp_path):
 
 
 def test_validate_accepts_the_shipped_scenarios():
-    result = bench("validate", *[str(p) for p in sorted((ROOT / "scenarios").glob("*.toml"))])
+    result = bench("validate", *[str(p) for p in sorted((ROOT / "scenarios").rglob("*.toml"))])
     assert result.returncode == 0, result.stderr
     assert "ok" in result.stdout
 

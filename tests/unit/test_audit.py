@@ -74,3 +74,43 @@ def test_pending_acks_that_were_received_are_not_loss():
     c.record(0, 0, "k", 1)
     result = merge([producer], [c.export()])
     assert result.lost == 0 and result.unacked_lost == 0 and result.acked == 0
+
+
+def test_the_order_projection_counts_events_that_arrive_before_their_state():
+    ledger = ConsumerLedger()
+    # k0 in order: nothing to count.
+    for seq, key_seq in enumerate((1, 2, 3)):
+        ledger.record(0, seq, "k0", key_seq)
+    # k1: event 3 before 2 (one failure, applied once 2 arrives), then 4 in order.
+    ledger.record(0, 10, "k1", 1)
+    ledger.record(0, 12, "k1", 3)
+    ledger.record(0, 11, "k1", 2)
+    ledger.record(0, 13, "k1", 4)
+    # k2: event 1 never comes (lost, or consumed by another worker): 2 and 3 wait to the end.
+    ledger.record(0, 21, "k2", 2)
+    ledger.record(0, 21, "k2", 2)  # a duplicate delivery is no second failure
+    ledger.record(0, 22, "k2", 3)
+    # The same key from another producer is another aggregate, in order.
+    ledger.record(1, 0, "k1", 1)
+    assert ledger.projection() == {"failures": 3, "keys": 2, "stuck": 2, "keys_stuck": 1}
+    assert ledger.applied[(0, "k1")] == 4 and (0, "k1") not in ledger.parked
+    # The audit's reordered counts late arrivals, the projection early ones: k1's 2 (late)
+    # and k2's none (nothing came after a later one).
+    assert ledger.reordered == 1
+
+
+def test_the_projection_in_the_audit_sums_workers_and_is_unclean():
+    from bench.metrics.audit import add_projection
+
+    producer = _producer(0, [0, 0], [ACK_OK, ACK_OK])
+    first, second = ConsumerLedger(), ConsumerLedger()
+    # An aggregate's two events went to consumers in two workers: the second never finds the
+    # state the first event made (each worker's consumers are one projection instance).
+    first.record(0, 0, "k0", 1)
+    second.record(0, 1, "k0", 2)
+    result = merge([producer], [first.export(), second.export()])
+    assert result.clean and result.projection_failures is None
+    add_projection(result, [first.projection(), second.projection()])
+    assert (result.projection_failures, result.keys_projection_failed) == (1, 1)
+    assert result.projection_stuck == 1
+    assert not result.clean

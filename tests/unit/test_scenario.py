@@ -37,7 +37,7 @@ def _error(tmp_path, text, overrides=None) -> ScenarioError:
 def test_the_shipped_scenarios_are_valid():
     from pathlib import Path
 
-    for path in Path(__file__).resolve().parents[2].joinpath("scenarios").glob("*.toml"):
+    for path in Path(__file__).resolve().parents[2].joinpath("scenarios").rglob("*.toml"):
         scenario = load_scenario(path)
         assert expand(scenario, str(path))
 

@@ -129,3 +129,21 @@ def test_the_verdict_table_takes_a_percentage_or_a_fraction() -> None:
         scenario_from_dict(_scenario({"max_error_rate": "lots"}), "v.toml")
     with pytest.raises(ScenarioError, match="allow_dupes"):
         scenario_from_dict(_scenario({"allow_dupes": True}), "v.toml")
+
+
+def test_projection_failures_fail_the_point_naming_the_aggregates_hit() -> None:
+    audit = {
+        "reordered": 0,
+        "projection_failures": 12,
+        "keys_projection_failed": 5,
+        "projection_stuck": 2,
+    }
+    verdict = judge(_summary(audit=audit))
+    assert verdict.result == "fail"
+    assert verdict.reasons == [
+        "projection failures 12 over 5 aggregates, 2 never applied (their state never came)"
+    ]
+    # A workload that does not care for order says so once, for both counts.
+    assert judge(_summary(audit=audit), {"allow_reordering": True}).result == "pass"
+    # Not run (a pipeline, an older summary): no finding.
+    assert judge(_summary(audit={"projection_failures": None})).result == "pass"

@@ -42,6 +42,7 @@ from confluent_kafka import Producer as RdProducer
 from confluent_kafka import TopicPartition as RdTopicPartition
 
 from bench.drivers.base import (
+    H_AGGREGATE,
     H_CORRELATION,
     H_ENVELOPE,
     H_EVENT_ID,
@@ -219,7 +220,7 @@ async def start_producer(
     if config.transactional:  # the config model refuses this; a guard for direct callers
         raise DriverError("kafka: transactional is not supported with client = 'confluent'")
     loop = asyncio.get_running_loop()
-    producer = ConfluentProducer(config, topology.name, producer_id, loop)
+    producer = ConfluentProducer(config, topology.name, producer_id, loop, topology.partition_key)
     try:
         await asyncio.wait_for(producer.connect(), config.connect_timeout)
     except Exception as exc:
@@ -236,10 +237,16 @@ class ConfluentProducer:
     """One librdkafka producer for one harness producer; any number of sends in flight."""
 
     def __init__(
-        self, config: KafkaConfig, topic: str, producer_id: int, loop: asyncio.AbstractEventLoop
+        self,
+        config: KafkaConfig,
+        topic: str,
+        producer_id: int,
+        loop: asyncio.AbstractEventLoop,
+        partition_key: str = "aggregate",
     ) -> None:
         self._config = config
         self._topic = topic
+        self._partition_key = partition_key
         self._loop = loop
         self._client = RdProducer(
             {
@@ -279,19 +286,23 @@ class ConfluentProducer:
         future: asyncio.Future[None] = self._loop.create_future()
         on_delivery = functools.partial(self._delivered, future)
         headers = record_headers(msg)
+        key: str | None = msg.key
+        if self._partition_key != "aggregate":
+            # Not keyed by the aggregate: by the event id, or no key (librdkafka spreads the
+            # records); the aggregate travels in a header.
+            headers.append((H_AGGREGATE, msg.key))
+            key = msg.event_id if self._partition_key == "event_id" else None
         if self._waiting:
-            await self._produce_in_line(msg, headers, on_delivery)
+            await self._produce_in_line(msg, key, headers, on_delivery)
         else:
             try:
-                self._produce(
-                    self._topic, msg.value, msg.key, headers=headers, on_delivery=on_delivery
-                )
+                self._produce(self._topic, msg.value, key, headers=headers, on_delivery=on_delivery)
             except BufferError:
-                await self._produce_in_line(msg, headers, on_delivery)
+                await self._produce_in_line(msg, key, headers, on_delivery)
         await future
 
     async def _produce_in_line(
-        self, msg: Message, headers: Headers, on_delivery: Callable[..., None]
+        self, msg: Message, key: str | None, headers: Headers, on_delivery: Callable[..., None]
     ) -> None:
         """librdkafka's queue is full: wait for room behind every earlier waiting sender."""
         self._waiting += 1
@@ -302,7 +313,7 @@ class ConfluentProducer:
                         self._produce(
                             self._topic,
                             msg.value,
-                            msg.key,
+                            key,
                             headers=headers,
                             on_delivery=on_delivery,
                         )
@@ -522,11 +533,12 @@ class ConfluentConsumer:
                     errors += 1
                     continue
                 ends[record.partition() or 0] = (record.offset() or 0) + 1
-                key = record.key()
-                if key is None:
-                    continue
                 pairs = cast(list[tuple[str, bytes | None]], record.headers() or ())
                 headers = {name: raw for name, raw in pairs if raw is not None}
+                # Not keyed by the aggregate (partition_key): the aggregate is a header.
+                key = headers.get(H_AGGREGATE) or record.key()
+                if key is None:
+                    continue
                 msg = message_from_headers(
                     key.decode("utf-8", "replace"), record.value() or b"", headers
                 )

@@ -9,7 +9,13 @@ import contextlib
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import ConsumerStoppedError, KafkaError
 
-from bench.drivers.base import DriverContext, OnMessage, Topology, message_from_headers
+from bench.drivers.base import (
+    H_AGGREGATE,
+    DriverContext,
+    OnMessage,
+    Topology,
+    message_from_headers,
+)
 from bench.drivers.kafka.config import KafkaConfig, client_settings, consumer_settings
 from bench.drivers.kafka.failures import no_assignment, reason
 from bench.errors import DriverError
@@ -125,10 +131,13 @@ class KafkaConsumer:
                 continue
             for records in batches.values():
                 for record in records:
-                    if record.key is None:
+                    headers = dict(record.headers)
+                    # Not keyed by the aggregate (partition_key): the aggregate is a header.
+                    key = headers.get(H_AGGREGATE, record.key)
+                    if key is None:
                         continue
                     msg = message_from_headers(
-                        record.key.decode("utf-8", "replace"), record.value, dict(record.headers)
+                        key.decode("utf-8", "replace"), record.value, headers
                     )
                     if msg is not None:
                         deliver(msg)

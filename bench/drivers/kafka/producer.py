@@ -10,7 +10,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner, murmur2
 
-from bench.drivers.base import Message, Topology, message_headers
+from bench.drivers.base import H_AGGREGATE, Message, Topology, message_headers
 from bench.drivers.kafka.config import KafkaConfig, client_settings, producer_settings, where
 from bench.drivers.kafka.failures import reason
 from bench.errors import DriverError
@@ -54,10 +54,14 @@ async def start_producer(
     producer: KafkaProducer | KafkaTransactionalProducer
     if config.transactional:
         producer = KafkaTransactionalProducer(
-            client, topology.name, config.transactional, config.transaction_linger_ms / 1000
+            client,
+            topology.name,
+            config.transactional,
+            config.transaction_linger_ms / 1000,
+            topology.partition_key,
         )
     else:
-        producer = KafkaProducer(client, topology.name)
+        producer = KafkaProducer(client, topology.name, topology.partition_key)
     return producer
 
 
@@ -94,6 +98,17 @@ def record_headers(msg: Message) -> list[tuple[str, bytes]]:
     return [(name, value.encode()) for name, value in message_headers(msg).items()]
 
 
+def keyed_record(msg: Message, partition_key: str) -> tuple[bytes | None, list[tuple[str, bytes]]]:
+    """The record's key and headers: keyed by the aggregate (the client's partitioner keeps
+    each aggregate in one partition), by the event id, or not keyed at all (the client spreads
+    records over partitions). Not keyed by the aggregate, the aggregate travels in a header."""
+    headers = record_headers(msg)
+    if partition_key == "aggregate":
+        return msg.key.encode(), headers
+    headers.append((H_AGGREGATE, msg.key.encode()))
+    return (msg.event_id.encode() if partition_key == "event_id" else None), headers
+
+
 class KafkaProducer:
     """One aiokafka producer for one harness producer; any number of sends in flight.
 
@@ -106,19 +121,21 @@ class KafkaProducer:
     acquire does not suspend, so the lock costs nothing while batches have room.
     """
 
-    def __init__(self, producer: AIOKafkaProducer, topic: str) -> None:
+    def __init__(
+        self, producer: AIOKafkaProducer, topic: str, partition_key: str = "aggregate"
+    ) -> None:
         self._producer = producer
         self._topic = topic
+        self._partition_key = partition_key
         self._append = asyncio.Lock()
 
     async def send(self, msg: Message) -> None:
         # send() only queues the record (waiting if the batch buffer is full); the future it
         # returns resolves on the broker's ack. Concurrent callers share batches, which is
         # what makes many sends in flight cheap.
+        key, headers = keyed_record(msg, self._partition_key)
         async with self._append:
-            ack = await self._producer.send(
-                self._topic, msg.value, key=msg.key.encode(), headers=record_headers(msg)
-            )
+            ack = await self._producer.send(self._topic, msg.value, key=key, headers=headers)
         await ack
 
     async def close(self) -> None:
@@ -153,10 +170,16 @@ class KafkaTransactionalProducer:
     """
 
     def __init__(
-        self, producer: AIOKafkaProducer, topic: str, per_txn: int, linger_s: float
+        self,
+        producer: AIOKafkaProducer,
+        topic: str,
+        per_txn: int,
+        linger_s: float,
+        partition_key: str = "aggregate",
     ) -> None:
         self._producer = producer
         self._topic = topic
+        self._partition_key = partition_key
         self._per_txn = per_txn
         self._linger_s = linger_s
         self._join_lock = asyncio.Lock()
@@ -168,10 +191,9 @@ class KafkaTransactionalProducer:
     async def send(self, msg: Message) -> None:
         batch = await self._join()
         try:
+            key, headers = keyed_record(msg, self._partition_key)
             async with self._append:
-                ack = await self._producer.send(
-                    self._topic, msg.value, key=msg.key.encode(), headers=record_headers(msg)
-                )
+                ack = await self._producer.send(self._topic, msg.value, key=key, headers=headers)
             await ack
         except BaseException as exc:
             if batch.error is None:
