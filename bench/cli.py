@@ -489,6 +489,7 @@ def _describe_load(point: Any) -> str:
     w = point.workload
     meta = point.scenario.scenario
     load = f"max, concurrency {w.concurrency}" if w.closed_loop else f"{w.rate:g}/s {w.schedule}"
+    key = {"none": ", no partition key", "event_id": ", keyed by event id"}.get(w.partition_key, "")
     if w.kind == "pipeline":
         # What shapes a pipeline's figures: its relays and appliers, not producers/consumers.
         p = w.pipeline
@@ -497,12 +498,12 @@ def _describe_load(point: Any) -> str:
         crash = f", relay crash at {format_duration(p.crash_at)}" if p.crash_at is not None else ""
         return (
             f"{load} commands, {w.producers} writer group(s) → {relay}, {p.relays} relay(s) → "
-            f"{w.consumers} consumer(s) → {p.appliers} applier(s), {guard}{crash} on "
+            f"{w.consumers} consumer(s) → {p.appliers} applier(s), {guard}{crash}{key} on "
             f"{w.workers} worker(s), warmup {format_duration(meta.warmup)}, measure "
             f"{format_duration(meta.duration)}"
         )
     return (
-        f"{load}, {w.producers}p/{w.consumers}c on {w.workers} worker(s), "
+        f"{load}, {w.producers}p/{w.consumers}c on {w.workers} worker(s){key}, "
         f"warmup {format_duration(meta.warmup)}, measure {format_duration(meta.duration)}"
     )
 

@@ -158,6 +158,9 @@ def judge(summary: dict[str, Any], rules: dict[str, Any] | None = None) -> Verdi
     failures = int(audit.get("projection_failures") or 0)
     if failures and not rules.get("allow_reordering", False):
         verdict.fail(f"projection failures {projection_text(audit)}")
+    if audit.get("projection_note") and not rules.get("allow_reordering", False):
+        # The order could not be judged: never counted as held.
+        verdict.doubt(f"order projection {audit['projection_note']}")
     if store is not None:
         invariants = store.get("invariants") or {}
         for violation in (invariants.get("violations") or [])[:3]:

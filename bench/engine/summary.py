@@ -16,7 +16,7 @@ import numpy as np
 from hdrh.histogram import HdrHistogram
 
 from bench import verdict as verdict_mod
-from bench.drivers.base import Topology, capabilities_of, load_driver
+from bench.drivers.base import Topology, capabilities_of, load_driver, runs_in_process
 from bench.engine import reread
 from bench.engine.eventstore import StoreTotals, load_latency_by_length
 from bench.engine.host import host_bound
@@ -109,7 +109,14 @@ def summarize(facts: PointFacts) -> dict[str, Any]:
     consumers = [f["consumers"] for f in finals]
     audit = audit_mod.merge(producers, consumers, key_namer(w))
     if w.kind == "stream":
-        audit_mod.add_projection(audit, [f["projection"] for f in finals if f.get("projection")])
+        audit_mod.add_projection(
+            audit,
+            [f["projection"] for f in finals if f.get("projection")],
+            # An in-process broker lives in each worker: a producer's events, whatever their
+            # key, reach only its own worker's consumers.
+            by_aggregate=w.partition_key == "aggregate"
+            or runs_in_process(load_driver(point.driver)),
+        )
     worker_losses = [f["loss"] for f in finals if f.get("loss")]
     loss = facts.loss or (reread.combine_losses(worker_losses) if worker_losses else None)
     fault_rows = fault_figures.summarize(
@@ -197,7 +204,9 @@ def summarize(facts: PointFacts) -> dict[str, Any]:
             f"closed-loop (max), concurrency {w.concurrency}"
             if w.closed_loop
             else f"open-loop {w.schedule} {w.rate:g}/s"
-        ),
+        )
+        # A partition key other than the aggregate is what the point is about: say so.
+        + (f", partition key {w.partition_key}" if w.partition_key != "aggregate" else ""),
         "closed_loop": w.closed_loop,
         "workload": {
             "rate_per_s": "max" if w.closed_loop else w.rate,

@@ -139,9 +139,10 @@ class ConsumerLedger:
         need), the aggregates they hit, and those still stuck at the end."""
         return {
             "failures": self.projection_failures,
-            "keys": len(self.projection_failed_keys),
+            # Aggregates, not (producer, aggregate) streams: producers share aggregate ids.
+            "keys": len({key for _, key in self.projection_failed_keys}),
             "stuck": sum(len(parked) for parked in self.parked.values()),
-            "keys_stuck": len(self.parked),
+            "keys_stuck": len({key for _, key in self.parked}),
         }
 
     def export(self) -> tuple[dict[int, bytes], int, dict[str, int]]:
@@ -164,10 +165,12 @@ class AuditResult:
     keys_with_loss: int = 0
     keys_with_duplicates: int = 0
     keys_reordered: int = 0
-    # The order projection (ConsumerLedger): None where no stream consumer ran one.
+    # The order projection (ConsumerLedger): None where no stream consumer ran one, or where
+    # it could not be judged (projection_note says why).
     projection_failures: int | None = None
     keys_projection_failed: int | None = None
     projection_stuck: int | None = None
+    projection_note: str | None = None
     worst_keys: list[dict[str, object]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, object]:
@@ -184,10 +187,25 @@ class AuditResult:
         )
 
 
-def add_projection(result: AuditResult, projections: list[dict[str, int]]) -> None:
+def add_projection(
+    result: AuditResult, projections: list[dict[str, int]], by_aggregate: bool = True
+) -> None:
     """Every worker's order projection into the point's audit (each worker's consumers are one
-    projection instance, with the read model of the aggregates they received)."""
+    projection instance, with the read model of the aggregates they received).
+
+    Keyed by the aggregate (``by_aggregate``; or on a broker inside each worker), an
+    aggregate's events all reach one worker's consumers, and the instances add up. Otherwise
+    one aggregate's events reach consumers in several workers, each worker sees gaps that are
+    another worker's deliveries, and the sum would be failures that never happened: not
+    judged, and ``projection_note`` says so."""
     if not projections:
+        return
+    if len(projections) > 1 and not by_aggregate:
+        result.projection_note = (
+            f"not judged: without the aggregate as partition key, an aggregate's events reach "
+            f"consumers in {len(projections)} worker processes, and each projects only its "
+            "own; run the consumers in one worker to count projection failures"
+        )
         return
     result.projection_failures = sum(p["failures"] for p in projections)
     result.keys_projection_failed = sum(p["keys"] for p in projections)

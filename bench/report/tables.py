@@ -742,7 +742,7 @@ def summary_frame(points: Iterable[Point]) -> pd.DataFrame:
                 "projection failures": (
                     "-"
                     if audit.get("projection_failures") is None
-                    else int(audit["projection_failures"])
+                    else format_count(int(audit["projection_failures"]))
                 ),
                 "skipped": int(throughput.get("skipped") or 0),
                 "invariants": invariants_text(s),

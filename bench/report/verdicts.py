@@ -81,10 +81,19 @@ class Banner:
     lines: list[str]  # one per point that did not pass: "label: status · FAIL: reasons"
     others_passed: bool  # some points passed besides the ones listed
     incomplete: bool = False  # the run did not finish (cut off, stopped): never a pass
+    # What the passing points had that the scenario's [verdict] rules allow (duplicates,
+    # reordering, projection failures), in words: a pass never claims there were none.
+    allowed: str = ""
 
     @property
     def headline(self) -> str:
         if self.result == PASS:
+            if self.allowed:
+                return (
+                    "Pass. Every point ran, every SLO holds on enough samples, no acknowledged "
+                    "event was lost, and errors stayed under their threshold. The scenario's "
+                    f"[verdict] rules allowed what the audit found: {self.allowed}."
+                )
             return PASS_BANNER
         if self.result == FAIL:
             return "FAIL: the target did not do what it must at these points."
@@ -93,10 +102,22 @@ class Banner:
         return "Inconclusive: these points could not be judged in full."
 
 
+def _allowed_text(points: Iterable[Point]) -> str:
+    """The duplicates, reordering and projection failures of the given points, summed."""
+    totals = {"duplicated": 0, "reordered": 0, "projection failures": 0}
+    for p in points:
+        audit = p.summary.get("audit") or {}
+        totals["duplicated"] += int(audit.get("duplicated") or 0)
+        totals["reordered"] += int(audit.get("reordered") or 0)
+        totals["projection failures"] += int(audit.get("projection_failures") or 0)
+    return ", ".join(f"{name} {format_count(n)}" for name, n in totals.items() if n)
+
+
 def banner(points: Iterable[Point], incomplete: str | None = None) -> Banner:
     """Pass only when every point ran (status ok) and every verdict is pass, and the run itself
     completed: ``incomplete`` (``Run.completion_note``) says why it did not, and the banner is
     then inconclusive at best, whatever the points that did complete measured."""
+    points = list(points)
     lines = []
     results = []
     count = 0
@@ -112,7 +133,7 @@ def banner(points: Iterable[Point], incomplete: str | None = None) -> Banner:
         results.append(result if result != PASS else INCONCLUSIVE)
         lines.append(f"{p.label}: {status_text(p.summary)}")
     if not lines:
-        return Banner(PASS, [], count > 0)
+        return Banner(PASS, [], count > 0, allowed=_allowed_text(points))
     worst = FAIL if FAIL in results else INCONCLUSIVE
     listed = len(lines) - (1 if incomplete else 0)
     return Banner(worst, lines, listed < count, bool(incomplete))

@@ -114,3 +114,22 @@ def test_the_projection_in_the_audit_sums_workers_and_is_unclean():
     assert (result.projection_failures, result.keys_projection_failed) == (1, 1)
     assert result.projection_stuck == 1
     assert not result.clean
+
+
+def test_the_projection_counts_aggregates_not_producer_streams_and_is_not_summed_blindly():
+    from bench.metrics.audit import AuditResult, add_projection
+
+    ledger = ConsumerLedger()
+    # Two producers write the same aggregate ids: k0 is hit in both streams, one aggregate.
+    for producer in (0, 1):
+        ledger.record(producer, 0, "k0", 2)
+    assert ledger.projection()["keys"] == 1 and ledger.projection()["keys_stuck"] == 1
+    # Not keyed by the aggregate, with consumers in two workers, each worker's gaps are the
+    # other's deliveries: not judged, and said.
+    result = AuditResult()
+    add_projection(result, [ledger.projection(), ledger.projection()], by_aggregate=False)
+    assert result.projection_failures is None
+    assert result.projection_note and "2 worker processes" in result.projection_note
+    # One worker, or keyed by the aggregate: counted.
+    add_projection(result, [ledger.projection()], by_aggregate=False)
+    assert result.projection_failures == 2

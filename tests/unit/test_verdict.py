@@ -147,3 +147,10 @@ def test_projection_failures_fail_the_point_naming_the_aggregates_hit() -> None:
     assert judge(_summary(audit=audit), {"allow_reordering": True}).result == "pass"
     # Not run (a pipeline, an older summary): no finding.
     assert judge(_summary(audit={"projection_failures": None})).result == "pass"
+
+
+def test_an_order_projection_that_could_not_be_judged_is_never_a_pass() -> None:
+    audit = {"reordered": 0, "projection_failures": None, "projection_note": "not judged: x"}
+    verdict = judge(_summary(audit=audit))
+    assert verdict.result == "inconclusive"
+    assert verdict.reasons == ["order projection not judged: x"]

@@ -153,3 +153,23 @@ def test_the_terminal_store_table_says_abandoned_commands_fail(tmp_path):
     text = _render(store_table([summary]))
     assert "ok · FAIL: abandoned 49 of 1,000 commands (4.9% > 0.1%)" in text
     assert "25.0%" in text
+
+
+def test_a_pass_the_rules_allowed_says_what_they_allowed():
+    from types import SimpleNamespace
+
+    summary = {
+        "status": "ok",
+        "kind": "stream",
+        "audit": {"lost": 0, "duplicated": 0, "reordered": 125, "projection_failures": 127},
+        "verdict": {"result": "pass", "reasons": []},
+    }
+    found = banner([SimpleNamespace(label="memory", summary=summary)])
+    assert found.result == "pass"
+    assert "reordered" not in PASS_BANNER.split("lost")[0]  # the plain banner claims none
+    assert found.headline != PASS_BANNER
+    assert "allowed what the audit found: reordered 125, projection failures 127" in (
+        found.headline
+    )
+    clean = {**summary, "audit": {"lost": 0, "reordered": 0}}
+    assert banner([SimpleNamespace(label="memory", summary=clean)]).headline == PASS_BANNER
