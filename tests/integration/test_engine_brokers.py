@@ -45,6 +45,11 @@ def assert_clean_run(
         assert audit["lost"] == 0, audit
     if ordered:
         assert audit["reordered"] == 0, audit
+        # Keyed by the aggregate, the order projection applies every event in order; only an
+        # event behind a lost one (a Tansu delivery gap) can wait for its state.
+        assert audit["projection_failures"] == audit["projection_stuck"], audit
+        if not audit["lost"]:
+            assert audit["projection_failures"] == 0, audit
     for kind in ("response", "service", "e2e"):
         assert summary["latency_us"][kind]["count"] > 1000, kind
         assert summary["latency_us"][kind]["p50"] > 0
