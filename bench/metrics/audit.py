@@ -64,7 +64,6 @@ class ConsumerLedger:
 
     __slots__ = (
         "applied",
-        "last_key_seq",
         "parked",
         "projection_failed_keys",
         "projection_failures",
@@ -76,12 +75,11 @@ class ConsumerLedger:
 
     def __init__(self) -> None:
         self.received: dict[int, bytearray] = {}
-        self.last_key_seq: dict[tuple[int, str], int] = {}
         self.reordered = 0
         self.reordered_by_key: dict[tuple[int, str], int] = {}
         self.reordered_seqs: list[tuple[int, int]] = []  # (producer, seq), for segment audits
-        # The order projection, per (producer, key): the last key_seq applied, and the events
-        # parked ahead of it.
+        # Per (producer, key): the last key_seq applied in order, and the ones parked ahead of
+        # it (the order projection; the highest key_seq seen, for reordered, derives from them).
         self.applied: dict[tuple[int, str], int] = {}
         self.parked: dict[tuple[int, str], set[int]] = {}
         self.projection_failures = 0
@@ -101,24 +99,25 @@ class ConsumerLedger:
             return False
         counts[seq] = 1
         pk = (producer_id, key)
-        last = self.last_key_seq.get(pk, 0)
-        if key_seq < last:
+        applied = self.applied.get(pk, 0)
+        parked = self.parked.get(pk)
+        if key_seq == applied + 1 and parked is None:
+            self.applied[pk] = key_seq  # in order: the hot path
+            return True
+        # The highest key_seq seen is the last parked one, or the last applied: one below it
+        # arrives late (reordered, the audit's count); one above the next to apply arrives
+        # early (a projection failure).
+        if key_seq < (max(parked) if parked else applied):
             self.reordered += 1
             self.reordered_by_key[pk] = self.reordered_by_key.get(pk, 0) + 1
             if len(self.reordered_seqs) < REORDERED_SEQS_KEPT:
                 self.reordered_seqs.append((producer_id, seq))
-        else:
-            self.last_key_seq[pk] = key_seq
-        applied = self.applied.get(pk, 0)
         if key_seq == applied + 1:
-            self.applied[pk] = key_seq
-            if pk in self.parked:
-                self._unpark(pk, key_seq)
+            self._unpark(pk, key_seq)
         elif key_seq > applied:
             # Ahead of the state it needs: the projection cannot apply it yet.
             self.projection_failures += 1
             self.projection_failed_keys.add(pk)
-            parked = self.parked.get(pk)
             if parked is None:
                 parked = self.parked[pk] = set()
             parked.add(key_seq)
