@@ -9,6 +9,7 @@ A scenario file has these tables::
     [slo]             "e2e.p99" = "50ms"
     [verdict]         max_error_rate = "0.1%", allow_duplicates, allow_reordering
     [[faults]]        at = "20s", action = "kill" | "restart" | "pause" | "disconnect", down_for
+                      (or "kill_consumer" | "restart_consumer": the point's own consumers)
 
 Everything is validated: a bad file is a ScenarioError naming the file, the field and the
 problem (exit code 2). Each target's options are validated by the driver's own pydantic model,
@@ -39,7 +40,14 @@ from pydantic import (
     model_validator,
 )
 
-from bench.drivers.base import DriverConfig, Outbox, PartitionKey, driver_kind, load_driver
+from bench.drivers.base import (
+    DriverConfig,
+    Outbox,
+    PartitionKey,
+    consumer_faults_unsupported,
+    driver_kind,
+    load_driver,
+)
 from bench.errors import DriverNotFound, ScenarioError
 from bench.redaction import MASK, redact, redact_text, shows_input
 from bench.units import Duration, format_duration, parse_duration_s
@@ -245,6 +253,11 @@ class Workload(_Model):
     # "event_id" keys by the event: both spread an aggregate over partitions (issue 18's
     # order-inversion failure, counted by the audit and the order projection).
     partition_key: PartitionKey = "aggregate"
+    # What the consumers do with a delivery besides the audit (issue 18's redelivery failure):
+    # "none" nothing; "naive" applies it to an in-memory read model (a redelivery is applied
+    # again); "guarded" puts a processed-events set (event ids) in front of that read model (a
+    # redelivery is skipped and counted). Timed from receipt to applied: the "apply" latency.
+    apply: Literal["none", "naive", "guarded"] = "none"
     send_timeout: Duration = 30.0
     # Wake each send exactly on its intended time by busy-waiting its last 100 µs. "auto": on
     # while a worker paces at most EXACT_PACING_MAX_RATE events/s (it costs up to ~100 µs of
@@ -382,6 +395,16 @@ class Workload(_Model):
         return self
 
     @model_validator(mode="after")
+    def _apply_needs_consumers(self) -> Workload:
+        if self.apply != "none" and (self.kind != "stream" or not self.consumers):
+            raise ValueError(
+                f"apply: the consumers of a stream workload apply what they receive (kind is "
+                f"{self.kind!r}, consumers = {self.consumers}); a pipeline has "
+                "pipeline.idempotency"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _roles_fit(self) -> Workload:
         if not self.consumer_workers:
             return self
@@ -448,7 +471,9 @@ class Workload(_Model):
         return bool(self.exact_pacing)
 
 
-FAULT_ACTIONS = ("kill", "restart", "pause", "disconnect")
+FAULT_ACTIONS = ("kill", "restart", "pause", "disconnect", "kill_consumer", "restart_consumer")
+# Faults on the harness's own consumers, acted out inside the workers for every driver.
+CONSUMER_FAULTS = ("kill_consumer", "restart_consumer")
 
 
 class Fault(_Model):
@@ -458,10 +483,18 @@ class Fault(_Model):
     ``kill`` is SIGKILL, then a restart after ``down_for``; ``restart`` is a graceful stop and
     a start (``down_for`` waits between them); ``pause`` is SIGSTOP, then SIGCONT after
     ``down_for``; ``disconnect`` drops the harness's connections to the target.
+
+    ``kill_consumer`` and ``restart_consumer`` act on the point's consumers, not the target:
+    a kill stops every consumer at once without committing or acknowledging what it processed
+    since its last commit (a crashed consumer process), a restart stops them gracefully
+    (committing); both start new members of the same group ``down_for`` later. What the
+    killed consumers had not committed comes again: the audit counts it as **redelivered**.
     """
 
     at: Duration
-    action: Literal["kill", "restart", "pause", "disconnect"]
+    action: Literal[
+        "kill", "restart", "pause", "disconnect", "kill_consumer", "restart_consumer"
+    ]
     down_for: Duration | None = None
     # What it acts on: the point's target (a pipeline's broker), or a pipeline's store.
     on: Literal["target", "store"] = "target"
@@ -472,13 +505,22 @@ class Fault(_Model):
             raise ValueError("disconnect takes no down_for: the client reconnects by itself")
         if self.action in ("kill", "pause") and self.down_for == 0:
             raise ValueError(f"{self.action} needs down_for longer than 0s")
+        if self.action in CONSUMER_FAULTS and self.on != "target":
+            raise ValueError(f"{self.action} acts on the point's consumers: it takes no 'on'")
         return self
 
     @property
+    def on_consumers(self) -> bool:
+        return self.action in CONSUMER_FAULTS
+
+    @property
     def down_for_s(self) -> float:
-        """How long the target stays down (defaults: kill and pause 5s, restart 0s)."""
+        """How long the target (or the consumers) stays down (defaults: kill and pause 5s,
+        kill_consumer 1s, restart and restart_consumer 0s)."""
         if self.down_for is not None:
             return float(self.down_for)
+        if self.action == "kill_consumer":
+            return 1.0
         return 5.0 if self.action in ("kill", "pause") else 0.0
 
 
@@ -545,6 +587,22 @@ class Scenario(_Model):
                     "one at a time"
                 )
             previous_end = fault.at + fault.down_for_s
+        on_consumers = [i for i, f in enumerate(self.faults) if f.on_consumers]
+        if on_consumers:
+            first = on_consumers[0]
+            if self.workload.kind != "stream" or not self.workload.consumers:
+                raise ValueError(
+                    f"faults[{first}].action = {self.faults[first].action!r} acts on the "
+                    f"consumers of a stream workload (kind is {self.workload.kind!r}, "
+                    f"consumers = {self.workload.consumers})"
+                )
+            if len(on_consumers) < len(self.faults):
+                other = next(i for i in range(len(self.faults)) if i not in on_consumers)
+                raise ValueError(
+                    f"faults[{other}].action = {self.faults[other].action!r}: faults on the "
+                    "target and on the consumers cannot share a timeline yet; fault one of "
+                    "them per scenario"
+                )
         return self
 
     @field_validator("targets")
@@ -1195,6 +1253,15 @@ def _check_point(
                 "workload.consumers",
                 f"target {target!r} runs inside each worker process, so it needs at least one "
                 f"consumer per worker ({workload.consumers} < workers = {workload.workers})",
+            )
+    consumer_faults = [i for i, f in enumerate(point.faults) if f.on_consumers]
+    if consumer_faults:
+        why = consumer_faults_unsupported(driver_cls, config)
+        if why:
+            raise ScenarioError(
+                source,
+                f"faults.{consumer_faults[0]}.action",
+                f"target {target!r}: {point.faults[consumer_faults[0]].action} {why}",
             )
     if not workload.closed_loop and isinstance(workload.rate, float):
         per_producer = workload.rate / workload.producers

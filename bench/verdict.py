@@ -146,8 +146,21 @@ def judge(summary: dict[str, Any], rules: dict[str, Any] | None = None) -> Verdi
         detail = _loss_detail(loss)
         verdict.fail(f"lost {format_count(lost)} acknowledged" + (f" ({detail})" if detail else ""))
     duplicated = int(audit.get("duplicated") or 0)
+    redelivered = audit.get("redelivered")
+    if redelivered is not None:
+        # A killed consumer's uncommitted messages coming again is at-least-once delivery
+        # doing its job: what it did to the read model is judged below (apply), and only the
+        # duplicates the broker made by itself are the broker's.
+        duplicated = int(audit.get("broker_duplicates") or 0)
     if duplicated and not rules.get("allow_duplicates", False):
-        verdict.fail(f"duplicated {format_count(duplicated)}")
+        what = "broker duplicates" if redelivered is not None else "duplicated"
+        verdict.fail(f"{what} {format_count(duplicated)}")
+    apply = summary.get("apply") if summary.get("kind") == "stream" else None
+    if apply and int(apply.get("duplicates_applied") or 0):
+        verdict.fail(
+            f"applied {format_count(int(apply['duplicates_applied']))} duplicates to the read "
+            f"model ({apply.get('mode')} consumers: a redelivered event changed it twice)"
+        )
     reordered = int(audit.get("reordered") or 0)
     if reordered and not rules.get("allow_reordering", False):
         keys = int(audit.get("keys_reordered") or 0)

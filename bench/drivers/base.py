@@ -559,6 +559,29 @@ class InProcessFaults(Protocol):
 
 
 @runtime_checkable
+class KillableConsumer(Protocol):
+    """A consumer that can die the way a crashed consumer process does (the ``kill_consumer``
+    fault): at once, committing and acknowledging nothing more. What it had handed to the
+    engine since its last commit or acknowledgement, the broker delivers again to the group's
+    next member: the audit counts those as **redelivered**, apart from the broker's own
+    duplicates. (A graceful ``restart_consumer`` is ``stop()``, which commits.)"""
+
+    async def kill(self) -> list[tuple[int, int]]:
+        """Die now; return ``(producer_id, seq)`` of every message delivered to the engine and
+        not committed or acknowledged (what the broker owes the group again)."""
+        ...
+
+
+def consumer_faults_unsupported(cls: type, config: Any) -> str | None:
+    """Why a driver's consumers cannot be killed with these options (None: they can). A driver
+    says so with a ``consumer_faults_unsupported(config)`` static method; one without it has
+    consumers that can be stopped and started again, and, where they are
+    ``KillableConsumer``, killed."""
+    check = getattr(cls, "consumer_faults_unsupported", None)
+    return check(config) if callable(check) else None
+
+
+@runtime_checkable
 class BenchService(Protocol):
     """A target that ``bench up`` can start here, which faults can then act on (kill, pause,
     restart): the service's name among ``bench up``'s services."""

@@ -77,6 +77,10 @@ class MemoryConfig(DriverConfig):
     # Messages a partition holds for a consumer group before publishes wait for room.
     max_backlog: int = Field(default=1_000_000, ge=1)
     delivery_batch: int = Field(default=256, ge=1)
+    # A consumer commits what it processed every this many deliveries (0: after each delivery
+    # batch). What a killed consumer (the kill_consumer fault) had not committed goes back to
+    # the front of its partitions, for the group's next member: redelivered.
+    commit_every: int = Field(default=0, ge=0, le=10_000_000)
     # The simulated broker's delays are exact (the timer busy-waits their last 100 µs). Off, they
     # are as late as the machine wakes a sleeping process (tens of µs in a VM).
     exact_delays: bool = True
@@ -219,12 +223,20 @@ class MemoryProducer:
 
 class MemoryConsumer:
     def __init__(
-        self, group: _Group, on_message: OnMessage, batch: int, gate: asyncio.Event
+        self,
+        group: _Group,
+        on_message: OnMessage,
+        batch: int,
+        gate: asyncio.Event,
+        commit_every: int = 0,
     ) -> None:
         self._gate = gate  # cleared while a fault stops deliveries
         self._group = group
         self._on_message = on_message
         self._batch = batch
+        self._commit_every = commit_every
+        # Delivered and not committed yet (commit_every > 0), in delivery order per partition.
+        self._uncommitted: list[tuple[_Partition, Message]] = []
         self.partitions: list[_Partition] = []
         self.waiter: asyncio.Future[None] | None = None
         self._task: asyncio.Task[None] | None = None
@@ -244,6 +256,7 @@ class MemoryConsumer:
         batch = self._batch
         loop = asyncio.get_running_loop()
         gate = self._gate
+        commit_every = self._commit_every
         while True:
             if not gate.is_set():
                 await gate.wait()
@@ -257,8 +270,17 @@ class MemoryConsumer:
                     n = batch
                 popleft = queue.popleft
                 # on_message is synchronous: nothing takes from this queue meanwhile.
-                for _ in repeat(None, n):
-                    on_message(popleft())
+                if commit_every:
+                    uncommitted = self._uncommitted
+                    for _ in repeat(None, n):
+                        msg = popleft()
+                        on_message(msg)
+                        uncommitted.append((part, msg))
+                    if len(uncommitted) >= commit_every:
+                        uncommitted.clear()  # the commit
+                else:
+                    for _ in repeat(None, n):
+                        on_message(popleft())
                 delivered += n
                 if part.space_waiters and n:
                     waiters, part.space_waiters = part.space_waiters, []
@@ -276,6 +298,25 @@ class MemoryConsumer:
             self.waiter = None
 
     async def stop(self) -> None:
+        """Leave the group gracefully: what was processed is committed."""
+        self._uncommitted.clear()
+        await self._leave()
+
+    async def kill(self) -> list[tuple[int, int]]:
+        """Die without committing: the messages processed since the last commit go back to
+        the front of their partitions, in order, for the group's next member."""
+        owed, self._uncommitted = self._uncommitted, []
+        await self._leave()
+        by_partition: dict[int, tuple[_Partition, list[Message]]] = {}
+        for part, msg in owed:
+            by_partition.setdefault(id(part), (part, []))[1].append(msg)
+        for part, msgs in by_partition.values():
+            part.queue.extendleft(reversed(msgs))
+            if part.consumer is not None:
+                part.consumer.wake()
+        return [(msg.producer_id, msg.seq) for _, msg in owed]
+
+    async def _leave(self) -> None:
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -358,7 +399,13 @@ class MemoryDriver:
         self, topology: Topology, consumer_id: int, on_message: OnMessage
     ) -> MemoryConsumer:
         group = self._topic(topology).group(topology.consumer_group)
-        return MemoryConsumer(group, on_message, self.config.delivery_batch, self._deliveries)
+        return MemoryConsumer(
+            group,
+            on_message,
+            self.config.delivery_batch,
+            self._deliveries,
+            self.config.commit_every,
+        )
 
     async def cleanup(self, topology: Topology) -> None:
         self._topics.pop(topology.name, None)

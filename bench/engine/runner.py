@@ -84,7 +84,9 @@ class PointRunner:
         self.faults = list(point.scenario.faults)
         # The faults on the point's target, and (a pipeline) on its store: each list goes to
         # the injector of its service, or to the workers for an in-process target.
-        self.target_faults = [f for f in self.faults if f.on == "target"]
+        self.target_faults = [f for f in self.faults if f.on == "target" and not f.on_consumers]
+        # Faults on the point's own consumers: every worker with consumers acts them out.
+        self.consumer_faults = [f for f in self.faults if f.on_consumers]
         self.store_faults = [f for f in self.faults if f.on == "store"]
         self.fault_handle: Any = None  # infra.ServiceFaults of the target's service
         self.store_fault_handle: Any = None  # ... and of a pipeline's store
@@ -135,6 +137,9 @@ class PointRunner:
             assert isinstance(w.rate, float)
             rate_per_producer = w.rate / w.producers
             slots = w.max_in_flight
+        # What the workers act out: the consumer faults (every driver), or an in-process
+        # target's faults (a service's are the coordinator's injector's).
+        worker_faults = self.consumer_faults or (self.target_faults if in_process else [])
         specs = []
         for i in range(workers):
             local = topology
@@ -169,9 +174,7 @@ class PointRunner:
                     describe=(i == 0),
                     log_path=str(self.dir / f"worker-{i}.log"),
                     timeline=bool(self.faults),
-                    faults=tuple((float(f.at), f.action, f.down_for_s) for f in self.target_faults)
-                    if in_process
-                    else (),
+                    faults=tuple((float(f.at), f.action, f.down_for_s) for f in worker_faults),
                     store_driver=self.point.store_driver,
                     store_config=self.point.store_config,
                     store_prepare_here=self.store_in_process,

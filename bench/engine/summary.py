@@ -18,6 +18,7 @@ from hdrh.histogram import HdrHistogram
 from bench import verdict as verdict_mod
 from bench.drivers.base import Topology, capabilities_of, load_driver, runs_in_process
 from bench.engine import reread
+from bench.engine.consumer_apply import apply_figures
 from bench.engine.eventstore import StoreTotals, load_latency_by_length
 from bench.engine.host import host_bound
 from bench.engine.pipeline import STAGES
@@ -117,6 +118,17 @@ def summarize(facts: PointFacts) -> dict[str, Any]:
             by_aggregate=w.partition_key == "aggregate"
             or runs_in_process(load_driver(point.driver)),
         )
+    if w.kind == "stream" and any(f.on_consumers for f in point.scenario.faults):
+        # A killed consumer's uncommitted messages, owed again: redelivered when they came.
+        owed = [(int(p), int(q)) for f in finals for p, q in f.get("redelivery_owed") or []]
+        audit.redelivery_owed = len(owed)
+        audit.redelivered = audit_mod.redelivered(consumers, owed)
+        audit.broker_duplicates = max(0, audit.duplicated - audit.redelivered)
+    apply = (
+        apply_figures(w.apply, [f["apply"] for f in finals if f.get("apply")], audit.received)
+        if w.kind == "stream" and w.apply != "none"
+        else None
+    )
     worker_losses = [f["loss"] for f in finals if f.get("loss")]
     loss = facts.loss or (reread.combine_losses(worker_losses) if worker_losses else None)
     fault_rows = fault_figures.summarize(
@@ -281,6 +293,8 @@ def summarize(facts: PointFacts) -> dict[str, Any]:
         "kind": w.kind,
         "store": store,
         "pipeline": pipeline,
+        # workload.apply: what the consumers' read model did (its latency is latency_us.apply).
+        "apply": apply,
         "target_info": describe,
         "started_at": facts.started_at,
         "ended_at": facts.ended_at,

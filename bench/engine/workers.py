@@ -44,16 +44,19 @@ from bench.drivers.base import (
     DriverConfig,
     DriverContext,
     InProcessFaults,
+    KillableConsumer,
     Message,
     Producer,
     Projector,
     SharedStore,
     StoreDriver,
+    StreamDriver,
     Topology,
     as_store,
     as_stream,
     load_driver,
 )
+from bench.engine.consumer_apply import StreamReadModel
 from bench.engine.deadlines import SendDeadlines, SendExpired
 from bench.engine.eventstore import StoreWriters, check_store, unchecked_invariants
 from bench.engine.messages import (
@@ -72,7 +75,7 @@ from bench.engine.messages import (
 from bench.engine.pipeline import STAGES, Pipeline
 from bench.engine.reread import classify_losses
 from bench.engine.schedule import make_schedule
-from bench.errors import BenchError
+from bench.errors import BenchError, DriverError
 from bench.metrics.audit import (
     ACK_FAILED,
     ACK_NOT_SENT,
@@ -82,14 +85,20 @@ from bench.metrics.audit import (
     lost_ids,
 )
 from bench.metrics.recorder import LatencyRecorder
-from bench.scenario import LATENCY_KINDS, Workload
+from bench.scenario import CONSUMER_FAULTS, LATENCY_KINDS, Workload
 from bench.timing import PreciseTimer
+from bench.units import format_duration
 from bench.workload import EventFactory
 
 
 def latency_kinds(workload: Workload) -> tuple[str, ...]:
-    """The latency kinds a point records: every kind, and a pipeline's stages."""
-    return (*KINDS, *STAGES) if workload.kind == "pipeline" else KINDS
+    """The latency kinds a point records: every kind, and a pipeline's stages (a stream whose
+    consumers apply what they receive records its ``apply`` stage)."""
+    if workload.kind == "pipeline":
+        return (*KINDS, *STAGES)
+    if workload.kind == "stream" and workload.apply != "none":
+        return (*KINDS, "apply")
+    return KINDS
 
 
 def _take(buf: array[int]) -> np.ndarray:
@@ -296,6 +305,18 @@ class Worker:
         self.invariants: list[str] | None = None
         self.invariants_not_checked: list[str] = []
         self.consumer_ledger = ConsumerLedger()
+        # workload.apply: the consumers' read model, and (intended, receipt to applied) per
+        # application, flushed into the "apply" latency.
+        self.read_model = (
+            StreamReadModel(guarded=spec.workload.apply == "guarded")
+            if spec.workload.kind == "stream" and spec.workload.apply != "none"
+            else None
+        )
+        self.apply_intended: array[int] = array("q")
+        self.apply_took: array[int] = array("q")
+        # The consumers now running (replaced by a consumer fault), and what killed ones owed.
+        self.consumers: list[Consumer] = []
+        self.redelivery_owed: list[tuple[int, int]] = []
         self.factories: list[EventFactory] = []
         self.turns: list[SendTurns] = []
         self.in_flight = 0
@@ -392,16 +413,16 @@ class Worker:
                     stream = as_stream(driver)
                     if spec.prepare_here:
                         await stream.prepare(spec.topology)
+                    deliver = self._deliver_to()
                     for consumer_id in spec.consumer_ids:
-                        consumers.append(
-                            await stream.consumer(spec.topology, consumer_id, self.on_message)
-                        )
+                        consumers.append(await stream.consumer(spec.topology, consumer_id, deliver))
                     # Together, so a consumer group forms in one round rather than one
                     # rebalance per member (Tansu holds each join for half the session timeout).
                     await asyncio.wait_for(
                         asyncio.gather(*(consumer.start() for consumer in consumers)),
                         spec.driver_config.connect_timeout + 30,
                     )
+                    self.consumers = consumers
                     for producer_id in spec.producer_ids:
                         producers.append(await stream.producer(spec.topology, producer_id))
                 described = await driver.describe() if spec.describe else None
@@ -425,7 +446,7 @@ class Worker:
                 await self._finish_pipeline(store_driver)
             elif self.store is not None:
                 await self._finish_store(driver)
-            await self._finish(driver, consumers, producers)
+            await self._finish(driver, self.consumers, producers)
         finally:
             if self.pipeline is not None:
                 with contextlib.suppress(Exception):
@@ -758,6 +779,22 @@ class Worker:
         if self.consumer_ledger.record(msg.producer_id, msg.seq, msg.key, msg.key_seq):
             self.totals.received_unique += 1
 
+    def _deliver_to(self) -> Callable[[Message], None]:
+        """The consumers' callback: the audit alone, or the audit and the read model."""
+        return self.on_message if self.read_model is None else self.on_message_applied
+
+    def on_message_applied(self, msg: Message) -> None:
+        """Consumer callback with ``workload.apply``: the audit, then the read model (timed
+        from receipt to applied; a delivery the guard skips is counted, not timed)."""
+        received = time.monotonic_ns()
+        self.recv_at.append(received)
+        self.recv_intended.append(msg.intended_ns)
+        if self.consumer_ledger.record(msg.producer_id, msg.seq, msg.key, msg.key_seq):
+            self.totals.received_unique += 1
+        if self.read_model.apply(msg):  # type: ignore[union-attr]
+            self.apply_took.append(time.monotonic_ns() - received)
+            self.apply_intended.append(msg.intended_ns)
+
     def flush(self) -> None:
         """Derive latencies and window counts from the raw timestamps logged since last time."""
         totals = self.totals
@@ -811,6 +848,10 @@ class Worker:
                 self.timeline_delivered = self._bucket(self.timeline_delivered, at)
             totals.delivered += at.size
             totals.received_in_window += int(((at >= window[0]) & (at < window[1])).sum())
+        if len(self.apply_took):
+            intended = _take(self.apply_intended)
+            took = _take(self.apply_took)
+            rec["apply"].record(took, (intended >= window[0]) & (intended < window[1]))
 
     def _bucket(self, counts: np.ndarray, times_ns: np.ndarray) -> np.ndarray:
         """Add events to a per-TIMELINE_BUCKET_NS count (bucket 0 starts at the load's start)."""
@@ -822,7 +863,12 @@ class Worker:
         return counts
 
     async def _act_out_faults(self, driver: Driver) -> None:
-        """The fault timeline of an in-process target: each fault at its time, in order."""
+        """The fault timeline of an in-process target, or of the point's own consumers: each
+        fault at its time, in order."""
+        if any(action in CONSUMER_FAULTS for _, action, _ in self.spec.faults):
+            if self.spec.consumer_ids:  # a producing-only worker has no consumers to fault
+                await self._act_out_consumer_faults(as_stream(driver))
+            return
         if not isinstance(driver, InProcessFaults):
             # Validation refuses this; should a third-party driver slip through, every fault
             # reads as failed (the verdict: inconclusive), never as done.
@@ -852,6 +898,64 @@ class Worker:
                 event["detail"] = f"{type(exc).__name__}: {exc}"
                 event["status"] = "failed"
             event["restored_ns"] = time.monotonic_ns()
+
+    async def _act_out_consumer_faults(self, stream: StreamDriver) -> None:
+        """Kill (no commit: what was processed since the last commit is owed again) or restart
+        (a graceful stop, which commits) every consumer of this worker, and ``down_for`` later
+        start new members of the same group with the same ids."""
+        for at_s, action, down_for_s in self.spec.faults:
+            await self.timer.sleep_until(self.start_ns + int(at_s * 1e9))
+            if self.stopping:
+                return
+            event: dict[str, Any] = {"started_ns": time.monotonic_ns()}
+            self.fault_events.append(event)
+            try:
+                event["detail"] = await self._consumer_fault(stream, action, down_for_s)
+                event["status"] = "done"
+            except asyncio.CancelledError:
+                event["status"] = "done"
+                event["detail"] = f"{action}: the consumers were still down when the load ended"
+                raise
+            except Exception as exc:
+                event["detail"] = f"{action}: {type(exc).__name__}: {exc}"
+                event["status"] = "failed"
+            event["restored_ns"] = time.monotonic_ns()
+
+    async def _consumer_fault(self, stream: StreamDriver, action: str, down_for_s: float) -> str:
+        consumers = self.consumers
+        owed_before = len(self.redelivery_owed)
+        if action == "kill_consumer":
+            not_killable = [c for c in consumers if not isinstance(c, KillableConsumer)]
+            if not_killable:
+                raise DriverError(
+                    f"{self.spec.driver}: its consumers cannot be killed (no kill())"
+                )
+            for consumer in consumers:
+                owed = await asyncio.wait_for(consumer.kill(), 10)  # type: ignore[attr-defined]
+                self.redelivery_owed.extend(owed)
+        else:
+            for consumer in consumers:
+                await asyncio.wait_for(consumer.stop(), 10)
+        stopped = len(consumers)
+        consumers.clear()  # a fault while they are down has nothing to act on
+        if down_for_s > 0:
+            await asyncio.sleep(down_for_s)
+        deliver = self._deliver_to()
+        fresh = [
+            await stream.consumer(self.spec.topology, consumer_id, deliver)
+            for consumer_id in self.spec.consumer_ids
+        ]
+        await asyncio.wait_for(
+            asyncio.gather(*(consumer.start() for consumer in fresh)),
+            self.spec.driver_config.connect_timeout + 30,
+        )
+        consumers.extend(fresh)
+        verb = "killed" if action == "kill_consumer" else "stopped (committing)"
+        detail = f"{action}: {stopped} consumer{'s' if stopped != 1 else ''} {verb}"
+        if action == "kill_consumer":
+            owed = len(self.redelivery_owed) - owed_before
+            detail += f" with {owed:,} processed and not committed"
+        return detail + f", {len(fresh)} started {format_duration(down_for_s)} later"
 
     def _flush_store(self, window: tuple[int, int]) -> None:
         assert self.store is not None
@@ -1008,6 +1112,8 @@ class Worker:
                     "invariants": self.invariants,
                     "invariants_not_checked": self.invariants_not_checked,
                     "pid": os.getpid(),
+                    "apply": self.read_model.export() if self.read_model is not None else None,
+                    "redelivery_owed": self.redelivery_owed,
                     "timeline": self._timeline_export() if self.spec.timeline else None,
                     "loss": loss,
                     "pipeline": self._pipeline_export(),

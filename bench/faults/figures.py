@@ -325,17 +325,20 @@ def summarize(
     delivered = summed("delivered") if consuming else np.zeros(0, dtype=np.int64)
     if injected is None:
         injected = []
-        acted = timelines[0].get("faults") or []
+        # The first worker that acted them out (a producing-only worker has no consumers to
+        # fault, and acts out no consumer fault).
+        acted = next((t["faults"] for t in timelines if t.get("faults")), [])
         for i, fault in enumerate(faults):
             event = acted[i] if i < len(acted) else {}
+            on_consumers = getattr(fault, "on_consumers", False)
             injected.append(
                 {
                     "index": i,
                     "action": fault.action,
                     "at_s": float(fault.at),
                     "down_for_s": fault.down_for_s,
-                    "service": "memory",
-                    "endpoint": "in-process",
+                    "service": "consumers" if on_consumers else "memory",
+                    "endpoint": "the point's consumers" if on_consumers else "in-process",
                     "status": event.get("status", "not reached"),
                     "detail": event.get("detail", ""),
                     "started_ns": event.get("started_ns"),

@@ -9,7 +9,9 @@ the coordinator merges every worker's ledgers and counts, exactly:
 * ``received``    distinct messages delivered at least once;
 * ``lost``        acknowledged but never received (the definition that matters to users);
 * ``unacked_lost`` not acknowledged and never received (a failed send: counted apart);
-* ``duplicated``  deliveries beyond the first;
+* ``duplicated``  deliveries beyond the first; of those, ``redelivered`` are messages a killed
+  consumer had processed and not committed, received again (the ``kill_consumer`` fault), and
+  the rest are ``broker_duplicates``;
 * ``reordered``   first deliveries whose key_seq is below one already seen for that
   (producer, key) at the same consumer: per-key order broken.
 
@@ -20,6 +22,7 @@ operations and the merge is numpy.
 from __future__ import annotations
 
 from array import array
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -161,6 +164,12 @@ class AuditResult:
     duplicated: int = 0
     reordered: int = 0
     unknown_received: int = 0  # deliveries of seqs no producer of this run sent
+    # Consumer faults on the timeline: what killed consumers had not committed, how much of it
+    # came again (part of duplicated), and the duplicates the broker made by itself. None:
+    # no consumer was killed.
+    redelivery_owed: int | None = None
+    redelivered: int | None = None
+    broker_duplicates: int | None = None
     keys_with_loss: int = 0
     keys_with_duplicates: int = 0
     keys_reordered: int = 0
@@ -262,6 +271,26 @@ def merge(
     result.keys_reordered = sum(len(by_key) for _, _, by_key in consumers)
     result.worst_keys = worst[:5]
     return result
+
+
+def redelivered(
+    consumers: list[tuple[dict[int, bytes], int, dict[str, int]]],
+    owed: list[tuple[int, int]],
+) -> int:
+    """Of the deliveries the audit counts as duplicated, those that are redeliveries: a
+    message a killed consumer had processed and not committed (``owed``, once per kill that
+    owed it), received again. Any other duplicate is the broker's (``duplicated`` minus this).
+    """
+    if not owed:
+        return 0
+    received_by_producer = _received_by_producer(consumers)
+    times_owed = Counter(owed)
+    count = 0
+    for (producer_id, seq), times in times_owed.items():
+        counts = received_by_producer.get(producer_id)
+        got = int(counts[seq]) if counts is not None and seq < counts.size else 0
+        count += min(times, max(0, got - 1))
+    return count
 
 
 def lost_ids(
