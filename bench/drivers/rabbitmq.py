@@ -164,6 +164,11 @@ class RabbitMQConfig(DriverConfig):
     publish_timeout: Duration = 30.0
     prefetch: int = Field(default=256, ge=0)
     ack: Literal["manual", "auto"] = "manual"
+    # One multiple ack per this many deliveries, and no sooner (at most prefetch: the broker
+    # stops delivering when the window is full). Unset: a quarter of the prefetch window, or
+    # at the end of the loop turn in which deliveries stopped, whichever comes first. What a
+    # killed consumer (the kill_consumer fault) had not acknowledged is redelivered.
+    ack_every: int | None = Field(default=None, ge=1)
     queues: int | None = Field(default=None, ge=1)
     single_active_consumer: bool = False
     reconnect_interval: Duration = 1.0
@@ -193,6 +198,14 @@ class RabbitMQConfig(DriverConfig):
             raise ValueError(
                 f"queue_type {self.queue_type!r} queues are always durable: remove durable = false"
             )
+        if self.ack_every is not None:
+            if self.ack != "manual":
+                raise ValueError("ack_every needs ack = 'manual'")
+            if self.prefetch and self.ack_every > self.prefetch:
+                raise ValueError(
+                    f"ack_every ({self.ack_every}) is larger than prefetch ({self.prefetch}): "
+                    "the broker would stop delivering before the first ack"
+                )
         if self.queue_type == "stream":
             if self.ack != "manual":
                 raise ValueError("stream queues need ack = 'manual'")
@@ -251,6 +264,18 @@ class RabbitMQDriver:
     def sizing(cls) -> Sizing:
         """For ``bench plan``: a partition is a queue."""
         return Sizing(partition_noun="queues")
+
+    @staticmethod
+    def consumer_faults_unsupported(config: RabbitMQConfig) -> str | None:
+        """Why ``kill_consumer`` cannot act on these consumers (None: it can)."""
+        if config.ack != "manual":
+            return "needs ack = 'manual': with auto acks nothing is owed again after a kill"
+        if config.queue_type == "stream":
+            return (
+                "cannot act on stream queues: AMQP keeps no stream offset for a consumer, so a "
+                "new one reads from the first message again"
+            )
+        return None
 
     def __init__(self, config: RabbitMQConfig, context: DriverContext) -> None:
         self.config = config

@@ -25,8 +25,10 @@ Acknowledging
     order and ``on_message`` runs before the first await), so one ``basic.ack`` with
     ``multiple`` for the latest handled tag covers exactly the handled ones. It is sent when
     ``ack_every`` deliveries are pending, or at the end of the loop turn in which deliveries
-    stopped arriving, whichever comes first. A consumer that dies before that ack gets those
-    messages redelivered (the audit counts the duplicates). After the channel is reopened, the
+    stopped arriving, whichever comes first (with the ``ack_every`` option: only every that
+    many). A consumer that dies before that ack gets those messages redelivered: ``kill()``
+    (the kill_consumer fault) closes the channel unacknowledged and returns them, and the
+    audit counts them as redelivered. After the channel is reopened, the
     tags of the old channel are void: they are dropped, not acknowledged, and the broker
     redelivers those messages.
 """
@@ -253,7 +255,13 @@ class RabbitMQConsumer:
         self._manual = driver.config.ack == "manual"
         # A multiple ack per this many deliveries at most: a quarter of the prefetch window, so
         # the broker can keep sending while an ack is on its way.
-        self.ack_every = max(1, driver.config.prefetch // 4) if driver.config.prefetch else 64
+        self.ack_every = driver.config.ack_every or (
+            max(1, driver.config.prefetch // 4) if driver.config.prefetch else 64
+        )
+        # ack_every set: one ack per that many deliveries, never at the end of a loop turn.
+        self._ack_at_turn_end = driver.config.ack_every is None
+        # (producer, seq) handed to the engine and not acknowledged yet: what a kill owes.
+        self._owed: list[tuple[int, int]] = []
         self._channel: aio_pika.abc.AbstractRobustChannel | None = None
         self._underlay: aiormq.abc.AbstractChannel | None = None
         self._tags: list[str] = []
@@ -268,6 +276,7 @@ class RabbitMQConsumer:
         self._ack_scheduled = False
         self._ack_tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
+        self._killed = False  # a killed consumer hands nothing more to the engine
         self.received = 0
         self.foreign = 0
         self.acks_sent = 0
@@ -317,11 +326,14 @@ class RabbitMQConsumer:
             return
         # Tags of the old channel mean nothing on the new one.
         self._ack_channel, self._ack_tag, self._acked_through, self._unacked = None, 0, 0, 0
+        self._owed.clear()  # the broker redelivers those itself: its duplicates, not a kill's
         await self._subscribe()
 
     async def _deliver(self, delivered: aiormq.abc.DeliveredMessage) -> None:
         # aiormq runs each delivery in its own task, created in delivery order; on_message runs
         # before the first await here, so the callback sees a queue's messages in order.
+        if self._killed:
+            return  # delivered to a consumer that died: the broker redelivers it
         properties = delivered.header.properties
         headers = properties.headers or {}
         msg = message_from_headers(
@@ -338,6 +350,8 @@ class RabbitMQConsumer:
             self.foreign += 1
         else:
             self.received += 1
+            if self._manual:
+                self._owed.append((msg.producer_id, msg.seq))
             try:
                 self._on_message(msg)
             except BaseException:
@@ -358,7 +372,7 @@ class RabbitMQConsumer:
         self._unacked += 1
         if self._unacked >= self.ack_every:
             await self._ack()
-        elif not self._ack_scheduled:
+        elif self._ack_at_turn_end and not self._ack_scheduled:
             self._ack_scheduled = True
             asyncio.get_running_loop().call_soon(self._ack_soon)
 
@@ -395,12 +409,26 @@ class RabbitMQConsumer:
                 return
             self._unacked = 0
             self._acked_through = tag
+            self._owed.clear()  # everything handled so far: the tag is the latest handled one
             try:
                 await channel.basic_ack(tag, multiple=True, wait=False)
                 self.acks_sent += 1
             except CHANNEL_ERRORS:
                 # The channel closed: the broker redelivers what this ack would have covered.
                 self._driver.context.count_error("ack_failed")
+
+    async def kill(self) -> list[tuple[int, int]]:
+        """Die the way a crashed consumer does: close the channel without acknowledging, so
+        the broker requeues (and redelivers) what was handled since the last ack."""
+        channel = self._channel
+        self._stopping = self._killed = True
+        owed, self._owed = self._owed, []
+        if channel is None:
+            return owed
+        self._ack_channel = None  # a scheduled ack finds nothing to acknowledge
+        self._channel = self._underlay = None
+        await self._driver.close_channel(channel)
+        return owed
 
     async def stop(self) -> None:
         channel = self._channel
