@@ -76,6 +76,12 @@ class KafkaConfig(DriverConfig):
     max_poll_records: int = Field(default=500, gt=0)
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
     commit: Literal["auto", "explicit"] = "auto"
+    # With commit = "explicit": commit what was processed once this many records are
+    # uncommitted, or this long after the last commit, whichever comes first (both 0: after
+    # every fetched batch). What a killed consumer (the kill_consumer fault) had not committed,
+    # the group's next member reads again: redelivered.
+    commit_every: int = Field(default=0, ge=0, le=10_000_000)
+    commit_interval: Duration = 0.0
     # Tansu holds a JoinGroup for half the session timeout, so this also sets how long a
     # consumer's start() takes there (5 s at aiokafka's 10 s). Kafka's minimum is 6 s.
     session_timeout_ms: int = Field(default=10_000, ge=1000)
@@ -140,6 +146,11 @@ class KafkaConfig(DriverConfig):
             raise ValueError(
                 "transactional: needs enable_idempotence = true (and acks = 'all'); "
                 "Kafka transactions are built on the idempotent producer"
+            )
+        if (self.commit_every or self.commit_interval) and self.commit != "explicit":
+            raise ValueError(
+                "commit_every and commit_interval set when an explicit consumer commits: "
+                "add commit = 'explicit'"
             )
         if self.transactional and self.client == "confluent":
             raise ValueError(

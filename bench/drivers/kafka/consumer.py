@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import ConsumerStoppedError, KafkaError
@@ -82,16 +83,33 @@ class KafkaConsumer:
         self._config = config
         self._context = context
         self._task: asyncio.Task[None] | None = None
+        # (producer, seq) handed to the engine since the last commit: what a kill owes.
+        self._owed: list[tuple[int, int]] = []
+        self._committed_at = time.monotonic()
+        self._killed = False
 
     def count_error(self, kind: str) -> None:
         self._context.count_error(kind)
 
     async def commit_quietly(self) -> None:
-        if self._config.commit == "explicit":
+        if self._config.commit == "explicit" and not self._killed:
+            # Everything delivered so far is covered: the client reads the positions first.
+            owed, self._owed = self._owed, []
+            self._committed_at = time.monotonic()
             try:
                 await self.client.commit()
             except KafkaError:
+                self._owed = owed + self._owed  # still uncommitted
                 self.count_error("commit")
+
+    def _commit_due(self) -> bool:
+        config = self._config
+        if not (config.commit_every or config.commit_interval):
+            return True  # after every fetched batch
+        if config.commit_every and len(self._owed) >= config.commit_every:
+            return True
+        interval = config.commit_interval
+        return bool(interval) and time.monotonic() - self._committed_at >= interval
 
     async def start(self) -> None:
         """Join the group and return once this member has its assignment.
@@ -117,6 +135,7 @@ class KafkaConsumer:
     async def _run(self) -> None:
         consumer = self.client
         deliver = self._on_message
+        track = self._config.commit == "explicit"
         while True:
             try:
                 batches = await consumer.getmany(
@@ -141,8 +160,23 @@ class KafkaConsumer:
                     )
                     if msg is not None:
                         deliver(msg)
-            if batches:
+                        if track:
+                            self._owed.append((msg.producer_id, msg.seq))
+            if (batches or self._owed) and (not track or self._commit_due()):
                 await self.commit_quietly()
+
+    async def kill(self) -> list[tuple[int, int]]:
+        """Die the way a crashed consumer does: stop at once and leave without committing; the
+        group's next member reads on from the last commit."""
+        self._killed = True  # no commit from here on (nor from the revocation listener)
+        owed, self._owed = self._owed, []
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+            self._task = None
+        await self._stop_client()
+        return owed
 
     async def stop(self) -> None:
         failure: BaseException | None = None

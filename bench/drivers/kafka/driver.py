@@ -93,6 +93,18 @@ class KafkaDriver:
             one_consumer_per_partition="one member per partition in a consumer group",
         )
 
+    @staticmethod
+    def consumer_faults_unsupported(config: KafkaConfig) -> str | None:
+        """Why ``kill_consumer`` cannot act on these consumers (None: it can)."""
+        if config.client == "confluent":
+            return "is not implemented for client = 'confluent' yet: use client = 'aiokafka'"
+        if config.commit != "explicit":
+            return (
+                "needs commit = 'explicit' (with commit_every or commit_interval): an auto-"
+                "committing client commits what it delivered as it closes, so nothing is owed"
+            )
+        return None
+
     def __init__(self, config: KafkaConfig, context: DriverContext) -> None:
         self.config = config
         self.context = context
