@@ -244,6 +244,10 @@ class NatsConfig(DriverConfig):
     max_ack_pending: int = Field(default=4096, ge=1)
     ack_wait: Duration = 30.0
     ack_policy: Literal["explicit", "none", "all"] = "explicit"
+    # Pull consumers, ack_policy = "explicit": send the acks of handled messages once this
+    # many are waiting (1: each at once). What a killed consumer (the kill_consumer fault) had
+    # not acknowledged, JetStream redelivers after ack_wait.
+    ack_every: int = Field(default=1, ge=1, le=1_000_000)
     durable: bool = True
     inactive_threshold: Duration = 300.0
     max_reconnect_attempts: int = Field(default=60, ge=-1)
@@ -434,18 +438,23 @@ class NatsConsumer:
         self._subs: list[Any] = []
         self.received = 0
         self.foreign = 0
+        self._killed = False
 
     @property
     def partitions(self) -> list[int]:
         return list(self._partitions)
 
-    def _handle(self, msg: Msg) -> None:
+    def _handle(self, msg: Msg) -> tuple[int, int] | None:
+        """Hand a delivery to the engine; its (producer, seq), None for a foreign message."""
+        if self._killed:
+            return None  # delivered to a consumer that died: JetStream redelivers it
         decoded = decode_body(msg.data)
         if decoded is None:
             self.foreign += 1
-            return
+            return None
         self.received += 1
         self._on_message(decoded)
+        return decoded.producer_id, decoded.seq
 
     async def start(self) -> None:
         try:
@@ -464,6 +473,7 @@ class NatsConsumer:
                         expires_s=self._config.fetch_timeout,
                         ack_policy=self._config.ack_policy,
                         on_error=self._driver.context.count_error,
+                        ack_every=self._config.ack_every,
                     )
                     await reader.start(f"nats-pull-{name}")
                     self._readers.append(reader)
@@ -500,6 +510,16 @@ class NatsConsumer:
             # An ack is an empty message to the reply subject; nothing to wait for.
             await self._driver.client.publish(msg.reply)
 
+    async def kill(self) -> list[tuple[int, int]]:
+        """Die without acknowledging (pull consumers): what was handled and not acknowledged
+        comes again after the consumer's ack_wait."""
+        self._killed = True
+        readers, self._readers = self._readers, []
+        owed: list[tuple[int, int]] = []
+        for reader in readers:
+            owed.extend(await reader.kill())
+        return owed
+
     async def stop(self) -> None:
         readers, self._readers = self._readers, []
         for reader in readers:
@@ -516,6 +536,19 @@ class NatsDriver:
     name: ClassVar[str] = "nats"
     kind: ClassVar[Literal["stream", "store", "both"]] = "stream"
     config_model: ClassVar[type[DriverConfig]] = NatsConfig
+
+    @staticmethod
+    def consumer_faults_unsupported(config: NatsConfig) -> str | None:
+        """Why ``kill_consumer`` cannot act on these consumers (None: it can)."""
+        if config.consumer_type != "pull":
+            return f"acts on pull consumers (consumer_type = {config.consumer_type!r})"
+        if config.ack_policy != "explicit":
+            return (
+                "needs ack_policy = 'explicit' (with ack_every): without acks nothing is owed "
+                "again, and with 'all' a replacement's first ack covers what the killed one "
+                "left (JetStream never redelivers it)"
+            )
+        return None
 
     @classmethod
     def service_name(cls) -> str:

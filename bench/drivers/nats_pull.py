@@ -21,7 +21,8 @@ Messages are handed to ``on_message`` in arrival order (nats-py runs one subscri
 callback for one message at a time). Acknowledgement happens after ``on_message`` returned:
 
 * ``explicit``: each message is acknowledged (an empty payload to its reply subject) without
-  waiting for anything: the acks of one burst of deliveries leave in one socket write;
+  waiting for anything: the acks of one burst of deliveries leave in one socket write (with
+  ``ack_every`` N, the acks wait until N are pending, and a kill leaves them unsent);
 * ``all``: the last message handled is acknowledged each time the reader tops up its
   requests (about every half batch) and when it stops; that acknowledges everything before
   it (AckAll);
@@ -59,12 +60,13 @@ class PullReader:
         nc: NatsClient,
         stream: str,
         consumer: str,
-        handle: Callable[[Msg], None],
+        handle: Callable[[Msg], tuple[int, int] | None],
         batch: int,
         expires_s: float,
         ack_policy: Literal["explicit", "none", "all"],
         on_error: Callable[[str], None],
         api_prefix: str = "$JS.API",
+        ack_every: int = 1,
     ) -> None:
         self._nc = nc
         self._next_subject = f"{api_prefix}.CONSUMER.MSG.NEXT.{stream}.{consumer}"
@@ -85,6 +87,12 @@ class PullReader:
         self._next_id = 0
         self._trouble = False  # a request ended badly: back off before the next
         self._last_unacked: Msg | None = None  # ack "all": the last message not yet covered
+        # ack "all": the (producer, seq) handled and not covered by an ack yet (what a kill owes)
+        self._unacked_ids: list[tuple[int, int]] = []
+        # ack "explicit" with ack_every > 1: the reply subjects of handled messages whose acks
+        # wait to be sent together (and their ids, what a kill owes).
+        self._ack_every = ack_every
+        self._pending_acks: list[str] = []
         self.received = 0
 
     async def start(self, name: str) -> None:
@@ -171,11 +179,20 @@ class PullReader:
                 self._ended(request_id, trouble=status not in ("408", "404"))
             return
         self.received += 1
-        self._handle(msg)
+        ids = self._handle(msg)
         if self._ack_policy == "explicit":
-            await self._nc.publish(reply)
+            if self._ack_every == 1:
+                await self._nc.publish(reply)
+            else:
+                self._pending_acks.append(reply)
+                if ids is not None:
+                    self._unacked_ids.append(ids)
+                if len(self._pending_acks) >= self._ack_every:
+                    await self._send_acks()
         elif self._ack_policy == "all":
             self._last_unacked = msg
+            if ids is not None:
+                self._unacked_ids.append(ids)
         # The oldest open request delivered it (the server fills them in order).
         for request_id, entry in self._open.items():
             self._owed -= 1
@@ -186,10 +203,35 @@ class PullReader:
         if self._owed <= self._batch // 2:
             self._wake.set()
 
+    async def _send_acks(self) -> None:
+        replies, self._pending_acks = self._pending_acks, []
+        self._unacked_ids.clear()
+        for reply in replies:
+            await self._nc.publish(reply)
+
     async def _ack_all(self) -> None:
         last, self._last_unacked = self._last_unacked, None
+        self._unacked_ids.clear()
         if last is not None and last.reply:
             await self._nc.publish(last.reply)
+
+    async def kill(self) -> list[tuple[int, int]]:
+        """Stop reading at once and acknowledge nothing more: JetStream redelivers what was
+        handled and not acknowledged once the consumer's ack_wait passes."""
+        self._ack_policy = "none"  # nothing from here on acknowledges
+        owed, self._unacked_ids = self._unacked_ids, []
+        self._last_unacked = None
+        self._pending_acks = []
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        sub, self._sub = self._sub, None
+        if sub is not None:
+            with contextlib.suppress(nats.errors.Error):
+                await sub.unsubscribe()
+        return owed
 
     async def stop(self) -> None:
         task, self._task = self._task, None
@@ -204,3 +246,6 @@ class PullReader:
         if self._ack_policy == "all":
             with contextlib.suppress(nats.errors.Error):
                 await self._ack_all()
+        if self._pending_acks:
+            with contextlib.suppress(nats.errors.Error):
+                await self._send_acks()
