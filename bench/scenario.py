@@ -492,9 +492,7 @@ class Fault(_Model):
     """
 
     at: Duration
-    action: Literal[
-        "kill", "restart", "pause", "disconnect", "kill_consumer", "restart_consumer"
-    ]
+    action: Literal["kill", "restart", "pause", "disconnect", "kill_consumer", "restart_consumer"]
     down_for: Duration | None = None
     # What it acts on: the point's target (a pipeline's broker), or a pipeline's store.
     on: Literal["target", "store"] = "target"

@@ -927,9 +927,7 @@ class Worker:
         if action == "kill_consumer":
             not_killable = [c for c in consumers if not isinstance(c, KillableConsumer)]
             if not_killable:
-                raise DriverError(
-                    f"{self.spec.driver}: its consumers cannot be killed (no kill())"
-                )
+                raise DriverError(f"{self.spec.driver}: its consumers cannot be killed (no kill())")
             for consumer in consumers:
                 owed = await asyncio.wait_for(consumer.kill(), 10)  # type: ignore[attr-defined]
                 self.redelivery_owed.extend(owed)

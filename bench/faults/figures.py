@@ -327,7 +327,7 @@ def summarize(
         injected = []
         # The first worker that acted them out (a producing-only worker has no consumers to
         # fault, and acts out no consumer fault).
-        acted = next((t["faults"] for t in timelines if t.get("faults")), [])
+        acted: list[dict[str, Any]] = next((t["faults"] for t in timelines if t.get("faults")), [])
         for i, fault in enumerate(faults):
             event = acted[i] if i < len(acted) else {}
             on_consumers = getattr(fault, "on_consumers", False)

@@ -55,6 +55,7 @@ GATE_METRICS = (
     "audit.duplicated",
     "audit.reordered",
     "audit.projection_failures",
+    "apply.duplicates_applied",
     # A pipeline's projection and invariants (its visible latency is gated as e2e, which is
     # the same histogram; a stream point has none of these, and a metric neither side has is
     # not compared).

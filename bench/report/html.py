@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.errors import ReportError, ReportInterrupted
-from bench.report import capacity, faults, markdown, pipeline, store, verdicts
+from bench.report import capacity, faults, markdown, pipeline, redelivery, store, verdicts
 from bench.report.plots import Plot, report_plots
 from bench.report.tables import (
     SUMMARY_PIPELINE_NOTE,
@@ -194,6 +194,12 @@ def render_report(run: Run, plots: Iterable[Plot]) -> str:
         parts += store_section(run, plots)
     if pipeline.pipeline_points(run.points):
         parts += pipeline_section(run, plots)
+    if redelivery.redelivery_points(run.points):
+        parts += [
+            "<h2>Redelivery and the idempotency guard</h2>",
+            f"<p>{html.escape(redelivery.CAPTION)}</p>",
+            frame_table(redelivery.redelivery_frame(run.points), "redelivery"),
+        ]
     summary = verdicts.with_verdicts(summary_frame(run.points), run.points)
     parts += ["<h2>Summary</h2>"]
     if pipeline.pipeline_points(run.points):

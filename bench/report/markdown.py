@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from bench.report import faults, pipeline, store, verdicts
+from bench.report import faults, pipeline, redelivery, store, verdicts
 from bench.report.plots import Plot
 from bench.report.tables import (
     SUMMARY_PIPELINE_NOTE,
@@ -118,6 +118,12 @@ def render_report(run: Run, plots: Iterable[Plot], image_dir: str) -> str:
         out += store_section(run, plots, image_dir)
     if pipeline.pipeline_points(run.points):
         out += pipeline_section(run, plots, image_dir)
+    if redelivery.redelivery_points(run.points):
+        out += [
+            "## Redelivery and the idempotency guard\n",
+            f"{redelivery.CAPTION}\n",
+            table(redelivery.redelivery_frame(run.points)),
+        ]
     summary = verdicts.with_verdicts(summary_frame(run.points), run.points)
     out += ["## Summary\n"]
     if pipeline.pipeline_points(run.points):

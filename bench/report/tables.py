@@ -155,6 +155,24 @@ def _build_registry() -> dict[str, Metric]:
         Metric(
             "throughput.skipped", "skipped", "count", False, _path_getter("throughput", "skipped")
         ),
+        # Consumer faults and workload.apply (engine/consumer_apply.py).
+        Metric(
+            "audit.redelivered", "redelivered", "count", False, _path_getter("audit", "redelivered")
+        ),
+        Metric(
+            "audit.broker_duplicates",
+            "broker duplicates",
+            "count",
+            False,
+            _path_getter("audit", "broker_duplicates"),
+        ),
+        Metric(
+            "apply.duplicates_applied",
+            "duplicates applied",
+            "count",
+            False,
+            _path_getter("apply", "duplicates_applied"),
+        ),
         # A pipeline's projection and its invariants (engine/summary.py pipeline_summary).
         Metric(
             "pipeline.applied_per_s",
@@ -191,6 +209,9 @@ ALIASES = {
     "duplicated": "audit.duplicated",
     "reordered": "audit.reordered",
     "projection_failures": "audit.projection_failures",
+    "redelivered": "audit.redelivered",
+    "broker_duplicates": "audit.broker_duplicates",
+    "duplicates_applied": "apply.duplicates_applied",
     "skipped": "throughput.skipped",
     "applied_per_s": "pipeline.applied_per_s",
     "never_applied": "pipeline.never_applied",
@@ -218,6 +239,7 @@ COMPARE_METRICS = (
     "audit.duplicated",
     "audit.reordered",
     "audit.projection_failures",
+    "apply.duplicates_applied",
     # A pipeline's: shown only for points that have them (compare skips a metric neither
     # side has).
     "visible.p50",

@@ -63,6 +63,26 @@ def _projection_cell(audit: dict[str, Any]) -> str:
     return f"[red]{format_count(failures)}[/] ({format_count(keys)} aggs)"
 
 
+def _redelivered_cell(audit: dict[str, Any]) -> str:
+    """Redelivered (of what killed consumers owed), and the broker's own duplicates apart."""
+    if audit.get("redelivered") is None:
+        return "-"
+    owed = format_count(int(audit.get("redelivery_owed") or 0))
+    text = f"{format_count(int(audit['redelivered']))} of {owed}"
+    broker = int(audit.get("broker_duplicates") or 0)
+    if broker:
+        text += f" +{format_count(broker)} by broker"
+    return text
+
+
+def _apply_cell(apply: dict[str, Any] | None) -> str:
+    if not apply:
+        return "-"
+    twice = int(apply.get("duplicates_applied") or 0)
+    skipped = format_count(int(apply.get("duplicates_skipped") or 0))
+    return f"[red]{format_count(twice)}[/]/{skipped}" if twice else f"0/{skipped}"
+
+
 def summary_table(summaries: list[dict[str, Any]], title: str | None = None) -> Table:
     table = Table(title=title, header_style="bold", show_lines=False)
     table.add_column("target")
@@ -82,6 +102,14 @@ def summary_table(summaries: list[dict[str, Any]], title: str | None = None) -> 
     projection = any(_projection_shown(s) for s in summaries)
     if projection:
         table.add_column("proj. failures", justify="right")
+    # Consumer faults and workload.apply: what came again, and what the read model did with it.
+    redelivery = any((s.get("audit") or {}).get("redelivered") is not None for s in summaries)
+    if redelivery:
+        table.add_column("redelivered", justify="right")
+    applying = any(s.get("apply") for s in summaries)
+    if applying:
+        table.add_column("applied twice/skipped", justify="right")
+        table.add_column("apply p99", justify="right")
     table.add_column("errors", justify="right")
     table.add_column("status")
     for s in summaries:
@@ -99,6 +127,10 @@ def summary_table(summaries: list[dict[str, Any]], title: str | None = None) -> 
         point = " ".join(f"{k.split('.')[-1]}={v}" for k, v in params.items()) or s.get("mode", "")
         errors = s.get("errors", {}).get("total", 0)
         extra = [_projection_cell(audit)] if projection else []
+        if redelivery:
+            extra.append(_redelivered_cell(audit))
+        if applying:
+            extra.extend([_apply_cell(s.get("apply")), _lat(s, "apply", "p99")])
         table.add_row(
             s.get("target", "?"),
             point,

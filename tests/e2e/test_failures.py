@@ -21,14 +21,16 @@ def _on_memory(name: str, duration: str = "3s") -> dict[str, Any]:
     return raw
 
 
-def _run(tmp_path: Path, raw: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Each point's summary, by its partition key."""
+def _run(
+    tmp_path: Path, raw: dict[str, Any], by: str = "partition_key"
+) -> dict[str, dict[str, Any]]:
+    """Each point's summary, by its workload field ``by``."""
     out = {}
     for point in expand(scenario_from_dict(raw, "failure.toml")):
         summary = PointRunner(
             point, "failure", tmp_path / f"p{point.index}", stop_requested=lambda: False
         ).run()
-        out[point.workload.partition_key] = summary
+        out[getattr(point.workload, by)] = summary
     return out
 
 
@@ -64,3 +66,50 @@ def test_an_event_id_key_spreads_an_aggregate_too(tmp_path: Path) -> None:
     (summary,) = _run(tmp_path, raw).values()
     assert summary["audit"]["projection_failures"] > 0
     assert summary["audit"]["lost"] == 0
+
+
+def test_redelivery_after_a_consumer_kill_applied_twice_and_the_guard(tmp_path: Path) -> None:
+    raw = _on_memory("redelivery.toml", duration="4s")
+    raw["scenario"]["drain_timeout"] = "10s"
+    runs = _run(tmp_path, raw, by="apply")
+    naive, guarded = runs["naive"], runs["guarded"]
+    for summary in (naive, guarded):
+        audit = summary["audit"]
+        assert audit["lost"] == 0 and audit["received"] == audit["acked"] > 8000, audit
+        fault = summary["faults"][0]
+        assert fault["action"] == "kill_consumer" and fault["status"] == "done", fault
+        # The 2 killed consumers each owed up to commit_every = 200 deliveries, and the memory
+        # broker gives every one of them back: redelivered, and nothing else duplicated.
+        assert 0 < audit["redelivery_owed"] <= 400
+        assert audit["redelivered"] == audit["redelivery_owed"] == audit["duplicated"]
+        assert audit["broker_duplicates"] == 0
+        assert summary["latency_us"]["apply"]["count"] > 0
+    # The failure: every redelivery applied a second time, and the point fails naming it.
+    apply = naive["apply"]
+    assert apply["mode"] == "naive" and apply["duplicates_skipped"] == 0
+    assert apply["duplicates_applied"] == naive["audit"]["redelivered"]
+    assert apply["applied"] == naive["audit"]["delivered"]
+    assert naive["verdict"]["result"] == "fail"
+    assert any("duplicates to the read model" in r for r in naive["verdict"]["reasons"])
+    # The fix: the guard skips every redelivery; nothing is applied twice.
+    apply = guarded["apply"]
+    assert apply["duplicates_applied"] == 0
+    assert apply["duplicates_skipped"] == guarded["audit"]["redelivered"]
+    assert apply["applied"] == guarded["audit"]["received"]
+    assert guarded["verdict"]["result"] == "pass", guarded["verdict"]
+    assert judge(naive).reasons == naive["verdict"]["reasons"]
+
+
+def test_a_graceful_consumer_restart_owes_nothing(tmp_path: Path) -> None:
+    raw = _on_memory("redelivery.toml", duration="3s")
+    raw["matrix"] = {}
+    raw["workload"]["apply"] = "naive"
+    raw["faults"] = [{"at": "2s", "action": "restart_consumer", "down_for": "0.2s"}]
+    summary = _run(tmp_path, raw, by="apply")["naive"]
+    audit = summary["audit"]
+    assert summary["faults"][0]["status"] == "done", summary["faults"]
+    assert audit["lost"] == 0 and audit["received"] == audit["acked"] > 6000
+    # A stop commits what was processed: nothing owed, nothing delivered twice.
+    assert audit["redelivery_owed"] == 0 and audit["duplicated"] == 0
+    assert summary["apply"]["duplicates_applied"] == 0
+    assert summary["verdict"]["result"] == "pass", summary["verdict"]

@@ -60,8 +60,8 @@ class _AssignmentListener(ConsumerRebalanceListener):
             positions = {tp: await consumer.position(tp) for tp in assigned}
             if positions:
                 await consumer.commit(positions)
-        except KafkaError:
-            self._owner.count_error("commit")
+        except KafkaError as exc:
+            self._owner.count_error(f"commit:{type(exc).__name__}")
         if not self.assigned.done():
             self.assigned.set_result(None)
 
@@ -98,9 +98,9 @@ class KafkaConsumer:
             self._committed_at = time.monotonic()
             try:
                 await self.client.commit()
-            except KafkaError:
+            except KafkaError as exc:
                 self._owed = owed + self._owed  # still uncommitted
-                self.count_error("commit")
+                self.count_error(f"commit:{type(exc).__name__}")
 
     def _commit_due(self) -> bool:
         config = self._config
