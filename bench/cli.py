@@ -458,18 +458,27 @@ def locust_worker(
 def _print_summaries(summaries: list[dict[str, Any]], title: str) -> None:
     from rich.markup import escape
 
-    from bench.report.terminal import faults_table, pipeline_table, store_table, summary_table
+    from bench.report.terminal import (
+        faults_table,
+        pipeline_table,
+        replay_table,
+        store_table,
+        summary_table,
+    )
     from bench.report.verdicts import loss_lines
 
     streams = [s for s in summaries if s.get("kind", "stream") == "stream"]
     stores = [s for s in summaries if s.get("kind") == "store"]
     pipelines = [s for s in summaries if s.get("kind") == "pipeline"]
+    replays = [s for s in summaries if s.get("kind") == "replay"]
     if streams:
         console.print(summary_table(streams, title=title))
     if stores:
         console.print(store_table(stores, title=title))
     if pipelines:
         console.print(pipeline_table(pipelines, title=title))
+    if replays:
+        console.print(replay_table(replays, title=title))
     faulted = [s for s in summaries if s.get("faults")]
     if faulted:
         console.print(faults_table(faulted, title=f"{title}: faults"))
@@ -490,6 +499,12 @@ def _describe_load(point: Any) -> str:
     meta = point.scenario.scenario
     load = f"max, concurrency {w.concurrency}" if w.closed_loop else f"{w.rate:g}/s {w.schedule}"
     key = {"none": ", no partition key", "event_id": ", keyed by event id"}.get(w.partition_key, "")
+    if w.kind == "replay":
+        r = w.replay
+        return (
+            f"seed {r.streams:,} streams x {r.events_per_stream:,} events "
+            f"({r.old_fraction:.0%} of each stream old), read back: {r.reader}"
+        )
     if w.kind == "pipeline":
         # What shapes a pipeline's figures: its relays and appliers, not producers/consumers.
         p = w.pipeline

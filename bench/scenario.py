@@ -42,6 +42,7 @@ from pydantic import (
 
 from bench.drivers.base import (
     DriverConfig,
+    HistoryStore,
     Outbox,
     PartitionKey,
     consumer_faults_unsupported,
@@ -178,6 +179,32 @@ class StoreOptions(_Model):
         return value
 
 
+REPLAY_READERS = ("strict", "upcast", "upcast_and_rewrite")
+
+
+class ReplayOptions(_Model):
+    """A seeded history read back by the current code (``workload.kind = "replay"``;
+    ``bench/engine/replay.py`` and ``bench/schema_evolution.py`` say what each part is)."""
+
+    streams: int = Field(default=1000, ge=1, le=10_000_000)
+    events_per_stream: int = Field(default=20, ge=1, le=1_000_000)
+    # The share of each stream written before the schema changed (its first events).
+    old_fraction: float = Field(default=0.5, ge=0.0, le=1.0, allow_inf_nan=False)
+    # "strict": stop at the first old event; "upcast": upcast on read; "upcast_and_rewrite":
+    # migrate the store once (upcast and store back), then replay it strictly.
+    reader: Literal["strict", "upcast", "upcast_and_rewrite"] = "upcast"
+    rewrite_batch: int = Field(default=100, ge=1, le=100_000)  # streams per migration step
+
+    @model_validator(mode="after")
+    def _size(self) -> ReplayOptions:
+        total = self.streams * self.events_per_stream
+        if total > 50_000_000:
+            raise ValueError(
+                f"streams x events_per_stream = {total:,} events: at most 50,000,000 are seeded"
+            )
+        return self
+
+
 class PipelineOptions(_Model):
     """The CQRS pipeline (``workload.kind = "pipeline"``): command -> store -> relay -> broker
     -> projection -> read model. ``bench/engine/pipeline.py`` says what each stage is."""
@@ -228,7 +255,7 @@ class PipelineOptions(_Model):
 
 
 class Workload(_Model):
-    kind: Literal["stream", "store", "pipeline"] = "stream"
+    kind: Literal["stream", "store", "pipeline", "replay"] = "stream"
     rate: float | Literal["max"] = 1000.0
     concurrency: int = Field(default=16, ge=1, le=100_000)
     schedule: Literal["constant", "poisson"] = "constant"
@@ -266,6 +293,7 @@ class Workload(_Model):
     exact_pacing: bool | Literal["auto"] = "auto"
     store: StoreOptions = StoreOptions()
     pipeline: PipelineOptions = PipelineOptions()
+    replay: ReplayOptions = ReplayOptions()
 
     @model_validator(mode="before")
     @classmethod
@@ -372,6 +400,19 @@ class Workload(_Model):
                     f"the weight of {name!r} must be more than 0, a finite number (got {weight})"
                 )
         return value
+
+    @model_validator(mode="after")
+    def _replay_options_need_a_replay(self) -> Workload:
+        if self.kind != "replay" and self.replay != ReplayOptions():
+            raise ValueError(
+                f"replay: this table configures a replay, and kind is {self.kind!r}: set "
+                'kind = "replay", or remove the table'
+            )
+        if self.kind == "replay" and self.workers != 1:
+            raise ValueError(
+                f"workers: a replay is one reader in the coordinator process (got {self.workers})"
+            )
+        return self
 
     @model_validator(mode="after")
     def _pipeline_options_need_a_pipeline(self) -> Workload:
@@ -585,6 +626,13 @@ class Scenario(_Model):
                     "one at a time"
                 )
             previous_end = fault.at + fault.down_for_s
+        if self.workload.kind == "replay" and self.faults:
+            raise ValueError(
+                "faults: a replay reads a seeded history back, with no load to fault; remove "
+                "[[faults]]"
+            )
+        if self.workload.kind == "replay" and self.slo:
+            raise ValueError("slo: a replay is judged by what it read, not by SLOs; remove [slo]")
         on_consumers = [i for i, f in enumerate(self.faults) if f.on_consumers]
         if on_consumers:
             first = on_consumers[0]
@@ -1220,13 +1268,21 @@ def _check_point(
     kind = getattr(driver_cls, "kind", "stream")
     if workload.kind == "pipeline":
         return  # _check_pipeline_point checks the store and the broker
-    if workload.kind not in (kind, "both") and kind != "both":
+    wanted = "store" if workload.kind == "replay" else workload.kind
+    if wanted not in (kind, "both") and kind != "both":
         raise ScenarioError(
             source,
             "workload.kind",
             f"target {target!r} (driver {config.driver!r}) is a {kind} target, but the workload "
             f"is {workload.kind!r}",
             hint='set workload.kind = "store" for event stores, "stream" for brokers',
+        )
+    if workload.kind == "replay" and not issubclass(driver_cls, HistoryStore):
+        raise ScenarioError(
+            source,
+            "workload.kind",
+            f"target {target!r} (driver {config.driver!r}) cannot be seeded with a history: a "
+            "replay needs a store with seed_history and rewrite_events (memory, postgres)",
         )
     if getattr(driver_cls, "in_process", False) and workload.consumer_workers:
         raise ScenarioError(

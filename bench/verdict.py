@@ -220,6 +220,10 @@ def judge(summary: dict[str, Any], rules: dict[str, Any] | None = None) -> Verdi
             )
         elif result == SLO_NO_DATA:
             verdict.doubt(f"SLO {key}: no data")
+    replay = summary.get("replay") if summary.get("kind") == "replay" else None
+    if replay:
+        for reason in replay_failures(replay):
+            verdict.fail(reason)
     for row in summary.get("faults") or []:
         name = f"{row.get('action', 'fault')} at {row.get('at_s', 0):g}s"
         if row.get("status") == "failed":
@@ -238,6 +242,31 @@ def judge(summary: dict[str, Any], rules: dict[str, Any] | None = None) -> Verdi
         problems = summary.get("problems") or []
         verdict.doubt("the point did not run to the end" + (f": {problems[0]}" if problems else ""))
     return verdict
+
+
+def replay_failures(replay: dict[str, Any]) -> list[str]:
+    """A replay's failures in words: the strict reader stopped at an old event (which one,
+    and how much was left unread), or a migration changed what a stream means."""
+    reasons = []
+    read = replay.get("replay") or {}
+    first = read.get("first_unreadable")
+    if first:
+        reasons.append(
+            f"the {replay.get('reader', 'strict')} reader stopped at {first['event_type']} "
+            f"v{first['schema_version']} (expects v{first['reader_expects']}; stream "
+            f"{first['aggregate_id']} version {first['version']}, event "
+            f"{format_count(int(first['position']))} of the replay): "
+            f"{format_count(int(read.get('unread') or 0))} events left unread"
+        )
+    elif int(read.get("unread") or 0):
+        reasons.append(f"{format_count(int(read['unread']))} events left unread")
+    changed = replay.get("meaning_changed")
+    if changed:
+        reasons.append(
+            f"the migration changed what {format_count(int(changed))} streams mean (their fold "
+            "after the rewrite differs from the fold before)"
+        )
+    return reasons
 
 
 def _rated(summary: dict[str, Any]) -> bool:

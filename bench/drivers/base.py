@@ -434,6 +434,22 @@ class Snapshots(Protocol):
 
 
 @runtime_checkable
+class HistoryStore(Protocol):
+    """A store that can be seeded with a history in bulk and have events rewritten in place
+    (``workload.kind = "replay"``: issue 18's schema evolution). Seeding bypasses the append
+    path (no expected-version check, as a restore or an import would)."""
+
+    async def seed_history(self, events: Sequence[StoredEvent]) -> None:
+        """Store these events (whole streams, in version order) as fast as the store can."""
+        ...
+
+    async def rewrite_events(self, events: Sequence[StoredEvent]) -> None:
+        """Replace the payload and metadata of stored events (same id, stream and version), in
+        one transaction: a migration step."""
+        ...
+
+
+@runtime_checkable
 class Projector(Protocol):
     """A read model the store projects into, tailing the committed events."""
 
@@ -641,6 +657,7 @@ STORE_MEMBERS = ("connect", "prepare_store", "append", "load", "verify", "descri
 
 STORE_CAPABILITIES: tuple[type, ...] = (
     SharedStore,
+    HistoryStore,
     ServerCounters,
     Snapshots,
     Projector,

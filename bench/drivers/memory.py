@@ -647,6 +647,20 @@ class MemoryDriver:
     async def stored_event_ids(self) -> set[str]:
         return {event.event_id for event in self._log}
 
+    # -- a seeded history (HistoryStore)
+    async def seed_history(self, events: Sequence[StoredEvent]) -> None:
+        for event in events:
+            self._streams.setdefault(event.aggregate_id, []).append(event)
+            self._log.append(event)
+
+    async def rewrite_events(self, events: Sequence[StoredEvent]) -> None:
+        for event in events:
+            stream = self._streams[event.aggregate_id]
+            old = stream[event.version - 1]
+            if old.event_id != event.event_id:
+                raise DriverError(f"memory: rewrite of {event.event_id}: not at its version")
+            stream[event.version - 1] = event
+
     async def verify(self) -> list[str]:
         problems: list[str] = []
         seen_ids: set[str] = set()

@@ -23,6 +23,7 @@ import dataclasses
 import re
 import secrets
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,8 @@ from bench.engine.host import HostSampler, local_ports
 from bench.engine.intervals import TIMESERIES_COLUMNS, IntervalMerger, IntervalView
 from bench.engine.messages import Finish, Start, Stop
 from bench.engine.pool import WorkerState, broadcast, reap, receive, spawn_local
-from bench.engine.summary import PointFacts, merged_store_totals, summarize
+from bench.engine.replay import run_replay
+from bench.engine.summary import PointFacts, merged_store_totals, replay_summary, summarize
 from bench.engine.target import SharedTarget, StoreCheck
 from bench.engine.workers import WorkerSpec
 from bench.errors import BenchError, DriverError
@@ -185,6 +187,8 @@ class PointRunner:
     # ------------------------------------------------------------------ run
     def run(self) -> dict[str, Any]:
         self.dir.mkdir(parents=True, exist_ok=True)
+        if self.workload.kind == "replay":
+            return self._run_replay()
         topology = self._topology()
         in_process = runs_in_process(load_driver(self.point.driver))
         shared = None if in_process else SharedTarget(self.point, topology)
@@ -246,6 +250,41 @@ class PointRunner:
                 with contextlib.suppress(Exception):
                     asyncio.run(self.shared_store.cleanup())
         summary = summarize(self._facts(topology, started_at))
+        atomic_write_json(self.dir / SUMMARY, summary)
+        return summary
+
+    def _run_replay(self) -> dict[str, Any]:
+        """A replay point: seeded and read back here, in the coordinator (engine/replay.py)."""
+        errors: Counter[str] = Counter()
+        started_at = time.time()
+        result: dict[str, Any] | None = None
+        try:
+            result = asyncio.run(
+                run_replay(
+                    self.point,
+                    self._topology().name,
+                    self.stop_requested,
+                    lambda kind: errors.update([kind]),
+                )
+            )
+            if self.stop_requested():
+                self.status = "interrupted"
+        except BenchError as exc:
+            self.status = "failed"
+            self.problems.append(f"{exc.message} ({exc.hint})" if exc.hint else exc.message)
+        except TimeoutError:
+            self.status = "failed"
+            self.problems.append(f"{self.point.driver}: connecting timed out")
+        summary = replay_summary(
+            self.point,
+            self.run_id,
+            self.dir.name,
+            result,
+            self.status,
+            self.problems,
+            dict(errors),
+            started_at,
+        )
         atomic_write_json(self.dir / SUMMARY, summary)
         return summary
 

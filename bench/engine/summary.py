@@ -304,6 +304,74 @@ def summarize(facts: PointFacts) -> dict[str, Any]:
     return judged(summary, point)
 
 
+def replay_summary(
+    point: RunPoint,
+    run_id: str,
+    dir_name: str,
+    result: dict[str, Any] | None,
+    status: str,
+    problems: list[str],
+    errors: dict[str, int],
+    started_at: float,
+) -> dict[str, Any]:
+    """A replay point's summary (engine/replay.py): what was seeded, what the reader read, how
+    fast, and its verdict. No delivery, no rate: those sections are empty, never zeros that
+    could read as a clean run."""
+    w = point.workload
+    options = w.replay
+    problems = list(problems)
+    if status == "ok" and result is None:
+        status = "failed"
+        problems.append("the replay reported no results")
+    replay = dict(result or {})
+    described = replay.pop("target_info", None)
+    load = replay.pop("load_latency_us", None)
+    summary = {
+        "schema_version": SCHEMA_VERSION,
+        "run_id": run_id,
+        "point": point.index,
+        "dir": dir_name,
+        "target": point.target,
+        "driver": point.driver,
+        "label": point.label,
+        "params": point.params,
+        "mode": (
+            f"replay of {options.streams:,} x {options.events_per_stream:,} events, "
+            f"{options.old_fraction:.0%} old, reader {options.reader}"
+        ),
+        "closed_loop": False,
+        "workload": {
+            "streams": options.streams,
+            "events_per_stream": options.events_per_stream,
+            "old_fraction": options.old_fraction,
+            "reader": options.reader,
+            "rewrite_batch": options.rewrite_batch,
+            "duration_s": 0.0,
+            "warmup_s": 0.0,
+        },
+        "throughput": {},
+        "latency_us": {"load": load} if load else {},
+        "audit": {},
+        "errors": {
+            "total": sum(errors.values()),
+            "by_kind": errors,
+            "failed_in_window": 0,
+            "scheduled_in_window": 0,
+            "rate": None,
+            "max_rate": point.scenario.verdict.max_error_rate,
+        },
+        "faults": [],
+        "kind": "replay",
+        "replay": replay if result is not None else None,
+        "target_info": described,
+        "started_at": started_at,
+        "ended_at": time.time(),
+        "status": status,
+        "problems": problems,
+    }
+    return judged(summary, point)
+
+
 def judged(summary: dict[str, Any], point: RunPoint) -> dict[str, Any]:
     """The summary with its error rate and verdict, under the scenario's ``[verdict]`` rules."""
     rules = point.scenario.verdict.model_dump()

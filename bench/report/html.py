@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.errors import ReportError, ReportInterrupted
-from bench.report import capacity, faults, markdown, pipeline, redelivery, store, verdicts
+from bench.report import capacity, faults, markdown, pipeline, redelivery, replay, store, verdicts
 from bench.report.plots import Plot, report_plots
 from bench.report.tables import (
     SUMMARY_PIPELINE_NOTE,
@@ -200,14 +200,22 @@ def render_report(run: Run, plots: Iterable[Plot]) -> str:
             f"<p>{html.escape(redelivery.CAPTION)}</p>",
             frame_table(redelivery.redelivery_frame(run.points), "redelivery"),
         ]
-    summary = verdicts.with_verdicts(summary_frame(run.points), run.points)
+    if replay.replay_points(run.points):
+        parts += [
+            "<h2>Replay: keeping old events readable</h2>",
+            f"<p>{html.escape(replay.CAPTION)}</p>",
+            frame_table(replay.replay_frame(run.points), "replay"),
+        ]
+    # A replay has no rate and no delivery: its figures are its own section's only.
+    loaded = [p for p in run.points if not replay.is_replay(p.summary)]
+    summary = verdicts.with_verdicts(summary_frame(loaded), loaded)
     parts += ["<h2>Summary</h2>"]
     if pipeline.pipeline_points(run.points):
         parts += [f"<p>{html.escape(SUMMARY_PIPELINE_NOTE)}</p>"]
     parts += [frame_table(summary, "summary")]
     parts += [
         "<h2>Latency (measurement window)</h2>",
-        frame_table(latency_frame(run.points), "latency"),
+        frame_table(latency_frame(loaded), "latency"),
     ]
     if faults.has_faults(run.points):
         parts += [

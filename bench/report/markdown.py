@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from bench.report import faults, pipeline, redelivery, store, verdicts
+from bench.report import faults, pipeline, redelivery, replay, store, verdicts
 from bench.report.plots import Plot
 from bench.report.tables import (
     SUMMARY_PIPELINE_NOTE,
@@ -124,12 +124,20 @@ def render_report(run: Run, plots: Iterable[Plot], image_dir: str) -> str:
             f"{redelivery.CAPTION}\n",
             table(redelivery.redelivery_frame(run.points)),
         ]
-    summary = verdicts.with_verdicts(summary_frame(run.points), run.points)
+    if replay.replay_points(run.points):
+        out += [
+            "## Replay: keeping old events readable\n",
+            f"{replay.CAPTION}\n",
+            table(replay.replay_frame(run.points)),
+        ]
+    # A replay has no rate and no delivery: its figures are its own section's only.
+    loaded = [p for p in run.points if not replay.is_replay(p.summary)]
+    summary = verdicts.with_verdicts(summary_frame(loaded), loaded)
     out += ["## Summary\n"]
     if pipeline.pipeline_points(run.points):
         out += [f"{SUMMARY_PIPELINE_NOTE}\n"]
     out += [table(summary)]
-    out += ["## Latency (measurement window)\n", table(latency_frame(run.points))]
+    out += ["## Latency (measurement window)\n", table(latency_frame(loaded))]
     if faults.has_faults(run.points):
         out += ["## Faults\n", f"{faults.CAPTION}\n", table(faults.faults_frame(run.points))]
     for plot in plots:

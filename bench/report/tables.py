@@ -877,7 +877,11 @@ def run_overview(run: Run) -> dict[str, str]:
         "run": run.run_id,
         "scenario": f"{meta.get('name', '?')}: {meta.get('description', '')}".rstrip(": "),
         "status": _status_text(run),
-        "measure": f"{meta.get('duration', '?')} after {meta.get('warmup', '?')} warm-up",
+        "measure": (
+            "a seeded history, read back (no load)"
+            if run.points and all(p.summary.get("kind") == "replay" for p in run.points)
+            else f"{meta.get('duration', '?')} after {meta.get('warmup', '?')} warm-up"
+        ),
         "overrides": ", ".join(run.manifest.get("overrides") or []) or "-",
         "points": str(len(run.points)),
     }

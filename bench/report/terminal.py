@@ -200,6 +200,25 @@ def store_table(summaries: list[dict[str, Any]], title: str | None = None) -> Ta
     return table
 
 
+def replay_table(summaries: list[dict[str, Any]], title: str | None = None) -> Table:
+    """Replay points (issue 18's schema evolution): the report's replay rows
+    (``bench.report.replay``), with each failing point's reasons under the table."""
+    from bench.report.replay import replay_row
+
+    rows = [replay_row(s, str(s.get("label") or s.get("target") or "?")) for s in summaries]
+    table = Table(title=title, header_style="bold")
+    for name in rows[0] if rows else ():
+        table.add_column(
+            name,
+            justify="left" if name in ("point", "reader", "verdict", "stopped at") else "right",
+        )
+    for s, row in zip(summaries, rows, strict=True):
+        cells = [escape(v) for v in row.values()]
+        cells[2] = f"{escape(str(s.get('status', '?')))}{SEPARATOR}{escape(verdict_text(s))}"
+        table.add_row(*cells)
+    return table
+
+
 def pipeline_table(summaries: list[dict[str, Any]], title: str | None = None) -> Table:
     """Pipeline points, led by the ``visible`` window (command intended -> the read model
     reflects it) and the invariants (every committed event applied once, the read model equal

@@ -203,6 +203,68 @@ class PostgresDriver:
         name = type(exc).__name__
         return f"{name}:{code}" if code else name
 
+    # -- a seeded history (HistoryStore)
+    async def seed_history(self, events: Sequence[StoredEvent]) -> None:
+        """COPY the events in, and each stream's version, in one transaction (a restore:
+        no expected-version check, no outbox)."""
+        pool = self._require_pool()
+        versions: dict[str, int] = {}
+        for event in events:
+            versions[event.aggregate_id] = max(versions.get(event.aggregate_id, 0), event.version)
+        records = [
+            (
+                e.event_id,
+                e.aggregate_id,
+                e.aggregate_type,
+                e.event_type,
+                e.version,
+                e.payload.decode(),
+                json.dumps(dict(e.metadata)),
+            )
+            for e in events
+        ]
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                await conn.copy_records_to_table(
+                    "events",
+                    schema_name=self.schema,
+                    columns=[
+                        "event_id",
+                        "aggregate_id",
+                        "aggregate_type",
+                        "event_type",
+                        "version",
+                        "payload",
+                        "metadata",
+                    ],
+                    records=records,
+                )
+                await conn.execute(
+                    self._ns.sql.seed_streams, list(versions), list(versions.values())
+                )
+        except DB_ERRORS as exc:
+            raise self._error("seeding the history", exc) from exc
+
+    async def rewrite_events(self, events: Sequence[StoredEvent]) -> None:
+        """Replace the payload and metadata of these events, in one transaction."""
+        pool = self._require_pool()
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                status = await conn.execute(
+                    self._ns.sql.rewrite,
+                    [e.event_id for e in events],
+                    [e.payload.decode() for e in events],
+                    [json.dumps(dict(e.metadata)) for e in events],
+                )
+        except DB_ERRORS as exc:
+            raise self._error("rewriting events", exc) from exc
+        updated = int(status.rsplit(" ", 1)[-1])
+        if updated != len(events):
+            raise DriverError(
+                f"postgres: a rewrite updated {updated} of {len(events)} events (the rest are "
+                "not stored)"
+            )
+
     # -- read side (Snapshots)
     @staticmethod
     def _stored(aggregate_id: str, row: asyncpg.Record) -> StoredEvent:

@@ -153,6 +153,13 @@ class Sql:
             "$6::text[], $7::jsonb[], $8::jsonb[]" + (", $9::bigint)" if outbox else ")")
         )
         self.create.append(_append_locked_function(s, cols, outbox))
+        # A migration step (HistoryStore.rewrite_events): events keep their id, stream and
+        # version; only what they carry changes.
+        self.rewrite = f"""UPDATE {s}.events e SET payload = u.payload, metadata = u.metadata
+            FROM unnest($1::uuid[], $2::jsonb[], $3::jsonb[]) AS u(event_id, payload, metadata)
+            WHERE e.event_id = u.event_id"""
+        self.seed_streams = f"""INSERT INTO {s}.streams (aggregate_id, version)
+            SELECT * FROM unnest($1::text[], $2::int[])"""
         event_cols = "e.event_id, e.aggregate_type, e.event_type, e.version, e.payload, e.metadata"
         self.load = (
             f"SELECT {event_cols} FROM {s}.events e WHERE e.aggregate_id = $1 "

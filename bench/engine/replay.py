@@ -1,0 +1,293 @@
+"""A replay point (``workload.kind = "replay"``): a seeded history read back by the current code.
+
+Issue 18's schema-evolution failure. The store is seeded in bulk with ``replay.streams`` streams
+of ``replay.events_per_stream`` order events, the first ``replay.old_fraction`` of each written
+by older releases of the schema (``bench/schema_evolution.py``). Then every stream is loaded
+and folded into the v3 order view, in stream order, by the reader ``replay.reader`` names:
+
+* ``strict``: the projection stops at the first event it cannot read, as a projection that
+  meets a poison event does; the point names that event and counts what was left unread;
+* ``upcast``: the upcaster chain runs on every old event as it is read;
+* ``upcast_and_rewrite``: a migration first (each stream loaded, upcast, folded, and its old
+  events stored back as the current version, one transaction per ``rewrite_batch`` streams),
+  then the strict reader replays the migrated store, and every stream must fold to what it
+  folded to before (the meaning of the history is unchanged).
+
+Measured: the seed rate; per stream, the load latency (read, upcast, fold: the ``load``
+histogram); the replay rate (events/s); the upcast cost per upcast event (the upcasters' own
+time, timed around each chain); the migration's rate. This runs in the coordinator process:
+there is no load to schedule, and one reader is what a rebuild of a projection is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from bench.drivers.base import (
+    DriverContext,
+    HistoryStore,
+    SharedStore,
+    StoredEvent,
+    as_store,
+    load_driver,
+)
+from bench.errors import DriverError
+from bench.metrics.recorder import new_histogram, record_values, stats_us
+from bench.scenario import RunPoint
+from bench.schema_evolution import (
+    EVOLVED,
+    Unreadable,
+    current_version,
+    decode,
+    fold,
+    history,
+    new_view,
+    read_strict,
+    rewritten,
+    schema_version,
+    upcast,
+)
+
+SEED_BATCH_EVENTS = 20_000  # events per seed_history call
+SAMPLES_KEPT = 5
+
+
+@dataclass
+class ReplayFigures:
+    """What one replay pass read, and how fast."""
+
+    events_read: int = 0
+    streams_read: int = 0
+    upcast_events: int = 0
+    upcast_ns: int = 0
+    seconds: float = 0.0
+    first_unreadable: dict[str, Any] | None = None
+    load_ns: list[int] = field(default_factory=list)
+    views: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def as_dict(self, total_events: int) -> dict[str, Any]:
+        return {
+            "events_read": self.events_read,
+            "streams_read": self.streams_read,
+            "unread": total_events - self.events_read,
+            "seconds": self.seconds,
+            "events_per_s": self.events_read / self.seconds if self.seconds > 0 else 0.0,
+            "upcast_events": self.upcast_events,
+            "upcast_ns_per_event": (
+                self.upcast_ns / self.upcast_events if self.upcast_events else None
+            ),
+            "first_unreadable": self.first_unreadable,
+        }
+
+
+async def _read_stream(
+    events: list[StoredEvent], mode: str, figures: ReplayFigures, position: int
+) -> dict[str, Any] | None:
+    """Fold one stream; None when the strict reader met an event it cannot read (recorded)."""
+    view = new_view()
+    perf = time.perf_counter_ns
+    for event in events:
+        if mode == "strict":
+            try:
+                data = read_strict(event)
+            except Unreadable as exc:
+                figures.first_unreadable = {
+                    "event_type": event.event_type,
+                    "schema_version": exc.version,
+                    "reader_expects": current_version(event.event_type),
+                    "aggregate_id": event.aggregate_id,
+                    "version": event.version,
+                    "event_id": event.event_id,
+                    "position": position + 1,  # 1-based, in replay order
+                    "why": exc.why,
+                }
+                return None
+        else:
+            version = schema_version(event)
+            data = decode(event)
+            if version < current_version(event.event_type):
+                started = perf()
+                data = upcast(event.event_type, version, data)
+                figures.upcast_ns += perf() - started
+                figures.upcast_events += 1
+        fold(view, event.event_type, data)
+        position += 1
+        figures.events_read += 1
+    return view
+
+
+async def replay(
+    store: Any, aggregates: list[str], mode: str, stop: Any, keep_views: bool = False
+) -> ReplayFigures:
+    """Load and fold every stream in order, with ``mode``'s reader (``strict`` or ``upcast``)."""
+    figures = ReplayFigures()
+    started = time.perf_counter()
+    for aggregate in aggregates:
+        if stop():
+            break
+        t0 = time.perf_counter_ns()
+        events = await store.load(aggregate)
+        view = await _read_stream(events, mode, figures, figures.events_read)
+        if view is None:
+            break  # the projection stopped at a poison event
+        figures.load_ns.append(time.perf_counter_ns() - t0)
+        figures.streams_read += 1
+        if keep_views:
+            figures.views[aggregate] = view
+    figures.seconds = time.perf_counter() - started
+    return figures
+
+
+async def migrate(
+    store: Any, aggregates: list[str], batch_streams: int, stop: Any
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """Upcast every stream once and store its old events as the current version; the views
+    the upcasting reader folded (the meaning before) with the migration's figures."""
+    figures = ReplayFigures()
+    views: dict[str, dict[str, Any]] = {}
+    pending: list[StoredEvent] = []
+    rewritten_count = transactions = 0
+    started = time.perf_counter()
+
+    async def flush() -> None:
+        nonlocal pending, rewritten_count, transactions
+        if pending:
+            await store.rewrite_events(pending)
+            rewritten_count += len(pending)
+            transactions += 1
+            pending = []
+
+    for index, aggregate in enumerate(aggregates, start=1):
+        if stop():
+            break
+        events = await store.load(aggregate)
+        view = new_view()
+        for event in events:
+            version = schema_version(event)
+            data = decode(event)
+            if version < current_version(event.event_type):
+                t0 = time.perf_counter_ns()
+                data = upcast(event.event_type, version, data)
+                figures.upcast_ns += time.perf_counter_ns() - t0
+                figures.upcast_events += 1
+                pending.append(rewritten(event, data))
+            fold(view, event.event_type, data)
+            figures.events_read += 1
+        views[aggregate] = view
+        figures.streams_read += 1
+        if index % batch_streams == 0:
+            await flush()
+    await flush()
+    seconds = time.perf_counter() - started
+    out = {
+        "events_scanned": figures.events_read,
+        "streams": figures.streams_read,
+        "rewritten": rewritten_count,
+        "transactions": transactions,
+        "seconds": seconds,
+        "events_per_s": figures.events_read / seconds if seconds > 0 else 0.0,
+        "rewritten_per_s": rewritten_count / seconds if seconds > 0 else 0.0,
+        "upcast_ns_per_event": (
+            figures.upcast_ns / figures.upcast_events if figures.upcast_events else None
+        ),
+    }
+    return out, views
+
+
+def _differences(
+    before: dict[str, dict[str, Any]], after: dict[str, dict[str, Any]]
+) -> tuple[int, list[dict[str, Any]]]:
+    changed = [a for a in before if after.get(a) != before[a]]
+    samples = [
+        {"aggregate_id": a, "before": before[a], "after": after.get(a)}
+        for a in changed[:SAMPLES_KEPT]
+    ]
+    return len(changed), samples
+
+
+async def run_replay(
+    point: RunPoint, namespace: str, stop: Any, count_error: Any
+) -> dict[str, Any]:
+    """Seed, then read back as ``replay.reader`` says; the point's ``replay`` figures."""
+    options = point.workload.replay
+    driver_cls = load_driver(point.driver)
+    driver = driver_cls(point.driver_config, DriverContext(count_error=count_error))
+    await asyncio.wait_for(driver.connect(), point.driver_config.connect_timeout + 5)
+    try:
+        store = as_store(driver)
+        if not isinstance(store, HistoryStore):
+            raise DriverError(
+                f"{point.driver}: cannot be seeded with a history (no HistoryStore): "
+                "a replay needs seed_history and rewrite_events"
+            )
+        if isinstance(store, SharedStore):
+            await store.prepare_store(namespace)
+        else:
+            await store.prepare_store()
+        described = await driver.describe()
+        # Seed: whole streams, in batches.
+        aggregates: list[str] = []
+        counts = {"events": 0, "evolved": 0, "old": 0}
+        batch: list[StoredEvent] = []
+        seed_started = time.perf_counter()
+        for stream in history(
+            options.streams,
+            options.events_per_stream,
+            options.old_fraction,
+            point.scenario.scenario.seed,
+            point.workload.aggregate_type,
+        ):
+            aggregates.append(stream[0].aggregate_id)
+            for event in stream:
+                counts["events"] += 1
+                if event.event_type in EVOLVED:
+                    counts["evolved"] += 1
+                    if schema_version(event) < current_version(event.event_type):
+                        counts["old"] += 1
+            batch.extend(stream)
+            if len(batch) >= SEED_BATCH_EVENTS:
+                await store.seed_history(batch)
+                batch = []
+        if batch:
+            await store.seed_history(batch)
+        seed_s = time.perf_counter() - seed_started
+        result: dict[str, Any] = {
+            "reader": options.reader,
+            "streams": options.streams,
+            "events_per_stream": options.events_per_stream,
+            "events": counts["events"],
+            "old_events": counts["old"],
+            "old_fraction": counts["old"] / counts["events"] if counts["events"] else 0.0,
+            "seed_seconds": seed_s,
+            "seed_events_per_s": counts["events"] / seed_s if seed_s > 0 else 0.0,
+            "migration": None,
+            "meaning_changed": None,
+            "target_info": described,
+        }
+        if options.reader == "upcast_and_rewrite":
+            migration, before = await migrate(store, aggregates, options.rewrite_batch, stop)
+            figures = await replay(store, aggregates, "strict", stop, keep_views=True)
+            changed, samples = _differences(before, figures.views)
+            migration["streams_changed_meaning"] = changed
+            migration["changed_samples"] = samples
+            result["migration"] = migration
+            result["meaning_changed"] = changed
+        else:
+            figures = await replay(store, aggregates, options.reader, stop)
+        result["replay"] = figures.as_dict(counts["events"])
+        hist = new_histogram()
+        if figures.load_ns:
+            record_values(hist, np.asarray(figures.load_ns, dtype=np.int64))
+        result["load_latency_us"] = stats_us(hist).as_dict()
+        return result
+    finally:
+        try:
+            if isinstance(driver, SharedStore) and point.scenario.scenario.cleanup:
+                await driver.drop_store()
+        finally:
+            await asyncio.wait_for(driver.close(), 10)
