@@ -409,6 +409,13 @@ def locust(
         raise typer.BadParameter("at least one worker: --workers 2", param_hint="--workers")
     overrides = [*(set_ or []), f"workload.workers={total}"]
     for path in scenarios:  # bad input fails before any process starts
+        if load_scenario(path, set_ or [], targets=target).workload.kind == "replay":
+            raise ScenarioError(
+                str(path),
+                "workload.kind",
+                "a replay is one reader in the coordinator, with no load to spread over "
+                "Locust workers: run it with bench run",
+            )
         load_scenario(
             path,
             overrides,

@@ -199,6 +199,12 @@ def _bases(
     from bench.scenario import expand, load_scenario
 
     scenario = load_scenario(path, overrides, max_points=max_points, targets=targets)
+    if scenario.workload.kind == "replay":
+        raise ScenarioError(
+            str(path),
+            "workload.kind",
+            "a replay reads a seeded history back, with no rate to search: run it with bench run",
+        )
     if "workload.rate" in scenario.matrix:
         raise ScenarioError(
             str(path),

@@ -3,6 +3,7 @@ by a count, and the fix with that count at zero (scenarios/failures/)."""
 
 from __future__ import annotations
 
+import json
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -113,3 +114,47 @@ def test_a_graceful_consumer_restart_owes_nothing(tmp_path: Path) -> None:
     assert audit["redelivery_owed"] == 0 and audit["duplicated"] == 0
     assert summary["apply"]["duplicates_applied"] == 0
     assert summary["verdict"]["result"] == "pass", summary["verdict"]
+
+
+def test_schema_evolution_strict_fails_upcast_reads_everything_and_a_migration_keeps_meaning(
+    tmp_path: Path,
+) -> None:
+    raw = tomllib.loads((FAILURES / "schema_evolution.toml").read_text())
+    raw["targets"] = {"memory": raw["targets"]["memory"]}
+    raw["workload"]["replay"].update(streams=300, events_per_stream=20)
+    raw["matrix"] = {"workload.replay.reader": ["strict", "upcast", "upcast_and_rewrite"]}
+    runs = {}
+    for point in expand(scenario_from_dict(raw, "failure.toml")):
+        runs[point.workload.replay.reader] = PointRunner(
+            point, "failure", tmp_path / f"p{point.index}", stop_requested=lambda: False
+        ).run()
+    strict, upcasting, migrated = runs["strict"], runs["upcast"], runs["upcast_and_rewrite"]
+    for summary in runs.values():
+        assert summary["kind"] == "replay" and summary["status"] == "ok"
+        replay = summary["replay"]
+        assert replay["events"] == 6000 and 0 < replay["old_events"] < 6000
+    # The failure: the current reader stops at the oldest stream's first event.
+    read = strict["replay"]["replay"]
+    assert read["events_read"] == 0 and read["unread"] == 6000
+    assert read["first_unreadable"]["event_type"] == "OrderPlaced"
+    assert strict["verdict"]["result"] == "fail"
+    # The fix: every event read, every old one upcast, its cost measured.
+    read = upcasting["replay"]["replay"]
+    assert read["events_read"] == 6000 and read["unread"] == 0
+    assert read["upcast_events"] == upcasting["replay"]["old_events"]
+    assert read["upcast_ns_per_event"] > 0
+    assert upcasting["latency_us"]["load"]["count"] == 300
+    assert upcasting["verdict"]["result"] == "pass", upcasting["verdict"]
+    # The migration: every old event rewritten once, then nothing left to upcast, and every
+    # stream means what it meant.
+    replay = migrated["replay"]
+    assert replay["migration"]["rewritten"] == replay["old_events"]
+    assert replay["replay"]["upcast_events"] == 0 and replay["replay"]["unread"] == 0
+    assert replay["meaning_changed"] == 0
+    assert migrated["verdict"]["result"] == "pass", migrated["verdict"]
+    # The summary file holds what the run returned.
+    saved = json.loads((tmp_path / "p0" / "summary.json").read_text())
+    assert (
+        saved["replay"]["replay"]["first_unreadable"]
+        == strict["replay"]["replay"]["first_unreadable"]
+    )

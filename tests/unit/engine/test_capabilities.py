@@ -36,6 +36,7 @@ def test_the_built_in_drivers_declare_their_capabilities_by_type():
         cap.__name__
         for cap in (
             base.SharedStore,
+            base.HistoryStore,
             base.ServerCounters,
             base.Snapshots,
             base.Projector,
@@ -52,6 +53,7 @@ def test_the_built_in_drivers_declare_their_capabilities_by_type():
     }
     assert postgres == {
         "SharedStore",
+        "HistoryStore",
         "ServerCounters",
         "Snapshots",
         "Projector",
@@ -71,7 +73,9 @@ def test_the_built_in_drivers_declare_their_capabilities_by_type():
     assert base.runs_in_process(MemoryDriver) and not base.runs_in_process(PostgresDriver)
     # What the store summary lists (store.capabilities): the same answer, from the class.
     assert set(base.capabilities_of(PostgresDriver)) == postgres
-    assert base.capabilities_of(MemoryDriver) == ["StoredEventIds", "Outbox"]
+    assert base.capabilities_of(MemoryDriver) == ["HistoryStore", "StoredEventIds", "Outbox"]
+    # Both can be seeded with a history and migrated in place (workload.kind = "replay").
+    assert isinstance(memory, base.HistoryStore) and isinstance(postgres_driver, base.HistoryStore)
 
 
 def test_a_store_that_cannot_list_its_events_says_the_check_was_not_made():

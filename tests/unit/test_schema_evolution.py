@@ -1,0 +1,164 @@
+"""The order schema's versions, the upcaster chain, the strict reader and the seeded history
+(bench/schema_evolution.py), and the replay's own checks on the memory store."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from bench.drivers.base import StoredEvent
+from bench.engine import replay as replay_mod
+from bench.scenario import expand, scenario_from_dict
+from bench.schema_evolution import (
+    Unreadable,
+    current_version,
+    decode,
+    fold,
+    history,
+    new_view,
+    read_strict,
+    rewritten,
+    schema_version,
+    upcast,
+)
+from bench.verdict import judge
+
+
+def _event(event_type: str, version: int, data: dict[str, Any]) -> StoredEvent:
+    return StoredEvent(
+        "id-1",
+        "Order-1",
+        "Order",
+        event_type,
+        1,
+        json.dumps({"data": data}).encode(),
+        {"schema_version": str(version)},
+    )
+
+
+def test_the_chain_takes_each_old_version_to_the_current_one() -> None:
+    v1 = {"order_no": 1, "customer": "c-7"}
+    assert upcast("OrderPlaced", 1, v1) == {
+        "order_no": 1,
+        "customerId": "c-7",
+        "currency": "EUR",
+        "shippingMethod": "standard",
+    }
+    v2 = {"order_no": 1, "customer": "c-7", "currency": "USD", "shippingMethod": "express"}
+    assert upcast("OrderPlaced", 2, v2)["currency"] == "USD"  # v2's own fields are kept
+    assert upcast("OrderItemAdded", 1, {"sku": "s", "qty": 2, "price": "12.34"}) == {
+        "sku": "s",
+        "qty": 2,
+        "price_cents": 1234,
+    }
+    # A current event, or a type that never changed, is left as it is.
+    assert upcast("OrderShipped", 1, {"order_no": 3}) == {"order_no": 3}
+
+
+def test_the_strict_reader_reads_only_current_events() -> None:
+    with pytest.raises(Unreadable) as caught:
+        read_strict(_event("OrderPlaced", 1, {"order_no": 1, "customer": "c"}))
+    assert caught.value.version == 1 and "expected v3" in str(caught.value)
+    # Current by its metadata, but a field is missing: unreadable too.
+    with pytest.raises(Unreadable, match="no currency"):
+        read_strict(
+            _event("OrderPlaced", 3, {"order_no": 1, "customerId": "c", "shippingMethod": "x"})
+        )
+    current = {"order_no": 1, "customerId": "c", "currency": "GBP", "shippingMethod": "express"}
+    assert read_strict(_event("OrderPlaced", 3, current)) == current
+    # An event without a schema version was written before versions were recorded: v1.
+    bare = StoredEvent("i", "a", "Order", "OrderConfirmed", 2, b'{"data": {}}', {})
+    assert schema_version(bare) == 1 and read_strict(bare) == {}
+
+
+def test_a_rewritten_event_keeps_its_identity_and_reads_strictly() -> None:
+    old = _event("OrderItemAdded", 1, {"order_no": 1, "sku": "s", "qty": 1, "price": "0.99"})
+    new = rewritten(old, upcast("OrderItemAdded", 1, decode(old)))
+    assert (new.event_id, new.aggregate_id, new.version) == (old.event_id, "Order-1", 1)
+    assert schema_version(new) == current_version("OrderItemAdded") == 2
+    assert read_strict(new)["price_cents"] == 99
+
+
+def test_the_seeded_history_writes_the_first_part_of_each_stream_with_old_releases() -> None:
+    streams = list(history(200, 20, 0.5, seed=3, aggregate_type="Order"))
+    assert len(streams) == 200 and all(len(s) == 20 for s in streams)
+    ids = [e.event_id for s in streams for e in s]
+    assert len(set(ids)) == len(ids)
+    versions: Counter[tuple[str, int]] = Counter()
+    for stream in streams:
+        assert [e.version for e in stream] == list(range(1, 21))
+        for position, event in enumerate(stream):
+            version = schema_version(event)
+            versions[(event.event_type, version)] += 1
+            if position >= 10 or event.event_type not in ("OrderPlaced", "OrderItemAdded"):
+                assert version == current_version(event.event_type)
+            elif event.event_type == "OrderPlaced":
+                assert version == (1 if position < 5 else 2)
+            else:
+                assert version == 1
+        # Every stream folds with the upcasting reader, as one order after another.
+        view = new_view()
+        for event in stream:
+            fold(
+                view,
+                event.event_type,
+                upcast(event.event_type, schema_version(event), decode(event)),
+            )
+        assert view["version"] == 20 and view["order_no"] >= 1
+    assert versions[("OrderPlaced", 1)] and versions[("OrderPlaced", 2)]
+    assert versions[("OrderPlaced", 3)] and versions[("OrderItemAdded", 1)]
+    # The same seed, the same history.
+    again = list(history(200, 20, 0.5, seed=3, aggregate_type="Order"))
+    assert [e.payload for s in again for e in s] == [e.payload for s in streams for e in s]
+
+
+def _point(reader: str) -> Any:
+    raw = {
+        "scenario": {"name": "se", "seed": 5},
+        "workload": {
+            "kind": "replay",
+            "replay": {"streams": 50, "events_per_stream": 12, "reader": reader},
+        },
+        "targets": {"memory": {"driver": "memory"}},
+    }
+    return expand(scenario_from_dict(raw, "se.toml"))[0]
+
+
+def _run(reader: str) -> dict[str, Any]:
+    return asyncio.run(replay_mod.run_replay(_point(reader), "ns", lambda: False, lambda k: None))
+
+
+def test_a_migration_that_changes_what_a_stream_means_is_caught(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fine = _run("upcast_and_rewrite")
+    assert fine["meaning_changed"] == 0
+    assert fine["migration"]["rewritten"] == fine["old_events"] > 0
+    assert fine["replay"]["events_read"] == fine["events"] == 600
+
+    def wrong(event: StoredEvent, data: dict[str, Any]) -> StoredEvent:
+        if "currency" in data:
+            data = {**data, "currency": "XXX"}  # a rewrite that loses the old orders' currency
+        return rewritten(event, data)
+
+    monkeypatch.setattr(replay_mod, "rewritten", wrong)
+    broken = _run("upcast_and_rewrite")
+    assert broken["meaning_changed"] > 0
+    sample = broken["migration"]["changed_samples"][0]
+    assert sample["before"]["currency"] != sample["after"]["currency"] == "XXX"
+    summary = {"status": "ok", "kind": "replay", "replay": broken}
+    assert any("changed what" in r for r in judge(summary).reasons)
+
+
+def test_the_strict_reader_names_the_event_it_stopped_at() -> None:
+    result = _run("strict")
+    first = result["replay"]["first_unreadable"]
+    assert first["event_type"] == "OrderPlaced" and first["schema_version"] == 1
+    assert first["reader_expects"] == 3 and first["position"] == 1
+    assert result["replay"]["unread"] == result["events"] == 600
+    reasons = judge({"status": "ok", "kind": "replay", "replay": result}).reasons
+    assert reasons and "OrderPlaced v1" in reasons[0] and "600 events left unread" in reasons[0]
