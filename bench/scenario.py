@@ -1308,7 +1308,9 @@ def _check_point(
                 f"target {target!r} runs inside each worker process, so it needs at least one "
                 f"consumer per worker ({workload.consumers} < workers = {workload.workers})",
             )
-    consumer_faults = [i for i, f in enumerate(point.faults) if f.on_consumers]
+    # A graceful restart (stop, which commits, then start) works on any driver; a kill needs a
+    # consumer that owes what it did not commit.
+    consumer_faults = [i for i, f in enumerate(point.faults) if f.action == "kill_consumer"]
     if consumer_faults:
         why = consumer_faults_unsupported(driver_cls, config)
         if why:

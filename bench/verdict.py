@@ -159,7 +159,7 @@ def judge(summary: dict[str, Any], rules: dict[str, Any] | None = None) -> Verdi
     if apply and int(apply.get("duplicates_applied") or 0):
         verdict.fail(
             f"applied {format_count(int(apply['duplicates_applied']))} duplicates to the read "
-            f"model ({apply.get('mode')} consumers: a redelivered event changed it twice)"
+            f"model ({apply.get('mode')} consumers: an event delivered again changed it again)"
         )
     reordered = int(audit.get("reordered") or 0)
     if reordered and not rules.get("allow_reordering", False):

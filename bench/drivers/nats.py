@@ -291,6 +291,18 @@ class NatsConfig(DriverConfig):
             raise ValueError("password needs user")
         if self.consumer_type == "ordered" and self.ack_policy != "none":
             raise ValueError("ordered consumers do not acknowledge: set ack_policy = 'none'")
+        if self.ack_every > 1:
+            if self.consumer_type != "pull" or self.ack_policy != "explicit":
+                raise ValueError(
+                    "ack_every applies to pull consumers with ack_policy = 'explicit' (got "
+                    f"consumer_type = {self.consumer_type!r}, ack_policy = {self.ack_policy!r})"
+                )
+            if self.ack_every > self.max_ack_pending:
+                raise ValueError(
+                    f"ack_every ({self.ack_every}) is larger than max_ack_pending "
+                    f"({self.max_ack_pending}): JetStream would stop delivering before the "
+                    "first ack"
+                )
         if self.retention == "workqueue" and self.ack_policy == "none":
             raise ValueError(
                 "workqueue retention removes a message on ack: ack_policy 'none' "
@@ -474,6 +486,7 @@ class NatsConsumer:
                         ack_policy=self._config.ack_policy,
                         on_error=self._driver.context.count_error,
                         ack_every=self._config.ack_every,
+                        ack_wait_s=self._config.ack_wait,
                     )
                     await reader.start(f"nats-pull-{name}")
                     self._readers.append(reader)

@@ -67,6 +67,7 @@ class PullReader:
         on_error: Callable[[str], None],
         api_prefix: str = "$JS.API",
         ack_every: int = 1,
+        ack_wait_s: float = 30.0,
     ) -> None:
         self._nc = nc
         self._next_subject = f"{api_prefix}.CONSUMER.MSG.NEXT.{stream}.{consumer}"
@@ -93,6 +94,10 @@ class PullReader:
         # wait to be sent together (and their ids, what a kill owes).
         self._ack_every = ack_every
         self._pending_acks: list[str] = []
+        # Held acks go out by half the consumer's ack_wait at the latest, so JetStream never
+        # redelivers a message because the harness held its ack (only a kill leaves them).
+        self._ack_hold_s = ack_wait_s / 2
+        self._acks_held_since = 0.0
         self.received = 0
 
     async def start(self, name: str) -> None:
@@ -153,11 +158,18 @@ class PullReader:
             for expires_at, _ in self._open.values():
                 wait = max(0.0, expires_at + LOST_REQUEST_GRACE_S - time.monotonic())
                 break
+            if self._pending_acks:
+                held_until = self._acks_held_since + self._ack_hold_s
+                wait = min(wait, max(0.0, held_until - time.monotonic()))
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait):
                     await self._wake.wait()
             if self._ack_policy == "all":
                 await self._ack_all()
+            elif (
+                self._pending_acks and time.monotonic() - self._acks_held_since >= self._ack_hold_s
+            ):
+                await self._send_acks()
             now = time.monotonic()
             for request_id, (expires_at, _) in list(self._open.items()):
                 if now > expires_at + LOST_REQUEST_GRACE_S:
@@ -184,6 +196,8 @@ class PullReader:
             if self._ack_every == 1:
                 await self._nc.publish(reply)
             else:
+                if not self._pending_acks:
+                    self._acks_held_since = time.monotonic()
                 self._pending_acks.append(reply)
                 if ids is not None:
                     self._unacked_ids.append(ids)

@@ -76,6 +76,7 @@ from bench.engine.pipeline import STAGES, Pipeline
 from bench.engine.reread import classify_losses
 from bench.engine.schedule import make_schedule
 from bench.errors import BenchError, DriverError
+from bench.faults.figures import consumer_fault_text
 from bench.metrics.audit import (
     ACK_FAILED,
     ACK_NOT_SENT,
@@ -87,7 +88,6 @@ from bench.metrics.audit import (
 from bench.metrics.recorder import LatencyRecorder
 from bench.scenario import CONSUMER_FAULTS, LATENCY_KINDS, Workload
 from bench.timing import PreciseTimer
-from bench.units import format_duration
 from bench.workload import EventFactory
 
 
@@ -784,16 +784,16 @@ class Worker:
         return self.on_message if self.read_model is None else self.on_message_applied
 
     def on_message_applied(self, msg: Message) -> None:
-        """Consumer callback with ``workload.apply``: the audit, then the read model (the
-        apply is timed, guard included; a delivery the guard skips is counted, not timed)."""
+        """Consumer callback with ``workload.apply``: the audit, then the read model (timed
+        for every delivery, guard included: a skip costs the guard's check)."""
         self.recv_at.append(time.monotonic_ns())
         self.recv_intended.append(msg.intended_ns)
         if self.consumer_ledger.record(msg.producer_id, msg.seq, msg.key, msg.key_seq):
             self.totals.received_unique += 1
         started = time.monotonic_ns()
-        if self.read_model.apply(msg):  # type: ignore[union-attr]
-            self.apply_took.append(time.monotonic_ns() - started)
-            self.apply_intended.append(msg.intended_ns)
+        self.read_model.apply(msg)  # type: ignore[union-attr]
+        self.apply_took.append(time.monotonic_ns() - started)
+        self.apply_intended.append(msg.intended_ns)
 
     def flush(self) -> None:
         """Derive latencies and window counts from the raw timestamps logged since last time."""
@@ -910,7 +910,7 @@ class Worker:
             event: dict[str, Any] = {"started_ns": time.monotonic_ns()}
             self.fault_events.append(event)
             try:
-                event["detail"] = await self._consumer_fault(stream, action, down_for_s)
+                event["detail"] = await self._consumer_fault(stream, action, down_for_s, event)
                 event["status"] = "done"
             except asyncio.CancelledError:
                 event["status"] = "done"
@@ -921,20 +921,30 @@ class Worker:
                 event["status"] = "failed"
             event["restored_ns"] = time.monotonic_ns()
 
-    async def _consumer_fault(self, stream: StreamDriver, action: str, down_for_s: float) -> str:
+    async def _consumer_fault(
+        self, stream: StreamDriver, action: str, down_for_s: float, event: dict[str, Any]
+    ) -> str:
+        """Act one consumer fault out; ``event`` gets its counts (the coordinator adds up every
+        worker's: ``consumers``, ``owed``, ``started``, ``assigned_ns``)."""
         consumers = self.consumers
-        owed_before = len(self.redelivery_owed)
+        faulted_at = time.monotonic_ns()
         if action == "kill_consumer":
             not_killable = [c for c in consumers if not isinstance(c, KillableConsumer)]
             if not_killable:
                 raise DriverError(f"{self.spec.driver}: its consumers cannot be killed (no kill())")
-            for consumer in consumers:
-                owed = await asyncio.wait_for(consumer.kill(), 10)  # type: ignore[attr-defined]
-                self.redelivery_owed.extend(owed)
+            # Together: each stops taking deliveries before any of them lets go of its
+            # partitions, so no survivor receives a dead one's messages.
+            owed_lists = await asyncio.wait_for(
+                asyncio.gather(*(c.kill() for c in consumers)),  # type: ignore[attr-defined]
+                10,
+            )
+            owed = [pair for found in owed_lists for pair in found]
+            self.redelivery_owed.extend(owed)
+            event["owed"] = len(owed)
         else:
             for consumer in consumers:
                 await asyncio.wait_for(consumer.stop(), 10)
-        stopped = len(consumers)
+        event["consumers"] = len(consumers)
         consumers.clear()  # a fault while they are down has nothing to act on
         if down_for_s > 0:
             await asyncio.sleep(down_for_s)
@@ -948,12 +958,9 @@ class Worker:
             self.spec.driver_config.connect_timeout + 30,
         )
         consumers.extend(fresh)
-        verb = "killed" if action == "kill_consumer" else "stopped (committing)"
-        detail = f"{action}: {stopped} consumer{'s' if stopped != 1 else ''} {verb}"
-        if action == "kill_consumer":
-            owed = len(self.redelivery_owed) - owed_before
-            detail += f" with {owed:,} processed and not committed"
-        return detail + f", {len(fresh)} started {format_duration(down_for_s)} later"
+        event["started"] = len(fresh)
+        event["assigned_ns"] = time.monotonic_ns() - faulted_at
+        return consumer_fault_text(action, event, down_for_s)
 
     def _flush_store(self, window: tuple[int, int]) -> None:
         assert self.store is not None

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from bench.metrics import audit as audit_mod
+from bench.units import format_duration
 
 AUDIT_LEAD_S = 1.0
 RECOVERED_FRACTION = 0.9
@@ -288,6 +289,52 @@ def fault_figures(
     return out
 
 
+def consumer_fault_text(action: str, counts: dict[str, Any], down_for_s: float) -> str:
+    """What a consumer fault did, from its counts (one worker's, or every worker's summed)."""
+    stopped = int(counts.get("consumers") or 0)
+    verb = "killed" if action == "kill_consumer" else "stopped (committing)"
+    text = f"{action}: {stopped} consumer{'s' if stopped != 1 else ''} {verb}"
+    if action == "kill_consumer":
+        text += f" with {int(counts.get('owed') or 0):,} processed and not committed"
+    text += f"; {int(counts.get('started') or 0)} new started {format_duration(down_for_s)} later"
+    assigned = counts.get("assigned_ns")
+    if assigned is not None:
+        text += f", consuming {int(assigned) / 1e9:.1f}s after the fault"
+    return text
+
+
+def _consumer_fault_event(
+    action: str, down_for_s: float, events: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """One consumer fault as every consuming worker acted it out: failed if any worker's
+    failed, its counts summed, from the first start to the last restore."""
+    if not events:
+        return {}
+    failed = [e for e in events if e.get("status") == "failed"]
+    starts = [e["started_ns"] for e in events if e.get("started_ns") is not None]
+    restores = [e["restored_ns"] for e in events if e.get("restored_ns") is not None]
+    counts = {
+        key: sum(int(e.get(key) or 0) for e in events) for key in ("consumers", "owed", "started")
+    }
+    assigned = [int(e["assigned_ns"]) for e in events if e.get("assigned_ns") is not None]
+    if assigned:
+        counts["assigned_ns"] = max(assigned)
+    if failed:
+        detail = "; ".join(str(e.get("detail") or "failed") for e in failed)
+        status = "failed"
+    elif all(e.get("status") == "done" for e in events) and len(assigned) == len(events):
+        detail, status = consumer_fault_text(action, counts, down_for_s), "done"
+    else:  # the load ended while some were down
+        detail = "; ".join(dict.fromkeys(str(e.get("detail") or "") for e in events))
+        status = "done"
+    return {
+        "status": status,
+        "detail": detail,
+        "started_ns": min(starts) if starts else None,
+        "restored_ns": max(restores) if restores else None,
+    }
+
+
 def summarize(
     faults: list[Any],
     injected: list[dict[str, Any]] | None,
@@ -331,6 +378,13 @@ def summarize(
         for i, fault in enumerate(faults):
             event = acted[i] if i < len(acted) else {}
             on_consumers = getattr(fault, "on_consumers", False)
+            if on_consumers:
+                # Every consuming worker acted it out on its own consumers: add them up.
+                event = _consumer_fault_event(
+                    fault.action,
+                    fault.down_for_s,
+                    [t["faults"][i] for t in timelines if i < len(t.get("faults") or [])],
+                )
             injected.append(
                 {
                     "index": i,

@@ -30,9 +30,9 @@ CAPTION = (
     "Owed are the messages the killed consumers had processed and not committed or "
     "acknowledged; redelivered, those of them received again after the restart (part of the "
     "audit's duplicated); broker duplicates, the duplicated deliveries that were not owed. "
-    "Naive consumers apply every delivery to their read model, so a redelivery is applied "
-    "twice; guarded ones check a processed-events set of event ids first and skip it. Apply "
-    "p50/p99/mean time the read model's update, guard included; the ceiling is 1 / mean apply "
+    "A naive read model applies every delivery, so a redelivery is applied twice; a guarded "
+    "one checks a processed-events set of event ids first and skips it. Apply p50/p99/mean "
+    "time every delivery's pass through the read model (a skip included); the ceiling is 1 / mean apply "
     "time, what one consumer process could apply if it did nothing else; guard cost is the "
     "mean apply time a guarded point adds over the same target's naive point."
 )
@@ -83,7 +83,7 @@ def redelivery_frame(points: Iterable[Point]) -> pd.DataFrame:
         rows.append(
             {
                 "point": p.label,
-                "consumers": str(apply.get("mode") or "audit only"),
+                "read model": str(apply.get("mode") or "none"),
                 "verdict": verdict_word(s),
                 "owed": _count(audit.get("redelivery_owed")),
                 "redelivered": _count(audit.get("redelivered")),

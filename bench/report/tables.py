@@ -85,6 +85,12 @@ class Metric:
         return candidate < baseline if self.higher_is_better else candidate > baseline
 
 
+def _judged_duplicates(summary: dict[str, Any]) -> float | None:
+    audit = summary.get("audit") or {}
+    value = audit.get("broker_duplicates" if audit.get("redelivered") is not None else "duplicated")
+    return float(value) if isinstance(value, int | float) else None
+
+
 def _path_getter(*path: str) -> Callable[[dict[str, Any]], float | None]:
     def get(summary: dict[str, Any]) -> float | None:
         node: Any = summary
@@ -166,6 +172,15 @@ def _build_registry() -> dict[str, Metric]:
             False,
             _path_getter("audit", "broker_duplicates"),
         ),
+        # The duplicates a verdict judges: the broker's own where consumers were killed (their
+        # redeliveries are at-least-once doing its job), else every duplicate.
+        Metric(
+            "audit.judged_duplicates",
+            "duplicates judged",
+            "count",
+            False,
+            _judged_duplicates,
+        ),
         Metric(
             "apply.duplicates_applied",
             "duplicates applied",
@@ -240,6 +255,8 @@ COMPARE_METRICS = (
     "audit.reordered",
     "audit.projection_failures",
     "apply.duplicates_applied",
+    "audit.redelivered",
+    "audit.broker_duplicates",
     # A pipeline's: shown only for points that have them (compare skips a metric neither
     # side has).
     "visible.p50",

@@ -24,6 +24,7 @@ from bench.verdict import (
     PASS,
     error_rate,
     projection_text,
+    replay_failures,
     samples_needed,
     verdict_of,
     verdict_text,
@@ -287,7 +288,27 @@ def verdict_frame(points: Iterable[Point]) -> pd.DataFrame:
                 "max error rate": format_percent(_max_error_rate(s)),
                 "failed or skipped": failed,
                 "lost": _lost_cell(audit),
-                "duplicated": format_count(int(audit.get("duplicated") or 0)),
+                # What the verdict judged: the broker's own duplicates where consumers were
+                # killed (redeliveries are at-least-once doing its job), and what was applied
+                # twice where the consumers apply.
+                "duplicated": format_count(
+                    int(
+                        audit.get("broker_duplicates")
+                        if audit.get("redelivered") is not None
+                        else audit.get("duplicated") or 0
+                    )
+                ),
+                "applied twice": (
+                    format_count(int((s.get("apply") or {}).get("duplicates_applied") or 0))
+                    if s.get("apply")
+                    else "-"
+                ),
+                "replay": (
+                    "; ".join(replay_failures(s["replay"]))
+                    if s.get("kind") == "replay" and s.get("replay")
+                    else "-"
+                )
+                or "-",
                 "reordered": _reordered_cell(audit),
                 "projection failures": (
                     projection_text(audit) if audit.get("projection_failures") else "-"

@@ -148,9 +148,9 @@ class KafkaConfig(DriverConfig):
                 "Kafka transactions are built on the idempotent producer"
             )
         if (self.commit_every or self.commit_interval) and self.commit != "explicit":
+            given = "commit_every" if self.commit_every else "commit_interval"
             raise ValueError(
-                "commit_every and commit_interval set when an explicit consumer commits: "
-                "add commit = 'explicit'"
+                f"{given} applies when the consumer commits itself: add commit = 'explicit'"
             )
         if self.transactional and self.client == "confluent":
             raise ValueError(

@@ -52,7 +52,8 @@ class _AssignmentListener(ConsumerRebalanceListener):
         self.assigned = asyncio.get_running_loop().create_future()
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        await self._owner.commit_quietly()
+        if revoked:  # the first join revokes nothing: a commit then is an error, not a commit
+            await self._owner.commit_quietly()
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         consumer = self._owner.client
