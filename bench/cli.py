@@ -478,6 +478,9 @@ def _print_summaries(summaries: list[dict[str, Any]], title: str) -> None:
     stores = [s for s in summaries if s.get("kind") == "store"]
     pipelines = [s for s in summaries if s.get("kind") == "pipeline"]
     replays = [s for s in summaries if s.get("kind") == "replay"]
+    # A replay's read-back and its aggregate loads have different figures: a table each.
+    loads = [s for s in replays if (s.get("replay") or {}).get("load")]
+    replays = [s for s in replays if s not in loads]
     if streams:
         console.print(summary_table(streams, title=title))
     if stores:
@@ -486,6 +489,8 @@ def _print_summaries(summaries: list[dict[str, Any]], title: str) -> None:
         console.print(pipeline_table(pipelines, title=title))
     if replays:
         console.print(replay_table(replays, title=title))
+    if loads:
+        console.print(replay_table(loads, title=f"{title}: aggregate loads"))
     faulted = [s for s in summaries if s.get("faults")]
     if faulted:
         console.print(faults_table(faulted, title=f"{title}: faults"))
@@ -508,6 +513,11 @@ def _describe_load(point: Any) -> str:
     key = {"none": ", no partition key", "event_id": ", keyed by event id"}.get(w.partition_key, "")
     if w.kind == "replay":
         r = w.replay
+        if r.measure == "load":
+            return (
+                f"seed {r.streams:,} streams x {r.events_per_stream:,} events, {r.loads:,} "
+                f"loads, snapshots {r.snapshots}" + (", then archived" if r.archive else "")
+            )
         return (
             f"seed {r.streams:,} streams x {r.events_per_stream:,} events "
             f"({r.old_fraction:.0%} of each stream old), read back: {r.reader}"

@@ -194,6 +194,51 @@ class ReplayOptions(_Model):
     # migrate the store once (upcast and store back), then replay it strictly.
     reader: Literal["strict", "upcast", "upcast_and_rewrite"] = "upcast"
     rewrite_batch: int = Field(default=100, ge=1, le=100_000)  # streams per migration step
+    # "replay": every stream read back once (the reader's cost); "load": aggregates loaded
+    # `loads` times, each read and folded, through the snapshot policy `snapshots`.
+    measure: Literal["replay", "load"] = "replay"
+    # "none"; "every N": each stream has the snapshot a store taking one every N events holds
+    # (at the last multiple of N); "stale N": one interval older than that (the snapshotter
+    # fell behind): its tail is N events longer.
+    snapshots: str = "none"
+    loads: int = Field(default=500, ge=1, le=10_000_000)
+    # Aggregates whose snapshot plus tail is checked against a full replay, every run.
+    check_sample: int = Field(default=20, ge=1, le=1_000_000)
+    # After the loads: move what the snapshots cover to an archive, and load again.
+    archive: bool = False
+
+    @field_validator("snapshots")
+    @classmethod
+    def _snapshots(cls, value: str) -> str:
+        parts = value.split()
+        if value == "none" or (
+            len(parts) == 2
+            and parts[0] in ("every", "stale")
+            and parts[1].isdigit()
+            and int(parts[1]) >= 1
+        ):
+            return value
+        raise ValueError(
+            f'{_shown(value)}: give "none", "every N" or "stale N" (N events, at least 1)'
+        )
+
+    def snapshot_policy(self) -> tuple[int, int]:
+        """(interval, intervals behind): (0, 0) for none."""
+        if self.snapshots == "none":
+            return 0, 0
+        kind, n = self.snapshots.split()
+        return int(n), 1 if kind == "stale" else 0
+
+    @model_validator(mode="after")
+    def _load_options(self) -> ReplayOptions:
+        if self.measure == "replay" and (self.snapshots != "none" or self.archive):
+            raise ValueError('snapshots and archive shape aggregate loads: set measure = "load"')
+        if self.measure == "load" and self.reader != "upcast":
+            raise ValueError(
+                f'reader: aggregate loads read through the upcasters (reader = "upcast"); '
+                f'{self.reader!r} is a replay\'s (measure = "replay")'
+            )
+        return self
 
     @model_validator(mode="after")
     def _size(self) -> ReplayOptions:

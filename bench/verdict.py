@@ -260,6 +260,17 @@ def replay_failures(replay: dict[str, Any]) -> list[str]:
         )
     elif int(read.get("unread") or 0):
         reasons.append(f"{format_count(int(read['unread']))} events left unread")
+    load = replay.get("load") or {}
+    for what, check in (
+        ("a snapshot plus its tail", (load.get("check") or {})),
+        ("the archive plus the live table", ((load.get("archive") or {}).get("check") or {})),
+    ):
+        if int(check.get("mismatched") or 0):
+            reasons.append(
+                f"{what} folded differently from the history for "
+                f"{format_count(int(check['mismatched']))} of "
+                f"{format_count(int(check.get('sampled') or 0))} aggregates checked"
+            )
     changed = replay.get("meaning_changed")
     if changed:
         reasons.append(

@@ -448,6 +448,30 @@ class HistoryStore(Protocol):
         one transaction: a migration step."""
         ...
 
+    async def seed_snapshots(self, snapshots: Sequence[tuple[str, int, dict[str, Any]]]) -> None:
+        """Store (aggregate, version, state) snapshots in bulk, replacing any there."""
+        ...
+
+    async def load_snapshot_tail(
+        self, aggregate_id: str
+    ) -> tuple[dict[str, Any] | None, int, list[StoredEvent]]:
+        """(the snapshot's state or None, its version or 0, the live events after it), in one
+        read, whatever the store's own snapshot setting."""
+        ...
+
+    async def archive_before_snapshots(self) -> int:
+        """Move every event at or below its stream's snapshot version to an archive, in one
+        transaction; how many moved. Loads then read the live table only."""
+        ...
+
+    async def load_archived(self, aggregate_id: str) -> list[StoredEvent]:
+        """The archived events of a stream, in version order."""
+        ...
+
+    async def table_bytes(self) -> dict[str, int]:
+        """``{"live": bytes, "archive": bytes}``: what the events take, as the store counts."""
+        ...
+
 
 @runtime_checkable
 class Projector(Protocol):

@@ -373,6 +373,9 @@ class MemoryDriver:
         # Event store state.
         self._streams: dict[str, list[StoredEvent]] = {}
         self._log: list[StoredEvent] = []
+        # A replay's snapshots (aggregate -> version, state) and archive (HistoryStore).
+        self._snapshots: dict[str, tuple[int, dict[str, Any]]] = {}
+        self._archive: dict[str, list[StoredEvent]] = {}
         # The transactional outbox (``use_outbox``): position -> entry, in commit order.
         self._outbox_on = False
         self._outbox: dict[int, OutboxEntry] = {}
@@ -591,6 +594,8 @@ class MemoryDriver:
         self._streams.clear()
         self._log.clear()
         self._outbox.clear()
+        self._snapshots.clear()
+        self._archive.clear()
 
     # -- the transactional outbox (Outbox)
     def use_outbox(self) -> None:
@@ -652,6 +657,49 @@ class MemoryDriver:
         for event in events:
             self._streams.setdefault(event.aggregate_id, []).append(event)
             self._log.append(event)
+
+    async def seed_snapshots(self, snapshots: Sequence[tuple[str, int, dict[str, Any]]]) -> None:
+        for aggregate_id, version, state in snapshots:
+            self._snapshots[aggregate_id] = (version, dict(state))
+
+    async def load_snapshot_tail(
+        self, aggregate_id: str
+    ) -> tuple[dict[str, Any] | None, int, list[StoredEvent]]:
+        version, state = self._snapshots.get(aggregate_id, (0, None))
+        stream = self._streams.get(aggregate_id, [])
+        first = stream[0].version if stream else 1  # versions are contiguous from here
+        return (
+            dict(state) if state is not None else None,
+            version,
+            stream[max(0, version - first + 1) :],
+        )
+
+    async def archive_before_snapshots(self) -> int:
+        moved = 0
+        for aggregate_id, (version, _) in self._snapshots.items():
+            stream = self._streams.get(aggregate_id, [])
+            old = [e for e in stream if e.version <= version]
+            if old:
+                self._archive.setdefault(aggregate_id, []).extend(old)
+                self._streams[aggregate_id] = [e for e in stream if e.version > version]
+                moved += len(old)
+        return moved
+
+    async def load_archived(self, aggregate_id: str) -> list[StoredEvent]:
+        return list(self._archive.get(aggregate_id, ()))
+
+    async def table_bytes(self) -> dict[str, int]:
+        """The events' payload and metadata bytes, live and archived (the memory store has no
+        pages: this is what it holds)."""
+
+        def size(streams: dict[str, list[StoredEvent]]) -> int:
+            return sum(
+                len(e.payload) + len(e.event_id) + len(e.aggregate_id) + len(e.event_type)
+                for stream in streams.values()
+                for e in stream
+            )
+
+        return {"live": size(self._streams), "archive": size(self._archive)}
 
     async def rewrite_events(self, events: Sequence[StoredEvent]) -> None:
         for event in events:

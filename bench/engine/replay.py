@@ -210,6 +210,149 @@ def _differences(
     return len(changed), samples
 
 
+def _snapshot_version(
+    length: int, interval: int, behind: int, index: int = 0, streams: int = 1
+) -> int:
+    """The version stream ``index`` of ``streams`` has its snapshot at (0: none).
+
+    A store that snapshots every ``interval`` events leaves 0 to interval-1 events after the
+    last snapshot, depending on where each stream is in its interval: the streams are spread
+    evenly over it (stream i has ``i * interval // streams`` events after its snapshot), so
+    the loads see the tails a live store's do, not only a stream that has just been
+    snapshotted. A stale snapshot is ``behind`` intervals older than that."""
+    if not interval:
+        return 0
+    tail = (index * interval // max(1, streams)) % interval
+    return max(0, length - tail - behind * interval)
+
+
+def _upcast_read(event: StoredEvent) -> dict[str, Any]:
+    version = schema_version(event)
+    data = decode(event)
+    if version < current_version(event.event_type):
+        data = upcast(event.event_type, version, data)
+    return data
+
+
+async def _load_once(store: Any, aggregate: str, snapshots: bool) -> tuple[dict[str, Any], int]:
+    """An aggregate as a command handler loads it: read (through its snapshot) and fold; the
+    view and how many events were folded."""
+    if snapshots:
+        state, _, tail = await store.load_snapshot_tail(aggregate)
+        view = dict(state) if state is not None else new_view()
+    else:
+        tail = await store.load(aggregate)
+        view = new_view()
+    for event in tail:
+        fold(view, event.event_type, _upcast_read(event))
+    return view, len(tail)
+
+
+async def _timed_loads(
+    store: Any, aggregates: list[str], count: int, snapshots: bool, stop: Any
+) -> tuple[list[int], int]:
+    """``count`` loads round the aggregates; their durations (ns) and the events folded."""
+    durations: list[int] = []
+    folded = 0
+    perf = time.perf_counter_ns
+    for i in range(count):
+        if stop():
+            break
+        started = perf()
+        _, n = await _load_once(store, aggregates[i % len(aggregates)], snapshots)
+        durations.append(perf() - started)
+        folded += n
+    return durations, folded
+
+
+def _stats(durations: list[int]) -> dict[str, Any]:
+    hist = new_histogram()
+    if durations:
+        record_values(hist, np.asarray(durations, dtype=np.int64))
+    return stats_us(hist).as_dict()
+
+
+async def measure_loads(
+    store: Any,
+    aggregates: list[str],
+    snapshots: list[tuple[str, int, dict[str, Any]]],
+    reference: dict[str, dict[str, Any]],
+    options: Any,
+    stop: Any,
+) -> tuple[dict[str, Any], list[int]]:
+    """Snapshots written, timed loads through them, the snapshot check, and (``archive``)
+    the same after moving what the snapshots cover out of the live table."""
+    interval, behind = options.snapshot_policy()
+    use = interval > 0
+    started = time.perf_counter()
+    if snapshots:
+        await store.seed_snapshots(snapshots)
+    snapshot_s = time.perf_counter() - started
+    durations, folded = await _timed_loads(store, aggregates, options.loads, use, stop)
+    # The check: through the snapshot, and a full replay, both fold to what the history does.
+    mismatched: list[dict[str, Any]] = []
+    for aggregate, expected in reference.items():
+        via, _ = await _load_once(store, aggregate, use)
+        full, _ = await _load_once(store, aggregate, False)
+        if via != expected or full != expected:
+            mismatched.append(
+                {
+                    "aggregate_id": aggregate,
+                    "expected": expected,
+                    "snapshot_and_tail": via,
+                    "full_replay": full,
+                }
+            )
+    out: dict[str, Any] = {
+        "policy": options.snapshots,
+        "interval": interval,
+        "intervals_behind": behind,
+        "stream_length": options.events_per_stream,
+        "loads": len(durations),
+        "events_folded_per_load": folded / len(durations) if durations else 0.0,
+        "snapshots_written": len(snapshots),
+        "snapshot_write_seconds": snapshot_s,
+        "check": {
+            "sampled": len(reference),
+            "mismatched": len(mismatched),
+            "samples": mismatched[:SAMPLES_KEPT],
+        },
+        "archive": None,
+    }
+    if options.archive and not stop():
+        before = await store.table_bytes()  # compacted first on PostgreSQL (VACUUM FULL)
+        started = time.perf_counter()
+        moved = await store.archive_before_snapshots()
+        archive_s = time.perf_counter() - started
+        after = await store.table_bytes()
+        archived, folded = await _timed_loads(store, aggregates, options.loads, use, stop)
+        wrong: list[dict[str, Any]] = []
+        for aggregate, expected in reference.items():
+            events = [*await store.load_archived(aggregate), *await store.load(aggregate)]
+            view = new_view()
+            for event in events:
+                fold(view, event.event_type, _upcast_read(event))
+            if view != expected:
+                wrong.append(
+                    {"aggregate_id": aggregate, "expected": expected, "archive_and_live": view}
+                )
+        out["archive"] = {
+            "moved": moved,
+            "seconds": archive_s,
+            "live_bytes_before": before["live"],
+            "live_bytes_after": after["live"],
+            "archive_bytes": after["archive"],
+            "load_latency_us": _stats(archived),
+            "events_folded_per_load": folded / len(archived) if archived else 0.0,
+            "check": {
+                "sampled": len(reference),
+                "mismatched": len(wrong),
+                "samples": wrong[:SAMPLES_KEPT],
+            },
+        }
+    return out, durations
+
+
 async def run_replay(
     point: RunPoint, namespace: str, stop: Any, count_error: Any
 ) -> dict[str, Any]:
@@ -230,7 +373,11 @@ async def run_replay(
         else:
             await store.prepare_store()
         described = await driver.describe()
-        # Seed: whole streams, in batches.
+        # Seed: whole streams, in batches. A load measurement also folds each stream as it
+        # goes: its snapshot at the policy's version, and the reference view of the sample.
+        interval, behind = options.snapshot_policy()
+        snapshots: list[tuple[str, int, dict[str, Any]]] = []
+        reference: dict[str, dict[str, Any]] = {}
         aggregates: list[str] = []
         counts = {"events": 0, "evolved": 0, "old": 0}
         batch: list[StoredEvent] = []
@@ -243,6 +390,17 @@ async def run_replay(
             point.workload.aggregate_type,
         ):
             aggregates.append(stream[0].aggregate_id)
+            if options.measure == "load":
+                at = _snapshot_version(
+                    len(stream), interval, behind, len(aggregates) - 1, options.streams
+                )
+                view = new_view()
+                for event in stream:
+                    fold(view, event.event_type, _upcast_read(event))
+                    if event.version == at:
+                        snapshots.append((event.aggregate_id, at, dict(view)))
+                if len(reference) < options.check_sample:
+                    reference[stream[0].aggregate_id] = view
             for event in stream:
                 counts["events"] += 1
                 if event.event_type in EVOLVED:
@@ -269,6 +427,12 @@ async def run_replay(
             "meaning_changed": None,
             "target_info": described,
         }
+        if options.measure == "load":
+            result["load"], load_ns = await measure_loads(
+                store, aggregates, snapshots, reference, options, stop
+            )
+            result["load_latency_us"] = _stats(load_ns)
+            return result
         if options.reader == "upcast_and_rewrite":
             migration, before = await migrate(store, aggregates, options.rewrite_batch, stop)
             figures = await replay(store, aggregates, "strict", stop, keep_views=True)
@@ -280,10 +444,7 @@ async def run_replay(
         else:
             figures = await replay(store, aggregates, options.reader, stop)
         result["replay"] = figures.as_dict(counts["events"])
-        hist = new_histogram()
-        if figures.load_ns:
-            record_values(hist, np.asarray(figures.load_ns, dtype=np.int64))
-        result["load_latency_us"] = stats_us(hist).as_dict()
+        result["load_latency_us"] = _stats(figures.load_ns)
         return result
     finally:
         try:

@@ -338,6 +338,9 @@ def replay_summary(
         "mode": (
             f"replay of {options.streams:,} x {options.events_per_stream:,} events, "
             f"{options.old_fraction:.0%} old, reader {options.reader}"
+            if options.measure == "replay"
+            else f"{options.loads:,} loads of {options.events_per_stream:,}-event streams, "
+            f"snapshots {options.snapshots}" + (", then archived" if options.archive else "")
         ),
         "closed_loop": False,
         "workload": {
@@ -346,6 +349,10 @@ def replay_summary(
             "old_fraction": options.old_fraction,
             "reader": options.reader,
             "rewrite_batch": options.rewrite_batch,
+            "measure": options.measure,
+            "snapshots": options.snapshots,
+            "loads": options.loads,
+            "archive": options.archive,
             "duration_s": 0.0,
             "warmup_s": 0.0,
         },

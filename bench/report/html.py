@@ -206,6 +206,15 @@ def render_report(run: Run, plots: Iterable[Plot]) -> str:
             f"<p>{html.escape(replay.CAPTION)}</p>",
             frame_table(replay.replay_frame(run.points), "replay"),
         ]
+    if replay.load_points(run.points):
+        parts += [
+            "<h2>Snapshots: load latency against stream length</h2>",
+            f"<p>{html.escape(replay.SNAPSHOT_CAPTION)}</p>",
+            frame_table(replay.snapshots_frame(run.points), "snapshots"),
+        ]
+        for plot in plots:
+            if plot.name == replay.SNAPSHOT_CURVE:
+                parts += [f"<p>{html.escape(plot.caption)}</p>", image(plot)]
     # A replay has no rate and no delivery: its figures are its own section's only.
     loaded = [p for p in run.points if not replay.is_replay(p.summary)]
     summary = verdicts.with_verdicts(summary_frame(loaded), loaded)
@@ -224,7 +233,7 @@ def render_report(run: Run, plots: Iterable[Plot]) -> str:
             frame_table(faults.faults_frame(run.points), "faults"),
         ]
     for plot in plots:
-        if plot.name not in store.SECTION_PLOTS + pipeline.SECTION_PLOTS:
+        if plot.name not in (*store.SECTION_PLOTS, *pipeline.SECTION_PLOTS, replay.SNAPSHOT_CURVE):
             parts += [f"<h2>{html.escape(plot.title)}</h2>", image(plot)]
     parts += ["<h2>Environment</h2>", frame_table(environment_frame(run), "environment")]
     return page(f"eventbench report: {run.scenario_name} {run.run_id}", "\n".join(parts))

@@ -130,6 +130,15 @@ def render_report(run: Run, plots: Iterable[Plot], image_dir: str) -> str:
             f"{replay.CAPTION}\n",
             table(replay.replay_frame(run.points)),
         ]
+    if replay.load_points(run.points):
+        out += [
+            "## Snapshots: load latency against stream length\n",
+            f"{replay.SNAPSHOT_CAPTION}\n",
+            table(replay.snapshots_frame(run.points)),
+        ]
+        for plot in plots:
+            if plot.name == replay.SNAPSHOT_CURVE:
+                out.append(f"{plot.caption}\n\n![{plot.title}]({image_dir}/{plot.name}.png)\n")
     # A replay has no rate and no delivery: its figures are its own section's only.
     loaded = [p for p in run.points if not replay.is_replay(p.summary)]
     summary = verdicts.with_verdicts(summary_frame(loaded), loaded)
@@ -141,7 +150,7 @@ def render_report(run: Run, plots: Iterable[Plot], image_dir: str) -> str:
     if faults.has_faults(run.points):
         out += ["## Faults\n", f"{faults.CAPTION}\n", table(faults.faults_frame(run.points))]
     for plot in plots:
-        if plot.name in store.SECTION_PLOTS + pipeline.SECTION_PLOTS:
+        if plot.name in (*store.SECTION_PLOTS, *pipeline.SECTION_PLOTS, replay.SNAPSHOT_CURVE):
             continue
         out.append(
             f"## {plot.title}\n\n{plot.caption}\n\n![{plot.title}]({image_dir}/{plot.name}.png)\n"

@@ -403,6 +403,9 @@ def report_plots(run: Run) -> list[Plot]:
         plots.append(spectrum_plot(run.points, kind, _slo_us(run, slo_key)))
     plots.append(timeseries_plot(run.points))
     plots.append(latency_vs_throughput_plot(run.points, _slo_us(run, "e2e.p99")))
+    from bench.report.replay import snapshot_curve_plot
+
+    plots.append(snapshot_curve_plot(run.points))
     return [p for p in plots if p is not None]
 
 

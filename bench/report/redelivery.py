@@ -32,9 +32,10 @@ CAPTION = (
     "audit's duplicated); broker duplicates, the duplicated deliveries that were not owed. "
     "A naive read model applies every delivery, so a redelivery is applied twice; a guarded "
     "one checks a processed-events set of event ids first and skips it. Apply p50/p99/mean "
-    "time every delivery's pass through the read model (a skip included); the ceiling is 1 / mean apply "
-    "time, what one consumer process could apply if it did nothing else; guard cost is the "
-    "mean apply time a guarded point adds over the same target's naive point."
+    "time every delivery's pass through the read model (a skip included); the ceiling is "
+    "1 / mean apply time, what one consumer process could apply if it did nothing else; "
+    "guard cost is the mean apply time a guarded point adds over the same target's naive "
+    "point."
 )
 
 

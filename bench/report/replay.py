@@ -36,7 +36,12 @@ CAPTION = (
 
 
 def replay_points(points: Iterable[Point]) -> list[Point]:
-    return [p for p in points if is_replay(p.summary)]
+    """Replay points that read the history back (``replay.measure = "replay"``)."""
+    return [
+        p
+        for p in points
+        if is_replay(p.summary) and not (p.summary.get("replay") or {}).get("load")
+    ]
 
 
 def is_replay(summary: dict[str, Any]) -> bool:
@@ -95,3 +100,153 @@ def replay_frame(points: Iterable[Point]) -> pd.DataFrame:
     import pandas as pd
 
     return pd.DataFrame([replay_row(p.summary, p.label) for p in replay_points(points)])
+
+
+# --------------------------------------------------------------------------- snapshots
+
+SNAPSHOT_CURVE = "snapshot-curve"
+SNAPSHOT_CAPTION = (
+    "Load is one aggregate read and folded, as a command handler loads it, timed over "
+    "`loads` loads round the seeded streams: from the whole stream (no snapshot), or from its "
+    "snapshot and the events after it (folded per load). Every N: the snapshot a store "
+    "taking one every N events holds, the streams spread evenly over the interval (0 to N-1 "
+    "events after it); stale N: one interval older. The check folds a sample of aggregates "
+    "through the snapshot and by a full replay, against the history's own fold. Archive moves "
+    "every event a snapshot covers to an archive table and loads again; the sizes are the "
+    "events tables on disk (PostgreSQL: after VACUUM FULL, indexes included; memory: the "
+    "bytes the events hold), and its check folds the archive plus the live table."
+)
+
+
+def load_points(points: Iterable[Point]) -> list[Point]:
+    """Replay points that measured aggregate loads (``replay.measure = "load"``)."""
+    return [
+        p for p in points if is_replay(p.summary) and (p.summary.get("replay") or {}).get("load")
+    ]
+
+
+def _check_text(check: dict[str, Any] | None) -> str:
+    if not check:
+        return "-"
+    sampled, wrong = int(check.get("sampled") or 0), int(check.get("mismatched") or 0)
+    return f"{format_count(sampled - wrong)}/{format_count(sampled)} equal"
+
+
+def _bytes(value: Any) -> str:
+    if not isinstance(value, int | float):
+        return "-"
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if value >= size:
+            return f"{value / size:.1f} {unit}"
+    return f"{int(value)} B"
+
+
+def snapshot_row(summary: dict[str, Any], label: str) -> dict[str, str]:
+    """One load point's figures, formatted (the report's and the terminal's row)."""
+    from bench.report.verdicts import verdict_word
+
+    load = (summary.get("replay") or {}).get("load") or {}
+    stats = (summary.get("latency_us") or {}).get("load") or {}
+    archive = load.get("archive") or {}
+    archived = archive.get("load_latency_us") or {}
+    return {
+        "point": label,
+        "snapshots": str(load.get("policy") or "-"),
+        "events/stream": _count(load.get("stream_length")),
+        "verdict": verdict_word(summary),
+        "loads": _count(load.get("loads")),
+        "folded/load": f"{float(load.get('events_folded_per_load') or 0):,.0f}",
+        "load p50": format_latency_us(stats.get("p50")),
+        "load p99": format_latency_us(stats.get("p99")),
+        "load max": format_latency_us(stats.get("max")),
+        "check": _check_text(load.get("check")),
+        "archived": _count(archive.get("moved")) if archive else "-",
+        "live size": (
+            f"{_bytes(archive.get('live_bytes_before'))} -> "
+            f"{_bytes(archive.get('live_bytes_after'))}"
+            if archive
+            else "-"
+        ),
+        "archive size": _bytes(archive.get("archive_bytes")) if archive else "-",
+        "archived p50": format_latency_us(archived.get("p50")) if archive else "-",
+        "archived p99": format_latency_us(archived.get("p99")) if archive else "-",
+        "archive check": _check_text(archive.get("check")) if archive else "-",
+    }
+
+
+def snapshots_frame(points: Iterable[Point]) -> pd.DataFrame:
+    import pandas as pd
+
+    def order(p: Point) -> tuple[str, int, int, int]:
+        # By target, then none, every 50, every 100, stale 100, then by stream length.
+        load = (p.summary.get("replay") or {}).get("load") or {}
+        return (
+            p.target,
+            int(load.get("intervals_behind") or 0),
+            int(load.get("interval") or 0),
+            int(load.get("stream_length") or 0),
+        )
+
+    chosen = sorted(load_points(points), key=order)
+    return pd.DataFrame([snapshot_row(p.summary, p.label) for p in chosen])
+
+
+def snapshot_curve_plot(points: Iterable[Point]) -> Any:
+    """Load latency against stream length, one line per target and snapshot policy (p99
+    solid, p50 dashed), when the run measured loads at two lengths or more: the curve that
+    says when a stream needs snapshots."""
+    from matplotlib.figure import Figure
+
+    from bench.report.plots import Plot, _plain, _plain_2_5, figure_png
+
+    groups: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+    for p in load_points(points):
+        load = p.summary["replay"]["load"]
+        stats = (p.summary.get("latency_us") or {}).get("load") or {}
+        if not stats.get("count"):
+            continue
+        name = f"{p.target} {load.get('policy')}"
+        groups.setdefault(name, []).append((int(load.get("stream_length") or 0), stats))
+    if not any(len({n for n, _ in rows}) >= 2 for rows in groups.values()):
+        return None
+    from matplotlib.ticker import FuncFormatter
+
+    fig = Figure(figsize=(9, 5))
+    ax = fig.add_subplot()
+    for name, rows in sorted(groups.items()):
+        rows.sort(key=lambda row: row[0])
+        lengths = [n for n, _ in rows]
+        (line,) = ax.plot(
+            lengths, [s["p99"] / 1e3 for _, s in rows], marker="o", label=f"{name} p99"
+        )
+        ax.plot(
+            lengths,
+            [s["p50"] / 1e3 for _, s in rows],
+            marker=".",
+            linestyle="--",
+            color=line.get_color(),
+            label=f"{name} p50",
+        )
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    for axis in (ax.xaxis, ax.yaxis):  # after the scales, which reset the formatters
+        axis.set_major_formatter(FuncFormatter(_plain))
+        axis.set_minor_formatter(FuncFormatter(_plain_2_5))
+    ax.tick_params(which="minor", labelsize=7)
+    ax.set_xlabel("events per stream (log)")
+    ax.set_ylabel("load latency (ms, log)")
+    ax.set_title("Aggregate load latency against stream length, per snapshot policy")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    return Plot(
+        SNAPSHOT_CURVE,
+        "Load latency against stream length",
+        "p99 (solid) and p50 (dashed) of one aggregate's load (read and fold), per snapshot "
+        "policy: where the no-snapshot line leaves the others is the stream length at which "
+        "snapshots pay.",
+        figure_png(fig),
+        {
+            p.label: int(((p.summary.get("latency_us") or {}).get("load") or {}).get("count") or 0)
+            for p in load_points(points)
+        },
+    )

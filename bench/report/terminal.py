@@ -201,20 +201,28 @@ def store_table(summaries: list[dict[str, Any]], title: str | None = None) -> Ta
 
 
 def replay_table(summaries: list[dict[str, Any]], title: str | None = None) -> Table:
-    """Replay points (issue 18's schema evolution): the report's replay rows
-    (``bench.report.replay``), with each failing point's reasons under the table."""
-    from bench.report.replay import replay_row
+    """Replay points (issue 18's schema evolution and snapshots): the report's rows
+    (``bench.report.replay``: a replay's, or a load measurement's), the verdict with its
+    reasons in its cell. One kind of row per table."""
+    from bench.report.replay import replay_row, snapshot_row
 
-    rows = [replay_row(s, str(s.get("label") or s.get("target") or "?")) for s in summaries]
+    loads = bool(summaries) and bool((summaries[0].get("replay") or {}).get("load"))
+    row_of = snapshot_row if loads else replay_row
+    rows = [row_of(s, str(s.get("label") or s.get("target") or "?")) for s in summaries]
     table = Table(title=title, header_style="bold")
     for name in rows[0] if rows else ():
         table.add_column(
             name,
-            justify="left" if name in ("point", "reader", "verdict", "stopped at") else "right",
+            justify="left"
+            if name in ("point", "reader", "snapshots", "verdict", "stopped at")
+            else "right",
         )
     for s, row in zip(summaries, rows, strict=True):
         cells = [escape(v) for v in row.values()]
-        cells[2] = f"{escape(str(s.get('status', '?')))}{SEPARATOR}{escape(verdict_text(s))}"
+        verdict_at = list(row).index("verdict")
+        cells[verdict_at] = (
+            f"{escape(str(s.get('status', '?')))}{SEPARATOR}{escape(verdict_text(s))}"
+        )
         table.add_row(*cells)
     return table
 

@@ -293,9 +293,12 @@ def verdict_frame(points: Iterable[Point]) -> pd.DataFrame:
                 # twice where the consumers apply.
                 "duplicated": format_count(
                     int(
-                        audit.get("broker_duplicates")
-                        if audit.get("redelivered") is not None
-                        else audit.get("duplicated") or 0
+                        (
+                            audit.get("broker_duplicates")
+                            if audit.get("redelivered") is not None
+                            else audit.get("duplicated")
+                        )
+                        or 0
                     )
                 ),
                 "applied twice": (

@@ -8,9 +8,12 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from bench.engine.runner import PointRunner
 from bench.scenario import expand, scenario_from_dict
 from bench.verdict import judge
+from tests.cli_support import run_bench_captured
 
 FAILURES = Path(__file__).resolve().parents[2] / "scenarios" / "failures"
 
@@ -158,3 +161,72 @@ def test_schema_evolution_strict_fails_upcast_reads_everything_and_a_migration_k
         saved["replay"]["replay"]["first_unreadable"]
         == strict["replay"]["replay"]["first_unreadable"]
     )
+
+
+def test_snapshots_flatten_the_load_curve_and_archiving_keeps_the_fold(tmp_path: Path) -> None:
+    raw = tomllib.loads((FAILURES / "snapshots.toml").read_text())
+    raw["targets"] = {"memory": raw["targets"]["memory"]}
+    raw["workload"]["replay"].update(streams=10, loads=50)
+    raw["matrix"] = {
+        "workload.replay.events_per_stream": [10, 2000],
+        "workload.replay.snapshots": ["none", "every 50", "stale 100"],
+    }
+    runs = {}
+    for point in expand(scenario_from_dict(raw, "failure.toml")):
+        replay = point.workload.replay
+        summary = PointRunner(
+            point, "failure", tmp_path / f"p{point.index}", stop_requested=lambda: False
+        ).run()
+        runs[(replay.snapshots, replay.events_per_stream)] = summary
+    for summary in runs.values():
+        load = summary["replay"]["load"]
+        assert summary["verdict"]["result"] == "pass", summary["verdict"]
+        assert load["check"]["mismatched"] == 0 and load["check"]["sampled"] == 10
+        assert load["archive"]["check"]["mismatched"] == 0
+        assert summary["latency_us"]["load"]["count"] == 50
+
+    def p50(policy: str, length: int) -> float:
+        return float(runs[(policy, length)]["latency_us"]["load"]["p50"])
+
+    def folded(policy: str, length: int) -> float:
+        return float(runs[(policy, length)]["replay"]["load"]["events_folded_per_load"])
+
+    # The failure: without snapshots a load folds the whole stream, and takes ever longer.
+    assert folded("none", 2000) == 2000 and p50("none", 2000) > 20 * p50("none", 10)
+    # The fix: a snapshot leaves 0-49 events to fold (stale 100: 0-99, and 100 more), whatever
+    # the length.
+    assert folded("every 50", 2000) == 22.5 and folded("stale 100", 2000) == 145
+    assert p50("every 50", 2000) < p50("none", 2000) / 10
+    # Archiving moves what the snapshots cover out of the live table (without snapshots:
+    # nothing), and the live table shrinks by it.
+    archive = runs[("every 50", 2000)]["replay"]["load"]["archive"]
+    assert archive["moved"] == 10 * 2000 - 225
+    assert archive["live_bytes_after"] < archive["live_bytes_before"] / 20
+    assert runs[("none", 2000)]["replay"]["load"]["archive"]["moved"] == 0
+
+
+def test_a_replay_run_prints_and_reports_its_own_tables_and_curve(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    results = tmp_path / "results"
+    scenario = tmp_path / "snap.toml"
+    raw = (FAILURES / "snapshots.toml").read_text()
+    raw = raw.replace("streams = 20", "streams = 4").replace("loads = 200", "loads = 8")
+    raw = raw.replace("[10, 100, 1000, 10000]", "[10, 200]")
+    raw = raw.replace('["none", "every 50", "every 100", "stale 100"]', '["none", "every 50"]')
+    scenario.write_text(raw)
+    code, out, err = run_bench_captured(
+        ["run", str(scenario), "-t", "memory", "-o", str(results)], capsys
+    )
+    assert code == 0, err
+    # The terminal: the loads table, never the stream table's rates.
+    assert "aggregate loads" in out and "folded/load" in out and "acked/s" not in out
+    run_dir = next(results.iterdir())
+    report = (run_dir / "report.md").read_text()
+    assert "## Snapshots: load latency against stream length" in report
+    assert "report-plots/snapshot-curve.png" in report
+    assert (run_dir / "report-plots" / "snapshot-curve.png").stat().st_size > 1000
+    # No stream summary of zeros for a replay: its figures are its section's.
+    assert "## Summary" not in report or "0/s" not in report.split("## Summary")[1].split("##")[0]
+    summary = json.loads(next(run_dir.glob("*/summary.json")).read_text())
+    assert summary["kind"] == "replay" and summary["audit"] == {}

@@ -162,3 +162,75 @@ def test_the_strict_reader_names_the_event_it_stopped_at() -> None:
     assert result["replay"]["unread"] == result["events"] == 600
     reasons = judge({"status": "ok", "kind": "replay", "replay": result}).reasons
     assert reasons and "OrderPlaced v1" in reasons[0] and "600 events left unread" in reasons[0]
+
+
+def test_the_snapshot_versions_spread_the_streams_over_the_interval() -> None:
+    from bench.engine.replay import _snapshot_version
+
+    assert _snapshot_version(1000, 0, 0) == 0  # no snapshots
+    # 10 streams over an interval of 50: 0, 5, 10, ... 45 events after the snapshot.
+    tails = [1000 - _snapshot_version(1000, 50, 0, i, 10) for i in range(10)]
+    assert tails == list(range(0, 50, 5))
+    # A stale snapshot is one interval older; a stream shorter than that has none.
+    assert _snapshot_version(1000, 100, 1, 0, 1) == 900
+    assert _snapshot_version(60, 100, 1, 0, 1) == 0
+
+
+def _loads(snapshots: str, archive: bool = True, length: int = 120) -> dict[str, Any]:
+    raw = {
+        "scenario": {"name": "snap", "seed": 2},
+        "workload": {
+            "kind": "replay",
+            "replay": {
+                "measure": "load",
+                "streams": 10,
+                "events_per_stream": length,
+                "old_fraction": 0.3,
+                "loads": 40,
+                "snapshots": snapshots,
+                "archive": archive,
+            },
+        },
+        "targets": {"memory": {"driver": "memory"}},
+    }
+    point = expand(scenario_from_dict(raw, "snap.toml"))[0]
+    return asyncio.run(replay_mod.run_replay(point, "ns", lambda: False, lambda k: None))
+
+
+def test_loads_through_snapshots_fold_what_a_full_replay_folds() -> None:
+    none, every = _loads("none"), _loads("every 50")
+    assert none["load"]["events_folded_per_load"] == 120
+    # 10 streams over 50: 0, 5, ..., 45 events after the snapshot, 22.5 on average.
+    assert every["load"]["events_folded_per_load"] == 22.5
+    assert every["load"]["snapshots_written"] == 10
+    for result in (none, every):
+        assert result["load"]["check"] == {"sampled": 10, "mismatched": 0, "samples": []}
+        assert result["load_latency_us"]["count"] == 40
+    # Archiving moves what the snapshots cover (none: nothing), and the archive plus the live
+    # table still fold to the history.
+    archive = every["load"]["archive"]
+    assert archive["moved"] == 10 * 120 - 225
+    assert archive["live_bytes_after"] < archive["live_bytes_before"]
+    assert archive["check"]["mismatched"] == 0
+    assert none["load"]["archive"]["moved"] == 0
+
+
+def test_a_snapshot_that_does_not_match_its_stream_fails_the_point(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    original = replay_mod.measure_loads
+
+    async def corrupting(store: Any, aggregates: Any, snapshots: Any, *rest: Any) -> Any:
+        # A snapshotter that counted one item too many in every snapshot.
+        wrong = [(a, v, {**s, "items": s["items"] + 1}) for a, v, s in snapshots]
+        return await original(store, aggregates, wrong, *rest)
+
+    monkeypatch.setattr(replay_mod, "measure_loads", corrupting)
+    result = _loads("every 50", archive=False)
+    check = result["load"]["check"]
+    assert (
+        check["mismatched"] > 0
+        and check["samples"][0]["full_replay"] != check["samples"][0]["snapshot_and_tail"]
+    )
+    reasons = judge({"status": "ok", "kind": "replay", "replay": result}).reasons
+    assert any(r.startswith("a snapshot plus its tail folded differently") for r in reasons)

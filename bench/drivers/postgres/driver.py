@@ -245,6 +245,52 @@ class PostgresDriver:
         except DB_ERRORS as exc:
             raise self._error("seeding the history", exc) from exc
 
+    async def seed_snapshots(self, snapshots: Sequence[tuple[str, int, dict[str, Any]]]) -> None:
+        pool = self._require_pool()
+        try:
+            async with pool.acquire() as conn:
+                await conn.execute(
+                    self._ns.sql.seed_snapshots,
+                    [a for a, _, _ in snapshots],
+                    [v for _, v, _ in snapshots],
+                    [json.dumps(state) for _, _, state in snapshots],
+                )
+        except DB_ERRORS as exc:
+            raise self._error("seeding snapshots", exc) from exc
+
+    async def archive_before_snapshots(self) -> int:
+        """Move what the snapshots cover to events_archive, in one transaction."""
+        pool = self._require_pool()
+        sql = self._ns.sql
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                await conn.execute(sql.create_archive)
+                status = await conn.execute(sql.archive)
+        except DB_ERRORS as exc:
+            raise self._error("archiving events", exc) from exc
+        return int(status.rsplit(" ", 1)[-1])
+
+    async def load_archived(self, aggregate_id: str) -> list[StoredEvent]:
+        pool = self._require_pool()
+        try:
+            async with pool.acquire() as conn:
+                rows = await conn.fetch(self._ns.sql.load_archived, aggregate_id)
+        except DB_ERRORS as exc:
+            raise self._error(f"archived load of {aggregate_id!r}", exc) from exc
+        return [self._stored(aggregate_id, row) for row in rows]
+
+    async def table_bytes(self) -> dict[str, int]:
+        """The events tables' sizes on disk (indexes and TOAST included), after VACUUM FULL:
+        what they hold, not the dead rows a bulk load or a move left behind."""
+        pool = self._require_pool()
+        try:
+            async with pool.acquire() as conn:
+                await conn.execute(self._ns.sql.vacuum_events)
+                live, archive = await conn.fetchrow(self._ns.sql.table_bytes)
+        except DB_ERRORS as exc:
+            raise self._error("measuring the events tables", exc) from exc
+        return {"live": int(live), "archive": int(archive)}
+
     async def rewrite_events(self, events: Sequence[StoredEvent]) -> None:
         """Replace the payload and metadata of these events, in one transaction."""
         pool = self._require_pool()
@@ -297,6 +343,13 @@ class PostgresDriver:
         """(snapshot state or None, snapshot version or 0, the events after it) in one query."""
         if self.config.snapshot_every == 0:
             return None, 0, await self.load(aggregate_id)
+        return await self.load_snapshot_tail(aggregate_id)
+
+    async def load_snapshot_tail(
+        self, aggregate_id: str
+    ) -> tuple[dict[str, Any] | None, int, list[StoredEvent]]:
+        """(snapshot state or None, snapshot version or 0, the events after it) in one query,
+        whatever ``snapshot_every`` says (HistoryStore)."""
         pool = self._require_pool()
         try:
             async with pool.acquire() as conn:

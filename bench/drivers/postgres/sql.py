@@ -160,6 +160,42 @@ class Sql:
             WHERE e.event_id = u.event_id"""
         self.seed_streams = f"""INSERT INTO {s}.streams (aggregate_id, version)
             SELECT * FROM unnest($1::text[], $2::int[])"""
+        self.seed_snapshots = f"""INSERT INTO {s}.snapshots (aggregate_id, version, state)
+            SELECT * FROM unnest($1::text[], $2::int[], $3::jsonb[])
+            ON CONFLICT (aggregate_id) DO UPDATE
+               SET version = excluded.version, state = excluded.state, taken_at = now()"""
+        # Archiving (HistoryStore): the events a snapshot covers leave the live table.
+        self.create_archive = f"""CREATE TABLE IF NOT EXISTS {s}.events_archive (
+                event_id uuid PRIMARY KEY,
+                aggregate_id text NOT NULL,
+                aggregate_type text NOT NULL,
+                event_type text NOT NULL,
+                version int NOT NULL,
+                payload jsonb NOT NULL,
+                metadata jsonb NOT NULL,
+                recorded_at timestamptz NOT NULL,
+                global_position bigint NOT NULL,
+                UNIQUE (aggregate_id, version)
+            )"""
+        archived_cols = (
+            "event_id, aggregate_id, aggregate_type, event_type, version, payload, metadata, "
+            "recorded_at, global_position"
+        )
+        self.archive = f"""WITH moved AS (
+                DELETE FROM {s}.events e USING {s}.snapshots n
+                 WHERE e.aggregate_id = n.aggregate_id AND e.version <= n.version
+             RETURNING e.*)
+            INSERT INTO {s}.events_archive ({archived_cols})
+            SELECT {archived_cols} FROM moved"""
+        self.load_archived = (
+            "SELECT e.event_id, e.aggregate_type, e.event_type, e.version, e.payload, "
+            f"e.metadata FROM {s}.events_archive e WHERE e.aggregate_id = $1 ORDER BY e.version"
+        )
+        self.vacuum_events = f"VACUUM FULL {s}.events"  # the archive is only ever appended
+        self.table_bytes = (
+            f"SELECT pg_total_relation_size('{s}.events'), "
+            f"coalesce(pg_total_relation_size(to_regclass('{s}.events_archive')), 0)"
+        )
         event_cols = "e.event_id, e.aggregate_type, e.event_type, e.version, e.payload, e.metadata"
         self.load = (
             f"SELECT {event_cols} FROM {s}.events e WHERE e.aggregate_id = $1 "
