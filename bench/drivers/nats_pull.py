@@ -236,18 +236,10 @@ class PullReader:
         owed, self._unacked_ids = self._unacked_ids, []
         self._last_unacked = None
         self._pending_acks = []
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        sub, self._sub = self._sub, None
-        if sub is not None:
-            with contextlib.suppress(nats.errors.Error):
-                await sub.unsubscribe()
+        await self._stop_reading()
         return owed
 
-    async def stop(self) -> None:
+    async def _stop_reading(self) -> None:
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
@@ -257,6 +249,9 @@ class PullReader:
         if sub is not None:
             with contextlib.suppress(nats.errors.Error):
                 await sub.unsubscribe()
+
+    async def stop(self) -> None:
+        await self._stop_reading()
         if self._ack_policy == "all":
             with contextlib.suppress(nats.errors.Error):
                 await self._ack_all()

@@ -30,7 +30,7 @@ import time
 import traceback
 from array import array
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
@@ -879,6 +879,21 @@ class Worker:
                 )
             return
         driver.arm_faults()  # track publishes in flight from the start, for a kill
+
+        async def inject(action: str, down_for_s: float, event: dict[str, Any]) -> str:
+            return await driver.inject_fault(action, down_for_s)
+
+        # The load ended inside a fault: it was acted out, and the target was never brought
+        # back (no restored time).
+        await self._fault_timeline(inject, "still down when the load ended")
+
+    async def _fault_timeline(
+        self,
+        act: Callable[[str, float, dict[str, Any]], Awaitable[str]],
+        still_down: str,
+    ) -> None:
+        """Each of the spec's faults at its time, in order: ``act`` it out, and keep when it
+        started and ended, its status and what it did (``fault_events``)."""
         for at_s, action, down_for_s in self.spec.faults:
             await self.timer.sleep_until(self.start_ns + int(at_s * 1e9))
             if self.stopping:
@@ -886,16 +901,14 @@ class Worker:
             event: dict[str, Any] = {"started_ns": time.monotonic_ns()}
             self.fault_events.append(event)
             try:
-                event["detail"] = await driver.inject_fault(action, down_for_s)
+                event["detail"] = await act(action, down_for_s, event)
                 event["status"] = "done"
             except asyncio.CancelledError:
-                # The load ended inside the fault: it was acted out, and the target was never
-                # brought back (no restored time).
                 event["status"] = "done"
-                event["detail"] = f"{action}: still down when the load ended"
+                event["detail"] = f"{action}: {still_down}"
                 raise
             except Exception as exc:
-                event["detail"] = f"{type(exc).__name__}: {exc}"
+                event["detail"] = f"{action}: {type(exc).__name__}: {exc}"
                 event["status"] = "failed"
             event["restored_ns"] = time.monotonic_ns()
 
@@ -903,23 +916,11 @@ class Worker:
         """Kill (no commit: what was processed since the last commit is owed again) or restart
         (a graceful stop, which commits) every consumer of this worker, and ``down_for`` later
         start new members of the same group with the same ids."""
-        for at_s, action, down_for_s in self.spec.faults:
-            await self.timer.sleep_until(self.start_ns + int(at_s * 1e9))
-            if self.stopping:
-                return
-            event: dict[str, Any] = {"started_ns": time.monotonic_ns()}
-            self.fault_events.append(event)
-            try:
-                event["detail"] = await self._consumer_fault(stream, action, down_for_s, event)
-                event["status"] = "done"
-            except asyncio.CancelledError:
-                event["status"] = "done"
-                event["detail"] = f"{action}: the consumers were still down when the load ended"
-                raise
-            except Exception as exc:
-                event["detail"] = f"{action}: {type(exc).__name__}: {exc}"
-                event["status"] = "failed"
-            event["restored_ns"] = time.monotonic_ns()
+
+        async def act(action: str, down_for_s: float, event: dict[str, Any]) -> str:
+            return await self._consumer_fault(stream, action, down_for_s, event)
+
+        await self._fault_timeline(act, "the consumers were still down when the load ended")
 
     async def _consumer_fault(
         self, stream: StreamDriver, action: str, down_for_s: float, event: dict[str, Any]
