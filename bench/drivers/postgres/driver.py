@@ -271,13 +271,7 @@ class PostgresDriver:
         return int(status.rsplit(" ", 1)[-1])
 
     async def load_archived(self, aggregate_id: str) -> list[StoredEvent]:
-        pool = self._require_pool()
-        try:
-            async with pool.acquire() as conn:
-                rows = await conn.fetch(self._ns.sql.load_archived, aggregate_id)
-        except DB_ERRORS as exc:
-            raise self._error(f"archived load of {aggregate_id!r}", exc) from exc
-        return [self._stored(aggregate_id, row) for row in rows]
+        return await self._events_of(self._ns.sql.load_archived, aggregate_id, "archived load")
 
     async def table_bytes(self) -> dict[str, int]:
         """The events tables' sizes on disk (indexes and TOAST included), after VACUUM FULL:
@@ -326,12 +320,15 @@ class PostgresDriver:
 
     async def load(self, aggregate_id: str) -> list[StoredEvent]:
         """The whole stream in version order (full replay, no snapshot)."""
+        return await self._events_of(self._ns.sql.load, aggregate_id, "load")
+
+    async def _events_of(self, query: str, aggregate_id: str, what: str) -> list[StoredEvent]:
         pool = self._require_pool()
         try:
             async with pool.acquire() as conn:
-                rows = await conn.fetch(self._ns.sql.load, aggregate_id)
+                rows = await conn.fetch(query, aggregate_id)
         except DB_ERRORS as exc:
-            raise self._error(f"load of {aggregate_id!r}", exc) from exc
+            raise self._error(f"{what} of {aggregate_id!r}", exc) from exc
         return [self._stored(aggregate_id, row) for row in rows]
 
     def snapshot_every(self) -> int:
