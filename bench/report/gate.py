@@ -57,6 +57,11 @@ GATE_METRICS = (
     "audit.reordered",
     "audit.projection_failures",
     "apply.duplicates_applied",
+    # A replay's (a stream point has none of these).
+    "load.p99",
+    "replay.events_per_s",
+    "replay.unread",
+    "replay.checks_failed",
     # A pipeline's projection and invariants (its visible latency is gated as e2e, which is
     # the same histogram; a stream point has none of these, and a metric neither side has is
     # not compared).

@@ -46,7 +46,8 @@ if TYPE_CHECKING:
 LATENCY_STATS = ("p50", "p90", "p99", "p999", "max", "mean")
 # Every latency kind a summary can hold: the stream's, then a pipeline's stages (whose
 # ``visible`` is its headline; its ``e2e`` is the same histogram).
-ALL_LATENCY_KINDS = (*LATENCY_KINDS, *(k for k in STAGES if k not in LATENCY_KINDS))
+# A replay's aggregate load (read and fold) is a latency kind of its own.
+ALL_LATENCY_KINDS = (*LATENCY_KINDS, *(k for k in STAGES if k not in LATENCY_KINDS), "load")
 STAT_LABELS = {"p50": "p50", "p90": "p90", "p99": "p99", "p999": "p99.9", "max": "max"}
 
 
@@ -83,6 +84,21 @@ class Metric:
 
     def is_worse(self, baseline: float, candidate: float) -> bool:
         return candidate < baseline if self.higher_is_better else candidate > baseline
+
+
+def _replay_checks_failed(summary: dict[str, Any]) -> float | None:
+    """A replay's failed checks: streams a migration changed, and aggregates whose snapshot
+    plus tail, or archive plus live table, folded differently from the history."""
+    replay = summary.get("replay")
+    if summary.get("kind") != "replay" or not isinstance(replay, dict):
+        return None
+    load = replay.get("load") or {}
+    counts = [
+        replay.get("meaning_changed"),
+        (load.get("check") or {}).get("mismatched"),
+        ((load.get("archive") or {}).get("check") or {}).get("mismatched"),
+    ]
+    return float(sum(int(c) for c in counts if isinstance(c, int | float)))
 
 
 def _judged_duplicates(summary: dict[str, Any]) -> float | None:
@@ -160,6 +176,20 @@ def _build_registry() -> dict[str, Metric]:
         ),
         Metric(
             "throughput.skipped", "skipped", "count", False, _path_getter("throughput", "skipped")
+        ),
+        # A replay (engine/replay.py): how fast it read, what it left unread, and its checks.
+        Metric(
+            "replay.events_per_s",
+            "replay events/s",
+            "/s",
+            True,
+            _path_getter("replay", "replay", "events_per_s"),
+        ),
+        Metric(
+            "replay.unread", "unread", "count", False, _path_getter("replay", "replay", "unread")
+        ),
+        Metric(
+            "replay.checks_failed", "replay checks failed", "count", False, _replay_checks_failed
         ),
         # Consumer faults and workload.apply (engine/consumer_apply.py).
         Metric(
@@ -255,6 +285,11 @@ COMPARE_METRICS = (
     "audit.reordered",
     "audit.projection_failures",
     "apply.duplicates_applied",
+    "load.p50",
+    "load.p99",
+    "replay.events_per_s",
+    "replay.unread",
+    "replay.checks_failed",
     "audit.redelivered",
     "audit.broker_duplicates",
     # A pipeline's: shown only for points that have them (compare skips a metric neither
