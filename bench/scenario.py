@@ -180,6 +180,8 @@ class StoreOptions(_Model):
 
 
 REPLAY_READERS = ("strict", "upcast", "upcast_and_rewrite")
+MAX_SEEDED_EVENTS = 10_000_000
+MAX_FOLDED_EVENTS = 200_000_000
 
 
 class ReplayOptions(_Model):
@@ -197,9 +199,9 @@ class ReplayOptions(_Model):
     # "replay": every stream read back once (the reader's cost); "load": aggregates loaded
     # `loads` times, each read and folded, through the snapshot policy `snapshots`.
     measure: Literal["replay", "load"] = "replay"
-    # "none"; "every N": each stream has the snapshot a store taking one every N events holds
-    # (at the last multiple of N); "stale N": one interval older than that (the snapshotter
-    # fell behind): its tail is N events longer.
+    # "none"; "every N": each stream has the snapshot a store taking one every N events holds,
+    # the streams spread evenly over the interval (0 to N-1 events after the snapshot; none
+    # below version N); "stale N": one interval older (the snapshotter fell behind).
     snapshots: str = "none"
     loads: int = Field(default=500, ge=1, le=10_000_000)
     # Aggregates whose snapshot plus tail is checked against a full replay, every run.
@@ -210,13 +212,7 @@ class ReplayOptions(_Model):
     @field_validator("snapshots")
     @classmethod
     def _snapshots(cls, value: str) -> str:
-        parts = value.split()
-        if value == "none" or (
-            len(parts) == 2
-            and parts[0] in ("every", "stale")
-            and parts[1].isdigit()
-            and int(parts[1]) >= 1
-        ):
+        if value == "none" or re.fullmatch(r"(every|stale) [1-9][0-9]{0,6}", value):
             return value
         raise ValueError(
             f'{_shown(value)}: give "none", "every N" or "stale N" (N events, at least 1)'
@@ -242,10 +238,20 @@ class ReplayOptions(_Model):
 
     @model_validator(mode="after")
     def _size(self) -> ReplayOptions:
+        # The memory store holds about 750 bytes per seeded event; a load folds its stream at
+        # a few µs per event. Beyond these a run would exhaust this class of machine or last
+        # for hours, with no word until then.
         total = self.streams * self.events_per_stream
-        if total > 50_000_000:
+        if total > MAX_SEEDED_EVENTS:
             raise ValueError(
-                f"streams x events_per_stream = {total:,} events: at most 50,000,000 are seeded"
+                f"streams x events_per_stream = {total:,} events: at most "
+                f"{MAX_SEEDED_EVENTS:,} are seeded"
+            )
+        folded = self.loads * self.events_per_stream
+        if self.measure == "load" and folded > MAX_FOLDED_EVENTS:
+            raise ValueError(
+                f"loads x events_per_stream = {folded:,} events to fold: at most "
+                f"{MAX_FOLDED_EVENTS:,} (fewer loads, or shorter streams)"
             )
         return self
 
@@ -457,6 +463,15 @@ class Workload(_Model):
             raise ValueError(
                 f"workers: a replay is one reader in the coordinator process (got {self.workers})"
             )
+        if self.kind == "replay":
+            # A replay seeds and reads back: the load's fields would change nothing. (Compared
+            # with the defaults: a dumped scenario carries them.)
+            defaults = Workload.model_construct()
+            for name in ("rate", "producers", "consumers", "store", "pipeline", "schedule"):
+                if getattr(self, name) != getattr(defaults, name):
+                    raise ValueError(
+                        f"{name}: a replay has no load, so {name} would change nothing; remove it"
+                    )
         return self
 
     @model_validator(mode="after")
@@ -678,6 +693,14 @@ class Scenario(_Model):
             )
         if self.workload.kind == "replay" and self.slo:
             raise ValueError("slo: a replay is judged by what it read, not by SLOs; remove [slo]")
+        if self.workload.kind == "replay":
+            defaults = ScenarioMeta.model_construct()
+            for name in ("duration", "warmup"):
+                if getattr(self.scenario, name) != getattr(defaults, name):
+                    raise ValueError(
+                        f"scenario.{name}: a replay has no load to time, so {name} would "
+                        "change nothing; remove it"
+                    )
         on_consumers = [i for i, f in enumerate(self.faults) if f.on_consumers]
         if on_consumers:
             first = on_consumers[0]
@@ -1313,6 +1336,13 @@ def _check_point(
     kind = getattr(driver_cls, "kind", "stream")
     if workload.kind == "pipeline":
         return  # _check_pipeline_point checks the store and the broker
+    if workload.kind == "replay" and not issubclass(driver_cls, HistoryStore):
+        raise ScenarioError(
+            source,
+            "workload.kind",
+            f"target {target!r} (driver {config.driver!r}) cannot be seeded with a history: a "
+            "replay needs a store with seed_history and rewrite_events (memory, postgres)",
+        )
     wanted = "store" if workload.kind == "replay" else workload.kind
     if wanted not in (kind, "both") and kind != "both":
         raise ScenarioError(
@@ -1322,13 +1352,7 @@ def _check_point(
             f"is {workload.kind!r}",
             hint='set workload.kind = "store" for event stores, "stream" for brokers',
         )
-    if workload.kind == "replay" and not issubclass(driver_cls, HistoryStore):
-        raise ScenarioError(
-            source,
-            "workload.kind",
-            f"target {target!r} (driver {config.driver!r}) cannot be seeded with a history: a "
-            "replay needs a store with seed_history and rewrite_events (memory, postgres)",
-        )
+
     if getattr(driver_cls, "in_process", False) and workload.consumer_workers:
         raise ScenarioError(
             source,

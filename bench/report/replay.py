@@ -77,8 +77,8 @@ def replay_row(summary: dict[str, Any], label: str) -> dict[str, str]:
         "verdict": verdict_word(summary),
         "events": _count(replay.get("events")),
         "old": (
-            format_percent(float(replay["old_fraction"]))
-            if isinstance(replay.get("old_fraction"), int | float)
+            format_percent(float(replay["old_share"]))
+            if isinstance(replay.get("old_share"), int | float)
             else "-"
         ),
         "seed/s": format_rate(float(replay.get("seed_events_per_s") or 0.0)),
@@ -108,9 +108,10 @@ SNAPSHOT_CURVE = "snapshot-curve"
 SNAPSHOT_CAPTION = (
     "Load is one aggregate read and folded, as a command handler loads it, timed over "
     "`loads` loads round the seeded streams: from the whole stream (no snapshot), or from its "
-    "snapshot and the events after it (folded per load). Every N: the snapshot a store "
-    "taking one every N events holds, the streams spread evenly over the interval (0 to N-1 "
-    "events after it); stale N: one interval older. The check folds a sample of aggregates "
+    "snapshot and the events after it (folded per load), after 50 untimed loads. Every N: the "
+    "snapshot a store taking one every N events holds, the streams spread evenly over the "
+    "interval (0 to N-1 events after it; none below version N); stale N: one interval older. "
+    "The check folds a sample of aggregates, spread over the streams, "
     "through the snapshot and by a full replay, against the history's own fold. Archive moves "
     "every event a snapshot covers to an archive table and loads again; the sizes are the "
     "events tables on disk (PostgreSQL: after VACUUM FULL, indexes included; memory: the "
@@ -155,7 +156,7 @@ def snapshot_row(summary: dict[str, Any], label: str) -> dict[str, str]:
         "events/stream": _count(load.get("stream_length")),
         "verdict": verdict_word(summary),
         "loads": _count(load.get("loads")),
-        "folded/load": f"{float(load.get('events_folded_per_load') or 0):,.0f}",
+        "folded/load": f"{float(load.get('events_folded_per_load') or 0):,.1f}",
         "load p50": format_latency_us(stats.get("p50")),
         "load p99": format_latency_us(stats.get("p99")),
         "load max": format_latency_us(stats.get("max")),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections import Counter
 from typing import Any
 
@@ -234,3 +235,79 @@ def test_a_snapshot_that_does_not_match_its_stream_fails_the_point(
     )
     reasons = judge({"status": "ok", "kind": "replay", "replay": result}).reasons
     assert any(r.startswith("a snapshot plus its tail folded differently") for r in reasons)
+
+
+def test_no_snapshot_below_its_interval_and_the_check_sample_spans_the_tails() -> None:
+    from bench.engine.replay import _snapshot_version
+
+    # A store that snapshots every 50 events has none of a 10-event stream.
+    assert all(_snapshot_version(10, 50, 0, i, 10) == 0 for i in range(10))
+    assert _snapshot_version(60, 50, 0, 9, 10) == 0  # 60 - 45 = 15 < 50: none
+    result = _loads("every 50", archive=False, length=10)
+    assert result["load"]["snapshots_written"] == 0
+    assert result["load"]["events_folded_per_load"] == 10
+    # The sample is spread over the streams: 4 of 20 checked, with different tails.
+    raw = {
+        "scenario": {"name": "snap", "seed": 2},
+        "workload": {
+            "kind": "replay",
+            "replay": {
+                "measure": "load",
+                "streams": 20,
+                "events_per_stream": 100,
+                "loads": 10,
+                "snapshots": "every 50",
+                "check_sample": 4,
+            },
+        },
+        "targets": {"memory": {"driver": "memory"}},
+    }
+    point = expand(scenario_from_dict(raw, "snap.toml"))[0]
+    checked = asyncio.run(replay_mod.run_replay(point, "ns", lambda: False, lambda k: None))
+    assert checked["load"]["check"]["sampled"] == 4
+    tails = {100 - _snapshot_version(100, 50, 0, k * 20 // 4, 20) for k in range(4)}
+    assert len(tails) == 4
+
+
+@pytest.mark.parametrize(
+    ("replay", "extra", "words"),
+    [
+        ({"snapshots": "every ²", "measure": "load"}, {}, 'give "none", "every N"'),
+        ({"streams": 1000, "events_per_stream": 100_000}, {}, "at most 10,000,000 are seeded"),
+        (
+            {"measure": "load", "streams": 10, "events_per_stream": 100_000, "loads": 10_000},
+            {},
+            "events to fold",
+        ),
+        ({}, {"rate": 500}, "rate: a replay has no load"),
+        ({}, {"consumers": 3}, "consumers: a replay has no load"),
+    ],
+)
+def test_a_replay_refuses_what_would_change_nothing_or_never_end(
+    replay: dict[str, Any], extra: dict[str, Any], words: str
+) -> None:
+    from bench.errors import ScenarioError
+
+    raw = {
+        "scenario": {"name": "r"},
+        "workload": {"kind": "replay", "replay": replay, **extra},
+        "targets": {"memory": {"driver": "memory"}},
+    }
+    with pytest.raises(ScenarioError, match=re.escape(words)):
+        expand(scenario_from_dict(raw, "r.toml"))
+
+
+def test_a_replay_refuses_a_duration_and_a_broker() -> None:
+    from bench.errors import ScenarioError
+
+    raw: dict[str, Any] = {
+        "scenario": {"name": "r", "duration": "30s"},
+        "workload": {"kind": "replay"},
+        "targets": {"memory": {"driver": "memory"}},
+    }
+    with pytest.raises(ScenarioError, match=r"scenario\.duration: a replay has no load"):
+        expand(scenario_from_dict(raw, "r.toml"))
+    raw["scenario"] = {"name": "r"}
+    raw["targets"] = {"k": {"driver": "kafka"}}
+    with pytest.raises(ScenarioError, match="cannot be seeded with a history"):
+        expand(scenario_from_dict(raw, "r.toml"))
