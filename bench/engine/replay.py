@@ -22,6 +22,7 @@ there is no load to schedule, and one reader is what a rebuild of a projection i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -460,6 +461,8 @@ async def run_replay(
     finally:
         try:
             if isinstance(driver, SharedStore) and point.scenario.scenario.cleanup:
-                await driver.drop_store()
+                # A failed drop must not hide why the replay failed (it leaves a schema).
+                with contextlib.suppress(Exception):
+                    await driver.drop_store()
         finally:
             await asyncio.wait_for(driver.close(), 10)

@@ -217,15 +217,16 @@ def render_report(run: Run, plots: Iterable[Plot]) -> str:
                 parts += [f"<p>{html.escape(plot.caption)}</p>", image(plot)]
     # A replay has no rate and no delivery: its figures are its own section's only.
     loaded = [p for p in run.points if not replay.is_replay(p.summary)]
-    summary = verdicts.with_verdicts(summary_frame(loaded), loaded)
-    parts += ["<h2>Summary</h2>"]
-    if pipeline.pipeline_points(run.points):
-        parts += [f"<p>{html.escape(SUMMARY_PIPELINE_NOTE)}</p>"]
-    parts += [frame_table(summary, "summary")]
-    parts += [
-        "<h2>Latency (measurement window)</h2>",
-        frame_table(latency_frame(loaded), "latency"),
-    ]
+    if loaded or not run.points:
+        summary = verdicts.with_verdicts(summary_frame(loaded), loaded)
+        parts += ["<h2>Summary</h2>"]
+        if pipeline.pipeline_points(run.points):
+            parts += [f"<p>{html.escape(SUMMARY_PIPELINE_NOTE)}</p>"]
+        parts += [frame_table(summary, "summary")]
+        parts += [
+            "<h2>Latency (measurement window)</h2>",
+            frame_table(latency_frame(loaded), "latency"),
+        ]
     if faults.has_faults(run.points):
         parts += [
             "<h2>Faults</h2>",

@@ -141,12 +141,13 @@ def render_report(run: Run, plots: Iterable[Plot], image_dir: str) -> str:
                 out.append(f"{plot.caption}\n\n![{plot.title}]({image_dir}/{plot.name}.png)\n")
     # A replay has no rate and no delivery: its figures are its own section's only.
     loaded = [p for p in run.points if not replay.is_replay(p.summary)]
-    summary = verdicts.with_verdicts(summary_frame(loaded), loaded)
-    out += ["## Summary\n"]
-    if pipeline.pipeline_points(run.points):
-        out += [f"{SUMMARY_PIPELINE_NOTE}\n"]
-    out += [table(summary)]
-    out += ["## Latency (measurement window)\n", table(latency_frame(loaded))]
+    if loaded or not run.points:
+        summary = verdicts.with_verdicts(summary_frame(loaded), loaded)
+        out += ["## Summary\n"]
+        if pipeline.pipeline_points(run.points):
+            out += [f"{SUMMARY_PIPELINE_NOTE}\n"]
+        out += [table(summary)]
+        out += ["## Latency (measurement window)\n", table(latency_frame(loaded))]
     if faults.has_faults(run.points):
         out += ["## Faults\n", f"{faults.CAPTION}\n", table(faults.faults_frame(run.points))]
     for plot in plots:
