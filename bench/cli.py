@@ -469,6 +469,7 @@ def _print_summaries(summaries: list[dict[str, Any]], title: str) -> None:
         faults_table,
         pipeline_table,
         replay_table,
+        saga_table,
         store_table,
         summary_table,
     )
@@ -478,6 +479,7 @@ def _print_summaries(summaries: list[dict[str, Any]], title: str) -> None:
     stores = [s for s in summaries if s.get("kind") == "store"]
     pipelines = [s for s in summaries if s.get("kind") == "pipeline"]
     replays = [s for s in summaries if s.get("kind") == "replay"]
+    sagas = [s for s in summaries if s.get("kind") == "saga"]
     # A replay's read-back and its aggregate loads have different figures: a table each.
     loads = [s for s in replays if (s.get("replay") or {}).get("load")]
     replays = [s for s in replays if s not in loads]
@@ -491,6 +493,8 @@ def _print_summaries(summaries: list[dict[str, Any]], title: str) -> None:
         console.print(replay_table(replays, title=title))
     if loads:
         console.print(replay_table(loads, title=f"{title}: aggregate loads"))
+    if sagas:
+        console.print(saga_table(sagas, title=title))
     faulted = [s for s in summaries if s.get("faults")]
     if faulted:
         console.print(faults_table(faulted, title=f"{title}: faults"))
@@ -511,6 +515,13 @@ def _describe_load(point: Any) -> str:
     meta = point.scenario.scenario
     load = f"max, concurrency {w.concurrency}" if w.closed_loop else f"{w.rate:g}/s {w.schedule}"
     key = {"none": ", no partition key", "event_id": ", keyed by event id"}.get(w.partition_key, "")
+    if w.kind == "saga":
+        g = w.saga
+        return (
+            f"{load} sagas, {g.mode} of {len(g.steps)} steps, timeout "
+            f"{format_duration(g.timeout)} x{g.retries + 1}, warmup "
+            f"{format_duration(meta.warmup)}, measure {format_duration(meta.duration)}"
+        )
     if w.kind == "replay":
         r = w.replay
         if r.measure == "load":

@@ -256,6 +256,70 @@ class ReplayOptions(_Model):
         return self
 
 
+DEFAULT_SAGA_STEPS = ("CreateOrder", "ReserveInventory", "ProcessPayment", "ShipOrder")
+
+
+class SagaOptions(_Model):
+    """Sagas (``workload.kind = "saga"``; ``bench/engine/saga.py`` says what runs): a chain of
+    steps across participant services, each with a compensation run in reverse when a later
+    step fails. Per-step knobs are tables of step name -> value."""
+
+    mode: Literal["orchestration", "choreography"] = "orchestration"
+    steps: list[str] = Field(default_factory=lambda: list(DEFAULT_SAGA_STEPS))
+    # The chance that a step fails (its participant says no: the saga compensates).
+    failure: dict[str, float] = {}
+    # The chance that a participant does its step and its reply never comes (a timeout).
+    no_reply: dict[str, float] = {}
+    # The chance that a compensation fails (the saga goes to the dead-letter queue).
+    compensation_failure: dict[str, float] = {}
+    # Extra time a participant takes per step: a fixed duration, or per step.
+    step_latency: Duration | dict[str, Duration] = 0.0
+    timeout: Duration = 2.0  # a step's reply not here by then: retried, then failed
+    retries: int = Field(default=1, ge=0, le=10)
+    # After the load, a saga not final within this long is reported stuck.
+    stuck_after: Duration = 10.0
+
+    @field_validator("steps")
+    @classmethod
+    def _steps(cls, value: list[str]) -> list[str]:
+        if not 1 <= len(value) <= 20:
+            raise ValueError("give 1 to 20 steps")
+        for name in value:
+            if not _NAME_RE.fullmatch(name):
+                raise ValueError(f"step {_shown(name)}: use letters, digits, '-', '_' only")
+        if len(set(value)) != len(value):
+            raise ValueError("step names must differ")
+        return value
+
+    @model_validator(mode="after")
+    def _knobs_name_steps(self) -> SagaOptions:
+        tables: dict[str, dict[str, Any]] = {
+            "failure": self.failure,
+            "no_reply": self.no_reply,
+            "compensation_failure": self.compensation_failure,
+        }
+        if isinstance(self.step_latency, dict):
+            tables["step_latency"] = self.step_latency
+        for name, table in tables.items():
+            for step, value in table.items():
+                if step not in self.steps:
+                    raise ValueError(
+                        f"{name}.{_shown(step)}: not a step (steps: {', '.join(self.steps)})"
+                    )
+                if name != "step_latency" and not (
+                    isinstance(value, int | float) and 0.0 <= value <= 1.0
+                ):
+                    raise ValueError(f"{name}.{step}: a probability from 0 to 1 (got {value!r})")
+        if self.timeout <= 0:
+            raise ValueError("timeout: must be longer than 0s")
+        return self
+
+    def latency_of(self, step: str) -> float:
+        if isinstance(self.step_latency, dict):
+            return float(self.step_latency.get(step, 0.0))
+        return float(self.step_latency)
+
+
 class PipelineOptions(_Model):
     """The CQRS pipeline (``workload.kind = "pipeline"``): command -> store -> relay -> broker
     -> projection -> read model. ``bench/engine/pipeline.py`` says what each stage is."""
@@ -306,7 +370,7 @@ class PipelineOptions(_Model):
 
 
 class Workload(_Model):
-    kind: Literal["stream", "store", "pipeline", "replay"] = "stream"
+    kind: Literal["stream", "store", "pipeline", "replay", "saga"] = "stream"
     rate: float | Literal["max"] = 1000.0
     concurrency: int = Field(default=16, ge=1, le=100_000)
     schedule: Literal["constant", "poisson"] = "constant"
@@ -345,6 +409,7 @@ class Workload(_Model):
     store: StoreOptions = StoreOptions()
     pipeline: PipelineOptions = PipelineOptions()
     replay: ReplayOptions = ReplayOptions()
+    saga: SagaOptions = SagaOptions()
 
     @model_validator(mode="before")
     @classmethod
@@ -451,6 +516,28 @@ class Workload(_Model):
                     f"the weight of {name!r} must be more than 0, a finite number (got {weight})"
                 )
         return value
+
+    @model_validator(mode="after")
+    def _saga_options_need_sagas(self) -> Workload:
+        if self.kind != "saga" and self.saga != SagaOptions():
+            raise ValueError(
+                f"saga: this table configures sagas, and kind is {self.kind!r}: set "
+                'kind = "saga", or remove the table'
+            )
+        if self.kind != "saga":
+            return self
+        if self.workers != 1:
+            raise ValueError(
+                f"workers: sagas run in one process for now, the orchestrator and every "
+                f"participant (got {self.workers})"
+            )
+        if self.closed_loop:
+            raise ValueError('rate: sagas start on an open-loop schedule: give sagas/s, not "max"')
+        if self.saga.mode == "choreography":
+            raise ValueError(
+                'saga.mode: "choreography" is not built yet; "orchestration" runs today'
+            )
+        return self
 
     @model_validator(mode="after")
     def _replay_options_need_a_replay(self) -> Workload:
@@ -690,6 +777,12 @@ class Scenario(_Model):
             raise ValueError(
                 "faults: a replay reads a seeded history back, with no load to fault; remove "
                 "[[faults]]"
+            )
+        if self.workload.kind == "saga" and (self.faults or self.slo):
+            raise ValueError(
+                f"{'faults' if self.faults else 'slo'}: sagas take the step knobs of "
+                "[workload.saga] (failure, no_reply, compensation_failure, step_latency) for "
+                "now; broker faults and SLOs on sagas are not built yet"
             )
         if self.workload.kind == "replay" and self.slo:
             raise ValueError("slo: a replay is judged by what it read, not by SLOs; remove [slo]")
@@ -1343,7 +1436,7 @@ def _check_point(
             f"target {target!r} (driver {config.driver!r}) cannot be seeded with a history: a "
             "replay needs a store with seed_history and rewrite_events (memory, postgres)",
         )
-    wanted = "store" if workload.kind == "replay" else workload.kind
+    wanted = {"replay": "store", "saga": "stream"}.get(workload.kind, workload.kind)
     if wanted not in (kind, "both") and kind != "both":
         raise ScenarioError(
             source,

@@ -220,6 +220,10 @@ def judge(summary: dict[str, Any], rules: dict[str, Any] | None = None) -> Verdi
             )
         elif result == SLO_NO_DATA:
             verdict.doubt(f"SLO {key}: no data")
+    saga = summary.get("saga") if summary.get("kind") == "saga" else None
+    if saga:
+        for reason in saga_failures(saga):
+            verdict.fail(reason)
     replay = summary.get("replay") if summary.get("kind") == "replay" else None
     if replay:
         for reason in replay_failures(replay):
@@ -242,6 +246,25 @@ def judge(summary: dict[str, Any], rules: dict[str, Any] | None = None) -> Verdi
         problems = summary.get("problems") or []
         verdict.doubt("the point did not run to the end" + (f": {problems[0]}" if problems else ""))
     return verdict
+
+
+def saga_failures(saga: dict[str, Any]) -> list[str]:
+    """A saga point's failures in words: sagas stuck (not final within stuck_after of the
+    load's end, with an example's last step) and the invariants' violations. Compensated and
+    dead-lettered sagas are the outcomes the failure knobs ask for, not failures."""
+    reasons = []
+    stuck = int(saga.get("stuck") or 0)
+    if stuck:
+        sample = (saga.get("stuck_samples") or [{}])[0]
+        example = (
+            f" (e.g. {sample.get('saga')} {sample.get('status')} at {sample.get('last_step')})"
+            if sample
+            else ""
+        )
+        reasons.append(f"{format_count(stuck)} sagas stuck{example}")
+    for violation in ((saga.get("invariants") or {}).get("violations") or [])[:3]:
+        reasons.append(f"saga invariant: {violation}")
+    return reasons
 
 
 def replay_failures(replay: dict[str, Any]) -> list[str]:

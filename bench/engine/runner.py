@@ -35,7 +35,15 @@ from bench.engine.intervals import TIMESERIES_COLUMNS, IntervalMerger, IntervalV
 from bench.engine.messages import Finish, Start, Stop
 from bench.engine.pool import WorkerState, broadcast, reap, receive, spawn_local
 from bench.engine.replay import run_replay
-from bench.engine.summary import PointFacts, merged_store_totals, replay_summary, summarize
+from bench.engine.saga import run_saga
+from bench.engine.summary import (
+    CoordinatorRun,
+    PointFacts,
+    merged_store_totals,
+    replay_summary,
+    saga_summary,
+    summarize,
+)
 from bench.engine.target import SharedTarget, StoreCheck
 from bench.engine.workers import WorkerSpec
 from bench.errors import BenchError, DriverError
@@ -187,8 +195,8 @@ class PointRunner:
     # ------------------------------------------------------------------ run
     def run(self) -> dict[str, Any]:
         self.dir.mkdir(parents=True, exist_ok=True)
-        if self.workload.kind == "replay":
-            return self._run_replay()
+        if self.workload.kind in ("replay", "saga"):
+            return self._run_in_coordinator(self.workload.kind)
         topology = self._topology()
         in_process = runs_in_process(load_driver(self.point.driver))
         shared = None if in_process else SharedTarget(self.point, topology)
@@ -253,18 +261,20 @@ class PointRunner:
         atomic_write_json(self.dir / SUMMARY, summary)
         return summary
 
-    def _run_replay(self) -> dict[str, Any]:
-        """A replay point: seeded and read back here, in the coordinator (engine/replay.py)."""
+    def _run_in_coordinator(self, kind: str) -> dict[str, Any]:
+        """A replay or a saga point: run here, in the coordinator (engine/replay.py,
+        engine/saga.py), with no worker processes."""
         errors: Counter[str] = Counter()
         started_at = time.time()
         result: dict[str, Any] | None = None
+        run = run_replay if kind == "replay" else run_saga
         try:
             result = asyncio.run(
-                run_replay(
+                run(
                     self.point,
                     self._topology().name,
                     self.stop_requested,
-                    lambda kind: errors.update([kind]),
+                    lambda name: errors.update([name]),
                 )
             )
             if self.stop_requested():
@@ -274,8 +284,8 @@ class PointRunner:
             self.problems.append(f"{exc.message} ({exc.hint})" if exc.hint else exc.message)
         except TimeoutError:
             self.status = "failed"
-            self.problems.append(f"{self.point.driver}: connecting timed out")
-        summary = replay_summary(
+            self.problems.append(f"{self.point.driver}: setup timed out")
+        facts = CoordinatorRun(
             self.point,
             self.run_id,
             self.dir.name,
@@ -285,6 +295,7 @@ class PointRunner:
             dict(errors),
             started_at,
         )
+        summary = replay_summary(facts) if kind == "replay" else saga_summary(facts)
         atomic_write_json(self.dir / SUMMARY, summary)
         return summary
 

@@ -304,60 +304,56 @@ def summarize(facts: PointFacts) -> dict[str, Any]:
     return judged(summary, point)
 
 
-def replay_summary(
-    point: RunPoint,
-    run_id: str,
-    dir_name: str,
-    result: dict[str, Any] | None,
-    status: str,
-    problems: list[str],
-    errors: dict[str, int],
-    started_at: float,
+@dataclass
+class CoordinatorRun:
+    """What a point run in the coordinator process (a replay, sagas) hands its summary."""
+
+    point: RunPoint
+    run_id: str
+    dir_name: str
+    result: dict[str, Any] | None
+    status: str
+    problems: list[str]
+    errors: dict[str, int]
+    started_at: float
+
+
+def _coordinator_summary(
+    run: CoordinatorRun,
+    kind: str,
+    mode: str,
+    workload: dict[str, Any],
+    latency: dict[str, Any],
+    throughput: dict[str, Any],
 ) -> dict[str, Any]:
-    """A replay point's summary (engine/replay.py): what was seeded, what the reader read, how
-    fast, and its verdict. No delivery, no rate: those sections are empty, never zeros that
+    """The summary of a point run in the coordinator: the common fields, ``kind``'s own section
+    (``result``), and its verdict. No delivery audit: that section is empty, never zeros that
     could read as a clean run."""
-    w = point.workload
-    options = w.replay
-    problems = list(problems)
-    if status == "ok" and result is None:
+    point = run.point
+    problems = list(run.problems)
+    status = run.status
+    if status == "ok" and run.result is None:
         status = "failed"
-        problems.append("the replay reported no results")
-    replay = dict(result or {})
-    described = replay.pop("target_info", None)
-    load = replay.pop("load_latency_us", None)
+        problems.append(f"the {kind} reported no results")
+    section = dict(run.result or {})
+    described = section.pop("target_info", None)
+    errors = {**run.errors}
+    for name, count in (section.pop("errors", None) or {}).items():
+        errors[name] = errors.get(name, 0) + count
     summary = {
         "schema_version": SCHEMA_VERSION,
-        "run_id": run_id,
+        "run_id": run.run_id,
         "point": point.index,
-        "dir": dir_name,
+        "dir": run.dir_name,
         "target": point.target,
         "driver": point.driver,
         "label": point.label,
         "params": point.params,
-        "mode": (
-            f"replay of {options.streams:,} x {options.events_per_stream:,} events, "
-            f"{options.old_fraction:.0%} old, reader {options.reader}"
-            if options.measure == "replay"
-            else f"{options.loads:,} loads of {options.events_per_stream:,}-event streams, "
-            f"snapshots {options.snapshots}" + (", then archived" if options.archive else "")
-        ),
+        "mode": mode,
         "closed_loop": False,
-        "workload": {
-            "streams": options.streams,
-            "events_per_stream": options.events_per_stream,
-            "old_fraction": options.old_fraction,
-            "reader": options.reader,
-            "rewrite_batch": options.rewrite_batch,
-            "measure": options.measure,
-            "snapshots": options.snapshots,
-            "loads": options.loads,
-            "archive": options.archive,
-            "duration_s": 0.0,
-            "warmup_s": 0.0,
-        },
-        "throughput": {},
-        "latency_us": {"load": load} if load else {},
+        "workload": workload,
+        "throughput": throughput,
+        "latency_us": latency,
         "audit": {},
         "errors": {
             "total": sum(errors.values()),
@@ -368,15 +364,83 @@ def replay_summary(
             "max_rate": point.scenario.verdict.max_error_rate,
         },
         "faults": [],
-        "kind": "replay",
-        "replay": replay if result is not None else None,
+        "kind": kind,
+        kind: section if run.result is not None else None,
         "target_info": described,
-        "started_at": started_at,
+        "started_at": run.started_at,
         "ended_at": time.time(),
         "status": status,
         "problems": problems,
     }
     return judged(summary, point)
+
+
+def replay_summary(run: CoordinatorRun) -> dict[str, Any]:
+    """A replay point's summary (engine/replay.py): what was seeded, what the reader read, how
+    fast, and its verdict."""
+    options = run.point.workload.replay
+    load = (run.result or {}).pop("load_latency_us", None)
+    mode = (
+        f"replay of {options.streams:,} x {options.events_per_stream:,} events, "
+        f"{options.old_fraction:.0%} old, reader {options.reader}"
+        if options.measure == "replay"
+        else f"{options.loads:,} loads of {options.events_per_stream:,}-event streams, "
+        f"snapshots {options.snapshots}" + (", then archived" if options.archive else "")
+    )
+    workload = {
+        "streams": options.streams,
+        "events_per_stream": options.events_per_stream,
+        "old_fraction": options.old_fraction,
+        "reader": options.reader,
+        "rewrite_batch": options.rewrite_batch,
+        "measure": options.measure,
+        "snapshots": options.snapshots,
+        "loads": options.loads,
+        "archive": options.archive,
+        "duration_s": 0.0,
+        "warmup_s": 0.0,
+    }
+    return _coordinator_summary(run, "replay", mode, workload, {"load": load} if load else {}, {})
+
+
+def saga_summary(run: CoordinatorRun) -> dict[str, Any]:
+    """A saga point's summary (engine/saga.py): final states, latencies, the invariants."""
+    point = run.point
+    options = point.workload.saga
+    meta = point.scenario.scenario
+    latency = (run.result or {}).pop("latency_us", None) or {}
+    knobs = ", ".join(
+        f"{name} {step} {value:g}"
+        for name, table in (
+            ("failure", options.failure),
+            ("no reply", options.no_reply),
+            ("compensation failure", options.compensation_failure),
+        )
+        for step, value in table.items()
+        if value
+    )
+    mode = (
+        f"{options.mode} of {len(options.steps)} steps at {float(point.workload.rate):g} sagas/s"
+        + (f", {knobs}" if knobs else "")
+    )
+    workload = {
+        "rate_per_s": point.workload.rate,
+        "mode": options.mode,
+        "steps": list(options.steps),
+        "failure": dict(options.failure),
+        "no_reply": dict(options.no_reply),
+        "compensation_failure": dict(options.compensation_failure),
+        "timeout_s": float(options.timeout),
+        "retries": options.retries,
+        "duration_s": meta.duration,
+        "warmup_s": meta.warmup,
+    }
+    result = run.result or {}
+    throughput = {
+        "sagas_per_s": float(result.get("sagas_per_s") or 0.0),
+        "messages_per_s": float(result.get("messages_per_s") or 0.0),
+    }
+    return _coordinator_summary(run, "saga", mode, workload, latency, throughput)
 
 
 def judged(summary: dict[str, Any], point: RunPoint) -> dict[str, Any]:

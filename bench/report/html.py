@@ -18,7 +18,17 @@ from pathlib import Path
 import pandas as pd
 
 from bench.errors import ReportError, ReportInterrupted
-from bench.report import capacity, faults, markdown, pipeline, redelivery, replay, store, verdicts
+from bench.report import (
+    capacity,
+    faults,
+    markdown,
+    pipeline,
+    redelivery,
+    replay,
+    saga,
+    store,
+    verdicts,
+)
 from bench.report.plots import Plot, report_plots
 from bench.report.tables import (
     SUMMARY_PIPELINE_NOTE,
@@ -215,8 +225,16 @@ def render_report(run: Run, plots: Iterable[Plot]) -> str:
         for plot in plots:
             if plot.name == replay.SNAPSHOT_CURVE:
                 parts += [f"<p>{html.escape(plot.caption)}</p>", image(plot)]
-    # A replay has no rate and no delivery: its figures are its own section's only.
-    loaded = [p for p in run.points if not replay.is_replay(p.summary)]
+    if saga.saga_points(run.points):
+        parts += [
+            "<h2>Sagas</h2>",
+            f"<p>{html.escape(saga.CAPTION)}</p>",
+            frame_table(saga.saga_frame(run.points), "sagas"),
+        ]
+    # A replay and sagas have no delivery audit: their figures are their own sections' only.
+    loaded = [
+        p for p in run.points if not replay.is_replay(p.summary) and not saga.saga_points([p])
+    ]
     if loaded or not run.points:
         summary = verdicts.with_verdicts(summary_frame(loaded), loaded)
         parts += ["<h2>Summary</h2>"]

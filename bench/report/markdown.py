@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from bench.report import faults, pipeline, redelivery, replay, store, verdicts
+from bench.report import faults, pipeline, redelivery, replay, saga, store, verdicts
 from bench.report.plots import Plot
 from bench.report.tables import (
     SUMMARY_PIPELINE_NOTE,
@@ -139,8 +139,12 @@ def render_report(run: Run, plots: Iterable[Plot], image_dir: str) -> str:
         for plot in plots:
             if plot.name == replay.SNAPSHOT_CURVE:
                 out.append(f"{plot.caption}\n\n![{plot.title}]({image_dir}/{plot.name}.png)\n")
-    # A replay has no rate and no delivery: its figures are its own section's only.
-    loaded = [p for p in run.points if not replay.is_replay(p.summary)]
+    if saga.saga_points(run.points):
+        out += ["## Sagas\n", f"{saga.CAPTION}\n", table(saga.saga_frame(run.points))]
+    # A replay and sagas have no delivery audit: their figures are their own sections' only.
+    loaded = [
+        p for p in run.points if not replay.is_replay(p.summary) and not saga.saga_points([p])
+    ]
     if loaded or not run.points:
         summary = verdicts.with_verdicts(summary_frame(loaded), loaded)
         out += ["## Summary\n"]

@@ -200,6 +200,26 @@ def store_table(summaries: list[dict[str, Any]], title: str | None = None) -> Ta
     return table
 
 
+def saga_table(summaries: list[dict[str, Any]], title: str | None = None) -> Table:
+    """Saga points (issue 19): the report's saga rows (``bench.report.saga``), the verdict
+    with its reasons in its cell."""
+    from bench.report.saga import saga_row
+
+    rows = [saga_row(s, str(s.get("label") or s.get("target") or "?")) for s in summaries]
+    table = Table(title=title, header_style="bold")
+    for name in rows[0] if rows else ():
+        table.add_column(
+            name, justify="left" if name in ("point", "mode", "verdict", "invariants") else "right"
+        )
+    for s, row in zip(summaries, rows, strict=True):
+        cells = [escape(v) for v in row.values()]
+        cells[list(row).index("verdict")] = (
+            f"{escape(str(s.get('status', '?')))}{SEPARATOR}{escape(verdict_text(s))}"
+        )
+        table.add_row(*cells)
+    return table
+
+
 def replay_table(summaries: list[dict[str, Any]], title: str | None = None) -> Table:
     """Replay points (issue 18's schema evolution and snapshots): the report's rows
     (``bench.report.replay``: a replay's, or a load measurement's), the verdict with its

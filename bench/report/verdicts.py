@@ -25,6 +25,7 @@ from bench.verdict import (
     error_rate,
     projection_text,
     replay_failures,
+    saga_failures,
     samples_needed,
     verdict_of,
     verdict_text,
@@ -309,6 +310,12 @@ def verdict_frame(points: Iterable[Point]) -> pd.DataFrame:
                 "replay": (
                     "; ".join(replay_failures(s["replay"]))
                     if s.get("kind") == "replay" and s.get("replay")
+                    else "-"
+                )
+                or "-",
+                "sagas": (
+                    "; ".join(saga_failures(s["saga"]))
+                    if s.get("kind") == "saga" and s.get("saga")
                     else "-"
                 )
                 or "-",

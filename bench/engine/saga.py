@@ -1,0 +1,558 @@
+"""Sagas (``workload.kind = "saga"``, issue 19): multi-step transactions with compensation,
+over a broker, measured end to end.
+
+Orchestration, in one process (the coordinator's), through the point's stream driver:
+
+* topics: one command topic per step (``<name>-s<k>``), one reply topic, and a dead-letter
+  topic. Each step's participant is a consumer group of its command topic;
+* the orchestrator starts sagas on the open-loop schedule (``workload.rate`` sagas/s). For step
+  k it publishes the step's command and waits for the reply. ``done``: the next step, or
+  COMPLETED. ``failed``: COMPENSATING, the compensations of the completed steps published one
+  after the other in reverse order; all ``compensated``: COMPENSATED. A compensation that
+  fails sends the saga to the dead-letter topic: FAILED. A reply not here within
+  ``saga.timeout`` is retried (the same command id) ``saga.retries`` times, then the step is
+  taken as failed, and compensated too, since it may have run (a participant compensating a
+  step it never ran does nothing);
+* a participant is idempotent on the command id: a redelivered or retried command gets the
+  outcome the first one got, and nothing runs twice. It draws its outcome from the step's
+  knobs: ``failure`` (it says no), ``no_reply`` (it does the step and its reply is lost),
+  ``compensation_failure``; it takes ``step_latency`` first.
+
+The saga state (STARTED, step n done, COMPENSATING, COMPLETED, COMPENSATED, FAILED) is kept
+in memory. Measured: saga latency from the intended start to the final state (per final
+state), each step's latency (command published -> reply handled), compensation latency
+(COMPENSATING -> final), the counts, retries and timeouts per step, sagas/s and messages on
+the broker per saga. Checked: every saga that started is final or reported stuck (its id and
+last step); no step of a COMPENSATED saga is left done; no compensation undid a step that never
+ran; dead-letter entries received equal the sagas whose compensation failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from bench.drivers.base import (
+    DriverContext,
+    Message,
+    Producer,
+    Topology,
+    as_stream,
+    load_driver,
+)
+from bench.metrics.recorder import new_histogram, record_values, stats_us
+from bench.scenario import RunPoint, SagaOptions
+
+STARTED, COMPENSATING = "STARTED", "COMPENSATING"
+COMPLETED, COMPENSATED, FAILED = "COMPLETED", "COMPENSATED", "FAILED"
+FINAL = (COMPLETED, COMPENSATED, FAILED)
+DO, UNDO = "do", "undo"
+SAMPLES_KEPT = 10
+
+
+@dataclass
+class Saga:
+    """One saga as the orchestrator keeps it."""
+
+    saga_id: str
+    intended_ns: int
+    status: str = STARTED
+    step: int = 0  # the step in hand (running, or being compensated)
+    done: list[int] = field(default_factory=list)  # steps that replied done, in order
+    attempts: int = 0
+    sent_ns: int = 0
+    compensating_ns: int = 0
+    timer: asyncio.TimerHandle | None = None
+    dead_lettered: bool = False
+    final_ns: int = 0
+
+
+@dataclass
+class Figures:
+    started: int = 0
+    messages: int = 0
+    final: Counter[str] = field(default_factory=Counter)
+    step_ns: dict[str, list[int]] = field(default_factory=dict)
+    compensation_ns: list[int] = field(default_factory=list)
+    compensations: Counter[str] = field(default_factory=Counter)  # per saga id
+    retries: Counter[str] = field(default_factory=Counter)  # per step
+    timeouts: Counter[str] = field(default_factory=Counter)
+    failed_steps: Counter[str] = field(default_factory=Counter)
+    compensation_failed: list[str] = field(default_factory=list)
+    dead_letters_received: int = 0
+
+
+class Participant:
+    """The service of one step: idempotent on the command id, its outcomes drawn once."""
+
+    def __init__(self, index: int, name: str, options: SagaOptions, seed: int) -> None:
+        self.index = index
+        self.name = name
+        self.failure = options.failure.get(name, 0.0)
+        self.no_reply = options.no_reply.get(name, 0.0)
+        self.compensation_failure = options.compensation_failure.get(name, 0.0)
+        self.latency_s = options.latency_of(name)
+        self.rng = random.Random(seed * 1000 + index)
+        self.outcomes: dict[str, tuple[str, bool]] = {}  # command id -> (outcome, replied)
+        self.pending: set[str] = set()  # command ids being worked on (inside step_latency)
+        self.done: set[str] = set()  # saga ids whose step ran (and is not undone)
+        self.undone: set[str] = set()  # saga ids whose step a compensation undid
+        self.ran: set[str] = set()  # every saga id whose step ever ran
+        self.undo_of_never_ran = 0  # compensations that undid a step that never ran: 0
+        self.handled = 0
+        self.duplicates = 0
+
+    def decide(self, saga_id: str, action: str) -> tuple[str, bool]:
+        """The outcome of a command seen for the first time, and whether its reply goes."""
+        if action == DO:
+            if self.rng.random() < self.failure:
+                return "failed", True
+            self.done.add(saga_id)
+            self.ran.add(saga_id)
+            return "done", self.rng.random() >= self.no_reply
+        if saga_id not in self.done:
+            # Compensating a step that never ran here (a timed-out step that did not run):
+            # nothing to undo.
+            return "nothing_to_undo", True
+        if self.rng.random() < self.compensation_failure:
+            return "compensation_failed", True
+        self.done.discard(saga_id)
+        self.undone.add(saga_id)
+        if saga_id not in self.ran:
+            self.undo_of_never_ran += 1
+        return "compensated", True
+
+
+def _encode(body: dict[str, Any]) -> bytes:
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+class SagaRun:
+    """The orchestrator, the participants and the dead-letter reader of one point."""
+
+    def __init__(self, point: RunPoint, stream: Any, name: str) -> None:
+        self.point = point
+        self.options = point.workload.saga
+        self.stream = stream
+        self.name = name
+        steps = self.options.steps
+        partitions = point.workload.partitions
+
+        def topology(suffix: str) -> Topology:
+            topic = f"{name}-{suffix}"
+            return Topology(
+                name=topic,
+                partitions=partitions,
+                producers=1,
+                consumers=1,
+                consumer_group=f"{topic}-g",
+            )
+
+        self.command_topics = [topology(f"s{k}") for k in range(len(steps))]
+        self.reply_topic = topology("replies")
+        self.dlq_topic = topology("dlq")
+        self.topics = [*self.command_topics, self.reply_topic, self.dlq_topic]
+        seed = point.scenario.scenario.seed
+        self.participants = [Participant(k, s, self.options, seed) for k, s in enumerate(steps)]
+        self.sagas: dict[str, Saga] = {}
+        self.open = 0  # sagas not final yet
+        self.figures = Figures()
+        self.consumers: list[Any] = []
+        self.command_producers: list[Producer] = []
+        self.reply_producer: Producer | None = None
+        self.dlq_producer: Producer | None = None
+        self._seq: Counter[int] = Counter()
+        self._queues: list[asyncio.Queue[Message]] = [asyncio.Queue() for _ in steps]
+        self._replies: asyncio.Queue[Message] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._sends: set[asyncio.Task[None]] = set()
+        self.errors: Counter[str] = Counter()
+
+    # ------------------------------------------------------------------ wiring
+    async def setup(self) -> None:
+        for topology in self.topics:
+            await self.stream.prepare(topology)
+        for k, topology in enumerate(self.command_topics):
+            queue = self._queues[k]
+            self.consumers.append(await self.stream.consumer(topology, 0, queue.put_nowait))
+        self.consumers.append(
+            await self.stream.consumer(self.reply_topic, 0, self._replies.put_nowait)
+        )
+        self.consumers.append(await self.stream.consumer(self.dlq_topic, 0, self._on_dead_letter))
+        await asyncio.gather(*(c.start() for c in self.consumers))
+        for topology in self.command_topics:
+            self.command_producers.append(await self.stream.producer(topology, 0))
+        self.reply_producer = await self.stream.producer(self.reply_topic, 1)
+        self.dlq_producer = await self.stream.producer(self.dlq_topic, 2)
+        loop = asyncio.get_running_loop()
+        for k in range(len(self.participants)):
+            self._tasks.append(loop.create_task(self._participant(k)))
+        self._tasks.append(loop.create_task(self._orchestrator()))
+
+    async def close(self, cleanup: bool = True) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for consumer in self.consumers:
+            try:
+                await asyncio.wait_for(consumer.stop(), 10)
+            except Exception as exc:
+                self.errors[f"consumer_stop:{type(exc).__name__}"] += 1
+        for producer in [*self.command_producers, self.reply_producer, self.dlq_producer]:
+            if producer is not None:
+                try:
+                    await asyncio.wait_for(producer.close(), 10)
+                except Exception as exc:
+                    self.errors[f"producer_close:{type(exc).__name__}"] += 1
+        for topology in self.topics if cleanup else []:
+            try:
+                await asyncio.wait_for(self.stream.cleanup(topology), 30)
+            except Exception as exc:
+                self.errors[f"cleanup:{type(exc).__name__}"] += 1
+
+    # ------------------------------------------------------------------ messages
+    def _message(
+        self, producer_id: int, saga: Saga, event_type: str, command_id: str, body: dict[str, Any]
+    ) -> Message:
+        self._seq[producer_id] += 1
+        seq = self._seq[producer_id] - 1
+        return Message(
+            saga.saga_id,
+            _encode(body),
+            event_type,
+            command_id,
+            saga.saga_id,
+            producer_id,
+            seq,
+            seq + 1,
+            saga.intended_ns,
+        )
+
+    def _send(self, producer: Producer | None, msg: Message) -> None:
+        """Publish without holding up the caller; a failed publish is counted (its saga then
+        times out, and is retried)."""
+        assert producer is not None
+        self.figures.messages += 1
+
+        async def send() -> None:
+            try:
+                await producer.send(msg)
+            except Exception as exc:
+                self.errors[f"send:{type(exc).__name__}"] += 1
+
+        task = asyncio.get_running_loop().create_task(send())
+        self._sends.add(task)
+        task.add_done_callback(self._sends.discard)
+
+    # ------------------------------------------------------------------ orchestrator
+    def start_saga(self, index: int, intended_ns: int) -> None:
+        saga = Saga(f"saga-{index:09d}", intended_ns)
+        self.sagas[saga.saga_id] = saga
+        self.figures.started += 1
+        self.open += 1
+        self._command(saga, saga.step, DO)
+
+    def _command(self, saga: Saga, step: int, action: str) -> None:
+        saga.step = step
+        saga.sent_ns = time.monotonic_ns()
+        name = self.options.steps[step]
+        command_id = f"{saga.saga_id}:{step}:{action}"
+        msg = self._message(0, saga, name, command_id, {"step": step, "action": action})
+        self._send(self.command_producers[step], msg)
+        self._arm_timer(saga, command_id)
+
+    def _arm_timer(self, saga: Saga, command_id: str) -> None:
+        if saga.timer is not None:
+            saga.timer.cancel()
+        saga.timer = asyncio.get_running_loop().call_later(
+            self.options.timeout, self._timed_out, saga, command_id
+        )
+
+    def _timed_out(self, saga: Saga, command_id: str) -> None:
+        saga.timer = None
+        if saga.status in FINAL:
+            return
+        _, step_text, action = command_id.rsplit(":", 2)
+        step = int(step_text)
+        name = self.options.steps[step]
+        self.figures.timeouts[name] += 1
+        if saga.attempts < self.options.retries:
+            saga.attempts += 1
+            self.figures.retries[name] += 1
+            msg = self._message(0, saga, name, command_id, {"step": step, "action": action})
+            self._send(self.command_producers[step], msg)
+            self._arm_timer(saga, command_id)
+            return
+        saga.attempts = 0
+        if action == DO:
+            # Not known to have run, nor not to have: compensate it too (a no-op where it
+            # did not run), after the steps done before it.
+            self.figures.failed_steps[name] += 1
+            self._compensate(saga, include=step)
+        else:
+            self._dead_letter(saga, step, "compensation timed out")
+
+    async def _orchestrator(self) -> None:
+        replies = self._replies
+        while True:
+            msg = await replies.get()
+            try:
+                self._on_reply(msg)
+            except Exception as exc:  # a harness bug: counted, the saga then shows stuck
+                self.errors[f"orchestrator:{type(exc).__name__}"] += 1
+
+    def _on_reply(self, msg: Message) -> None:
+        saga = self.sagas.get(msg.key)
+        if saga is None or saga.status in FINAL:
+            return
+        body = json.loads(msg.value)
+        step, action, outcome = int(body["step"]), body["action"], body["outcome"]
+        if step != saga.step or (action == DO) != (saga.status == STARTED):
+            return  # a late or duplicate reply for a step already moved past
+        if saga.timer is not None:
+            saga.timer.cancel()
+            saga.timer = None
+        saga.attempts = 0
+        now = time.monotonic_ns()
+        name = self.options.steps[step]
+        if action == DO:
+            self.figures.step_ns.setdefault(name, []).append(now - saga.sent_ns)
+            if outcome == "done":
+                saga.done.append(step)
+                if step + 1 < len(self.options.steps):
+                    self._command(saga, step + 1, DO)
+                else:
+                    self._final(saga, COMPLETED, now)
+            else:
+                self.figures.failed_steps[name] += 1
+                self._compensate(saga)
+        elif outcome in ("compensated", "nothing_to_undo"):
+            if outcome == "compensated":  # a step undone (not one that never ran)
+                self.figures.compensations[saga.saga_id] += 1
+            self._next_compensation(saga, now)
+        else:
+            self._dead_letter(saga, step, "compensation failed")
+
+    def _compensate(self, saga: Saga, include: int | None = None) -> None:
+        saga.status = COMPENSATING
+        saga.compensating_ns = time.monotonic_ns()
+        if include is not None:
+            saga.done.append(include)
+        self._next_compensation(saga, saga.compensating_ns)
+
+    def _next_compensation(self, saga: Saga, now: int) -> None:
+        if saga.done:
+            self._command(saga, saga.done.pop(), UNDO)
+        else:
+            self.figures.compensation_ns.append(now - saga.compensating_ns)
+            self._final(saga, COMPENSATED, now)
+
+    def _dead_letter(self, saga: Saga, step: int, reason: str) -> None:
+        now = time.monotonic_ns()
+        self.figures.compensation_failed.append(saga.saga_id)
+        saga.dead_lettered = True
+        body = {"saga": saga.saga_id, "step": step, "reason": reason}
+        msg = self._message(2, saga, "SagaDeadLettered", f"{saga.saga_id}:dlq", body)
+        self._send(self.dlq_producer, msg)
+        self.figures.compensation_ns.append(now - saga.compensating_ns)
+        self._final(saga, FAILED, now)
+
+    def _final(self, saga: Saga, status: str, now: int) -> None:
+        saga.status = status
+        if saga.timer is not None:
+            saga.timer.cancel()
+            saga.timer = None
+        saga.final_ns = now
+        self.open -= 1
+        self.figures.final[status] += 1
+
+    def _on_dead_letter(self, msg: Message) -> None:
+        self.figures.dead_letters_received += 1
+
+    # ------------------------------------------------------------------ participants
+    async def _participant(self, k: int) -> None:
+        participant = self.participants[k]
+        queue = self._queues[k]
+        while True:
+            msg = await queue.get()
+            try:
+                await self._handle_command(participant, msg)
+            except Exception as exc:
+                self.errors[f"participant:{type(exc).__name__}"] += 1
+
+    async def _handle_command(self, participant: Participant, msg: Message) -> None:
+        body = json.loads(msg.value)
+        action = body["action"]
+        command_id = msg.event_id
+        known = participant.outcomes.get(command_id)
+        participant.handled += 1
+        if command_id in participant.pending:
+            participant.duplicates += 1  # a retry while the first is being worked on
+            return  # the first one replies
+        if known is None:
+            participant.pending.add(command_id)
+            try:
+                if participant.latency_s > 0:
+                    await asyncio.sleep(participant.latency_s)
+                known = participant.decide(msg.key, action)
+                participant.outcomes[command_id] = known
+            finally:
+                participant.pending.discard(command_id)
+        else:
+            # A retried or redelivered command: the same outcome, nothing run again; a reply
+            # lost the first time goes this time.
+            participant.duplicates += 1
+            known = (known[0], True)
+        outcome, replies = known
+        if not replies:
+            return
+        saga = self.sagas[msg.key]
+        reply = self._message(
+            1,
+            saga,
+            f"{participant.name}.{outcome}",
+            f"{command_id}:reply",
+            {"step": participant.index, "action": action, "outcome": outcome},
+        )
+        self._send(self.reply_producer, reply)
+
+    # ------------------------------------------------------------------ checks
+    def invariants(self, stuck: list[Saga]) -> list[str]:
+        violations: list[str] = []
+        final = sum(self.figures.final.values())
+        if final + len(stuck) != self.figures.started:
+            violations.append(
+                f"{self.figures.started} sagas started, {final} final and {len(stuck)} stuck"
+            )
+        left_done = [
+            s.saga_id
+            for s in self.sagas.values()
+            if s.status == COMPENSATED and any(s.saga_id in p.done for p in self.participants)
+        ]
+        if left_done:
+            violations.append(
+                f"{len(left_done)} COMPENSATED sagas left a step done without its "
+                f"compensation (e.g. {left_done[0]})"
+            )
+        never_ran = sum(p.undo_of_never_ran for p in self.participants)
+        if never_ran:
+            violations.append(f"{never_ran} compensations undid a step that never ran")
+        if self.figures.dead_letters_received != len(self.figures.compensation_failed):
+            violations.append(
+                f"{self.figures.dead_letters_received} dead-letter entries received for "
+                f"{len(self.figures.compensation_failed)} sagas whose compensation failed"
+            )
+        return violations
+
+
+def _stats(values: list[int]) -> dict[str, Any]:
+    hist = new_histogram()
+    if values:
+        record_values(hist, np.asarray(values, dtype=np.int64))
+    return stats_us(hist).as_dict()
+
+
+async def run_saga(point: RunPoint, name: str, stop: Any, count_error: Any) -> dict[str, Any]:
+    """Run a saga point: start sagas on the schedule for the warm-up and duration, wait for
+    the open ones (``stuck_after``), check and measure."""
+    options = point.workload.saga
+    meta = point.scenario.scenario
+    driver_cls = load_driver(point.driver)
+    driver = driver_cls(point.driver_config, DriverContext(count_error=count_error))
+    await asyncio.wait_for(driver.connect(), point.driver_config.connect_timeout + 5)
+    run: SagaRun | None = None
+    try:
+        stream = as_stream(driver)
+        run = SagaRun(point, stream, name)
+        await asyncio.wait_for(run.setup(), point.driver_config.connect_timeout + 60)
+        described = await driver.describe()
+        rate = float(point.workload.rate)  # validated: a number for sagas
+        gap_ns = int(1e9 / rate)
+        start_ns = time.monotonic_ns() + 50_000_000
+        window_start = start_ns + int(meta.warmup * 1e9)
+        window_end = window_start + int(meta.duration * 1e9)
+        index = 0
+        measured_from = 0
+        while not stop():
+            intended = start_ns + index * gap_ns
+            if intended >= window_end:
+                break
+            delay = (intended - time.monotonic_ns()) / 1e9
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if intended < window_start:
+                measured_from = index + 1
+            run.start_saga(index, intended)
+            index += 1
+        deadline = time.monotonic() + options.stuck_after
+        while run.open and time.monotonic() < deadline and not stop():
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.2)  # the last dead letters' deliveries
+        stuck = [s for s in run.sagas.values() if s.status not in FINAL]
+        violations = run.invariants(stuck)
+        figures = run.figures
+        seconds = (window_end - window_start) / 1e9
+        finished = time.monotonic_ns()
+        # The measurement window: sagas intended in it (those of the warm-up are run, counted
+        # in the totals and checked, not measured).
+        measured = [s for i, s in enumerate(run.sagas.values()) if i >= measured_from]
+        finals = Counter(s.status for s in measured if s.status in FINAL)
+        latency = {
+            status: [s.final_ns - s.intended_ns for s in measured if s.status == status]
+            for status in FINAL
+        }
+        compensations = Counter(
+            figures.compensations[s.saga_id] for s in measured if s.status == COMPENSATED
+        )
+        result = {
+            "mode": options.mode,
+            "steps": list(options.steps),
+            "started": figures.started,
+            "final": {status: figures.final.get(status, 0) for status in FINAL},
+            "stuck": len(stuck),
+            "stuck_samples": [
+                {"saga": s.saga_id, "status": s.status, "last_step": options.steps[s.step]}
+                for s in stuck[:SAMPLES_KEPT]
+            ],
+            "dead_lettered": len(figures.compensation_failed),
+            "dead_letters_received": figures.dead_letters_received,
+            "compensations_per_compensated_saga": {
+                str(n): c for n, c in sorted(compensations.items())
+            },
+            "failed_steps": dict(figures.failed_steps),
+            "retries": dict(figures.retries),
+            "timeouts": dict(figures.timeouts),
+            "messages": figures.messages,
+            "messages_per_saga": figures.messages / figures.started if figures.started else 0.0,
+            "measured": {"sagas": len(measured), "final": dict(finals), "seconds": seconds},
+            "sagas_per_s": len(measured) / seconds if seconds > 0 else 0.0,
+            # Over the run, the wait for the last sagas included.
+            "messages_per_s": (
+                figures.messages / ((finished - start_ns) / 1e9) if finished > start_ns else 0.0
+            ),
+            "participants": [
+                {"step": p.name, "handled": p.handled, "duplicates": p.duplicates}
+                for p in run.participants
+            ],
+            "invariants": {"ok": not violations and not stuck, "violations": violations},
+            "latency_us": {
+                "saga": _stats([n for values in latency.values() for n in values]),
+                **{f"saga_{status.lower()}": _stats(latency[status]) for status in FINAL},
+                "compensation": _stats(figures.compensation_ns),
+                **{f"step_{name}": _stats(values) for name, values in figures.step_ns.items()},
+            },
+            "errors": dict(run.errors),
+            "target_info": described,
+        }
+        return result
+    finally:
+        if run is not None:
+            await run.close(cleanup=meta.cleanup)
+        await asyncio.wait_for(driver.close(), 10)

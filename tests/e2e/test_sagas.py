@@ -1,0 +1,121 @@
+"""Sagas on the memory target (issue 19), with answers known from the knobs: the final states,
+the compensations each saga ran, the dead letters, the retries after a lost reply, and the
+invariants that fail the point when a compensation leaves a step done."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench.engine import saga as saga_mod
+from bench.engine.runner import PointRunner
+from bench.errors import ScenarioError
+from bench.scenario import expand, scenario_from_dict
+
+
+def _run(tmp_path: Path, saga: dict[str, Any], rate: int = 400, seconds: str = "2s") -> dict:
+    raw = {
+        "scenario": {"name": "saga", "duration": seconds, "warmup": "500ms", "seed": 3},
+        "workload": {"kind": "saga", "rate": rate, "saga": {"timeout": "200ms", **saga}},
+        "targets": {"memory": {"driver": "memory"}},
+    }
+    point = expand(scenario_from_dict(raw, "saga.toml"))[0]
+    return PointRunner(point, "saga", tmp_path, stop_requested=lambda: False).run()
+
+
+def test_a_tenth_failing_at_step_3_of_4_compensates_a_tenth_with_2_compensations_each(
+    tmp_path: Path,
+) -> None:
+    summary = _run(tmp_path, {"failure": {"ProcessPayment": 0.1}})
+    saga = summary["saga"]
+    measured = saga["measured"]
+    assert measured["sagas"] == 800 and saga["stuck"] == 0
+    compensated = measured["final"].get("COMPENSATED", 0)
+    assert 0.05 * 800 < compensated < 0.15 * 800
+    assert measured["final"]["COMPLETED"] + compensated == 800
+    # Each ran exactly two compensations: ReserveInventory's, then CreateOrder's.
+    assert saga["compensations_per_compensated_saga"] == {"2": compensated}
+    assert saga["failed_steps"] == {"ProcessPayment": saga["final"]["COMPENSATED"]}
+    assert saga["invariants"] == {"ok": True, "violations": []}
+    # 4 commands and 4 replies per completed saga; 3 + 3, then 2 + 2 compensating, per
+    # compensated one: the broker's amplification, exactly.
+    final = saga["final"]
+    assert saga["messages"] == 8 * final["COMPLETED"] + 10 * final["COMPENSATED"]
+    latency = summary["latency_us"]
+    assert latency["saga"]["count"] == 800
+    assert latency["saga_compensated"]["count"] == compensated
+    assert summary["verdict"]["result"] == "pass", summary["verdict"]
+    assert summary["throughput"]["sagas_per_s"] == 400.0
+
+
+def test_every_failed_compensation_is_dead_lettered(tmp_path: Path) -> None:
+    summary = _run(
+        tmp_path,
+        {"failure": {"ShipOrder": 0.2}, "compensation_failure": {"ProcessPayment": 1.0}},
+        seconds="1s",
+    )
+    saga = summary["saga"]
+    assert saga["final"]["COMPENSATED"] == 0
+    assert saga["final"]["FAILED"] == saga["failed_steps"]["ShipOrder"] > 0
+    assert saga["dead_lettered"] == saga["dead_letters_received"] == saga["final"]["FAILED"]
+    assert saga["invariants"]["ok"], saga["invariants"]
+    assert summary["verdict"]["result"] == "pass", summary["verdict"]
+
+
+def test_a_lost_reply_is_retried_and_the_step_runs_once(tmp_path: Path) -> None:
+    summary = _run(tmp_path, {"no_reply": {"ReserveInventory": 0.2}, "retries": 1}, seconds="1s")
+    saga = summary["saga"]
+    timeouts = saga["timeouts"]["ReserveInventory"]
+    assert timeouts > 0 and saga["retries"] == {"ReserveInventory": timeouts}
+    # The retried command got the first one's outcome: nothing ran twice, all completed.
+    assert saga["final"] == {"COMPLETED": saga["started"], "COMPENSATED": 0, "FAILED": 0}
+    handled = {p["step"]: p for p in saga["participants"]}
+    assert handled["ReserveInventory"]["duplicates"] == timeouts
+    # A saga that waited for its timeout took at least that long.
+    assert summary["latency_us"]["saga"]["max"] >= 200_000
+
+
+def test_a_compensation_that_leaves_its_step_done_fails_the_point(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    original = saga_mod.Participant.decide
+
+    def forgetful(self: saga_mod.Participant, saga_id: str, action: str) -> tuple[str, bool]:
+        outcome = original(self, saga_id, action)
+        if action == saga_mod.UNDO and self.name == "CreateOrder":
+            self.done.add(saga_id)  # says compensated, undoes nothing
+        return outcome
+
+    monkeypatch.setattr(saga_mod.Participant, "decide", forgetful)
+    summary = _run(tmp_path, {"failure": {"ProcessPayment": 0.3}}, seconds="1s")
+    assert summary["verdict"]["result"] == "fail"
+    assert any("left a step done" in r for r in summary["verdict"]["reasons"])
+
+
+@pytest.mark.parametrize(
+    ("saga", "extra", "words"),
+    [
+        ({"failure": {"Refund": 0.1}}, {}, "not a step"),
+        ({"failure": {"ShipOrder": 1.5}}, {}, "a probability from 0 to 1"),
+        ({"mode": "choreography"}, {}, "not built yet"),
+        ({}, {"workers": 2}, "one process"),
+        ({}, {"rate": "max"}, "open-loop"),
+    ],
+)
+def test_saga_options_that_cannot_run_are_one_line(
+    saga: dict[str, Any], extra: dict[str, Any], words: str
+) -> None:
+    raw = {
+        "scenario": {"name": "saga"},
+        "workload": {"kind": "saga", "saga": saga, **extra},
+        "targets": {"memory": {"driver": "memory"}},
+    }
+    with pytest.raises(ScenarioError, match=words) as caught:
+        expand(scenario_from_dict(raw, "saga.toml"))
+    assert "\n" not in str(caught.value)
+    raw["workload"] = {"kind": "saga"}
+    raw["targets"] = {"pg": {"driver": "postgres"}}
+    with pytest.raises(ScenarioError, match=r"workload\.kind"):
+        expand(scenario_from_dict(raw, "saga.toml"))
