@@ -231,6 +231,9 @@ def render_report(run: Run, plots: Iterable[Plot]) -> str:
             f"<p>{html.escape(saga.CAPTION)}</p>",
             frame_table(saga.saga_frame(run.points), "sagas"),
         ]
+        for plot in plots:
+            if plot.name in saga.SECTION_PLOTS:
+                parts += [f"<p>{html.escape(plot.caption)}</p>", image(plot)]
     # A replay and sagas have no delivery audit: their figures are their own sections' only.
     loaded = [
         p for p in run.points if not replay.is_replay(p.summary) and not saga.saga_points([p])
@@ -252,7 +255,12 @@ def render_report(run: Run, plots: Iterable[Plot]) -> str:
             frame_table(faults.faults_frame(run.points), "faults"),
         ]
     for plot in plots:
-        if plot.name not in (*store.SECTION_PLOTS, *pipeline.SECTION_PLOTS, replay.SNAPSHOT_CURVE):
+        if plot.name not in (
+            *store.SECTION_PLOTS,
+            *pipeline.SECTION_PLOTS,
+            replay.SNAPSHOT_CURVE,
+            *saga.SECTION_PLOTS,
+        ):
             parts += [f"<h2>{html.escape(plot.title)}</h2>", image(plot)]
     parts += ["<h2>Environment</h2>", frame_table(environment_frame(run), "environment")]
     return page(f"eventbench report: {run.scenario_name} {run.run_id}", "\n".join(parts))

@@ -141,6 +141,9 @@ def render_report(run: Run, plots: Iterable[Plot], image_dir: str) -> str:
                 out.append(f"{plot.caption}\n\n![{plot.title}]({image_dir}/{plot.name}.png)\n")
     if saga.saga_points(run.points):
         out += ["## Sagas\n", f"{saga.CAPTION}\n", table(saga.saga_frame(run.points))]
+        for plot in plots:
+            if plot.name in saga.SECTION_PLOTS:
+                out.append(f"{plot.caption}\n\n![{plot.title}]({image_dir}/{plot.name}.png)\n")
     # A replay and sagas have no delivery audit: their figures are their own sections' only.
     loaded = [
         p for p in run.points if not replay.is_replay(p.summary) and not saga.saga_points([p])
@@ -155,7 +158,12 @@ def render_report(run: Run, plots: Iterable[Plot], image_dir: str) -> str:
     if faults.has_faults(run.points):
         out += ["## Faults\n", f"{faults.CAPTION}\n", table(faults.faults_frame(run.points))]
     for plot in plots:
-        if plot.name in (*store.SECTION_PLOTS, *pipeline.SECTION_PLOTS, replay.SNAPSHOT_CURVE):
+        if plot.name in (
+            *store.SECTION_PLOTS,
+            *pipeline.SECTION_PLOTS,
+            replay.SNAPSHOT_CURVE,
+            *saga.SECTION_PLOTS,
+        ):
             continue
         out.append(
             f"## {plot.title}\n\n{plot.caption}\n\n![{plot.title}]({image_dir}/{plot.name}.png)\n"

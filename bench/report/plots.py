@@ -404,8 +404,11 @@ def report_plots(run: Run) -> list[Plot]:
     plots.append(timeseries_plot(run.points))
     plots.append(latency_vs_throughput_plot(run.points, _slo_us(run, "e2e.p99")))
     from bench.report.replay import snapshot_curve_plot
+    from bench.report.saga import final_states_plot, latency_vs_failure_plot
 
     plots.append(snapshot_curve_plot(run.points))
+    plots.append(latency_vs_failure_plot(run.points))
+    plots.append(final_states_plot(run.points))
     return [p for p in plots if p is not None]
 
 

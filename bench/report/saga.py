@@ -77,3 +77,115 @@ def saga_frame(points: Iterable[Point]) -> pd.DataFrame:
     import pandas as pd
 
     return pd.DataFrame([saga_row(p.summary, p.label) for p in saga_points(points)])
+
+
+# --------------------------------------------------------------------------- plots
+
+LATENCY_PLOT = "saga-latency-vs-failure"
+STATES_PLOT = "saga-final-states"
+SECTION_PLOTS = (LATENCY_PLOT, STATES_PLOT)
+STATE_COLOURS = {
+    "COMPLETED": "tab:green",
+    "COMPENSATED": "tab:orange",
+    "FAILED": "tab:red",
+    "stuck": "tab:gray",
+}
+
+
+def failure_rate(summary: dict[str, Any]) -> float:
+    """The point's step failure probability: the sum of ``saga.failure`` over the steps."""
+    failure = (summary.get("workload") or {}).get("failure") or {}
+    return float(sum(float(v) for v in failure.values()))
+
+
+def latency_vs_failure_plot(points: Iterable[Point]) -> Any:
+    """Saga latency p50 (dashed) and p99 (solid) against the failure rate, one line per target,
+    when the run swept it (two rates or more on a target)."""
+    from matplotlib.figure import Figure
+
+    from bench.report.plots import Plot, figure_png
+
+    groups: dict[str, list[tuple[float, dict[str, Any]]]] = {}
+    for p in saga_points(points):
+        stats = (p.summary.get("latency_us") or {}).get("saga") or {}
+        if stats.get("count"):
+            groups.setdefault(p.target, []).append((failure_rate(p.summary), stats))
+    if not any(len({rate for rate, _ in rows}) >= 2 for rows in groups.values()):
+        return None
+    fig = Figure(figsize=(9, 4.8))
+    ax = fig.add_subplot()
+    for target, rows in sorted(groups.items()):
+        rows.sort(key=lambda row: row[0])
+        rates = [100 * rate for rate, _ in rows]
+        (line,) = ax.plot(
+            rates, [s["p99"] / 1e3 for _, s in rows], marker="o", label=f"{target} p99"
+        )
+        ax.plot(
+            rates,
+            [s["p50"] / 1e3 for _, s in rows],
+            marker=".",
+            linestyle="--",
+            color=line.get_color(),
+            label=f"{target} p50",
+        )
+    ax.set_yscale("log")
+    ax.set_xlabel("step failure probability (%)")
+    ax.set_ylabel("saga latency (ms, log)")
+    ax.set_title("Saga latency (intended start -> final state) against the failure rate")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8, ncol=2)
+    return Plot(
+        LATENCY_PLOT,
+        "Saga latency against the failure rate",
+        "p99 (solid) and p50 (dashed) saga latency of the sagas intended in the measurement "
+        "window, per broker, at each swept failure probability.",
+        figure_png(fig),
+        {
+            p.label: int(((p.summary.get("latency_us") or {}).get("saga") or {}).get("count") or 0)
+            for p in saga_points(points)
+        },
+    )
+
+
+def final_states_plot(points: Iterable[Point]) -> Any:
+    """How the window's sagas ended, per point, as a stacked bar of shares."""
+    from matplotlib.figure import Figure
+
+    from bench.report.plots import Plot, figure_png
+
+    chosen = saga_points(points)
+    if not chosen:
+        return None
+    fig = Figure(figsize=(9, 0.5 + 0.45 * len(chosen)))
+    ax = fig.add_subplot()
+    labels = [p.label for p in chosen]
+    left = [0.0] * len(chosen)
+    for state, colour in STATE_COLOURS.items():
+        shares = []
+        for p in chosen:
+            saga = p.summary.get("saga") or {}
+            measured = saga.get("measured") or {}
+            total = int(measured.get("sagas") or 0)
+            count = (
+                total - sum(int(v) for v in (measured.get("final") or {}).values())
+                if state == "stuck"
+                else int((measured.get("final") or {}).get(state) or 0)
+            )
+            shares.append(100.0 * count / total if total else 0.0)
+        ax.barh(labels, shares, left=left, color=colour, label=state.lower())
+        left = [a + b for a, b in zip(left, shares, strict=True)]
+    ax.set_xlim(0, 100)
+    ax.set_xlabel("share of the sagas intended in the measurement window (%)")
+    ax.invert_yaxis()
+    ax.legend(fontsize=8, ncol=4, loc="lower center", bbox_to_anchor=(0.5, 1.0))
+    return Plot(
+        STATES_PLOT,
+        "How the sagas ended",
+        "Completed, compensated, failed (dead-lettered) and not final (stuck) sagas, as shares "
+        "of those intended in the measurement window, per point.",
+        figure_png(fig),
+        {
+            p.label: int(((p.summary.get("saga") or {}).get("measured") or {}).get("sagas") or 0)
+            for p in chosen
+        },
+    )

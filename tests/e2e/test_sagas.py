@@ -119,3 +119,28 @@ def test_saga_options_that_cannot_run_are_one_line(
     raw["targets"] = {"pg": {"driver": "postgres"}}
     with pytest.raises(ScenarioError, match=r"workload\.kind"):
         expand(scenario_from_dict(raw, "saga.toml"))
+
+
+def test_a_saga_run_prints_its_table_and_reports_its_plots(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.cli_support import run_bench_captured
+
+    scenario = tmp_path / "saga.toml"
+    raw = (Path(__file__).resolve().parents[2] / "scenarios" / "saga.toml").read_text()
+    raw = raw.replace('duration = "5s"', 'duration = "1s"').replace(
+        'warmup = "1s"', 'warmup = "200ms"'
+    )
+    scenario.write_text(raw)
+    results = tmp_path / "results"
+    code, out, err = run_bench_captured(
+        ["run", str(scenario), "-t", "memory", "-o", str(results)], capsys
+    )
+    assert code == 0, err
+    assert "sagas/s" in out and "msgs/saga" in out and "acked/s" not in out
+    run_dir = next(results.iterdir())
+    report = (run_dir / "report.md").read_text()
+    assert "## Sagas" in report and "## Summary" not in report
+    for name in ("saga-latency-vs-failure", "saga-final-states"):
+        assert f"report-plots/{name}.png" in report
+        assert (run_dir / "report-plots" / f"{name}.png").stat().st_size > 1000
