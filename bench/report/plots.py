@@ -28,6 +28,7 @@ import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -333,6 +334,20 @@ def latency_vs_rate_axes(
         ax.tick_params(axis="x", which="minor", labelsize=7)
     ax.set_xlabel(f"achieved rate ({unit}" + (", log)" if log_rate else ")"))
     ax.set_ylabel(f"{kind} latency (ms, log)")
+
+
+def p50_p99_lines(ax: Axes, label: str, xs: list[float], stats: list[dict[str, Any]]) -> None:
+    """One group's p99 (solid, dots) and p50 (dashed, same colour) in ms, from latency stats
+    in µs: the curves of the replay and saga plots."""
+    (line,) = ax.plot(xs, [s["p99"] / 1e3 for s in stats], marker="o", label=f"{label} p99")
+    ax.plot(
+        xs,
+        [s["p50"] / 1e3 for s in stats],
+        marker=".",
+        linestyle="--",
+        color=line.get_color(),
+        label=f"{label} p50",
+    )
 
 
 def latency_vs_throughput_plot(points: list[Point], slo_us: float | None = None) -> Plot | None:

@@ -198,7 +198,7 @@ def snapshot_curve_plot(points: Iterable[Point]) -> Any:
     says when a stream needs snapshots."""
     from matplotlib.figure import Figure
 
-    from bench.report.plots import Plot, _plain, _plain_2_5, figure_png
+    from bench.report.plots import Plot, _plain, _plain_2_5, figure_png, p50_p99_lines
 
     groups: dict[str, list[tuple[int, dict[str, Any]]]] = {}
     for p in load_points(points):
@@ -216,18 +216,7 @@ def snapshot_curve_plot(points: Iterable[Point]) -> Any:
     ax = fig.add_subplot()
     for name, rows in sorted(groups.items()):
         rows.sort(key=lambda row: row[0])
-        lengths = [n for n, _ in rows]
-        (line,) = ax.plot(
-            lengths, [s["p99"] / 1e3 for _, s in rows], marker="o", label=f"{name} p99"
-        )
-        ax.plot(
-            lengths,
-            [s["p50"] / 1e3 for _, s in rows],
-            marker=".",
-            linestyle="--",
-            color=line.get_color(),
-            label=f"{name} p50",
-        )
+        p50_p99_lines(ax, name, [float(n) for n, _ in rows], [s for _, s in rows])
     ax.set_xscale("log")
     ax.set_yscale("log")
     for axis in (ax.xaxis, ax.yaxis):  # after the scales, which reset the formatters

@@ -103,7 +103,7 @@ def latency_vs_failure_plot(points: Iterable[Point]) -> Any:
     when the run swept it (two rates or more on a target)."""
     from matplotlib.figure import Figure
 
-    from bench.report.plots import Plot, figure_png
+    from bench.report.plots import Plot, figure_png, p50_p99_lines
 
     groups: dict[str, list[tuple[float, dict[str, Any]]]] = {}
     for p in saga_points(points):
@@ -116,18 +116,7 @@ def latency_vs_failure_plot(points: Iterable[Point]) -> Any:
     ax = fig.add_subplot()
     for target, rows in sorted(groups.items()):
         rows.sort(key=lambda row: row[0])
-        rates = [100 * rate for rate, _ in rows]
-        (line,) = ax.plot(
-            rates, [s["p99"] / 1e3 for _, s in rows], marker="o", label=f"{target} p99"
-        )
-        ax.plot(
-            rates,
-            [s["p50"] / 1e3 for _, s in rows],
-            marker=".",
-            linestyle="--",
-            color=line.get_color(),
-            label=f"{target} p50",
-        )
+        p50_p99_lines(ax, target, [100 * rate for rate, _ in rows], [s for _, s in rows])
     ax.set_yscale("log")
     ax.set_xlabel("step failure probability (%)")
     ax.set_ylabel("saga latency (ms, log)")
