@@ -533,10 +533,6 @@ class Workload(_Model):
             )
         if self.closed_loop:
             raise ValueError('rate: sagas start on an open-loop schedule: give sagas/s, not "max"')
-        if self.saga.mode == "choreography":
-            raise ValueError(
-                'saga.mode: "choreography" is not built yet; "orchestration" runs today'
-            )
         return self
 
     @model_validator(mode="after")

@@ -1,7 +1,8 @@
 """Sagas (``workload.kind = "saga"``, issue 19): multi-step transactions with compensation,
 over a broker, measured end to end.
 
-Orchestration, in one process (the coordinator's), through the point's stream driver:
+Both modes run in one process (the coordinator's), through the point's stream driver.
+Choreography (``ChoreographyRun``) is described there. Orchestration (``SagaRun``):
 
 * topics: one command topic per step (``<name>-s<k>``), one reply topic, and a dead-letter
   topic. Each step's participant is a consumer group of its command topic;
@@ -130,6 +131,31 @@ class Participant:
         return "compensated", True
 
 
+async def _decide_once(
+    participant: Participant, command_id: str, saga_id: str, action: str
+) -> tuple[str, bool] | None:
+    """A participant's outcome for a command, idempotent on its id: the first time it is
+    worked on (``step_latency``, then drawn); again, the first outcome with its reply sent
+    this time (a reply lost the first time goes now); None while the first is in hand."""
+    participant.handled += 1
+    if command_id in participant.pending:
+        participant.duplicates += 1  # a retry while the first is being worked on
+        return None  # the first one answers
+    known = participant.outcomes.get(command_id)
+    if known is not None:
+        participant.duplicates += 1  # retried or redelivered: nothing runs again
+        return known[0], True
+    participant.pending.add(command_id)
+    try:
+        if participant.latency_s > 0:
+            await asyncio.sleep(participant.latency_s)
+        known = participant.decide(saga_id, action)
+        participant.outcomes[command_id] = known
+    finally:
+        participant.pending.discard(command_id)
+    return known
+
+
 def _encode(body: dict[str, Any]) -> bytes:
     return json.dumps(body, separators=(",", ":")).encode()
 
@@ -143,21 +169,10 @@ class SagaRun:
         self.stream = stream
         self.name = name
         steps = self.options.steps
-        partitions = point.workload.partitions
 
-        def topology(suffix: str) -> Topology:
-            topic = f"{name}-{suffix}"
-            return Topology(
-                name=topic,
-                partitions=partitions,
-                producers=1,
-                consumers=1,
-                consumer_group=f"{topic}-g",
-            )
-
-        self.command_topics = [topology(f"s{k}") for k in range(len(steps))]
-        self.reply_topic = topology("replies")
-        self.dlq_topic = topology("dlq")
+        self.command_topics = [self._topology(f"s{k}") for k in range(len(steps))]
+        self.reply_topic = self._topology("replies")
+        self.dlq_topic = self._topology("dlq")
         self.topics = [*self.command_topics, self.reply_topic, self.dlq_topic]
         seed = point.scenario.scenario.seed
         self.participants = [Participant(k, s, self.options, seed) for k, s in enumerate(steps)]
@@ -174,6 +189,17 @@ class SagaRun:
         self._tasks: list[asyncio.Task[None]] = []
         self._sends: set[asyncio.Task[None]] = set()
         self.errors: Counter[str] = Counter()
+
+    def _topology(self, suffix: str) -> Topology:
+        """One of the point's topics: one producer and one consumer group."""
+        topic = f"{self.name}-{suffix}"
+        return Topology(
+            name=topic,
+            partitions=self.point.workload.partitions,
+            producers=1,
+            consumers=1,
+            consumer_group=f"{topic}-g",
+        )
 
     # ------------------------------------------------------------------ wiring
     async def setup(self) -> None:
@@ -391,25 +417,9 @@ class SagaRun:
         body = json.loads(msg.value)
         action = body["action"]
         command_id = msg.event_id
-        known = participant.outcomes.get(command_id)
-        participant.handled += 1
-        if command_id in participant.pending:
-            participant.duplicates += 1  # a retry while the first is being worked on
-            return  # the first one replies
+        known = await _decide_once(participant, command_id, msg.key, action)
         if known is None:
-            participant.pending.add(command_id)
-            try:
-                if participant.latency_s > 0:
-                    await asyncio.sleep(participant.latency_s)
-                known = participant.decide(msg.key, action)
-                participant.outcomes[command_id] = known
-            finally:
-                participant.pending.discard(command_id)
-        else:
-            # A retried or redelivered command: the same outcome, nothing run again; a reply
-            # lost the first time goes this time.
-            participant.duplicates += 1
-            known = (known[0], True)
+            return
         outcome, replies = known
         if not replies:
             return
@@ -452,6 +462,169 @@ class SagaRun:
         return violations
 
 
+class ChoreographyRun(SagaRun):
+    """Choreography: no orchestrator. Each participant reacts to the previous step's event
+    and publishes its own; a failure flows back as compensation events.
+
+    Topics, each read by one participant (one consumer group): ``f<k>`` carries what starts
+    step k (the saga's start for step 0, step k-1 done for the others); ``b<k>`` carries what
+    compensates step k (step k+1 failed, or was compensated); ``outcome`` carries each saga's
+    final event (the last step done; the first step compensated, or failed with nothing to
+    undo; a compensation failed, with its dead letter), read by the service that started the
+    saga; ``dlq`` the dead letters. A lost event (``no_reply``) has no owner to time it out:
+    the saga is reported stuck."""
+
+    def __init__(self, point: RunPoint, stream: Any, name: str) -> None:
+        super().__init__(point, stream, name)
+        steps = self.options.steps
+        self.forward = [self._topology(f"f{k}") for k in range(len(steps))]
+        self.backward = [self._topology(f"b{k}") for k in range(len(steps))]
+        self.outcome_topic = self._topology("outcome")
+        self.topics = [*self.forward, *self.backward, self.outcome_topic, self.dlq_topic]
+        self._inbox: list[asyncio.Queue[Message]] = [asyncio.Queue() for _ in steps]
+        self.forward_producers: list[Producer] = []
+        self.backward_producers: list[Producer] = []
+        self.outcome_producer: Producer | None = None
+
+    async def setup(self) -> None:
+        for topology in self.topics:
+            await self.stream.prepare(topology)
+        for k in range(len(self.participants)):
+            inbox = self._inbox[k]
+            for topology in (self.forward[k], self.backward[k]):
+                self.consumers.append(await self.stream.consumer(topology, 0, inbox.put_nowait))
+        self.consumers.append(
+            await self.stream.consumer(self.outcome_topic, 0, self._replies.put_nowait)
+        )
+        self.consumers.append(await self.stream.consumer(self.dlq_topic, 0, self._on_dead_letter))
+        await asyncio.gather(*(c.start() for c in self.consumers))
+        for topology in self.forward:
+            self.forward_producers.append(await self.stream.producer(topology, 0))
+        for topology in self.backward:
+            self.backward_producers.append(await self.stream.producer(topology, 1))
+        self.outcome_producer = await self.stream.producer(self.outcome_topic, 3)
+        self.dlq_producer = await self.stream.producer(self.dlq_topic, 2)
+        # close() closes these with the orchestration's lists.
+        self.command_producers = [*self.forward_producers, *self.backward_producers]
+        self.reply_producer = self.outcome_producer
+        loop = asyncio.get_running_loop()
+        for k in range(len(self.participants)):
+            self._tasks.append(loop.create_task(self._react(k)))
+        self._tasks.append(loop.create_task(self._outcomes()))
+
+    def _event(
+        self, producer: Producer | None, saga: Saga, step: int, what: str, body: dict[str, Any]
+    ) -> None:
+        event_id = f"{saga.saga_id}:{step}:{what}"
+        msg = self._message(0, saga, f"{self.options.steps[step]}.{what}", event_id, body)
+        self._send(producer, msg)
+
+    def start_saga(self, index: int, intended_ns: int) -> None:
+        saga = Saga(f"saga-{index:09d}", intended_ns)
+        self.sagas[saga.saga_id] = saga
+        self.figures.started += 1
+        self.open += 1
+        saga.sent_ns = time.monotonic_ns()
+        self._event(
+            self.forward_producers[0],
+            saga,
+            0,
+            DO,
+            {"step": 0, "action": DO, "sent_ns": saga.sent_ns},
+        )
+
+    async def _react(self, k: int) -> None:
+        participant = self.participants[k]
+        inbox = self._inbox[k]
+        while True:
+            msg = await inbox.get()
+            try:
+                await self._handle_event(participant, msg)
+            except Exception as exc:
+                self.errors[f"participant:{type(exc).__name__}"] += 1
+
+    async def _handle_event(self, participant: Participant, msg: Message) -> None:
+        body = json.loads(msg.value)
+        action = body["action"]
+        k = participant.index
+        saga = self.sagas[msg.key]
+        known = await _decide_once(
+            participant, f"{saga.saga_id}:{k}:{action}", saga.saga_id, action
+        )
+        if known is None:
+            return
+        outcome, publishes = known
+        now = time.monotonic_ns()
+        saga.step = k  # the harness's bookkeeping: where a stuck saga stopped
+        last = len(self.participants) - 1
+        if action == DO:
+            self.figures.step_ns.setdefault(participant.name, []).append(
+                now - int(body.get("sent_ns") or now)
+            )
+        if not publishes:
+            return  # the event is lost: nobody owns a timeout here
+        if action == DO and outcome == "done":
+            saga.done.append(k)
+            if k == last:
+                self._event(self.outcome_producer, saga, k, COMPLETED, {"final": COMPLETED})
+            else:
+                self._event(
+                    self.forward_producers[k + 1],
+                    saga,
+                    k + 1,
+                    DO,
+                    {"step": k + 1, "action": DO, "sent_ns": now},
+                )
+            return
+        if action == DO:  # failed: the steps before it compensate, latest first
+            self.figures.failed_steps[participant.name] += 1
+            saga.status = COMPENSATING
+            saga.compensating_ns = now
+            body_back = {"action": UNDO, "failed_ns": now}
+        elif outcome == "compensation_failed":
+            self._dead_letter_event(saga, k)
+            return
+        else:
+            if outcome == "compensated":
+                self.figures.compensations[saga.saga_id] += 1
+            body_back = {"action": UNDO, "failed_ns": body.get("failed_ns") or now}
+        if k == 0:
+            self._event(
+                self.outcome_producer, saga, 0, COMPENSATED, {"final": COMPENSATED, **body_back}
+            )
+        else:
+            self._event(
+                self.backward_producers[k - 1], saga, k - 1, UNDO, {"step": k - 1, **body_back}
+            )
+
+    def _dead_letter_event(self, saga: Saga, step: int) -> None:
+        body = {"saga": saga.saga_id, "step": step, "reason": "compensation failed"}
+        msg = self._message(2, saga, "SagaDeadLettered", f"{saga.saga_id}:dlq", body)
+        self._send(self.dlq_producer, msg)
+        self._event(self.outcome_producer, saga, step, FAILED, {"final": FAILED})
+
+    async def _outcomes(self) -> None:
+        """The service that started the sagas: each one's final event ends it."""
+        outcomes = self._replies
+        while True:
+            msg = await outcomes.get()
+            try:
+                saga = self.sagas.get(msg.key)
+                body = json.loads(msg.value)
+                if saga is None or saga.status in FINAL:
+                    continue
+                now = time.monotonic_ns()
+                final = body["final"]
+                if final == FAILED:
+                    self.figures.compensation_failed.append(saga.saga_id)
+                    saga.dead_lettered = True
+                if final in (COMPENSATED, FAILED) and saga.compensating_ns:
+                    self.figures.compensation_ns.append(now - saga.compensating_ns)
+                self._final(saga, final, now)
+            except Exception as exc:
+                self.errors[f"outcome:{type(exc).__name__}"] += 1
+
+
 def _stats(values: list[int]) -> dict[str, Any]:
     hist = new_histogram()
     if values:
@@ -470,7 +643,7 @@ async def run_saga(point: RunPoint, name: str, stop: Any, count_error: Any) -> d
     run: SagaRun | None = None
     try:
         stream = as_stream(driver)
-        run = SagaRun(point, stream, name)
+        run = (ChoreographyRun if options.mode == "choreography" else SagaRun)(point, stream, name)
         await asyncio.wait_for(run.setup(), point.driver_config.connect_timeout + 60)
         described = await driver.describe()
         rate = float(point.workload.rate)  # validated: a number for sagas

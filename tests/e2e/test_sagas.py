@@ -50,10 +50,44 @@ def test_a_tenth_failing_at_step_3_of_4_compensates_a_tenth_with_2_compensations
     assert summary["throughput"]["sagas_per_s"] == 400.0
 
 
-def test_every_failed_compensation_is_dead_lettered(tmp_path: Path) -> None:
+def test_choreography_ends_the_same_sagas_with_fewer_messages(tmp_path: Path) -> None:
+    summary = _run(tmp_path, {"mode": "choreography", "failure": {"ProcessPayment": 0.1}})
+    saga = summary["saga"]
+    measured = saga["measured"]
+    compensated = measured["final"].get("COMPENSATED", 0)
+    assert measured["sagas"] == 800 and saga["stuck"] == 0
+    assert 0.05 * 800 < compensated < 0.15 * 800
+    assert saga["compensations_per_compensated_saga"] == {"2": compensated}
+    # No commands and replies: the start, one event per step done (the last one the saga's
+    # outcome); a compensated saga: start, 2 forward, 2 back, its outcome.
+    final = saga["final"]
+    assert saga["messages"] == 5 * final["COMPLETED"] + 6 * final["COMPENSATED"]
+    assert saga["invariants"]["ok"] and summary["verdict"]["result"] == "pass"
+
+
+def test_a_lost_event_leaves_a_choreographed_saga_stuck_and_named(tmp_path: Path) -> None:
     summary = _run(
         tmp_path,
-        {"failure": {"ShipOrder": 0.2}, "compensation_failure": {"ProcessPayment": 1.0}},
+        {"mode": "choreography", "no_reply": {"ShipOrder": 0.05}, "stuck_after": "300ms"},
+        seconds="1s",
+    )
+    saga = summary["saga"]
+    # Nobody owns a timeout in a choreography: each lost event is a stuck saga.
+    assert saga["stuck"] > 0 and saga["stuck_samples"][0]["last_step"] == "ShipOrder"
+    assert saga["final"]["COMPLETED"] + saga["stuck"] == saga["started"]
+    assert summary["verdict"]["result"] == "fail"
+    assert any("sagas stuck" in r for r in summary["verdict"]["reasons"])
+
+
+@pytest.mark.parametrize("mode", ["orchestration", "choreography"])
+def test_every_failed_compensation_is_dead_lettered(tmp_path: Path, mode: str) -> None:
+    summary = _run(
+        tmp_path,
+        {
+            "mode": mode,
+            "failure": {"ShipOrder": 0.2},
+            "compensation_failure": {"ProcessPayment": 1.0},
+        },
         seconds="1s",
     )
     saga = summary["saga"]
@@ -99,7 +133,6 @@ def test_a_compensation_that_leaves_its_step_done_fails_the_point(
     [
         ({"failure": {"Refund": 0.1}}, {}, "not a step"),
         ({"failure": {"ShipOrder": 1.5}}, {}, "a probability from 0 to 1"),
-        ({"mode": "choreography"}, {}, "not built yet"),
         ({}, {"workers": 2}, "one process"),
         ({}, {"rate": "max"}, "open-loop"),
     ],

@@ -27,7 +27,10 @@ def target(request: pytest.FixtureRequest) -> dict:
     return {"driver": "rabbitmq", "url": request.getfixturevalue("rabbitmq_url")}
 
 
-def test_sagas_compensate_and_dead_letter_over_the_broker(tmp_path: Path, target: dict) -> None:
+@pytest.mark.parametrize("mode", ["orchestration", "choreography"])
+def test_sagas_compensate_and_dead_letter_over_the_broker(
+    tmp_path: Path, target: dict, mode: str
+) -> None:
     raw = {
         "scenario": {"name": "saga", "duration": "1500ms", "warmup": "500ms", "seed": 5},
         "workload": {
@@ -35,6 +38,7 @@ def test_sagas_compensate_and_dead_letter_over_the_broker(tmp_path: Path, target
             "rate": 200,
             "partitions": 2,
             "saga": {
+                "mode": mode,
                 "failure": {"ProcessPayment": 0.2},
                 "compensation_failure": {"CreateOrder": 0.5},
                 "timeout": "5s",
