@@ -45,6 +45,7 @@ from bench.drivers.base import (
     HistoryStore,
     Outbox,
     PartitionKey,
+    SagaStateStore,
     consumer_faults_unsupported,
     driver_kind,
     load_driver,
@@ -278,6 +279,10 @@ class SagaOptions(_Model):
     retries: int = Field(default=1, ge=0, le=10)
     # After the load, a saga not final within this long is reported stuck.
     stuck_after: Duration = 10.0
+    # Where an orchestrator persists each saga's state before it publishes the command the
+    # state leads to: a store target of this file (postgres: a saga_state table; memory: a
+    # dict). None: the orchestrator's memory only. Every other target is a broker.
+    store: str | None = None
 
     @field_validator("steps")
     @classmethod
@@ -312,6 +317,11 @@ class SagaOptions(_Model):
                     raise ValueError(f"{name}.{step}: a probability from 0 to 1 (got {value!r})")
         if self.timeout <= 0:
             raise ValueError("timeout: must be longer than 0s")
+        if self.store is not None and self.mode == "choreography":
+            raise ValueError(
+                "store: a choreography has no orchestrator, so no central saga state to "
+                'persist; set mode = "orchestration", or remove store'
+            )
         return self
 
     def latency_of(self, step: str) -> float:
@@ -1261,7 +1271,10 @@ def _points(scenario: Scenario, source: str, raw: dict[str, Any] | None) -> Iter
                 store_config, store_cls = _target_config(
                     store, point.targets[store], source, configs
                 )
-                _check_pipeline_point(point, store, store_cls, target, driver_cls, source)
+                if point.workload.kind == "saga":
+                    _check_saga_store(store, store_cls, source)
+                else:
+                    _check_pipeline_point(point, store, store_cls, target, driver_cls, source)
             yield RunPoint(
                 index=index,
                 target=target,
@@ -1318,10 +1331,29 @@ def pipeline_stores(scenario: Scenario, source: str = "scenario") -> dict[str, s
     target a broker; or, unnamed, the only target as both. ScenarioError naming the field when
     a name is not a target of the file, or there is no broker to run through."""
     workload = scenario.workload
+    targets = list(scenario.targets)
+    if workload.kind == "saga" and workload.saga.store is not None:
+        # Sagas with persisted state: every other target is a broker they run through.
+        named_store = workload.saga.store
+        if named_store not in scenario.targets:
+            raise ScenarioError(
+                source,
+                "workload.saga.store",
+                f"{_shown(named_store)} is not a target of this file",
+                hint=f"give one of {', '.join(targets)}",
+            )
+        brokers = {t: named_store for t in targets if t != named_store}
+        if not brokers:
+            raise ScenarioError(
+                source,
+                "workload.saga.store",
+                "the saga state's target is the only target: add a broker target to run "
+                "the sagas through",
+            )
+        return brokers
     if workload.kind != "pipeline":
         return None
     named = workload.pipeline.store
-    targets = list(scenario.targets)
     field = "workload.pipeline.store"
     if named is None:
         if len(targets) == 1:
@@ -1347,6 +1379,16 @@ def pipeline_stores(scenario: Scenario, source: str = "scenario") -> dict[str, s
                     hint=f"give one of {', '.join(targets)}",
                 )
     return pairs
+
+
+def _check_saga_store(store: str, store_cls: type, source: str) -> None:
+    if not issubclass(store_cls, SagaStateStore):
+        raise ScenarioError(
+            source,
+            "workload.saga.store",
+            f"target {store!r} cannot keep saga state (no SagaStateStore): give a postgres or "
+            "memory target",
+        )
 
 
 def _check_pipeline_point(

@@ -434,6 +434,20 @@ class Snapshots(Protocol):
 
 
 @runtime_checkable
+class SagaStateStore(Protocol):
+    """Where an orchestrator persists its sagas' state (``workload.saga.store``): one row per
+    saga, its status and step, written before the command it leads to is published."""
+
+    async def prepare_saga_state(self, namespace: str) -> None: ...
+
+    async def save_saga_state(self, saga_id: str, status: str, step: int) -> None: ...
+
+    async def load_saga_states(self) -> dict[str, tuple[str, int]]: ...
+
+    async def drop_saga_state(self) -> None: ...
+
+
+@runtime_checkable
 class HistoryStore(Protocol):
     """A store that can be seeded with a history in bulk and have events rewritten in place
     (``workload.kind = "replay"``: issue 18's schema evolution). Seeding bypasses the append
@@ -682,6 +696,7 @@ STORE_MEMBERS = ("connect", "prepare_store", "append", "load", "verify", "descri
 STORE_CAPABILITIES: tuple[type, ...] = (
     SharedStore,
     HistoryStore,
+    SagaStateStore,
     ServerCounters,
     Snapshots,
     Projector,

@@ -376,6 +376,7 @@ class MemoryDriver:
         # A replay's snapshots (aggregate -> version, state) and archive (HistoryStore).
         self._snapshots: dict[str, tuple[int, dict[str, Any]]] = {}
         self._archive: dict[str, list[StoredEvent]] = {}
+        self._saga_state: dict[str, tuple[str, int]] = {}  # saga id -> (status, step)
         # The transactional outbox (``use_outbox``): position -> entry, in commit order.
         self._outbox_on = False
         self._outbox: dict[int, OutboxEntry] = {}
@@ -651,6 +652,19 @@ class MemoryDriver:
 
     async def stored_event_ids(self) -> set[str]:
         return {event.event_id for event in self._log}
+
+    # -- saga state (SagaStateStore)
+    async def prepare_saga_state(self, namespace: str) -> None:
+        self._saga_state.clear()
+
+    async def save_saga_state(self, saga_id: str, status: str, step: int) -> None:
+        self._saga_state[saga_id] = (status, step)
+
+    async def load_saga_states(self) -> dict[str, tuple[str, int]]:
+        return dict(self._saga_state)
+
+    async def drop_saga_state(self) -> None:
+        self._saga_state.clear()
 
     # -- a seeded history (HistoryStore)
     async def seed_history(self, events: Sequence[StoredEvent]) -> None:

@@ -31,6 +31,7 @@ ran; dead-letter entries received equal the sagas whose compensation failed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import time
@@ -189,6 +190,10 @@ class SagaRun:
         self._tasks: list[asyncio.Task[None]] = []
         self._sends: set[asyncio.Task[None]] = set()
         self.errors: Counter[str] = Counter()
+        # saga.store: where each state is persisted before the command it leads to goes out
+        # (None: the orchestrator's memory only).
+        self.state: Any = None
+        self.state_writes = 0
 
     def _topology(self, suffix: str) -> Topology:
         """One of the point's topics: one producer and one consumer group."""
@@ -261,21 +266,46 @@ class SagaRun:
             saga.intended_ns,
         )
 
-    def _send(self, producer: Producer | None, msg: Message) -> None:
-        """Publish without holding up the caller; a failed publish is counted (its saga then
-        times out, and is retried)."""
-        assert producer is not None
-        self.figures.messages += 1
+    def _send(
+        self,
+        producer: Producer | None,
+        msg: Message | None,
+        persist: tuple[Saga, str, int] | None = None,
+    ) -> None:
+        """Publish without holding up the caller, after persisting ``persist`` (saga, status,
+        step) where ``saga.store`` keeps the state: the state is stored before the command it
+        leads to goes out. A failed write or publish is counted (its saga then times out, and
+        is retried). A final state's write sets when the saga ended."""
+        if msg is not None:
+            self.figures.messages += 1
+        if self.state is None and msg is None:
+            return
 
         async def send() -> None:
-            try:
-                await producer.send(msg)
-            except Exception as exc:
-                self.errors[f"send:{type(exc).__name__}"] += 1
+            if persist is not None and self.state is not None:
+                saga, status, step = persist
+                try:
+                    await self.state.save_saga_state(saga.saga_id, status, step)
+                    self.state_writes += 1
+                except Exception as exc:
+                    self.errors[f"state:{type(exc).__name__}"] += 1
+                if status in FINAL:
+                    saga.final_ns = time.monotonic_ns()
+            if msg is not None:
+                assert producer is not None
+                try:
+                    await producer.send(msg)
+                except Exception as exc:
+                    self.errors[f"send:{type(exc).__name__}"] += 1
 
         task = asyncio.get_running_loop().create_task(send())
         self._sends.add(task)
         task.add_done_callback(self._sends.discard)
+
+    async def settle(self) -> None:
+        """Wait for the state writes and publishes still in flight."""
+        while self._sends:
+            await asyncio.gather(*list(self._sends), return_exceptions=True)
 
     # ------------------------------------------------------------------ orchestrator
     def start_saga(self, index: int, intended_ns: int) -> None:
@@ -291,7 +321,8 @@ class SagaRun:
         name = self.options.steps[step]
         command_id = f"{saga.saga_id}:{step}:{action}"
         msg = self._message(0, saga, name, command_id, {"step": step, "action": action})
-        self._send(self.command_producers[step], msg)
+        # STARTED at step n (the steps before it done), or COMPENSATING step n.
+        self._send(self.command_producers[step], msg, (saga, saga.status, step))
         self._arm_timer(saga, command_id)
 
     def _arm_timer(self, saga: Saga, command_id: str) -> None:
@@ -375,7 +406,7 @@ class SagaRun:
 
     def _next_compensation(self, saga: Saga, now: int) -> None:
         if saga.done:
-            self._command(saga, saga.done.pop(), UNDO)
+            self._command(saga, saga.done.pop(), UNDO)  # persisted as COMPENSATING step n
         else:
             self.figures.compensation_ns.append(now - saga.compensating_ns)
             self._final(saga, COMPENSATED, now)
@@ -386,11 +417,18 @@ class SagaRun:
         saga.dead_lettered = True
         body = {"saga": saga.saga_id, "step": step, "reason": reason}
         msg = self._message(2, saga, "SagaDeadLettered", f"{saga.saga_id}:dlq", body)
-        self._send(self.dlq_producer, msg)
         self.figures.compensation_ns.append(now - saga.compensating_ns)
-        self._final(saga, FAILED, now)
+        self._final(saga, FAILED, now, (self.dlq_producer, msg))
 
-    def _final(self, saga: Saga, status: str, now: int) -> None:
+    def _final(
+        self,
+        saga: Saga,
+        status: str,
+        now: int,
+        then: tuple[Producer | None, Message] | None = None,
+    ) -> None:
+        """The saga's final state (persisted first where saga.store says; then ``then``'s
+        message, the dead letter, is published)."""
         saga.status = status
         if saga.timer is not None:
             saga.timer.cancel()
@@ -398,6 +436,8 @@ class SagaRun:
         saga.final_ns = now
         self.open -= 1
         self.figures.final[status] += 1
+        producer, msg = then if then is not None else (None, None)
+        self._send(producer, msg, (saga, status, saga.step))
 
     def _on_dead_letter(self, msg: Message) -> None:
         self.figures.dead_letters_received += 1
@@ -625,6 +665,31 @@ class ChoreographyRun(SagaRun):
                 self.errors[f"outcome:{type(exc).__name__}"] += 1
 
 
+async def _state_matches(state: Any, run: SagaRun, stuck: list[Saga]) -> list[str]:
+    """The persisted saga state against the orchestrator's: every saga stored, a final one
+    with its final status, a stuck one with none."""
+    stored = await state.load_saga_states()
+    missing = [s.saga_id for s in run.sagas.values() if s.saga_id not in stored]
+    wrong = [
+        s.saga_id
+        for s in run.sagas.values()
+        if s.saga_id in stored
+        and (
+            stored[s.saga_id][0] != s.status if s.status in FINAL else stored[s.saga_id][0] in FINAL
+        )
+    ]
+    violations = []
+    if missing:
+        violations.append(f"{len(missing)} sagas have no persisted state (e.g. {missing[0]})")
+    if wrong:
+        saga = run.sagas[wrong[0]]
+        violations.append(
+            f"{len(wrong)} sagas' persisted state differs from the orchestrator's (e.g. "
+            f"{wrong[0]}: stored {stored[wrong[0]][0]}, orchestrator {saga.status})"
+        )
+    return violations
+
+
 def _stats(values: list[int]) -> dict[str, Any]:
     hist = new_histogram()
     if values:
@@ -641,9 +706,18 @@ async def run_saga(point: RunPoint, name: str, stop: Any, count_error: Any) -> d
     driver = driver_cls(point.driver_config, DriverContext(count_error=count_error))
     await asyncio.wait_for(driver.connect(), point.driver_config.connect_timeout + 5)
     run: SagaRun | None = None
+    state: Any = None
     try:
+        if point.store_config is not None and point.store_driver is not None:
+            # saga.store: the state's own target (validated a SagaStateStore).
+            state = load_driver(point.store_driver)(
+                point.store_config, DriverContext(count_error=count_error)
+            )
+            await asyncio.wait_for(state.connect(), point.store_config.connect_timeout + 5)
+            await state.prepare_saga_state(name)
         stream = as_stream(driver)
         run = (ChoreographyRun if options.mode == "choreography" else SagaRun)(point, stream, name)
+        run.state = state
         await asyncio.wait_for(run.setup(), point.driver_config.connect_timeout + 60)
         described = await driver.describe()
         rate = float(point.workload.rate)  # validated: a number for sagas
@@ -668,8 +742,11 @@ async def run_saga(point: RunPoint, name: str, stop: Any, count_error: Any) -> d
         while run.open and time.monotonic() < deadline and not stop():
             await asyncio.sleep(0.02)
         await asyncio.sleep(0.2)  # the last dead letters' deliveries
+        await run.settle()
         stuck = [s for s in run.sagas.values() if s.status not in FINAL]
         violations = run.invariants(stuck)
+        if state is not None:
+            violations += await _state_matches(state, run, stuck)
         figures = run.figures
         seconds = (window_end - window_start) / 1e9
         finished = time.monotonic_ns()
@@ -722,6 +799,16 @@ async def run_saga(point: RunPoint, name: str, stop: Any, count_error: Any) -> d
                 **{f"step_{name}": _stats(values) for name, values in figures.step_ns.items()},
             },
             "errors": dict(run.errors),
+            # Where the state was persisted, and how many writes (None: memory only).
+            "state": (
+                {
+                    "target": point.store_target,
+                    "driver": point.store_driver,
+                    "writes": run.state_writes,
+                }
+                if state is not None
+                else None
+            ),
             "target_info": described,
         }
         return result
@@ -729,3 +816,8 @@ async def run_saga(point: RunPoint, name: str, stop: Any, count_error: Any) -> d
         if run is not None:
             await run.close(cleanup=meta.cleanup)
         await asyncio.wait_for(driver.close(), 10)
+        if state is not None:
+            if meta.cleanup:
+                with contextlib.suppress(Exception):
+                    await state.drop_saga_state()
+            await asyncio.wait_for(state.close(), 10)

@@ -28,13 +28,13 @@ def _run(tmp_path: Path, saga: dict[str, Any], rate: int = 400, seconds: str = "
 def test_a_tenth_failing_at_step_3_of_4_compensates_a_tenth_with_2_compensations_each(
     tmp_path: Path,
 ) -> None:
-    summary = _run(tmp_path, {"failure": {"ProcessPayment": 0.1}})
+    summary = _run(tmp_path, {"failure": {"ProcessPayment": 0.1}}, seconds="1s")
     saga = summary["saga"]
     measured = saga["measured"]
-    assert measured["sagas"] == 800 and saga["stuck"] == 0
+    assert measured["sagas"] == 400 and saga["stuck"] == 0
     compensated = measured["final"].get("COMPENSATED", 0)
-    assert 0.05 * 800 < compensated < 0.15 * 800
-    assert measured["final"]["COMPLETED"] + compensated == 800
+    assert 0.05 * 400 < compensated < 0.15 * 400
+    assert measured["final"]["COMPLETED"] + compensated == 400
     # Each ran exactly two compensations: ReserveInventory's, then CreateOrder's.
     assert saga["compensations_per_compensated_saga"] == {"2": compensated}
     assert saga["failed_steps"] == {"ProcessPayment": saga["final"]["COMPENSATED"]}
@@ -44,19 +44,21 @@ def test_a_tenth_failing_at_step_3_of_4_compensates_a_tenth_with_2_compensations
     final = saga["final"]
     assert saga["messages"] == 8 * final["COMPLETED"] + 10 * final["COMPENSATED"]
     latency = summary["latency_us"]
-    assert latency["saga"]["count"] == 800
+    assert latency["saga"]["count"] == 400
     assert latency["saga_compensated"]["count"] == compensated
     assert summary["verdict"]["result"] == "pass", summary["verdict"]
     assert summary["throughput"]["sagas_per_s"] == 400.0
 
 
 def test_choreography_ends_the_same_sagas_with_fewer_messages(tmp_path: Path) -> None:
-    summary = _run(tmp_path, {"mode": "choreography", "failure": {"ProcessPayment": 0.1}})
+    summary = _run(
+        tmp_path, {"mode": "choreography", "failure": {"ProcessPayment": 0.1}}, seconds="1s"
+    )
     saga = summary["saga"]
     measured = saga["measured"]
     compensated = measured["final"].get("COMPENSATED", 0)
-    assert measured["sagas"] == 800 and saga["stuck"] == 0
-    assert 0.05 * 800 < compensated < 0.15 * 800
+    assert measured["sagas"] == 400 and saga["stuck"] == 0
+    assert 0.05 * 400 < compensated < 0.15 * 400
     assert saga["compensations_per_compensated_saga"] == {"2": compensated}
     # No commands and replies: the start, one event per step done (the last one the saga's
     # outcome); a compensated saga: start, 2 forward, 2 back, its outcome.
@@ -135,6 +137,8 @@ def test_a_compensation_that_leaves_its_step_done_fails_the_point(
         ({"failure": {"ShipOrder": 1.5}}, {}, "a probability from 0 to 1"),
         ({}, {"workers": 2}, "one process"),
         ({}, {"rate": "max"}, "open-loop"),
+        ({"mode": "choreography", "store": "memory"}, {}, "no central saga state"),
+        ({"store": "nowhere"}, {}, "not a target of this file"),
     ],
 )
 def test_saga_options_that_cannot_run_are_one_line(
@@ -164,6 +168,8 @@ def test_a_saga_run_prints_its_table_and_reports_its_plots(
     raw = raw.replace('duration = "5s"', 'duration = "1s"').replace(
         'warmup = "1s"', 'warmup = "200ms"'
     )
+    raw = raw.replace('["orchestration", "choreography"]', '["orchestration"]')
+    raw = raw.replace("[0.0, 0.01, 0.1]", "[0.0, 0.1]")
     scenario.write_text(raw)
     results = tmp_path / "results"
     code, out, err = run_bench_captured(
@@ -177,3 +183,39 @@ def test_a_saga_run_prints_its_table_and_reports_its_plots(
     for name in ("saga-latency-vs-failure", "saga-final-states"):
         assert f"report-plots/{name}.png" in report
         assert (run_dir / "report-plots" / f"{name}.png").stat().st_size > 1000
+
+
+def _run_with_state(tmp_path: Path, saga: dict[str, Any]) -> dict:
+    raw = {
+        "scenario": {"name": "saga", "duration": "1s", "warmup": "200ms", "seed": 3},
+        "workload": {"kind": "saga", "rate": 200, "saga": {"store": "state", **saga}},
+        "targets": {"memory": {"driver": "memory"}, "state": {"driver": "memory"}},
+    }
+    points = expand(scenario_from_dict(raw, "saga.toml"))
+    assert [p.target for p in points] == ["memory"] and points[0].store_target == "state"
+    return PointRunner(points[0], "saga", tmp_path, stop_requested=lambda: False).run()
+
+
+def test_the_persisted_state_is_written_before_each_command_and_checked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    summary = _run_with_state(tmp_path / "ok", {"failure": {"ProcessPayment": 0.1}})
+    saga = summary["saga"]
+    final = saga["final"]
+    # One write before each command, and one for the final state: 4 + 1 per completed saga,
+    # 3 + 2 + 1 per compensated one.
+    assert saga["state"]["writes"] == 5 * final["COMPLETED"] + 6 * final["COMPENSATED"]
+    assert saga["invariants"]["ok"] and summary["verdict"]["result"] == "pass"
+    # A store that loses the final writes: the check finds the sagas it has wrong.
+    from bench.drivers.memory import MemoryDriver
+
+    original = MemoryDriver.save_saga_state
+
+    async def lossy(self: MemoryDriver, saga_id: str, status: str, step: int) -> None:
+        if status != "COMPLETED":
+            await original(self, saga_id, status, step)
+
+    monkeypatch.setattr(MemoryDriver, "save_saga_state", lossy)
+    broken = _run_with_state(tmp_path / "lossy", {})
+    assert broken["verdict"]["result"] == "fail"
+    assert any("persisted state differs" in r for r in broken["verdict"]["reasons"])

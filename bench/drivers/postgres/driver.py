@@ -203,6 +203,37 @@ class PostgresDriver:
         name = type(exc).__name__
         return f"{name}:{code}" if code else name
 
+    # -- saga state (SagaStateStore)
+    async def prepare_saga_state(self, namespace: str) -> None:
+        """The point's schema (``prepare_store``) with a saga_state table in it."""
+        await self.prepare_store(namespace)
+        pool = self._require_pool()
+        try:
+            async with pool.acquire() as conn:
+                await conn.execute(self._ns.sql.create_saga_state)
+        except DB_ERRORS as exc:
+            raise self._error("creating the saga state table", exc) from exc
+
+    async def save_saga_state(self, saga_id: str, status: str, step: int) -> None:
+        pool = self._require_pool()
+        try:
+            async with pool.acquire() as conn:
+                await conn.execute(self._ns.sql.save_saga_state, saga_id, status, step)
+        except DB_ERRORS as exc:
+            raise self._error(f"saving saga {saga_id!r}", exc) from exc
+
+    async def load_saga_states(self) -> dict[str, tuple[str, int]]:
+        pool = self._require_pool()
+        try:
+            async with pool.acquire() as conn:
+                rows = await conn.fetch(self._ns.sql.load_saga_states)
+        except DB_ERRORS as exc:
+            raise self._error("reading the saga states", exc) from exc
+        return {row["saga_id"]: (row["status"], row["step"]) for row in rows}
+
+    async def drop_saga_state(self) -> None:
+        await self.drop_store()
+
     # -- a seeded history (HistoryStore)
     async def seed_history(self, events: Sequence[StoredEvent]) -> None:
         """COPY the events in, and each stream's version, in one transaction (a restore:

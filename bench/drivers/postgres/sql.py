@@ -158,6 +158,18 @@ class Sql:
         self.rewrite = f"""UPDATE {s}.events e SET payload = u.payload, metadata = u.metadata
             FROM unnest($1::uuid[], $2::jsonb[], $3::jsonb[]) AS u(event_id, payload, metadata)
             WHERE e.event_id = u.event_id"""
+        # An orchestrator's saga state (SagaStateStore).
+        self.create_saga_state = f"""CREATE TABLE IF NOT EXISTS {s}.saga_state (
+                saga_id text PRIMARY KEY,
+                status text NOT NULL,
+                step int NOT NULL,
+                updated_at timestamptz NOT NULL DEFAULT now()
+            )"""
+        self.save_saga_state = f"""INSERT INTO {s}.saga_state (saga_id, status, step)
+            VALUES ($1, $2, $3)
+            ON CONFLICT (saga_id) DO UPDATE
+               SET status = excluded.status, step = excluded.step, updated_at = now()"""
+        self.load_saga_states = f"SELECT saga_id, status, step FROM {s}.saga_state"
         self.seed_streams = f"""INSERT INTO {s}.streams (aggregate_id, version)
             SELECT * FROM unnest($1::text[], $2::int[])"""
         self.seed_snapshots = f"""INSERT INTO {s}.snapshots (aggregate_id, version, state)
