@@ -57,7 +57,10 @@ GATE_METRICS = (
     "audit.reordered",
     "audit.projection_failures",
     "apply.duplicates_applied",
-    # A replay's (a stream point has none of these).
+    # A saga point's and a replay's (a stream point has none of these).
+    "throughput.sagas_per_s",
+    "saga.p99",
+    "saga.stuck",
     "load.p99",
     "replay.events_per_s",
     "replay.unread",

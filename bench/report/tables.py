@@ -46,8 +46,14 @@ if TYPE_CHECKING:
 LATENCY_STATS = ("p50", "p90", "p99", "p999", "max", "mean")
 # Every latency kind a summary can hold: the stream's, then a pipeline's stages (whose
 # ``visible`` is its headline; its ``e2e`` is the same histogram).
-# A replay's aggregate load (read and fold) is a latency kind of its own.
-ALL_LATENCY_KINDS = (*LATENCY_KINDS, *(k for k in STAGES if k not in LATENCY_KINDS), "load")
+# A replay's aggregate load (read and fold) and a saga (intended start -> final state) are
+# latency kinds of their own.
+ALL_LATENCY_KINDS = (
+    *LATENCY_KINDS,
+    *(k for k in STAGES if k not in LATENCY_KINDS),
+    "load",
+    "saga",
+)
 STAT_LABELS = {"p50": "p50", "p90": "p90", "p99": "p99", "p999": "p99.9", "max": "max"}
 
 
@@ -177,6 +183,15 @@ def _build_registry() -> dict[str, Metric]:
         Metric(
             "throughput.skipped", "skipped", "count", False, _path_getter("throughput", "skipped")
         ),
+        # Sagas (engine/saga.py): their rate, the stuck ones.
+        Metric(
+            "throughput.sagas_per_s",
+            "sagas/s",
+            "/s",
+            True,
+            _path_getter("throughput", "sagas_per_s"),
+        ),
+        Metric("saga.stuck", "stuck sagas", "count", False, _path_getter("saga", "stuck")),
         # A replay (engine/replay.py): how fast it read, what it left unread, and its checks.
         Metric(
             "replay.events_per_s",
@@ -287,6 +302,10 @@ COMPARE_METRICS = (
     "apply.duplicates_applied",
     "load.p50",
     "load.p99",
+    "throughput.sagas_per_s",
+    "saga.p50",
+    "saga.p99",
+    "saga.stuck",
     "replay.events_per_s",
     "replay.unread",
     "replay.checks_failed",
