@@ -19,9 +19,11 @@ Choreography (``ChoreographyRun``) is described there. Orchestration (``SagaRun`
   knobs: ``failure`` (it says no), ``no_reply`` (it does the step and its reply is lost),
   ``compensation_failure``; it takes ``step_latency`` first.
 
-The saga state (STARTED, step n done, COMPENSATING, COMPLETED, COMPENSATED, FAILED) is kept
-in memory. Measured: saga latency from the intended start to the final state (per final
-state), each step's latency (command published -> reply handled), compensation latency
+The saga state (STARTED at step n, COMPENSATING step n, COMPLETED, COMPENSATED, FAILED) is
+kept in the orchestrator's memory and, with ``saga.store``, written to that store before the
+command it leads to goes out. Measured: saga latency from the intended start to the final
+state (per final state; a final state's write included), each step's latency (the command
+decided, its state write included, -> reply handled), compensation latency
 (COMPENSATING -> final), the counts, retries and timeouts per step, sagas/s and messages on
 the broker per saga. Checked: every saga that started is final or reported stuck (its id and
 last step); no step of a COMPENSATED saga is left done; no compensation undid a step that never
