@@ -37,6 +37,7 @@ def test_the_built_in_drivers_declare_their_capabilities_by_type():
         for cap in (
             base.SharedStore,
             base.HistoryStore,
+            base.SagaStateStore,
             base.ServerCounters,
             base.Snapshots,
             base.Projector,
@@ -54,6 +55,7 @@ def test_the_built_in_drivers_declare_their_capabilities_by_type():
     assert postgres == {
         "SharedStore",
         "HistoryStore",
+        "SagaStateStore",
         "ServerCounters",
         "Snapshots",
         "Projector",
@@ -73,7 +75,12 @@ def test_the_built_in_drivers_declare_their_capabilities_by_type():
     assert base.runs_in_process(MemoryDriver) and not base.runs_in_process(PostgresDriver)
     # What the store summary lists (store.capabilities): the same answer, from the class.
     assert set(base.capabilities_of(PostgresDriver)) == postgres
-    assert base.capabilities_of(MemoryDriver) == ["HistoryStore", "StoredEventIds", "Outbox"]
+    assert base.capabilities_of(MemoryDriver) == [
+        "HistoryStore",
+        "SagaStateStore",
+        "StoredEventIds",
+        "Outbox",
+    ]
     # Both can be seeded with a history and migrated in place (workload.kind = "replay").
     assert isinstance(memory, base.HistoryStore) and isinstance(postgres_driver, base.HistoryStore)
 
