@@ -456,8 +456,8 @@ class NatsConsumer:
     def partitions(self) -> list[int]:
         return list(self._partitions)
 
-    def _handle(self, msg: Msg) -> tuple[int, int] | None:
-        """Hand a delivery to the engine; its (producer, seq), None for a foreign message."""
+    def _handle(self, msg: Msg) -> Message | None:
+        """Hand a delivery to the engine; the message handed, None for a foreign one."""
         if self._killed:
             return None  # delivered to a consumer that died: JetStream redelivers it
         decoded = decode_body(msg.data)
@@ -466,7 +466,7 @@ class NatsConsumer:
             return None
         self.received += 1
         self._on_message(decoded)
-        return decoded.producer_id, decoded.seq
+        return decoded
 
     async def start(self) -> None:
         try:

@@ -45,6 +45,8 @@ import nats.errors
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
+from bench.drivers.base import Message
+
 # Forget a request this long after its expiry when the server never said it ended (a status
 # comes within a millisecond or two of the expiry when it comes at all). Forgetting one early
 # only asks for more sooner; forgetting it late is a stall: the reader waits for messages
@@ -60,7 +62,7 @@ class PullReader:
         nc: NatsClient,
         stream: str,
         consumer: str,
-        handle: Callable[[Msg], tuple[int, int] | None],
+        handle: Callable[[Msg], Message | None],
         batch: int,
         expires_s: float,
         ack_policy: Literal["explicit", "none", "all"],
@@ -191,7 +193,7 @@ class PullReader:
                 self._ended(request_id, trouble=status not in ("408", "404"))
             return
         self.received += 1
-        ids = self._handle(msg)
+        handled = self._handle(msg)
         if self._ack_policy == "explicit":
             if self._ack_every == 1:
                 await self._nc.publish(reply)
@@ -199,14 +201,14 @@ class PullReader:
                 if not self._pending_acks:
                     self._acks_held_since = time.monotonic()
                 self._pending_acks.append(reply)
-                if ids is not None:
-                    self._unacked_ids.append(ids)
+                if handled is not None:  # the pair only where acks are held
+                    self._unacked_ids.append((handled.producer_id, handled.seq))
                 if len(self._pending_acks) >= self._ack_every:
                     await self._send_acks()
         elif self._ack_policy == "all":
             self._last_unacked = msg
-            if ids is not None:
-                self._unacked_ids.append(ids)
+            if handled is not None:
+                self._unacked_ids.append((handled.producer_id, handled.seq))
         # The oldest open request delivered it (the server fills them in order).
         for request_id, entry in self._open.items():
             self._owed -= 1
