@@ -469,6 +469,7 @@ def _print_summaries(summaries: list[dict[str, Any]], title: str) -> None:
         faults_table,
         pipeline_table,
         replay_table,
+        saga_faults_table,
         saga_table,
         store_table,
         summary_table,
@@ -495,9 +496,12 @@ def _print_summaries(summaries: list[dict[str, Any]], title: str) -> None:
         console.print(replay_table(loads, title=f"{title}: aggregate loads"))
     if sagas:
         console.print(saga_table(sagas, title=title))
-    faulted = [s for s in summaries if s.get("faults")]
+    faulted = [s for s in summaries if s.get("faults") and s not in sagas]
     if faulted:
         console.print(faults_table(faulted, title=f"{title}: faults"))
+    faulted_sagas = [s for s in sagas if s.get("faults")]
+    if faulted_sagas:
+        console.print(saga_faults_table(faulted_sagas, title=f"{title}: faults on the sagas"))
     for line in loss_lines(summaries):
         console.print(f"[red]loss:[/] {escape(line)}", soft_wrap=True, highlight=False)
 

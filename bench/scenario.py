@@ -61,6 +61,16 @@ LATENCY_KINDS = ("response", "response_ok", "service", "schedule_lag", "e2e")
 # A pipeline's stages (workload.kind = "pipeline"; bench/engine/pipeline.py), each a latency kind
 # of its points too: SLOs may name them ("visible.p99").
 PIPELINE_STAGES = ("append", "relay", "broker", "apply", "visible")
+# A saga point's latency kinds (workload.kind = "saga"; bench/engine/saga.py): the saga from its
+# intended start to its final state (all, and per final state), and compensation. SLOs may
+# name them ("saga.p99"); a saga point has no other latency kind.
+SAGA_LATENCY_KINDS = (
+    "saga",
+    "saga_completed",
+    "saga_compensated",
+    "saga_failed",
+    "compensation",
+)
 SLO_STATS = ("p50", "p90", "p99", "p999", "max", "mean")
 EXACT_PACING_MAX_RATE = 2000.0
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # fullmatch: "$" lets a final "\n" in
@@ -784,12 +794,6 @@ class Scenario(_Model):
                 "faults: a replay reads a seeded history back, with no load to fault; remove "
                 "[[faults]]"
             )
-        if self.workload.kind == "saga" and (self.faults or self.slo):
-            raise ValueError(
-                f"{'faults' if self.faults else 'slo'}: sagas take the step knobs of "
-                "[workload.saga] (failure, no_reply, compensation_failure, step_latency) for "
-                "now; broker faults and SLOs on sagas are not built yet"
-            )
         if self.workload.kind == "replay" and self.slo:
             raise ValueError("slo: a replay is judged by what it read, not by SLOs; remove [slo]")
         if self.workload.kind == "replay":
@@ -844,11 +848,13 @@ class Scenario(_Model):
             return value
         for key in value:
             kind, _, stat = key.partition(".")
-            if kind not in (*LATENCY_KINDS, *PIPELINE_STAGES) or stat not in SLO_STATS:
+            kinds = (*LATENCY_KINDS, *PIPELINE_STAGES, *SAGA_LATENCY_KINDS)
+            if kind not in kinds or stat not in SLO_STATS:
                 raise ValueError(
                     f"{_shown(key)} is not a latency SLO: use KIND.STAT with KIND in "
                     f"{', '.join(LATENCY_KINDS)} (a pipeline's stages too: "
-                    f"{', '.join(PIPELINE_STAGES)}) and STAT in {', '.join(SLO_STATS)}"
+                    f"{', '.join(PIPELINE_STAGES)}; a saga's: {', '.join(SAGA_LATENCY_KINDS)}) "
+                    f"and STAT in {', '.join(SLO_STATS)}"
                 )
         return value
 
@@ -867,10 +873,13 @@ class Scenario(_Model):
     @model_validator(mode="after")
     def _store_faults_need_a_pipeline(self) -> Scenario:
         for i, fault in enumerate(self.faults):
-            if fault.on == "store" and self.workload.kind != "pipeline":
+            saga_store = self.workload.kind == "saga" and self.workload.saga.store is not None
+            if fault.on == "store" and self.workload.kind != "pipeline" and not saga_store:
                 raise ValueError(
-                    f'faults[{i}].on = "store" acts on a pipeline\'s store, and workload.kind '
-                    f"is {self.workload.kind!r}"
+                    f"faults[{i}].on = \"store\" acts on a pipeline's store or on a saga's "
+                    f"state store (workload.saga.store), and workload.kind is "
+                    f"{self.workload.kind!r}"
+                    + (" with no saga.store" if self.workload.kind == "saga" else "")
                 )
         return self
 
@@ -882,6 +891,14 @@ class Scenario(_Model):
                 raise ValueError(
                     f"slo.{key}: {kind} is a pipeline stage, and workload.kind is "
                     f"{self.workload.kind!r}"
+                )
+            if (kind in SAGA_LATENCY_KINDS) != (self.workload.kind == "saga"):
+                raise ValueError(
+                    f"slo.{key}: {kind} is a saga's latency, and workload.kind is "
+                    f"{self.workload.kind!r}"
+                    if kind in SAGA_LATENCY_KINDS
+                    else f"slo.{key}: a saga point measures {', '.join(SAGA_LATENCY_KINDS)}, "
+                    f"not {kind}"
                 )
         return self
 
@@ -1272,7 +1289,7 @@ def _points(scenario: Scenario, source: str, raw: dict[str, Any] | None) -> Iter
                     store, point.targets[store], source, configs
                 )
                 if point.workload.kind == "saga":
-                    _check_saga_store(store, store_cls, source)
+                    _check_saga_store(point, store, store_cls, driver_cls, source)
                 else:
                     _check_pipeline_point(point, store, store_cls, target, driver_cls, source)
             yield RunPoint(
@@ -1381,13 +1398,32 @@ def pipeline_stores(scenario: Scenario, source: str = "scenario") -> dict[str, s
     return pairs
 
 
-def _check_saga_store(store: str, store_cls: type, source: str) -> None:
+def _check_saga_store(
+    point: Scenario, store: str, store_cls: type, broker_cls: type, source: str
+) -> None:
     if not issubclass(store_cls, SagaStateStore):
         raise ScenarioError(
             source,
             "workload.saga.store",
             f"target {store!r} cannot keep saga state (no SagaStateStore): give a postgres or "
             "memory target",
+        )
+    store_faults = [i for i, f in enumerate(point.faults) if f.on == "store"]
+    if store_faults and getattr(store_cls, "in_process", False):
+        raise ScenarioError(
+            source,
+            f"faults.{store_faults[0]}.on",
+            f"the saga state's target {store!r} runs inside eventbench: a store fault acts on "
+            "a service bench up manages (postgres)",
+        )
+    mixed = store_faults and len(store_faults) < len(point.faults)
+    if mixed and getattr(broker_cls, "in_process", False):
+        raise ScenarioError(
+            source,
+            "faults",
+            "the broker runs inside eventbench and acts out its faults itself; faults on the "
+            "saga state's store and on an in-process broker cannot share a timeline",
+            hint="fault one of them per scenario",
         )
 
 
@@ -1536,6 +1572,7 @@ __all__ = [
     "LATENCY_KINDS",
     "MAX_MATRIX_POINTS",
     "PIPELINE_STAGES",
+    "SAGA_LATENCY_KINDS",
     "RunPoint",
     "Scenario",
     "ScenarioMeta",

@@ -279,6 +279,12 @@ class PointRunner:
             )
             if self.stop_requested():
                 self.status = "interrupted"
+            fault_problems = result.pop("problems", None) or []
+            if fault_problems:
+                # A fault that failed, or a target not brought back (as a stream point's).
+                self.problems.extend(fault_problems)
+                if self.status == "ok":
+                    self.status = "failed"
         except BenchError as exc:
             self.status = "failed"
             self.problems.append(f"{exc.message} ({exc.hint})" if exc.hint else exc.message)

@@ -19,6 +19,11 @@ Choreography (``ChoreographyRun``) is described there. Orchestration (``SagaRun`
   knobs: ``failure`` (it says no), ``no_reply`` (it does the step and its reply is lost),
   ``compensation_failure``; it takes ``step_latency`` first.
 
+Faults (``[[faults]]``, bench/faults/coordinator.py) act on the broker, or on the state's
+store, on the same clock as the sagas' schedule; each fault's row says which sagas it caught
+and how they ended (``_fault_sagas``). A participant that gets a step's compensation before
+its command (a timed-out command still on its way) refuses the command when it comes.
+
 The saga state (STARTED at step n, COMPENSATING step n, COMPLETED, COMPENSATED, FAILED) is
 kept in the orchestrator's memory and, with ``saga.store``, written to that store before the
 command it leads to goes out. Measured: saga latency from the intended start to the final
@@ -51,6 +56,8 @@ from bench.drivers.base import (
     as_stream,
     load_driver,
 )
+from bench.faults.coordinator import CoordinatorFaults
+from bench.faults.figures import ErrorTimes, coordinator_fault_rows
 from bench.metrics.recorder import new_histogram, record_values, stats_us
 from bench.scenario import RunPoint, SagaOptions
 
@@ -59,6 +66,8 @@ COMPLETED, COMPENSATED, FAILED = "COMPLETED", "COMPENSATED", "FAILED"
 FINAL = (COMPLETED, COMPENSATED, FAILED)
 DO, UNDO = "do", "undo"
 SAMPLES_KEPT = 10
+STATE_RETRY_S = 0.1  # between attempts at a saga state write that failed
+SEND_RETRY_S = 0.1  # between attempts at a dead letter's or a choreography event's publish
 
 
 @dataclass
@@ -89,8 +98,12 @@ class Figures:
     retries: Counter[str] = field(default_factory=Counter)  # per step
     timeouts: Counter[str] = field(default_factory=Counter)
     failed_steps: Counter[str] = field(default_factory=Counter)
+    timeout_at: list[int] = field(default_factory=list)  # when each timeout fired (ns)
+    retry_at: list[int] = field(default_factory=list)
     compensation_failed: list[str] = field(default_factory=list)
-    dead_letters_received: int = 0
+    dead_letters_received: int = 0  # distinct sagas' dead letters
+    dead_letter_ids: set[str] = field(default_factory=set)
+    dead_letter_duplicates: int = 0  # the same saga's dead letter again (a resent publish)
 
 
 class Participant:
@@ -109,6 +122,10 @@ class Participant:
         self.done: set[str] = set()  # saga ids whose step ran (and is not undone)
         self.undone: set[str] = set()  # saga ids whose step a compensation undid
         self.ran: set[str] = set()  # every saga id whose step ever ran
+        # Saga ids whose compensation came before the step's command (a timed-out command
+        # still on its way): the command, when it comes, is refused, never run.
+        self.cancelled: set[str] = set()
+        self.refused_late = 0
         self.undo_of_never_ran = 0  # compensations that undid a step that never ran: 0
         self.handled = 0
         self.duplicates = 0
@@ -116,14 +133,20 @@ class Participant:
     def decide(self, saga_id: str, action: str) -> tuple[str, bool]:
         """The outcome of a command seen for the first time, and whether its reply goes."""
         if action == DO:
+            if saga_id in self.cancelled:
+                # Compensated before it came (a late command, after a timeout): running it
+                # now would leave the step done in a compensated saga.
+                self.refused_late += 1
+                return "failed", True
             if self.rng.random() < self.failure:
                 return "failed", True
             self.done.add(saga_id)
             self.ran.add(saga_id)
             return "done", self.rng.random() >= self.no_reply
         if saga_id not in self.done:
-            # Compensating a step that never ran here (a timed-out step that did not run):
-            # nothing to undo.
+            # Compensating a step that has not run here (a timed-out command lost, or still
+            # on its way): nothing to undo, and the command is refused if it comes.
+            self.cancelled.add(saga_id)
             return "nothing_to_undo", True
         if self.rng.random() < self.compensation_failure:
             return "compensation_failed", True
@@ -192,10 +215,16 @@ class SagaRun:
         self._tasks: list[asyncio.Task[None]] = []
         self._sends: set[asyncio.Task[None]] = set()
         self.errors: Counter[str] = Counter()
+        self.error_at: dict[str, list[int]] = {}  # kind -> when each was counted (monotonic ns)
         # saga.store: where each state is persisted before the command it leads to goes out
         # (None: the orchestrator's memory only).
         self.state: Any = None
         self.state_writes = 0
+
+    def count_error(self, kind: str) -> None:
+        """Count an error, and when (the fault rows split the errors at each fault)."""
+        self.errors[kind] += 1
+        self.error_at.setdefault(kind, []).append(time.monotonic_ns())
 
     def _topology(self, suffix: str) -> Topology:
         """One of the point's topics: one producer and one consumer group."""
@@ -237,18 +266,18 @@ class SagaRun:
             try:
                 await asyncio.wait_for(consumer.stop(), 10)
             except Exception as exc:
-                self.errors[f"consumer_stop:{type(exc).__name__}"] += 1
+                self.count_error(f"consumer_stop:{type(exc).__name__}")
         for producer in [*self.command_producers, self.reply_producer, self.dlq_producer]:
             if producer is not None:
                 try:
                     await asyncio.wait_for(producer.close(), 10)
                 except Exception as exc:
-                    self.errors[f"producer_close:{type(exc).__name__}"] += 1
+                    self.count_error(f"producer_close:{type(exc).__name__}")
         for topology in self.topics if cleanup else []:
             try:
                 await asyncio.wait_for(self.stream.cleanup(topology), 30)
             except Exception as exc:
-                self.errors[f"cleanup:{type(exc).__name__}"] += 1
+                self.count_error(f"cleanup:{type(exc).__name__}")
 
     # ------------------------------------------------------------------ messages
     def _message(
@@ -273,11 +302,15 @@ class SagaRun:
         producer: Producer | None,
         msg: Message | None,
         persist: tuple[Saga, str, int] | None = None,
+        until_sent: bool = False,
     ) -> None:
         """Publish without holding up the caller, after persisting ``persist`` (saga, status,
         step) where ``saga.store`` keeps the state: the state is stored before the command it
-        leads to goes out. A failed write or publish is counted (its saga then times out, and
-        is retried). A final state's write sets when the saga ended."""
+        leads to goes out. A failed write or publish is counted as an error. A command or a
+        reply is then retried by its saga's timeout; a message that nothing would retry
+        (``until_sent``: a dead letter, a choreography's event) is published again every
+        SEND_RETRY_S, for up to ``saga.stuck_after``, as a service that acknowledges its input
+        only once its output is out would. A final state's write sets when the saga ended."""
         if msg is not None:
             self.figures.messages += 1
         if self.state is None and msg is None:
@@ -286,23 +319,43 @@ class SagaRun:
         async def send() -> None:
             if persist is not None and self.state is not None:
                 saga, status, step = persist
-                try:
-                    await self.state.save_saga_state(saga.saga_id, status, step)
-                    self.state_writes += 1
-                except Exception as exc:
-                    self.errors[f"state:{type(exc).__name__}"] += 1
+                stored = await self._persist(saga, status, step)
                 if status in FINAL:
                     saga.final_ns = time.monotonic_ns()
+                elif not stored:
+                    return  # no command without its state: the saga's timer retries it
             if msg is not None:
                 assert producer is not None
-                try:
-                    await producer.send(msg)
-                except Exception as exc:
-                    self.errors[f"send:{type(exc).__name__}"] += 1
+                deadline = time.monotonic() + (self.options.stuck_after if until_sent else 0.0)
+                while True:
+                    try:
+                        await producer.send(msg)
+                        return
+                    except Exception as exc:
+                        self.count_error(f"send:{type(exc).__name__}")
+                        if time.monotonic() >= deadline:
+                            return
+                        await asyncio.sleep(SEND_RETRY_S)
 
         task = asyncio.get_running_loop().create_task(send())
         self._sends.add(task)
         task.add_done_callback(self._sends.discard)
+
+    async def _persist(self, saga: Saga, status: str, step: int) -> bool:
+        """Write a saga's state, retrying a failed write (the store restarting, say) every
+        STATE_RETRY_S for up to ``saga.timeout``; whether it was written. Every failed attempt
+        is an error."""
+        deadline = time.monotonic() + self.options.timeout
+        while True:
+            try:
+                await self.state.save_saga_state(saga.saga_id, status, step)
+                self.state_writes += 1
+                return True
+            except Exception as exc:
+                self.count_error(f"state:{type(exc).__name__}")
+                if time.monotonic() >= deadline:
+                    return False
+                await asyncio.sleep(STATE_RETRY_S)
 
     async def settle(self) -> None:
         """Wait for the state writes and publishes still in flight."""
@@ -342,11 +395,15 @@ class SagaRun:
         step = int(step_text)
         name = self.options.steps[step]
         self.figures.timeouts[name] += 1
+        now = time.monotonic_ns()
+        self.figures.timeout_at.append(now)
         if saga.attempts < self.options.retries:
             saga.attempts += 1
             self.figures.retries[name] += 1
+            self.figures.retry_at.append(now)
             msg = self._message(0, saga, name, command_id, {"step": step, "action": action})
-            self._send(self.command_producers[step], msg)
+            # Persisted again: the first write may be the one that failed.
+            self._send(self.command_producers[step], msg, (saga, saga.status, step))
             self._arm_timer(saga, command_id)
             return
         saga.attempts = 0
@@ -365,7 +422,7 @@ class SagaRun:
             try:
                 self._on_reply(msg)
             except Exception as exc:  # a harness bug: counted, the saga then shows stuck
-                self.errors[f"orchestrator:{type(exc).__name__}"] += 1
+                self.count_error(f"orchestrator:{type(exc).__name__}")
 
     def _on_reply(self, msg: Message) -> None:
         saga = self.sagas.get(msg.key)
@@ -439,10 +496,17 @@ class SagaRun:
         self.open -= 1
         self.figures.final[status] += 1
         producer, msg = then if then is not None else (None, None)
-        self._send(producer, msg, (saga, status, saga.step))
+        self._send(producer, msg, (saga, status, saga.step), until_sent=True)
 
     def _on_dead_letter(self, msg: Message) -> None:
-        self.figures.dead_letters_received += 1
+        """The dead-letter queue's reader: one entry per saga (a dead letter published again
+        after a failed publish that had reached the broker is a duplicate, counted apart)."""
+        figures = self.figures
+        if msg.key in figures.dead_letter_ids:
+            figures.dead_letter_duplicates += 1
+            return
+        figures.dead_letter_ids.add(msg.key)
+        figures.dead_letters_received += 1
 
     # ------------------------------------------------------------------ participants
     async def _participant(self, k: int) -> None:
@@ -453,7 +517,7 @@ class SagaRun:
             try:
                 await self._handle_command(participant, msg)
             except Exception as exc:
-                self.errors[f"participant:{type(exc).__name__}"] += 1
+                self.count_error(f"participant:{type(exc).__name__}")
 
     async def _handle_command(self, participant: Participant, msg: Message) -> None:
         body = json.loads(msg.value)
@@ -559,7 +623,7 @@ class ChoreographyRun(SagaRun):
     ) -> None:
         event_id = f"{saga.saga_id}:{step}:{what}"
         msg = self._message(0, saga, f"{self.options.steps[step]}.{what}", event_id, body)
-        self._send(producer, msg)
+        self._send(producer, msg, until_sent=True)
 
     def start_saga(self, index: int, intended_ns: int) -> None:
         saga = Saga(f"saga-{index:09d}", intended_ns)
@@ -583,7 +647,7 @@ class ChoreographyRun(SagaRun):
             try:
                 await self._handle_event(participant, msg)
             except Exception as exc:
-                self.errors[f"participant:{type(exc).__name__}"] += 1
+                self.count_error(f"participant:{type(exc).__name__}")
 
     async def _handle_event(self, participant: Participant, msg: Message) -> None:
         body = json.loads(msg.value)
@@ -642,7 +706,7 @@ class ChoreographyRun(SagaRun):
     def _dead_letter_event(self, saga: Saga, step: int) -> None:
         body = {"saga": saga.saga_id, "step": step, "reason": "compensation failed"}
         msg = self._message(2, saga, "SagaDeadLettered", f"{saga.saga_id}:dlq", body)
-        self._send(self.dlq_producer, msg)
+        self._send(self.dlq_producer, msg, until_sent=True)
         self._event(self.outcome_producer, saga, step, FAILED, {"final": FAILED})
 
     async def _outcomes(self) -> None:
@@ -664,7 +728,7 @@ class ChoreographyRun(SagaRun):
                     self.figures.compensation_ns.append(now - saga.compensating_ns)
                 self._final(saga, final, now)
             except Exception as exc:
-                self.errors[f"outcome:{type(exc).__name__}"] += 1
+                self.count_error(f"outcome:{type(exc).__name__}")
 
 
 async def _state_matches(state: Any, run: SagaRun, stuck: list[Saga]) -> list[str]:
@@ -699,21 +763,72 @@ def _stats(values: list[int]) -> dict[str, Any]:
     return stats_us(hist).as_dict()
 
 
+def _fault_sagas(
+    rows: list[dict[str, Any]], sagas: list[Saga], figures: Figures, t0_ns: int
+) -> set[str]:
+    """Add to each fault row the sagas it caught (``sagas``): those in flight at any moment
+    from the fault's start until its target answered again, their final states, the stuck
+    among them, their latency, and the step timeouts and retries in the fault's span. The
+    ids of every saga some fault caught are returned."""
+    caught_ids: set[str] = set()
+    timeouts = np.sort(np.asarray(figures.timeout_at, dtype=np.int64))
+    retries = np.sort(np.asarray(figures.retry_at, dtype=np.int64))
+    for i, row in enumerate(rows):
+        if row.get("started_at_s") is None:
+            row["sagas"] = None
+            continue
+        start = t0_ns + int(row["started_at_s"] * 1e9)
+        back_s = row.get("answering_at_s") or row.get("restored_at_s") or row["started_at_s"]
+        back = t0_ns + int(back_s * 1e9)
+        later = [r.get("started_at_s") for r in rows[i + 1 :] if r.get("started_at_s")]
+        span_end = t0_ns + int(later[0] * 1e9) if later else None
+        caught = [
+            s
+            for s in sagas
+            if s.intended_ns <= back and (s.status not in FINAL or s.final_ns >= start)
+        ]
+        caught_ids.update(s.saga_id for s in caught)
+        finals = Counter(s.status for s in caught if s.status in FINAL)
+        hi = len(timeouts) if span_end is None else int(np.searchsorted(timeouts, span_end))
+        hi_r = len(retries) if span_end is None else int(np.searchsorted(retries, span_end))
+        row["sagas"] = {
+            "caught": len(caught),
+            "final": {status: finals.get(status, 0) for status in FINAL},
+            "stuck": sum(1 for s in caught if s.status not in FINAL),
+            "latency_us": _stats([s.final_ns - s.intended_ns for s in caught if s.status in FINAL]),
+            "timeouts": hi - int(np.searchsorted(timeouts, start)),
+            "retries": hi_r - int(np.searchsorted(retries, start)),
+        }
+    return caught_ids
+
+
 async def run_saga(point: RunPoint, name: str, stop: Any, count_error: Any) -> dict[str, Any]:
-    """Run a saga point: start sagas on the schedule for the warm-up and duration, wait for
-    the open ones (``stuck_after``), check and measure."""
+    """Run a saga point: start sagas on the schedule for the warm-up and duration, with the
+    scenario's faults on the same clock, wait for the open ones (``stuck_after``), check and
+    measure."""
     options = point.workload.saga
     meta = point.scenario.scenario
+    faults = CoordinatorFaults(point)  # before connecting: refuses what cannot be faulted
+    client_error_at: dict[str, list[int]] = {}
+
+    def client_error(kind: str) -> None:
+        count_error(kind)
+        client_error_at.setdefault(kind, []).append(time.monotonic_ns())
+
     driver_cls = load_driver(point.driver)
-    driver = driver_cls(point.driver_config, DriverContext(count_error=count_error))
+    driver = driver_cls(point.driver_config, DriverContext(count_error=client_error))
     await asyncio.wait_for(driver.connect(), point.driver_config.connect_timeout + 5)
     run: SagaRun | None = None
     state: Any = None
+    result: dict[str, Any] = {}
+    start_ns = 0
+    measured_from = 0
+    problems: list[str] = []
     try:
         if point.store_config is not None and point.store_driver is not None:
             # saga.store: the state's own target (validated a SagaStateStore).
             state = load_driver(point.store_driver)(
-                point.store_config, DriverContext(count_error=count_error)
+                point.store_config, DriverContext(count_error=client_error)
             )
             await asyncio.wait_for(state.connect(), point.store_config.connect_timeout + 5)
             await state.prepare_saga_state(name)
@@ -727,8 +842,9 @@ async def run_saga(point: RunPoint, name: str, stop: Any, count_error: Any) -> d
         start_ns = time.monotonic_ns() + 50_000_000
         window_start = start_ns + int(meta.warmup * 1e9)
         window_end = window_start + int(meta.duration * 1e9)
+        if faults:
+            faults.start(start_ns, driver)
         index = 0
-        measured_from = 0
         while not stop():
             intended = start_ns + index * gap_ns
             if intended >= window_end:
@@ -740,6 +856,9 @@ async def run_saga(point: RunPoint, name: str, stop: Any, count_error: Any) -> d
                 measured_from = index + 1
             run.start_saga(index, intended)
             index += 1
+        if faults:
+            await faults.wait()  # a fault that outlasts the load ends before the wait begins
+            problems += await faults.stop()
         deadline = time.monotonic() + options.stuck_after
         while run.open and time.monotonic() < deadline and not stop():
             await asyncio.sleep(0.02)
@@ -775,6 +894,7 @@ async def run_saga(point: RunPoint, name: str, stop: Any, count_error: Any) -> d
             ],
             "dead_lettered": len(figures.compensation_failed),
             "dead_letters_received": figures.dead_letters_received,
+            "dead_letter_duplicates": figures.dead_letter_duplicates,
             "compensations_per_compensated_saga": {
                 str(n): c for n, c in sorted(compensations.items())
             },
@@ -790,7 +910,12 @@ async def run_saga(point: RunPoint, name: str, stop: Any, count_error: Any) -> d
                 figures.messages / ((finished - start_ns) / 1e9) if finished > start_ns else 0.0
             ),
             "participants": [
-                {"step": p.name, "handled": p.handled, "duplicates": p.duplicates}
+                {
+                    "step": p.name,
+                    "handled": p.handled,
+                    "duplicates": p.duplicates,
+                    "refused_late": p.refused_late,
+                }
                 for p in run.participants
             ],
             "invariants": {"ok": not violations and not stuck, "violations": violations},
@@ -800,7 +925,6 @@ async def run_saga(point: RunPoint, name: str, stop: Any, count_error: Any) -> d
                 "compensation": _stats(figures.compensation_ns),
                 **{f"step_{name}": _stats(values) for name, values in figures.step_ns.items()},
             },
-            "errors": dict(run.errors),
             # Where the state was persisted, and how many writes (None: memory only).
             "state": (
                 {
@@ -813,8 +937,9 @@ async def run_saga(point: RunPoint, name: str, stop: Any, count_error: Any) -> d
             ),
             "target_info": described,
         }
-        return result
     finally:
+        # Whatever a fault took down comes back before anything is closed or cleaned up.
+        problems += await faults.stop()
         if run is not None:
             await run.close(cleanup=meta.cleanup)
         await asyncio.wait_for(driver.close(), 10)
@@ -823,3 +948,32 @@ async def run_saga(point: RunPoint, name: str, stop: Any, count_error: Any) -> d
                 with contextlib.suppress(Exception):
                     await state.drop_saga_state()
             await asyncio.wait_for(state.close(), 10)
+    # After closing: the errors of the shutdown belong to the last fault's row, and the rows'
+    # errors add up to the point's.
+    assert run is not None
+    result["errors"] = dict(run.errors)
+    result["problems"] = problems
+    if faults:
+        error_at = {k: np.asarray(v, dtype=np.int64) for k, v in client_error_at.items()}
+        for kind, times in run.error_at.items():
+            error_at[kind] = np.concatenate([error_at.get(kind, np.zeros(0, np.int64)), times])
+        sagas = list(run.sagas.values())
+        rows = coordinator_fault_rows(
+            faults.events(),
+            start_ns,
+            np.asarray([s.final_ns for s in sagas if s.status in FINAL], dtype=np.int64),
+            ErrorTimes.of_kinds(error_at),
+            float(point.workload.rate),
+            meta.warmup + meta.duration,
+        )
+        caught = _fault_sagas(rows, sagas, run.figures, start_ns)
+        result["faults"] = rows
+        # The measured sagas no fault caught: the latency the faults' rows compare with.
+        result["latency_us"]["saga_outside_faults"] = _stats(
+            [
+                s.final_ns - s.intended_ns
+                for s in sagas[measured_from:]
+                if s.status in FINAL and s.saga_id not in caught
+            ]
+        )
+    return result

@@ -340,6 +340,12 @@ def _coordinator_summary(
     errors = {**run.errors}
     for name, count in (section.pop("errors", None) or {}).items():
         errors[name] = errors.get(name, 0) + count
+    faults = section.pop("faults", None) or []
+    # The SLOs on the point's own latency kinds (validated: a saga's, for sagas).
+    slo = {
+        key: verdict_mod.slo_entry(key, threshold_us, latency)
+        for key, threshold_us in slo_thresholds(point.scenario).items()
+    }
     summary = {
         "schema_version": SCHEMA_VERSION,
         "run_id": run.run_id,
@@ -363,7 +369,8 @@ def _coordinator_summary(
             "rate": None,
             "max_rate": point.scenario.verdict.max_error_rate,
         },
-        "faults": [],
+        "slo": slo,
+        "faults": faults,
         "kind": kind,
         kind: section if run.result is not None else None,
         "target_info": described,

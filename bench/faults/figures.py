@@ -431,3 +431,44 @@ def summarize(
         load_s,
         segments,
     )
+
+
+def coordinator_fault_rows(
+    events: list[dict[str, Any]],
+    t0_ns: int,
+    final_ns: np.ndarray,
+    errors: ErrorTimes,
+    rate_per_s: float,
+    load_s: float,
+    bucket_ns: int = 10_000_000,
+) -> list[dict[str, Any]]:
+    """The ``faults`` rows of a point run in the coordinator (sagas), from what its faults did
+    (``events``), when each unit of work reached its final state (``final_ns``: a saga's
+    COMPLETED, COMPENSATED or FAILED) and every counted error.
+
+    The figures are :func:`fault_figures`' with the finals standing for acknowledgements:
+    ``final_outage_s`` is the longest stretch from the fault's start (to the next fault, or the
+    end of the load) in which no saga reached a final state, and ``recovery_s`` the time until
+    finals came at ``RECOVERED_FRACTION`` of the start rate again. There is no delivery audit
+    and no consumer outage: a saga's own invariants judge it."""
+    ends = np.asarray(final_ns, dtype=np.int64)
+    ends = ends[ends >= t0_ns]
+    end_buckets = round(load_s * 1e9 / bucket_ns)
+    if ends.size:
+        end_buckets = max(end_buckets, int((ends.max() - t0_ns) // bucket_ns) + 1)
+    finals = np.bincount((ends - t0_ns) // bucket_ns, minlength=end_buckets).astype(np.int64)
+    rows = fault_figures(
+        events,
+        t0_ns,
+        bucket_ns,
+        finals,
+        np.zeros(0, dtype=np.int64),
+        errors,
+        rate_per_s,
+        load_s,
+        None,
+    )
+    for row in rows:
+        row["final_outage_s"] = row["producer_outage_s"]
+        row["producer_outage_s"] = None  # nothing here is a producer's acknowledgement
+    return rows

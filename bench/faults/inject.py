@@ -99,6 +99,10 @@ class FaultInjector:
     def start(self) -> None:
         self._thread.start()
 
+    def running(self) -> bool:
+        """Whether a fault is still due or a target still down (the thread is acting)."""
+        return self._thread.is_alive()
+
     def stop(self, timeout_s: float = 120.0) -> list[str]:
         """Stop acting and bring back whatever is down; the problems, if any, as lines.
 

@@ -250,8 +250,15 @@ def point_faults(point: Point) -> list[Fault]:
     return faults_of(point.summary, str(point.dir / SUMMARY))
 
 
+def _own_table(summary: dict[str, Any]) -> bool:
+    """A saga point's faults have a table of their own (``bench.report.saga``): what each did
+    to the sagas, not to producers and consumers."""
+    return summary.get("kind") == "saga"
+
+
 def has_faults(points: Iterable[Point]) -> bool:
-    return any(point_faults(p) for p in points)
+    """Whether the Faults table has rows (a saga point's faults are in the saga section)."""
+    return any(point_faults(p) for p in points if not _own_table(p.summary))
 
 
 # --------------------------------------------------------------------------- tables
@@ -323,7 +330,12 @@ def faults_frame(points: Iterable[Point]) -> pd.DataFrame:
     run injected none."""
     import pandas as pd
 
-    rows = [row for p in points for row in point_rows(p.label, point_faults(p))]
+    rows = [
+        row
+        for p in points
+        if not _own_table(p.summary)
+        for row in point_rows(p.label, point_faults(p))
+    ]
     return pd.DataFrame(rows, columns=list(FAULT_COLUMNS))
 
 
@@ -332,6 +344,7 @@ def fault_rows(summaries: Iterable[dict[str, Any]]) -> list[dict[str, str]]:
     return [
         row
         for s in summaries
+        if not _own_table(s)
         for row in point_rows(point_label(s), faults_of(s, f"{s.get('dir', '?')}/{SUMMARY}"))
     ]
 

@@ -231,6 +231,13 @@ def render_report(run: Run, plots: Iterable[Plot]) -> str:
             f"<p>{html.escape(saga.CAPTION)}</p>",
             frame_table(saga.saga_frame(run.points), "sagas"),
         ]
+        saga_faults = saga.saga_faults_frame(run.points)
+        if not saga_faults.empty:
+            parts += [
+                "<h3>Faults on the saga timeline</h3>",
+                f"<p>{html.escape(saga.FAULTS_CAPTION)}</p>",
+                frame_table(saga_faults, "saga-faults"),
+            ]
         for plot in plots:
             if plot.name in saga.SECTION_PLOTS:
                 parts += [f"<p>{html.escape(plot.caption)}</p>", image(plot)]

@@ -141,6 +141,10 @@ def render_report(run: Run, plots: Iterable[Plot], image_dir: str) -> str:
                 out.append(f"{plot.caption}\n\n![{plot.title}]({image_dir}/{plot.name}.png)\n")
     if saga.saga_points(run.points):
         out += ["## Sagas\n", f"{saga.CAPTION}\n", table(saga.saga_frame(run.points))]
+        saga_faults = saga.saga_faults_frame(run.points)
+        if not saga_faults.empty:
+            out += ["### Faults on the saga timeline\n", f"{saga.FAULTS_CAPTION}\n"]
+            out.append(table(saga_faults))
         for plot in plots:
             if plot.name in saga.SECTION_PLOTS:
                 out.append(f"{plot.caption}\n\n![{plot.title}]({image_dir}/{plot.name}.png)\n")

@@ -79,6 +79,104 @@ def saga_frame(points: Iterable[Point]) -> pd.DataFrame:
     return pd.DataFrame([saga_row(p.summary, p.label) for p in saga_points(points)])
 
 
+# --------------------------------------------------------------------------- faults
+
+FAULTS_CAPTION = (
+    "Each scheduled fault on the saga timeline. Sagas caught: those in flight at any moment "
+    "from the fault's start until its target answered again (or intended in that time); their "
+    "final states, the stuck among them, and their p99 next to the p99 of the measured sagas "
+    "no fault caught. Timeouts and retries are the step commands' in the fault's span (to the "
+    "next fault, or the end). No final for: the longest stretch from the fault's start in "
+    "which no saga reached a final state; recovery: until sagas reached their final states at "
+    "90% of the start rate again. Errors: every error counted in the fault's span (those "
+    "before the first fault on a 'no fault' row)."
+)
+FAULT_COLUMNS = (
+    "point",
+    "fault",
+    "status",
+    "sagas caught",
+    "completed",
+    "compensated",
+    "failed (DLQ)",
+    "stuck",
+    "caught p99",
+    "outside p99",
+    "timeouts",
+    "retries",
+    "no final for",
+    "recovery",
+    "errors",
+    "detail",
+)
+
+
+def saga_fault_rows(summary: dict[str, Any], label: str, source: str) -> list[dict[str, str]]:
+    """One saga point's faults, formatted (the report's and the terminal's rows), with a "no
+    fault" row first when errors came before the first fault."""
+    from bench.report.faults import DONE, NOT_RECOVERED, faults_of
+
+    raws = summary.get("faults") or []
+    parsed = faults_of(summary, source)
+    outside = _lat(summary, "saga_outside_faults", "p99")
+    rows = []
+    before = parsed[0].errors_before if parsed else None
+    if before:
+        rows.append(
+            {name: "-" for name in FAULT_COLUMNS}
+            | {"point": label, "fault": "no fault", "errors": format_count(before)}
+        )
+    for fault, raw in zip(parsed, raws, strict=True):
+        sagas = raw.get("sagas") or {}
+        final = sagas.get("final") or {}
+
+        def count(value: Any) -> str:
+            return "-" if value is None else format_count(int(value))
+
+        def duration(value: Any) -> str:
+            return "-" if value is None else format_latency_us(float(value) * 1e6)
+
+        recovery = duration(fault.recovery_s)
+        if fault.recovery_s is None and fault.status == DONE:
+            recovery = NOT_RECOVERED
+        caught_p99 = (sagas.get("latency_us") or {}).get("p99")
+        rows.append(
+            {
+                "point": label,
+                "fault": fault.describe(),
+                "status": fault.status,
+                "sagas caught": count(sagas.get("caught")),
+                "completed": count(final.get("COMPLETED") if sagas else None),
+                "compensated": count(final.get("COMPENSATED") if sagas else None),
+                "failed (DLQ)": count(final.get("FAILED") if sagas else None),
+                "stuck": count(sagas.get("stuck")),
+                "caught p99": format_latency_us(caught_p99),
+                "outside p99": outside,
+                "timeouts": count(sagas.get("timeouts")),
+                "retries": count(sagas.get("retries")),
+                "no final for": duration(raw.get("final_outage_s")),
+                "recovery": recovery,
+                "errors": count(fault.errors),
+                "detail": fault.detail or "-",
+            }
+        )
+    return rows
+
+
+def saga_faults_frame(points: Iterable[Point]) -> pd.DataFrame:
+    """The saga faults table of a report; empty when no saga point had a fault."""
+    import pandas as pd
+
+    from bench.store import SUMMARY
+
+    rows = [
+        row
+        for p in saga_points(points)
+        for row in saga_fault_rows(p.summary, p.label, str(p.dir / SUMMARY))
+    ]
+    return pd.DataFrame(rows, columns=list(FAULT_COLUMNS))
+
+
 # --------------------------------------------------------------------------- plots
 
 LATENCY_PLOT = "saga-latency-vs-failure"

@@ -220,6 +220,33 @@ def saga_table(summaries: list[dict[str, Any]], title: str | None = None) -> Tab
     return table
 
 
+def saga_faults_table(summaries: list[dict[str, Any]], title: str | None = None) -> Table:
+    """The faults on saga points' timelines (``bench.report.saga.saga_fault_rows``): the
+    sagas each caught and how they ended."""
+    from bench.report.saga import FAULT_COLUMNS, saga_fault_rows
+
+    table = Table(title=title, header_style="bold")
+    for name in FAULT_COLUMNS:
+        text = name in ("point", "fault", "status", "detail")
+        table.add_column(name, justify="left" if text else "right")
+    for s in summaries:
+        label = str(s.get("label") or s.get("target") or "?")
+        for row in saga_fault_rows(s, label, f"{s.get('dir', '?')}/summary.json"):
+            cells = {name: escape(value) for name, value in row.items()}
+            if cells["status"] == faults.FAILED:
+                cells["status"] = f"[red]{cells['status']}[/]"
+            elif cells["status"] == faults.NOT_REACHED:
+                cells["status"] = f"[yellow]{cells['status']}[/]"
+            elif cells["status"] == faults.DONE:
+                cells["status"] = f"[green]{cells['status']}[/]"
+            if cells["stuck"] not in ("-", "0"):
+                cells["stuck"] = f"[red]{cells['stuck']}[/]"
+            if cells["recovery"] == faults.NOT_RECOVERED:
+                cells["recovery"] = f"[red]{faults.NOT_RECOVERED}[/]"
+            table.add_row(*(cells[name] for name in FAULT_COLUMNS))
+    return table
+
+
 def replay_table(summaries: list[dict[str, Any]], title: str | None = None) -> Table:
     """Replay points (issue 18's schema evolution and snapshots): the report's rows
     (``bench.report.replay``: a replay's, or a load measurement's), the verdict with its

@@ -20,8 +20,10 @@ import psutil
 import pytest
 
 from bench import infra
+from bench.engine.runner import PointRunner
 from bench.errors import InfraError
 from bench.report.faults import FAULT_COLUMNS
+from bench.scenario import expand, scenario_from_dict
 from tests.cli_support import run_bench
 from tests.faults_support import assert_fault_errors_agree
 from tests.integration.server_support import free_port
@@ -256,3 +258,34 @@ def test_sends_a_paused_broker_never_acknowledges_fail_at_send_timeout(tmp_path,
     assert summary["latency_us"]["response"]["max"] >= 1_000_000
     # And nothing failed is shown as delivered-and-acknowledged success.
     assert summary["audit"]["acked"] + summary["audit"]["failed"] == summary["audit"]["sent"]
+
+
+def test_a_paused_nats_holds_the_sagas_it_catches_and_every_one_ends(tmp_path, private):
+    # Issue 19: faults on the saga timeline. A private NATS is paused for 1 s under 100
+    # sagas/s: the commands and replies in flight wait, time out (600 ms) and are retried with
+    # the same command id; the participants run each step once; every saga ends.
+    url = private("nats")
+    raw = {
+        "scenario": {"name": "saga-pause", "duration": "2500ms", "warmup": "500ms"},
+        "workload": {
+            "kind": "saga",
+            "rate": 100,
+            "saga": {"timeout": "600ms", "retries": 2, "stuck_after": "10s"},
+        },
+        "targets": {"t": {"driver": "nats", "servers": [url]}},
+        "faults": [{"at": "1s", "action": "pause", "down_for": "1s"}],
+    }
+    point = expand(scenario_from_dict(raw, "saga.toml"))[0]
+    summary = PointRunner(point, "saga", tmp_path, stop_requested=lambda: False).run()
+    assert summary["status"] == "ok", summary["problems"]
+    saga = summary["saga"]
+    (fault,) = summary["faults"]
+    assert fault["status"] == "done" and "SIGCONT" in fault["detail"], fault
+    caught = fault["sagas"]
+    assert caught["caught"] >= 50 and caught["stuck"] == 0 and saga["stuck"] == 0, caught
+    assert sum(caught["final"].values()) == caught["caught"]
+    assert caught["latency_us"]["p99"] >= 500_000  # they waited the pause out
+    assert saga["invariants"] == {"ok": True, "violations": []}
+    assert fault["recovery_s"] is not None
+    assert fault["errors"] + fault["errors_before"] == summary["errors"]["total"]
+    assert infra.status("nats").running
