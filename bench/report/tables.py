@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from bench.errors import ResultsError
 from bench.redaction import redact
 from bench.report import pipeline as pipeline_words
-from bench.scenario import LATENCY_KINDS
+from bench.scenario import LATENCY_KINDS, SAGA_LATENCY_KINDS
 from bench.scenario import PIPELINE_STAGES as STAGES
 from bench.store import (
     CUT_OFF,
@@ -52,7 +52,9 @@ ALL_LATENCY_KINDS = (
     *LATENCY_KINDS,
     *(k for k in STAGES if k not in LATENCY_KINDS),
     "load",
-    "saga",
+    *SAGA_LATENCY_KINDS,
+    # The sagas no fault caught (a saga point with faults): the baseline of its fault rows.
+    "saga_outside_faults",
 )
 STAT_LABELS = {"p50": "p50", "p90": "p90", "p99": "p99", "p999": "p99.9", "max": "max"}
 
@@ -192,6 +194,13 @@ def _build_registry() -> dict[str, Metric]:
             _path_getter("throughput", "sagas_per_s"),
         ),
         Metric("saga.stuck", "stuck sagas", "count", False, _path_getter("saga", "stuck")),
+        Metric(
+            "saga.dead_lettered",
+            "dead-lettered sagas",
+            "count",
+            False,
+            _path_getter("saga", "dead_lettered"),
+        ),
         # A replay (engine/replay.py): how fast it read, what it left unread, and its checks.
         Metric(
             "replay.events_per_s",
@@ -305,7 +314,11 @@ COMPARE_METRICS = (
     "throughput.sagas_per_s",
     "saga.p50",
     "saga.p99",
+    "saga_completed.p99",
+    "saga_compensated.p99",
+    "compensation.p99",
     "saga.stuck",
+    "saga.dead_lettered",
     "replay.events_per_s",
     "replay.unread",
     "replay.checks_failed",
