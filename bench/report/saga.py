@@ -196,36 +196,67 @@ def failure_rate(summary: dict[str, Any]) -> float:
     return float(sum(float(v) for v in failure.values()))
 
 
+FAILURE_PARAM = "workload.saga.failure"
+
+
+def _curve_name(point: Point) -> str:
+    """A latency curve's name: the target and every swept parameter other than the failure
+    knobs and the mode (points differing in anything else are never joined by a line)."""
+    others = " ".join(
+        f"{key.split('.')[-1]}={value}"
+        for key, value in sorted(point.params.items())
+        if not key.startswith(FAILURE_PARAM) and key != "workload.saga.mode"
+    )
+    return f"{point.target} {others}".strip()
+
+
 def latency_vs_failure_plot(points: Iterable[Point]) -> Any:
-    """Saga latency p50 (dashed) and p99 (solid) against the failure rate, one line per target,
-    when the run swept it (two rates or more on a target)."""
+    """Saga latency p50 (dashed) and p99 (solid) against the failure rate: a panel per saga
+    mode, one curve per target (and per any other swept parameter), when the run swept the
+    rate (two rates or more on a curve). The swept rates sit evenly spaced (0%, 1%, 10%)."""
     from matplotlib.figure import Figure
 
     from bench.report.plots import Plot, figure_png, p50_p99_lines
 
-    groups: dict[str, list[tuple[float, dict[str, Any]]]] = {}
+    panels: dict[str, dict[str, list[tuple[float, dict[str, Any]]]]] = {}
     for p in saga_points(points):
         stats = (p.summary.get("latency_us") or {}).get("saga") or {}
         if stats.get("count"):
-            groups.setdefault(p.target, []).append((failure_rate(p.summary), stats))
-    if not any(len({rate for rate, _ in rows}) >= 2 for rows in groups.values()):
+            mode = str((p.summary.get("saga") or {}).get("mode") or "?")
+            curves = panels.setdefault(mode, {})
+            curves.setdefault(_curve_name(p), []).append((failure_rate(p.summary), stats))
+    swept = {
+        mode: curves
+        for mode, curves in panels.items()
+        if any(len({rate for rate, _ in rows}) >= 2 for rows in curves.values())
+    }
+    if not swept:
         return None
-    fig = Figure(figsize=(9, 4.8))
-    ax = fig.add_subplot()
-    for target, rows in sorted(groups.items()):
-        rows.sort(key=lambda row: row[0])
-        p50_p99_lines(ax, target, [100 * rate for rate, _ in rows], [s for _, s in rows])
-    ax.set_yscale("log")
-    ax.set_xlabel("step failure probability (%)")
-    ax.set_ylabel("saga latency (ms, log)")
-    ax.set_title("Saga latency (intended start -> final state) against the failure rate")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8, ncol=2)
+    rates = sorted(
+        {rate for curves in swept.values() for rows in curves.values() for rate, _ in rows}
+    )
+    position = {rate: i for i, rate in enumerate(rates)}
+    fig = Figure(figsize=(9 if len(swept) == 1 else 12, 6.4), layout="constrained")
+    axes = fig.subplots(1, len(swept), sharey=True, squeeze=False)[0]
+    for ax, (mode, curves) in zip(axes, sorted(swept.items()), strict=True):
+        for name, rows in sorted(curves.items()):
+            rows.sort(key=lambda row: row[0])
+            p50_p99_lines(ax, name, [position[rate] for rate, _ in rows], [s for _, s in rows])
+        ax.set_xticks(range(len(rates)), [f"{100 * rate:g}%" for rate in rates])
+        ax.set_xlabel("step failure probability")
+        ax.set_title(mode)
+        ax.set_yscale("log")
+        ax.grid(True, which="both", alpha=0.3)
+        # Below the panel: over it, the legend hid the curves it names.
+        ax.legend(fontsize=8, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.14))
+    axes[0].set_ylabel("saga latency (ms, log)")
+    fig.suptitle("Saga latency (intended start -> final state) against the failure rate")
     return Plot(
         LATENCY_PLOT,
         "Saga latency against the failure rate",
         "p99 (solid) and p50 (dashed) saga latency of the sagas intended in the measurement "
-        "window, per broker, at each swept failure probability.",
+        "window, a panel per saga mode and a curve per broker, at each swept failure "
+        "probability (evenly spaced, not to scale).",
         figure_png(fig),
         {
             p.label: int(((p.summary.get("latency_us") or {}).get("saga") or {}).get("count") or 0)
