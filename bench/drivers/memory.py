@@ -376,7 +376,8 @@ class MemoryDriver:
         # A replay's snapshots (aggregate -> version, state) and archive (HistoryStore).
         self._snapshots: dict[str, tuple[int, dict[str, Any]]] = {}
         self._archive: dict[str, list[StoredEvent]] = {}
-        self._saga_state: dict[str, tuple[str, int]] = {}  # saga id -> (status, step)
+        # saga id -> (status, step, version)
+        self._saga_state: dict[str, tuple[str, int, int]] = {}
         # The transactional outbox (``use_outbox``): position -> entry, in commit order.
         self._outbox_on = False
         self._outbox: dict[int, OutboxEntry] = {}
@@ -657,11 +658,13 @@ class MemoryDriver:
     async def prepare_saga_state(self, namespace: str) -> None:
         self._saga_state.clear()
 
-    async def save_saga_state(self, saga_id: str, status: str, step: int) -> None:
-        self._saga_state[saga_id] = (status, step)
+    async def save_saga_state(self, saga_id: str, status: str, step: int, version: int) -> None:
+        stored = self._saga_state.get(saga_id)
+        if stored is None or stored[2] < version:
+            self._saga_state[saga_id] = (status, step, version)
 
     async def load_saga_states(self) -> dict[str, tuple[str, int]]:
-        return dict(self._saga_state)
+        return {saga: (status, step) for saga, (status, step, _) in self._saga_state.items()}
 
     async def drop_saga_state(self) -> None:
         self._saga_state.clear()

@@ -85,6 +85,7 @@ class Saga:
     timer: asyncio.TimerHandle | None = None
     dead_lettered: bool = False
     final_ns: int = 0
+    writes: int = 0  # state writes begun (saga.store): each one's version
 
 
 @dataclass
@@ -319,8 +320,15 @@ class SagaRun:
         async def send() -> None:
             if persist is not None and self.state is not None:
                 saga, status, step = persist
-                stored = await self._persist(saga, status, step)
-                if status in FINAL:
+                # Its place among the saga's writes: a write that lands late (an attempt that
+                # hung while the store was down) never overwrites a later state.
+                saga.writes += 1
+                version = saga.writes
+                # A final state has nothing to retry it but this: it gets stuck_after.
+                final = status in FINAL
+                budget_s = self.options.stuck_after if final else self.options.timeout
+                stored = await self._persist(saga, status, step, version, budget_s)
+                if final:
                     saga.final_ns = time.monotonic_ns()
                 elif not stored:
                     return  # no command without its state: the saga's timer retries it
@@ -341,14 +349,17 @@ class SagaRun:
         self._sends.add(task)
         task.add_done_callback(self._sends.discard)
 
-    async def _persist(self, saga: Saga, status: str, step: int) -> bool:
+    async def _persist(
+        self, saga: Saga, status: str, step: int, version: int, budget_s: float
+    ) -> bool:
         """Write a saga's state, retrying a failed write (the store restarting, say) every
-        STATE_RETRY_S for up to ``saga.timeout``; whether it was written. Every failed attempt
-        is an error."""
-        deadline = time.monotonic() + self.options.timeout
+        STATE_RETRY_S for up to ``budget_s`` (a command's: ``saga.timeout``, after which its
+        saga's timer retries it; a final state's: ``saga.stuck_after``); whether it was
+        written. Every failed attempt is an error."""
+        deadline = time.monotonic() + budget_s
         while True:
             try:
-                await self.state.save_saga_state(saga.saga_id, status, step)
+                await self.state.save_saga_state(saga.saga_id, status, step, version)
                 self.state_writes += 1
                 return True
             except Exception as exc:
@@ -808,7 +819,9 @@ async def run_saga(point: RunPoint, name: str, stop: Any, count_error: Any) -> d
     measure."""
     options = point.workload.saga
     meta = point.scenario.scenario
-    faults = CoordinatorFaults(point)  # before connecting: refuses what cannot be faulted
+    # Before connecting: refuses what cannot be faulted. Off the loop: a service's checks run
+    # event loops of their own.
+    faults = await asyncio.to_thread(CoordinatorFaults, point)
     client_error_at: dict[str, list[int]] = {}
 
     def client_error(kind: str) -> None:

@@ -211,9 +211,9 @@ def test_the_persisted_state_is_written_before_each_command_and_checked(
 
     original = MemoryDriver.save_saga_state
 
-    async def lossy(self: MemoryDriver, saga_id: str, status: str, step: int) -> None:
+    async def lossy(self: MemoryDriver, saga_id: str, status: str, step: int, version: int) -> None:
         if status != "COMPLETED":
-            await original(self, saga_id, status, step)
+            await original(self, saga_id, status, step, version)
 
     monkeypatch.setattr(MemoryDriver, "save_saga_state", lossy)
     broken = _run_with_state(tmp_path / "lossy", {})

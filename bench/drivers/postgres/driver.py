@@ -214,11 +214,11 @@ class PostgresDriver:
         except DB_ERRORS as exc:
             raise self._error("creating the saga state table", exc) from exc
 
-    async def save_saga_state(self, saga_id: str, status: str, step: int) -> None:
+    async def save_saga_state(self, saga_id: str, status: str, step: int, version: int) -> None:
         pool = self._require_pool()
         try:
             async with pool.acquire() as conn:
-                await conn.execute(self._ns.sql.save_saga_state, saga_id, status, step)
+                await conn.execute(self._ns.sql.save_saga_state, saga_id, status, step, version)
         except DB_ERRORS as exc:
             raise self._error(f"saving saga {saga_id!r}", exc) from exc
 

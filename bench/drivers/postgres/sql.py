@@ -163,12 +163,17 @@ class Sql:
                 saga_id text PRIMARY KEY,
                 status text NOT NULL,
                 step int NOT NULL,
+                version int NOT NULL,
                 updated_at timestamptz NOT NULL DEFAULT now()
             )"""
-        self.save_saga_state = f"""INSERT INTO {s}.saga_state (saga_id, status, step)
-            VALUES ($1, $2, $3)
+        # A write older than the stored state (a retry that hung while the server was down)
+        # changes nothing.
+        self.save_saga_state = f"""INSERT INTO {s}.saga_state (saga_id, status, step, version)
+            VALUES ($1, $2, $3, $4)
             ON CONFLICT (saga_id) DO UPDATE
-               SET status = excluded.status, step = excluded.step, updated_at = now()"""
+               SET status = excluded.status, step = excluded.step, version = excluded.version,
+                   updated_at = now()
+               WHERE {s}.saga_state.version < excluded.version"""
         self.load_saga_states = f"SELECT saga_id, status, step FROM {s}.saga_state"
         self.seed_streams = f"""INSERT INTO {s}.streams (aggregate_id, version)
             SELECT * FROM unnest($1::text[], $2::int[])"""
