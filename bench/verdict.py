@@ -236,10 +236,15 @@ def judge(summary: dict[str, Any], rules: dict[str, Any] | None = None) -> Verdi
             verdict.doubt(f"fault {name} not reached")
         elif row.get("consumers_resumed") is False:
             verdict.fail(f"{name}: deliveries never resumed")
-        elif row.get("status") == "done" and row.get("recovery_s") is None and _rated(summary):
+        elif (
+            row.get("status") == "done"
+            and row.get("recovery_s") is None
+            and _rated(summary)
+            and status != "interrupted"  # cut short: there was no load left to recover in
+        ):
             # The faults table's recovery column says the same words; the threshold
             # (RECOVERED_FRACTION of the rate) is in its caption.
-            verdict.fail(f"{name}: not recovered")
+            verdict.fail(f"{name}: not recovered{_outlasted(summary, row)}")
     if status == "interrupted":
         verdict.doubt("interrupted before the end")
     elif status not in (None, "ok"):
@@ -248,13 +253,27 @@ def judge(summary: dict[str, Any], rules: dict[str, Any] | None = None) -> Verdi
     return verdict
 
 
+def _outlasted(summary: dict[str, Any], row: dict[str, Any]) -> str:
+    """Why a fault's recovery could not be seen, when it ended after the load did."""
+    workload = summary.get("workload") or {}
+    load_s = float(workload.get("warmup_s") or 0.0) + float(workload.get("duration_s") or 0.0)
+    end_s = float(row.get("at_s") or 0.0) + float(row.get("down_for_s") or 0.0)
+    if load_s > 0 and end_s >= load_s:
+        return (
+            f" (the fault ends at {end_s:g}s, the load at {load_s:g}s: no load was left to "
+            "recover; end the fault earlier or lengthen the load)"
+        )
+    return ""
+
+
 def saga_failures(saga: dict[str, Any]) -> list[str]:
     """A saga point's failures in words: sagas stuck (not final within stuck_after of the
     load's end, with an example's last step) and the invariants' violations. Compensated and
     dead-lettered sagas are the outcomes the failure knobs ask for, not failures."""
     reasons = []
     stuck = int(saga.get("stuck") or 0)
-    if stuck:
+    # An interrupted run did not wait for its open sagas: they are not stuck, just unfinished.
+    if stuck and saga.get("stuck_judged", True):
         sample = (saga.get("stuck_samples") or [{}])[0]
         example = (
             f" (e.g. {sample.get('saga')} {sample.get('status')} at {sample.get('last_step')})"

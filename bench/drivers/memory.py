@@ -531,48 +531,55 @@ class MemoryDriver:
         self.faults_armed = True
 
     async def inject_fault(self, action: str, down_for_s: float) -> str:
-        """Act out one fault now and return when the target is back; say what was done."""
+        """Act out one fault now and return when the target is back; say what was done. A
+        fault cancelled part-way (the run stopping) brings the target back all the same."""
         self.arm_faults()
         in_flight = [f for f in self.in_flight if not f.done()]
-        if action == "disconnect":
-            self.fault = action
-            self._admission.clear()
-            self._deliveries.clear()
-            for fut in in_flight:
-                fut.set_exception(DriverError("memory: connection reset (disconnected)"))
-            self.fault_counts["failed_in_flight"] += len(in_flight)
-            await asyncio.sleep(RECONNECT_S)
-            detail = f"dropped the connections ({len(in_flight)} publishes in flight failed)"
-        elif action == "kill":
-            self.fault = action
-            self._deliveries.clear()
-            for fut in in_flight:
-                fut.set_exception(DriverError("memory: connection lost (broker killed)"))
-                self._killed.add(fut)
-            self.fault_counts["failed_in_flight"] += len(in_flight)
-            await asyncio.sleep(down_for_s)
-            detail = f"killed ({len(in_flight)} unacknowledged publishes lost)"
-        elif action == "restart":
-            self.fault = action
-            while self.in_flight:  # graceful: what was accepted completes first
-                await asyncio.sleep(0.001)
-            self._deliveries.clear()
-            await asyncio.sleep(down_for_s or 1.0)
-            detail = "restarted gracefully (in-flight publishes completed first)"
-        elif action == "pause":
-            self.fault = action
-            self._admission.clear()
-            self._deliveries.clear()
-            await asyncio.sleep(down_for_s)
-            detail = f"paused ({len(in_flight)} publishes in flight held)"
-        else:
-            raise DriverError(f"memory: unknown fault {action!r}")
-        self.fault = None
-        held, self._held = self._held, []
-        for topic, partition, msg, fut in held:
-            self.complete(topic, partition, msg, fut)
-        self._admission.set()
-        self._deliveries.set()
+        try:
+            if action == "disconnect":
+                self.fault = action
+                self._admission.clear()
+                self._deliveries.clear()
+                for fut in in_flight:
+                    fut.set_exception(DriverError("memory: connection reset (disconnected)"))
+                self.fault_counts["failed_in_flight"] += len(in_flight)
+                await asyncio.sleep(RECONNECT_S)
+                detail = f"dropped the connections ({len(in_flight)} publishes in flight failed)"
+            elif action == "kill":
+                self.fault = action
+                self._deliveries.clear()
+                for fut in in_flight:
+                    fut.set_exception(DriverError("memory: connection lost (broker killed)"))
+                    self._killed.add(fut)
+                self.fault_counts["failed_in_flight"] += len(in_flight)
+                await asyncio.sleep(down_for_s)
+                detail = f"killed ({len(in_flight)} unacknowledged publishes lost)"
+            elif action == "restart":
+                self.fault = action
+                while self.in_flight:  # graceful: what was accepted completes first
+                    await asyncio.sleep(0.001)
+                self._deliveries.clear()
+                await asyncio.sleep(down_for_s or 1.0)
+                detail = "restarted gracefully (in-flight publishes completed first)"
+            elif action == "pause":
+                self.fault = action
+                self._admission.clear()
+                self._deliveries.clear()
+                await asyncio.sleep(down_for_s)
+                # In flight when it froze, and sent while it was frozen: all held, none failed.
+                detail = (
+                    f"paused ({len(in_flight)} publishes in flight froze, "
+                    f"{self.admit_waiting} more waited for the resume; none failed)"
+                )
+            else:
+                raise DriverError(f"memory: unknown fault {action!r}")
+        finally:
+            self.fault = None
+            held, self._held = self._held, []
+            for topic, partition, msg, fut in held:
+                self.complete(topic, partition, msg, fut)
+            self._admission.set()
+            self._deliveries.set()
         return detail
 
     def commit(self, topic: _Topic, partition: int, msg: Message) -> None:

@@ -86,12 +86,16 @@ class Saga:
     dead_lettered: bool = False
     final_ns: int = 0
     writes: int = 0  # state writes begun (saga.store): each one's version
+    # Ended by its own timer (its compensation timed out), with no reply through the broker:
+    # such an end tells nothing of whether the broker carries sagas again.
+    ended_by_timer: bool = False
 
 
 @dataclass
 class Figures:
     started: int = 0
     messages: int = 0
+    publish_attempts: int = 0  # every try at a publish (a retried one counts each time)
     final: Counter[str] = field(default_factory=Counter)
     step_ns: dict[str, list[int]] = field(default_factory=dict)
     compensation_ns: list[int] = field(default_factory=list)
@@ -221,6 +225,9 @@ class SagaRun:
         # (None: the orchestrator's memory only).
         self.state: Any = None
         self.state_writes = 0
+        # Latencies are kept for the sagas intended from here on (the measurement window's
+        # start; run_saga sets it): the warm-up's are run and counted, not measured.
+        self.window_start_ns = 0
 
     def count_error(self, kind: str) -> None:
         """Count an error, and when (the fault rows split the errors at each fault)."""
@@ -336,6 +343,7 @@ class SagaRun:
                 assert producer is not None
                 deadline = time.monotonic() + (self.options.stuck_after if until_sent else 0.0)
                 while True:
+                    self.figures.publish_attempts += 1
                     try:
                         await producer.send(msg)
                         return
@@ -368,10 +376,20 @@ class SagaRun:
                     return False
                 await asyncio.sleep(STATE_RETRY_S)
 
-    async def settle(self) -> None:
-        """Wait for the state writes and publishes still in flight."""
+    async def settle(self, timeout_s: float) -> int:
+        """Wait for the state writes and publishes still in flight, for up to ``timeout_s``;
+        what is still in flight then is cancelled, and its count returned."""
+        deadline = time.monotonic() + timeout_s
         while self._sends:
-            await asyncio.gather(*list(self._sends), return_exceptions=True)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            await asyncio.wait(list(self._sends), timeout=left)
+        unsettled = list(self._sends)
+        for task in unsettled:
+            task.cancel()
+        await asyncio.gather(*unsettled, return_exceptions=True)
+        return len(unsettled)
 
     # ------------------------------------------------------------------ orchestrator
     def start_saga(self, index: int, intended_ns: int) -> None:
@@ -450,7 +468,8 @@ class SagaRun:
         now = time.monotonic_ns()
         name = self.options.steps[step]
         if action == DO:
-            self.figures.step_ns.setdefault(name, []).append(now - saga.sent_ns)
+            if saga.intended_ns >= self.window_start_ns:
+                self.figures.step_ns.setdefault(name, []).append(now - saga.sent_ns)
             if outcome == "done":
                 saga.done.append(step)
                 if step + 1 < len(self.options.steps):
@@ -478,16 +497,19 @@ class SagaRun:
         if saga.done:
             self._command(saga, saga.done.pop(), UNDO)  # persisted as COMPENSATING step n
         else:
-            self.figures.compensation_ns.append(now - saga.compensating_ns)
+            if saga.intended_ns >= self.window_start_ns:
+                self.figures.compensation_ns.append(now - saga.compensating_ns)
             self._final(saga, COMPENSATED, now)
 
     def _dead_letter(self, saga: Saga, step: int, reason: str) -> None:
         now = time.monotonic_ns()
         self.figures.compensation_failed.append(saga.saga_id)
         saga.dead_lettered = True
+        saga.ended_by_timer = reason == "compensation timed out"
         body = {"saga": saga.saga_id, "step": step, "reason": reason}
         msg = self._message(2, saga, "SagaDeadLettered", f"{saga.saga_id}:dlq", body)
-        self.figures.compensation_ns.append(now - saga.compensating_ns)
+        if saga.intended_ns >= self.window_start_ns:
+            self.figures.compensation_ns.append(now - saga.compensating_ns)
         self._final(saga, FAILED, now, (self.dlq_producer, msg))
 
     def _final(
@@ -551,10 +573,13 @@ class SagaRun:
         self._send(self.reply_producer, reply)
 
     # ------------------------------------------------------------------ checks
-    def invariants(self, stuck: list[Saga]) -> list[str]:
+    def invariants(self, stuck: list[Saga], complete: bool = True) -> list[str]:
+        """The invariants' violations, in words. ``complete`` False (the run was stopped
+        early): only those an early stop cannot cause (a step left done, an undo of a step that
+        never ran); the counts and the dead letters are not judged."""
         violations: list[str] = []
         final = sum(self.figures.final.values())
-        if final + len(stuck) != self.figures.started:
+        if complete and final + len(stuck) != self.figures.started:
             violations.append(
                 f"{self.figures.started} sagas started, {final} final and {len(stuck)} stuck"
             )
@@ -571,7 +596,7 @@ class SagaRun:
         never_ran = sum(p.undo_of_never_ran for p in self.participants)
         if never_ran:
             violations.append(f"{never_ran} compensations undid a step that never ran")
-        if self.figures.dead_letters_received != len(self.figures.compensation_failed):
+        if complete and self.figures.dead_letters_received != len(self.figures.compensation_failed):
             violations.append(
                 f"{self.figures.dead_letters_received} dead-letter entries received for "
                 f"{len(self.figures.compensation_failed)} sagas whose compensation failed"
@@ -674,7 +699,7 @@ class ChoreographyRun(SagaRun):
         now = time.monotonic_ns()
         saga.step = k  # the harness's bookkeeping: where a stuck saga stopped
         last = len(self.participants) - 1
-        if action == DO:
+        if action == DO and saga.intended_ns >= self.window_start_ns:
             self.figures.step_ns.setdefault(participant.name, []).append(
                 now - int(body.get("sent_ns") or now)
             )
@@ -735,7 +760,11 @@ class ChoreographyRun(SagaRun):
                 if final == FAILED:
                     self.figures.compensation_failed.append(saga.saga_id)
                     saga.dead_lettered = True
-                if final in (COMPENSATED, FAILED) and saga.compensating_ns:
+                if (
+                    final in (COMPENSATED, FAILED)
+                    and saga.compensating_ns
+                    and saga.intended_ns >= self.window_start_ns
+                ):
                     self.figures.compensation_ns.append(now - saga.compensating_ns)
                 self._final(saga, final, now)
             except Exception as exc:
@@ -855,6 +884,7 @@ async def run_saga(point: RunPoint, name: str, stop: Any, count_error: Any) -> d
         start_ns = time.monotonic_ns() + 50_000_000
         window_start = start_ns + int(meta.warmup * 1e9)
         window_end = window_start + int(meta.duration * 1e9)
+        run.window_start_ns = window_start
         if faults:
             faults.start(start_ns, driver)
         index = 0
@@ -870,16 +900,21 @@ async def run_saga(point: RunPoint, name: str, stop: Any, count_error: Any) -> d
             run.start_saga(index, intended)
             index += 1
         if faults:
-            await faults.wait()  # a fault that outlasts the load ends before the wait begins
+            await faults.wait(stop)  # a fault that outlasts the load ends before the wait
             problems += await faults.stop()
         deadline = time.monotonic() + options.stuck_after
         while run.open and time.monotonic() < deadline and not stop():
             await asyncio.sleep(0.02)
-        await asyncio.sleep(0.2)  # the last dead letters' deliveries
-        await run.settle()
+        # Stopped (Ctrl-C): no waiting for the open sagas, nor for what is still being sent;
+        # what depends on the run's end (stuck, dead letters in, stored final states) is then
+        # not judged.
+        interrupted = bool(stop())
+        if not interrupted:
+            await asyncio.sleep(0.2)  # the last dead letters' deliveries
+        unsettled = await run.settle(2.0 if interrupted else options.stuck_after + 5.0)
         stuck = [s for s in run.sagas.values() if s.status not in FINAL]
-        violations = run.invariants(stuck)
-        if state is not None:
+        violations = run.invariants(stuck, complete=not interrupted)
+        if state is not None and not interrupted:
             violations += await _state_matches(state, run, stuck)
         figures = run.figures
         seconds = (window_end - window_start) / 1e9
@@ -901,6 +936,9 @@ async def run_saga(point: RunPoint, name: str, stop: Any, count_error: Any) -> d
             "started": figures.started,
             "final": {status: figures.final.get(status, 0) for status in FINAL},
             "stuck": len(stuck),
+            # False when interrupted: the open sagas were not waited for, so not judged stuck.
+            "stuck_judged": not interrupted,
+            "unsettled_sends": unsettled,
             "stuck_samples": [
                 {"saga": s.saga_id, "status": s.status, "last_step": options.steps[s.step]}
                 for s in stuck[:SAMPLES_KEPT]
@@ -915,6 +953,7 @@ async def run_saga(point: RunPoint, name: str, stop: Any, count_error: Any) -> d
             "retries": dict(figures.retries),
             "timeouts": dict(figures.timeouts),
             "messages": figures.messages,
+            "publish_attempts": figures.publish_attempts,
             "messages_per_saga": figures.messages / figures.started if figures.started else 0.0,
             "measured": {"sagas": len(measured), "final": dict(finals), "seconds": seconds},
             "sagas_per_s": len(measured) / seconds if seconds > 0 else 0.0,
@@ -931,7 +970,11 @@ async def run_saga(point: RunPoint, name: str, stop: Any, count_error: Any) -> d
                 }
                 for p in run.participants
             ],
-            "invariants": {"ok": not violations and not stuck, "violations": violations},
+            # ok None: interrupted, and nothing an early stop cannot cause was found.
+            "invariants": {
+                "ok": False if violations else (None if interrupted else not stuck),
+                "violations": violations,
+            },
             "latency_us": {
                 "saga": _stats([n for values in latency.values() for n in values]),
                 **{f"saga_{status.lower()}": _stats(latency[status]) for status in FINAL},
@@ -974,7 +1017,12 @@ async def run_saga(point: RunPoint, name: str, stop: Any, count_error: Any) -> d
         rows = coordinator_fault_rows(
             faults.events(),
             start_ns,
-            np.asarray([s.final_ns for s in sagas if s.status in FINAL], dtype=np.int64),
+            # Recovery counts the sagas that ended through the broker (a reply, an outcome
+            # event), not those a timer ended while it was still down.
+            np.asarray(
+                [s.final_ns for s in sagas if s.status in FINAL and not s.ended_by_timer],
+                dtype=np.int64,
+            ),
             ErrorTimes.of_kinds(error_at),
             float(point.workload.rate),
             meta.warmup + meta.duration,

@@ -325,10 +325,12 @@ def _coordinator_summary(
     workload: dict[str, Any],
     latency: dict[str, Any],
     throughput: dict[str, Any],
+    judged_errors: tuple[int, int] = (0, 0),
 ) -> dict[str, Any]:
     """The summary of a point run in the coordinator: the common fields, ``kind``'s own section
     (``result``), and its verdict. No delivery audit: that section is empty, never zeros that
-    could read as a clean run."""
+    could read as a clean run. ``judged_errors``: (failed, attempted), what the error rate is
+    judged on (sagas: publish attempts; (0, 0): no rate)."""
     point = run.point
     problems = list(run.problems)
     status = run.status
@@ -364,8 +366,8 @@ def _coordinator_summary(
         "errors": {
             "total": sum(errors.values()),
             "by_kind": errors,
-            "failed_in_window": 0,
-            "scheduled_in_window": 0,
+            "failed_in_window": judged_errors[0],
+            "scheduled_in_window": judged_errors[1],
             "rate": None,
             "max_rate": point.scenario.verdict.max_error_rate,
         },
@@ -447,7 +449,15 @@ def saga_summary(run: CoordinatorRun) -> dict[str, Any]:
         "sagas_per_s": float(result.get("sagas_per_s") or 0.0),
         "messages_per_s": float(result.get("messages_per_s") or 0.0),
     }
-    return _coordinator_summary(run, "saga", mode, workload, latency, throughput)
+    # The error rate: failed publish attempts (a retried publish fails once per attempt) over
+    # every publish attempt, over the whole run (its warm-up and wait for the last sagas too).
+    failed = sum(
+        int(n) for kind, n in (result.get("errors") or {}).items() if kind.startswith("send:")
+    )
+    attempts = int(result.get("publish_attempts") or 0)
+    return _coordinator_summary(
+        run, "saga", mode, workload, latency, throughput, (failed, attempts)
+    )
 
 
 def judged(summary: dict[str, Any], point: RunPoint) -> dict[str, Any]:

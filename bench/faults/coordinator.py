@@ -19,6 +19,7 @@ import asyncio
 import dataclasses
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 from bench.drivers.base import InProcessFaults, load_driver, runs_in_process
@@ -83,8 +84,10 @@ class CoordinatorFaults:
                 event["detail"] = await driver.inject_fault(fault.action, fault.down_for_s)
                 event["status"] = "done"
             except asyncio.CancelledError:
+                # Cut short by the point stopping: the driver brought itself back.
                 event["status"] = "done"
-                event["detail"] = f"{fault.action}: still down when the point stopped"
+                event["detail"] = f"{fault.action}: cut short when the point stopped"
+                event["restored_ns"] = time.monotonic_ns()
                 raise
             except Exception as exc:
                 event["status"] = "failed"
@@ -97,12 +100,13 @@ class CoordinatorFaults:
             return True
         return any(injector.running() for injector, _ in self._injectors)
 
-    async def wait(self) -> None:
-        """Until the last fault has been acted out and its target is back (bounded: the last
-        fault's scheduled end plus a margin; ``stop`` brings back what is still down)."""
+    async def wait(self, stop: Callable[[], bool]) -> None:
+        """Until the last fault has been acted out and its target is back, or ``stop()`` (a
+        Ctrl-C); bounded by the last fault's scheduled end plus a margin. ``stop`` brings back
+        what is still down."""
         end = max((float(f.at) + f.down_for_s for f in self.faults), default=0.0)
         deadline = self.t0_ns + int((end + WAIT_MARGIN_S) * 1e9)
-        while self.running() and time.monotonic_ns() < deadline:
+        while self.running() and time.monotonic_ns() < deadline and not stop():
             await asyncio.sleep(0.05)
 
     async def stop(self) -> list[str]:

@@ -61,6 +61,9 @@ GATE_METRICS = (
     "throughput.sagas_per_s",
     "saga.p99",
     "saga.stuck",
+    # More sagas compensated or dead-lettered under the same knobs: more of them failing.
+    "saga.compensated",
+    "saga.dead_lettered",
     "load.p99",
     "replay.events_per_s",
     "replay.unread",

@@ -27,9 +27,11 @@ CAPTION = (
     "the sagas intended in the measurement window; stuck counts every saga of the run not "
     "final within stuck_after of the load's end. Failed sagas are those whose compensation "
     "failed: each goes to the dead-letter topic, and dead letters received must equal them. "
-    "Messages per saga counts every command, reply and dead letter published: the saga's "
-    "amplification on the broker. Retries and timeouts are of step commands whose reply did "
-    "not come within saga.timeout."
+    "Messages per saga counts every message published (orchestration: commands, replies and "
+    "dead letters; choreography: events, outcomes and dead letters): the saga's amplification "
+    "on the broker. Retries and timeouts are of step commands whose reply did not come within "
+    "saga.timeout (orchestration only). Latencies cover the sagas intended in the measurement "
+    "window; messages, retries and timeouts count the whole run, its warm-up included."
 )
 
 
@@ -67,9 +69,15 @@ def saga_row(summary: dict[str, Any], label: str) -> dict[str, str]:
         "compensation p99": _lat(summary, "compensation", "p99"),
         "retries": format_count(sum(int(v) for v in (saga.get("retries") or {}).values())),
         "timeouts": format_count(sum(int(v) for v in (saga.get("timeouts") or {}).values())),
-        "invariants": "held"
-        if invariants.get("ok")
-        else (violations[0] if violations else "stuck"),
+        "invariants": (
+            "held"
+            if invariants.get("ok")
+            else violations[0]
+            if violations
+            else "not judged: interrupted"
+            if invariants.get("ok") is None
+            else "stuck"
+        ),
     }
 
 
@@ -87,9 +95,11 @@ FAULTS_CAPTION = (
     "final states, the stuck among them, and their p99 next to the p99 of the measured sagas "
     "no fault caught. Timeouts and retries are the step commands' in the fault's span (to the "
     "next fault, or the end). No final for: the longest stretch from the fault's start in "
-    "which no saga reached a final state; recovery: until sagas reached their final states at "
-    "90% of the start rate again. Errors: every error counted in the fault's span (those "
-    "before the first fault on a 'no fault' row)."
+    "which no saga reached a final state through the broker; recovery: from the fault's start "
+    "until sagas reached their final states through the broker (a reply or an outcome event, "
+    "not a timer dead-lettering a saga whose compensation timed out) at 90% of the start rate "
+    "again, within the load ('not recovered' fails the point). Errors: every error counted in "
+    "the fault's span (those before the first fault on a 'no fault' row)."
 )
 FAULT_COLUMNS = (
     "point",

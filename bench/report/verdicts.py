@@ -41,11 +41,23 @@ PASS_BANNER = (
     "Pass. Every point ran, every SLO holds on enough samples, no acknowledged event was lost, "
     "duplicated or reordered, and errors stayed under their threshold."
 )
+# A run of sagas, or of replays, alone: what their verdicts judged (they have no delivery
+# audit, so the stream banner's claims would be about nothing they measured).
+SAGA_PASS_BANNER = (
+    "Pass. Every point ran, every SLO holds on enough samples, every saga ended in exactly one "
+    "final state (none stuck) with the saga invariants held, every fault was recovered from, "
+    "and failed publishes stayed under their threshold."
+)
+REPLAY_PASS_BANNER = (
+    "Pass. Every point ran, every reader read its whole history back, and every check of what "
+    "it folded held."
+)
 TABLE_CAPTION = (
     "Each point that did not pass, with the figures its verdict judged, read from the point's "
     "summary: the error rate (failed or skipped events over every event intended in the "
     "measurement window; for an event store, abandoned or skipped commands over all its "
-    "commands) against its limit, the audit of acknowledged events, the store's "
+    "commands; for sagas, failed publish attempts over every publish attempt) against its "
+    "limit, the audit of acknowledged events, the store's "
     "abandoned commands and invariants (a pipeline's: its own and its store's, with the "
     "committed events never applied and the events applied twice), and each SLO against the "
     "samples it needs."
@@ -86,10 +98,16 @@ class Banner:
     # What the passing points had that the scenario's [verdict] rules allow (duplicates,
     # reordering, projection failures), in words: a pass never claims there were none.
     allowed: str = ""
+    # The points' kinds: a run of sagas or replays alone gets its own pass banner.
+    kinds: frozenset[str] = frozenset()
 
     @property
     def headline(self) -> str:
         if self.result == PASS:
+            if self.kinds == {"saga"}:
+                return SAGA_PASS_BANNER
+            if self.kinds == {"replay"}:
+                return REPLAY_PASS_BANNER
             if self.allowed:
                 return (
                     "Pass. Every point ran, every SLO holds on enough samples, no acknowledged "
@@ -135,7 +153,8 @@ def banner(points: Iterable[Point], incomplete: str | None = None) -> Banner:
         results.append(result if result != PASS else INCONCLUSIVE)
         lines.append(f"{p.label}: {status_text(p.summary)}")
     if not lines:
-        return Banner(PASS, [], count > 0, allowed=_allowed_text(points))
+        kinds = frozenset(str(p.summary.get("kind") or "stream") for p in points)
+        return Banner(PASS, [], count > 0, allowed=_allowed_text(points), kinds=kinds)
     worst = FAIL if FAIL in results else INCONCLUSIVE
     listed = len(lines) - (1 if incomplete else 0)
     return Banner(worst, lines, listed < count, bool(incomplete))

@@ -86,7 +86,14 @@ def test_an_outage_past_the_retry_budget_compensates_or_dead_letters_what_it_cau
     # The refused publishes are the run's errors, and all of them are the kill's.
     assert summary["errors"]["total"] > 0
     assert fault["errors"] + fault["errors_before"] == summary["errors"]["total"]
-    assert fault["recovery_s"] is not None
+    # Recovery counts sagas that ended through the broker: none could while it was down (the
+    # dead-lettering timers fire at the full rate then, and once read as a recovery).
+    down_s = fault["answering_at_s"] - fault["started_at_s"]
+    assert fault["recovery_s"] is not None and fault["recovery_s"] >= down_s, fault
+    # The refused publishes are judged: failed attempts over all attempts, above 0.1%.
+    errors = summary["errors"]
+    assert errors["failed_in_window"] > 0 and errors["rate"] > 0.001
+    assert any("error rate" in r for r in summary["verdict"]["reasons"]), summary["verdict"]
 
 
 def test_a_saga_slo_judges_the_sagas_a_pause_held(
@@ -150,3 +157,37 @@ def test_a_saga_slo_on_a_stream_point_is_one_line() -> None:
     }
     with pytest.raises(ScenarioError, match="saga's latency"):
         expand(scenario_from_dict(raw, "s.toml"))
+
+
+def test_a_stop_inside_a_pause_brings_the_broker_back_and_judges_nothing_it_cut_short(
+    tmp_path: Path,
+) -> None:
+    # Ctrl-C 1 s into a 3 s pause: the pause is cut short (the memory broker resumes), the
+    # sends it held complete, and the run ends at once; the sagas still open are not judged
+    # stuck, and the verdict is inconclusive. (It hung for good: the cancelled pause left the
+    # broker frozen, and the wait for the held sends had no end.)
+    import time
+
+    point = expand(
+        scenario_from_dict(
+            _raw({}, [{"at": "1s", "action": "pause", "down_for": "3s"}])
+            | {"scenario": {"name": "saga-stop", "duration": "4s", "warmup": "500ms"}},
+            "saga.toml",
+        )
+    )[0]
+    stop_at: list[float] = []
+
+    def stop_requested() -> bool:
+        if not stop_at:
+            stop_at.append(time.monotonic() + 2.5)  # the load starts about now
+        return time.monotonic() >= stop_at[0]
+
+    started = time.monotonic()
+    summary = PointRunner(point, "saga", tmp_path, stop_requested=stop_requested).run()
+    assert time.monotonic() - started < 15
+    assert summary["status"] == "interrupted"
+    saga = summary["saga"]
+    assert saga["stuck_judged"] is False and saga["invariants"]["violations"] == []
+    assert summary["verdict"]["result"] == "inconclusive", summary["verdict"]
+    (fault,) = summary["faults"]
+    assert fault["status"] == "done" and fault["restored_at_s"] - fault["started_at_s"] < 2.5
