@@ -19,12 +19,15 @@ from bench.console import (  # the consoles, and the options run and locust shar
     AllowLargeMatrixOption,
     MaxPointsOption,
     NoReportOption,
+    OmbDriverOption,
+    PayloadDirOption,
     QuietOption,
     ResultsDirOption,
     SetOption,
     TargetOption,
     console,
     err_console,
+    use_omb_sources,
 )
 from bench.errors import BenchError, ScenarioError, clip
 
@@ -164,6 +167,8 @@ def run(
     ] = 1,
     max_points: MaxPointsOption = None,
     allow_large_matrix: AllowLargeMatrixOption = False,
+    omb_driver: OmbDriverOption = None,
+    payload_dir: PayloadDirOption = None,
 ) -> None:
     """Run scenarios and write results/<run-id>/ (manifest, summaries, .hlog, timeseries).
 
@@ -171,7 +176,24 @@ def run(
     shows up in the numbers instead of slowing the load down. Exit code: 0 when every point
     ran (with --fail-on verdict: and every verdict is pass), 1 otherwise, 2 for bad input,
     130/143 when interrupted.
+
+    An OMB workload file (.yaml) runs as it is, against --omb-driver files and --target
+    drivers by name; one with producerRate 0 is a find-max (OMB's search for the fastest
+    rate).
     """
+    use_omb_sources(omb_driver, payload_dir)
+    if scenarios and _omb_find_max(scenarios):
+        capacity_commands.find_max(
+            str(scenarios[0]),
+            target=target,
+            set_=set_,
+            results_dir=results_dir,
+            quiet=quiet,
+            no_report=no_report,
+            max_points=max_points,
+            allow_large_matrix=allow_large_matrix,
+        )
+        return
     _run(
         scenarios,
         set_,
@@ -184,6 +206,23 @@ def run(
         max_points=max_points,
         allow_large_matrix=allow_large_matrix,
     )
+
+
+def _omb_find_max(scenarios: list[Path]) -> bool:
+    """Whether ``bench run`` was given one OMB workload asking for the fastest rate
+    (producerRate 0): that is bench find-max's work. Several files, one of them such: bad
+    input (a search and runs do not share a run directory)."""
+    from bench.omb.workload import is_omb_workload, wants_find_max
+
+    searching = [p for p in scenarios if is_omb_workload(p) and wants_find_max(p)]
+    if searching and len(scenarios) > 1:
+        raise ScenarioError(
+            str(searching[0]),
+            "producerRate",
+            "0 asks for the fastest rate (bench find-max), which runs alone: give this "
+            "workload by itself",
+        )
+    return bool(searching)
 
 
 def _run(
@@ -667,6 +706,62 @@ app.command()(report_commands.history)
 from bench.capacity import commands as capacity_commands  # noqa: E402
 
 app.command("find-max")(capacity_commands.find_max)
+
+
+@app.command("import-omb")
+def import_omb(
+    workload: Annotated[Path, typer.Argument(help="An OMB workload file (YAML).")],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="The scenario file to write (TOML).")
+    ],
+    target: TargetOption = None,
+    omb_driver: OmbDriverOption = None,
+    payload_dir: PayloadDirOption = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite OUTPUT.")] = False,
+) -> None:
+    """Write the eventbench scenario an OMB workload file is, to read and edit; every OMB
+    field maps to one scenario field, or is an error naming it. What the import decided is
+    printed, and written at the top of the file."""
+    import tomli_w
+
+    from bench.omb.workload import OmbSources, load_omb
+    from bench.scenario import print_omb_notes, scenario_from_dict
+    from bench.store import atomic_write_text
+
+    imported = load_omb(
+        workload, list(target or []), OmbSources(tuple(omb_driver or ()), tuple(payload_dir or ()))
+    )
+    # Validated before it is written: the file holds a scenario that runs.
+    scenario_from_dict(imported.raw, str(workload))
+    if output.exists() and not force:
+        raise ScenarioError(str(output), None, "exists", hint="give --force to overwrite it")
+    header = [f"# Imported from the OMB workload {workload.name} by bench import-omb."]
+    header += [f"# {note}" for note in imported.notes]
+    if imported.find_max:
+        header.append(f"# Run it: bench find-max {output}")
+    text = "\n".join(header) + "\n\n" + tomli_w.dumps(imported.raw)
+    try:
+        atomic_write_text(output, text)
+    except OSError as exc:
+        raise ScenarioError(str(output), None, f"cannot write ({exc.strerror})") from None
+    print_omb_notes(str(workload), imported.notes)
+    console.print(f"scenario: {output}")
+
+
+@app.command("export-omb")
+def export_omb(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory (results/<run-id>).")],
+) -> None:
+    """Write each stream point of a run as OMB's result JSON (TestResult), in the run
+    directory with "-omb" in its name, for OMB's chart script and anything that reads OMB
+    results. Units are OMB's (ms; publish delay in µs); the file says which latency
+    definition each series carries (eventbench's end-to-end runs from the intended send)."""
+    from bench.omb.export import export_run
+
+    for path in export_run(run_dir):
+        console.print(str(path))
+
+
 app.command()(capacity_commands.sweep)
 app.command()(capacity_commands.plan)
 

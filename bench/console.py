@@ -48,3 +48,29 @@ AllowLargeMatrixOption = Annotated[
     bool,
     typer.Option("--allow-large-matrix", help="Expand a matrix of any size (no --max-points)."),
 ]
+
+OmbDriverOption = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--omb-driver",
+        help="An OMB workload's target from an OMB driver file (kafka.yaml, repeatable; "
+        "with --target NAME for eventbench's own drivers).",
+    ),
+]
+PayloadDirOption = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--payload-dir",
+        help="Where an OMB workload's payloadFile is (repeatable; default: next to the "
+        "workload and in its OMB checkout).",
+    ),
+]
+
+
+def use_omb_sources(drivers: list[Path] | None, payload_dirs: list[Path] | None) -> None:
+    """Make the command line's OMB driver files and payload directories the ones every OMB
+    workload this command loads uses (bench/omb/workload.py)."""
+    from bench.omb.workload import SOURCES, OmbSources
+
+    if drivers or payload_dirs:  # none given: keep what a calling command set
+        SOURCES.set(OmbSources(tuple(drivers or ()), tuple(payload_dirs or ())))

@@ -88,8 +88,11 @@ OPTION_MAX_CHARS = 4096
 # The largest seed numpy's generators take from a TOML integer: 0 .. 2**63 - 1.
 SEED_MAX = 2**63 - 1
 _KEYS_RE = re.compile(
-    r"^(uniform|zipf:(?P<s>\d+(\.\d+)?)|hot:(?P<f>0?\.\d+|1(\.0+)?):(?P<share>0?\.\d+|1(\.0+)?))$"
+    r"^(uniform|round_robin|zipf:(?P<s>\d+(\.\d+)?)"
+    r"|hot:(?P<f>0?\.\d+|1(\.0+)?):(?P<share>0?\.\d+|1(\.0+)?))$"
 )
+PAYLOAD_FILE_MAX_BYTES = 64 * 1024 * 1024
+PAYLOAD_POOL_MAX_BYTES = 256 * 1024 * 1024  # payload_pool x payload_bytes, per producer
 
 
 def _shown(value: Any) -> str:
@@ -395,6 +398,15 @@ class Workload(_Model):
     concurrency: int = Field(default=16, ge=1, le=100_000)
     schedule: Literal["constant", "poisson"] = "constant"
     payload_bytes: int | PayloadDistribution = 1024
+    # The message body OMB's way (issue 20), instead of a JSON domain event of payload_bytes:
+    # this file's bytes, every message the same (OMB's payloadFile; a relative path is the
+    # scenario file's directory's) ...
+    payload_file: str | None = Field(default=None, min_length=1, max_length=4096)
+    # ... or payload_bytes-long bodies whose first payload_random share is random bytes and the
+    # rest zero bytes, each drawn from a pool of payload_pool of them (OMB's
+    # useRandomizedPayloads, randomBytesRatio, randomizedPayloadPoolSize): compressible or not.
+    payload_random: float | None = Field(default=None, ge=0.0, le=1.0, allow_inf_nan=False)
+    payload_pool: int = Field(default=1000, ge=1, le=100_000)
     aggregates: int = Field(default=1000, ge=1, le=100_000_000)
     aggregate_type: str = Field(default="Order", min_length=1, max_length=NAME_MAX_CHARS)
     keys: str = "uniform"
@@ -509,8 +521,9 @@ class Workload(_Model):
         match = _KEYS_RE.fullmatch(value)
         if not match:
             raise ValueError(
-                f'{_shown(value)} is not a key distribution: use "uniform", "zipf:S" (S > 0) '
-                'or "hot:FRACTION:SHARE" (for example "hot:0.01:0.9")'
+                f'{_shown(value)} is not a key distribution: use "uniform", "round_robin" '
+                '(each producer cycles through the aggregates), "zipf:S" (S > 0) or '
+                '"hot:FRACTION:SHARE" (for example "hot:0.01:0.9")'
             )
         if match.group("s") is not None and float(match.group("s")) <= 0:
             raise ValueError("the zipf exponent must be more than 0")
@@ -536,6 +549,42 @@ class Workload(_Model):
                     f"the weight of {name!r} must be more than 0, a finite number (got {weight})"
                 )
         return value
+
+    @model_validator(mode="after")
+    def _raw_payloads(self) -> Workload:
+        """payload_file and payload_random make raw bodies, which only a stream carries (an
+        event store, a pipeline, a read model need the JSON event)."""
+        raw = "payload_file" if self.payload_file is not None else None
+        if self.payload_random is not None:
+            if raw:
+                raise ValueError("give payload_file or payload_random, not both")
+            raw = "payload_random"
+            if not isinstance(self.payload_bytes, int):
+                raise ValueError(
+                    "payload_random: random bodies have one size: give payload_bytes as a "
+                    "number of bytes"
+                )
+            if self.payload_pool * self.payload_bytes > PAYLOAD_POOL_MAX_BYTES:
+                raise ValueError(
+                    f"payload_pool: {self.payload_pool:,} bodies of {self.payload_bytes:,} "
+                    f"bytes is more than {PAYLOAD_POOL_MAX_BYTES // 2**20} MiB per producer"
+                )
+        if self.keys == "round_robin" and self.kind != "stream":
+            raise ValueError(
+                f'keys = "round_robin" is for streams (OMB\'s KEY_ROUND_ROBIN); a {self.kind} '
+                'workload draws its aggregates ("uniform", "zipf:S", "hot:F:S")'
+            )
+        if raw and self.kind != "stream":
+            raise ValueError(
+                f"{raw}: raw message bodies are for streams; a {self.kind} workload writes JSON "
+                "events"
+            )
+        if raw and self.apply != "none":
+            raise ValueError(
+                f"{raw}: the read model (apply = {self.apply!r}) needs JSON events; set "
+                'apply = "none"'
+            )
+        return self
 
     @model_validator(mode="after")
     def _saga_options_need_sagas(self) -> Workload:
@@ -987,14 +1036,27 @@ def load_scenario(
     *,
     max_points: int | None = MAX_MATRIX_POINTS,
     targets: Sequence[str] | None = None,
+    omb: Any = None,
 ) -> Scenario:
     """Read, override (``--set a.b=v``) and validate a scenario file, driver options included
     (and every matrix point: refused when there are more than ``max_points``, None: no limit).
 
     ``targets`` (``--target``) selects targets before their drivers are loaded: a target that
-    is not selected needs no client library installed."""
+    is not selected needs no client library installed.
+
+    An OMB workload file (``.yaml``; bench/omb/workload.py) is imported first: its targets are
+    the ``omb`` sources' driver files (``OmbSources``) and ``targets`` naming eventbench
+    drivers; what the import decided is printed."""
     path = Path(path)
     source = str(path)
+    from bench.omb.workload import SOURCES, is_omb_workload, load_omb
+
+    if is_omb_workload(path):
+        imported = load_omb(path, list(targets or []), omb or SOURCES.get())
+        print_omb_notes(source, imported.notes)
+        return scenario_from_dict(
+            imported.raw, source, overrides, max_points=max_points, targets=targets
+        )
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -1009,7 +1071,28 @@ def load_scenario(
         raise ScenarioError(source, None, f"cannot read ({exc.strerror})") from None
     except tomllib.TOMLDecodeError as exc:
         raise ScenarioError(source, None, f"invalid TOML: {exc}") from None
+    _resolve_payload_file(raw, path.parent)
     return scenario_from_dict(raw, source, overrides, max_points=max_points, targets=targets)
+
+
+def print_omb_notes(source: str, notes: list[str]) -> None:
+    """What an OMB import decided, one line each, on stderr (never mixed into results)."""
+    from rich.markup import escape
+
+    from bench.console import err_console
+
+    for note in notes:
+        err_console.print(f"[dim]{escape(source)}:[/] {escape(note)}", soft_wrap=True)
+
+
+def _resolve_payload_file(raw: dict[str, Any], base: Path) -> None:
+    """A file's relative ``workload.payload_file`` is its directory's (one given with --set
+    is the current directory's)."""
+    workload = raw.get("workload")
+    if isinstance(workload, dict) and isinstance(workload.get("payload_file"), str):
+        given = Path(workload["payload_file"]).expanduser()
+        if not given.is_absolute():
+            workload["payload_file"] = str(base / given)
 
 
 def scenario_from_dict(
@@ -1496,10 +1579,33 @@ def _check_pipeline_point(
         )
 
 
+def _check_payload_file(workload: Workload, source: str) -> None:
+    if workload.payload_file is None:
+        return
+    path = Path(workload.payload_file)
+    try:
+        size = path.stat().st_size if path.is_file() else None
+    except OSError:
+        size = None
+    if size is None:
+        raise ScenarioError(
+            source,
+            "workload.payload_file",
+            f"{_shown(workload.payload_file)} is not a readable file",
+        )
+    if size > PAYLOAD_FILE_MAX_BYTES:
+        raise ScenarioError(
+            source,
+            "workload.payload_file",
+            f"is {size:,} bytes: at most {PAYLOAD_FILE_MAX_BYTES // 2**20} MiB per message",
+        )
+
+
 def _check_point(
     point: Scenario, config: DriverConfig, driver_cls: type, target: str, source: str
 ) -> None:
     workload = point.workload
+    _check_payload_file(workload, source)
     kind = getattr(driver_cls, "kind", "stream")
     if workload.kind == "pipeline":
         return  # _check_pipeline_point checks the store and the broker

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,8 +36,9 @@ _time_ns = time.time_ns
 
 
 def key_probabilities(spec: str, n: int) -> np.ndarray | None:
-    """Per-key probabilities for a key distribution; None means uniform."""
-    if spec == "uniform":
+    """Per-key probabilities for a key distribution; None means uniform (round robin too: each
+    key equally often, in turn)."""
+    if spec in ("uniform", "round_robin"):
         return None
     kind, _, rest = spec.partition(":")
     if kind == "zipf":
@@ -83,6 +85,13 @@ class EventFactory:
         self._rng = np.random.default_rng([seed, producer_id])
         self._n_keys = workload.aggregates
         self._key_probs = key_probabilities(workload.keys, workload.aggregates)
+        # keys = "round_robin" (OMB's KEY_ROUND_ROBIN): each producer cycles through every
+        # aggregate in turn, starting at its own offset so producers do not move in step.
+        self._round_robin = workload.keys == "round_robin"
+        self._next_key = (producer_id * 7919) % workload.aggregates
+        # Raw bodies (payload_file, payload_random): each message's value is the next of these,
+        # in turn, instead of the JSON event (None: the JSON event).
+        self._bodies = raw_bodies(workload, np.random.default_rng([seed, producer_id, 1]))
         self._type_names = list(workload.event_types)
         weights = np.array(list(workload.event_types.values()), dtype=np.float64)
         self._type_probs = weights / weights.sum()
@@ -122,7 +131,10 @@ class EventFactory:
     # -- batched draws
     def _refill(self) -> None:
         rng = self._rng
-        if self._key_probs is None:
+        if self._round_robin:
+            keys = (np.arange(_BATCH, dtype=np.int64) + self._next_key) % self._n_keys
+            self._next_key = (self._next_key + _BATCH) % self._n_keys
+        elif self._key_probs is None:
             keys = rng.integers(0, self._n_keys, size=_BATCH)
         else:
             keys = rng.choice(self._n_keys, size=_BATCH, p=self._key_probs)
@@ -190,6 +202,19 @@ class EventFactory:
         self._ledger_acks(ACK_PENDING)
         if self._ledger_intended is not None:
             self._ledger_intended(intended_ns)
+        if self._bodies is not None:
+            bodies = self._bodies
+            return Message(
+                state[1],
+                bodies[seq % len(bodies)],
+                self._type_names[type_index],
+                event_id,
+                state[2],
+                self.producer_id,
+                seq,
+                version,
+                intended_ns,
+            )
         version_b = _VERSIONS[version] if version < _VERSIONS_KEPT else b"%d" % version
         now_ms = _time_ns() // 1_000_000
         ts = self._ts if now_ms == self._ts_ms else self._timestamp(now_ms)
@@ -230,6 +255,21 @@ def _draw_sizes(rng: np.random.Generator, dist: PayloadDistribution, n: int) -> 
     mu = np.log(dist.mean) - dist.sigma**2 / 2  # so that the mean is dist.mean
     sizes = rng.lognormal(mu, dist.sigma, size=n)
     return np.clip(np.round(sizes), dist.min, dist.max).astype(np.int64)
+
+
+def raw_bodies(workload: Workload, rng: np.random.Generator) -> list[bytes] | None:
+    """The raw message bodies of ``payload_file`` or ``payload_random`` (None: JSON events).
+
+    A random body is OMB's randomized payload: its first ``payload_random`` share random bytes,
+    the rest zero bytes (so 0.0 compresses to nothing, 1.0 not at all)."""
+    if workload.payload_file is not None:
+        return [Path(workload.payload_file).read_bytes()]
+    if workload.payload_random is None:
+        return None
+    size = int(workload.payload_bytes)  # validated: a number with payload_random
+    random_part = int(size * workload.payload_random)
+    zeros = bytes(size - random_part)
+    return [rng.bytes(random_part) + zeros for _ in range(workload.payload_pool)]
 
 
 def key_namer(workload: Workload) -> Callable[[int], str]:

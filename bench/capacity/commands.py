@@ -22,12 +22,15 @@ from bench.console import (
     AllowLargeMatrixOption,
     MaxPointsOption,
     NoReportOption,
+    OmbDriverOption,
+    PayloadDirOption,
     QuietOption,
     ResultsDirOption,
     SetOption,
     TargetOption,
     console,
     err_console,
+    use_omb_sources,
 )
 from bench.errors import ResultsError, ScenarioError
 from bench.units import format_latency_us, parse_duration_s
@@ -422,12 +425,17 @@ def find_max(
     ] = 0,
     max_points: MaxPointsOption = None,
     allow_large_matrix: AllowLargeMatrixOption = False,
+    omb_driver: OmbDriverOption = None,
+    payload_dir: PayloadDirOption = None,
 ) -> None:
     """Find the highest rate each target sustains: SLOs hold, it keeps up with the schedule,
     the consumer backlog stays bounded, errors stay under the threshold, and the harness is
-    not the limit. Writes every probe, capacity.json and the latency-vs-throughput curve."""
+    not the limit. Writes every probe, capacity.json and the latency-vs-throughput curve.
+    Takes an OMB workload file (.yaml) too, as bench run does."""
     from bench.capacity.search import Search
     from bench.scenario import matrix_limit
+
+    use_omb_sources(omb_driver, payload_dir)
 
     path = Path(scenario)
     if locust_workers:

@@ -228,6 +228,16 @@ def summarize(facts: PointFacts) -> dict[str, Any]:
             else w.payload_bytes.model_dump(),
             "aggregates": w.aggregates,
             "keys": w.keys,
+            # The message body: "event" (a JSON domain event), "file" (payload_file's bytes)
+            # or "random" (payload_random's share random, the rest zeros; OMB's payloads).
+            "payload": (
+                "file"
+                if w.payload_file is not None
+                else "random"
+                if w.payload_random is not None
+                else "event"
+            ),
+            "payload_random": w.payload_random,
             "producers": w.producers,
             "consumers": w.consumers,
             "workers": w.workers,

@@ -191,3 +191,81 @@ def test_the_ledger_keeps_intended_times_when_asked():
         factory.next(1000 + i)
     assert list(ledger.intended) == [1000 + i for i in range(10)]
     assert bytes(ledger.acks) == bytes(10) and len(ledger.keys) == 10
+
+
+# --- OMB's keys and payloads (issue 20)
+
+
+def test_round_robin_keys_cycle_through_every_aggregate_from_each_producers_offset():
+    workload = Workload(aggregates=50, keys="round_robin")
+    _, first = _events(workload, n=150, producer=0)
+    _, second = _events(workload, n=150, producer=1)
+    keys = [msg.key for msg in first]
+    # Each aggregate in turn: 50 distinct keys, each exactly three times, in a fixed cycle.
+    assert Counter(keys) == {key: 3 for key in set(keys)} and len(set(keys)) == 50
+    assert keys[:50] == keys[50:100] == keys[100:]
+    assert second[0].key != first[0].key  # producers do not move in step
+    # Per-key versions still count up by one: the audit judges their order.
+    versions: dict[str, int] = {}
+    for msg in first:
+        assert msg.key_seq == versions.get(msg.key, 0) + 1
+        versions[msg.key] = msg.key_seq
+
+
+def test_randomized_payloads_are_random_then_zeros_from_a_pool():
+    workload = Workload(payload_bytes=1000, payload_random=0.25, payload_pool=8)
+    _, events = _events(workload, n=64)
+    bodies = [msg.value for msg in events]
+    assert all(len(body) == 1000 for body in bodies)
+    assert len(set(bodies)) == 8  # the pool, in turn
+    for body in bodies:
+        assert body[250:] == bytes(750) and body[:250] != bytes(250)
+
+
+def test_a_payload_file_is_every_messages_body(tmp_path):
+    path = tmp_path / "payload.data"
+    path.write_bytes(bytes(range(256)) * 4)
+    _, events = _events(Workload(payload_bytes=1024, payload_file=str(path)), n=10)
+    assert {msg.value for msg in events} == {path.read_bytes()}
+
+
+@pytest.mark.parametrize(
+    ("fields", "words"),
+    [
+        ({"payload_random": 0.5, "payload_file": "x"}, "not both"),
+        ({"payload_random": 0.5, "kind": "store"}, "raw message bodies are for streams"),
+        ({"payload_random": 0.5, "apply": "naive"}, "needs JSON events"),
+        ({"keys": "round_robin", "kind": "store"}, "is for streams"),
+        (
+            {
+                "payload_random": 0.5,
+                "payload_bytes": {"distribution": "uniform", "min": 1, "max": 9},
+            },
+            "one size",
+        ),
+        ({"payload_random": 1.0, "payload_bytes": 64 * 2**20}, "MiB per producer"),
+    ],
+)
+def test_raw_payloads_that_cannot_run_are_refused(fields, words):
+    with pytest.raises(ValueError, match=words):
+        Workload(**fields)
+
+
+def test_a_relative_payload_file_is_the_scenario_files_directorys(tmp_path):
+    from bench.errors import ScenarioError
+    from bench.scenario import expand, load_scenario
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "p.bin").write_bytes(b"x" * 10)
+    scenario = tmp_path / "s.toml"
+    scenario.write_text(
+        '[scenario]\nname = "p"\n\n[workload]\npayload_bytes = 10\npayload_file = "data/p.bin"\n\n'
+        '[targets.memory]\ndriver = "memory"\n'
+    )
+    loaded = load_scenario(scenario)
+    assert loaded.workload.payload_file == str(tmp_path / "data" / "p.bin")
+    expand(loaded)
+    scenario.write_text(scenario.read_text().replace("data/p.bin", "data/none.bin"))
+    with pytest.raises(ScenarioError, match="not a readable file") as caught:
+        expand(load_scenario(scenario))
+    assert caught.value.field == "workload.payload_file"
