@@ -184,7 +184,7 @@ def run(
     use_omb_sources(omb_driver, payload_dir)
     if scenarios and _omb_find_max(scenarios):
         capacity_commands.find_max(
-            str(scenarios[0]),
+            scenarios[0],
             target=target,
             set_=set_,
             results_dir=results_dir,

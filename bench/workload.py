@@ -266,7 +266,8 @@ def raw_bodies(workload: Workload, rng: np.random.Generator) -> list[bytes] | No
         return [Path(workload.payload_file).read_bytes()]
     if workload.payload_random is None:
         return None
-    size = int(workload.payload_bytes)  # validated: a number with payload_random
+    size = workload.payload_bytes
+    assert isinstance(size, int)  # validated: a number of bytes with payload_random
     random_part = int(size * workload.payload_random)
     zeros = bytes(size - random_part)
     return [rng.bytes(random_part) + zeros for _ in range(workload.payload_pool)]

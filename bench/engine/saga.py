@@ -820,7 +820,7 @@ def _fault_sagas(
         start = t0_ns + int(row["started_at_s"] * 1e9)
         back_s = row.get("answering_at_s") or row.get("restored_at_s") or row["started_at_s"]
         back = t0_ns + int(back_s * 1e9)
-        later = [r.get("started_at_s") for r in rows[i + 1 :] if r.get("started_at_s")]
+        later = [float(r["started_at_s"]) for r in rows[i + 1 :] if r.get("started_at_s")]
         span_end = t0_ns + int(later[0] * 1e9) if later else None
         caught = [
             s

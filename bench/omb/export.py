@@ -173,6 +173,12 @@ def point_result(
             "endToEndLatency": "intended send -> delivery (eventbench e2e): OMB measures from "
             "the send, so this one also holds the publish delay",
         },
+        "rates": {
+            "publishRate": "acknowledged messages per second",
+            "publishErrorRate": "every error the run counted per second: failed sends and "
+            "what the client reported (a disconnect, a reconnect)",
+            "backlog": "acknowledged and not yet delivered, at each interval's end",
+        },
         "response_ms": {
             key: (round(float(value) / 1e3, 3) if value is not None else None)
             for key, value in response.items()
