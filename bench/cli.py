@@ -511,6 +511,7 @@ def _print_summaries(summaries: list[dict[str, Any]], title: str) -> None:
         saga_faults_table,
         saga_table,
         store_table,
+        subscriptions_table,
         summary_table,
     )
     from bench.report.verdicts import loss_lines
@@ -525,6 +526,9 @@ def _print_summaries(summaries: list[dict[str, Any]], title: str) -> None:
     replays = [s for s in replays if s not in loads]
     if streams:
         console.print(summary_table(streams, title=title))
+        fanned = [s for s in streams if (s.get("audit") or {}).get("subscriptions")]
+        if fanned:
+            console.print(subscriptions_table(fanned, title=f"{title}: subscriptions"))
     if stores:
         console.print(store_table(stores, title=title))
     if pipelines:

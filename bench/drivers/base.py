@@ -17,6 +17,7 @@ file is an error naming the field.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib
 import itertools
@@ -196,9 +197,25 @@ class Topology:
     name: str
     partitions: int
     producers: int
-    consumers: int
+    consumers: int  # per subscription (consumer group)
     consumer_group: str
     partition_key: str = "aggregate"  # PartitionKey: what producers partition by
+    # Fan-out: how many independent consumer groups read the topic (each gets every message),
+    # and which of them this topology's consumers are in (``subscription_topology``).
+    subscriptions: int = 1
+    subscription: int = 0
+
+
+def subscription_topology(topology: Topology, subscription: int) -> Topology:
+    """The topology of one subscription's consumers: its own consumer group (the first keeps
+    the topology's name, so one subscription is what it always was)."""
+    if subscription == 0:
+        return topology
+    return dataclasses.replace(
+        topology,
+        consumer_group=f"{topology.consumer_group}-s{subscription}",
+        subscription=subscription,
+    )
 
 
 @dataclass(slots=True)

@@ -85,6 +85,7 @@ from bench.drivers.base import (
     Topology,
     assigned_partitions,
     partition_chooser,
+    subscription_topology,
 )
 from bench.drivers.nats_publish import H_MSG_ID, AckWindow, NoStreamError, PubAckError
 from bench.drivers.nats_pull import PullReader
@@ -743,6 +744,12 @@ class NatsDriver:
                 "each read every message of a shared partition",
                 hint=f"use partitions >= {topology.consumers} or consumer_type = 'pull'",
             )
+        if self.config.retention == "workqueue" and topology.subscriptions > 1:
+            raise DriverError(
+                f"nats: a workqueue stream gives each message to one consumer, not to each of "
+                f"{topology.subscriptions} subscriptions",
+                hint="use retention = 'limits' or 'interest' for fan-out",
+            )
         js = self.client.jetstream(timeout=self.config.connect_timeout)
         name = stream_name(topology)
         want = self._stream_config(topology)
@@ -760,8 +767,11 @@ class NatsDriver:
                     await js.delete_stream(name)
                 await js.add_stream(config=want)
             if self.config.consumer_type != "ordered":
-                for partition in range(partitions):
-                    await js.add_consumer(name, config=self._consumer_config(topology, partition))
+                # A durable consumer per partition, for each subscription (its own group).
+                for subscription in range(topology.subscriptions):
+                    group = subscription_topology(topology, subscription)
+                    for partition in range(partitions):
+                        await js.add_consumer(name, config=self._consumer_config(group, partition))
             created = await js.stream_info(name)
         except (nats.js.errors.Error, nats.errors.Error) as exc:
             raise DriverError(f"nats: cannot prepare stream {name!r}: {exc}") from None

@@ -78,6 +78,7 @@ from bench.drivers.base import (
     Topology,
     assigned_partitions,
     envelope_ids,
+    subscription_topology,
 )
 from bench.drivers.rabbitmq_clients import RabbitMQConsumer, RabbitMQProducer
 from bench.drivers.rabbitmq_transport import CoalescingTransportFactory
@@ -414,7 +415,19 @@ class RabbitMQDriver:
         return self.config.queues or max(1, topology.partitions)
 
     def queue_names(self, topology: Topology) -> list[str]:
-        return [f"{topology.name}.{i}" for i in range(self.queue_count(topology))]
+        """The queues of the topology's subscription: ``<topic>.<i>`` for the first, and
+        ``<topic>.s<n>.<i>`` for subscription n, each bound with routing key ``<topic>.<i>``
+        (so each subscription gets every message)."""
+        sub = f".s{topology.subscription}" if topology.subscription else ""
+        return [f"{topology.name}{sub}.{i}" for i in range(self.queue_count(topology))]
+
+    def _all_queue_names(self, topology: Topology) -> list[str]:
+        """Every subscription's queues."""
+        return [
+            name
+            for subscription in range(topology.subscriptions)
+            for name in self.queue_names(subscription_topology(topology, subscription))
+        ]
 
     def _queue_arguments(self) -> dict[str, Any]:
         arguments: dict[str, Any] = {"x-queue-type": self.config.queue_type}
@@ -440,7 +453,7 @@ class RabbitMQDriver:
             # Delete and redeclare rather than purge: RabbitMQ answers a declaration whose type
             # or arguments differ with a channel error, stream queues cannot be purged, and a
             # fresh queue also drops consumers and bindings left by an earlier point.
-            for name in self.queue_names(topology):
+            for name in self._all_queue_names(topology):
                 await channel.queue_delete(name)
             await channel.exchange_delete(topology.name)
             exchange = await channel.declare_exchange(
@@ -448,11 +461,14 @@ class RabbitMQDriver:
                 aio_pika.ExchangeType(self.config.exchange_type),
                 durable=self.config.durable,
             )
-            for name in self.queue_names(topology):
-                queue = await channel.declare_queue(
-                    name, durable=self.config.durable, arguments=self._queue_arguments()
-                )
-                await queue.bind(exchange, routing_key=name)
+            routing_keys = self.queue_names(subscription_topology(topology, 0))
+            for subscription in range(topology.subscriptions):
+                names = self.queue_names(subscription_topology(topology, subscription))
+                for name, routing_key in zip(names, routing_keys, strict=True):
+                    queue = await channel.declare_queue(
+                        name, durable=self.config.durable, arguments=self._queue_arguments()
+                    )
+                    await queue.bind(exchange, routing_key=routing_key)
         except aiormq.exceptions.AMQPError as exc:
             raise DriverError(
                 f"rabbitmq: cannot prepare {topology.name!r}: {self.scrub(str(exc))}"
@@ -486,7 +502,7 @@ class RabbitMQDriver:
     async def cleanup(self, topology: Topology) -> None:
         channel = await self.open_channel(publisher_confirms=False)
         try:
-            for name in self.queue_names(topology):
+            for name in self._all_queue_names(topology):
                 await channel.queue_delete(name)
             await channel.exchange_delete(topology.name)
         except aiormq.exceptions.AMQPError as exc:

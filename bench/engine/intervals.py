@@ -40,7 +40,8 @@ TIMESERIES_COLUMNS = (
     "e2e_max_us",
     "loop_lag_max_us",
     "cpu_pct",
-    # Acknowledged but not yet delivered at the interval's end (consumer backlog, all groups).
+    # Acknowledged but not yet delivered at the interval's end, summed over the subscriptions
+    # (each owes every message): the consumer backlog.
     "backlog",
 )
 EPSILON_S = 1e-9  # interval boundaries are compared with this slack
@@ -180,7 +181,9 @@ class IntervalMerger:
         self._acked_total += sum(p["acked"] for p in payloads)
         self._delivered_total += sum(p["delivered"] for p in payloads)
         consuming = self.workload.kind == "stream" and self.workload.consumers > 0
-        backlog = max(0, self._acked_total - self._delivered_total) if consuming else ""
+        # Each subscription owes every acknowledged message (fan-out).
+        owed = self._acked_total * self.workload.subscriptions
+        backlog = max(0, owed - self._delivered_total) if consuming else ""
         e2e_max = merged["e2e"].get_max_value() / 1e3 if merged["e2e"].total_count else None
         self._timeseries.writerow(
             [

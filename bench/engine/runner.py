@@ -125,6 +125,7 @@ class PointRunner:
             consumers=self.workload.consumers,
             consumer_group=f"{name}-g",
             partition_key=self.workload.partition_key,
+            subscriptions=self.workload.subscriptions,
         )
 
     def _specs(self, topology: Topology, in_process: bool) -> list[WorkerSpec]:
@@ -155,13 +156,8 @@ class PointRunner:
             local = topology
             if in_process:
                 # Each worker has its own broker: its topology counts only its own clients.
-                local = Topology(
-                    name=topology.name,
-                    partitions=topology.partitions,
-                    producers=len(producer_ids[i]),
-                    consumers=len(consumer_ids[i]),
-                    consumer_group=topology.consumer_group,
-                    partition_key=topology.partition_key,
+                local = dataclasses.replace(
+                    topology, producers=len(producer_ids[i]), consumers=len(consumer_ids[i])
                 )
             specs.append(
                 WorkerSpec(
@@ -466,7 +462,8 @@ class PointRunner:
                 delivered = sum(s.delivered for s in states)
                 if delivered != last_delivered:
                     last_delivered, last_change = delivered, now
-                acked = sum(s.acked for s in states)
+                # Every subscription owes every acknowledged message once.
+                acked = sum(s.acked for s in states) * self.workload.subscriptions
                 unique = sum(s.received_unique for s in states)
                 quiet = now - last_change >= self.meta.drain_quiet
                 timed_out = now - produced_at >= self.meta.drain_timeout
@@ -494,9 +491,11 @@ class PointRunner:
                         and self.workload.kind == "stream"
                     ):
                         reason = "drain timeout" if timed_out else "no deliveries for drain_quiet"
+                        subs = self.workload.subscriptions
                         self.problems.append(
                             f"drain ended by {reason} with {acked - unique} acknowledged "
                             "messages not received"
+                            + (f" (over {subs} subscriptions)" if subs > 1 else "")
                         )
                     self.drain["ended_by"] = _drain_end(
                         stop_sent, self.workload, unique >= acked, timed_out

@@ -108,7 +108,12 @@ def summarize(facts: PointFacts) -> dict[str, Any]:
             errors[name] = errors.get(name, 0) + count
     producers = [p for f in finals for p in f["producers"]]
     consumers = [f["consumers"] for f in finals]
-    audit = audit_mod.merge(producers, consumers, key_namer(w))
+    # Fan-out: each subscription's ledgers from every worker (the first is "consumers").
+    by_subscription = [consumers] + [
+        [f["subscriptions"][s] for f in finals if len(f.get("subscriptions") or []) > s]
+        for s in range(w.subscriptions - 1)
+    ]
+    audit = audit_mod.merge_subscriptions(producers, by_subscription, key_namer(w))
     if w.kind == "stream":
         audit_mod.add_projection(
             audit,

@@ -27,6 +27,7 @@ from bench.drivers.base import (
     as_store,
     as_stream,
     load_driver,
+    subscription_topology,
 )
 from bench.engine import reread
 from bench.engine.eventstore import StoreTotals, check_store, unchecked_invariants
@@ -111,8 +112,15 @@ class SharedTarget:
         async with self._connected("consumer lag") as driver:
             if not isinstance(driver, ConsumerLag):
                 return None
-            lag: int | None = await self._bounded(driver.consumer_lag(self.topology), LAG_TIMEOUT_S)
-            return lag
+            # Every subscription's consumer group: what the broker holds for any of them.
+            total = 0
+            for subscription in range(self.topology.subscriptions):
+                topology = subscription_topology(self.topology, subscription)
+                lag: int | None = await self._bounded(driver.consumer_lag(topology), LAG_TIMEOUT_S)
+                if lag is None:
+                    return None
+                total += lag
+            return total
 
     async def classify(self, lost: dict[int, np.ndarray]) -> dict[str, Any]:
         """Sort the lost messages: not stored, or stored and not delivered (engine/reread.py)."""

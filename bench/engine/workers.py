@@ -55,6 +55,7 @@ from bench.drivers.base import (
     as_store,
     as_stream,
     load_driver,
+    subscription_topology,
 )
 from bench.engine.consumer_apply import StreamReadModel
 from bench.engine.deadlines import SendDeadlines, SendExpired
@@ -304,7 +305,9 @@ class Worker:
         self.store: StoreWriters | None = None
         self.invariants: list[str] | None = None
         self.invariants_not_checked: list[str] = []
-        self.consumer_ledger = ConsumerLedger()
+        # One ledger per subscription (consumer group): the audit is exact per subscription.
+        self.consumer_ledgers = [ConsumerLedger() for _ in range(spec.workload.subscriptions)]
+        self.consumer_ledger = self.consumer_ledgers[0]
         # workload.apply: the consumers' read model, and (intended, receipt to applied) per
         # application, flushed into the "apply" latency.
         self.read_model = (
@@ -413,9 +416,11 @@ class Worker:
                     stream = as_stream(driver)
                     if spec.prepare_here:
                         await stream.prepare(spec.topology)
-                    deliver = self._deliver_to()
-                    for consumer_id in spec.consumer_ids:
-                        consumers.append(await stream.consumer(spec.topology, consumer_id, deliver))
+                    for subscription in range(spec.workload.subscriptions):
+                        topology = subscription_topology(spec.topology, subscription)
+                        deliver = self._deliver_to(subscription)
+                        for consumer_id in spec.consumer_ids:
+                            consumers.append(await stream.consumer(topology, consumer_id, deliver))
                     # Together, so a consumer group forms in one round rather than one
                     # rebalance per member (Tansu holds each join for half the session timeout).
                     await asyncio.wait_for(
@@ -779,9 +784,29 @@ class Worker:
         if self.consumer_ledger.record(msg.producer_id, msg.seq, msg.key, msg.key_seq):
             self.totals.received_unique += 1
 
-    def _deliver_to(self) -> Callable[[Message], None]:
-        """The consumers' callback: the audit alone, or the audit and the read model."""
+    def _deliver_to(self, subscription: int = 0) -> Callable[[Message], None]:
+        """The consumers' callback: the audit alone, or the audit and the read model (the
+        first subscription's); another subscription's consumers audit into its own ledger."""
+        if subscription:
+            return self._subscription_callback(self.consumer_ledgers[subscription])
         return self.on_message if self.read_model is None else self.on_message_applied
+
+    def _subscription_callback(self, ledger: ConsumerLedger) -> Callable[[Message], None]:
+        """``on_message`` for another subscription: the same timestamps (e2e merges every
+        subscription), its own ledger."""
+        recv_at = self.recv_at.append
+        recv_intended = self.recv_intended.append
+        record = ledger.record
+        totals = self.totals
+        clock = time.monotonic_ns
+
+        def on_message(msg: Message) -> None:
+            recv_at(clock())
+            recv_intended(msg.intended_ns)
+            if record(msg.producer_id, msg.seq, msg.key, msg.key_seq):
+                totals.received_unique += 1
+
+        return on_message
 
     def on_message_applied(self, msg: Message) -> None:
         """Consumer callback with ``workload.apply``: the audit, then the read model (timed
@@ -1127,6 +1152,8 @@ class Worker:
                     "projection": (
                         self.consumer_ledger.projection() if self.spec.consumer_ids else None
                     ),
+                    # The other subscriptions' ledgers (subscription 1, 2, ...), as "consumers".
+                    "subscriptions": [ledger.export() for ledger in self.consumer_ledgers[1:]],
                 },
             )
         )

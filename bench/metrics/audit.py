@@ -180,6 +180,9 @@ class AuditResult:
     projection_stuck: int | None = None
     projection_note: str | None = None
     worst_keys: list[dict[str, object]] = field(default_factory=list)
+    # Fan-out (workload.subscriptions > 1): each subscription's own audit (received, lost,
+    # duplicated, reordered, ...); the counts above are then their sums. None: one.
+    subscriptions: list[dict[str, int]] | None = None
 
     def as_dict(self) -> dict[str, object]:
         return dict(self.__dict__)
@@ -403,3 +406,41 @@ def segment_audit(
         if of is not None and seq < of.size:
             segments[int(of[seq])]["reordered"] += 1
     return segments
+
+
+SUBSCRIPTION_FIELDS = (
+    "received",
+    "delivered",
+    "lost",
+    "unacked_lost",
+    "duplicated",
+    "reordered",
+    "unknown_received",
+    "keys_with_loss",
+    "keys_with_duplicates",
+    "keys_reordered",
+)
+
+
+def merge_subscriptions(
+    producers: list[tuple[int, bytes, bytes]],
+    by_subscription: list[list[tuple[dict[int, bytes], int, dict[str, int]]]],
+    key_name: Callable[[int], str] | None = None,
+) -> AuditResult:
+    """The audit of a fan-out: each subscription's consumer ledgers audited against every
+    producer on its own (``merge``), and the point's audit their sum. The producer side (sent,
+    acknowledged, failed) is counted once; every delivery-side count is summed, so a message
+    one subscription lost is lost once, whatever the others received."""
+    audits = [merge(producers, consumers, key_name) for consumers in by_subscription]
+    result = audits[0]
+    if len(audits) == 1:
+        return result
+    result.subscriptions = [
+        {name: int(getattr(audit, name)) for name in SUBSCRIPTION_FIELDS} for audit in audits
+    ]
+    for name in SUBSCRIPTION_FIELDS:
+        if name != "unacked_lost":  # a failed send, missing from every subscription: once
+            setattr(result, name, sum(int(getattr(audit, name)) for audit in audits))
+    worst = [row for audit in audits for row in audit.worst_keys]
+    result.worst_keys = worst[:5]
+    return result

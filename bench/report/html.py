@@ -27,6 +27,7 @@ from bench.report import (
     replay,
     saga,
     store,
+    subscriptions,
     verdicts,
 )
 from bench.report.plots import Plot, report_plots
@@ -254,6 +255,13 @@ def render_report(run: Run, plots: Iterable[Plot]) -> str:
         parts += [
             "<h2>Latency (measurement window)</h2>",
             frame_table(latency_frame(loaded), "latency"),
+        ]
+    fan_out = subscriptions.subscriptions_frame(run.points)
+    if not fan_out.empty:
+        parts += [
+            "<h2>Subscriptions</h2>",
+            f"<p>{html.escape(subscriptions.CAPTION)}</p>",
+            frame_table(fan_out, "subscriptions"),
         ]
     if faults.has_faults(run.points):
         parts += [

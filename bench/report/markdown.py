@@ -11,7 +11,16 @@ from typing import Any
 
 import pandas as pd
 
-from bench.report import faults, pipeline, redelivery, replay, saga, store, verdicts
+from bench.report import (
+    faults,
+    pipeline,
+    redelivery,
+    replay,
+    saga,
+    store,
+    subscriptions,
+    verdicts,
+)
 from bench.report.plots import Plot
 from bench.report.tables import (
     SUMMARY_PIPELINE_NOTE,
@@ -159,6 +168,9 @@ def render_report(run: Run, plots: Iterable[Plot], image_dir: str) -> str:
             out += [f"{SUMMARY_PIPELINE_NOTE}\n"]
         out += [table(summary)]
         out += ["## Latency (measurement window)\n", table(latency_frame(loaded))]
+    fan_out = subscriptions.subscriptions_frame(run.points)
+    if not fan_out.empty:
+        out += ["## Subscriptions\n", f"{subscriptions.CAPTION}\n", table(fan_out)]
     if faults.has_faults(run.points):
         out += ["## Faults\n", f"{faults.CAPTION}\n", table(faults.faults_frame(run.points))]
     for plot in plots:

@@ -350,6 +350,23 @@ def pipeline_table(summaries: list[dict[str, Any]], title: str | None = None) ->
     return table
 
 
+def subscriptions_table(summaries: list[dict[str, Any]], title: str | None = None) -> Table:
+    """Fan-out points: each subscription's own audit (``bench.report.subscriptions``)."""
+    from bench.report.subscriptions import COLUMNS, subscription_rows
+
+    table = Table(title=title, header_style="bold")
+    for name in COLUMNS:
+        table.add_column(name, justify="left" if name == "point" else "right")
+    for s in summaries:
+        for row in subscription_rows(s, str(s.get("label") or s.get("target") or "?")):
+            cells = {name: escape(value) for name, value in row.items()}
+            for name in ("lost", "duplicated", "reordered"):
+                if cells[name] != "0":
+                    cells[name] = f"[red]{cells[name]}[/]"
+            table.add_row(*(cells[name] for name in COLUMNS))
+    return table
+
+
 def faults_table(summaries: list[dict[str, Any]], title: str | None = None) -> Table:
     """One row per injected fault of every point: what it did to the producers and consumers,
     how long recovery took, and the exact audit of its window. No rows when no point had a

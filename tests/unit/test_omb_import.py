@@ -61,7 +61,7 @@ def test_producer_rate_0_is_a_find_max() -> None:
     [
         ({"compressionType": "lz4"}, "compressionType", "not an OMB workload field"),
         ({"topics": 4}, "topics", "not built yet"),
-        ({"subscriptionsPerTopic": 3}, "subscriptionsPerTopic", "not built yet"),
+        ({"subscriptionsPerTopic": 65}, "subscriptionsPerTopic", "at most 64"),
         ({"consumerBacklogSizeGB": 1}, "consumerBacklogSizeGB", "not built yet"),
         ({"keyDistributor": "ZIPF"}, "keyDistributor", "not an OMB key distributor"),
         ({"messageSize": "big"}, "messageSize", "expected a whole number"),
@@ -148,3 +148,18 @@ def test_targets_by_name_and_from_driver_files_together() -> None:
         OmbSources((FIXTURES / "driver" / "kafka.yaml",)),
     )
     assert list(imported.raw["targets"]) == ["kafka", "memory"]
+
+
+def test_subscriptions_are_consumer_groups_of_consumerpersubscription_members(
+    tmp_path: Path,
+) -> None:
+    import yaml
+
+    data = yaml.safe_load((WORKLOADS / "1-topic-16-partitions-1kb.yaml").read_text())
+    data.update(subscriptionsPerTopic=3, consumerPerSubscription=2)
+    path = tmp_path / "workloads" / "fan-out.yaml"
+    path.parent.mkdir()
+    path.write_text(yaml.safe_dump(data))
+    (tmp_path / "payload").symlink_to(FIXTURES / "payload")
+    workload = omb_scenario(path, MEMORY).raw["workload"]
+    assert workload["subscriptions"] == 3 and workload["consumers"] == 2
