@@ -513,6 +513,7 @@ def _print_summaries(summaries: list[dict[str, Any]], title: str) -> None:
         store_table,
         subscriptions_table,
         summary_table,
+        topics_table,
     )
     from bench.report.verdicts import loss_lines
 
@@ -529,6 +530,9 @@ def _print_summaries(summaries: list[dict[str, Any]], title: str) -> None:
         fanned = [s for s in streams if (s.get("audit") or {}).get("subscriptions")]
         if fanned:
             console.print(subscriptions_table(fanned, title=f"{title}: subscriptions"))
+        spread = [s for s in streams if int((s.get("topology") or {}).get("topics") or 1) > 1]
+        if spread:
+            console.print(topics_table(spread, title=f"{title}: topics"))
     if stores:
         console.print(store_table(stores, title=title))
     if pipelines:
@@ -553,6 +557,16 @@ def _fmt(value_us: float | None) -> str:
     from bench.units import format_latency_us
 
     return format_latency_us(value_us)
+
+
+def _spread(w: Any) -> str:
+    """" over 4 topics x 3 subscriptions": how a stream point's clients spread (else "")."""
+    parts = []
+    if w.topics > 1:
+        parts.append(f"{w.topics} topics")
+    if w.subscriptions > 1:
+        parts.append(f"{w.subscriptions} subscriptions")
+    return f" over {' x '.join(parts)}" if parts else ""
 
 
 def _describe_load(point: Any) -> str:
@@ -593,7 +607,7 @@ def _describe_load(point: Any) -> str:
             f"{format_duration(meta.duration)}"
         )
     return (
-        f"{load}, {w.producers}p/{w.consumers}c on {w.workers} worker(s){key}, "
+        f"{load}, {w.producers}p/{w.consumers}c{_spread(w)} on {w.workers} worker(s){key}, "
         f"warmup {format_duration(meta.warmup)}, measure {format_duration(meta.duration)}"
     )
 

@@ -49,6 +49,7 @@ from bench.drivers.base import (
     consumer_faults_unsupported,
     driver_kind,
     load_driver,
+    topic_of,
 )
 from bench.errors import DriverNotFound, ScenarioError
 from bench.redaction import MASK, redact, redact_text, shows_input
@@ -82,6 +83,7 @@ _TYPE_RULE = "use letters, digits, '_', '-', '.' and ':' only (it is written int
 # paragraph. A longer text is a mistake (a pasted file), refused at once, before anything
 # scans it.
 NAME_MAX_CHARS = 80
+MAX_TOPICS = 1000  # workload.topics: OMB's largest stock workloads have hundreds
 DESCRIPTION_MAX_CHARS = 4096
 # A driver option's text: a URL, a DSN, a file path (PATH_MAX is 4096).
 OPTION_MAX_CHARS = 4096
@@ -419,6 +421,10 @@ class Workload(_Model):
     # with ``consumers`` members and each receiving every message: the delivery audit is exact
     # per subscription, and e2e latency merges them all.
     subscriptions: int = Field(default=1, ge=1, le=64)
+    # Topics (OMB's topics), each with ``partitions`` partitions. Producers and consumers are
+    # totals, spread evenly over the topics (producer or consumer i works on topic i % topics),
+    # so both are multiples of topics.
+    topics: int = Field(default=1, ge=1, le=MAX_TOPICS)
     workers: int = Field(default=1, ge=1, le=256)
     # Worker processes that only consume (the others only produce), so that consuming never
     # caps producing on a multi-core machine. 0: every worker produces and consumes. Also
@@ -572,6 +578,30 @@ class Workload(_Model):
             raise ValueError(
                 "apply: the read model runs on one consumer group; with subscriptions > 1 set "
                 'apply = "none"'
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _topics(self) -> Workload:
+        if self.topics == 1:
+            return self
+        if self.kind != "stream":
+            raise ValueError(f"topics: many topics are for streams (kind is {self.kind!r})")
+        if self.producers % self.topics:
+            raise ValueError(
+                f"producers = {self.producers} is the total over topics = {self.topics}, which "
+                f"share them evenly: give a multiple of {self.topics} (e.g. "
+                f"{self.topics * max(1, -(-self.producers // self.topics))})"
+            )
+        if self.consumers % self.topics:
+            raise ValueError(
+                f"consumers = {self.consumers} is the total (per subscription) over topics = "
+                f"{self.topics}, which share them evenly: give 0 or a multiple of {self.topics} "
+                f"(e.g. {self.topics * max(1, -(-self.consumers // self.topics))})"
+            )
+        if self.apply != "none":
+            raise ValueError(
+                'apply: the read model reads one topic; with topics > 1 set apply = "none"'
             )
         return self
 
@@ -878,6 +908,10 @@ class Scenario(_Model):
                         f"scenario.{name}: a replay has no load to time, so {name} would "
                         "change nothing; remove it"
                     )
+        if self.faults and self.workload.topics > 1:
+            raise ValueError(
+                "faults: the per-fault audit follows one topic for now; run faults with topics = 1"
+            )
         if self.faults and self.workload.subscriptions > 1:
             raise ValueError(
                 "faults: the per-fault audit follows one consumer group for now; run faults "
@@ -1058,6 +1092,20 @@ def _short(value: Any) -> str:
 # The most points a matrix may expand to unless --max-points or --allow-large-matrix says
 # otherwise: every point is validated and held in memory before the first one runs.
 MAX_MATRIX_POINTS = 10_000
+
+
+def topics_without_consumers(workload: Workload) -> list[tuple[int, int]]:
+    """(worker, topic) pairs where a worker has a producer on a topic and no consumer of it.
+
+    Producer or consumer i runs in worker i % workers (engine/runner.py) and works on topic
+    i % topics (``topic_of``): an in-process target, one broker per worker, would hold such a
+    topic's messages with nobody to read them."""
+    if workload.kind != "stream" or not workload.consumers or workload.consumer_workers:
+        return []
+    workers, topics = workload.workers, workload.topics
+    read = {(c % workers, topic_of(c, topics)) for c in range(workload.consumers)}
+    written = sorted({(p % workers, topic_of(p, topics)) for p in range(workload.producers)})
+    return [pair for pair in written if pair not in read]
 
 
 def load_scenario(
@@ -1679,6 +1727,17 @@ def _check_point(
                 "workload.consumers",
                 f"target {target!r} runs inside each worker process, so it needs at least one "
                 f"consumer per worker ({workload.consumers} < workers = {workload.workers})",
+            )
+        lonely = topics_without_consumers(workload)
+        if lonely:
+            worker, topic = lonely[0]
+            raise ScenarioError(
+                source,
+                "workload.topics",
+                f"target {target!r} runs inside each worker process, and worker {worker} would "
+                f"produce to topic {topic} with none of its consumers: with topics = "
+                f"{workload.topics} over workers = {workload.workers}, give producers and "
+                "consumers as multiples of topics x workers",
             )
     # A graceful restart (stop, which commits, then start) works on any driver; a kill needs a
     # consumer that owes what it did not commit.

@@ -204,6 +204,45 @@ class Topology:
     # and which of them this topology's consumers are in (``subscription_topology``).
     subscriptions: int = 1
     subscription: int = 0
+    # Many topics (OMB's topics): how many the point has, and which one this topology is
+    # (``topic_topology``). A driver sees one topic at a time; only the engine knows of others.
+    topics: int = 1
+    topic: int = 0
+
+
+def topic_topology(topology: Topology, topic: int) -> Topology:
+    """The topology of topic ``topic`` of a point with ``topology.topics`` topics: its own name
+    and consumer group, and its share of the producers and consumers (the workload gives them
+    as multiples of the topics). One topic is what it always was."""
+    if topology.topics == 1:
+        return topology
+    name = f"{topology.name}-t{topic}"
+    return dataclasses.replace(
+        topology,
+        name=name,
+        consumer_group=f"{name}-g",
+        producers=max(1, topology.producers // topology.topics),
+        consumers=topology.consumers // topology.topics,
+        topic=topic,
+    )
+
+
+def topic_topologies(topology: Topology) -> list[Topology]:
+    """Every topic's topology, in order."""
+    return [topic_topology(topology, t) for t in range(topology.topics)]
+
+
+def topic_of(client_id: int, topics: int) -> int:
+    """The topic producer or consumer ``client_id`` works on: clients go round the topics, so
+    each topic gets the same number of them (OMB's producers per topic, consumers per
+    subscription)."""
+    return client_id % topics
+
+
+def member_of(client_id: int, topics: int) -> int:
+    """A client's index among its topic's clients (what a driver's partition assignment
+    counts)."""
+    return client_id // topics
 
 
 def subscription_topology(topology: Topology, subscription: int) -> Topology:

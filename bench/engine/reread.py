@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.drivers.base import Rereadable, Topology
+from bench.drivers.base import Rereadable, Topology, topic_of, topic_topologies
 from bench.errors import BenchError
 from bench.units import format_count, format_duration
 
@@ -106,6 +106,31 @@ async def classify_losses(
         elapsed_s=round(elapsed_s, 3),
         reason=reason,
     )
+
+
+async def classify_topics(
+    driver: object, topology: Topology, lost: Mapping[int, np.ndarray], budget_s: float
+) -> dict[str, Any]:
+    """``classify_losses`` over a point's topics: each producer sends to one topic
+    (``topic_of``), so each topic is re-read for its own producers' losses, within what is
+    left of the one budget, and the results combine into one."""
+    if topology.topics == 1:
+        return await classify_losses(driver, topology, lost, budget_s)
+    deadline = time.monotonic() + budget_s
+    results = []
+    for topic in topic_topologies(topology):
+        mine = {
+            producer: seqs
+            for producer, seqs in lost.items()
+            if topic_of(producer, topology.topics) == topic.topic
+        }
+        if not any(np.asarray(seqs).size for seqs in mine.values()):
+            continue
+        left = max(0.001, deadline - time.monotonic())
+        results.append(await classify_losses(driver, topic, mine, left))
+    if not results:
+        return _result(checked=True, method=NOTHING_LOST, unclassified=0)
+    return combine_losses(results)
 
 
 def combine_losses(results: list[dict[str, Any]]) -> dict[str, Any]:

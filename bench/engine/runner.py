@@ -126,6 +126,7 @@ class PointRunner:
             consumer_group=f"{name}-g",
             partition_key=self.workload.partition_key,
             subscriptions=self.workload.subscriptions,
+            topics=self.workload.topics,
         )
 
     def _specs(self, topology: Topology, in_process: bool) -> list[WorkerSpec]:
@@ -328,6 +329,8 @@ class PointRunner:
             store_check=self.store_check,
             drain=self.drain,
             host=self.host,
+            topics_create_s=self.shared.create_s if self.shared is not None else None,
+            topics_remove_s=self.shared.remove_s if self.shared is not None else None,
         )
 
     def _fault_events(self) -> list[FaultEvent] | None:

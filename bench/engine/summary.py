@@ -84,7 +84,14 @@ class PointFacts:
     # How the drain ended, and how often the broker's consumer lag extended it (runner.py).
     drain: dict[str, Any] | None = None
     host: dict[str, Any] | None = None  # the host's CPU over the window (engine/host.py)
+    # A shared target's topic creation and removal times, in seconds (None: not timed here).
+    topics_create_s: float | None = None
+    topics_remove_s: float | None = None
     ended_at: float = field(default_factory=time.time)
+
+
+def _rounded(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds, 3)
 
 
 def summarize(facts: PointFacts) -> dict[str, Any]:
@@ -245,6 +252,8 @@ def summarize(facts: PointFacts) -> dict[str, Any]:
             "payload_random": w.payload_random,
             "producers": w.producers,
             "consumers": w.consumers,
+            "topics": w.topics,
+            "subscriptions": w.subscriptions,
             "workers": w.workers,
             "consumer_workers": w.consumer_workers,
             "max_in_flight": w.max_in_flight,
@@ -255,7 +264,15 @@ def summarize(facts: PointFacts) -> dict[str, Any]:
             "duration_s": duration,
             "warmup_s": meta.warmup,
         },
-        "topology": {"name": facts.topology.name, "partitions": facts.topology.partitions},
+        "topology": {
+            "name": facts.topology.name,
+            "partitions": facts.topology.partitions,
+            "topics": facts.topology.topics,
+            "subscriptions": facts.topology.subscriptions,
+            # Creating and removing every topic, by the coordinator (a shared target only).
+            "create_s": _rounded(facts.topics_create_s),
+            "remove_s": _rounded(facts.topics_remove_s),
+        },
         "throughput": {
             "sent_per_s": per_s(totals["sent_in_window"], duration),
             "acked_per_s": per_s(totals["acked_in_window"], duration),

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +29,7 @@ from bench.drivers.base import (
     as_stream,
     load_driver,
     subscription_topology,
+    topic_topologies,
 )
 from bench.engine import reread
 from bench.engine.eventstore import StoreTotals, check_store, unchecked_invariants
@@ -40,6 +42,9 @@ VERIFY_TIMEOUT_S = 300.0  # checking a store's invariants over everything it sto
 CLOSE_TIMEOUT_S = 10.0
 REREAD_BUDGET_S = 60.0  # how long sorting the lost messages may re-read a shared target
 LAG_TIMEOUT_S = 5.0  # asking the broker for its consumer lag during the drain
+# Topics created or removed at once (``topics = N``): hundreds one after another would make
+# setup dominate a short run; all at once would flood the broker's controller.
+TOPIC_SETUP_CONCURRENCY = 16
 
 
 @dataclass
@@ -61,6 +66,9 @@ class SharedTarget:
         self.timeout = point.driver_config.connect_timeout
         # A pipeline's store: prepared with its transactional outbox (``Outbox.use_outbox``).
         self.outbox = outbox
+        # How long creating and removing the point's topics took (``topics``), in seconds.
+        self.create_s: float | None = None
+        self.remove_s: float | None = None
 
     @contextlib.asynccontextmanager
     async def _connected(self, step: str) -> AsyncIterator[Driver]:
@@ -92,7 +100,8 @@ class SharedTarget:
                 if isinstance(driver, ServerCounters):
                     check.counters_before = await driver.server_counters()
             else:
-                await self._bounded(as_stream(driver).prepare(self.topology), SETUP_TIMEOUT_S)
+                stream = as_stream(driver)
+                self.create_s = await self._each_topic(stream.prepare)
             described: dict[str, Any] = await self._bounded(driver.describe(), CONNECT_MARGIN_S)
             return described
 
@@ -114,18 +123,21 @@ class SharedTarget:
                 return None
             # Every subscription's consumer group: what the broker holds for any of them.
             total = 0
-            for subscription in range(self.topology.subscriptions):
-                topology = subscription_topology(self.topology, subscription)
-                lag: int | None = await self._bounded(driver.consumer_lag(topology), LAG_TIMEOUT_S)
-                if lag is None:
-                    return None
-                total += lag
+            for topic in topic_topologies(self.topology):
+                for subscription in range(self.topology.subscriptions):
+                    topology = subscription_topology(topic, subscription)
+                    lag: int | None = await self._bounded(
+                        driver.consumer_lag(topology), LAG_TIMEOUT_S
+                    )
+                    if lag is None:
+                        return None
+                    total += lag
             return total
 
     async def classify(self, lost: dict[int, np.ndarray]) -> dict[str, Any]:
         """Sort the lost messages: not stored, or stored and not delivered (engine/reread.py)."""
         async with self._connected("classify") as driver:
-            return await reread.classify_losses(driver, self.topology, lost, REREAD_BUDGET_S)
+            return await reread.classify_topics(driver, self.topology, lost, REREAD_BUDGET_S)
 
     async def cleanup(self) -> None:
         """Remove what prepare created."""
@@ -135,4 +147,14 @@ class SharedTarget:
                     await driver.attach_store(self.topology.name)
                     await self._bounded(driver.drop_store(), SETUP_TIMEOUT_S)
             else:
-                await self._bounded(as_stream(driver).cleanup(self.topology), SETUP_TIMEOUT_S)
+                self.remove_s = await self._each_topic(as_stream(driver).cleanup)
+
+    async def _each_topic(self, step: Callable[[Topology], Awaitable[None]]) -> float:
+        """``step`` (prepare or cleanup) on every topic of the point, TOPIC_SETUP_CONCURRENCY
+        at a time, within one SETUP_TIMEOUT_S per batch; the seconds it took."""
+        started = time.monotonic()
+        topics = topic_topologies(self.topology)
+        for first in range(0, len(topics), TOPIC_SETUP_CONCURRENCY):
+            batch = topics[first : first + TOPIC_SETUP_CONCURRENCY]
+            await self._bounded(asyncio.gather(*(step(t) for t in batch)), SETUP_TIMEOUT_S)
+        return time.monotonic() - started

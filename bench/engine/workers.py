@@ -55,7 +55,11 @@ from bench.drivers.base import (
     as_store,
     as_stream,
     load_driver,
+    member_of,
     subscription_topology,
+    topic_of,
+    topic_topologies,
+    topic_topology,
 )
 from bench.engine.consumer_apply import StreamReadModel
 from bench.engine.deadlines import SendDeadlines, SendExpired
@@ -74,7 +78,7 @@ from bench.engine.messages import (
     Stop,
 )
 from bench.engine.pipeline import STAGES, Pipeline
-from bench.engine.reread import classify_losses
+from bench.engine.reread import classify_topics
 from bench.engine.schedule import make_schedule
 from bench.errors import BenchError, DriverError
 from bench.faults.figures import consumer_fault_text
@@ -414,13 +418,19 @@ class Worker:
                     await self._setup_store(as_store(driver))
                 else:
                     stream = as_stream(driver)
+                    topics = spec.topology.topics
                     if spec.prepare_here:
-                        await stream.prepare(spec.topology)
+                        for topic in topic_topologies(spec.topology):
+                            await stream.prepare(topic)
                     for subscription in range(spec.workload.subscriptions):
-                        topology = subscription_topology(spec.topology, subscription)
                         deliver = self._deliver_to(subscription)
                         for consumer_id in spec.consumer_ids:
-                            consumers.append(await stream.consumer(topology, consumer_id, deliver))
+                            # Consumer c reads topic c % topics, as member c // topics of
+                            # that topic's consumer group.
+                            topic = topic_topology(spec.topology, topic_of(consumer_id, topics))
+                            topology = subscription_topology(topic, subscription)
+                            member = member_of(consumer_id, topics)
+                            consumers.append(await stream.consumer(topology, member, deliver))
                     # Together, so a consumer group forms in one round rather than one
                     # rebalance per member (Tansu holds each join for half the session timeout).
                     await asyncio.wait_for(
@@ -429,7 +439,8 @@ class Worker:
                     )
                     self.consumers = consumers
                     for producer_id in spec.producer_ids:
-                        producers.append(await stream.producer(spec.topology, producer_id))
+                        topic = topic_topology(spec.topology, topic_of(producer_id, topics))
+                        producers.append(await stream.producer(topic, producer_id))
                 described = await driver.describe() if spec.describe else None
             except BenchError as exc:
                 self._send(Failed(spec.index, exc.message))
@@ -1181,7 +1192,7 @@ class Worker:
         lost = lost_ids(
             [f.ledger.export() for f in self.factories], [self.consumer_ledger.export()]
         )
-        return await classify_losses(driver, self.spec.topology, lost, REREAD_BUDGET_S)
+        return await classify_topics(driver, self.spec.topology, lost, REREAD_BUDGET_S)
 
     def _timeline_export(self) -> dict[str, Any]:
         return {

@@ -28,6 +28,7 @@ from bench.report import (
     saga,
     store,
     subscriptions,
+    topology,
     verdicts,
 )
 from bench.report.plots import Plot, report_plots
@@ -262,6 +263,13 @@ def render_report(run: Run, plots: Iterable[Plot]) -> str:
             "<h2>Subscriptions</h2>",
             f"<p>{html.escape(subscriptions.CAPTION)}</p>",
             frame_table(fan_out, "subscriptions"),
+        ]
+    spread = topology.topics_frame(run.points)
+    if not spread.empty:
+        parts += [
+            "<h2>Topics</h2>",
+            f"<p>{html.escape(topology.CAPTION)}</p>",
+            frame_table(spread, "topics"),
         ]
     if faults.has_faults(run.points):
         parts += [

@@ -19,6 +19,7 @@ from bench.report import (
     saga,
     store,
     subscriptions,
+    topology,
     verdicts,
 )
 from bench.report.plots import Plot
@@ -171,6 +172,9 @@ def render_report(run: Run, plots: Iterable[Plot], image_dir: str) -> str:
     fan_out = subscriptions.subscriptions_frame(run.points)
     if not fan_out.empty:
         out += ["## Subscriptions\n", f"{subscriptions.CAPTION}\n", table(fan_out)]
+    spread = topology.topics_frame(run.points)
+    if not spread.empty:
+        out += ["## Topics\n", f"{topology.CAPTION}\n", table(spread)]
     if faults.has_faults(run.points):
         out += ["## Faults\n", f"{faults.CAPTION}\n", table(faults.faults_frame(run.points))]
     for plot in plots:

@@ -367,6 +367,20 @@ def subscriptions_table(summaries: list[dict[str, Any]], title: str | None = Non
     return table
 
 
+def topics_table(summaries: list[dict[str, Any]], title: str | None = None) -> Table:
+    """Points with several topics: the spread and the create/remove times
+    (``bench.report.topology``)."""
+    from bench.report.topology import COLUMNS, topic_rows
+
+    table = Table(title=title, header_style="bold")
+    for name in COLUMNS:
+        table.add_column(name, justify="left" if name == "point" else "right")
+    for s in summaries:
+        for row in topic_rows(s, str(s.get("label") or s.get("target") or "?")):
+            table.add_row(*(escape(row[name]) for name in COLUMNS))
+    return table
+
+
 def faults_table(summaries: list[dict[str, Any]], title: str | None = None) -> Table:
     """One row per injected fault of every point: what it did to the producers and consumers,
     how long recovery took, and the exact audit of its window. No rows when no point had a
