@@ -126,6 +126,7 @@ def point_result(
     measured = [r for r in rows if r["phase"] == "measure"]
     workload = summary.get("workload") or {}
     topology = summary.get("topology") or {}
+    topics = max(1, int(topology.get("topics") or workload.get("topics") or 1))
     result: dict[str, Any] = {
         "workload": ((manifest.get("scenario") or {}).get("scenario") or {}).get("name")
         or summary.get("run_id"),
@@ -133,11 +134,13 @@ def point_result(
         "messageSize": workload.get("payload_bytes")
         if isinstance(workload.get("payload_bytes"), int)
         else 0,
-        "topics": 1,
+        "topics": topics,
         "partitions": int(topology.get("partitions") or workload.get("partitions") or 0),
-        "producersPerTopic": int(workload.get("producers") or 0),
-        "consumersPerTopic": int(workload.get("consumers") or 0),
+        # OMB counts per topic; eventbench's producers and consumers are totals over topics.
+        "producersPerTopic": int(workload.get("producers") or 0) // topics,
+        "consumersPerTopic": int(workload.get("consumers") or 0) // topics,
     }
+
     interval_s = [float(r["interval_s"]) for r in measured]
     result["publishRate"] = [float(r["acked_per_s"]) for r in measured]
     result["publishErrorRate"] = [
@@ -187,8 +190,15 @@ def point_result(
         "audit": summary.get("audit"),
         "verdict": summary.get("verdict"),
         "status": summary.get("status"),
+        # Creating and removing the point's topics (a shared target's; null in-process).
+        "topics_created_ms": _ms(topology.get("create_s")),
+        "topics_removed_ms": _ms(topology.get("remove_s")),
     }
     return result
+
+
+def _ms(seconds: Any) -> float | None:
+    return None if seconds is None else round(float(seconds) * 1000, 1)
 
 
 def _near(by_start: dict[float, HdrHistogram], start: float) -> HdrHistogram | None:

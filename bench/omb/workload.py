@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import ScenarioError
+from bench.scenario import MAX_TOPICS
 
 # OMB's key distributors and what each is here.
 KEY_DISTRIBUTORS = ("NO_KEY", "KEY_ROUND_ROBIN", "RANDOM_NANO")
@@ -114,7 +115,7 @@ def _minutes(value: float) -> str:
 # below, and a key not here is an error).
 FIELDS: dict[str, str] = {
     "name": "scenario.name (and description)",
-    "topics": "one topic per point (only 1 for now)",
+    "topics": "workload.topics",
     "partitionsPerTopic": "workload.partitions",
     "keyDistributor": "workload.partition_key / workload.keys",
     "messageSize": "workload.payload_bytes",
@@ -171,13 +172,10 @@ def omb_scenario(
     verdict: dict[str, Any] = {}
 
     topics = _int(source, "topics", data.get("topics", 1), 1)
-    if topics != 1:
-        raise ScenarioError(
-            source,
-            "topics",
-            f"{topics} topics: eventbench runs one topic per point for now (topics > 1 is not "
-            "built yet)",
-        )
+    if topics > MAX_TOPICS:
+        raise ScenarioError(source, "topics", f"at most {MAX_TOPICS} topics (got {topics})")
+    if topics > 1:
+        workload["topics"] = topics
     subscriptions = _int(source, "subscriptionsPerTopic", data.get("subscriptionsPerTopic", 1), 1)
     if subscriptions > 64:
         raise ScenarioError(source, "subscriptionsPerTopic", "at most 64 subscriptions")

@@ -60,7 +60,7 @@ def test_producer_rate_0_is_a_find_max() -> None:
     ("change", "field", "words"),
     [
         ({"compressionType": "lz4"}, "compressionType", "not an OMB workload field"),
-        ({"topics": 4}, "topics", "not built yet"),
+        ({"topics": 1001}, "topics", "at most 1000 topics"),
         ({"subscriptionsPerTopic": 65}, "subscriptionsPerTopic", "at most 64"),
         ({"consumerBacklogSizeGB": 1}, "consumerBacklogSizeGB", "not built yet"),
         ({"keyDistributor": "ZIPF"}, "keyDistributor", "not an OMB key distributor"),
@@ -163,3 +163,11 @@ def test_subscriptions_are_consumer_groups_of_consumerpersubscription_members(
     (tmp_path / "payload").symlink_to(FIXTURES / "payload")
     workload = omb_scenario(path, MEMORY).raw["workload"]
     assert workload["subscriptions"] == 3 and workload["consumers"] == 2
+
+
+def test_many_topics_spread_producers_and_consumers_per_topic() -> None:
+    raw = _import("100-topics-1-partition-1kb.yaml")
+    workload = raw["workload"]
+    # OMB counts per topic; eventbench's producers and consumers are totals over the topics.
+    assert workload["topics"] == 100 and workload["partitions"] == 1
+    assert workload["producers"] == 100 and workload["consumers"] == 100
