@@ -505,6 +505,7 @@ def _print_summaries(summaries: list[dict[str, Any]], title: str) -> None:
     from rich.markup import escape
 
     from bench.report.terminal import (
+        backlog_table,
         faults_table,
         pipeline_table,
         replay_table,
@@ -529,6 +530,9 @@ def _print_summaries(summaries: list[dict[str, Any]], title: str) -> None:
         fanned = [s for s in streams if (s.get("audit") or {}).get("subscriptions")]
         if fanned:
             console.print(subscriptions_table(fanned, title=f"{title}: subscriptions"))
+        backlogged = [s for s in streams if s.get("backlog")]
+        if backlogged:
+            console.print(backlog_table(backlogged, title=f"{title}: backlog"))
     if stores:
         console.print(store_table(stores, title=title))
     if pipelines:

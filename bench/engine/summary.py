@@ -84,6 +84,8 @@ class PointFacts:
     # How the drain ended, and how often the broker's consumer lag extended it (runner.py).
     drain: dict[str, Any] | None = None
     host: dict[str, Any] | None = None  # the host's CPU over the window (engine/host.py)
+    # workload.backlog: the build and drain (engine/backlog.py's figures).
+    backlog: dict[str, Any] | None = None
     ended_at: float = field(default_factory=time.time)
 
 
@@ -254,6 +256,12 @@ def summarize(facts: PointFacts) -> dict[str, Any]:
             "exact_pacing": w.pacing_is_exact(),
             "duration_s": duration,
             "warmup_s": meta.warmup,
+            "backlog_bytes": int(w.backlog) if w.backlog is not None else None,
+            "backlog_drain_ratio": (
+                (w.backlog_drain_ratio if w.backlog_drain_ratio is not None else 1.0)
+                if w.backlog is not None
+                else None
+            ),
         },
         "topology": {"name": facts.topology.name, "partitions": facts.topology.partitions},
         "throughput": {
@@ -310,6 +318,8 @@ def summarize(facts: PointFacts) -> dict[str, Any]:
         "pipeline": pipeline,
         # workload.apply: what the consumers' read model did (its latency is latency_us.apply).
         "apply": apply,
+        # workload.backlog: build, resume and drain (its catch-up e2e is latency_us.catchup).
+        "backlog": facts.backlog,
         "target_info": describe,
         "started_at": facts.started_at,
         "ended_at": facts.ended_at,
