@@ -505,6 +505,7 @@ def _print_summaries(summaries: list[dict[str, Any]], title: str) -> None:
     from rich.markup import escape
 
     from bench.report.terminal import (
+        backlog_table,
         faults_table,
         pipeline_table,
         replay_table,
@@ -533,6 +534,9 @@ def _print_summaries(summaries: list[dict[str, Any]], title: str) -> None:
         spread = [s for s in streams if int((s.get("topology") or {}).get("topics") or 1) > 1]
         if spread:
             console.print(topics_table(spread, title=f"{title}: topics"))
+        backlogged = [s for s in streams if s.get("backlog")]
+        if backlogged:
+            console.print(backlog_table(backlogged, title=f"{title}: backlog"))
     if stores:
         console.print(store_table(stores, title=title))
     if pipelines:
@@ -560,7 +564,7 @@ def _fmt(value_us: float | None) -> str:
 
 
 def _spread(w: Any) -> str:
-    """" over 4 topics x 3 subscriptions": how a stream point's clients spread (else "")."""
+    """ " over 4 topics x 3 subscriptions": how a stream point's clients spread (else "")."""
     parts = []
     if w.topics > 1:
         parts.append(f"{w.topics} topics")

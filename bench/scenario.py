@@ -53,7 +53,7 @@ from bench.drivers.base import (
 )
 from bench.errors import DriverNotFound, ScenarioError
 from bench.redaction import MASK, redact, redact_text, shows_input
-from bench.units import Duration, format_duration, parse_duration_s
+from bench.units import ByteSize, Duration, format_duration, parse_duration_s
 
 # response: intended send -> acknowledged or failed (a failure counts at no less than the send
 # timeout); response_ok: the acknowledged sends alone; service: send -> ack; schedule_lag:
@@ -425,6 +425,12 @@ class Workload(_Model):
     # totals, spread evenly over the topics (producer or consumer i works on topic i % topics),
     # so both are multiples of topics.
     topics: int = Field(default=1, ge=1, le=MAX_TOPICS)
+    # Backlog build and drain (OMB's consumerBacklogSizeGB and backlogDrainRatio): consumers
+    # are held back while producers build this many bytes of backlog, then started to read it
+    # at full speed while producers keep sending (bench/engine/backlog.py).
+    backlog: ByteSize | None = None
+    # The share of the backlog the consumers must read for it to count as drained.
+    backlog_drain_ratio: float | None = Field(default=None, allow_inf_nan=False)
     workers: int = Field(default=1, ge=1, le=256)
     # Worker processes that only consume (the others only produce), so that consuming never
     # caps producing on a multi-core machine. 0: every worker produces and consumes. Also
@@ -604,6 +610,59 @@ class Workload(_Model):
                 'apply: the read model reads one topic; with topics > 1 set apply = "none"'
             )
         return self
+
+    def _backlog(self) -> Workload:
+        if self.backlog_drain_ratio is not None:
+            if self.backlog is None:
+                raise ValueError(
+                    "backlog_drain_ratio: the share of a backlog to drain needs a backlog; "
+                    'give backlog = "1GiB" (a size), or remove it'
+                )
+            if not 0 < self.backlog_drain_ratio <= 1:
+                raise ValueError(
+                    f"backlog_drain_ratio: give a share of the backlog above 0 and at most 1 "
+                    f"(got {self.backlog_drain_ratio:g})"
+                )
+        if self.backlog is None:
+            return self
+        if self.kind != "stream":
+            raise ValueError(
+                f"backlog: consumers held back behind a backlog is for streams (kind is "
+                f"{self.kind!r})"
+            )
+        if self.consumers < 1:
+            raise ValueError("backlog: a backlog needs consumers to drain it: give consumers >= 1")
+        if self.closed_loop:
+            raise ValueError(
+                "backlog: producers keep sending at the rate while consumers catch up: give "
+                'rate in events/s, not "max"'
+            )
+        if self.backlog_messages() < 1:
+            raise ValueError("backlog: give at least one message's worth of bytes (got 0)")
+        return self
+
+    def mean_payload_bytes(self) -> float:
+        """The mean message body in bytes, as the producers make it: payload_file's size,
+        payload_bytes (a JSON event is padded to it; a random body is that long), or the
+        mean of a size distribution."""
+        if self.payload_file is not None:
+            try:
+                return float(max(1, Path(self.payload_file).stat().st_size))
+            except OSError:
+                pass  # the point's check names an unreadable file; sized as payload_bytes here
+        size = self.payload_bytes
+        if isinstance(size, int):
+            return float(max(1, size))
+        if size.distribution == "uniform":
+            return max(1.0, (size.min + size.max) / 2)
+        assert size.mean is not None
+        return max(1.0, min(max(size.mean, size.min), size.max))
+
+    def backlog_messages(self) -> int:
+        """The backlog in messages: ceil(backlog / mean payload bytes); 0 without one."""
+        if self.backlog is None:
+            return 0
+        return math.ceil(self.backlog / self.mean_payload_bytes())
 
     @model_validator(mode="after")
     def _raw_payloads(self) -> Workload:
@@ -916,6 +975,11 @@ class Scenario(_Model):
             raise ValueError(
                 "faults: the per-fault audit follows one consumer group for now; run faults "
                 "with subscriptions = 1"
+            )
+        if self.faults and self.workload.backlog is not None:
+            raise ValueError(
+                "faults: faults during a backlog build and drain are not built yet; run faults "
+                "without workload.backlog"
             )
         on_consumers = [i for i, f in enumerate(self.faults) if f.on_consumers]
         if on_consumers:

@@ -212,3 +212,91 @@ Duration = Annotated[
     PlainValidator(parse_duration_s),
     PlainSerializer(format_duration, return_type=str),
 ]
+
+
+# --------------------------------------------------------------------------- byte sizes
+# "1GiB" is 2**30 bytes and "1GB" 10**9, as the SI and IEC prefixes say; a bare whole number
+# is bytes (a byte count has no other unit to be mistaken for).
+_BYTES_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)?\s*$")
+_UNIT_BYTES = {
+    "B": 1,
+    "KB": 10**3,
+    "MB": 10**6,
+    "GB": 10**9,
+    "TB": 10**12,
+    "KiB": 2**10,
+    "MiB": 2**20,
+    "GiB": 2**30,
+    "TiB": 2**40,
+}
+BYTES_MAX = 2**50  # a PiB: more than any backlog a benchmark builds
+
+
+class Bytes(int):
+    """A byte count that remembers how it was written ("1GiB"), shown back in that spelling."""
+
+    text: str
+
+    def __new__(cls, count: int, text: str) -> Bytes:
+        value = super().__new__(cls, count)
+        value.text = text
+        return value
+
+    def __reduce__(self) -> tuple[type[Bytes], tuple[int, str]]:
+        return (Bytes, (int(self), self.text))
+
+
+def parse_bytes(value: object) -> int:
+    """Return a byte count from "1GiB", "1GB", "512MiB", "1024" or an int; raise ValueError
+    with a hint on anything else. KB, MB, GB are 1000-based; KiB, MiB, GiB 1024-based."""
+    if isinstance(value, Bytes):
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError("expected a size such as '1GiB', '512MiB' or a number of bytes")
+    if isinstance(value, int):
+        if not 0 <= value <= BYTES_MAX:
+            raise ValueError(f"{value:,} bytes is not a size: give 0 to 1PiB")
+        return Bytes(value, str(value))
+    if len(value) > 40:
+        raise ValueError(
+            f"a text of {len(value):,} characters is not a size: use a number and a unit "
+            "(B, KB, MB, GB, KiB, MiB, GiB)"
+        )
+    match = _BYTES_RE.match(value)
+    if not match:
+        raise ValueError(
+            f"{value!r} is not a size: use a number and a unit (B, KB, MB, GB, KiB, MiB, GiB; "
+            "KB is 1000 bytes, KiB 1024)"
+        )
+    number, unit = match.group(1), match.group(2) or "B"
+    exact = Decimal(number) * _UNIT_BYTES[unit]
+    if exact != exact.to_integral_value():
+        raise ValueError(f"{value.strip()!r} is not a whole number of bytes")
+    if exact > BYTES_MAX:
+        raise ValueError(f"{value.strip()!r} is more than 1PiB")
+    return Bytes(int(exact), f"{number}{unit}" if match.group(2) else number)
+
+
+def format_bytes(count: float | None) -> str:
+    """A byte count for people: 512 B, 1.0 KiB, 2.0 MiB, 1.50 GiB (1024-based)."""
+    if (special := _special(count)) is not None:
+        return special
+    assert count is not None
+    for unit, factor in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if abs(count) >= factor:
+            scaled = count / factor
+            return f"{scaled:.1f} {unit}" if scaled < 100 else f"{scaled:,.0f} {unit}"
+    return f"{count:,.0f} B"
+
+
+def _bytes_text(value: int) -> str:
+    return value.text if isinstance(value, Bytes) else str(int(value))
+
+
+# A pydantic field type, as ``Duration``: accepts "1GiB" or bytes, serialises back to the
+# spelling it was given.
+ByteSize = Annotated[
+    int,
+    PlainValidator(parse_bytes),
+    PlainSerializer(_bytes_text, return_type=str),
+]

@@ -228,6 +228,9 @@ def judge(summary: dict[str, Any], rules: dict[str, Any] | None = None) -> Verdi
     if replay:
         for reason in replay_failures(replay):
             verdict.fail(reason)
+    if status != "interrupted":  # cut short: the backlog had no chance to build or drain
+        for reason in backlog_failures(summary.get("backlog")):
+            verdict.fail(reason)
     for row in summary.get("faults") or []:
         name = f"{row.get('action', 'fault')} at {row.get('at_s', 0):g}s"
         if row.get("status") == "failed":
@@ -283,6 +286,28 @@ def saga_failures(saga: dict[str, Any]) -> list[str]:
         reasons.append(f"{format_count(stuck)} sagas stuck{example}")
     for violation in ((saga.get("invariants") or {}).get("violations") or [])[:3]:
         reasons.append(f"saga invariant: {violation}")
+    return reasons
+
+
+def backlog_failures(backlog: dict[str, Any] | None) -> list[str]:
+    """A backlog point's failures in words: the backlog was never built within the load, or
+    the consumers never drained it before the drain ended."""
+    if not backlog:
+        return []
+    reasons = []
+    messages = format_count(int(backlog.get("backlog_messages") or 0))
+    if not backlog.get("built"):
+        owed = backlog.get("owed_at_resume")
+        reasons.append(
+            f"backlog not built: {messages} messages never acknowledged within the load"
+            + (f" ({format_count(int(owed))} owed when the consumers resumed)" if owed else "")
+        )
+    if not backlog.get("drained"):
+        threshold = format_count(int(backlog.get("drained_threshold") or 0))
+        reasons.append(
+            f"backlog not drained: what the consumers owed never fell to {threshold} messages "
+            "before the drain ended"
+        )
     return reasons
 
 

@@ -6,11 +6,14 @@ message travels as a plain list, ``["progress", 0, 120, 118, 118]``, its tag fir
 (``to_wire``/``from_wire``).
 
 Coordinator → worker: ``Start`` (one absolute start time), ``Stop`` (an interrupt: stop the
-load now), ``Finish`` (report the results and leave).
+load now), ``Resume`` (a backlog is built: start the consumers held back), ``Finish`` (report
+the results and leave).
 
 Worker → coordinator: ``Ready`` (connected, set up), ``Interval`` (one interval's figures),
-``Produced`` (every producer done), ``Progress`` (counts during the drain), ``Final`` (the
-results), ``Failed`` (a setup error or a crash: the point fails with its text).
+``Produced`` (every producer done), ``Progress`` (counts during the drain), ``Counts`` (live
+counts every 50 ms during the load of a backlog point, so the coordinator sees the backlog
+build and drain), ``Final`` (the results), ``Failed`` (a setup error or a crash: the point
+fails with its text).
 """
 
 from __future__ import annotations
@@ -43,7 +46,11 @@ class Finish(_Message, tag="finish"):
     """The drain is over: send the results, then leave."""
 
 
-Control = Start | Stop | Finish
+class Resume(_Message, tag="resume"):
+    """The backlog is built (or the load is over): start the consumers held back."""
+
+
+Control = Start | Stop | Resume | Finish
 
 
 # --------------------------------------------------------------------------- to the coordinator
@@ -70,6 +77,15 @@ class Progress(_Message, tag="progress"):
     delivered: int
 
 
+class Counts(_Message, tag="counts"):
+    """A backlog point's live counts during the load: acknowledged sends, and distinct
+    messages received over every subscription."""
+
+    worker: int
+    acked: int
+    received: int
+
+
 class Final(_Message, tag="final"):
     worker: int
     results: dict[str, Any]  # totals, ledgers, raw samples (Worker._finish)
@@ -81,7 +97,7 @@ class Failed(_Message, tag="error"):
     traceback: str | None = None
 
 
-Report = Ready | Interval | Produced | Progress | Final | Failed
+Report = Ready | Interval | Produced | Progress | Counts | Final | Failed
 Message = Control | Report
 
 _decoder_types: Any = Message

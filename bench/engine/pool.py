@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from bench.engine.messages import (
     Control,
+    Counts,
     Failed,
     Final,
     Finish,
@@ -69,6 +70,9 @@ class WorkerState:
     acked: int = 0
     received_unique: int = 0
     delivered: int = 0
+    # A backlog point's live counts (Counts during the load, Progress during the drain).
+    live_acked: int = 0
+    live_received: int = 0
     intervals: dict[int, dict[str, Any]] = field(default_factory=dict)
     next_interval: int = 1
     described: dict[str, Any] | None = None  # the target's describe(), if this worker asked
@@ -136,7 +140,10 @@ def _take(state: WorkerState, message: Report) -> None:
             state.produced = True
         case Progress(acked=acked, received_unique=unique, delivered=delivered):
             state.acked, state.received_unique, state.delivered = acked, unique, delivered
+            state.live_acked, state.live_received = acked, unique
             state.progressed = True
+        case Counts(acked=acked, received=received):
+            state.live_acked, state.live_received = acked, received
         case Final(results=results):
             state.final = results
         case Failed(message=text):

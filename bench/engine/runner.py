@@ -30,9 +30,10 @@ from typing import Any
 
 from bench.drivers.base import Topology, load_driver, runs_in_process
 from bench.engine import reread
+from bench.engine.backlog import BacklogPhases
 from bench.engine.host import HostSampler, local_ports
 from bench.engine.intervals import TIMESERIES_COLUMNS, IntervalMerger, IntervalView
-from bench.engine.messages import Finish, Start, Stop
+from bench.engine.messages import Finish, Resume, Start, Stop
 from bench.engine.pool import WorkerState, broadcast, reap, receive, spawn_local
 from bench.engine.replay import run_replay
 from bench.engine.saga import run_saga
@@ -110,6 +111,18 @@ class PointRunner:
         # A pipeline point's store: in each worker (the memory target), or shared.
         self.store_in_process = False
         self.shared_store: SharedTarget | None = None
+        # workload.backlog: consumers held back until the backlog is built (engine/backlog.py).
+        w = self.workload
+        self.backlog = (
+            BacklogPhases(
+                w.backlog_messages(),
+                w.backlog_drain_ratio if w.backlog_drain_ratio is not None else 1.0,
+                w.backlog,
+                w.subscriptions,
+            )
+            if w.kind == "stream" and w.backlog is not None
+            else None
+        )
 
     # ------------------------------------------------------------------ topology and workers
     def _topology(self) -> Topology:
@@ -331,7 +344,33 @@ class PointRunner:
             host=self.host,
             topics_create_s=self.shared.create_s if self.shared is not None else None,
             topics_remove_s=self.shared.remove_s if self.shared is not None else None,
+            backlog=self._backlog_figures(),
         )
+
+    def _backlog_figures(self) -> dict[str, Any] | None:
+        if self.backlog is None:
+            return None
+        reports = [f["backlog"] for f in self._finals() if f.get("backlog")]
+        self.backlog.workers_resumed(reports)
+        for report in reports:
+            if report.get("error"):
+                self.problems.append(f"backlog: consumers did not start: {report['error']}")
+        return self.backlog.figures()
+
+    def _observe_backlog(self, states: list[WorkerState], load_end_ns: int, stopped: bool) -> None:
+        """A backlog point: the live counts; Resume once the backlog is built, or once the
+        load is over if it never was (the drain is timed either way)."""
+        phases = self.backlog
+        if phases is None:
+            return
+        now = time.monotonic_ns()
+        acked = sum(s.live_acked for s in states)
+        received = sum(s.live_received for s in states)
+        phases.observe(now, acked, received)
+        over = now >= load_end_ns or all(s.produced for s in states)
+        if not phases.resumed and not stopped and (phases.built or over):
+            phases.resume(now, acked, received)
+            broadcast(states, Resume())
 
     def _fault_events(self) -> list[FaultEvent] | None:
         """The injectors' events in the scenario's fault order (None: the workers acted the
@@ -411,6 +450,8 @@ class PointRunner:
         self.t0_ns = time.monotonic_ns() + START_DELAY_NS
         self.epoch_at_t0 = time.time() + START_DELAY_NS / 1e9
         self.intervals.open(self.t0_ns, self.epoch_at_t0)
+        if self.backlog is not None:
+            self.backlog.start(self.t0_ns)
         # The wall-clock time of t0 too: a worker on another host translates t0 to its own
         # monotonic clock through it (bench locust).
         broadcast(states, Start(self.t0_ns, self.epoch_at_t0))
@@ -442,8 +483,10 @@ class PointRunner:
         produced_at: float | None = None
         last_delivered, last_change = -1, time.monotonic()
         stop_sent = False
+        load_end_ns = window_end
         while True:
             receive(states, 0.05)
+            self._observe_backlog(states, load_end_ns, stop_sent)
             self.intervals.emit_ready(states)
             self._sample_host(sampler, window_start, window_end)
             if self.stop_requested() and not stop_sent:
@@ -469,6 +512,10 @@ class PointRunner:
                 acked = sum(s.acked for s in states) * self.workload.subscriptions
                 unique = sum(s.received_unique for s in states)
                 quiet = now - last_change >= self.meta.drain_quiet
+                if self.backlog is not None and not self.backlog.reading:
+                    # Consumers resumed at the load's end may still be joining their group:
+                    # quiet before their first read is not a drain (drain_timeout still ends).
+                    quiet = False
                 timed_out = now - produced_at >= self.meta.drain_timeout
                 waiting = unique < acked and self.workload.consumers > 0
                 if (

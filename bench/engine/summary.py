@@ -87,6 +87,8 @@ class PointFacts:
     # A shared target's topic creation and removal times, in seconds (None: not timed here).
     topics_create_s: float | None = None
     topics_remove_s: float | None = None
+    # workload.backlog: the build and drain (engine/backlog.py's figures).
+    backlog: dict[str, Any] | None = None
     ended_at: float = field(default_factory=time.time)
 
 
@@ -263,6 +265,12 @@ def summarize(facts: PointFacts) -> dict[str, Any]:
             "exact_pacing": w.pacing_is_exact(),
             "duration_s": duration,
             "warmup_s": meta.warmup,
+            "backlog_bytes": int(w.backlog) if w.backlog is not None else None,
+            "backlog_drain_ratio": (
+                (w.backlog_drain_ratio if w.backlog_drain_ratio is not None else 1.0)
+                if w.backlog is not None
+                else None
+            ),
         },
         "topology": {
             "name": facts.topology.name,
@@ -327,6 +335,8 @@ def summarize(facts: PointFacts) -> dict[str, Any]:
         "pipeline": pipeline,
         # workload.apply: what the consumers' read model did (its latency is latency_us.apply).
         "apply": apply,
+        # workload.backlog: build, resume and drain (its catch-up e2e is latency_us.catchup).
+        "backlog": facts.backlog,
         "target_info": describe,
         "started_at": facts.started_at,
         "ended_at": facts.ended_at,

@@ -66,6 +66,7 @@ from bench.engine.deadlines import SendDeadlines, SendExpired
 from bench.engine.eventstore import StoreWriters, check_store, unchecked_invariants
 from bench.engine.messages import (
     Control,
+    Counts,
     Failed,
     Final,
     Finish,
@@ -74,6 +75,7 @@ from bench.engine.messages import (
     Progress,
     Ready,
     Report,
+    Resume,
     Start,
     Stop,
 )
@@ -101,9 +103,13 @@ def latency_kinds(workload: Workload) -> tuple[str, ...]:
     consumers apply what they receive records its ``apply`` stage)."""
     if workload.kind == "pipeline":
         return (*KINDS, *STAGES)
+    kinds: tuple[str, ...] = KINDS
     if workload.kind == "stream" and workload.apply != "none":
-        return (*KINDS, "apply")
-    return KINDS
+        kinds = (*kinds, "apply")
+    if workload.kind == "stream" and workload.backlog is not None:
+        # e2e of the messages intended before the consumers were resumed: the catch-up read.
+        kinds = (*kinds, "catchup")
+    return kinds
 
 
 def _take(buf: array[int]) -> np.ndarray:
@@ -122,6 +128,7 @@ ORPHAN_GRACE_S = 0.5  # how long a worker whose coordinator died may take to clo
 EXIT_ORPHANED = 3  # a worker's exit code when its coordinator died
 PR_SET_PDEATHSIG = 1  # prctl(2): the signal the kernel sends when the parent dies
 YIELD_EVERY = 32  # sends between forced yields, so a never-blocking target cannot starve consumers
+COUNTS_EVERY_S = 0.05  # a backlog point's live counts, during the load
 
 
 @dataclass(frozen=True)
@@ -344,6 +351,13 @@ class Worker:
         self.timeline_delivered = np.zeros(0, dtype=np.int64)
         self.fault_events: list[dict[str, Any]] = []
         self._cpu_mark: tuple[float, float] | None = None  # (CPU, wall) when the interval began
+        # A backlog point (workload.backlog): its consumers are made at setup and started only
+        # on Resume; when Resume arrived and when every consumer's start() returned.
+        self.held_back = spec.workload.kind == "stream" and spec.workload.backlog is not None
+        self.resume_ns = 0
+        self.resumed_ns = 0
+        self._resume_task: asyncio.Task[None] | None = None
+        self._resume_error: str | None = None
 
     # -- plumbing
     def count_error(self, kind: str) -> None:
@@ -371,6 +385,13 @@ class Worker:
             return
         if isinstance(message, Stop):
             self.stopping = True
+        if isinstance(message, Resume):
+            # Here, not through the queue: the load loop does not read the queue until the
+            # producers are done, and the consumers must start while they send.
+            if self.held_back and self._resume_task is None:
+                self.resume_ns = time.monotonic_ns()
+                self._resume_task = asyncio.get_running_loop().create_task(self._resume())
+            return
         self._control.put_nowait(message)
 
     def _orphan(self) -> None:
@@ -431,12 +452,14 @@ class Worker:
                             topology = subscription_topology(topic, subscription)
                             member = member_of(consumer_id, topics)
                             consumers.append(await stream.consumer(topology, member, deliver))
-                    # Together, so a consumer group forms in one round rather than one
-                    # rebalance per member (Tansu holds each join for half the session timeout).
-                    await asyncio.wait_for(
-                        asyncio.gather(*(consumer.start() for consumer in consumers)),
-                        spec.driver_config.connect_timeout + 30,
-                    )
+                    if not self.held_back:
+                        # Together, so a consumer group forms in one round rather than one
+                        # rebalance per member (Tansu holds each join for half the session
+                        # timeout).
+                        await asyncio.wait_for(
+                            asyncio.gather(*(consumer.start() for consumer in consumers)),
+                            spec.driver_config.connect_timeout + 30,
+                        )
                     self.consumers = consumers
                     for producer_id in spec.producer_ids:
                         topic = topic_topology(spec.topology, topic_of(producer_id, topics))
@@ -458,6 +481,7 @@ class Worker:
             if isinstance(message, Start):
                 await self._run_load(message.t0_ns, producers, driver)
                 await self._wait_control(Finish)
+            await self._settle_resume()
             if self.pipeline is not None and store_driver is not None:
                 await self._finish_pipeline(store_driver)
             elif self.store is not None:
@@ -485,6 +509,10 @@ class Worker:
         ]
         if spec.faults:
             background.append(loop.create_task(self._act_out_faults(driver)))
+        counts: asyncio.Task[None] | None = None
+        if self.held_back:
+            counts = loop.create_task(self._send_counts())
+            background.append(counts)
         if self.deadlines is not None:
             background.append(loop.create_task(self.deadlines.watch()))
         slots = []
@@ -515,6 +543,8 @@ class Worker:
                 self.pipeline_drained = (
                     False if self.stopping else await self.pipeline.drain(spec.backlog_ns / 1e9)
                 )
+            if counts is not None:
+                counts.cancel()  # the drain's Progress carries the counts from here
             self._send(Produced(spec.index))
             while not self.stopping:
                 # During the drain the coordinator decides when everything has arrived.
@@ -771,6 +801,42 @@ class Worker:
                 since_yield = 0
                 await asyncio.sleep(0)
 
+    async def _resume(self) -> None:
+        """Start the consumers held back behind the backlog, together (one group round)."""
+        try:
+            await asyncio.wait_for(
+                asyncio.gather(*(consumer.start() for consumer in self.consumers)),
+                self.spec.driver_config.connect_timeout + 30,
+            )
+            self.resumed_ns = time.monotonic_ns()
+        except Exception as exc:
+            self._resume_error = f"{type(exc).__name__}: {exc}"
+            self.count_error(f"consumer_start:{type(exc).__name__}")
+
+    async def _settle_resume(self) -> None:
+        """Before the consumers stop: a resume under way ends first; consumers never
+        resumed (an interrupt during the build) were never started, so nothing stops them."""
+        if not self.held_back:
+            return
+        if self._resume_task is None:
+            self.consumers = []
+            return
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(asyncio.shield(self._resume_task), 30)
+        if not self._resume_task.done():
+            self._resume_task.cancel()
+            await asyncio.gather(self._resume_task, return_exceptions=True)
+
+    async def _send_counts(self) -> None:
+        """A backlog point's live counts every COUNTS_EVERY_S during the load: the
+        coordinator resumes the consumers when the backlog is built and times its drain."""
+        totals = self.totals
+        while True:
+            # Acks not flushed yet are in ack_end; received_unique is counted on delivery.
+            acked = totals.acked + len(self.ack_end)
+            self._send(Counts(self.spec.index, acked, totals.received_unique))
+            await asyncio.sleep(COUNTS_EVERY_S)
+
     def _send_failed(
         self, acks: bytearray, seq: int, intended: int, start: int, exc: BaseException
     ) -> None:
@@ -880,6 +946,12 @@ class Worker:
             at = _take(self.recv_at)
             measured = (intended >= window[0]) & (intended < window[1])
             rec["e2e"].record(at - intended, measured)
+            if self.resume_ns:
+                # The catch-up: every message intended before the resume, warm-up or not (the
+                # backlog is built from the load's start), reads as e2e and as "catchup".
+                behind = intended < self.resume_ns
+                if behind.any():
+                    rec["catchup"].record((at - intended)[behind], np.ones(behind.sum(), bool))
             if self.spec.timeline:
                 self.timeline_delivered = self._bucket(self.timeline_delivered, at)
             totals.delivered += at.size
@@ -1165,6 +1237,15 @@ class Worker:
                     ),
                     # The other subscriptions' ledgers (subscription 1, 2, ...), as "consumers".
                     "subscriptions": [ledger.export() for ledger in self.consumer_ledgers[1:]],
+                    "backlog": (
+                        {
+                            "resume_ns": self.resume_ns or None,
+                            "resumed_ns": self.resumed_ns or None,
+                            "error": self._resume_error,
+                        }
+                        if self.held_back and self.spec.consumer_ids
+                        else None
+                    ),
                 },
             )
         )

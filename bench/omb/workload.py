@@ -127,8 +127,8 @@ FIELDS: dict[str, str] = {
     "producersPerTopic": "workload.producers",
     "consumerPerSubscription": "workload.consumers (per subscription)",
     "producerRate": "workload.rate (0: bench find-max)",
-    "consumerBacklogSizeGB": "no backlog phase yet (only 0 for now)",
-    "backlogDrainRatio": "no backlog phase yet (only with consumerBacklogSizeGB 0)",
+    "consumerBacklogSizeGB": "workload.backlog (GB x 1024 MiB, as OMB sizes it)",
+    "backlogDrainRatio": "workload.backlog_drain_ratio",
     "testDurationMinutes": "scenario.duration",
     "warmupDurationMinutes": "scenario.warmup",
 }
@@ -181,18 +181,30 @@ def omb_scenario(
         raise ScenarioError(source, "subscriptionsPerTopic", "at most 64 subscriptions")
     if subscriptions > 1:
         workload["subscriptions"] = subscriptions
-    backlog = _number(source, "consumerBacklogSizeGB", data.get("consumerBacklogSizeGB", 0))
-    if backlog:
-        raise ScenarioError(
-            source,
-            "consumerBacklogSizeGB",
-            f"{backlog:g} GB: the backlog build-and-drain phase is not built yet (give 0)",
-        )
+    backlog_gb = _number(source, "consumerBacklogSizeGB", data.get("consumerBacklogSizeGB", 0))
+    if backlog_gb:
+        # OMB counts its GB as 1024 x 1024 x 1024 bytes.
+        mib = backlog_gb * 1024
+        workload["backlog"] = f"{mib:g}MiB" if float(mib).is_integer() else round(mib * 2**20)
+        if _number(source, "producerRate", data.get("producerRate", 0)) == 0:
+            raise ScenarioError(
+                source,
+                "producerRate",
+                "0 (find the fastest rate) with a backlog: the backlog drains while producers "
+                "keep sending at a rate; give producerRate",
+            )
     if "backlogDrainRatio" in data:
-        _number(source, "backlogDrainRatio", data["backlogDrainRatio"])
-        notes.append(
-            "backlogDrainRatio: no backlog (consumerBacklogSizeGB 0), so it changes nothing"
-        )
+        ratio = _number(source, "backlogDrainRatio", data["backlogDrainRatio"])
+        if not backlog_gb:
+            notes.append(
+                "backlogDrainRatio: no backlog (consumerBacklogSizeGB 0), so it changes nothing"
+            )
+        elif not 0 < ratio <= 1:
+            raise ScenarioError(
+                source, "backlogDrainRatio", f"a share above 0 and at most 1, got {ratio:g}"
+            )
+        else:
+            workload["backlog_drain_ratio"] = ratio
 
     workload["partitions"] = _int(
         source, "partitionsPerTopic", data.get("partitionsPerTopic", 1), 1

@@ -19,6 +19,7 @@ import pandas as pd
 
 from bench.errors import ReportError, ReportInterrupted
 from bench.report import (
+    backlog,
     capacity,
     faults,
     markdown,
@@ -270,6 +271,13 @@ def render_report(run: Run, plots: Iterable[Plot]) -> str:
             "<h2>Topics</h2>",
             f"<p>{html.escape(topology.CAPTION)}</p>",
             frame_table(spread, "topics"),
+        ]
+    backlogged = backlog.backlog_frame(run.points)
+    if not backlogged.empty:
+        parts += [
+            "<h2>Backlog</h2>",
+            f"<p>{html.escape(backlog.CAPTION)}</p>",
+            frame_table(backlogged, "backlog"),
         ]
     if faults.has_faults(run.points):
         parts += [

@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 
 from bench.report import (
+    backlog,
     faults,
     pipeline,
     redelivery,
@@ -175,6 +176,9 @@ def render_report(run: Run, plots: Iterable[Plot], image_dir: str) -> str:
     spread = topology.topics_frame(run.points)
     if not spread.empty:
         out += ["## Topics\n", f"{topology.CAPTION}\n", table(spread)]
+    backlogged = backlog.backlog_frame(run.points)
+    if not backlogged.empty:
+        out += ["## Backlog\n", f"{backlog.CAPTION}\n", table(backlogged)]
     if faults.has_faults(run.points):
         out += ["## Faults\n", f"{faults.CAPTION}\n", table(faults.faults_frame(run.points))]
     for plot in plots:

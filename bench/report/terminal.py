@@ -381,6 +381,25 @@ def topics_table(summaries: list[dict[str, Any]], title: str | None = None) -> T
     return table
 
 
+def backlog_table(summaries: list[dict[str, Any]], title: str | None = None) -> Table:
+    """Backlog points: build, resume, drain and catch-up (``bench.report.backlog``)."""
+    from bench.report.backlog import COLUMNS, backlog_row, has_backlog
+
+    table = Table(title=title, header_style="bold")
+    for name in COLUMNS:
+        table.add_column(name, justify="left" if name == "point" else "right")
+    for s in summaries:
+        if not has_backlog(s):
+            continue
+        row = backlog_row(s, str(s.get("label") or s.get("target") or "?"))
+        cells = {name: escape(value) for name, value in row.items()}
+        for name in ("built in", "drain"):
+            if cells[name].startswith("not "):
+                cells[name] = f"[red]{cells[name]}[/]"
+        table.add_row(*(cells[name] for name in COLUMNS))
+    return table
+
+
 def faults_table(summaries: list[dict[str, Any]], title: str | None = None) -> Table:
     """One row per injected fault of every point: what it did to the producers and consumers,
     how long recovery took, and the exact audit of its window. No rows when no point had a

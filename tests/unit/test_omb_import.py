@@ -62,7 +62,9 @@ def test_producer_rate_0_is_a_find_max() -> None:
         ({"compressionType": "lz4"}, "compressionType", "not an OMB workload field"),
         ({"topics": 1001}, "topics", "at most 1000 topics"),
         ({"subscriptionsPerTopic": 65}, "subscriptionsPerTopic", "at most 64"),
-        ({"consumerBacklogSizeGB": 1}, "consumerBacklogSizeGB", "not built yet"),
+        ({"consumerBacklogSizeGB": -1}, "consumerBacklogSizeGB", "at least 0"),
+        ({"consumerBacklogSizeGB": 1, "producerRate": 0}, "producerRate", "with a backlog"),
+        ({"consumerBacklogSizeGB": 1, "backlogDrainRatio": 1.5}, "backlogDrainRatio", "share"),
         ({"keyDistributor": "ZIPF"}, "keyDistributor", "not an OMB key distributor"),
         ({"messageSize": "big"}, "messageSize", "expected a whole number"),
         ({"payloadFile": "payload/nowhere.data"}, "payloadFile", "was not found"),
@@ -171,3 +173,22 @@ def test_many_topics_spread_producers_and_consumers_per_topic() -> None:
     # OMB counts per topic; eventbench's producers and consumers are totals over the topics.
     assert workload["topics"] == 100 and workload["partitions"] == 1
     assert workload["producers"] == 100 and workload["consumers"] == 100
+
+
+def test_a_backlog_is_gb_times_1024_mib_with_its_drain_ratio(tmp_path: Path) -> None:
+    import yaml
+
+    data = yaml.safe_load((WORKLOADS / "1-topic-16-partitions-1kb.yaml").read_text())
+    data.update(consumerBacklogSizeGB=2, backlogDrainRatio=0.5)
+    path = tmp_path / "workloads" / "backlog.yaml"
+    path.parent.mkdir()
+    path.write_text(yaml.safe_dump(data))
+    (tmp_path / "payload").symlink_to(FIXTURES / "payload")
+    raw = omb_scenario(path, MEMORY).raw
+    assert raw["workload"]["backlog"] == "2048MiB"
+    assert raw["workload"]["backlog_drain_ratio"] == 0.5
+    workload = scenario_from_dict(raw, "backlog.yaml").workload
+    assert workload.backlog == 2 * 2**30 and workload.backlog_messages() == 2 * 2**20
+    data.update(consumerBacklogSizeGB=0.0001)  # not a whole number of MiB: bytes
+    path.write_text(yaml.safe_dump(data))
+    assert omb_scenario(path, MEMORY).raw["workload"]["backlog"] == round(0.0001 * 2**30)
