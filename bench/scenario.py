@@ -611,6 +611,7 @@ class Workload(_Model):
             )
         return self
 
+    @model_validator(mode="after")
     def _backlog(self) -> Workload:
         if self.backlog_drain_ratio is not None:
             if self.backlog is None:
