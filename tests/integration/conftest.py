@@ -62,3 +62,20 @@ def nats_url() -> Iterator[str]:
 def postgres_dsn() -> Iterator[str]:
     """PostgreSQL DSN, e.g. ``postgresql://postgres@127.0.0.1:5432/postgres`` (trust auth)."""
     yield from _ensure("postgres")
+
+
+@pytest.fixture
+def broker_target(request: pytest.FixtureRequest) -> dict:
+    """A stream target's options for the broker named by indirect parametrization
+    (``kafka``, ``nats`` or ``rabbitmq``), on the services the session ensured."""
+    name = request.param
+    if name == "kafka":
+        return {
+            "driver": "kafka",
+            "bootstrap_servers": request.getfixturevalue("kafka_bootstrap"),
+            "fetch_max_wait_ms": 10,
+            "session_timeout_ms": 6000,
+        }
+    if name == "nats":
+        return {"driver": "nats", "servers": [request.getfixturevalue("nats_url")]}
+    return {"driver": "rabbitmq", "url": request.getfixturevalue("rabbitmq_url")}

@@ -14,19 +14,8 @@ pytestmark = pytest.mark.slow
 BACKLOG_MESSAGES = 1024  # 1 MiB of 1 KiB bodies
 
 
-@pytest.fixture(params=["kafka", "nats"])
-def target(request: pytest.FixtureRequest) -> dict:
-    if request.param == "kafka":
-        return {
-            "driver": "kafka",
-            "bootstrap_servers": request.getfixturevalue("kafka_bootstrap"),
-            "fetch_max_wait_ms": 10,
-            "session_timeout_ms": 6000,
-        }
-    return {"driver": "nats", "servers": [request.getfixturevalue("nats_url")]}
-
-
-def test_a_backlog_builds_and_drains_on_a_broker(tmp_path: Path, target: dict) -> None:
+@pytest.mark.parametrize("broker_target", ["kafka", "nats"], indirect=True)
+def test_a_backlog_builds_and_drains_on_a_broker(tmp_path: Path, broker_target: dict) -> None:
     raw = {
         "scenario": {"name": "backlog", "duration": "3s", "warmup": "0s", "seed": 3},
         "workload": {
@@ -36,7 +25,7 @@ def test_a_backlog_builds_and_drains_on_a_broker(tmp_path: Path, target: dict) -
             "partitions": 2,
             "consumers": 1,
         },
-        "targets": {"t": target},
+        "targets": {"t": broker_target},
     }
     point = expand(scenario_from_dict(raw, "backlog.toml"))[0]
     summary = PointRunner(point, "backlog", tmp_path, stop_requested=lambda: False).run()
@@ -52,4 +41,4 @@ def test_a_backlog_builds_and_drains_on_a_broker(tmp_path: Path, target: dict) -
     audit = summary["audit"]
     assert audit["acked"] == 3000 and audit["lost"] == 0 and audit["received"] == 3000
     assert summary["verdict"]["result"] == "pass", summary["verdict"]
-    print(target["driver"], backlog, summary["latency_us"]["catchup"])
+    print(broker_target["driver"], backlog, summary["latency_us"]["catchup"])

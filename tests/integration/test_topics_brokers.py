@@ -12,19 +12,8 @@ from bench.scenario import expand, scenario_from_dict
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(params=["kafka", "nats"])
-def target(request: pytest.FixtureRequest) -> dict:
-    if request.param == "kafka":
-        return {
-            "driver": "kafka",
-            "bootstrap_servers": request.getfixturevalue("kafka_bootstrap"),
-            "fetch_max_wait_ms": 10,
-            "session_timeout_ms": 6000,
-        }
-    return {"driver": "nats", "servers": [request.getfixturevalue("nats_url")]}
-
-
-def test_a_hundred_topics_are_created_read_and_removed(tmp_path: Path, target: dict) -> None:
+@pytest.mark.parametrize("broker_target", ["kafka", "nats"], indirect=True)
+def test_a_hundred_topics_are_created_read_and_removed(tmp_path: Path, broker_target: dict) -> None:
     raw = {
         "scenario": {"name": "topics", "duration": "1s", "warmup": "200ms", "seed": 5},
         "workload": {
@@ -35,7 +24,7 @@ def test_a_hundred_topics_are_created_read_and_removed(tmp_path: Path, target: d
             "consumers": 100,
             "workers": 2,
         },
-        "targets": {"t": target},
+        "targets": {"t": broker_target},
     }
     point = expand(scenario_from_dict(raw, "topics.toml"))[0]
     summary = PointRunner(point, "topics", tmp_path, stop_requested=lambda: False).run()
@@ -46,7 +35,7 @@ def test_a_hundred_topics_are_created_read_and_removed(tmp_path: Path, target: d
     assert 0 < topology["remove_s"] < SETUP_TIMEOUT_S
     audit = summary["audit"]
     assert audit["acked"] == 600
-    if target["driver"] == "kafka" and audit["lost"]:
+    if broker_target["driver"] == "kafka" and audit["lost"]:
         # Tansu's memory storage drops a few acknowledged records now and then: the loss is
         # re-read per topic and sorted, never hidden.
         loss = audit["loss"]
