@@ -47,6 +47,8 @@ class PointSpec:
     status: str = "ok"
     client_bound: bool = False
     invariants: dict[str, Any] | None = None
+    # The target's CPU-seconds per million events (summary["resources"]); None: not read.
+    cpu_s_per_mev: float | None = None
 
 
 def _label(spec: PointSpec) -> str:
@@ -252,6 +254,14 @@ def _write_point(
     }
     if spec.invariants is not None:
         summary["invariants"] = spec.invariants
+    if spec.cpu_s_per_mev is not None:
+        summary["resources"] = {
+            "source": "local",
+            "processes": [f"fake-{spec.target}"],
+            "cpu_s_per_mev": spec.cpu_s_per_mev,
+            "mem_peak_bytes": 100 * 2**20,
+            "write_amplification": 1.5,
+        }
     (point_dir / "summary.json").write_text(json.dumps(summary, indent=2))
 
 

@@ -36,6 +36,7 @@ from bench.engine.intervals import TIMESERIES_COLUMNS, IntervalMerger, IntervalV
 from bench.engine.messages import Finish, Resume, Start, Stop
 from bench.engine.pool import WorkerState, broadcast, reap, receive, spawn_local
 from bench.engine.replay import run_replay
+from bench.engine.resources import RESOURCES_CSV, ResourceTimeline, TargetProcesses
 from bench.engine.saga import run_saga
 from bench.engine.summary import (
     CoordinatorRun,
@@ -106,6 +107,9 @@ class PointRunner:
         self.loss: dict[str, Any] | None = None  # the lost messages sorted (engine/reread.py)
         self.shared: SharedTarget | None = None
         self.host: dict[str, Any] | None = None  # the host's CPU over the window (engine/host.py)
+        # A local target's CPU, memory and disk on the load's timeline (engine/resources.py).
+        self.resources: ResourceTimeline | None = None
+        self.resources_why: str | None = "the target runs inside the harness's workers"
         # The drain: how it ended, and how often the broker's consumer lag kept it going.
         self.drain: dict[str, Any] = {"ended_by": None, "extended_for_lag": 0, "broker_lag": None}
         # A pipeline point's store: in each worker (the memory target), or shared.
@@ -345,6 +349,8 @@ class PointRunner:
             topics_create_s=self.shared.create_s if self.shared is not None else None,
             topics_remove_s=self.shared.remove_s if self.shared is not None else None,
             backlog=self._backlog_figures(),
+            resources=self.resources,
+            resources_why=self.resources_why,
         )
 
     def _backlog_figures(self) -> dict[str, Any] | None:
@@ -406,6 +412,27 @@ class PointRunner:
         except Exception as exc:  # the run's figures stand; the losses stay unsorted
             why = exc.message if isinstance(exc, BenchError) else f"{type(exc).__name__}: {exc}"
             self.loss = reread.not_checked(total, f"not checked: {why}")
+
+    def _open_resources(self, ports: set[int], states: list[WorkerState]) -> None:
+        """Start reading a target on this host at the load's start (engine/resources.py)."""
+        if self.shared is None:
+            return
+
+        def workers() -> list[int]:
+            return [s.process.pid for s in states if s.process is not None and s.process.pid]
+
+        target = TargetProcesses(ports, workers)
+        timeline = ResourceTimeline(
+            target,
+            self.meta.interval,
+            self.meta.warmup,
+            self.meta.duration,
+            self.dir / RESOURCES_CSV,
+        )
+        if timeline.open(self.t0_ns / 1e9):
+            self.resources, self.resources_why = timeline, None
+        else:
+            self.resources_why = target.why or "the target's processes could not be read"
 
     def _sample_host(self, sampler: HostSampler, window_start: int, window_end: int) -> None:
         """The host's CPU over the measurement window (engine/host.py)."""
@@ -477,6 +504,7 @@ class PointRunner:
             set() if self.shared is None else local_ports(self.point.driver_config.model_dump()),
             lambda: [s.process.pid for s in states if s.process is not None and s.process.pid],
         )
+        self._open_resources(sampler.ports, states)
         load_s = self.meta.warmup + self.meta.duration
         ends_in_s = START_DELAY_NS / 1e9 + load_s + self.meta.drain_timeout + FINISH_MARGIN_S
         hard_deadline = time.monotonic() + ends_in_s
@@ -489,6 +517,8 @@ class PointRunner:
             self._observe_backlog(states, load_end_ns, stop_sent)
             self.intervals.emit_ready(states)
             self._sample_host(sampler, window_start, window_end)
+            if self.resources is not None:
+                self.resources.poll(time.monotonic())
             if self.stop_requested() and not stop_sent:
                 self.status = "interrupted"
                 self.stopped_ns = time.monotonic_ns()
@@ -555,6 +585,9 @@ class PointRunner:
                 raise BenchError(f"{self.point.target}: workers did not finish in time")
         if sampler.marked and self.host is None:  # interrupted inside the window
             self.host = sampler.result()
+        if self.resources is not None:
+            self.resources.poll(time.monotonic())
+            self.resources.close()
         self.finished_ns = time.monotonic_ns()
         broadcast(states, Finish())
         deadline = time.monotonic() + FINAL_TIMEOUT_S

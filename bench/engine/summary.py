@@ -22,6 +22,7 @@ from bench.engine.consumer_apply import apply_figures
 from bench.engine.eventstore import StoreTotals, load_latency_by_length
 from bench.engine.host import host_bound
 from bench.engine.pipeline import STAGES
+from bench.engine.resources import ResourceTimeline
 from bench.engine.target import StoreCheck
 from bench.engine.workers import latency_kinds
 from bench.faults import figures as fault_figures
@@ -89,7 +90,16 @@ class PointFacts:
     topics_remove_s: float | None = None
     # workload.backlog: the build and drain (engine/backlog.py's figures).
     backlog: dict[str, Any] | None = None
+    # A local target's readings (engine/resources.py), or why there are none.
+    resources: ResourceTimeline | None = None
+    resources_why: str | None = None
     ended_at: float = field(default_factory=time.time)
+
+
+def _resources_why(facts: PointFacts) -> str:
+    if facts.resources is not None:
+        return "the measurement window was not read (the run ended before it did)"
+    return facts.resources_why or "the target's processes were not read"
 
 
 def _rounded(seconds: float | None) -> float | None:
@@ -169,7 +179,20 @@ def summarize(facts: PointFacts) -> dict[str, Any]:
     loop_lag = stats_us(facts.loop_lag)
     cpu_pct = max(facts.cpu_samples) if facts.cpu_samples else None
     bound, reasons = client_bound(w, duration, latency, totals, cpu_pct, loop_lag.p90)
-    shared_host, shared_host_reasons = host_bound(facts.host)
+    resources = (
+        facts.resources.figures(totals["acked_in_window"], w.mean_payload_bytes())
+        if facts.resources is not None
+        else None
+    )
+    host = facts.host
+    if host is not None and resources is not None:
+        # One figure for the target's CPU: the resource readings' (engine/resources.py).
+        host = {
+            **host,
+            "target_pct": resources["cpu_pct"],
+            "target_processes": resources["processes"],
+        }
+    shared_host, shared_host_reasons = host_bound(host)
     slo = {
         key: verdict_mod.slo_entry(key, threshold_us, latency)
         for key, threshold_us in slo_thresholds(point.scenario).items()
@@ -304,7 +327,11 @@ def summarize(facts: PointFacts) -> dict[str, Any]:
         # The client and a target on this host saturated its CPU (engine/host.py).
         "host_bound": shared_host,
         "host_bound_reasons": shared_host_reasons,
-        "host": facts.host,
+        "host": host,
+        # What the target spent over the window: CPU, memory, disk, per event (a target on
+        # this host; None with the reason otherwise).
+        "resources": resources,
+        "resources_why": None if resources is not None else _resources_why(facts),
         "harness": {
             "cpu_pct_max_worker": cpu_pct,
             "loop_lag_us": loop_lag.as_dict(),

@@ -42,7 +42,8 @@ NOISY_CV = 0.10
 # The smallest change that counts, in percent of the baseline, by unit: what repeating the same
 # run moves a figure by (a rate at a fixed offered load: about a percent; a latency percentile:
 # a few). Counts (errors, lost, reordered) are exact: any change counts.
-MIN_CHANGE_PCT = {"/s": 2.0, "us": 5.0, "count": 0.0}
+# The target's costs (engine/resources.py) are read from a busy host's process accounting.
+MIN_CHANGE_PCT = {"/s": 2.0, "us": 5.0, "count": 0.0, "cpu-s": 5.0, "bytes": 5.0, "ratio": 5.0}
 # A latency change under this is the platform's wake-up jitter (40-150 us measured), however
 # large in percent; the same floor as bench check's --min-latency-diff default.
 MIN_LATENCY_DIFF_US = 50.0
@@ -237,7 +238,7 @@ def compare(
     notes.append(
         f"same: a change under {MIN_CHANGE_PCT['/s']:g}% for rates, under "
         f"{MIN_CHANGE_PCT['us']:g}% or {format_latency_us(MIN_LATENCY_DIFF_US)} for latencies, "
-        "or one that rounds to zero"
+        f"under {MIN_CHANGE_PCT['cpu-s']:g}% for the target's costs, or one that rounds to zero"
     )
     only_base = set(baseline.point_keys()) - set(candidate.point_keys())
     only_cand = set(candidate.point_keys()) - set(baseline.point_keys())

@@ -57,6 +57,8 @@ GATE_METRICS = (
     "audit.reordered",
     "audit.projection_failures",
     "apply.duplicates_applied",
+    # What the target spent per event: a costlier event is a regression too.
+    "resources.cpu_s_per_mev",
     # A saga point's and a replay's (a stream point has none of these).
     "throughput.sagas_per_s",
     "saga.p99",

@@ -26,6 +26,7 @@ from bench.report import (
     pipeline,
     redelivery,
     replay,
+    resources,
     saga,
     store,
     subscriptions,
@@ -271,6 +272,13 @@ def render_report(run: Run, plots: Iterable[Plot]) -> str:
             "<h2>Topics</h2>",
             f"<p>{html.escape(topology.CAPTION)}</p>",
             frame_table(spread, "topics"),
+        ]
+    costs = resources.resources_frame(run.points)
+    if not costs.empty:
+        parts += [
+            "<h2>Target resources</h2>",
+            f"<p>{html.escape(resources.CAPTION)}</p>",
+            frame_table(costs, "resources"),
         ]
     backlogged = backlog.backlog_frame(run.points)
     if not backlogged.empty:

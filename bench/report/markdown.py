@@ -17,6 +17,7 @@ from bench.report import (
     pipeline,
     redelivery,
     replay,
+    resources,
     saga,
     store,
     subscriptions,
@@ -176,6 +177,9 @@ def render_report(run: Run, plots: Iterable[Plot], image_dir: str) -> str:
     spread = topology.topics_frame(run.points)
     if not spread.empty:
         out += ["## Topics\n", f"{topology.CAPTION}\n", table(spread)]
+    costs = resources.resources_frame(run.points)
+    if not costs.empty:
+        out += ["## Target resources\n", f"{resources.CAPTION}\n", table(costs)]
     backlogged = backlog.backlog_frame(run.points)
     if not backlogged.empty:
         out += ["## Backlog\n", f"{backlog.CAPTION}\n", table(backlogged)]

@@ -241,17 +241,48 @@ def _timeseries(point: Point) -> pd.DataFrame | None:
     return frame if len(frame) else None
 
 
+def _resources(point: Point) -> pd.DataFrame | None:
+    """The target's per-interval readings (engine/resources.py), where it was read."""
+    path = point.dir / "resources.csv"
+    if not path.exists():
+        return None
+    try:
+        frame = pd.read_csv(path)
+    except (OSError, ValueError) as exc:
+        raise ResultsError(f"{path}: cannot read as CSV ({exc})") from None
+    for column in ("t_s", "cpu_pct", "mem_bytes"):
+        if column not in frame.columns:
+            raise ResultsError(f"{path}: {column}: missing column")
+    return frame if len(frame) else None
+
+
 def timeseries_plot(points: Iterable[Point]) -> Plot | None:
     """Throughput and p99 latency per interval, one line per point, warm-up shaded, and each
-    point's faults marked in its colour on both panels."""
+    point's faults marked in its colour on both panels; under them the target's CPU and memory
+    where it was read."""
     series = [(p, f) for p in points if (f := _timeseries(p)) is not None]
     if not series:
         return None
-    fig = Figure(figsize=(9, 6.4))
-    ax_rate, ax_lat = fig.subplots(2, 1, sharex=True)
+    readings = {id(p): r for p, _ in series if (r := _resources(p)) is not None}
+    fig = Figure(figsize=(9, 8.8 if readings else 6.4))
+    if readings:
+        ax_rate, ax_lat, ax_cpu = fig.subplots(3, 1, sharex=True)
+        ax_mem = ax_cpu.twinx()
+    else:
+        ax_rate, ax_lat = fig.subplots(2, 1, sharex=True)
     faulted = 0
     for point, frame in series:
         (line,) = ax_rate.plot(frame["t_s"], frame["acked_per_s"], label=point.label, linewidth=1.4)
+        if id(point) in readings:
+            used = readings[id(point)]
+            ax_cpu.plot(used["t_s"], used["cpu_pct"], color=line.get_color(), linewidth=1.4)
+            ax_mem.plot(
+                used["t_s"],
+                used["mem_bytes"] / 2**20,
+                color=line.get_color(),
+                linewidth=1,
+                linestyle="--",
+            )
         if "e2e_p99_us" in frame.columns and frame["e2e_p99_us"].notna().any():
             ax_lat.plot(
                 frame["t_s"], frame["e2e_p99_us"] / 1e3, color=line.get_color(), linewidth=1.4
@@ -273,7 +304,15 @@ def timeseries_plot(points: Iterable[Point]) -> Plot | None:
             faulted += 1
     warmup = series[0][0].warmup_s
     end = warmup + series[0][0].duration_s
-    for ax in (ax_rate, ax_lat):
+    panels = [ax_rate, ax_lat]
+    if readings:
+        panels.append(ax_cpu)
+        ax_cpu.set_ylabel("target CPU\n(% of one core, solid)")
+        ax_cpu.set_ylim(bottom=0)
+        ax_mem.set_ylabel("target memory (MiB, dashed)")
+        ax_mem.set_ylim(bottom=0)
+        ax_lat.set_xlabel("")
+    for ax in panels:
         if warmup > 0:
             ax.axvspan(0, warmup, color="grey", alpha=0.12, linewidth=0)
         ax.axvline(end, color="grey", linestyle=":", linewidth=1)
@@ -284,12 +323,17 @@ def timeseries_plot(points: Iterable[Point]) -> Plot | None:
     ax_rate.set_title(f"throughput and p99 latency per interval ({legend})")
     ax_rate.legend(fontsize=8, loc="lower right")
     ax_lat.set_ylabel("p99 latency (ms)\nsolid e2e, dashed response")
-    ax_lat.set_xlabel("time since start (s)")
+    (ax_cpu if readings else ax_lat).set_xlabel("time since start (s)")
     ax_lat.set_ylim(bottom=0)
     caption = (
         "Per-interval acknowledged rate and p99 latency (solid: end-to-end, dashed: response) "
         "from timeseries.csv."
     )
+    if readings:
+        caption += (
+            " Below: the target's CPU (% of one core) and memory per interval, from each "
+            "point's resources.csv (a target on this host only)."
+        )
     if any(is_pipeline(p.summary) for p, _ in series):
         caption += (
             " For a pipeline, an acknowledged event is a committed one and e2e is visible "

@@ -36,7 +36,7 @@ from bench.store import (
     migrate,
     run_state,
 )
-from bench.units import format_count, format_latency_us, format_rate
+from bench.units import format_bytes, format_count, format_latency_us, format_rate
 
 # pandas is the report extra: it is imported where a frame is built, so the terminal
 # tables (bench run, bench show) work on a core install.
@@ -68,7 +68,7 @@ class Metric:
 
     key: str
     label: str
-    unit: str  # "us", "/s" or "count"
+    unit: str  # "us", "/s", "bytes", or a count or ratio ("count", "cpu-s", "ratio")
     higher_is_better: bool
     getter: Callable[[dict[str, Any]], float | None] = field(repr=False, compare=False)
 
@@ -82,6 +82,8 @@ class Metric:
             return format_latency_us(value)
         if self.unit == "/s":
             return format_rate(value)
+        if self.unit == "bytes":
+            return format_bytes(value)
         return f"{value:.0f}" if float(value).is_integer() else f"{value:.2f}"
 
     def format_diff(self, diff: float | None) -> str:
@@ -271,6 +273,28 @@ def _build_registry() -> dict[str, Metric]:
             False,
             _path_getter("pipeline", "invariants", "applied_twice"),
         ),
+        # What the target spent (engine/resources.py): a target on this host only.
+        Metric(
+            "resources.cpu_s_per_mev",
+            "target cpu-s/Mev",
+            "cpu-s",
+            False,
+            _path_getter("resources", "cpu_s_per_mev"),
+        ),
+        Metric(
+            "resources.mem_peak_bytes",
+            "target memory peak",
+            "bytes",
+            False,
+            _path_getter("resources", "mem_peak_bytes"),
+        ),
+        Metric(
+            "resources.write_amplification",
+            "target disk bytes per payload byte",
+            "ratio",
+            False,
+            _path_getter("resources", "write_amplification"),
+        ),
     ]
     return {m.key: m for m in metrics}
 
@@ -294,6 +318,9 @@ ALIASES = {
     "applied_twice": "pipeline.applied_twice",
     "max_rate": "capacity.max_rate_per_s",
     "capacity": "capacity.max_rate_per_s",
+    "cpu_per_mev": "resources.cpu_s_per_mev",
+    "memory": "resources.mem_peak_bytes",
+    "write_amplification": "resources.write_amplification",
 }
 # What compare shows by default: the figures people choose a target by.
 COMPARE_METRICS = (
@@ -347,6 +374,9 @@ COMPARE_METRICS = (
     "pipeline.applied_per_s",
     "pipeline.never_applied",
     "pipeline.applied_twice",
+    "resources.cpu_s_per_mev",
+    "resources.mem_peak_bytes",
+    "resources.write_amplification",
 )
 
 

@@ -83,6 +83,15 @@ def _apply_cell(apply: dict[str, Any] | None) -> str:
     return f"[red]{format_count(twice)}[/]/{skipped}" if twice else f"0/{skipped}"
 
 
+def cpu_per_mev_text(resources: dict[str, Any] | None) -> str:
+    """The target's CPU-seconds per million acknowledged events: ``-`` where it was not
+    read (an in-process or remote target)."""
+    value = (resources or {}).get("cpu_s_per_mev")
+    if value is None:
+        return "-"
+    return f"{value:,.0f}" if value >= 100 else f"{value:.1f}" if value >= 1 else f"{value:.2f}"
+
+
 def summary_table(summaries: list[dict[str, Any]], title: str | None = None) -> Table:
     table = Table(title=title, header_style="bold", show_lines=False)
     table.add_column("target")
@@ -110,6 +119,10 @@ def summary_table(summaries: list[dict[str, Any]], title: str | None = None) -> 
     if applying:
         table.add_column("applied twice/skipped", justify="right")
         table.add_column("apply p99", justify="right")
+    # What the target spent per million acknowledged events (a target on this host).
+    costed = any(s.get("resources") for s in summaries)
+    if costed:
+        table.add_column("cpu/Mev", justify="right")
     table.add_column("errors", justify="right")
     table.add_column("status")
     for s in summaries:
@@ -131,6 +144,8 @@ def summary_table(summaries: list[dict[str, Any]], title: str | None = None) -> 
             extra.append(_redelivered_cell(audit))
         if applying:
             extra.extend([_apply_cell(s.get("apply")), _lat(s, "apply", "p99")])
+        if costed:
+            extra.append(cpu_per_mev_text(s.get("resources")))
         table.add_row(
             s.get("target", "?"),
             point,
@@ -167,6 +182,7 @@ def store_table(summaries: list[dict[str, Any]], title: str | None = None) -> Ta
         ("resp p99", "right"),
         ("svc p99", "right"),
         ("proj lag p99", "right"),
+        ("cpu/Mev", "right"),
         ("invariants", "left"),
         ("status", "left"),
     ):
@@ -194,6 +210,7 @@ def store_table(summaries: list[dict[str, Any]], title: str | None = None) -> Ta
             _lat(s, "response", "p99"),
             _lat(s, "service", "p99"),
             _lat(s, "e2e", "p99"),
+            cpu_per_mev_text(s.get("resources")),
             inv_text,
             _flags(s),
         )
