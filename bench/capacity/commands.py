@@ -33,7 +33,7 @@ from bench.console import (
     use_omb_sources,
 )
 from bench.errors import ResultsError, ScenarioError
-from bench.units import format_latency_us, parse_duration_s
+from bench.units import format_bytes, format_latency_us, parse_duration_s
 
 if TYPE_CHECKING:  # the heavy modules load when a command runs, not for `bench --help`
     from bench.capacity.checks import Criteria
@@ -659,6 +659,8 @@ def plan(
         "per consumer",
         "partitions needed",
         "consumers needed",
+        "cores",
+        "memory",
         "scale",
         "flags",
     ):
@@ -672,6 +674,8 @@ def plan(
             "-" if row.per_consumer_per_s is None else f"{row.per_consumer_per_s:,.0f}/s",
             f"{row.partitions} {row.unit}",
             "-" if row.consumers is None else str(row.consumers),
+            planner.cores_text(row.cores),
+            "-" if row.memory_bytes is None else format_bytes(row.memory_bytes),
             f"{row.scale:.1f}x",
             "\n".join(row.flags) or "-",
         )
@@ -680,6 +684,8 @@ def plan(
     for row in result.rows:
         if row.scaling:
             console.print(f"{row.target}: {row.scaling}")
+        if row.cost_basis:
+            console.print(f"{row.target}: cores and memory from {row.cost_basis}")
     for store in result.stores:
         console.print(store)
     for skipped in result.skipped:

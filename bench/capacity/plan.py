@@ -22,6 +22,7 @@ from typing import Any
 
 from bench.drivers.base import Sizing, load_driver, sizing_of
 from bench.errors import BenchError, ScenarioError
+from bench.units import format_bytes
 
 # Beyond this multiple of the highest measured total, a row is flagged as a far extrapolation.
 FAR_EXTRAPOLATION = 2.0
@@ -60,6 +61,11 @@ class PlanRow:
     lower_bound: bool  # the measurement was capped by the harness: the real rate is higher
     flags: list[str] = field(default_factory=list)
     scaling: str | None = None
+    # The target's cores and memory for the required rate, from its measured cost per event
+    # (None: the target was not read, e.g. in-process); ``cost_basis`` says from which probe.
+    cores: float | None = None
+    memory_bytes: int | None = None
+    cost_basis: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -107,7 +113,7 @@ def plan(searches: list[dict[str, Any]], load_per_s: float, headroom: float) -> 
             if known is None or search["max_rate_per_s"] < known["max_rate_per_s"]:
                 by_count[count] = search
         measured = [by_count[count] for count in sorted(by_count)]
-        rows.append(_row(name, measured[-1], measured, required))
+        rows.append(_row(name, measured[-1], measured, required, headroom))
     assumptions = [
         f"required rate = load x (1 + headroom) = {load_per_s:,.0f}/s x {1 + headroom:.2f} "
         f"= {required:,.0f}/s",
@@ -118,6 +124,10 @@ def plan(searches: list[dict[str, Any]], load_per_s: float, headroom: float) -> 
         "replication, broker hardware); a change there needs a new find-max",
         "one broker deployment was measured: above its measured total, more partitions only "
         "help with more broker capacity (nodes, cores, disks)",
+        "cores = the target's measured CPU-seconds per million events x the required rate "
+        "(CPU grows with events); memory = its measured peak x (1 + headroom), not scaled "
+        "with the rate (it is mostly buffers and caches); both only where the target ran on "
+        "this host and was read",
     ]
     return Plan(load_per_s, headroom, required, rows, skipped, assumptions, stores)
 
@@ -159,7 +169,13 @@ def _group(search: dict[str, Any]) -> str:
     return " ".join([str(search.get("target")), *others])
 
 
-def _row(name: str, basis: dict[str, Any], found: list[dict[str, Any]], required: float) -> PlanRow:
+def _row(
+    name: str,
+    basis: dict[str, Any],
+    found: list[dict[str, Any]],
+    required: float,
+    headroom: float,
+) -> PlanRow:
     rate = float(basis["max_rate_per_s"])
     partitions = max(1, int(basis.get("partitions") or 1))
     consumers = int(basis.get("consumers") or 0)
@@ -219,6 +235,7 @@ def _row(name: str, basis: dict[str, Any], found: list[dict[str, Any]], required
                 f"{int(small.get('partitions') or 1)} to {partitions} partitions: scaling is "
                 "sub-linear, expect less than this plan"
             )
+    cores, memory, cost_basis = _resources_for(basis, required, headroom)
     return PlanRow(
         target=str(basis.get("target")),
         label=name,
@@ -236,7 +253,49 @@ def _row(name: str, basis: dict[str, Any], found: list[dict[str, Any]], required
         lower_bound=lower_bound,
         flags=flags,
         scaling=scaling,
+        cores=cores,
+        memory_bytes=memory,
+        cost_basis=cost_basis,
     )
+
+
+def _resources_for(
+    search: dict[str, Any], required: float, headroom: float
+) -> tuple[float | None, int | None, str | None]:
+    """Cores and memory for the required rate: the measured CPU-seconds per million events
+    times the required rate (CPU scales with events), and the measured peak memory (which does
+    not scale with the rate in this model: it is buffers and caches) plus the same headroom.
+    From the fastest passing probe whose target was read: the verification run if it passed."""
+    probes = [
+        p
+        for p in search.get("probes") or []
+        if p.get("verdict") == "pass"
+        and (p.get("resources") or {}).get("cpu_s_per_mev") is not None
+        and p.get("rate_per_s")
+    ]
+    if not probes:
+        return None, None, None
+    verified = [p for p in probes if p.get("phase") == "verify"]
+    probe = max(verified or probes, key=lambda p: float(p["rate_per_s"]))
+    cost = probe["resources"]
+    cores = float(cost["cpu_s_per_mev"]) * required / 1e6
+    rate = float(probe["rate_per_s"])
+    peak = cost.get("mem_peak_bytes")
+    memory = None if peak is None else int(peak * (1 + headroom))
+    names = ", ".join(cost.get("processes") or []) or "the target"
+    basis = (
+        f"{names}: {float(cost['cpu_s_per_mev']):,.1f} CPU-s per million events and "
+        f"{format_bytes(peak)} peak memory ({cost.get('mem_kind') or 'rss'}) at {rate:,.0f}/s "
+        f"(probe {probe.get('dir')})"
+    )
+    return cores, memory, basis
+
+
+def cores_text(cores: float | None) -> str:
+    """Cores for people: to a tenth below 10, whole above."""
+    if cores is None:
+        return "-"
+    return f"{cores:.2f}" if cores < 1 else f"{cores:.1f}" if cores < 10 else f"{cores:,.0f}"
 
 
 def to_markdown(result: Plan) -> str:
@@ -244,8 +303,8 @@ def to_markdown(result: Plan) -> str:
     if result.rows:
         lines += [
             "| target | measured | per partition | per consumer | partitions needed | "
-            "consumers needed | scale | flags |",
-            "|---|---|---:|---:|---:|---:|---:|---|",
+            "consumers needed | cores | memory | scale | flags |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
         ]
     for row in result.rows:
         lines.append(
@@ -254,12 +313,15 @@ def to_markdown(result: Plan) -> str:
             + (f"{row.per_consumer_per_s:,.0f}/s" if row.per_consumer_per_s else "-")
             + f" | {row.partitions} {row.unit} | "
             + (str(row.consumers) if row.consumers is not None else "-")
+            + f" | {cores_text(row.cores)} | {format_bytes(row.memory_bytes)}"
             + f" | {row.scale:.1f}x | {'; '.join(row.flags) or '-'} |"
         )
     lines.append("")
     for row in result.rows:
         if row.scaling:
             lines.append(f"- {row.target}: {row.scaling}")
+        if row.cost_basis:
+            lines.append(f"- {row.target}: cores and memory from {row.cost_basis}")
     lines += [f"- {s}" for s in result.stores]
     lines += [f"- {s}" for s in result.skipped]
     lines += ["", "Assumptions:", *[f"- {a}" for a in result.assumptions], ""]

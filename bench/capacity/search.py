@@ -77,6 +77,8 @@ class Probe:
     client_bound: bool
     checks: list[Check]
     verdict: str  # pass, fail, client-bound; "measured" for closed-loop ramp steps
+    # What the target spent at this probe (summary.json's resources; None: not read).
+    resources: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -137,6 +139,14 @@ class SearchResult:
         elif self.status == "budget" and not self.verified:
             text += ": the probe budget ran out before a full-length run confirmed it"
         return text
+
+
+def _cost(resources: Any) -> dict[str, Any] | None:
+    """The figures of a probe's target resources that sizing uses."""
+    if not isinstance(resources, dict):
+        return None
+    keys = ("processes", "cpu_pct", "cpu_s_per_mev", "mem_peak_bytes", "mem_kind")
+    return {key: resources.get(key) for key in keys}
 
 
 Execute = Callable[[RunPoint, str], tuple[dict[str, Any], Path]]
@@ -281,6 +291,7 @@ class Search:
             client_bound=bool(summary.get("client_bound")),
             checks=checks,
             verdict=outcome,
+            resources=_cost(summary.get("resources")),
         )
         if phase == "sweep":
             self.result.sweep.append(probe)

@@ -209,7 +209,7 @@ def test_to_markdown_has_the_table_the_rows_and_the_assumptions():
     assert lines[0] == "# Sizing for 10,000/s with 30% headroom"
     assert (
         "| target | measured | per partition | per consumer | partitions needed | consumers "
-        "needed | scale | flags |"
+        "needed | cores | memory | scale | flags |"
     ) in lines
     row = next(line for line in lines if line.startswith("| mem |"))
     assert "8,000/s on 16 partitions, 2 consumers" in row
@@ -265,3 +265,51 @@ def test_nats_beyond_the_measured_total_is_told_to_add_streams_not_subjects():
     (beyond,) = plan([nats], load_per_s=12000.0, headroom=0.0).rows
     assert beyond.unit == "subjects"
     assert any("split the load over streams" in flag for flag in beyond.flags)
+
+
+# --------------------------------------------------------------------------- cores and memory
+
+
+def _probe(rate: float, phase: str, verdict: str, cpu_s_per_mev: float | None) -> dict[str, Any]:
+    resources = None
+    if cpu_s_per_mev is not None:
+        resources = {
+            "processes": ["nats-server"],
+            "cpu_pct": 50.0,
+            "cpu_s_per_mev": cpu_s_per_mev,
+            "mem_peak_bytes": 200 * 2**20,
+            "mem_kind": "pss",
+        }
+    return {
+        "rate_per_s": rate,
+        "phase": phase,
+        "verdict": verdict,
+        "dir": f"{phase}-{rate:.0f}",
+        "resources": resources,
+    }
+
+
+def test_cores_follow_the_measured_cpu_per_event_and_memory_the_peak_with_headroom():
+    probes = [
+        _probe(2000.0, "ramp", "pass", 150.0),
+        _probe(8000.0, "bracket", "fail", 90.0),  # failed: not a sustainable cost
+        _probe(4000.0, "verify", "pass", 120.0),
+    ]
+    result = plan([search(probes=probes)], load_per_s=10_000.0, headroom=0.3)
+    (row,) = result.rows
+    # 120 CPU-s per million events (the verification run) x 13,000/s = 1.56 cores.
+    assert row.cores == pytest.approx(1.56)
+    assert row.memory_bytes == int(200 * 2**20 * 1.3)
+    assert row.cost_basis is not None
+    assert "nats-server: 120.0 CPU-s per million events" in row.cost_basis
+    assert "at 4,000/s (probe verify-4000)" in row.cost_basis
+    text = to_markdown(result)
+    assert "| 1.6 | 260 MiB |" in text
+    assert "cores and memory from nats-server" in text
+
+
+def test_no_cores_or_memory_where_the_target_was_not_read():
+    probes = [_probe(4000.0, "verify", "pass", None)]
+    (row,) = plan([search(probes=probes)], load_per_s=10_000.0, headroom=0.3).rows
+    assert row.cores is None and row.memory_bytes is None and row.cost_basis is None
+    assert "| - | - |" in to_markdown(plan([search()], load_per_s=10_000.0, headroom=0.3))
