@@ -1,0 +1,43 @@
+"""What a local broker spends (issue 21): the NATS server's CPU, memory and disk per interval
+and over the window, read by its port while a bounded load runs (1,000/s for 2 s)."""
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from bench.engine.runner import PointRunner
+from bench.scenario import expand, scenario_from_dict
+
+pytestmark = pytest.mark.integration
+
+
+def test_a_local_broker_s_cpu_memory_and_disk_are_read_per_interval_and_per_event(
+    tmp_path: Path,
+) -> None:
+    raw = {
+        "scenario": {"name": "resources", "duration": "2s", "warmup": "1s", "seed": 5},
+        "workload": {"rate": 1000, "payload_bytes": 1024, "partitions": 2, "consumers": 1},
+        "targets": {"nats": {"driver": "nats", "servers": ["nats://127.0.0.1:4222"]}},
+    }
+    point = expand(scenario_from_dict(raw, "resources.toml"))[0]
+    summary = PointRunner(point, "resources", tmp_path, stop_requested=lambda: False).run()
+    assert summary["status"] == "ok", summary["problems"]
+    res = summary["resources"]
+    assert res is not None, summary["resources_why"]
+    assert res["source"] == "local" and res["processes"] == ["nats-server"]
+    acked = round(summary["throughput"]["acked_per_s"] * 2)
+    assert res["events_in_window"] == acked
+    # A file-backed stream spends CPU and writes to disk for every event.
+    assert res["cpu_s"] > 0
+    assert res["cpu_s_per_mev"] == pytest.approx(res["cpu_s"] * 1e6 / acked, rel=0.01)
+    assert res["disk_write_bytes"] > 0 and res["write_amplification"] > 0
+    assert res["mem_peak_bytes"] >= res["mem_mean_bytes"] > 0
+    assert res["fds_peak"] > 0
+    # The host-bound figure uses the same reading of the target's CPU.
+    assert summary["host"]["target_pct"] == res["cpu_pct"]
+    with (tmp_path / "resources.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [r["phase"] for r in rows][:3] == ["warmup", "measure", "measure"]
+    assert all(int(r["processes"]) == 1 and float(r["cpu_pct"]) >= 0 for r in rows)
+    print(res)
