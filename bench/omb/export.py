@@ -193,6 +193,10 @@ def point_result(
         # Creating and removing the point's topics (a shared target's; null in-process).
         "topics_created_ms": _ms(topology.get("create_s")),
         "topics_removed_ms": _ms(topology.get("remove_s")),
+        # workload.backlog's build and drain, and what the target spent (null: none, or the
+        # target was not read on this host).
+        "backlog": summary.get("backlog"),
+        "resources": summary.get("resources"),
     }
     return result
 
