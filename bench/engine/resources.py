@@ -227,7 +227,8 @@ class ResourceTimeline:
     duration_s: float
     path: Path
     rows: int = 0
-    window: list[Reading] = field(default_factory=list)  # every reading inside the window
+    # Every reading after the window's start, its end reading included.
+    window: list[Reading] = field(default_factory=list)
     window_start: Reading | None = None
     window_end: Reading | None = None
     _t0: float = 0.0
@@ -307,9 +308,17 @@ class ResourceTimeline:
         self.rows += 1
 
     def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        """The last reading, at the load's end: it ends the window when the load finished (or
+        was interrupted) before the window's nominal end, as the last producer's last send
+        can come a moment before it."""
+        if self._file is None:
+            return
+        now = time.monotonic()
+        self.poll(now)
+        if self.window_start is not None and self.window_end is None:
+            self.window_end = self._reading(now)
+        self._file.close()
+        self._file = None
 
     def figures(self, acked_in_window: int, payload_bytes: float) -> dict[str, Any] | None:
         """The window's figures for summary.json (None: the target was not read here)."""
@@ -319,7 +328,7 @@ class ResourceTimeline:
         return window_figures(
             start,
             end,
-            [*self.window, end],
+            self.window,
             acked_in_window,
             payload_bytes,
             source="local",

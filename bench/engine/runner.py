@@ -586,7 +586,6 @@ class PointRunner:
         if sampler.marked and self.host is None:  # interrupted inside the window
             self.host = sampler.result()
         if self.resources is not None:
-            self.resources.poll(time.monotonic())
             self.resources.close()
         self.finished_ns = time.monotonic_ns()
         broadcast(states, Finish())

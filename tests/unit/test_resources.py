@@ -192,3 +192,28 @@ def test_a_costlier_event_fails_the_gate_and_shows_in_compare(tmp_path):
     (row,) = [line for line in result.output.splitlines() if "resources.cpu_s_per_mev" in line]
     assert "kafka" in row and "100" in row and "150" in row and "+50.0%" in row
     assert "worse" in row
+
+
+def test_the_timeline_writes_a_row_per_interval_and_a_load_ending_early_still_ends_the_window(
+    stand_in, tmp_path
+):
+    from bench.engine.resources import ResourceTimeline
+
+    timeline = ResourceTimeline(_reader(stand_in.port), 0.2, 0.2, 10.0, tmp_path / "resources.csv")
+    t0 = time.monotonic()
+    assert timeline.open(t0)
+    while time.monotonic() < t0 + 1.05:  # the coordinator polls every 50 ms
+        timeline.poll(time.monotonic())
+        time.sleep(0.05)
+    stand_in.do("burn 0.3")
+    timeline.close()  # the load ended 9 s before the window's nominal end
+    lines = (tmp_path / "resources.csv").read_text().splitlines()
+    assert lines[0].startswith("interval,t_s,phase,cpu_pct")
+    phases = [line.split(",")[2] for line in lines[1:]]
+    assert phases[0] == "warmup" and set(phases[1:]) == {"measure"}
+    assert len(phases) >= 5
+    figures = timeline.figures(acked_in_window=1000, payload_bytes=100.0)
+    assert figures is not None
+    assert figures["cpu_s"] == pytest.approx(0.3, abs=0.06)
+    assert figures["cpu_s_per_mev"] == pytest.approx(figures["cpu_s"] * 1000, rel=0.01)
+    assert figures["mem_peak_bytes"] >= 200 * MIB
