@@ -665,7 +665,13 @@ class PostgresStats(Scraper):
             return self._loop.run_until_complete(
                 asyncio.wait_for(self._fetch(), timeout=self.timeout_s * 2)
             )
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except (
+            OSError,
+            TimeoutError,
+            ValueError,  # a DSN asyncpg cannot parse
+            asyncpg.PostgresError,
+            asyncpg.InterfaceError,
+        ) as exc:
             # Drop the connection: the next sample connects anew (the server may be back).
             self._drop()
             raise self._fail("cannot connect to" if connecting else "cannot read", exc) from None
