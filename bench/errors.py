@@ -58,6 +58,13 @@ class DriverError(BenchError):
     exit_code = 3
 
 
+class ScrapeError(BenchError):
+    """A target's own metrics (its monitoring port, statistics views or Prometheus endpoint)
+    could not be read. The caller records the figures as not sampled and carries on."""
+
+    exit_code = 3
+
+
 class DriverNotFound(BenchError):
     """No driver is registered under the requested name, or its client is not installed."""
 

@@ -27,8 +27,9 @@ from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequenc
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any, ClassVar, Literal, Protocol, cast, runtime_checkable
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 
 from bench.errors import DriverError, DriverNotFound
 from bench.units import Duration
@@ -184,6 +185,44 @@ class DriverConfig(BaseModel):
 
     driver: str
     connect_timeout: Duration = 10.0
+    # The target's own metrics (bench/engine/scrape.py): a Prometheus text endpoint, or for
+    # NATS its monitoring address (http://127.0.0.1:8222); and the names to sample there
+    # (None: the driver's defaults; "NORMALISED=NAME" maps a name to a normalised one).
+    metrics_url: str | None = None
+    metrics: list[str] | None = None
+
+    @field_validator("metrics_url")
+    @classmethod
+    def _metrics_url(cls, value: str | None) -> str | None:
+        # The words never quote the URL: it may carry a password.
+        if value is None:
+            return value
+        try:
+            parts = urlsplit(value)
+            port = parts.port
+        except ValueError:
+            raise ValueError(
+                "the port is not a number from 1 to 65535: write http://host:port/path"
+            ) from None
+        if parts.scheme not in ("http", "https"):
+            raise ValueError("must be an http:// or https:// URL (e.g. http://127.0.0.1:8222)")
+        if not parts.hostname:
+            raise ValueError("has no host: write http://host:port/path")
+        if port == 0:
+            raise ValueError("the port is out of range: use 1-65535")
+        return value
+
+    @field_validator("metrics")
+    @classmethod
+    def _metrics(cls, value: list[str] | None) -> list[str] | None:
+        # Imported here: the scraper's HTTP machinery stays out of every driver's import.
+        from bench.engine.scrape import metric_problem
+
+        for entry in value or ():
+            problem = metric_problem(entry)
+            if problem:
+                raise ValueError(problem)
+        return value
 
 
 @dataclass(frozen=True, slots=True)
