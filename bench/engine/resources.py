@@ -31,6 +31,9 @@ from typing import IO, Any
 
 import psutil
 
+from bench.engine.scrape import Sample, Scraper
+from bench.errors import BenchError
+
 RESOURCES_CSV = "resources.csv"  # in the point's directory, next to timeseries.csv
 RESOURCE_COLUMNS = (
     "interval",
@@ -216,12 +219,74 @@ class TargetProcesses:
         self._total.write += max(0, now.write - before.write)
 
 
+class RemoteTarget:
+    """A target read through its own metrics endpoint (engine/scrape.py): NATS monitoring,
+    PostgreSQL's statistics views, a Prometheus text endpoint. Its readings carry what the
+    source reports: CPU from a cumulative ``cpu_s``, or integrated from NATS's ``cpu_pct``
+    gauge over each interval; memory from ``rss_bytes``; disk from ``disk_*_bytes`` or, for
+    PostgreSQL, the WAL bytes written; descriptors from ``open_fds``; and the broker's own
+    consumer lag (``broker_lag``) where it reports one."""
+
+    mem_kind = "rss"
+
+    def __init__(self, scraper: Scraper) -> None:
+        self.scraper = scraper
+        self.names = [scraper.source]
+        self.why: str | None = None
+        self.broker_lag: float | None = None
+        self.reported: frozenset[str] = frozenset()  # of "cpu", "mem", "disk"
+        self._cpu_s = 0.0
+        self._last: Sample | None = None
+
+    def find(self) -> bool:
+        return self.read() is not None
+
+    def read(self) -> Reading | None:
+        try:
+            sample = self.scraper.sample()
+        except BenchError as exc:
+            self.why = exc.message
+            return None
+        values = sample.values
+        if "cpu_s" in values:
+            self._cpu_s = values["cpu_s"]
+        elif "cpu_pct" in values and self._last is not None:
+            self._cpu_s += values["cpu_pct"] / 100.0 * (sample.at_s - self._last.at_s)
+        self._last = sample
+        self.broker_lag = values.get("broker_lag")
+        self.reported = frozenset(
+            figure
+            for figure, names in (
+                ("cpu", ("cpu_s", "cpu_pct")),
+                ("mem", ("rss_bytes",)),
+                ("disk", ("disk_write_bytes", "wal_bytes")),
+            )
+            if any(name in values for name in names)
+        )
+        written = values.get("disk_write_bytes", values.get("wal_bytes", 0.0))
+        fds = values.get("open_fds")
+        return Reading(
+            at_s=sample.at_s,
+            cpu_user_s=self._cpu_s,
+            cpu_system_s=0.0,
+            mem_bytes=int(values.get("rss_bytes", 0)),
+            disk_read_bytes=int(values.get("disk_read_bytes", 0)),
+            disk_write_bytes=int(written),
+            fds=None if fds is None else int(fds),
+            processes=1,
+        )
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.scraper.close()
+
+
 @dataclass
 class ResourceTimeline:
     """A local target's readings on the point's timeline: one ``resources.csv`` row per
     interval, and the measurement window's figures for summary.json."""
 
-    target: TargetProcesses
+    target: TargetProcesses | RemoteTarget
     interval_s: float
     warmup_s: float
     duration_s: float
@@ -319,22 +384,42 @@ class ResourceTimeline:
             self.window_end = self._reading(now)
         self._file.close()
         self._file = None
+        if isinstance(self.target, RemoteTarget):
+            self.target.close()
 
     def figures(self, acked_in_window: int, payload_bytes: float) -> dict[str, Any] | None:
         """The window's figures for summary.json (None: the target was not read here)."""
         start, end = self.window_start, self.window_end
         if start is None or end is None or end.at_s <= start.at_s:
             return None
-        return window_figures(
+        remote = isinstance(self.target, RemoteTarget)
+        figures = window_figures(
             start,
             end,
             self.window,
             acked_in_window,
             payload_bytes,
-            source="local",
+            source="remote" if remote else "local",
             processes=self.target.names,
             mem_kind=self.target.mem_kind,
         )
+        if isinstance(self.target, RemoteTarget):
+            # What the source does not report is not measured, never a zero.
+            unreported = {
+                "cpu": ("cpu_s", "cpu_user_s", "cpu_system_s", "cpu_pct", "cpu_s_per_mev"),
+                "mem": ("mem_peak_bytes", "mem_mean_bytes"),
+                "disk": (
+                    "disk_read_bytes",
+                    "disk_write_bytes",
+                    "disk_write_per_event",
+                    "write_amplification",
+                ),
+            }
+            for figure, keys in unreported.items():
+                if figure not in self.target.reported:
+                    figures.update(dict.fromkeys(keys))
+            figures["broker_lag"] = self.target.broker_lag
+        return figures
 
 
 def window_figures(

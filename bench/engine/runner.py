@@ -36,8 +36,14 @@ from bench.engine.intervals import TIMESERIES_COLUMNS, IntervalMerger, IntervalV
 from bench.engine.messages import Finish, Resume, Start, Stop
 from bench.engine.pool import WorkerState, broadcast, reap, receive, spawn_local
 from bench.engine.replay import run_replay
-from bench.engine.resources import RESOURCES_CSV, ResourceTimeline, TargetProcesses
+from bench.engine.resources import (
+    RESOURCES_CSV,
+    RemoteTarget,
+    ResourceTimeline,
+    TargetProcesses,
+)
 from bench.engine.saga import run_saga
+from bench.engine.scrape import scraper_for
 from bench.engine.summary import (
     CoordinatorRun,
     PointFacts,
@@ -422,8 +428,25 @@ class PointRunner:
             return [s.process.pid for s in states if s.process is not None and s.process.pid]
 
         target = TargetProcesses(ports, workers)
+        source: TargetProcesses | RemoteTarget = target
+        # A metrics endpoint the user named wins (a broker in a container is reached through a
+        # proxy process on this host); otherwise the processes on this host, otherwise the
+        # target's default metrics source, where it has one (engine/scrape.py).
+        named = getattr(self.point.driver_config, "metrics_url", None) is not None
+        if named or not target.find():
+            try:
+                scraper = scraper_for(self.point.driver, self.point.driver_config)
+            except BenchError as exc:
+                self.resources_why = f"{target.why}; its metrics: {exc.message}"
+                return
+            if scraper is None:
+                self.resources_why = (
+                    f"{target.why}, and the target names no metrics endpoint (metrics_url)"
+                )
+                return
+            source = RemoteTarget(scraper)
         timeline = ResourceTimeline(
-            target,
+            source,
             self.meta.interval,
             self.meta.warmup,
             self.meta.duration,
@@ -432,7 +455,9 @@ class PointRunner:
         if timeline.open(self.t0_ns / 1e9):
             self.resources, self.resources_why = timeline, None
         else:
-            self.resources_why = target.why or "the target's processes could not be read"
+            self.resources_why = source.why or "the target's processes could not be read"
+            if isinstance(source, RemoteTarget):
+                source.close()
 
     def _sample_host(self, sampler: HostSampler, window_start: int, window_end: int) -> None:
         """The host's CPU over the measurement window (engine/host.py)."""
@@ -501,7 +526,10 @@ class PointRunner:
         window_start = self.t0_ns + int(self.meta.warmup * 1e9)
         window_end = window_start + int(self.meta.duration * 1e9)
         sampler = HostSampler(
-            set() if self.shared is None else local_ports(self.point.driver_config.model_dump()),
+            # The target's own ports: a metrics endpoint may be a separate exporter process.
+            set()
+            if self.shared is None
+            else local_ports(self.point.driver_config.model_dump(exclude={"metrics_url"})),
             lambda: [s.process.pid for s in states if s.process is not None and s.process.pid],
         )
         self._open_resources(sampler.ports, states)

@@ -8,6 +8,9 @@ alone. Every test collected under ``tests/integration`` gets the ``integration``
 
 from __future__ import annotations
 
+import subprocess
+import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +18,7 @@ import pytest
 
 from bench import infra
 from bench.errors import InfraError
+from tests.integration.server_support import free_port
 
 _HERE = Path(__file__).parent
 
@@ -79,3 +83,32 @@ def broker_target(request: pytest.FixtureRequest) -> dict:
     if name == "nats":
         return {"driver": "nats", "servers": [request.getfixturevalue("nats_url")]}
     return {"driver": "rabbitmq", "url": request.getfixturevalue("rabbitmq_url")}
+
+
+NATS_SERVER = "/usr/sbin/nats-server"
+
+
+@pytest.fixture
+def private_nats(tmp_path: Path) -> Iterator[tuple[int, int]]:
+    """A JetStream server of this test's own (never the shared one on 4222): its client port
+    and its monitoring port."""
+    port, monitor = free_port(), free_port()
+    server = subprocess.Popen(
+        [NATS_SERVER, "-a", "127.0.0.1", "-p", str(port), "-m", str(monitor), "-js",
+         "-sd", str(tmp_path / "store")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{monitor}/healthz", timeout=1):
+                    break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    pytest.fail("the private NATS server did not start")
+                time.sleep(0.05)
+        yield port, monitor
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

@@ -41,3 +41,35 @@ def test_a_local_broker_s_cpu_memory_and_disk_are_read_per_interval_and_per_even
     assert [r["phase"] for r in rows][:3] == ["warmup", "measure", "measure"]
     assert all(int(r["processes"]) == 1 and float(r["cpu_pct"]) >= 0 for r in rows)
     print(res)
+
+
+def test_a_named_metrics_endpoint_is_read_instead_and_says_what_it_cannot_tell(
+    tmp_path: Path, private_nats: tuple[int, int]
+) -> None:
+    port, monitor = private_nats
+    raw = {
+        "scenario": {"name": "remote", "duration": "2s", "warmup": "1s", "seed": 5},
+        "workload": {"rate": 500, "payload_bytes": 256, "partitions": 2, "consumers": 1},
+        "targets": {
+            "nats": {
+                "driver": "nats",
+                "servers": [f"nats://127.0.0.1:{port}"],
+                "metrics_url": f"http://127.0.0.1:{monitor}",
+            }
+        },
+    }
+    point = expand(scenario_from_dict(raw, "remote.toml"))[0]
+    summary = PointRunner(point, "remote", tmp_path, stop_requested=lambda: False).run()
+    assert summary["status"] == "ok", summary["problems"]
+    res = summary["resources"]
+    assert res is not None, summary["resources_why"]
+    assert res["source"] == "remote"
+    assert res["processes"] == [f"nats monitoring http://127.0.0.1:{monitor}"]
+    # NATS reports its memory and a CPU gauge (integrated over the intervals), and its
+    # consumers' pending count; not its disk, which is then not measured (never a zero).
+    assert res["mem_peak_bytes"] > 0 and res["mem_kind"] == "rss"
+    assert res["cpu_s"] is not None and res["cpu_s"] >= 0
+    assert res["cpu_s_per_mev"] is not None
+    assert res["disk_write_bytes"] is None and res["write_amplification"] is None
+    assert res["broker_lag"] is not None and res["broker_lag"] >= 0
+    assert res["events_in_window"] == round(summary["throughput"]["acked_per_s"] * 2)

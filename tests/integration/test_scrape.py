@@ -6,13 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import subprocess
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -23,7 +20,6 @@ from bench.engine.scrape import NatsMonitor, PostgresStats, PrometheusEndpoint, 
 from bench.errors import ScrapeError
 from tests.integration.server_support import free_port
 
-NATS_SERVER = "/usr/sbin/nats-server"
 SECRET = "Scr4pe-Pl4nted-91"
 
 
@@ -36,32 +32,6 @@ def _until(check: Callable[[], Sample], done: Callable[[Sample], bool], within_s
         if done(sample) or time.monotonic() > deadline:
             return sample
         time.sleep(0.1)
-
-
-@pytest.fixture
-def private_nats(tmp_path: Path) -> Iterator[tuple[int, int]]:
-    """A JetStream server of this test's own (never the shared one on 4222): its client port
-    and its monitoring port."""
-    port, monitor = free_port(), free_port()
-    server = subprocess.Popen(
-        [NATS_SERVER, "-a", "127.0.0.1", "-p", str(port), "-m", str(monitor), "-js",
-         "-sd", str(tmp_path / "store")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{monitor}/healthz", timeout=1):
-                    break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    pytest.fail("the private NATS server did not start")
-                time.sleep(0.05)
-        yield port, monitor
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
 
 
 SENT = 300

@@ -217,3 +217,50 @@ def test_the_timeline_writes_a_row_per_interval_and_a_load_ending_early_still_en
     assert figures["cpu_s"] == pytest.approx(0.3, abs=0.06)
     assert figures["cpu_s_per_mev"] == pytest.approx(figures["cpu_s"] * 1000, rel=0.01)
     assert figures["mem_peak_bytes"] >= 200 * MIB
+
+
+def test_a_prometheus_endpoint_gives_cpu_memory_and_descriptors_and_leaves_disk_unmeasured(
+    tmp_path,
+):
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from bench.engine.resources import RemoteTarget, ResourceTimeline
+    from bench.engine.scrape import PrometheusEndpoint
+
+    exposition = {"cpu": 10.0, "rss": 300 * MIB, "fds": 40}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = (
+                f"process_cpu_seconds_total {exposition['cpu']}\n"
+                f"process_resident_memory_bytes {exposition['rss']}\n"
+                f"process_open_fds {exposition['fds']}\n"
+            ).encode()
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/metrics"
+        source = RemoteTarget(PrometheusEndpoint(url))
+        timeline = ResourceTimeline(source, 0.1, 0.0, 10.0, tmp_path / "resources.csv")
+        t0 = time.monotonic()
+        assert timeline.open(t0)
+        timeline.poll(t0 + 0.01)  # the window starts
+        exposition.update(cpu=12.5, rss=400 * MIB, fds=55)
+        timeline.close()
+    finally:
+        server.shutdown()
+    figures = timeline.figures(acked_in_window=10_000, payload_bytes=100.0)
+    assert figures is not None and figures["source"] == "remote"
+    assert figures["cpu_s"] == 2.5  # the process collector's cumulative CPU moved by 2.5 s
+    assert figures["cpu_s_per_mev"] == 250.0  # 2.5 s per 10,000 events
+    assert figures["mem_peak_bytes"] == 400 * MIB and figures["fds_peak"] == 55
+    assert figures["disk_write_bytes"] is None and figures["write_amplification"] is None
+    assert figures["broker_lag"] is None
