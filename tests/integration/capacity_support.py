@@ -12,7 +12,7 @@ from bench.capacity.checks import Criteria, judge, verdict
 from tests.cli_support import bench, only_run
 
 MAX_PROBES = 20
-# Each probe: spawn, 1 s warm-up, a 2 s window (4 s to verify), the drain.
+# Each probe: spawn, a 0.5 s warm-up, a 2 s window (4 s to verify), the drain.
 PROBE_BOUND_S = 12
 
 
@@ -20,8 +20,11 @@ def bounded_find_max(path: Path, out: Path) -> tuple[dict[str, Any], Path]:
     """Run find-max with short probes and a probe budget; the one search and its directory."""
     started = time.monotonic()
     done = bench(
-        "find-max", str(path), "--probe-duration", "2s", "--warmup", "1s",
-        "--verify-duration", "4s", "--max-probes", str(MAX_PROBES), "--no-report",
+        # A 10% bracket: these tests check the search against a real service and that its
+        # answer holds in a fixed-rate run, not its precision (the memory target's tests do).
+        "find-max", str(path), "--probe-duration", "2s", "--warmup", "500ms",
+        "--precision", "10%", "--verify-duration", "4s", "--max-probes", str(MAX_PROBES),
+        "--no-report",
         "-o", str(out), timeout=600,
     )  # fmt: skip
     elapsed = time.monotonic() - started
