@@ -235,6 +235,7 @@ class RemoteTarget:
         self.why: str | None = None
         self.broker_lag: float | None = None
         self.reported: frozenset[str] = frozenset()  # of "cpu", "mem", "disk"
+        self.values: dict[str, float] = {}  # the last sample, every name the source gave
         self._cpu_s = 0.0
         self._last: Sample | None = None
 
@@ -248,6 +249,7 @@ class RemoteTarget:
             self.why = exc.message
             return None
         values = sample.values
+        self.values = dict(values)
         if "cpu_s" in values:
             self._cpu_s = values["cpu_s"]
         elif "cpu_pct" in values and self._last is not None:
@@ -301,6 +303,7 @@ class ResourceTimeline:
     _last: Reading | None = None
     _file: IO[str] | None = None
     _csv: Any = None
+    _values_at_start: dict[str, float] = field(default_factory=dict)
 
     def open(self, t0_monotonic: float) -> bool:
         """Find the target and take the first reading, at the load's start."""
@@ -328,6 +331,8 @@ class ResourceTimeline:
         edges = (self._t0 + self.warmup_s, self._t0 + self.warmup_s + self.duration_s)
         if self.window_start is None and now >= edges[0]:
             self.window_start = self._reading(now)
+            if isinstance(self.target, RemoteTarget):
+                self._values_at_start = dict(self.target.values)
         boundary = self._t0 + self._next * self.interval_s
         if now >= boundary:
             reading = self._reading(now)
@@ -419,6 +424,13 @@ class ResourceTimeline:
                 if figure not in self.target.reported:
                     figures.update(dict.fromkeys(keys))
             figures["broker_lag"] = self.target.broker_lag
+            # Every name the source gave, at the window's start and end (counters and gauges
+            # alike: the source's own vocabulary, docs/drivers.md "Broker metrics").
+            end_values = self.target.values
+            figures["metrics"] = {
+                name: {"start": self._values_at_start.get(name), "end": value}
+                for name, value in sorted(end_values.items())
+            }
         return figures
 
 

@@ -264,3 +264,4 @@ def test_a_prometheus_endpoint_gives_cpu_memory_and_descriptors_and_leaves_disk_
     assert figures["mem_peak_bytes"] == 400 * MIB and figures["fds_peak"] == 55
     assert figures["disk_write_bytes"] is None and figures["write_amplification"] is None
     assert figures["broker_lag"] is None
+    assert figures["metrics"]["cpu_s"] == {"start": 10.0, "end": 12.5}
