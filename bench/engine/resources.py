@@ -34,6 +34,7 @@ import psutil
 from bench.engine.scrape import Sample, Scraper
 from bench.errors import BenchError
 
+GIVE_UP_AFTER = 2  # failed scrapes in a row, after which a remote source is not read again
 RESOURCES_CSV = "resources.csv"  # in the point's directory, next to timeseries.csv
 RESOURCE_COLUMNS = (
     "interval",
@@ -238,16 +239,21 @@ class RemoteTarget:
         self.values: dict[str, float] = {}  # the last sample, every name the source gave
         self._cpu_s = 0.0
         self._last: Sample | None = None
+        self._failures = 0
 
     def find(self) -> bool:
         return self.read() is not None
 
     def read(self) -> Reading | None:
+        if self._failures >= GIVE_UP_AFTER:
+            return None  # each failed scrape held the coordinator up to its timeout
         try:
             sample = self.scraper.sample()
         except BenchError as exc:
             self.why = exc.message
+            self._failures += 1
             return None
+        self._failures = 0
         values = sample.values
         self.values = dict(values)
         if "cpu_s" in values:

@@ -98,7 +98,8 @@ class PointFacts:
 
 def _resources_why(facts: PointFacts) -> str:
     if facts.resources is not None:
-        return "the measurement window was not read (the run ended before it did)"
+        why = facts.resources.target.why
+        return f"the measurement window was not read ({why or 'the run ended before it did'})"
     return facts.resources_why or "the target's processes were not read"
 
 
