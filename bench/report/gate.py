@@ -40,6 +40,9 @@ from bench.units import format_latency_us, parse_duration_s
 from bench.verdict import verdict_of
 
 DEFAULT_MAX_REGRESSION_PCT = 10.0
+# Per-metric defaults (--threshold overrides them): the target's CPU per event, from process
+# accounting on a shared host, moved 127 to 160 CPU-s/Mev over three identical 4 s NATS runs.
+DEFAULT_THRESHOLDS = {"resources.cpu_s_per_mev": 25.0}
 DEFAULT_MIN_LATENCY_DIFF_US = 50.0
 # Gated unless told otherwise: what a user of the numbers acts on. Tails beyond p99 of short
 # runs are too noisy to gate by default; add them with --threshold e2e.p999=25%.
@@ -262,7 +265,7 @@ def check(
                 "a gate needs a finished baseline",
                 hint="check against a run whose manifest says ok",
             )
-    thresholds = dict(thresholds or {})
+    thresholds = {**DEFAULT_THRESHOLDS, **dict(thresholds or {})}
     keys = [metric(k).key for k in metrics]
     keys += [k for k in thresholds if k not in keys]
     n1, n2 = len(baseline.runs), len(candidate.runs)
