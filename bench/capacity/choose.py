@@ -190,7 +190,7 @@ def _run_target(
     fault_window: float,
     unfaultable: str | None,
 ) -> dict[str, Any]:
-    from bench.capacity.decide import LOWER_BOUND
+    from bench.capacity.decide import is_lower_bound
 
     suite = search.base.scenario.choose
     result = search.result
@@ -249,8 +249,8 @@ def _run_target(
     ]
     searched()
 
-    lower = result.status in LOWER_BOUND
     upper = result.upper_rate_per_s
+    lower = is_lower_bound(result.status, upper)
     failed_at_or_below = upper is not None and upper <= load_per_s and not lower
     if run.stop_requested():
         entry["load"]["reason"] = "interrupted"

@@ -23,11 +23,12 @@ from bench.units import format_bytes, format_latency_us, format_rate, format_sec
 RULES: tuple[tuple[str, str], ...] = (
     (
         "R1 capacity",
-        "A target's max sustainable rate under the SLO is exact when its search ended "
-        'found or budget. It is a lower bound, shown "at least X/s", when the search ended '
-        "harness-bound (the harness, not the target, was the limit) or ceiling (the target "
-        "sustained the highest rate searched). Targets are ranked on capacity by exact "
-        "figures only; a lower bound is never ranked, above or below.",
+        "A target's max sustainable rate under the SLO is exact when its search found a "
+        "failing rate above it (status found, or budget with a failing rate). It is a lower "
+        'bound, shown "at least X/s", when the search ended harness-bound (the harness, not '
+        "the target, was the limit), ceiling (the target sustained the highest rate "
+        "searched), or budget before any rate failed. Targets are ranked on capacity by "
+        "exact figures only; a lower bound is never ranked, above or below.",
     ),
     (
         "R2 meets the load",
@@ -61,11 +62,11 @@ RULES: tuple[tuple[str, str], ...] = (
 )
 
 SUMMARY = "summary.json"
-EXACT = ("found", "budget")
 LOWER_BOUND = ("harness-bound", "ceiling")
 STATUS_WORDS = {
     "found": "found",
     "budget": "the probe budget ran out",
+    "budget-lower": "the probe budget ran out before any rate failed",
     "harness-bound": "the harness was the limit",
     "ceiling": "it sustained the highest rate searched",
     "none": "no rate was sustainable",
@@ -129,6 +130,12 @@ class Decision:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def is_lower_bound(status: str, upper_rate_per_s: float | None) -> bool:
+    """R1: the search's max is a lower bound (nothing above it failed on the target's
+    account), not the target's limit."""
+    return status in LOWER_BOUND or (status == "budget" and upper_rate_per_s is None)
 
 
 # --------------------------------------------------------------------------- reading the runs
@@ -254,9 +261,10 @@ def column(run_dir: Path, entry: dict[str, Any], latency_kind: str) -> Column:
     # R1: the max sustainable rate, exact or a lower bound.
     status = str(search.get("status") or "not run")
     rate = search.get("max_rate_per_s")
-    lower = status in LOWER_BOUND
+    lower = is_lower_bound(status, search.get("upper_rate_per_s"))
     limited = ", ".join(search.get("limited_by") or [])
-    why = STATUS_WORDS.get(status, status) + (f"; limited by {limited}" if limited else "")
+    words = "budget-lower" if status == "budget" and lower else status
+    why = STATUS_WORDS.get(words, status) + (f"; limited by {limited}" if limited else "")
     if rate is None:
         max_fact = Fact(None, f"none found ({status})", None)
     elif lower:
