@@ -219,3 +219,10 @@ def test_an_unfaultable_target_says_why_and_its_resources_absent_say_not_measure
 
 def test_the_rules_are_five_and_named():
     assert [name.split()[0] for name, _ in RULES] == ["R1", "R2", "R3", "R4", "R5"]
+
+
+def test_the_readme_quotes_the_rules_the_code_applies():
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    section = readme.split("## Choosing a broker: bench choose", 1)[1].split("\n## ", 1)[0]
+    for name, text in RULES:
+        assert f"- **{name}.** {text}" in section, name
