@@ -443,9 +443,12 @@ def decide(cols: list[Column], load_per_s: float) -> Decision:
     for col in cols:
         if col is first:
             continue
-        clause = f"{col.label} also meets it" if col.load.value is True else (
-            f"{col.label} {col.load_phrase}"
-        )  # fmt: skip
+        if col.load.value is True:
+            clause = f"{col.label} also meets it"
+        else:
+            # "not established", "not measured": "B is not established: ..."
+            verb = "is " if col.load_phrase.startswith("not ") else ""
+            clause = f"{col.label} {verb}{col.load_phrase}"
         if isinstance(col.fault_lost.value, int) and col.fault_lost.value > 0:
             clause += (
                 f", and lost {col.fault_lost.value:,} acknowledged events under a "

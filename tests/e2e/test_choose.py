@@ -205,3 +205,28 @@ def test_a_scenario_without_an_slo_or_with_rate_max_is_refused(tmp_path, capsys)
     path.write_text(SCENARIO.replace("rate = 1000", 'rate = "max"'))
     code, _, err = run_bench_captured(["choose", str(path), "-o", str(tmp_path / "r")], capsys)
     assert code == 2 and "--load" in err.splitlines()[0]
+
+
+def test_a_part_that_failed_to_run_exits_1_and_the_page_says_what_failed(tmp_path):
+    # Nothing listens on port 1: the target's first probe fails, so its search fails. That is
+    # a part of the suite that did not run, not an answer: exit 1, with the page written.
+    path = tmp_path / "choose.toml"
+    path.write_text(
+        SCENARIO.replace(
+            '[targets.slow]\ndriver = "memory"\nservice_time = "3ms"\ncapacity_per_s = 800\n',
+            '[targets.gone]\ndriver = "kafka"\nbootstrap_servers = "127.0.0.1:1"\n',
+        )
+    )
+    results = tmp_path / "results"
+    done = bench("choose", str(path), "--target", "gone", "-o", str(results), "--no-report")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    assert "failed: gone: the search failed" in done.stderr
+    run_dir = only_run(results)
+    choose = json.loads((run_dir / "choose.json").read_text())
+    assert choose["failures"] and choose["failures"][0].startswith("gone: the search failed")
+    assert choose["decision"]["ranking"] == []
+    assert json.loads((run_dir / "manifest.json").read_text())["status"] == "failed"
+    md = (run_dir / "choose.md").read_text()
+    assert "The suite ended failed" in md and "gone: the search failed" in md
+    assert "no target meets the SLO" in md
