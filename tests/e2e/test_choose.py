@@ -172,6 +172,19 @@ def test_every_cell_equals_the_summary_it_links_to(chosen):
         assert set(entry["points"]) <= dirs
 
 
+@pytest.mark.slow
+def test_bench_report_writes_the_report_and_the_same_decision_again(chosen):
+    run_dir, choose, _ = chosen
+    before = (run_dir / "choose.md").read_text()
+    assert "The full report of every point: not written" in before
+    done = bench("report", str(run_dir))
+    assert done.returncode == 0, done.stdout + done.stderr
+    after = (run_dir / "choose.md").read_text()
+    assert "[report.html](report.html)" in after and (run_dir / "report.html").is_file()
+    assert choose["decision"]["answer"] in after
+    assert _table(after) == _table(before)
+
+
 @pytest.mark.parametrize(
     ("argv", "needle"),
     [
