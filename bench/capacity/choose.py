@@ -191,6 +191,7 @@ def _run_target(
     unfaultable: str | None,
 ) -> dict[str, Any]:
     from bench.capacity.decide import is_lower_bound
+    from bench.capacity.search import slo_only
 
     suite = search.base.scenario.choose
     result = search.result
@@ -263,6 +264,15 @@ def _run_target(
     else:
         console.print(f"[bold cyan]▶ {escape(label)}[/]: at the load, {format_rate(load_per_s)}")
         probe = search.probe("load", load_per_s, duration_s=window)
+        if (
+            probe.verdict == "fail"
+            and search.settings.retry_slo_failures
+            and slo_only(probe)
+            and not run.stop_requested()
+        ):
+            # As in find-max: a short window's p99 rests on its few slowest samples, so the
+            # load fails its SLO only when a second run confirms it. The second one decides.
+            probe = search.probe("load", load_per_s, duration_s=window)
         entry["load"].update(
             {"dir": probe.dir, "verdict": probe.verdict, "failed_checks": probe.failed_checks}
         )

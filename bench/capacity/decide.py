@@ -34,7 +34,8 @@ RULES: tuple[tuple[str, str], ...] = (
         "R2 meets the load",
         "A target meets the SLO at the common load when its point at that load ran, passed "
         "every find-max check (SLOs, keeps up, backlog bounded, errors, not client-bound) and "
-        "its verdict passed (no acknowledged loss, duplicate or reordering).",
+        "its verdict passed (no acknowledged loss, duplicate or reordering). A point that "
+        "failed only its SLOs runs once more, as a find-max probe does, and the second decides.",
     ),
     (
         "R3 does not",

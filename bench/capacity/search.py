@@ -416,7 +416,7 @@ class Search:
             if (
                 probe.verdict == "fail"
                 and settings.retry_slo_failures
-                and _slo_only(probe)
+                and slo_only(probe)
                 and self._budget_left()
                 and not self.stop_requested()
             ):
@@ -507,7 +507,7 @@ def _achieved(summary: dict[str, Any]) -> float:
     return float(throughput.get(key) or 0.0)
 
 
-def _slo_only(probe: Probe) -> bool:
+def slo_only(probe: Probe) -> bool:
     failed = probe.failed_checks
     return bool(failed) and all(name.startswith("slo ") for name in failed)
 
