@@ -47,8 +47,6 @@ from bench.capacity.commands import (
     parse_slo,
 )
 from bench.console import (
-    AllowLargeMatrixOption,
-    MaxPointsOption,
     NoReportOption,
     QuietOption,
     ResultsDirOption,
@@ -336,19 +334,18 @@ def choose(
     results_dir: ResultsDirOption = Path("results"),
     quiet: QuietOption = False,
     no_report: NoReportOption = False,
-    max_points: MaxPointsOption = None,
-    allow_large_matrix: AllowLargeMatrixOption = False,
 ) -> None:
     """Which target for this workload? Runs, on every target, find-max under the SLO, a sweep
     at fractions of that max, a point at the common load and a broker kill under load, and
     writes one decision page (choose.html, choose.md) with a plain-language answer derived
     by written rules (README: "Choosing a broker"). Durations come from the scenario's
-    [choose] table."""
+    \\[choose] table."""
     from bench.capacity.search import Search
     from bench.scenario import matrix_limit
 
     path = Path(scenario)
-    loaded, bases = _bases(path, set_ or [], target, matrix_limit(max_points, allow_large_matrix))
+    # A [matrix] is refused below: the default limit only bounds what is expanded to say so.
+    loaded, bases = _bases(path, set_ or [], target, matrix_limit(None, False))
     if loaded.matrix:
         raise ScenarioError(
             str(path),

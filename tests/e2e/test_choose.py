@@ -196,6 +196,8 @@ def test_bench_report_writes_the_report_and_the_same_decision_again(chosen):
         (["--set", "choose.precision=2"], "choose.precision"),
         (["--set", "choose.fractions=[0.5,1.5]"], "choose.fractions"),
         (["--set", 'choose.fault_at="5s"'], "choose.fault_at"),
+        (["--set", "matrix.workload.partitions=[1,2]"], "matrix"),
+        (["--set", 'workload.kind="store"'], "workload.kind"),
     ],
 )
 def test_bad_input_is_one_line_naming_the_field(tmp_path, capsys, argv, needle):
