@@ -179,6 +179,18 @@ def _max_dir(search: Search) -> str | None:
     return max(passing, key=lambda p: (p.duration_s, p.index)).dir
 
 
+def _upper_dir(search: Search) -> str | None:
+    """The last probe that failed at the search's upper bound (what the target did not do)."""
+    result = search.result
+    upper = result.upper_rate_per_s
+    failing = [
+        p
+        for p in result.probes
+        if p.verdict != "pass" and p.rate_per_s is not None and p.rate_per_s == upper
+    ]
+    return failing[-1].dir if failing else None
+
+
 def _run_target(
     run: CapacityRun,
     search: Search,
@@ -221,6 +233,7 @@ def _run_target(
             "limited_by": list(result.limited_by),
             "notes": list(result.notes),
             "max_dir": _max_dir(search),
+            "upper_dir": _upper_dir(search),
         }
         entry["points"] = [p.dir for p in [*result.probes, *result.sweep]]
 
@@ -255,7 +268,8 @@ def _run_target(
         entry["load"]["reason"] = "interrupted"
     elif top < load_per_s and lower:
         entry["load"]["reason"] = (
-            f"the harness could not drive it past {format_rate(top)} ({result.status})"
+            f"its max, at least {format_rate(top)}, is a lower bound below the load "
+            f"({result.status})"
         )
     elif top < load_per_s and failed_at_or_below:
         entry["load"]["reason"] = f"the search failed at {format_rate(upper)}, below the load"

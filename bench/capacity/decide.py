@@ -247,6 +247,53 @@ def _duplicates(summary: dict[str, Any] | None, where: str | None, why: str) -> 
     return Fact(duplicated, f"{duplicated:,}", where)
 
 
+def _at_the_load(
+    load: dict[str, Any],
+    summary: dict[str, Any] | None,
+    search: dict[str, Any],
+    status: str,
+    rate: float | None,
+    lower: bool,
+    why: str,
+) -> Fact:
+    """R2 and R3: does the target meet the SLO at the load (True, False, None: not
+    established or not measured), in words, with the run that shows it. Without a point at
+    the load, the search's own runs are the evidence."""
+    if summary is not None:
+        where = link(load.get("dir"))
+        checks = load.get("failed_checks") or []
+        verdict = (summary.get("verdict") or {}).get("result")
+        if summary.get("client_bound"):
+            return Fact(None, "not established: the harness was client-bound at the load", where)
+        if summary.get("status") != "ok":
+            return Fact(None, f"not measured: the point at the load {summary['status']}", where)
+        if checks or verdict != "pass":
+            reasons = (summary.get("verdict") or {}).get("reasons") or [str(verdict)]
+            failed = ", ".join(checks) or "; ".join(reasons)
+            return Fact(False, f"does not meet the SLO at the load ({failed})", where)
+        return Fact(True, "meets the SLO at the load", where)
+    load_rate = float(load.get("rate_per_s") or 0.0)
+    if rate is not None and lower and rate < load_rate:
+        return Fact(
+            None,
+            f"not established: it sustained at least {format_rate(rate)} ({why}), below the load",
+            link(search.get("max_dir")),
+        )
+    if rate is not None and not lower and rate < load_rate:
+        return Fact(
+            False,
+            f"does not reach the load (max {format_rate(rate)})",
+            link(search.get("upper_dir")),
+        )
+    if rate is None and status not in ("failed", "interrupted", "not run"):
+        return Fact(
+            False,
+            "does not reach the load (no sustainable rate found)",
+            link(search.get("upper_dir")),
+        )
+    return Fact(None, f"not measured: {load.get('reason') or status}")
+
+
 def column(run_dir: Path, entry: dict[str, Any], latency_kind: str) -> Column:
     search = entry.get("search") or {}
     load = entry.get("load") or {}
@@ -276,32 +323,7 @@ def column(run_dir: Path, entry: dict[str, Any], latency_kind: str) -> Column:
         max_fact = Fact(float(rate), format_rate(rate) + fails, link(max_dir))
 
     # R2/R3: the point at the load.
-    load_rate = float(load.get("rate_per_s") or 0.0)
-    meets: bool | None
-    if load_summary is not None:
-        checks = load.get("failed_checks") or []
-        verdict = (load_summary.get("verdict") or {}).get("result")
-        if load_summary.get("client_bound"):
-            meets, phrase = None, "not established: the harness was client-bound at the load"
-        elif load_summary.get("status") != "ok":
-            meets, phrase = None, f"not measured: the point at the load {load_summary['status']}"
-        elif checks or verdict != "pass":
-            failed = ", ".join(checks) or "; ".join(
-                (load_summary.get("verdict") or {}).get("reasons") or [str(verdict)]
-            )
-            meets, phrase = False, f"does not meet the SLO at the load ({failed})"
-        else:
-            meets, phrase = True, "meets the SLO at the load"
-    elif rate is not None and lower and rate < load_rate:
-        meets = None
-        phrase = f"not established: the harness could not drive it past {format_rate(rate)}"
-    elif rate is not None and not lower and rate < load_rate:
-        meets, phrase = False, f"does not reach the load (max {format_rate(rate)})"
-    elif rate is None and status not in ("failed", "interrupted", "not run"):
-        meets, phrase = False, "does not reach the load (no sustainable rate found)"
-    else:
-        meets, phrase = None, f"not measured: {load.get('reason') or status}"
-    load_fact = Fact(meets, phrase, link(load_dir) if load_summary is not None else None)
+    load_fact = _at_the_load(load, load_summary, search, status, rate, lower, why)
 
     latency = (load_summary or {}).get("latency_us") or {}
     stats = latency.get(latency_kind) or {}
@@ -366,7 +388,7 @@ def column(run_dir: Path, entry: dict[str, Any], latency_kind: str) -> Column:
         max_lower_bound=lower and rate is not None,
         max_why=why,
         load=load_fact,
-        load_phrase=phrase,
+        load_phrase=load_fact.text,
         p50=lat("p50"),
         p99=lat("p99"),
         cpu_per_mev=cpu,

@@ -68,6 +68,9 @@ class Suite:
         max_dir = None
         if max_rate is not None:
             max_dir = self.point(f"{name}-max", _summary(max_rate))
+        upper_dir = None
+        if upper is not None:
+            upper_dir = self.point(f"{name}-upper", _summary(upper, verdict="fail"))
         load_dir = None if load is None else self.point(f"{name}-load", load)
         fault_dir = None if fault is None else self.point(f"{name}-fault", fault)
         entry = {
@@ -80,6 +83,7 @@ class Suite:
                 "upper_rate_per_s": upper,
                 "limited_by": ["keeps up"] if upper else [],
                 "max_dir": max_dir,
+                "upper_dir": upper_dir,
             },
             "load": {"rate_per_s": load_per_s, "dir": load_dir, "failed_checks": load_checks or []},
             "fault": {
@@ -130,7 +134,13 @@ def test_below_the_load_an_exact_max_does_not_reach_it_and_a_lower_bound_is_not_
     assert short.load.value is False
     assert short.load_phrase == "does not reach the load (max 600/s)"
     assert held_back.load.value is None
-    assert held_back.load_phrase.startswith("not established: the harness could not drive it")
+    assert held_back.load_phrase == (
+        "not established: it sustained at least 600/s (the harness was the limit; limited by "
+        "keeps up), below the load"
+    )
+    # Each links the run that shows it: the failing probe, and the harness-bound maximum.
+    assert short.load.dir == "short-upper/summary.json"
+    assert held_back.load.dir == "held-max/summary.json"
     decision = decide([short, held_back], 1000.0)
     assert decision.ranking == []
     assert decision.answer.startswith("For this workload at 1,000/s, no target meets the SLO")
