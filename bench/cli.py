@@ -787,6 +787,10 @@ def export_omb(
 app.command()(capacity_commands.sweep)
 app.command()(capacity_commands.plan)
 
+from bench.capacity import choose as choose_command  # noqa: E402
+
+app.command()(choose_command.choose)
+
 
 # --------------------------------------------------------------------------- local services
 

@@ -915,6 +915,51 @@ class VerdictRules(_Model):
         return value
 
 
+class ChooseSuite(_Model):
+    """``[choose]``: the suite ``bench choose`` runs on every target (bench/capacity/choose.py):
+    a find-max under the SLO, a sweep at ``fractions`` of that maximum, a point at the common
+    load, and a ``fault`` (kill or restart of the broker) under load at ``fault_fraction`` of the
+    maximum, where the target can be faulted. Every duration is the scenario's to keep short."""
+
+    probe_duration: Duration = 5.0  # each find-max probe's window
+    warmup: Duration | None = None  # of every point of the suite (None: scenario.warmup)
+    precision: float = Field(default=0.10, gt=0.0, lt=1.0)  # find-max's bracket; "10%" or 0.1
+    max_probes: int = Field(default=12, ge=3, le=200)
+    max_rate: float | None = Field(default=None, gt=0.0)  # never probe above (events/s)
+    verify_duration: Duration = 0.0  # a confirming run of the answer this long (0: none)
+    fractions: list[float] = Field(default=[0.25, 0.5, 0.75, 0.9], min_length=1, max_length=20)
+    point_duration: Duration | None = None  # sweep and load points' window (None: duration)
+    fault: Literal["kill", "restart", "none"] = "kill"
+    fault_fraction: float = Field(default=0.5, gt=0.0, le=1.0)
+    fault_duration: Duration | None = None  # the fault point's window (None: point_duration)
+    fault_at: Duration | None = None  # from the load's start (None: warm-up + a third)
+    fault_down_for: Duration = 2.0
+
+    @field_validator("precision", mode="before")
+    @classmethod
+    def _percent(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().endswith("%"):
+            try:
+                return float(value.strip()[:-1]) / 100.0
+            except ValueError:
+                raise ValueError(f"{_shown(value)} is not a percentage such as '10%'") from None
+        return value
+
+    @field_validator("fractions")
+    @classmethod
+    def _fractions(cls, value: list[float]) -> list[float]:
+        if any(not 0.0 < f <= 1.0 for f in value):
+            raise ValueError("give fractions of the maximum above 0 and up to 1")
+        return value
+
+    @field_validator("probe_duration", "point_duration", "fault_duration")
+    @classmethod
+    def _window(cls, value: float | None) -> float | None:
+        if value is not None and value <= 0:
+            raise ValueError("must be longer than 0s")
+        return value
+
+
 class Scenario(_Model):
     """A validated scenario (one file, overrides applied, matrix not yet expanded)."""
 
@@ -925,6 +970,7 @@ class Scenario(_Model):
     slo: dict[str, Duration] = {}
     verdict: VerdictRules = VerdictRules()
     faults: list[Fault] = []
+    choose: ChooseSuite = ChooseSuite()
     # The targets that --target chose (None: every one); load_scenario sets it.
     _selected: tuple[str, ...] | None = PrivateAttr(default=None)
 

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.capacity.checks import Check, Criteria, judge, verdict
-from bench.scenario import RunPoint
+from bench.scenario import Fault, RunPoint
 from bench.units import format_latency_us
 from bench.verdict import SAMPLES_BEYOND, STAT_QUANTILE
 
@@ -300,6 +300,20 @@ class Search:
         self.report(self.result, probe)
         return probe
 
+    def fault_point(self, rate: float, duration_s: float, fault: Fault) -> tuple[RunPoint, str]:
+        """An open-loop point at ``rate`` with ``fault`` on its timeline, and its directory's
+        name (``bench choose``'s fault step). It is no probe: a fault's errors say nothing of
+        the rate, so it joins neither the search nor the sweep."""
+        point = self._point(rate, None, "fault", duration_s, None)
+        # Its index follows the search's and the sweep's points: nothing of this search runs
+        # after it.
+        point = dataclasses.replace(
+            point, scenario=point.scenario.model_copy(update={"faults": [fault]})
+        )
+        number = len(self.result.probes) + len(self.result.sweep)
+        slug = f"{self.ordinal:02d}-{self.base.target}-{number:02d}-fault-{rate:.0f}"
+        return point, slug
+
     def _long_enough(self, rate: float, duration_s: float) -> float:
         """A window that holds enough samples for the SLOs' percentiles: ten beyond each
         (1,000 for a p99, 10,000 for a p99.9), up to ``WINDOW_STRETCH`` times the probe.
@@ -413,7 +427,7 @@ class Search:
             if (
                 probe.verdict == "fail"
                 and settings.retry_slo_failures
-                and _slo_only(probe)
+                and slo_only(probe)
                 and self._budget_left()
                 and not self.stop_requested()
             ):
@@ -504,7 +518,7 @@ def _achieved(summary: dict[str, Any]) -> float:
     return float(throughput.get(key) or 0.0)
 
 
-def _slo_only(probe: Probe) -> bool:
+def slo_only(probe: Probe) -> bool:
     failed = probe.failed_checks
     return bool(failed) and all(name.startswith("slo ") for name in failed)
 

@@ -33,13 +33,20 @@ def report(
         typer.Option("--output-dir", "-o", help="Write the report here instead of RUN_DIR."),
     ] = None,
 ) -> None:
-    """Write report.html (one self-contained file, opens offline) and report.md for a run."""
+    """Write report.html (one self-contained file, opens offline) and report.md for a run (and,
+    for a bench choose run, its decision page again)."""
     with report_extra("bench report"):
         from bench.report.html import write_report
     from bench.report.tables import load
 
     html_path, md_path = write_report(run_dir, output_dir)
     console.print(f"report: {html_path}\n        {md_path}")
+    if output_dir is None and (Path(run_dir) / "choose.json").is_file():
+        # A bench choose run: its decision page links to this report, from the run directory.
+        from bench.report.choose import write_choose_page
+
+        _, _, choose_html, choose_md = write_choose_page(Path(run_dir))
+        console.print(f"decision page: {choose_html}\n               {choose_md}")
     note = load(run_dir).completion_note()
     if note:  # a run cut off or stopped: the report holds what it completed
         console.print(f"[yellow]note:[/] {escape(f'{run_dir}: {note}')}", soft_wrap=True)
