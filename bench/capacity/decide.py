@@ -209,13 +209,14 @@ def _resources(summary: dict[str, Any] | None, where: str | None) -> tuple[Fact,
         if cpu is None
         else Fact(float(cpu), f"{float(cpu):,.2f} CPU-s per million events", where)
     )
-    mean, peak = resources.get("rss_mean_bytes"), resources.get("rss_peak_bytes")
+    mean, peak = resources.get("mem_mean_bytes"), resources.get("mem_peak_bytes")
+    kind = str(resources.get("mem_kind") or "rss").upper()
     if mean is None and peak is None:
         rss_fact = Fact(None, f"not measured ({source} sampling gave no memory)", where)
     else:
         rss_fact = Fact(
             None if mean is None else float(mean),
-            f"RSS mean {format_bytes(mean)}, peak {format_bytes(peak)}",
+            f"{kind} mean {format_bytes(mean)}, peak {format_bytes(peak)}",
             where,
         )
     amp = resources.get("write_amplification")

@@ -43,7 +43,7 @@ ROWS: tuple[tuple[str, Callable[[Column], Fact]], ...] = (
     ("latency p50 at the load", lambda c: c.p50),
     ("latency p99 at the load", lambda c: c.p99),
     ("CPU per million events (target)", lambda c: c.cpu_per_mev),
-    ("memory at the load (target RSS)", lambda c: c.rss),
+    ("memory at the load (target PSS, or RSS where not given)", lambda c: c.rss),
     ("disk amplification (bytes written / payload)", lambda c: c.write_amplification),
     ("acknowledged events lost under the fault", lambda c: c.fault_lost),
     ("recovery time after the fault", lambda c: c.fault_recovery),
@@ -167,10 +167,10 @@ def _point_rows(run_dir: Path, entry: dict[str, Any], kind: str) -> list[dict[st
                 "p50": format_latency_us(lat.get("p50")),
                 "p99": format_latency_us(lat.get("p99")),
                 "CPU-s / M events": "not measured" if cpu is None else f"{float(cpu):,.2f}",
-                "RSS mean / peak": "not measured"
-                if res is None
-                else f"{format_bytes(res.get('rss_mean_bytes'))} / "
-                f"{format_bytes(res.get('rss_peak_bytes'))}",
+                "memory mean / peak": "not measured"
+                if res is None or res.get("mem_peak_bytes") is None
+                else f"{format_bytes(res.get('mem_mean_bytes'))} / "
+                f"{format_bytes(res.get('mem_peak_bytes'))} ({res.get('mem_kind') or 'rss'})",
                 "disk amp.": "not measured" if amp is None else f"{float(amp):,.2f}x",
                 "client-bound": "yes" if summary.get("client_bound") else "no",
                 "verdict": str((summary.get("verdict") or {}).get("result")),

@@ -160,8 +160,9 @@ def test_the_choice_puts_no_loss_under_the_fault_before_cpu_and_cpu_before_p99(t
     res = {
         "source": "local",
         "cpu_s_per_mev": 5.0,
-        "rss_mean_bytes": 2**20,
-        "rss_peak_bytes": 2**21,
+        "mem_kind": "pss",
+        "mem_mean_bytes": 2**20,
+        "mem_peak_bytes": 2**21,
         "write_amplification": 1.5,
         "disk_write_bytes": 3 * 2**20,
     }
@@ -196,7 +197,7 @@ def test_the_choice_puts_no_loss_under_the_fault_before_cpu_and_cpu_before_p99(t
     assert unmeasured.cpu_per_mev.text == (
         "not measured: in-process target (its work is the harness's)"
     )
-    assert cheap.rss.text == "RSS mean 1.0 MiB, peak 2.0 MiB"
+    assert cheap.rss.text == "PSS mean 1.0 MiB, peak 2.0 MiB"
     assert cheap.write_amplification.text == "1.50x (3.0 MiB written)"
 
 
