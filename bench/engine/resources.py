@@ -155,7 +155,7 @@ class TargetProcesses:
         return list(found.values())
 
     def read(self) -> Reading | None:
-        if not self.roots:
+        if not self.ports:
             return None
         try:
             return self._read()
@@ -166,8 +166,12 @@ class TargetProcesses:
     def _read(self) -> Reading:
         now = time.monotonic()
         tree = self._tree()
+        if not tree and self.find():
+            # The target was restarted (a fault, a supervisor): its new processes, whose every
+            # CPU-second since their start is counted as the load's.
+            tree = self._tree()
         if not tree:
-            raise psutil.NoSuchProcess(self.roots[0].pid, msg="the target's processes exited")
+            raise LookupError(self.why or "the target's processes exited")
         seen: dict[int, _Seen] = {}
         mem = 0
         fds: int | None = 0

@@ -265,3 +265,30 @@ def test_a_prometheus_endpoint_gives_cpu_memory_and_descriptors_and_leaves_disk_
     assert figures["disk_write_bytes"] is None and figures["write_amplification"] is None
     assert figures["broker_lag"] is None
     assert figures["metrics"]["cpu_s"] == {"start": 10.0, "end": 12.5}
+
+
+def test_a_restarted_target_is_found_again_by_its_port(tmp_path):
+    first = StandIn(tmp_path, hold_mib=8)
+    target = _reader(first.port)
+    try:
+        assert target.read() is not None
+    finally:
+        first.stop()
+    assert target.read() is None  # nothing listens on the port for now
+    # The same port comes back under a new process (a restart).
+    second = subprocess.Popen(
+        [sys.executable, "-c", STAND_IN, str(first.port), "8", str(tmp_path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert second.stdout is not None and second.stdout.readline().strip() == "ready"
+        deadline = time.monotonic() + 10
+        while (reading := target.read()) is None:
+            assert time.monotonic() < deadline, target.why
+            time.sleep(0.05)
+        assert reading.processes == 1 and target.roots[0].pid == second.pid
+    finally:
+        second.kill()
+        second.wait(timeout=10)
