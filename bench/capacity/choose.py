@@ -243,9 +243,33 @@ def _run_target(
     console.print(f"  [bold]{escape(result.headline)}[/]")
     top = result.max_rate_per_s
     stopped = run.stop_requested()
+
+    def at_the_load() -> None:
+        console.print(f"[bold cyan]▶ {escape(label)}[/]: at the load, {format_rate(load_per_s)}")
+        probe = search.probe("load", load_per_s, duration_s=window)
+        if (
+            probe.verdict == "fail"
+            and search.settings.retry_slo_failures
+            and slo_only(probe)
+            and not run.stop_requested()
+        ):
+            # As in find-max: a short window's p99 rests on its few slowest samples, so the
+            # load fails its SLO only when a second run confirms it. The second one decides.
+            probe = search.probe("load", load_per_s, duration_s=window)
+        entry["load"].update(
+            {"dir": probe.dir, "verdict": probe.verdict, "failed_checks": probe.failed_checks}
+        )
+        searched()
+
     if top is None or stopped:
         reason = "interrupted" if stopped else f"no max sustainable rate ({result.status})"
-        entry["load"]["reason"] = reason
+        upper = result.upper_rate_per_s
+        if not stopped and result.status != "failed" and (upper is None or upper > load_per_s):
+            # No rate passed, but every failure was above the load (the probe budget ran out
+            # on the way down): the load itself is still the question.
+            at_the_load()
+        else:
+            entry["load"]["reason"] = reason
         entry["fault"]["reason"] = entry["fault"]["reason"] or reason
         return entry
 
@@ -274,21 +298,7 @@ def _run_target(
     elif top < load_per_s and failed_at_or_below:
         entry["load"]["reason"] = f"the search failed at {format_rate(upper)}, below the load"
     else:
-        console.print(f"[bold cyan]▶ {escape(label)}[/]: at the load, {format_rate(load_per_s)}")
-        probe = search.probe("load", load_per_s, duration_s=window)
-        if (
-            probe.verdict == "fail"
-            and search.settings.retry_slo_failures
-            and slo_only(probe)
-            and not run.stop_requested()
-        ):
-            # As in find-max: a short window's p99 rests on its few slowest samples, so the
-            # load fails its SLO only when a second run confirms it. The second one decides.
-            probe = search.probe("load", load_per_s, duration_s=window)
-        entry["load"].update(
-            {"dir": probe.dir, "verdict": probe.verdict, "failed_checks": probe.failed_checks}
-        )
-        searched()
+        at_the_load()
 
     if fault is None or unfaultable is not None or run.stop_requested():
         if run.stop_requested() and entry["fault"]["reason"] is None:

@@ -51,7 +51,9 @@ RULES: tuple[tuple[str, str], ...] = (
         "no acknowledged event under the fault (faulted and none lost, then not faulted, then "
         "lost some); (b) has the lowest CPU seconds per million events at the load (measured "
         "before not measured); (c) has the lowest latency p99 at the load. The answer names "
-        "the first criterion on which the first target beats the second.",
+        "the first criterion on which the first target beats the second. An in-process target "
+        "(memory) is the harness's own baseline: shown, and never chosen over a target outside "
+        "the harness.",
     ),
     (
         "R5 answer",
@@ -116,6 +118,8 @@ class Column:
     fault_action: str
     client_bound: list[str] = field(default_factory=list)  # dirs of client-bound points
     host_bound: list[str] = field(default_factory=list)  # dirs of host-bound points
+    # An in-process target (memory): the harness's own baseline, shown and never chosen (R4).
+    baseline: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -286,10 +290,21 @@ def _at_the_load(
             f"does not reach the load (max {format_rate(rate)})",
             link(search.get("upper_dir")),
         )
-    if rate is None and status not in ("failed", "interrupted", "not run"):
+    upper = search.get("upper_rate_per_s")
+    if rate is None and upper is not None and float(upper) <= load_rate:
         return Fact(
             False,
-            "does not reach the load (no sustainable rate found)",
+            f"does not reach the load (no sustainable rate found; failed at {format_rate(upper)})",
+            link(search.get("upper_dir")),
+        )
+    if rate is None and status not in ("failed", "interrupted", "not run"):
+        # The search failed only above the load (its probe budget ran out on the way down):
+        # that says nothing about the load itself.
+        above = "" if upper is None else f", lowest failing rate {format_rate(upper)}"
+        return Fact(
+            None,
+            f"not established: no probed rate passed ({status}{above}) and no point at the "
+            "load ran",
             link(search.get("upper_dir")),
         )
     return Fact(None, f"not measured: {load.get('reason') or status}")
@@ -404,6 +419,10 @@ def column(run_dir: Path, entry: dict[str, Any], latency_kind: str) -> Column:
         fault_action=action,
         client_bound=bound,
         host_bound=host,
+        baseline=any(
+            bool(((x or {}).get("target_info") or {}).get("in_process"))
+            for x in (load_summary, first_summary)
+        ),
     )
 
 
@@ -446,7 +465,12 @@ def _criterion(first: Column, second: Column | None) -> str:
 
 def decide(cols: list[Column], load_per_s: float) -> Decision:
     """R1 to R5 over the columns (see the module's docstring)."""
-    meets = sorted((c for c in cols if c.load.value is True), key=_sort_key)
+    # R4: an in-process target is the harness's own baseline: never chosen over a target
+    # outside the harness (among in-process targets alone, they are ranked as any other).
+    outside = any(not c.baseline for c in cols)
+    for col in cols:
+        col.baseline = col.baseline and outside
+    meets = sorted((c for c in cols if c.load.value is True and not c.baseline), key=_sort_key)
     exact = sorted(
         (c for c in cols if c.max_rate.value is not None and not c.max_lower_bound),
         key=lambda c: -float(c.max_rate.value),  # type: ignore[arg-type]
@@ -462,12 +486,17 @@ def decide(cols: list[Column], load_per_s: float) -> Decision:
         lead += ", the only target that does" if len(meets) == 1 else f" with {criterion}"
     else:
         first = None
-        lead = f"For this workload at {load_text}, no target meets the SLO"
+        baseline_meets = any(c.load.value is True and c.baseline for c in cols)
+        lead = f"For this workload at {load_text}, no target meets the SLO" + (
+            " but the in-process baseline" if baseline_meets else ""
+        )
     clauses = []
     for col in cols:
         if col is first:
             continue
-        if col.load.value is True:
+        if col.load.value is True and col.baseline:
+            clause = f"{col.label} (the in-process baseline, not a choice) meets it"
+        elif col.load.value is True:
             clause = f"{col.label} also meets it"
         else:
             # "not established", "not measured": "B is not established: ..."

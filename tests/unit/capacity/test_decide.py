@@ -189,7 +189,9 @@ def test_the_choice_puts_no_loss_under_the_fault_before_cpu_and_cpu_before_p99(t
     unmeasured = other.target("inproc", load=_summary(1000.0, in_process=True, p99_us=10.0),
                               fault=_fault(lost=0))  # fmt: skip
     decision = decide([fast, unmeasured, cheap], 1000.0)
-    assert decision.ranking == ["cheap", "fast", "inproc"]
+    # The in-process target is the harness's baseline: shown, never chosen over the others.
+    assert decision.ranking == ["cheap", "fast"]
+    assert "inproc (the in-process baseline, not a choice) meets it" in decision.answer
     assert decision.criterion == "the lowest CPU per event (1.00 CPU-s per million events)"
     assert decision.answer.startswith(
         "For this workload at 1,000/s, cheap meets the SLO with the lowest CPU per event"
@@ -237,3 +239,13 @@ def test_the_readme_quotes_the_rules_the_code_applies():
     section = readme.split("## Choosing a broker: bench choose", 1)[1].split("\n## ", 1)[0]
     for name, text in RULES:
         assert f"- **{name}.** {text}" in section, name
+
+
+def test_a_search_that_failed_only_above_the_load_leaves_the_load_open(tmp_path):
+    suite = Suite(tmp_path)
+    col = suite.target("k", status="budget", max_rate=None, upper=7776.0)
+    assert col.load.value is None
+    assert col.load_phrase.startswith("not established: no probed rate passed (budget")
+    low = suite.target("l", status="budget", max_rate=None, upper=800.0)
+    assert low.load.value is False
+    assert low.load_phrase.startswith("does not reach the load")
