@@ -227,33 +227,27 @@ def _has_failed_sends(points: Iterable[Point]) -> bool:
 # --------------------------------------------------------------------------- over time
 
 
-def _timeseries(point: Point) -> pd.DataFrame | None:
-    path = point.dir / "timeseries.csv"
+def _csv(path: Path, columns: tuple[str, ...]) -> pd.DataFrame | None:
+    """A point's per-interval CSV with the columns a plot needs; None when absent or empty."""
     if not path.exists():
         return None
     try:
         frame = pd.read_csv(path)
     except (OSError, ValueError) as exc:
         raise ResultsError(f"{path}: cannot read as CSV ({exc})") from None
-    for column in ("t_s", "acked_per_s"):
+    for column in columns:
         if column not in frame.columns:
             raise ResultsError(f"{path}: {column}: missing column")
     return frame if len(frame) else None
+
+
+def _timeseries(point: Point) -> pd.DataFrame | None:
+    return _csv(point.dir / "timeseries.csv", ("t_s", "acked_per_s"))
 
 
 def _resources(point: Point) -> pd.DataFrame | None:
     """The target's per-interval readings (engine/resources.py), where it was read."""
-    path = point.dir / "resources.csv"
-    if not path.exists():
-        return None
-    try:
-        frame = pd.read_csv(path)
-    except (OSError, ValueError) as exc:
-        raise ResultsError(f"{path}: cannot read as CSV ({exc})") from None
-    for column in ("t_s", "cpu_pct", "mem_bytes"):
-        if column not in frame.columns:
-            raise ResultsError(f"{path}: {column}: missing column")
-    return frame if len(frame) else None
+    return _csv(point.dir / "resources.csv", ("t_s", "cpu_pct", "mem_bytes"))
 
 
 def timeseries_plot(points: Iterable[Point]) -> Plot | None:
