@@ -60,7 +60,8 @@ RULES: tuple[tuple[str, str], ...] = (
         '"For this workload at L/s, A meets the SLO with <criterion>", then one clause per '
         'other target, in the scenario\'s order: "B also meets it" or its R3 phrase, and '
         '"lost N acknowledged events under a kill" where it did. Then the capacity sentence '
-        "of R1: exact maxima, highest first, and each lower bound, not ranked.",
+        "of R1: exact maxima, highest first, each lower bound, not ranked, and each target whose "
+        "search established no rate.",
     ),
 )
 
@@ -483,7 +484,12 @@ def decide(cols: list[Column], load_per_s: float) -> Decision:
         first = meets[0]
         criterion = _criterion(first, meets[1] if len(meets) > 1 else None)
         lead = f"For this workload at {load_text}, {first.label} meets the SLO"
-        lead += ", the only target that does" if len(meets) == 1 else f" with {criterion}"
+        if len(meets) > 1:
+            lead += f" with {criterion}"
+        elif any(c.baseline and c.load.value is True for c in cols):
+            lead += ", the only target outside the harness that does"
+        else:
+            lead += ", the only target that does"
     else:
         first = None
         baseline_meets = any(c.load.value is True and c.baseline for c in cols)
@@ -526,6 +532,12 @@ def decide(cols: list[Column], load_per_s: float) -> Decision:
         text += "; " + ", ".join(
             f"{c.label} sustains {c.max_rate.text} ({c.max_why}): not ranked on that number"
             for c in lower
+        )
+    unknown = [c for c in cols if c.max_rate.value is None]
+    if unknown:
+        # R1: a search that established no rate is named, never left out of the sentence.
+        text += "; " + ", ".join(
+            f"{c.label} has no max sustainable rate established ({c.max_why})" for c in unknown
         )
     sentences.append(text + ".")
     return Decision(

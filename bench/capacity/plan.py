@@ -124,10 +124,10 @@ def plan(searches: list[dict[str, Any]], load_per_s: float, headroom: float) -> 
         "replication, broker hardware); a change there needs a new find-max",
         "one broker deployment was measured: above its measured total, more partitions only "
         "help with more broker capacity (nodes, cores, disks)",
-        "cores = the target's measured CPU-seconds per million events x the required rate "
-        "(CPU grows with events); memory = its measured peak x (1 + headroom), not scaled "
-        "with the rate (it is mostly buffers and caches); both only where the target ran on "
-        "this host and was read",
+        "cores = a fixed part plus a part per event, fitted to the target's CPU at every probe "
+        "that kept up (CPU per event falls as the rate grows); memory = its measured peak x "
+        "(1 + headroom), not scaled with the rate (it is mostly buffers and caches); both only "
+        "where the target's resources were read",
     ]
     return Plan(load_per_s, headroom, required, rows, skipped, assumptions, stores)
 
@@ -262,33 +262,62 @@ def _row(
 def _resources_for(
     search: dict[str, Any], required: float, headroom: float
 ) -> tuple[float | None, int | None, str | None]:
-    """Cores and memory for the required rate: the measured CPU-seconds per million events
-    times the required rate (CPU scales with events), and the measured peak memory (which does
-    not scale with the rate in this model: it is buffers and caches) plus the same headroom.
-    From the fastest passing probe whose target was read: the verification run if it passed."""
+    """Cores and memory for the required rate.
+
+    Cores: the target's CPU (in cores) against the rate it served, over every probe that kept
+    up (passed, or a closed-loop ramp step) and whose target was read, fitted as a fixed part
+    plus a part per event (least squares, neither negative): CPU per event falls as the rate
+    grows (a broker's fixed work is spread over more events), so one probe's figure would
+    under-provision a lower load and over-provision a higher one. One such probe: the line
+    through zero. Memory: the measured peak of the fastest passing probe (the verification run
+    if it passed) x (1 + headroom), not scaled with the rate (it is mostly buffers and caches).
+    """
     probes = [
         p
         for p in search.get("probes") or []
-        if p.get("verdict") == "pass"
-        and (p.get("resources") or {}).get("cpu_s_per_mev") is not None
-        and p.get("rate_per_s")
+        if p.get("verdict") in ("pass", "measured")
+        and (p.get("resources") or {}).get("cpu_pct") is not None
+        and float(p.get("achieved_per_s") or 0) > 0
     ]
     if not probes:
         return None, None, None
-    verified = [p for p in probes if p.get("phase") == "verify"]
-    probe = max(verified or probes, key=lambda p: float(p["rate_per_s"]))
-    cost = probe["resources"]
-    cores = float(cost["cpu_s_per_mev"]) * required / 1e6
-    rate = float(probe["rate_per_s"])
+    xs = [float(p["achieved_per_s"]) for p in probes]
+    ys = [float(p["resources"]["cpu_pct"]) / 100.0 for p in probes]
+    fixed, per_event = _fit(xs, ys)
+    cores = fixed + per_event * required
+    passing = [p for p in probes if p.get("verdict") == "pass" and p.get("rate_per_s")]
+    verified = [p for p in passing if p.get("phase") == "verify"]
+    fastest = max(verified or passing or probes, key=lambda p: float(p["achieved_per_s"]))
+    cost = fastest["resources"]
     peak = cost.get("mem_peak_bytes")
     memory = None if peak is None else int(peak * (1 + headroom))
     names = ", ".join(cost.get("processes") or []) or "the target"
+    span = f"{min(xs):,.0f}/s to {max(xs):,.0f}/s" if len(probes) > 1 else f"{xs[0]:,.0f}/s"
+    beyond = " (extrapolated)" if required > max(xs) * 1.05 else ""
     basis = (
-        f"{names}: {float(cost['cpu_s_per_mev']):,.1f} CPU-s per million events and "
-        f"{format_bytes(peak)} peak memory ({cost.get('mem_kind') or 'rss'}) at {rate:,.0f}/s "
-        f"(probe {probe.get('dir')})"
+        f"{names}: {fixed:.2f} cores + {per_event * 1000:.3f} cores per 1,000/s, fitted to "
+        f"{len(probes)} probe(s) from {span}{beyond}; {format_bytes(peak)} peak memory "
+        f"({cost.get('mem_kind') or 'rss'}) at {float(fastest['achieved_per_s']):,.0f}/s "
+        f"(probe {fastest.get('dir')})"
     )
     return cores, memory, basis
+
+
+def _fit(xs: list[float], ys: list[float]) -> tuple[float, float]:
+    """y = a + b x by least squares with a, b >= 0 (a line through zero when that fails)."""
+    n = len(xs)
+    if n > 1 and max(xs) > min(xs):
+        mx, my = sum(xs) / n, sum(ys) / n
+        b = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum(
+            (x - mx) ** 2 for x in xs
+        )
+        a = my - b * mx
+        if a >= 0 and b >= 0:
+            return a, b
+        if b < 0:  # CPU that falls with the rate is noise around a fixed cost
+            return max(my, 0.0), 0.0
+    through_zero = sum(x * y for x, y in zip(xs, ys, strict=True)) / sum(x * x for x in xs)
+    return 0.0, max(through_zero, 0.0)
 
 
 def cores_text(cores: float | None) -> str:

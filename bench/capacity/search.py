@@ -490,11 +490,15 @@ class Search:
                 result.precision = (hi.rate_per_s - lo.rate_per_s) / lo.rate_per_s
             if hi.verdict == "client-bound" and result.status in ("found", "budget"):
                 result.status = "harness-bound"
+                sustained = (
+                    f"The target sustained {lo.rate_per_s:,.0f}/s"
+                    if lo is not None and lo.rate_per_s
+                    else "No lower rate was confirmed before the search ended"
+                )
                 result.notes.append(
                     f"at {hi.rate_per_s:,.0f}/s the harness was the limit "
-                    f"({_check_value(hi, 'harness')}). The target sustained "
-                    f"{(lo.rate_per_s if lo else 0):,.0f}/s; its own limit is higher. Add "
-                    "workers (workload.workers) or machines (bench locust) to find it"
+                    f"({_check_value(hi, 'harness')}). {sustained}; the target's own limit is "
+                    "higher. Add workers (workload.workers) or machines (bench locust) to find it"
                 )
 
     # ------------------------------------------------------------------ sweep

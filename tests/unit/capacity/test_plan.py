@@ -270,18 +270,21 @@ def test_nats_beyond_the_measured_total_is_told_to_add_streams_not_subjects():
 # --------------------------------------------------------------------------- cores and memory
 
 
-def _probe(rate: float, phase: str, verdict: str, cpu_s_per_mev: float | None) -> dict[str, Any]:
+def _probe(
+    rate: float, phase: str, verdict: str, cpu_pct: float | None, peak_mib: int = 200
+) -> dict[str, Any]:
     resources = None
-    if cpu_s_per_mev is not None:
+    if cpu_pct is not None:
         resources = {
             "processes": ["nats-server"],
-            "cpu_pct": 50.0,
-            "cpu_s_per_mev": cpu_s_per_mev,
-            "mem_peak_bytes": 200 * 2**20,
+            "cpu_pct": cpu_pct,
+            "cpu_s_per_mev": cpu_pct / 100 * 1e6 / rate,
+            "mem_peak_bytes": peak_mib * 2**20,
             "mem_kind": "pss",
         }
     return {
         "rate_per_s": rate,
+        "achieved_per_s": rate,
         "phase": phase,
         "verdict": verdict,
         "dir": f"{phase}-{rate:.0f}",
@@ -289,23 +292,38 @@ def _probe(rate: float, phase: str, verdict: str, cpu_s_per_mev: float | None) -
     }
 
 
-def test_cores_follow_the_measured_cpu_per_event_and_memory_the_peak_with_headroom():
+def test_cores_follow_a_fixed_part_plus_a_part_per_event_and_memory_the_peak_with_headroom():
+    # 10% of a core at rest plus 0.1 core per 1,000/s: CPU per event falls as the rate grows.
     probes = [
-        _probe(2000.0, "ramp", "pass", 150.0),
-        _probe(8000.0, "bracket", "fail", 90.0),  # failed: not a sustainable cost
-        _probe(4000.0, "verify", "pass", 120.0),
+        _probe(2000.0, "ramp", "measured", 30.0, peak_mib=150),
+        _probe(8000.0, "bracket", "fail", 95.0),  # failed: not a load it kept up with
+        _probe(4000.0, "verify", "pass", 50.0),
     ]
     result = plan([search(probes=probes)], load_per_s=10_000.0, headroom=0.3)
     (row,) = result.rows
-    # 120 CPU-s per million events (the verification run) x 13,000/s = 1.56 cores.
-    assert row.cores == pytest.approx(1.56)
-    assert row.memory_bytes == int(200 * 2**20 * 1.3)
+    assert row.cores == pytest.approx(0.1 + 0.1 * 13.0)  # 1.4 cores at 13,000/s
+    assert row.memory_bytes == int(200 * 2**20 * 1.3)  # the verification run's peak
     assert row.cost_basis is not None
-    assert "nats-server: 120.0 CPU-s per million events" in row.cost_basis
+    assert row.cost_basis.startswith(
+        "nats-server: 0.10 cores + 0.100 cores per 1,000/s, fitted to 2 probe(s) from "
+        "2,000/s to 4,000/s (extrapolated)"
+    )
     assert "at 4,000/s (probe verify-4000)" in row.cost_basis
     text = to_markdown(result)
-    assert "| 1.6 | 260 MiB |" in text
+    assert "| 1.4 | 260 MiB |" in text
     assert "cores and memory from nats-server" in text
+    # A lower load needs the fixed part too: 0.1 + 0.1 x 1.0 cores at 1,000/s, not the
+    # 0.125 that 4,000/s's CPU per event alone would give.
+    (low,) = plan([search(probes=probes)], load_per_s=1000.0, headroom=0.0).rows
+    assert low.cores == pytest.approx(0.2)
+
+
+def test_one_probe_gives_the_line_through_zero_and_falling_cpu_a_fixed_cost():
+    (row,) = plan([search(probes=[_probe(4000.0, "verify", "pass", 40.0)])], 8000.0, 0.0).rows
+    assert row.cores == pytest.approx(0.8)
+    noisy = [_probe(2000.0, "ramp", "measured", 52.0), _probe(4000.0, "verify", "pass", 48.0)]
+    (flat,) = plan([search(probes=noisy)], 8000.0, 0.0).rows
+    assert flat.cores == pytest.approx(0.5)
 
 
 def test_no_cores_or_memory_where_the_target_was_not_read():
