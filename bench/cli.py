@@ -321,7 +321,7 @@ def _run(
                         f"acked {view.acked_per_s:9.0f}/s  recv {view.received_per_s:9.0f}/s  "
                         f"p99 resp {_fmt(view.response_p99_us):>8}  "
                         f"e2e {_fmt(view.e2e_p99_us):>8}  "
-                        f"errors {view.errors}  cpu {view.cpu_pct:3.0f}%",
+                        f"errors {view.errors}  client cpu {view.cpu_pct:3.0f}%",
                         highlight=False,
                     )
 
@@ -352,6 +352,12 @@ def _run(
                             f"[yellow]warning:[/] {_one_line(f'{point.label}: {problem}')}",
                             soft_wrap=True,
                         )
+                unread = _metrics_unread(point, summary)
+                if unread is not None:
+                    err_console.print(
+                        f"[yellow]warning:[/] {_one_line(f'{point.label}: {unread}')}",
+                        soft_wrap=True,
+                    )
         except OSError as exc:
             # A full disk: stop here, with what finished kept.
             problem = session.disk_full(exc)
@@ -561,6 +567,22 @@ def _fmt(value_us: float | None) -> str:
     from bench.units import format_latency_us
 
     return format_latency_us(value_us)
+
+
+def _metrics_unread(point: Any, summary: dict[str, Any]) -> str | None:
+    """One line when a target's named metrics endpoint gave nothing: the run goes on without
+    its costs, and the user asked for them."""
+    url = getattr(point.driver_config, "metrics_url", None)
+    resources = summary.get("resources")
+    if url is None:
+        return None
+    if resources is None:
+        why = summary.get("resources_why") or "not read"
+        return f"targets.{point.target}.metrics_url: the target's costs were not read: {why}"
+    missing = resources.get("metrics_missing") or []
+    if missing:
+        return f"targets.{point.target}.metrics: not reported by the source: {', '.join(missing)}"
+    return None
 
 
 def _spread(w: Any) -> str:

@@ -241,6 +241,7 @@ class RemoteTarget:
         self.broker_lag: float | None = None
         self.reported: frozenset[str] = frozenset()  # of "cpu", "mem", "disk"
         self.values: dict[str, float] = {}  # the last sample, every name the source gave
+        self.missing: tuple[str, ...] = ()  # names asked for (metrics) the source lacks
         self._cpu_s = 0.0
         self._last: Sample | None = None
         self._failures = 0
@@ -260,6 +261,7 @@ class RemoteTarget:
         self._failures = 0
         values = sample.values
         self.values = dict(values)
+        self.missing = tuple(sample.missing)
         if "cpu_s" in values:
             self._cpu_s = values["cpu_s"]
         elif "cpu_pct" in values and self._last is not None:
@@ -370,17 +372,25 @@ class ResourceTimeline:
 
     def _row(self, k: int, now: Reading, before: Reading) -> None:
         span = max(now.at_s - before.at_s, 1e-6)
+        # A remote source's figures it does not report are empty cells (not measured), never 0.
+        reported = (
+            self.target.reported
+            if isinstance(self.target, RemoteTarget)
+            else frozenset({"cpu", "mem", "disk"})
+        )
+        cpu = "cpu" in reported
+        disk = "disk" in reported
         self._csv.writerow(
             [
                 k,
                 f"{now.at_s - self._t0:.3f}",
                 self._phase(k),
-                f"{100.0 * (now.cpu_s - before.cpu_s) / span:.1f}",
-                f"{now.cpu_user_s - before.cpu_user_s:.4f}",
-                f"{now.cpu_system_s - before.cpu_system_s:.4f}",
-                now.mem_bytes,
-                round((now.disk_read_bytes - before.disk_read_bytes) / span),
-                round((now.disk_write_bytes - before.disk_write_bytes) / span),
+                f"{100.0 * (now.cpu_s - before.cpu_s) / span:.1f}" if cpu else "",
+                f"{now.cpu_user_s - before.cpu_user_s:.4f}" if cpu else "",
+                f"{now.cpu_system_s - before.cpu_system_s:.4f}" if cpu else "",
+                now.mem_bytes if "mem" in reported else "",
+                round((now.disk_read_bytes - before.disk_read_bytes) / span) if disk else "",
+                round((now.disk_write_bytes - before.disk_write_bytes) / span) if disk else "",
                 "" if now.fds is None else now.fds,
                 now.processes,
             ]
@@ -441,6 +451,7 @@ class ResourceTimeline:
                 name: {"start": self._values_at_start.get(name), "end": value}
                 for name, value in sorted(end_values.items())
             }
+            figures["metrics_missing"] = list(self.target.missing)
         return figures
 
 

@@ -180,11 +180,16 @@ def summarize(facts: PointFacts) -> dict[str, Any]:
     loop_lag = stats_us(facts.loop_lag)
     cpu_pct = max(facts.cpu_samples) if facts.cpu_samples else None
     bound, reasons = client_bound(w, duration, latency, totals, cpu_pct, loop_lag.p90)
-    resources = (
-        facts.resources.figures(totals["acked_in_window"], w.mean_payload_bytes())
-        if facts.resources is not None
-        else None
-    )
+    resources = None
+    if facts.resources is not None:
+        body = w.mean_payload_bytes()
+        if w.kind == "store" and finals:
+            # A store acknowledges commands, each appending one or more events: the payload
+            # written per command is the run's events per committed command x the body.
+            appended = merged_store_totals(finals)
+            if appended.commits:
+                body *= appended.events_committed / appended.commits
+        resources = facts.resources.figures(totals["acked_in_window"], body)
     host = facts.host
     if host is not None and resources is not None:
         # One figure for the target's CPU: the resource readings' (engine/resources.py).

@@ -18,13 +18,15 @@ if TYPE_CHECKING:
     from bench.report.tables import Point
 
 CAPTION = (
-    "What the target's processes on this host spent over the measurement window (found by "
-    "the port the target listens on, with every process it forked): CPU-seconds per million "
-    "acknowledged events, CPU in % of one core, memory (proportional set size: pages shared "
-    "between its processes divided among them; rss where the kernel does not give it), disk "
-    "bytes written per event and per payload byte (mean payload x acknowledged events), and "
-    "open descriptors. The figures cover the whole server, so any other client of it counts "
-    "too. An in-process or remote target is not read."
+    "What the target spent over the measurement window. A target on this host is read from "
+    "its processes (found by the port it listens on, with every process it forked); one with "
+    "metrics_url, or a PostgreSQL elsewhere, from its own metrics endpoint (source remote: a "
+    "figure the source does not report is '-'). CPU-seconds per million acknowledged events "
+    "(an event store's: commands), CPU in % of one core, memory (pss: pages shared between "
+    "its processes divided among them; rss: resident set), disk bytes written per event and "
+    "per payload byte (mean payload x acknowledged), and open descriptors. The figures cover "
+    "the whole server, so any other client of it counts too. A point whose target was not "
+    "read says why; an in-process target (memory) is the harness's own work and is not listed."
 )
 COLUMNS = (
     "point",
@@ -40,6 +42,10 @@ COLUMNS = (
 )
 
 
+def _size(value: Any) -> str:
+    return "-" if value is None else format_bytes(value)
+
+
 def _number(value: Any, digits: int = 1) -> str:
     return "-" if value is None else f"{float(value):,.{digits}f}"
 
@@ -48,18 +54,27 @@ def resource_rows(summary: dict[str, Any], label: str) -> list[dict[str, str]]:
     """One row for a point whose target was read (none otherwise)."""
     res = summary.get("resources")
     if not res:
-        return []
+        if (summary.get("target_info") or {}).get("in_process") or not summary.get("resources_why"):
+            return []
+        row = dict.fromkeys(COLUMNS, "-")
+        row.update(point=label, processes=f"not read: {summary['resources_why']}")
+        return [row]
     kind = res.get("mem_kind") or "rss"
+
+    def memory(key: str) -> str:
+        value = res.get(key)
+        return "-" if value is None else f"{format_bytes(value)} ({kind})"
+
     return [
         {
             "point": label,
             "processes": ", ".join(res.get("processes") or []) or "-",
             "cpu-s/Mev": _number(res.get("cpu_s_per_mev")),
             "cpu % of a core": _number(res.get("cpu_pct")),
-            "memory mean": f"{format_bytes(res.get('mem_mean_bytes'))} ({kind})",
-            "memory peak": f"{format_bytes(res.get('mem_peak_bytes'))} ({kind})",
-            "disk written": format_bytes(res.get("disk_write_bytes")),
-            "written/event": format_bytes(res.get("disk_write_per_event")),
+            "memory mean": memory("mem_mean_bytes"),
+            "memory peak": memory("mem_peak_bytes"),
+            "disk written": _size(res.get("disk_write_bytes")),
+            "written/event": _size(res.get("disk_write_per_event")),
             "written/payload byte": _number(res.get("write_amplification"), 2),
             "fds peak": "-" if res.get("fds_peak") is None else format_count(res["fds_peak"]),
         }
@@ -67,7 +82,7 @@ def resource_rows(summary: dict[str, Any], label: str) -> list[dict[str, str]]:
 
 
 def resources_frame(points: Iterable[Point]) -> pd.DataFrame:
-    """The report's table; empty when no point's target was read."""
+    """The report's table; empty when no point outside the harness had a target to read."""
     import pandas as pd
 
     rows = [row for p in points for row in resource_rows(p.summary, p.label)]

@@ -73,3 +73,41 @@ def test_a_named_metrics_endpoint_is_read_instead_and_says_what_it_cannot_tell(
     assert res["disk_write_bytes"] is None and res["write_amplification"] is None
     assert res["broker_lag"] is not None and res["broker_lag"] >= 0
     assert res["events_in_window"] == round(summary["throughput"]["acked_per_s"] * 2)
+
+
+def test_a_metrics_endpoint_that_cannot_be_read_is_one_warning_and_the_run_goes_on(
+    tmp_path: Path,
+) -> None:
+    from tests.cli_support import bench, only_run
+    from tests.integration.server_support import free_port
+
+    closed = free_port()
+    path = tmp_path / "dead-metrics.toml"
+    path.write_text(
+        f"""
+[scenario]
+name = "dead-metrics"
+duration = "1s"
+warmup = "0s"
+
+[workload]
+rate = 200
+partitions = 2
+
+[targets.nats]
+driver = "nats"
+servers = ["nats://127.0.0.1:4222"]
+metrics_url = "http://u:Sekr1t-metrics@127.0.0.1:{closed}"
+"""
+    )
+    done = bench("run", str(path), "-o", str(tmp_path / "r"), timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    warnings = [line for line in done.stderr.splitlines() if "metrics_url" in line]
+    assert len(warnings) == 1, done.stderr
+    assert warnings[0].startswith("warning: nats: targets.nats.metrics_url: the target's costs")
+    assert f"127.0.0.1:{closed}/varz" in warnings[0] and "Sekr1t" not in done.stderr
+    assert "Traceback" not in done.stderr
+    run_dir = only_run(tmp_path / "r")
+    report = (run_dir / "report.md").read_text()
+    assert "## Target resources" in report and "not read: nats /varz: cannot read" in report
+    assert "Sekr1t" not in report
