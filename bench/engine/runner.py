@@ -437,7 +437,9 @@ class PointRunner:
             try:
                 scraper = scraper_for(self.point.driver, self.point.driver_config)
             except BenchError as exc:
-                self.resources_why = f"{target.why}; its metrics: {exc.message}"
+                self.resources_why = (
+                    exc.message if named else f"{target.why}; its metrics: {exc.message}"
+                )
                 return
             if scraper is None:
                 self.resources_why = (
