@@ -191,7 +191,7 @@ def summarize(facts: PointFacts) -> dict[str, Any]:
                 body *= appended.events_committed / appended.commits
         resources = facts.resources.figures(totals["acked_in_window"], body)
     host = facts.host
-    if host is not None and resources is not None:
+    if host is not None and resources is not None and resources["source"] == "local":
         # One figure for the target's CPU: the resource readings' (engine/resources.py).
         host = {
             **host,
