@@ -72,7 +72,12 @@ def postgres_dsn() -> Iterator[str]:
 def broker_target(request: pytest.FixtureRequest) -> dict:
     """A stream target's options for the broker named by indirect parametrization
     (``kafka``, ``nats`` or ``rabbitmq``), on the services the session ensured."""
-    name = request.param
+    return broker_options(request, request.param)
+
+
+def broker_options(request: pytest.FixtureRequest, name: str) -> dict:
+    """The options of a stream target on ``name`` (kafka, nats or rabbitmq), on the services
+    the session ensured."""
     if name == "kafka":
         return {
             "driver": "kafka",

@@ -8,23 +8,14 @@ import pytest
 
 from bench.engine.runner import PointRunner
 from bench.scenario import expand, scenario_from_dict
+from tests.integration.conftest import broker_options
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(params=["kafka", "nats", "rabbitmq"])
 def target(request: pytest.FixtureRequest) -> dict:
-    name = request.param
-    if name == "kafka":
-        return {
-            "driver": "kafka",
-            "bootstrap_servers": request.getfixturevalue("kafka_bootstrap"),
-            "fetch_max_wait_ms": 10,
-            "session_timeout_ms": 6000,
-        }
-    if name == "nats":
-        return {"driver": "nats", "servers": [request.getfixturevalue("nats_url")]}
-    return {"driver": "rabbitmq", "url": request.getfixturevalue("rabbitmq_url")}
+    return broker_options(request, request.param)
 
 
 @pytest.mark.parametrize("mode", ["orchestration", "choreography"])
